@@ -1,0 +1,1 @@
+"""Low-level helpers shared by every layer (no metalab imports above this)."""

@@ -1,0 +1,41 @@
+"""Fast JSON encoding (orjson) with one set of options for the whole project."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+__all__ = ["dumps", "dumps_pretty", "loads", "JSONDecodeError"]
+
+JSONDecodeError = orjson.JSONDecodeError
+
+_OPTS = orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+
+
+def _default(obj: Any) -> Any:
+    # numpy scalars that orjson does not serialise natively, sets, paths, enums
+    if hasattr(obj, "item") and callable(obj.item):
+        return obj.item()
+    if isinstance(obj, set | frozenset):
+        return sorted(obj, key=repr)
+    if hasattr(obj, "__fspath__"):
+        return str(obj.__fspath__())
+    if hasattr(obj, "value") and hasattr(obj, "name"):
+        return obj.value
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
+def dumps(obj: Any) -> bytes:
+    """Encode ``obj`` as compact UTF-8 JSON with sorted keys."""
+    return orjson.dumps(obj, default=_default, option=_OPTS)
+
+
+def dumps_pretty(obj: Any) -> bytes:
+    """Encode ``obj`` as indented JSON (for human-read files such as manifests)."""
+    return orjson.dumps(obj, default=_default, option=_OPTS | orjson.OPT_INDENT_2)
+
+
+def loads(data: bytes | str) -> Any:
+    """Decode JSON; raises :data:`JSONDecodeError` (a ``ValueError``) on bad input."""
+    return orjson.loads(data)

@@ -1,0 +1,244 @@
+"""The Store interface every storage backend implements.
+
+A store holds the results of runs of one experiment (a *scoped* store) or of
+a collection of experiments (an *unscoped* store).  The primitives below are
+the whole contract; everything else (Results, transfer, the runner) is built on
+them.  Optional features are declared with ``supports_*`` class flags rather
+than discovered by type checks.
+
+Concurrency contract (all backends):
+    * Every write is atomic: a concurrent reader sees the old value or the new
+      one, never a partial one.  Concurrent writes of the same item: last
+      writer wins.
+    * Methods are safe to call from several threads and several processes
+      (and hosts, on a shared filesystem) at once.
+    * Reads never take locks.
+
+Errors:
+    * Bad names raise :class:`~metalab.InvalidNameError` before anything is
+      written.
+    * ``get_*`` methods return ``None`` for a missing item; ``*_bytes`` /
+      ``open_*`` raise :class:`~metalab.NotFoundError`.
+    * Files that exist but cannot be parsed raise (or, in bulk reads, report
+      through ``on_error``) :class:`~metalab.CorruptRecordError` naming the file.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import os
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
+
+from metalab._errors import CorruptRecordError
+from metalab.model import ArtifactDescriptor, RunRecord
+
+if TYPE_CHECKING:
+    from metalab.store._config import StoreConfig
+
+__all__ = ["ErrorCallback", "Store", "warn_corrupt"]
+
+log = logging.getLogger("metalab.store")
+
+ErrorCallback = Callable[[CorruptRecordError], None]
+
+
+def warn_corrupt(err: CorruptRecordError) -> None:
+    """Default ``on_error`` for bulk reads: log a warning naming the file, go on."""
+    log.warning("skipping unreadable file: %s", err)
+
+
+class Store(abc.ABC):
+    """Abstract base of all stores.  See the module docstring for the contract."""
+
+    #: the store can name a local folder holding this experiment's files
+    supports_working_directory: ClassVar[bool] = False
+    #: ``log_path()`` gives a local file that may be appended to directly
+    supports_log_path: ClassVar[bool] = False
+    #: the store keeps a query index that can be rebuilt from files
+    supports_index: ClassVar[bool] = False
+    #: the store refuses writes
+    read_only: ClassVar[bool] = False
+
+    # ------------------------------------------------------------------ identity
+    @property
+    @abc.abstractmethod
+    def config(self) -> StoreConfig:
+        """The config this store was connected from (``config.connect()`` rebuilds it)."""
+
+    @property
+    def experiment_id(self) -> str | None:
+        """The experiment this store is scoped to, or ``None`` for a collection."""
+        return self.config.experiment_id
+
+    @property
+    def is_scoped(self) -> bool:
+        return self.experiment_id is not None
+
+    # ------------------------------------------------------------- run records
+    @abc.abstractmethod
+    def put_run_record(self, record: RunRecord) -> None:
+        """Write (create or replace) the record of ``record.run_id`` atomically."""
+
+    @abc.abstractmethod
+    def get_run_record(self, run_id: str) -> RunRecord | None:
+        """The record of ``run_id`` or ``None``.
+
+        Raises:
+            CorruptRecordError: the record exists but cannot be parsed.
+        """
+
+    @abc.abstractmethod
+    def iter_run_documents(
+        self, experiment_id: str | None = None, *, on_error: ErrorCallback | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Yield the raw JSON documents of all run records (the fast bulk path).
+
+        A scoped store yields only its own experiment's runs.  ``experiment_id``
+        narrows an unscoped store to one experiment.  Unreadable files are
+        reported to ``on_error`` (default: :func:`warn_corrupt`) and skipped.
+        """
+
+    def list_run_records(
+        self, experiment_id: str | None = None, *, on_error: ErrorCallback | None = None
+    ) -> list[RunRecord]:
+        """All run records (see :meth:`iter_run_documents` for scoping and errors)."""
+        report = on_error or warn_corrupt
+        out: list[RunRecord] = []
+        for doc in self.iter_run_documents(experiment_id, on_error=report):
+            try:
+                out.append(RunRecord.from_dict(doc, source=str(doc.get("run_id", "?"))))
+            except CorruptRecordError as exc:
+                report(exc)
+        return out
+
+    def run_exists(self, run_id: str) -> bool:
+        return self.get_run_record(run_id) is not None
+
+    @abc.abstractmethod
+    def delete_run(self, run_id: str) -> None:
+        """Remove everything stored for ``run_id`` (record, derived, data, artifacts, logs)."""
+
+    # ---------------------------------------------------------------- artifacts
+    @abc.abstractmethod
+    def put_artifact(
+        self,
+        run_id: str,
+        name: str,
+        source: bytes | os.PathLike[str],
+        *,
+        kind: str,
+        format: str,
+        metadata: dict[str, Any] | None = None,
+    ) -> ArtifactDescriptor:
+        """Store an artifact's bytes (or copy the file at ``source``) atomically.
+
+        Returns the descriptor to put in the run record.  Storing a name again
+        replaces the artifact.
+        """
+
+    @abc.abstractmethod
+    def list_artifacts(self, run_id: str) -> list[ArtifactDescriptor]:
+        """Descriptors of the artifacts stored for ``run_id``."""
+
+    @abc.abstractmethod
+    def open_artifact(self, run_id: str, name: str) -> BinaryIO:
+        """Open an artifact for reading.
+
+        Raises:
+            NotFoundError: no such artifact.
+        """
+
+    def get_artifact_bytes(self, run_id: str, name: str) -> bytes:
+        with self.open_artifact(run_id, name) as fh:
+            return fh.read()
+
+    # --------------------------------------------------------------------- logs
+    @abc.abstractmethod
+    def append_log(self, run_id: str, name: str, text: str) -> None:
+        """Append ``text`` to log ``name`` of ``run_id`` (created if missing)."""
+
+    @abc.abstractmethod
+    def get_log(self, run_id: str, name: str = "run") -> str | None:
+        """The content of a log, or ``None`` if it does not exist."""
+
+    @abc.abstractmethod
+    def list_logs(self, run_id: str) -> list[str]:
+        """Names of the logs of ``run_id``."""
+
+    def log_path(self, run_id: str, name: str) -> str:
+        """A local file path for log ``name`` (only if ``supports_log_path``)."""
+        raise NotImplementedError(f"{type(self).__name__} has no local log files")
+
+    # ---------------------------------------------------------- structured data
+    @abc.abstractmethod
+    def put_data(self, run_id: str, name: str, payload: dict[str, Any]) -> None:
+        """Store a JSON document ``payload`` as structured data ``name`` of ``run_id``.
+
+        ``payload`` holds ``data`` plus optional ``kind`` ("data" or "series"),
+        ``dtype``, ``shape`` and ``metadata``.
+        """
+
+    @abc.abstractmethod
+    def get_data(self, run_id: str, name: str) -> dict[str, Any] | None:
+        """The payload stored by :meth:`put_data`, or ``None``."""
+
+    @abc.abstractmethod
+    def list_data(self, run_id: str) -> list[str]:
+        """Names of the structured data items of ``run_id``."""
+
+    # ------------------------------------------------------------------ derived
+    @abc.abstractmethod
+    def put_derived(self, run_id: str, values: dict[str, Any]) -> None:
+        """Store derived metrics of ``run_id`` (replaces earlier ones)."""
+
+    @abc.abstractmethod
+    def get_derived(self, run_id: str) -> dict[str, Any] | None:
+        """Derived metrics of ``run_id``, or ``None``."""
+
+    # --------------------------------------------------------------- manifests
+    @abc.abstractmethod
+    def put_experiment_manifest(
+        self, experiment_id: str, manifest: dict[str, Any], timestamp: datetime | None = None
+    ) -> None:
+        """Store one experiment manifest (a new file per call, never overwritten)."""
+
+    @abc.abstractmethod
+    def list_experiment_manifests(
+        self, experiment_id: str
+    ) -> list[tuple[datetime, dict[str, Any]]]:
+        """All manifests of ``experiment_id``, oldest first."""
+
+    def get_experiment_manifest(self, experiment_id: str) -> dict[str, Any] | None:
+        """The newest manifest of ``experiment_id``, or ``None``."""
+        manifests = self.list_experiment_manifests(experiment_id)
+        return manifests[-1][1] if manifests else None
+
+    # -------------------------------------------------------------- collection
+    @abc.abstractmethod
+    def list_experiments(self) -> list[str]:
+        """Experiment ids that have data in this store (its own id if scoped)."""
+
+    def get_working_directory(self) -> str:
+        """The local folder of this store's files (only if ``supports_working_directory``)."""
+        raise NotImplementedError(f"{type(self).__name__} has no working directory")
+
+    # ---------------------------------------------------------------- lifecycle
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections and handles (idempotent)."""
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Stores pickle as their config and reconnect on load.
+        return (_reconnect, (self.config,))
+
+
+def _reconnect(config: StoreConfig) -> Store:
+    return config.connect()
