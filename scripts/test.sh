@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Set up the environment, then run the whole check suite: ruff, mypy, pytest.
+# Extra arguments go to pytest (e.g. scripts/test.sh -k store -x).
+# Exits non-zero if any step fails; pytest collecting no tests (exit 5) is a failure.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+./scripts/setup.sh
+BIN="$ROOT/.venv/bin"
+
+# ---------------------------------------------------------------- services
+# Services the tests need (PostgreSQL, SLURM, ...) are started here and
+# stopped by the EXIT trap, whatever happens.  Each start function appends
+# its stop command to CLEANUP.
+CLEANUP=()
+cleanup() {
+    local i
+    for ((i = ${#CLEANUP[@]} - 1; i >= 0; i--)); do
+        eval "${CLEANUP[i]}" || true
+    done
+}
+trap cleanup EXIT
+
+start_services() {
+    :  # nothing yet
+}
+start_services
+
+# ------------------------------------------------------------------ checks
+failed=()
+run_step() {
+    local name="$1"
+    shift
+    echo "==> $name" >&2
+    local rc=0
+    "$@" || rc=$?
+    if [ "$name" = pytest ] && [ "$rc" -eq 5 ]; then
+        echo "pytest collected no tests" >&2
+    fi
+    if [ "$rc" -ne 0 ]; then
+        failed+=("$name (exit $rc)")
+    fi
+}
+
+run_step ruff "$BIN/ruff" check src tests
+run_step mypy "$BIN/mypy"
+run_step pytest "$BIN/pytest" -q "$@"
+
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "FAILED: ${failed[*]}" >&2
+    exit 1
+fi
+echo "all checks passed" >&2

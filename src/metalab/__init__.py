@@ -1,0 +1,244 @@
+"""metalab: reproducible experiments with deterministic run ids and files-first storage.
+
+This module is the curated public API.  Names are resolved lazily on first
+attribute access (PEP 562), so ``import metalab`` is cheap: it loads none of
+pandas, numpy, psycopg, rich or click.  Everything listed in ``__all__`` can be
+imported with ``from metalab import <name>``.
+
+Typical use::
+
+    import metalab
+
+    @metalab.operation
+    def estimate(params, seeds, capture):
+        ...
+
+    exp = metalab.Experiment(name="demo", version="1", context={}, operation=estimate,
+                             params=metalab.grid(n=[100, 1000]), seeds=metalab.seeds(0, 3))
+    handle = metalab.run(exp, store="./experiments")
+    results = handle.result()
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from metalab._version import __version__
+
+if TYPE_CHECKING:  # pragma: no cover - static view of the lazy table below
+    from metalab._errors import (
+        CanonicalizationError,
+        ConfigError,
+        CorruptRecordError,
+        ExecutionError,
+        ExperimentMismatchError,
+        IndexUnavailableError,
+        InvalidNameError,
+        MetalabError,
+        MissingDependencyError,
+        NotFoundError,
+        OperationImportError,
+        RunCancelledError,
+        ScopeError,
+        StoreError,
+        UnknownSchemeError,
+        ValidationError,
+    )
+    from metalab.analysis import Results, Run, load_results
+    from metalab.definition import (
+        DirPath,
+        Experiment,
+        FilePath,
+        Operation,
+        ParamCase,
+        ParamSource,
+        SeedBundle,
+        SeedPlan,
+        choice,
+        grid,
+        loguniform,
+        manual,
+        operation,
+        randint,
+        random,
+        seeds,
+        uniform,
+    )
+    from metalab.execution import (
+        Capture,
+        Event,
+        EventKind,
+        Executor,
+        ProcessExecutor,
+        RunHandle,
+        RunStatus,
+        Runtime,
+        SerialExecutor,
+        ThreadExecutor,
+        run,
+    )
+    from metalab.model import ArtifactDescriptor, ErrorInfo, Provenance, RunRecord, Status
+    from metalab.store import (
+        FileStore,
+        FileStoreConfig,
+        PostgresStoreConfig,
+        Store,
+        StoreConfig,
+        create_store,
+        export_store,
+        parse_to_config,
+    )
+
+_ERRORS = (
+    "CanonicalizationError",
+    "ConfigError",
+    "CorruptRecordError",
+    "ExecutionError",
+    "ExperimentMismatchError",
+    "IndexUnavailableError",
+    "InvalidNameError",
+    "MetalabError",
+    "MissingDependencyError",
+    "NotFoundError",
+    "OperationImportError",
+    "RunCancelledError",
+    "ScopeError",
+    "StoreError",
+    "UnknownSchemeError",
+    "ValidationError",
+)
+
+# public name -> "module:attribute"; resolved on first access, then cached in globals()
+_LAZY: dict[str, str] = {
+    # layer 1: record model
+    "ArtifactDescriptor": "metalab.model:ArtifactDescriptor",
+    "ErrorInfo": "metalab.model:ErrorInfo",
+    "Provenance": "metalab.model:Provenance",
+    "RunRecord": "metalab.model:RunRecord",
+    "Status": "metalab.model:Status",
+    # layer 2: stores
+    "FileStore": "metalab.store:FileStore",
+    "FileStoreConfig": "metalab.store:FileStoreConfig",
+    "PostgresStoreConfig": "metalab.store:PostgresStoreConfig",
+    "Store": "metalab.store:Store",
+    "StoreConfig": "metalab.store:StoreConfig",
+    "create_store": "metalab.store:create_store",
+    "export_store": "metalab.store:export_store",
+    "parse_to_config": "metalab.store:parse_to_config",
+    # layer 3: experiment definition
+    "DirPath": "metalab.definition:DirPath",
+    "Experiment": "metalab.definition:Experiment",
+    "FilePath": "metalab.definition:FilePath",
+    "Operation": "metalab.definition:Operation",
+    "ParamCase": "metalab.definition:ParamCase",
+    "ParamSource": "metalab.definition:ParamSource",
+    "SeedBundle": "metalab.definition:SeedBundle",
+    "SeedPlan": "metalab.definition:SeedPlan",
+    "choice": "metalab.definition:choice",
+    "grid": "metalab.definition:grid",
+    "loguniform": "metalab.definition:loguniform",
+    "manual": "metalab.definition:manual",
+    "operation": "metalab.definition:operation",
+    "randint": "metalab.definition:randint",
+    "random": "metalab.definition:random",
+    "seeds": "metalab.definition:seeds",
+    "uniform": "metalab.definition:uniform",
+    # layer 4: analysis
+    "Results": "metalab.analysis:Results",
+    "Run": "metalab.analysis:Run",
+    "load_results": "metalab.analysis:load_results",
+    # layer 5: execution
+    "Capture": "metalab.execution:Capture",
+    "Event": "metalab.execution:Event",
+    "EventKind": "metalab.execution:EventKind",
+    "Executor": "metalab.execution:Executor",
+    "ProcessExecutor": "metalab.execution:ProcessExecutor",
+    "RunHandle": "metalab.execution:RunHandle",
+    "RunStatus": "metalab.execution:RunStatus",
+    "Runtime": "metalab.execution:Runtime",
+    "SerialExecutor": "metalab.execution:SerialExecutor",
+    "ThreadExecutor": "metalab.execution:ThreadExecutor",
+    "run": "metalab.execution:run",
+    # layer 0: the exception tree
+    **{name: f"metalab._errors:{name}" for name in _ERRORS},
+}
+
+__all__ = [
+    "ArtifactDescriptor",
+    "CanonicalizationError",
+    "Capture",
+    "ConfigError",
+    "CorruptRecordError",
+    "DirPath",
+    "ErrorInfo",
+    "Event",
+    "EventKind",
+    "ExecutionError",
+    "Executor",
+    "Experiment",
+    "ExperimentMismatchError",
+    "FilePath",
+    "FileStore",
+    "FileStoreConfig",
+    "IndexUnavailableError",
+    "InvalidNameError",
+    "MetalabError",
+    "MissingDependencyError",
+    "NotFoundError",
+    "Operation",
+    "OperationImportError",
+    "ParamCase",
+    "ParamSource",
+    "PostgresStoreConfig",
+    "ProcessExecutor",
+    "Provenance",
+    "Results",
+    "Run",
+    "RunCancelledError",
+    "RunHandle",
+    "RunRecord",
+    "RunStatus",
+    "Runtime",
+    "ScopeError",
+    "SeedBundle",
+    "SeedPlan",
+    "SerialExecutor",
+    "Status",
+    "Store",
+    "StoreConfig",
+    "StoreError",
+    "ThreadExecutor",
+    "UnknownSchemeError",
+    "ValidationError",
+    "__version__",
+    "choice",
+    "create_store",
+    "export_store",
+    "grid",
+    "load_results",
+    "loguniform",
+    "manual",
+    "operation",
+    "parse_to_config",
+    "randint",
+    "random",
+    "run",
+    "seeds",
+    "uniform",
+]
+
+
+def __getattr__(name: str) -> Any:
+    """Resolve a public name on first use (PEP 562)."""
+    target = _LAZY.get(name)
+    if target is None:
+        raise AttributeError(f"module 'metalab' has no attribute {name!r}")
+    module_name, _, attr = target.partition(":")
+    value = getattr(importlib.import_module(module_name), attr)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,26 @@
+"""Layer 4: reading and analysing results.
+
+:func:`load_results` reads the runs of a store into :class:`Results`, an
+immutable collection of :class:`Run` views with filtering, tables and
+DataFrames; derived metrics are computed after the fact with
+:meth:`Results.compute_derived`.  pandas, numpy and rich are imported only by
+the methods that need them.
+"""
+
+from metalab.analysis._derived import (
+    DerivedFn,
+    compute_derived_for_run,
+    resolve_derived,
+)
+from metalab.analysis._load import load_results
+from metalab.analysis._results import Results
+from metalab.analysis._run import Run
+
+__all__ = [
+    "DerivedFn",
+    "Results",
+    "Run",
+    "compute_derived_for_run",
+    "load_results",
+    "resolve_derived",
+]

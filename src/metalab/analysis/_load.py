@@ -1,0 +1,159 @@
+"""``load_results``: open a store (or a path to one) and read its runs."""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+import warnings
+from typing import Any
+
+from metalab._errors import CorruptRecordError, NotFoundError, ScopeError, ValidationError
+from metalab.analysis._results import Results
+from metalab.store._base import ErrorCallback, Store
+from metalab.store._config import StoreConfig
+
+__all__ = ["load_results"]
+
+log = logging.getLogger("metalab.analysis")
+
+
+def load_results(
+    store_or_path: str | os.PathLike[str] | StoreConfig | Store,
+    experiment_id: str | None = None,
+    *,
+    on_error: ErrorCallback | None = None,
+) -> Results:
+    """Read the runs of a store into a :class:`Results`.
+
+    ``store_or_path`` is a folder path or locator (``"./experiments"``,
+    ``"file:///data/exp"``), a :class:`~metalab.store.StoreConfig` or an open
+    :class:`~metalab.store.Store`.
+
+    * With ``experiment_id`` only that experiment's runs are read (a
+      collection path is narrowed to the experiment's folder).
+    * Without it, a collection holding exactly one experiment is narrowed to
+      it, a path to an experiment folder reads that experiment, and a
+      collection of several experiments yields all their runs.
+
+    Unreadable run files never abort loading: each is reported to
+    ``on_error`` (default: a logged warning naming the file, plus one
+    :class:`UserWarning` summarising them) and kept in
+    :attr:`Results.problems`.
+
+    Only reads; safe to call from several threads or processes while runs
+    are being written (a run being written shows its old or its new record).
+
+    Raises:
+        NotFoundError: a path that does not exist, or an ``experiment_id``
+            that the collection at that path does not hold (the message lists
+            the ones it does).
+        ScopeError: ``experiment_id`` differs from the one the config or
+            store is already scoped to.
+        ConfigError: the locator is invalid.
+    """
+    problems: list[CorruptRecordError] = []
+
+    def tell(exc: CorruptRecordError) -> None:
+        if on_error is not None:
+            on_error(exc)
+        else:
+            log.warning("skipping unreadable file: %s", exc)
+
+    def collect(exc: CorruptRecordError) -> None:
+        problems.append(exc)
+        tell(exc)
+
+    store = _open(store_or_path, experiment_id)
+    narrow = experiment_id if not store.is_scoped else None
+    documents = store.iter_run_documents(narrow, on_error=collect)
+    results = Results._build(store, documents, problems, tell)
+    if problems and on_error is None:
+        shown = ", ".join(str(p.path or p) for p in problems[:3])
+        more = f" and {len(problems) - 3} more" if len(problems) > 3 else ""
+        warnings.warn(
+            f"load_results skipped {len(problems)} unreadable run file(s): {shown}{more}; "
+            "see results.problems",
+            UserWarning,
+            stacklevel=2,
+        )
+    return results
+
+
+def _open(target: Any, experiment_id: str | None) -> Store:
+    if experiment_id is not None and (not isinstance(experiment_id, str) or not experiment_id):
+        raise ValidationError(
+            f"experiment_id must be a non-empty string such as 'my_exp:1.0', got {experiment_id!r}"
+        )
+    if isinstance(target, Store):
+        return _open_store(target, experiment_id)
+    if isinstance(target, StoreConfig):
+        config = target.scoped(experiment_id) if experiment_id is not None else target
+        return _narrow(config.connect(), config, experiment_id=None, strict=False)
+    if isinstance(target, str | os.PathLike):
+        from metalab.store import parse_to_config
+
+        config = parse_to_config(os.fspath(target))
+        root = getattr(config, "root", None)
+        if isinstance(root, str) and not os.path.isdir(root):
+            raise NotFoundError(
+                f"no results at {root}: the folder does not exist. Pass the folder given to "
+                "metalab.run(store=...) (the collection root) or an experiment folder"
+            )
+        if experiment_id is not None:
+            if config.is_scoped:
+                config = config.scoped(experiment_id)  # ScopeError if it differs
+                return config.connect()
+            return _narrow(config.connect(), config, experiment_id=experiment_id, strict=True)
+        return _narrow(config.connect(), config, experiment_id=None, strict=False)
+    raise ValidationError(
+        f"load_results needs a path, a locator string, a StoreConfig or a Store, "
+        f"got {type(target).__name__}"
+    )
+
+
+def _open_store(store: Store, experiment_id: str | None) -> Store:
+    if experiment_id is None or store.experiment_id == experiment_id:
+        return store
+    if store.is_scoped:
+        raise ScopeError(
+            f"the store is scoped to {store.experiment_id!r}, not {experiment_id!r}; pass the "
+            "collection store (config.unscoped().connect()) to pick another experiment"
+        )
+    return _narrow(store, store.config, experiment_id=experiment_id, strict=False)
+
+
+def _narrow(
+    store: Store, config: StoreConfig, *, experiment_id: str | None, strict: bool
+) -> Store:
+    """Scope an unscoped store to one experiment when that is what the user means.
+
+    With ``experiment_id`` the collection must hold it (``strict``: else
+    NotFoundError).  Without it, a collection with exactly one experiment is
+    narrowed to it.  If the scoped store would be empty (the path is the
+    experiment folder itself), the unscoped store is kept: it reads the
+    folder's own runs.
+    """
+    if store.is_scoped:
+        return store
+    experiments = store.list_experiments()
+    if experiment_id is None:
+        if len(experiments) != 1:
+            return store
+        experiment_id = experiments[0]
+    elif experiment_id not in experiments:
+        if not strict:
+            return store
+        close = difflib.get_close_matches(experiment_id, experiments, n=3)
+        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        listed = ", ".join(map(repr, experiments)) or "none"
+        raise NotFoundError(
+            f"experiment {experiment_id!r} is not in this store; it holds: {listed}.{hint}"
+        )
+    try:
+        scoped = config.scoped(experiment_id).connect()
+    except (ScopeError, NotImplementedError):  # pragma: no cover - odd backends
+        return store
+    if not isinstance(scoped, Store) or experiment_id not in scoped.list_experiments():
+        return store  # the root is the experiment folder itself
+    return scoped

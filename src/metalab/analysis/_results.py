@@ -1,0 +1,627 @@
+"""Results: an immutable, ordered collection of runs read from a store."""
+
+from __future__ import annotations
+
+import difflib
+import html
+import io
+import logging
+import os
+import reprlib
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, overload
+
+from metalab._errors import CorruptRecordError, NotFoundError, ValidationError
+from metalab._internal._atomic import atomic_write_bytes
+from metalab.analysis._context import ResultsContext
+from metalab.analysis._deps import require
+from metalab.analysis._derived import (
+    DerivedFn,
+    compute_derived_for_run,
+    resolve_derived_many,
+)
+from metalab.analysis._run import Run
+from metalab.model import RECORD_SCHEMA_VERSION, RunRecord, Status
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from metalab.store._base import Store
+
+__all__ = ["Results"]
+
+log = logging.getLogger("metalab.analysis")
+
+_STATUS_VALUES = frozenset(s.value for s in Status)
+_NAMESPACES = {
+    "params": "params",
+    "param": "params",
+    "metrics": "metrics",
+    "metric": "metrics",
+    "derived": "derived",
+}
+_RECORD_COLUMNS = ("experiment_id", "status", "started_at", "finished_at", "duration_ms")
+
+_cell = reprlib.Repr()
+_cell.maxstring = 40
+_cell.maxother = 40
+_cell.maxlist = 4
+_cell.maxdict = 4
+
+Report = Callable[[CorruptRecordError], None]
+
+
+def _default_report(exc: CorruptRecordError) -> None:
+    log.warning("skipping unreadable run record: %s", exc)
+
+
+def _doc_problem(doc: Any, store: Store, position: int) -> CorruptRecordError | None:
+    """Cheap structural check of a raw run document (no full parse)."""
+    if not isinstance(doc, dict):
+        return CorruptRecordError(
+            f"run record #{position} is not a JSON object", None
+        )
+    run_id = doc.get("run_id")
+    version = doc.get("schema_version", 1)
+    started = doc.get("started_at")
+    if (
+        isinstance(run_id, str)
+        and isinstance(doc.get("experiment_id"), str)
+        and doc.get("status") in _STATUS_VALUES
+        and type(version) is int
+        and version <= RECORD_SCHEMA_VERSION
+        and (started is None or isinstance(started, str))
+    ):
+        return None
+    source = _record_source(store, run_id, position)
+    if type(version) is not int or version > RECORD_SCHEMA_VERSION:
+        why = (
+            f"has schema_version {version!r}, newer than this metalab understands "
+            f"({RECORD_SCHEMA_VERSION}); upgrade metalab to read it"
+        )
+    else:
+        why = "lacks a valid run_id, experiment_id, status or started_at"
+    return CorruptRecordError(f"run record {source} {why}", source)
+
+
+def _record_source(store: Store, run_id: Any, position: int) -> str:
+    if isinstance(run_id, str) and store.supports_working_directory:
+        try:
+            return os.path.join(store.get_working_directory(), "runs", f"{run_id}.json")
+        except NotImplementedError:  # pragma: no cover
+            pass
+    return repr(run_id) if isinstance(run_id, str) else f"#{position}"
+
+
+def _sort_key(doc: dict[str, Any]) -> tuple[bool, str, str]:
+    started = doc.get("started_at")
+    return (started is None, started or "", doc["run_id"])
+
+
+def _same(value: Any, target: Any) -> bool:
+    # JSON booleans are not numbers: filter(flag=1) must not match True
+    if isinstance(value, bool) != isinstance(target, bool):
+        return False
+    try:
+        return bool(value == target)
+    except Exception:
+        return False
+
+
+def _matcher(condition: Any) -> Callable[[Any], bool]:
+    if callable(condition):
+        return lambda v: bool(condition(v))
+    if isinstance(condition, list | tuple | set | frozenset):
+        options = list(condition)
+        return lambda v: any(_same(v, o) for o in options)
+    return lambda v: _same(v, condition)
+
+
+def _ordered_keys(maps: Iterable[dict[str, Any]]) -> list[str]:
+    seen: dict[str, None] = {}
+    last: Any = None
+    for m in maps:
+        if m and m.keys() != last:
+            seen.update(dict.fromkeys(m))
+            last = m.keys()
+    return list(seen)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, str):
+        return value if len(value) <= 40 else value[:37] + "..."
+    return _cell.repr(value)
+
+
+class Results:
+    """An immutable, ordered collection of runs (ordered by ``started_at``, then ``run_id``).
+
+    Holds the raw run documents and builds :class:`Run` /
+    :class:`~metalab.model.RunRecord` objects only when asked, so loading and
+    tabulating many runs stays close to the cost of reading the files.
+
+    Indexing: ``results[i]`` is a :class:`Run`, ``results[a:b]`` a
+    :class:`Results`, ``results["<run_id>"]`` the run with that id.  Slices
+    and filters share the store and the derived-metrics cache with the
+    collection they come from.
+
+    Thread safety: reading methods may be called from several threads;
+    :meth:`compute_derived` must not run concurrently with itself.
+
+    Attributes:
+        problems: the unreadable run files skipped while loading (each a
+            :class:`~metalab.CorruptRecordError` whose ``path`` names the file).
+    """
+
+    __slots__ = ("_ctx", "_docs", "_index", "_problems", "_runs")
+
+    def __init__(
+        self,
+        store: Store,
+        documents: Iterable[dict[str, Any]],
+        *,
+        problems: Iterable[CorruptRecordError] = (),
+    ) -> None:
+        """Build a collection from a store and its raw run documents.
+
+        Documents that are not valid run records are skipped, logged and
+        added to :attr:`problems`.
+        """
+        found = list(problems)
+        docs = _valid_documents(store, documents, found.append, _default_report)
+        self._setup(ResultsContext(store, report=_default_report), docs, tuple(found))
+
+    @classmethod
+    def _build(
+        cls,
+        store: Store,
+        documents: Iterable[dict[str, Any]],
+        problems: list[CorruptRecordError],
+        report: Report,
+    ) -> Results:
+        docs = _valid_documents(store, documents, problems.append, report)
+        self = cls.__new__(cls)
+        self._setup(ResultsContext(store, report=report), docs, tuple(problems))
+        return self
+
+    def _setup(
+        self,
+        ctx: ResultsContext,
+        docs: tuple[dict[str, Any], ...],
+        problems: tuple[CorruptRecordError, ...],
+    ) -> None:
+        self._ctx = ctx
+        self._docs = docs
+        self._problems = problems
+        self._runs: list[Run | None] | None = None
+        self._index: dict[str, int] | None = None
+
+    def _derive(self, docs: tuple[dict[str, Any], ...]) -> Results:
+        new = Results.__new__(Results)
+        new._setup(self._ctx, docs, self._problems)
+        return new
+
+    # -------------------------------------------------------------- basics
+    @property
+    def store(self) -> Store:
+        """The store the runs were read from."""
+        return self._ctx.store
+
+    @property
+    def problems(self) -> tuple[CorruptRecordError, ...]:
+        return self._problems
+
+    @property
+    def experiments(self) -> list[str]:
+        """Sorted ids of the experiments present in this collection."""
+        return sorted({d["experiment_id"] for d in self._docs})
+
+    @property
+    def run_ids(self) -> list[str]:
+        return [d["run_id"] for d in self._docs]
+
+    @property
+    def runs(self) -> list[Run]:
+        return list(self)
+
+    @property
+    def records(self) -> list[RunRecord]:
+        """Parsed records of all runs (raises CorruptRecordError on an invalid one)."""
+        return [run.record for run in self]
+
+    def __len__(self) -> int:
+        return len(self._docs)
+
+    def __bool__(self) -> bool:
+        return bool(self._docs)
+
+    def _run_at(self, i: int) -> Run:
+        runs = self._runs
+        if runs is None:
+            runs = self._runs = [None] * len(self._docs)
+        run = runs[i]
+        if run is None:
+            run = runs[i] = Run(self._docs[i], self._ctx)
+        return run
+
+    def __iter__(self) -> Iterator[Run]:
+        for i in range(len(self._docs)):
+            yield self._run_at(i)
+
+    @overload
+    def __getitem__(self, key: int) -> Run: ...
+    @overload
+    def __getitem__(self, key: str) -> Run: ...
+    @overload
+    def __getitem__(self, key: slice) -> Results: ...
+
+    def __getitem__(self, key: int | str | slice) -> Run | Results:
+        if isinstance(key, slice):
+            return self._derive(self._docs[key])
+        if isinstance(key, str):
+            index = self._index
+            if index is None:
+                index = {}
+                for pos, doc in enumerate(self._docs):
+                    index.setdefault(doc["run_id"], pos)
+                self._index = index
+            found = index.get(key)
+            if found is None:
+                close = difflib.get_close_matches(key, list(index), n=3)
+                hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+                raise NotFoundError(f"no run with id {key!r} in these {len(self)} runs{hint}")
+            return self._run_at(found)
+        if isinstance(key, int) and not isinstance(key, bool):
+            n = len(self._docs)
+            if not -n <= key < n:
+                raise IndexError(f"run index {key} out of range for {n} runs")
+            return self._run_at(key % n)
+        raise TypeError(
+            f"Results indices must be int, slice or run id str, not {type(key).__name__}"
+        )
+
+    def __contains__(self, item: object) -> bool:
+        if isinstance(item, Run):
+            return any(
+                d["run_id"] == item.run_id and d["experiment_id"] == item.experiment_id
+                for d in self._docs
+            )
+        if isinstance(item, str):
+            return any(d["run_id"] == item for d in self._docs)
+        return False
+
+    # ----------------------------------------------------------- selecting
+    @property
+    def successful(self) -> Results:
+        """Runs with status ``success``."""
+        return self.by_status(Status.SUCCESS)
+
+    @property
+    def failed(self) -> Results:
+        """Runs with status ``failed``."""
+        return self.by_status(Status.FAILED)
+
+    def by_status(self, status: Status | str | Iterable[Status | str]) -> Results:
+        """Runs whose status is ``status`` (or one of several).
+
+        Raises:
+            ValidationError: an unknown status value.
+        """
+        wanted = _statuses(status)
+        return self._derive(tuple(d for d in self._docs if d["status"] in wanted))
+
+    def filter(
+        self,
+        status: Status | str | Iterable[Status | str] | None = None,
+        *,
+        tags: str | Iterable[str] | None = None,
+        **criteria: Any,
+    ) -> Results:
+        """Runs matching every given condition.
+
+        ``status``: one status or several.  ``tags``: a tag or several, all
+        of which the run must carry.  Each other keyword names a parameter, a
+        metric or a derived metric (looked up in that order; use
+        ``**{"params.x": ...}``, ``"metrics.y"`` or ``"derived.z"`` to be
+        explicit).  Its value is either a constant (equality), a list, tuple
+        or set (membership), or a callable predicate taking the value.  Runs
+        that lack the field do not match.
+
+        Raises:
+            ValidationError: an unknown status, an unknown field (the message
+                lists close names), or a bare name that is both a parameter
+                and a metric.
+        """
+        docs: Iterable[dict[str, Any]] = self._docs
+        if status is not None:
+            wanted = _statuses(status)
+            docs = [d for d in docs if d["status"] in wanted]
+        if tags is not None:
+            need = {tags} if isinstance(tags, str) else set(tags)
+            docs = [d for d in docs if need.issubset(d.get("tags") or ())]
+        if criteria and self._docs:
+            for key, condition in criteria.items():
+                namespace, name = self._resolve_field(key)
+                match = _matcher(condition)
+                docs = [d for d in docs if self._has_match(d, namespace, name, match)]
+        return self._derive(tuple(docs))
+
+    def _has_match(
+        self, doc: dict[str, Any], namespace: str, name: str, match: Callable[[Any], bool]
+    ) -> bool:
+        if namespace == "derived":
+            values = self._ctx.derived_of(doc["experiment_id"], doc["run_id"]) or {}
+        else:
+            values = doc.get(namespace) or {}
+        if name not in values:
+            return False
+        return match(values[name])
+
+    def _field_names(self, namespace: str) -> list[str]:
+        if namespace == "derived":
+            return _ordered_keys(self._derived_list())
+        return _ordered_keys(d.get(namespace) or {} for d in self._docs)
+
+    def _resolve_field(self, key: str) -> tuple[str, str]:
+        prefix, dot, rest = key.partition(".")
+        if dot and prefix in _NAMESPACES and rest:
+            namespace = _NAMESPACES[prefix]
+            names = self._field_names(namespace)
+            if rest not in names:
+                raise _unknown_field(key, [f"{namespace}.{n}" for n in names])
+            return namespace, rest
+        params = self._field_names("params")
+        metrics = self._field_names("metrics")
+        in_params, in_metrics = key in params, key in metrics
+        if in_params and in_metrics:
+            raise ValidationError(
+                f"{key!r} is both a parameter and a metric; say which with "
+                f"**{{'params.{key}': ...}} or **{{'metrics.{key}': ...}}"
+            )
+        if in_params:
+            return "params", key
+        if in_metrics:
+            return "metrics", key
+        derived = self._field_names("derived")
+        if key in derived:
+            return "derived", key
+        raise _unknown_field(key, [*params, *metrics, *derived])
+
+    # ------------------------------------------------------------- derived
+    def _load_derived(self) -> None:
+        by_exp: dict[str, list[str]] = {}
+        for d in self._docs:
+            by_exp.setdefault(d["experiment_id"], []).append(d["run_id"])
+        self._ctx.load_derived(by_exp)
+
+    def _derived_list(self) -> list[dict[str, Any]]:
+        """Derived values of every run, in order (``{}`` where none)."""
+        self._load_derived()
+        ctx = self._ctx
+        return [ctx.derived_of(d["experiment_id"], d["run_id"]) or {} for d in self._docs]
+
+    def compute_derived(
+        self,
+        fns: DerivedFn | str | Iterable[DerivedFn | str],
+        *,
+        overwrite: bool = False,
+    ) -> Results:
+        """Compute derived metrics for every run and store them.
+
+        ``fns`` is one function or a list of them; each is a callable
+        ``fn(run) -> dict`` or a ``"module:function"`` reference.  The new
+        values are merged with the run's stored ones: existing keys are kept
+        unless ``overwrite=True``.  Changed values are persisted with
+        ``store.put_derived``.  A failing function is logged (naming the run
+        and the function) and skipped.  Returns ``self``; the values are
+        then visible through :attr:`Run.derived` and :meth:`to_dataframe`.
+
+        Raises:
+            ValidationError: a reference in ``fns`` cannot be resolved.
+        """
+        resolved = [fn for _, fn in resolve_derived_many(fns)]
+        self._load_derived()
+        ctx = self._ctx
+        for run in self:
+            new = compute_derived_for_run(run, resolved)
+            if not new:
+                continue
+            eid, rid = run.experiment_id, run.run_id
+            existing = ctx.derived_of(eid, rid) or {}
+            merged = {**existing, **new} if overwrite else {**new, **existing}
+            if merged == existing:
+                continue
+            store = ctx.store_for(eid)
+            if store.read_only:
+                log.warning(
+                    "store is read-only: derived metrics of run %s are kept in memory only", rid
+                )
+            else:
+                store.put_derived(rid, merged)
+            ctx.set_derived(eid, rid, merged)
+        return self
+
+    # ---------------------------------------------------------- tabulating
+    def to_dataframe(
+        self,
+        include_params: bool = True,
+        include_metrics: bool = True,
+        include_derived: bool = True,
+        include_record: bool = True,
+    ) -> pd.DataFrame:
+        """One row per run, built column-wise from the stored documents.
+
+        Columns: ``run_id``; with ``include_record`` ``experiment_id``,
+        ``status``, ``started_at``, ``finished_at`` (UTC timestamps) and
+        ``duration_ms``; then ``param_<name>`` for parameters, metric names
+        as they are (``metric_<name>`` if a name clashes with a column
+        above), and ``derived_<name>`` for derived metrics.  Missing values
+        are ``NaN``/``None``.
+
+        Raises:
+            MissingDependencyError: pandas is not installed.
+        """
+        pd = require("pandas", "pandas", "Results.to_dataframe()")
+        docs = self._docs
+        cols: dict[str, Any] = {"run_id": [d["run_id"] for d in docs]}
+        if include_record:
+            get = dict.get
+            cols["experiment_id"] = [d["experiment_id"] for d in docs]
+            cols["status"] = [d["status"] for d in docs]
+            for name in ("started_at", "finished_at"):
+                cols[name] = pd.to_datetime(
+                    pd.Series([get(d, name) for d in docs], dtype=object),
+                    utc=True,
+                    format="ISO8601",
+                    errors="coerce",
+                )
+            cols["duration_ms"] = pd.Series(
+                [get(d, "duration_ms") for d in docs], dtype="float64"
+            )
+        if include_params:
+            _add_columns(cols, [d.get("params") or {} for d in docs], "param_")
+        if include_metrics:
+            _add_columns(cols, [d.get("metrics") or {} for d in docs], "", clash="metric_")
+        if include_derived:
+            _add_columns(cols, self._derived_list(), "derived_")
+        return pd.DataFrame(cols)
+
+    def to_csv(self, path: str | os.PathLike[str], **dataframe_kwargs: bool) -> str:
+        """Write :meth:`to_dataframe` as CSV to ``path`` atomically; returns the path.
+
+        The parent folder is created if needed.  Keyword arguments go to
+        :meth:`to_dataframe`.
+
+        Raises:
+            MissingDependencyError: pandas is not installed.
+        """
+        df = self.to_dataframe(**dataframe_kwargs)
+        text = df.to_csv(index=False)
+        atomic_write_bytes(path, text.encode("utf-8"))
+        return os.fspath(path)
+
+    def _table(self, n: int) -> tuple[list[str], list[list[str]]]:
+        docs = self._docs[: max(n, 0)]
+        multi = len({d["experiment_id"] for d in self._docs}) > 1
+        params = _ordered_keys(d.get("params") or {} for d in docs)
+        metrics = _ordered_keys(d.get("metrics") or {} for d in docs)
+        headers = ["run_id", *(["experiment"] if multi else []), "status", "duration_ms"]
+        headers += [f"param_{k}" for k in params] + list(metrics)
+        rows = []
+        for d in docs:
+            p = d.get("params") or {}
+            m = d.get("metrics") or {}
+            row = [d["run_id"], *([d["experiment_id"]] if multi else []), d["status"]]
+            row.append(_fmt(d.get("duration_ms")))
+            row += [_fmt(p.get(k)) for k in params] + [_fmt(m.get(k)) for k in metrics]
+            rows.append(row)
+        return headers, rows
+
+    def table(self, n: int = 20) -> str:
+        """The first ``n`` runs as a plain-text table (rendered with rich if installed)."""
+        headers, rows = self._table(n)
+        footer = f"{len(self) - len(rows)} more runs" if len(self) > len(rows) else ""
+        try:
+            from rich.console import Console
+            from rich.table import Table
+        except ImportError:
+            widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+            lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
+            lines.append("  ".join("-" * w for w in widths))
+            lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+            if footer:
+                lines.append(f"... {footer}")
+            return "\n".join(line.rstrip() for line in lines)
+        table = Table(title=repr(self), caption=footer or None)
+        for h in headers:
+            table.add_column(h, overflow="fold")
+        for r in rows:
+            table.add_row(*r)
+        buf = io.StringIO()
+        Console(file=buf, width=200, color_system=None, force_terminal=False).print(table)
+        return buf.getvalue().rstrip("\n")
+
+    def __repr__(self) -> str:
+        counts = Counter(d["status"] for d in self._docs)
+        by_status = ", ".join(f"{counts[s.value]} {s.value}" for s in Status if counts[s.value])
+        exps = self.experiments
+        if len(exps) == 1:
+            where = f" of {exps[0]!r}"
+        elif exps:
+            where = f" of {len(exps)} experiments"
+        else:
+            where = ""
+        detail = f": {by_status}" if by_status else ""
+        extra = f", {len(self._problems)} unreadable" if self._problems else ""
+        return f"Results({len(self)} runs{where}{detail}{extra})"
+
+    def _repr_html_(self, n: int = 20) -> str:
+        headers, rows = self._table(n)
+        esc = html.escape
+        head = "".join(f"<th>{esc(h)}</th>" for h in headers)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in rows
+        )
+        more = (
+            f"<p>... {len(self) - len(rows)} more runs</p>" if len(self) > len(rows) else ""
+        )
+        return (
+            f"<div class='metalab-results'><p>{esc(repr(self))}</p>"
+            f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{more}</div>"
+        )
+
+
+def _add_columns(
+    cols: dict[str, Any], maps: list[dict[str, Any]], prefix: str, clash: str | None = None
+) -> None:
+    for key in _ordered_keys(maps):
+        column = f"{prefix}{key}"
+        if clash is not None and (column in cols or column in _RECORD_COLUMNS):
+            column = f"{clash}{key}"
+        cols[column] = [m.get(key) for m in maps]
+
+
+def _statuses(status: Status | str | Iterable[Status | str]) -> frozenset[str]:
+    items = [status] if isinstance(status, str | Status) else list(status)
+    out = set()
+    for s in items:
+        value = s.value if isinstance(s, Status) else str(s).lower()
+        if value not in _STATUS_VALUES:
+            raise ValidationError(
+                f"unknown run status {s!r}; use one of {', '.join(sorted(_STATUS_VALUES))}"
+            )
+        out.add(value)
+    return frozenset(out)
+
+
+def _unknown_field(key: str, known: list[str]) -> ValidationError:
+    close = difflib.get_close_matches(key, known, n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+    listed = ", ".join(map(repr, known[:30])) or "none"
+    return ValidationError(
+        f"unknown field {key!r} in filter(); known params, metrics and derived metrics: "
+        f"{listed}.{hint}"
+    )
+
+
+def _valid_documents(
+    store: Store,
+    documents: Iterable[Any],
+    collect: Report,
+    report: Report,
+) -> tuple[dict[str, Any], ...]:
+    docs = []
+    for pos, doc in enumerate(documents):
+        problem = _doc_problem(doc, store, pos)
+        if problem is None:
+            docs.append(doc)
+        else:
+            collect(problem)
+            report(problem)
+    docs.sort(key=_sort_key)
+    return tuple(docs)

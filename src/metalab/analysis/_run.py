@@ -1,0 +1,298 @@
+"""One run of an experiment, as seen by analysis code."""
+
+from __future__ import annotations
+
+import difflib
+import html
+import math
+import os
+import reprlib
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from metalab._errors import NotFoundError, StoreError
+from metalab.analysis._deps import require
+from metalab.model import ArtifactDescriptor, ErrorInfo, RunRecord, Status, deserialize
+
+if TYPE_CHECKING:
+    from metalab.analysis._context import ResultsContext
+    from metalab.store._base import Store
+
+__all__ = ["Run"]
+
+_short = reprlib.Repr()
+_short.maxstring = 40
+_short.maxother = 40
+_short.maxdict = 6
+_short.maxlist = 6
+
+
+def _missing(what: str, name: str, run_id: str, available: list[str]) -> NotFoundError:
+    close = difflib.get_close_matches(name, available, n=3)
+    hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+    names = ", ".join(map(repr, sorted(available))) or "none"
+    return NotFoundError(f"run {run_id} has no {what} {name!r}; available: {names}.{hint}")
+
+
+class Run:
+    """A read-only view of one run: its record plus lazy access to its files.
+
+    Scalar fields come from the run record; artifacts, structured data,
+    series and logs are read from the store on each call (nothing is cached
+    except the parsed record).  Safe to share between threads.
+
+    Build runs through :func:`~metalab.analysis.load_results` (or
+    :meth:`Run.from_store`), not directly.
+    """
+
+    __slots__ = ("_ctx", "_doc", "_record")
+
+    def __init__(self, doc: dict[str, Any], ctx: ResultsContext) -> None:
+        self._doc = doc
+        self._ctx = ctx
+        self._record: RunRecord | None = None
+
+    @classmethod
+    def from_store(cls, store: Store, run_id: str) -> Run:
+        """The run ``run_id`` of a scoped ``store``.
+
+        Raises:
+            NotFoundError: the store has no such run.
+            CorruptRecordError: its record cannot be parsed.
+        """
+        from metalab.analysis._context import ResultsContext
+
+        record = store.get_run_record(run_id)
+        if record is None:
+            raise NotFoundError(f"the store has no run {run_id!r}; list them with load_results()")
+        run = cls(record.to_dict(), ResultsContext(store))
+        run._record = record
+        return run
+
+    # ------------------------------------------------------------ record fields
+    @property
+    def record(self) -> RunRecord:
+        """The parsed :class:`~metalab.model.RunRecord` (parsed on first access).
+
+        Raises:
+            CorruptRecordError: the stored document is not a valid record.
+        """
+        rec = self._record
+        if rec is None:
+            rec = RunRecord.from_dict(self._doc, source=f"run record {self.run_id}")
+            self._record = rec
+        return rec
+
+    @property
+    def run_id(self) -> str:
+        return str(self._doc["run_id"])
+
+    @property
+    def experiment_id(self) -> str:
+        return str(self._doc["experiment_id"])
+
+    @property
+    def status(self) -> Status:
+        return Status(self._doc["status"])
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self._doc.get("params") or {})
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return dict(self._doc.get("metrics") or {})
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return tuple(self._doc.get("tags") or ())
+
+    @property
+    def seed(self) -> dict[str, Any]:
+        """``{"root_seed": int, "replicate_index": int}``."""
+        return dict(self._doc.get("seed") or {})
+
+    @property
+    def error(self) -> ErrorInfo | None:
+        return self.record.error
+
+    @property
+    def started_at(self) -> datetime | None:
+        return self.record.started_at
+
+    @property
+    def finished_at(self) -> datetime | None:
+        return self.record.finished_at
+
+    @property
+    def duration_ms(self) -> float | None:
+        value = self._doc.get("duration_ms")
+        return float(value) if value is not None else None
+
+    @property
+    def derived(self) -> dict[str, Any]:
+        """Derived metrics stored for this run (``{}`` if none)."""
+        return dict(self._ctx.derived_of(self.experiment_id, self.run_id) or {})
+
+    # --------------------------------------------------------------- storage
+    @property
+    def _store(self) -> Store:
+        return self._ctx.store_for(self.experiment_id)
+
+    def artifacts(self) -> list[ArtifactDescriptor]:
+        """Descriptors of the run's artifacts (from the record, else the store)."""
+        listed = list(self.record.artifacts)
+        if listed:
+            return listed
+        return list(self._store.list_artifacts(self.run_id))
+
+    def _descriptor(self, name: str) -> ArtifactDescriptor:
+        for desc in self.artifacts():
+            if desc.name == name:
+                return desc
+        for desc in self._store.list_artifacts(self.run_id):
+            if desc.name == name:
+                return desc
+        raise _missing("artifact", name, self.run_id, [a.name for a in self.artifacts()])
+
+    def artifact(self, name: str) -> Any:
+        """The artifact ``name`` loaded back into a Python object.
+
+        JSON artifacts come back as JSON values, numpy ones as arrays (or a
+        dict of arrays), text as ``str``; unknown kinds (raw files) as
+        ``bytes``.  Loading a pickle artifact runs code from the file: only
+        load artifacts you trust.
+
+        Raises:
+            NotFoundError: no such artifact (the message lists the available ones).
+            MissingDependencyError: a numpy artifact without numpy installed.
+        """
+        desc = self._descriptor(name)
+        data = self._store.get_artifact_bytes(self.run_id, name)
+        if desc.kind == "numpy":
+            require("numpy", "numpy", f"Run.artifact({name!r})")
+        return deserialize(data, desc.kind, desc.format)
+
+    def artifact_path(self, name: str) -> str:
+        """A local file path of artifact ``name`` (stores with a working directory).
+
+        Raises:
+            NotFoundError: no such artifact, or its file is missing.
+            StoreError: the store keeps no local files (use :meth:`artifact`).
+        """
+        desc = self._descriptor(name)
+        store = self._store
+        if not store.supports_working_directory:
+            raise StoreError(
+                f"{type(store).__name__} keeps no local files; read the artifact with "
+                f"run.artifact({name!r}) instead"
+            )
+        root = os.path.realpath(store.get_working_directory())
+        uri = desc.uri or ""
+        path = os.path.realpath(os.path.join(root, uri)) if uri else ""
+        if not uri or os.path.isabs(uri) or not path.startswith(root + os.sep):
+            raise StoreError(
+                f"artifact {name!r} of run {self.run_id} has an invalid location {uri!r}; "
+                "it must be relative to the experiment folder"
+            )
+        if not os.path.isfile(path):
+            raise NotFoundError(
+                f"the file of artifact {name!r} of run {self.run_id} is missing: {path}"
+            )
+        return path
+
+    def list_data(self) -> list[str]:
+        """Names of the structured data items (and series) stored for the run."""
+        return sorted(self._store.list_data(self.run_id))
+
+    def data(self, name: str) -> Any:
+        """Structured data ``name``.
+
+        When the payload records a ``dtype`` and ``shape`` and numpy is
+        installed, the value comes back as a numpy array of that dtype and
+        shape; otherwise as the stored JSON value.
+
+        Raises:
+            NotFoundError: no such item (the message lists the available ones).
+        """
+        payload = self._store.get_data(self.run_id, name)
+        if payload is None:
+            raise _missing("data item", name, self.run_id, self.list_data())
+        value = payload.get("data")
+        dtype = payload.get("dtype")
+        shape = payload.get("shape")
+        if dtype is not None and shape is not None:
+            try:
+                import numpy as np
+            except ImportError:
+                return value
+            return np.asarray(value, dtype=dtype).reshape(tuple(shape))
+        return value
+
+    def metric_series(self, name: str) -> list[tuple[int, float]]:
+        """The stepped metric series ``name`` as ``[(step, value), ...]``.
+
+        Missing values (stored as ``null``) come back as ``nan``.
+
+        Raises:
+            NotFoundError: no such series (the message lists the available ones).
+        """
+        payload = self._store.get_data(self.run_id, name)
+        if payload is None or payload.get("kind") != "series":
+            available = list(self._doc.get("series") or ())
+            raise _missing("metric series", name, self.run_id, available)
+        data = payload.get("data") or {}
+        steps = data.get("step") or []
+        values = data.get("value") or []
+        return [
+            (int(s), float(v) if v is not None else math.nan)
+            for s, v in zip(steps, values, strict=False)
+        ]
+
+    def logs(self, name: str = "run") -> str:
+        """The text of log ``name`` (``""`` if the run wrote none)."""
+        return self._store.get_log(self.run_id, name) or ""
+
+    def list_logs(self) -> list[str]:
+        """Names of the run's logs."""
+        return sorted(self._store.list_logs(self.run_id))
+
+    # ---------------------------------------------------------------- display
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Run):
+            return NotImplemented
+        return (self.experiment_id, self.run_id) == (other.experiment_id, other.run_id)
+
+    def __hash__(self) -> int:
+        return hash((self.experiment_id, self.run_id))
+
+    def __repr__(self) -> str:
+        parts = [
+            f"run_id={self.run_id!r}",
+            f"experiment_id={self.experiment_id!r}",
+            f"status={self._doc.get('status')!r}",
+            f"params={_short.repr(self._doc.get('params') or {})}",
+            f"metrics={_short.repr(self._doc.get('metrics') or {})}",
+        ]
+        return f"Run({', '.join(parts)})"
+
+    def _repr_html_(self) -> str:
+        rows: list[tuple[str, Any]] = [
+            ("run_id", self.run_id),
+            ("experiment_id", self.experiment_id),
+            ("status", self._doc.get("status")),
+            ("started_at", self._doc.get("started_at")),
+            ("duration_ms", self._doc.get("duration_ms")),
+            ("tags", ", ".join(map(str, self.tags))),
+        ]
+        rows += [(f"params.{k}", v) for k, v in (self._doc.get("params") or {}).items()]
+        rows += [(f"metrics.{k}", v) for k, v in (self._doc.get("metrics") or {}).items()]
+        err = self._doc.get("error")
+        if isinstance(err, dict) and err:
+            rows.append(("error", f"{err.get('type', '')}: {err.get('message', '')}"))
+        body = "".join(
+            f"<tr><th style='text-align:left'>{html.escape(str(k))}</th>"
+            f"<td style='text-align:left'>{html.escape(_short.repr(v) if not isinstance(v, str) else v)}</td></tr>"
+            for k, v in rows
+        )
+        return f"<table class='metalab-run'><tbody>{body}</tbody></table>"

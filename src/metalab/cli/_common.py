@@ -1,0 +1,66 @@
+"""Helpers shared by the CLI commands: error translation and progress display."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+
+from metalab._errors import MetalabError
+from metalab._internal._redact import redact
+
+__all__ = ["MetalabGroup", "error_message", "progress_callback"]
+
+
+def error_message(exc: BaseException) -> str:
+    """The user-facing message for a library error, with passwords removed."""
+    text = str(exc) or type(exc).__name__
+    return redact(text)
+
+
+class MetalabGroup(click.Group):
+    """A click group that turns library errors into clean CLI errors.
+
+    A :class:`~metalab.MetalabError` (or an ``OSError`` such as a permission
+    problem) raised by any sub-command becomes a :class:`click.ClickException`
+    carrying the redacted message: the user sees ``Error: <message>`` and exit
+    code 1, never a traceback or a password.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (MetalabError, OSError) as exc:
+            raise click.ClickException(error_message(exc)) from None
+
+
+@contextmanager
+def progress_callback(description: str) -> Iterator[Callable[[int, int], None] | None]:
+    """Yield a ``callback(done, total)`` drawing a rich progress bar on stderr.
+
+    Yields ``None`` when stderr is not a terminal (pipes, CI logs), so nothing
+    but the final summary is printed there.  rich is imported only when a bar
+    is actually shown.
+    """
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(description, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update

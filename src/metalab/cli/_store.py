@@ -1,0 +1,108 @@
+"""``metalab store ...``: copy experiments between stores and list what a store holds."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from typing import Any
+
+import click
+
+from metalab._internal import _json
+from metalab.cli._common import MetalabGroup, progress_callback
+
+__all__ = ["store"]
+
+_STATUS_COLUMNS = ("success", "failed", "running", "cancelled", "lost")
+
+
+@click.group(cls=MetalabGroup)
+def store() -> None:
+    """Inspect stores and copy experiments between them."""
+
+
+def _transfer_options(fn: Any) -> Any:
+    fn = click.option(
+        "--overwrite", is_flag=True, help="Replace runs that already exist in the destination."
+    )(fn)
+    fn = click.option(
+        "--experiment", "-e", "experiment_id", default=None, metavar="ID",
+        help="Copy only this experiment (e.g. 'my_exp:1.0'); default: all of them.",
+    )(fn)
+    fn = click.option(
+        "--to", "-t", "destination", required=True, metavar="LOCATOR",
+        help="Destination store: a path, file:// or postgresql:// locator.",
+    )(fn)
+    fn = click.option(
+        "--from", "-f", "source", required=True, metavar="LOCATOR",
+        help="Source store: a path, file:// or postgresql:// locator.",
+    )(fn)
+    return fn
+
+
+def _report_counts(report: Any) -> dict[str, int]:
+    """The counters of a TransferReport as a plain dict."""
+    return {k: v for k, v in dataclasses.asdict(report).items() if isinstance(v, int)}
+
+
+def _transfer(source: str, destination: str, experiment_id: str | None, overwrite: bool) -> None:
+    from metalab.store import export_store
+
+    with progress_callback("Copying runs") as progress:
+        report = export_store(
+            source, destination, experiment_id=experiment_id, overwrite=overwrite,
+            progress=progress,
+        )
+    counts = _report_counts(report)
+    click.echo("copied: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+
+
+@store.command("export")
+@_transfer_options
+def export_cmd(source: str, destination: str, experiment_id: str | None, overwrite: bool) -> None:
+    """Copy runs, artifacts, logs, data and manifests from one store to another.
+
+    Runs already present in the destination are skipped unless --overwrite.
+    """
+    _transfer(source, destination, experiment_id, overwrite)
+
+
+@store.command("import")
+@_transfer_options
+def import_cmd(source: str, destination: str, experiment_id: str | None, overwrite: bool) -> None:
+    """Pull experiments from another store into this one (same as `store export`).
+
+    Example: metalab store import --from /shared/experiments --to ./experiments
+    """
+    _transfer(source, destination, experiment_id, overwrite)
+
+
+def _status_counts(locator: str) -> dict[str, dict[str, int]]:
+    from metalab.store import create_store
+
+    out: dict[str, dict[str, int]] = {}
+    with create_store(locator) as st:
+        for exp_id in sorted(st.list_experiments()):
+            counts = Counter(str(d.get("status", "?")) for d in st.iter_run_documents(exp_id))
+            out[exp_id] = {"total": sum(counts.values()), **dict(sorted(counts.items()))}
+    return out
+
+
+@store.command("list")
+@click.option("--store", "-s", "locator", required=True, metavar="LOCATOR",
+              help="The store (collection) to list: a path, file:// or postgresql:// locator.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def list_cmd(locator: str, as_json: bool) -> None:
+    """List the experiments in a store with their run counts by status."""
+    counts = _status_counts(locator)
+    if as_json:
+        click.echo(_json.dumps_pretty(counts).decode())
+        return
+    if not counts:
+        click.echo("no experiments found")
+        return
+    width = max(len("experiment"), *(len(e) for e in counts))
+    cols = ("total", *_STATUS_COLUMNS)
+    click.echo(f"{'experiment':<{width}}  " + "  ".join(f"{c:>9}" for c in cols))
+    for exp_id, row in counts.items():
+        click.echo(f"{exp_id:<{width}}  " + "  ".join(f"{row.get(c, 0):>9}" for c in cols))

@@ -1,0 +1,380 @@
+"""Capture: how an operation reports metrics, data, artifacts and logs.
+
+Also holds the per-run log writer and the routing of Python ``logging``
+records to the log of the run that emitted them (a context variable, so
+concurrent runs in threads never mix their logs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+import os
+import threading
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from metalab._errors import ExecutionError, ValidationError
+from metalab._internal import _json
+from metalab._internal._names import check_name
+from metalab._internal._time import to_iso, utcnow
+from metalab.model import ArtifactDescriptor, serialize
+
+if TYPE_CHECKING:
+    from metalab.store._base import Store
+
+__all__ = ["Capture", "RunLog", "is_scalar", "route_logging", "to_scalar"]
+
+log = logging.getLogger("metalab.execution")
+
+_LEVELS = {"debug", "info", "warning", "error", "critical"}
+
+
+def is_scalar(value: Any) -> bool:
+    return isinstance(value, bool | int | float | str) or (
+        type(value).__module__ == "numpy" and hasattr(value, "item") and getattr(value, "ndim", 1) == 0
+    )
+
+
+def to_scalar(name: str, value: Any) -> int | float | bool | str:
+    """Validate a metric value; numpy scalars become Python scalars.
+
+    Raises:
+        ValidationError: the value is not an int, float, bool or str.
+    """
+    if isinstance(value, bool | int | float | str):
+        return value
+    if is_scalar(value):
+        item = value.item()
+        if isinstance(item, bool | int | float | str):
+            return item
+    raise ValidationError(
+        f"metric {name!r} must be an int, float, bool or str, got {type(value).__name__}; "
+        "store arrays and nested values with capture.data() instead"
+    )
+
+
+# --------------------------------------------------------------------------- logs
+class RunLog:
+    """Append-only text log ``name`` of one run, written line by line.
+
+    Uses a local file opened in append mode when the store offers one
+    (``supports_log_path``), else ``store.append_log``.  Thread-safe.
+    """
+
+    def __init__(self, store: Store, run_id: str, name: str = "run") -> None:
+        self._store = store
+        self._run_id = run_id
+        self._name = name
+        self._lock = threading.Lock()
+        self._fh: TextIO | None = None
+        if store.supports_log_path:
+            path = Path(store.log_path(run_id, name))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+
+    def write(self, text: str) -> None:
+        if not text.endswith("\n"):
+            text += "\n"
+        with self._lock:
+            if self._fh is not None:
+                self._fh.write(text)
+                self._fh.flush()
+            else:
+                self._store.append_log(self._run_id, self._name, text)
+
+    def line(self, level: str, message: str) -> None:
+        self.write(f"{to_iso(utcnow())} {level.upper():<8} {message}")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fh is not None:
+                with contextlib.suppress(OSError):
+                    self._fh.close()
+                self._fh = None
+
+
+_CURRENT_LOG: contextvars.ContextVar[RunLog | None] = contextvars.ContextVar(
+    "metalab_run_log", default=None
+)
+
+
+class _RoutingHandler(logging.Handler):
+    """Root handler writing each record to the log of the run active in its context."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.NOTSET)
+        self.setFormatter(logging.Formatter("%(levelname)-8s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        target = _CURRENT_LOG.get()
+        if target is None:
+            return
+        try:
+            target.write(f"{to_iso(utcnow())} {self.format(record)}")
+        except Exception:  # never let logging break a run
+            self.handleError(record)
+
+
+class _Router:
+    """Refcounted installation of the routing handler on the root logger.
+
+    While at least one run is active the root logger's level is lowered to
+    INFO (if it was higher) so ``logger.info`` calls of operations reach the
+    run log; the previous level is restored when the last run ends.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._active = 0
+        self._handler = _RoutingHandler()
+        self._saved_level: int | None = None
+
+    def acquire(self) -> None:
+        with self._lock:
+            self._active += 1
+            if self._active == 1:
+                root = logging.getLogger()
+                root.addHandler(self._handler)
+                if root.level > logging.INFO or root.level == logging.NOTSET:
+                    self._saved_level = root.level
+                    root.setLevel(logging.INFO)
+
+    def release(self) -> None:
+        with self._lock:
+            self._active -= 1
+            if self._active == 0:
+                root = logging.getLogger()
+                root.removeHandler(self._handler)
+                if self._saved_level is not None:
+                    root.setLevel(self._saved_level)
+                    self._saved_level = None
+
+
+_ROUTER = _Router()
+
+
+@contextlib.contextmanager
+def route_logging(run_log: RunLog) -> Iterator[None]:
+    """Send Python logging records emitted in this context to ``run_log``."""
+    _ROUTER.acquire()
+    token = _CURRENT_LOG.set(run_log)
+    try:
+        yield
+    finally:
+        _CURRENT_LOG.reset(token)
+        _ROUTER.release()
+
+
+# ------------------------------------------------------------------------ capture
+class Capture:
+    """What an operation records about its run.
+
+    * ``metric(name, value, step=None)``: a scalar (int, float, bool, str;
+      NaN allowed).  Without ``step`` it goes into the run record's
+      ``metrics``; with ``step`` it is buffered and stored as a separate
+      series (listed in ``RunRecord.series``) so records stay small.
+    * ``data(name, obj)``: JSON value or numpy array, written at once.
+    * ``artifact(name, obj_or_path)``: a file or a serialized object.
+    * ``log(msg)`` / ``logger``: lines streamed to the run's ``run`` log.
+
+    Names are checked before anything is written (``InvalidNameError``);
+    one name cannot be both a series and a data item (``ValidationError``).
+    Thread-safe: an operation may capture from several threads.  Calls after
+    the run ended raise :class:`~metalab.ExecutionError`.
+    """
+
+    def __init__(self, store: Store, run_id: str, run_log: RunLog, *, experiment_id: str = "") -> None:
+        self._store = store
+        self.run_id = run_id
+        self.experiment_id = experiment_id
+        self._log = run_log
+        self._lock = threading.RLock()
+        self._metrics: dict[str, Any] = {}
+        self._series: dict[str, tuple[list[Any], list[Any]]] = {}
+        self._data: list[str] = []
+        self._artifacts: dict[str, ArtifactDescriptor] = {}
+        self._closed = False
+        self.logger: logging.Logger = logging.getLogger("metalab.run")
+        if self.logger.level == logging.NOTSET:
+            self.logger.setLevel(logging.DEBUG)
+
+    # ----------------------------------------------------------------- helpers
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ExecutionError(
+                f"capture of run {self.run_id} is closed: the run has ended; "
+                "capture values only while the operation runs"
+            )
+
+    # ----------------------------------------------------------------- metrics
+    def metric(self, name: str, value: Any, step: int | None = None) -> None:
+        """Record scalar metric ``name`` (a series point when ``step`` is given).
+
+        Raises:
+            InvalidNameError: bad name.  ValidationError: non-scalar value, a
+            non-integer step, or ``name`` is already a data item.
+        """
+        check_name(name, "metric name")
+        scalar = to_scalar(name, value)
+        with self._lock:
+            self._check_open()
+            if step is None:
+                self._metrics[name] = scalar
+                return
+            if isinstance(step, bool) or not isinstance(step, int):
+                raw: Any = step
+                if is_scalar(raw) and isinstance(raw.item(), int):
+                    step = int(raw.item())
+                else:
+                    raise ValidationError(f"step of metric {name!r} must be an int, got {step!r}")
+            if name in self._data:
+                raise ValidationError(
+                    f"{name!r} is already a data item of run {self.run_id}; "
+                    "use another name for the stepped metric"
+                )
+            steps, values = self._series.setdefault(name, ([], []))
+            steps.append(step)
+            values.append(scalar)
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        """Record several metrics at once (see :meth:`metric`)."""
+        for name in metrics:
+            check_name(name, "metric name")
+            to_scalar(name, metrics[name])
+        for name, value in metrics.items():
+            self.metric(name, value, step=step)
+
+    # -------------------------------------------------------------------- data
+    def data(self, name: str, obj: Any, metadata: dict[str, Any] | None = None) -> None:
+        """Store structured data ``name`` now (JSON value or numpy array).
+
+        Raises:
+            InvalidNameError, ValidationError: bad name, name used by a
+            stepped metric, or a value that is not JSON-serializable.
+        """
+        check_name(name, "data name")
+        payload: dict[str, Any] = {"kind": "data", "dtype": None, "shape": None}
+        if type(obj).__module__ == "numpy" and hasattr(obj, "tolist") and hasattr(obj, "dtype"):
+            payload["data"] = obj.tolist()
+            payload["dtype"] = str(obj.dtype)
+            payload["shape"] = list(getattr(obj, "shape", ()))
+        else:
+            payload["data"] = obj
+        payload["metadata"] = dict(metadata or {})
+        try:
+            _json.dumps(payload)
+        except TypeError as exc:
+            raise ValidationError(
+                f"data {name!r} is not JSON-serializable ({exc}); store it with "
+                "capture.artifact(name, obj, kind='pickle') instead"
+            ) from exc
+        with self._lock:
+            self._check_open()
+            if name in self._series:
+                raise ValidationError(
+                    f"{name!r} is already a stepped metric of run {self.run_id}; "
+                    "use another name for the data item"
+                )
+            self._store.put_data(self.run_id, name, payload)
+            if name not in self._data:
+                self._data.append(name)
+
+    # --------------------------------------------------------------- artifacts
+    def artifact(
+        self,
+        name: str,
+        obj_or_path: Any,
+        kind: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> ArtifactDescriptor:
+        """Store an artifact and return its descriptor.
+
+        A ``str`` or path-like naming an existing file stores that file as is
+        (kind ``"file"`` unless given, format = its extension).  Anything else
+        is serialized (json, numpy; pickle only with ``kind="pickle"``).
+
+        Raises:
+            InvalidNameError: bad name.  ValidationError: a path-like that is
+            not a file, or an object the chosen kind cannot store.
+        """
+        check_name(name, "artifact name")
+        self._check_open()
+        source: bytes | os.PathLike[str]
+        path: Path | None = None
+        if isinstance(obj_or_path, os.PathLike):
+            path = Path(obj_or_path)
+            if not path.is_file():
+                raise ValidationError(
+                    f"artifact {name!r}: {str(path)!r} is not an existing file; "
+                    "pass an existing file path or the object itself"
+                )
+        elif isinstance(obj_or_path, str) and kind in (None, "file"):
+            try:
+                if os.path.isfile(obj_or_path):
+                    path = Path(obj_or_path)
+            except (OSError, ValueError):
+                path = None
+        if path is not None:
+            source = path
+            akind = kind or "file"
+            fmt = path.suffix.lstrip(".")
+        else:
+            source, akind, fmt = serialize(obj_or_path, kind)
+        desc = self._store.put_artifact(
+            self.run_id, name, source, kind=akind, format=fmt, metadata=dict(metadata or {})
+        )
+        with self._lock:
+            self._artifacts[name] = desc
+        return desc
+
+    # -------------------------------------------------------------------- logs
+    def log(self, message: str, level: str = "info") -> None:
+        """Append ``message`` to the run's ``run`` log right away."""
+        lvl = str(level).lower()
+        if lvl not in _LEVELS:
+            raise ValidationError(f"log level must be one of {sorted(_LEVELS)}, got {level!r}")
+        self._check_open()
+        self._log.line(lvl, str(message))
+
+    # -------------------------------------------------------------- finishing
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """A copy of the scalar metrics captured so far."""
+        with self._lock:
+            return dict(self._metrics)
+
+    def _finish(self) -> tuple[dict[str, Any], tuple[str, ...], tuple[str, ...], tuple[ArtifactDescriptor, ...], list[str]]:
+        """Close the capture and write the buffered series.
+
+        Returns (metrics, data names, series names, artifacts, warnings).
+        Never raises: a series that cannot be written becomes a warning.
+        """
+        with self._lock:
+            self._closed = True
+            warnings: list[str] = []
+            written: list[str] = []
+            for name, (steps, values) in self._series.items():
+                order = sorted(range(len(steps)), key=steps.__getitem__)
+                payload = {
+                    "kind": "series",
+                    "data": {"step": [steps[i] for i in order], "value": [values[i] for i in order]},
+                    "dtype": None,
+                    "shape": None,
+                    "metadata": {},
+                }
+                try:
+                    self._store.put_data(self.run_id, name, payload)
+                    written.append(name)
+                except Exception as exc:
+                    log.error("run %s: could not store metric series %r: %s", self.run_id, name, exc)
+                    warnings.append(f"metric series {name!r} could not be stored: {exc}")
+            return (
+                dict(self._metrics),
+                tuple(self._data),
+                tuple(written),
+                tuple(self._artifacts.values()),
+                warnings,
+            )

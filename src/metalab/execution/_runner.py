@@ -1,0 +1,284 @@
+"""``run()``: submit an experiment to an executor and get a handle back."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import pickle
+import signal
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from metalab._errors import ExecutionError, OperationImportError, ValidationError
+from metalab._internal._time import to_iso, utcnow
+from metalab.execution._events import EventCallback, EventDispatcher
+from metalab.execution._executors import Executor, SerialExecutor
+from metalab.execution._handle import RunHandle
+from metalab.execution._worker import Job, is_interrupt
+from metalab.model import Status
+
+__all__ = ["resolve_store", "run"]
+
+log = logging.getLogger("metalab.execution")
+
+DEFAULT_STORE = "./experiments"
+
+
+def resolve_store(store: Any, experiment_id: str) -> Any:
+    """A store scoped to ``experiment_id`` from None, a locator, a config or a store.
+
+    Raises:
+        ConfigError / ScopeError: the locator is invalid, or the store or
+            config is already scoped to another experiment.
+    """
+    from metalab.store._base import Store
+    from metalab.store._config import StoreConfig
+    from metalab.store._factory import parse_to_config
+
+    if isinstance(store, Store):
+        config = store.config.scoped(experiment_id)
+        if config == store.config:
+            return store
+        return config.connect()
+    if store is None:
+        store = DEFAULT_STORE
+    if not isinstance(store, str | os.PathLike | StoreConfig):
+        raise ValidationError(
+            f"store must be a path, a locator string, a StoreConfig or a Store, got "
+            f"{type(store).__name__}"
+        )
+    return parse_to_config(store).scoped(experiment_id).connect()
+
+
+def _check_derived(derived_metrics: Any) -> tuple[Any, ...]:
+    if derived_metrics is None:
+        return ()
+    items = [derived_metrics] if isinstance(derived_metrics, str) or callable(derived_metrics) else list(derived_metrics)
+    from metalab.analysis._derived import resolve_derived
+
+    for item in items:
+        resolve_derived(item)  # fail fast on bad references
+    return tuple(items)
+
+
+@contextlib.contextmanager
+def _sigterm_as_exit() -> Iterator[None]:
+    """In the main thread, turn SIGTERM into SystemExit while runs execute here."""
+    installed = False
+    old: Any = None
+    if threading.current_thread() is threading.main_thread():
+        try:
+            old = signal.getsignal(signal.SIGTERM)
+            if old in (signal.SIG_DFL, None):
+
+                def _raise(signum: int, frame: Any) -> None:
+                    raise SystemExit(128 + signum)
+
+                signal.signal(signal.SIGTERM, _raise)
+                installed = True
+        except (ValueError, OSError, AttributeError):
+            installed = False
+    try:
+        yield
+    finally:
+        if installed:
+            with contextlib.suppress(ValueError, OSError):
+                signal.signal(signal.SIGTERM, old)
+
+
+def _warn_code_change(store: Any, experiment: Any) -> None:
+    try:
+        previous = store.get_experiment_manifest(experiment.experiment_id)
+    except Exception as exc:
+        log.warning("could not read the previous manifest of %s: %s", experiment.experiment_id, exc)
+        return
+    if not previous:
+        return
+    op_info = previous.get("operation") or {}
+    old = op_info.get("code_hash") if isinstance(op_info, dict) else None
+    new = getattr(experiment.operation, "code_hash", "")
+    if old and new and old != new:
+        log.warning(
+            "the code of operation %s changed since the last submission of %s "
+            "(code hash %s -> %s). Run ids do not depend on the code, so runs that already "
+            "succeeded are skipped; pass resume=False (or a new experiment version) to rerun them",
+            getattr(experiment.operation, "ref", "?"),
+            experiment.experiment_id,
+            old,
+            new,
+        )
+
+
+def run(
+    experiment: Any,
+    store: Any = None,
+    executor: Executor | None = None,
+    *,
+    resume: bool = True,
+    progress: bool = False,
+    on_event: EventCallback | None = None,
+    derived_metrics: Sequence[Callable[..., Any] | str] | None = None,
+) -> RunHandle:
+    """Run every run of ``experiment`` and return a :class:`RunHandle`.
+
+    Args:
+        experiment: a :class:`~metalab.Experiment`.
+        store: ``None`` (``"./experiments"``), a path or locator, a
+            ``StoreConfig`` or a ``Store``; always scoped to the experiment.
+        executor: where runs execute; default :class:`SerialExecutor` (in this
+            thread: every run has ended when ``run`` returns).
+        resume: skip runs whose stored record is ``success``; rerun the rest.
+        progress: show a rich progress bar.
+        on_event: called with each :class:`Event`, one at a time, in
+            completion order; exceptions it raises are logged and ignored.
+        derived_metrics: callables or ``"module:function"`` strings computed on
+            each successful run and stored as its derived metrics (failures
+            only warn).
+
+    The experiment manifest (with all run ids) is stored once per call.  The
+    executor is shut down when every run has ended.
+
+    Raises:
+        ConfigError / ScopeError: bad store.  ValidationError: bad arguments
+        or derived metric references.  OperationImportError: a process
+        executor cannot ship the operation (lambda or local function).
+        KeyboardInterrupt / SystemExit: Ctrl-C or SIGTERM while runs execute
+        in this thread (the submission is cancelled first; the interrupted
+        run is recorded as ``cancelled``, queued runs never start).
+    """
+    for attr in ("experiment_id", "iter_specs", "manifest", "operation"):
+        if not hasattr(experiment, attr):
+            raise ValidationError(
+                f"run() needs a metalab.Experiment, got {type(experiment).__name__} "
+                f"(missing {attr!r})"
+            )
+    if executor is None:
+        executor = SerialExecutor()
+    elif not isinstance(executor, Executor):
+        raise ValidationError(
+            f"executor must be a metalab Executor (SerialExecutor, ThreadExecutor, "
+            f"ProcessExecutor), got {type(executor).__name__}"
+        )
+    derived = _check_derived(derived_metrics)
+    experiment_id: str = experiment.experiment_id
+    op = experiment.operation
+    context_blob: Callable[[], bytes] | None = None
+    if not getattr(executor, "in_process", True):
+        pickle.dumps(op)  # raises OperationImportError for lambdas / local functions
+        try:
+            blob = pickle.dumps(experiment.context)
+        except Exception as exc:
+            raise ExecutionError(
+                f"the context of {experiment_id!r} cannot be pickled for {executor.name} "
+                f"workers ({type(exc).__name__}: {exc}); use plain data, dataclasses or "
+                "FilePath markers in the context"
+            ) from exc
+        context_blob = functools.partial(bytes, blob)
+        if not getattr(op, "ref", ""):
+            raise OperationImportError(f"operation {op!r} has no importable reference")
+
+    scoped = resolve_store(store, experiment_id)
+    experiment.context_fingerprint  # noqa: B018 - resolve (and validate) the context once
+    specs = list(experiment.iter_specs())
+
+    # one bulk pass over stored records: status and attempt of every known run
+    previous: dict[str, tuple[str, int]] = {}
+    for doc in scoped.iter_run_documents():
+        rid = doc.get("run_id")
+        if isinstance(rid, str):
+            try:
+                attempt = int(doc.get("attempt", 1) or 0)
+            except (TypeError, ValueError):
+                attempt = 1
+            previous[rid] = (str(doc.get("status", "")), attempt)
+
+    _warn_code_change(scoped, experiment)
+    submitted_at = utcnow()
+    manifest = experiment.manifest(run_ids=[s.run_id for s in specs])
+    manifest["submitted_at"] = to_iso(submitted_at)
+    manifest["executor"] = executor.name
+    manifest["resume"] = bool(resume)
+    scoped.put_experiment_manifest(experiment_id, manifest, timestamp=submitted_at)
+
+    dispatcher = EventDispatcher()
+    finish_hooks: list[Any] = []
+    if progress:
+        from metalab.execution._progress import ProgressDisplay
+
+        display = ProgressDisplay(experiment_id, len(specs))
+        dispatcher.add(display)
+        finish_hooks.append(display.stop)
+    if on_event is not None:
+        dispatcher.add(on_event)
+    cancel_flag = threading.Event()
+    handle = RunHandle(
+        scoped,
+        experiment_id,
+        total=len(specs),
+        executor=executor,
+        dispatcher=dispatcher,
+        cancel_flag=cancel_flag,
+        on_finish=finish_hooks,
+    )
+    metadata = dict(getattr(experiment, "metadata", None) or {})
+    pending = []
+    for spec in specs:
+        status, attempt = previous.get(spec.run_id, ("", 0))
+        if resume and status == Status.SUCCESS.value:
+            handle._skip(spec.run_id, "already succeeded (resume=True)")
+        else:
+            pending.append((spec, attempt))
+
+    interrupted_here = False
+    exit_instead = False
+    try:
+        with _sigterm_as_exit():
+            for spec, attempt in pending:
+                if cancel_flag.is_set():
+                    break
+                job = Job(
+                    spec=spec,
+                    operation=op,
+                    context=experiment.context,
+                    store=scoped,
+                    attempt=attempt + 1,
+                    metadata=metadata,
+                    derived_metrics=derived,
+                    cancel_flag=cancel_flag,
+                    on_started=handle._started,
+                    context_blob=context_blob,
+                )
+                fut = executor.submit(job)
+                handle._track(spec.run_id, fut)
+                if fut.done() and not fut.cancelled() and fut.exception() is None:
+                    record = fut.result()
+                    if is_interrupt(record):
+                        interrupted_here = True
+                        exit_instead = record.error.type == "SystemExit"
+    except KeyboardInterrupt:
+        interrupted_here = True
+        handle.cancel()
+    except BaseException:
+        handle.cancel()
+        _close_submission(handle, pending)
+        raise
+    _close_submission(handle, pending)
+    if interrupted_here:
+        # the interrupt hit a run executing in this thread: stop the caller too
+        handle.wait()
+        if exit_instead:
+            raise SystemExit(128 + signal.SIGTERM)
+        raise KeyboardInterrupt
+    return handle
+
+
+def _close_submission(handle: RunHandle, pending: list[Any]) -> None:
+    """Account for runs never handed to the executor, then let the handle finish."""
+    tracked = handle._futures
+    for spec, _ in pending:
+        if spec.run_id not in tracked:
+            handle._not_submitted(spec.run_id)
+    handle._submission_complete()

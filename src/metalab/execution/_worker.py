@@ -1,0 +1,443 @@
+"""The per-run worker logic shared by every executor.
+
+:func:`execute_run` runs one operation call end to end: a ``running`` record,
+the call with capture/runtime/logging set up, then exactly one final record
+(``success``, ``failed`` or ``cancelled``).  In-process executors call it
+through :class:`Job`; the process executor ships a picklable
+:class:`RunPayload` and rebuilds store, operation and context in the worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import pickle
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from metalab._errors import RunCancelledError
+from metalab._internal._time import to_iso, utcnow
+from metalab.execution._capture import Capture, RunLog, is_scalar, route_logging, to_scalar
+from metalab.execution._runtime import CancelFlag, Runtime
+from metalab.model import ErrorInfo, Provenance, RunRecord, Status
+
+if TYPE_CHECKING:
+    from metalab.store._base import Store
+
+__all__ = [
+    "Job",
+    "NotStartedError",
+    "RunPayload",
+    "StartedCallback",
+    "execute_run",
+    "is_interrupt",
+    "process_entry",
+    "process_initializer",
+]
+
+log = logging.getLogger("metalab.execution")
+
+StartedCallback = Callable[[str, str, datetime], None]  # (run_id, worker_id, started_at)
+DerivedSpec = Sequence[Any]  # callables or "module:func" strings
+
+
+class NotStartedError(RunCancelledError):
+    """A queued run was not started because the submission was cancelled."""
+
+
+def is_interrupt(record: RunRecord | None) -> bool:
+    """True if ``record`` ended because of Ctrl-C or SIGTERM (KeyboardInterrupt, SystemExit)."""
+    return bool(
+        record is not None
+        and record.status is Status.CANCELLED
+        and record.error is not None
+        and record.error.type in ("KeyboardInterrupt", "SystemExit")
+    )
+
+
+def _cancelled_error(exc: BaseException) -> ErrorInfo:
+    info = ErrorInfo.from_exception(exc)
+    if isinstance(exc, SystemExit) and not info.message:
+        info = ErrorInfo(info.type, "the worker was asked to exit (SIGTERM or sys.exit)", info.traceback)
+    if isinstance(exc, KeyboardInterrupt) and not info.message:
+        info = ErrorInfo(info.type, "interrupted (Ctrl-C)", info.traceback)
+    return info
+
+
+def _merge_returned(
+    returned: Any, metrics: dict[str, Any], warnings: list[str]
+) -> None:
+    if returned is None:
+        return
+    if isinstance(returned, dict):
+        if all(isinstance(k, str) and is_scalar(v) for k, v in returned.items()):
+            for k, v in returned.items():
+                metrics[k] = to_scalar(k, v)
+        else:
+            warnings.append(
+                "the operation returned a dict whose values are not all scalars; it was "
+                "ignored (use capture.data() for nested values)"
+            )
+        return
+    warnings.append(
+        f"the operation returned a {type(returned).__name__}, which was ignored "
+        "(return a dict of scalars or use capture.metric())"
+    )
+
+
+def _compute_derived(store: Store, record: RunRecord, fns: DerivedSpec) -> None:
+    """Compute derived metrics of a successful run; failures only warn."""
+    try:
+        from metalab.analysis._derived import compute_derived_for_run
+        from metalab.analysis._run import Run
+
+        run = Run.from_store(store, record.run_id)
+        values = compute_derived_for_run(run, list(fns))
+        if values:
+            store.put_derived(record.run_id, values)
+    except Exception as exc:
+        log.warning("derived metrics of run %s could not be computed: %s", record.run_id, exc)
+
+
+def execute_run(
+    spec: Any,
+    op: Any,
+    context: Any,
+    store: Store,
+    *,
+    executor: str = "serial",
+    worker_id: str = "",
+    attempt: int = 1,
+    metadata: dict[str, Any] | None = None,
+    cancel_flag: CancelFlag | None = None,
+    on_started: StartedCallback | None = None,
+    derived_metrics: DerivedSpec = (),
+) -> RunRecord:
+    """Run ``op`` for ``spec`` and return the final record (already stored).
+
+    Writes a ``running`` record, then calls the operation with the arguments
+    it declares (``context``, ``params``, ``seeds``, ``runtime``,
+    ``capture``), then writes one final record.  Exceptions of the operation
+    never escape: they become a ``failed`` record (``cancelled`` for
+    KeyboardInterrupt, SystemExit and :class:`~metalab.RunCancelledError`).
+    If the final write fails, the error is logged at ERROR level and the
+    unsaved record is returned.
+
+    Raises:
+        StoreError / OSError: the initial ``running`` record cannot be written
+            (the operation is then not called).
+    """
+    run_id: str = spec.run_id
+    started_at = utcnow()
+    t0 = time.perf_counter()
+    provenance = Provenance.current(
+        code_hash=getattr(op, "code_hash", "") or "",
+        operation_ref=getattr(op, "ref", "") or "",
+        executor=executor,
+        worker_id=worker_id,
+    )
+    seed = spec.seed.to_dict() if hasattr(spec.seed, "to_dict") else dict(spec.seed)
+    running = RunRecord(
+        run_id=run_id,
+        experiment_id=spec.experiment_id,
+        status=Status.RUNNING,
+        context_fingerprint=spec.context_fingerprint,
+        params_fingerprint=spec.params_fingerprint,
+        seed_fingerprint=spec.seed_fingerprint,
+        params=dict(spec.params),
+        seed=seed,
+        tags=tuple(spec.tags),
+        started_at=started_at,
+        heartbeat_at=started_at,
+        provenance=provenance,
+        attempt=attempt,
+    )
+    store.put_run_record(running)
+    if on_started is not None:
+        try:
+            on_started(run_id, worker_id, started_at)
+        except Exception:
+            log.exception("run %s: start notification failed (ignored)", run_id)
+
+    run_log = RunLog(store, run_id, "run")
+    runtime = Runtime(run_id, spec.experiment_id, worker_id, metadata, cancel_flag)
+    capture = Capture(store, run_id, run_log, experiment_id=spec.experiment_id)
+    status = Status.SUCCESS
+    error: ErrorInfo | None = None
+    returned: Any = None
+    try:
+        run_log.write(
+            f"{to_iso(started_at)} === attempt {attempt} started "
+            f"(run {run_id}, worker {worker_id or '-'}, executor {executor}) ==="
+        )
+        with route_logging(run_log):
+            try:
+                returned = op(
+                    context=context,
+                    params=dict(spec.params),
+                    seeds=spec.seed,
+                    runtime=runtime,
+                    capture=capture,
+                )
+            except RunCancelledError as exc:
+                status, error = Status.CANCELLED, ErrorInfo.from_exception(exc)
+            except (KeyboardInterrupt, SystemExit) as exc:
+                status, error = Status.CANCELLED, _cancelled_error(exc)
+            except Exception as exc:
+                status, error = Status.FAILED, ErrorInfo.from_exception(exc)
+                log.debug("run %s failed: %s", run_id, exc)
+        metrics, data, series, artifacts, warnings = capture._finish()
+        if status is Status.SUCCESS:
+            try:
+                _merge_returned(returned, metrics, warnings)
+            except Exception as exc:  # a bad returned metric fails the run
+                status, error = Status.FAILED, ErrorInfo.from_exception(exc)
+        finished_at = utcnow()
+        duration_ms = (time.perf_counter() - t0) * 1000.0
+        final = running.replace(
+            status=status,
+            finished_at=finished_at,
+            heartbeat_at=finished_at,
+            duration_ms=duration_ms,
+            metrics=metrics,
+            data=data,
+            series=series,
+            artifacts=artifacts,
+            error=error,
+            warnings=tuple(warnings),
+        )
+        try:
+            run_log.write(
+                f"{to_iso(finished_at)} === attempt {attempt} ended: {status.value} "
+                f"after {duration_ms:.0f} ms ==="
+            )
+        except Exception:
+            pass
+        try:
+            store.put_run_record(final)
+        except Exception:
+            log.error(
+                "run %s: the final %s record could NOT be written; the store still shows it "
+                "as running. Check the store and rerun with resume=True",
+                run_id,
+                status.value,
+                exc_info=True,
+            )
+            return final
+        if status is Status.SUCCESS and derived_metrics:
+            _compute_derived(store, final, derived_metrics)
+        return final
+    finally:
+        runtime._cleanup()
+        run_log.close()
+
+
+# --------------------------------------------------------------------- jobs
+@dataclass
+class Job:
+    """One pending run, as handed to :meth:`Executor.submit`.
+
+    In-process executors call :meth:`run`; out-of-process executors ship
+    :meth:`to_payload` (picklable) and run :func:`process_entry` remotely.
+    """
+
+    spec: Any
+    operation: Any
+    context: Any
+    store: Store
+    attempt: int = 1
+    metadata: dict[str, Any] = field(default_factory=dict)
+    derived_metrics: tuple[Any, ...] = ()
+    cancel_flag: threading.Event = field(default_factory=threading.Event)
+    on_started: StartedCallback | None = None
+    context_blob: Callable[[], bytes] | None = None
+
+    @property
+    def run_id(self) -> str:
+        return str(self.spec.run_id)
+
+    def run(self, executor: str, worker_id: str) -> RunRecord:
+        """Execute in this process (see :func:`execute_run`).
+
+        Raises:
+            NotStartedError: the submission was cancelled before the run began.
+        """
+        if self.cancel_flag.is_set():
+            raise NotStartedError(f"run {self.run_id} was cancelled before it started")
+        return execute_run(
+            self.spec,
+            self.operation,
+            self.context,
+            self.store,
+            executor=executor,
+            worker_id=worker_id,
+            attempt=self.attempt,
+            metadata=self.metadata,
+            cancel_flag=self.cancel_flag,
+            on_started=self.on_started,
+            derived_metrics=self.derived_metrics,
+        )
+
+    def to_payload(self, executor: str) -> RunPayload:
+        """A picklable description of this job for another process."""
+        blob = self.context_blob() if self.context_blob else pickle.dumps(self.context)
+        return RunPayload(
+            store_config=self.store.config.to_dict(),
+            operation_ref=str(self.operation.ref),
+            context_blob=blob,
+            spec=self.spec,
+            attempt=self.attempt,
+            metadata=dict(self.metadata),
+            derived_metrics=tuple(self.derived_metrics),
+            executor=executor,
+        )
+
+
+@dataclass(frozen=True)
+class RunPayload:
+    """Everything a worker process needs to run one run (picklable)."""
+
+    store_config: dict[str, Any]
+    operation_ref: str
+    context_blob: bytes
+    spec: Any
+    attempt: int
+    metadata: dict[str, Any]
+    derived_metrics: tuple[Any, ...]
+    executor: str = "process"
+
+    @property
+    def run_id(self) -> str:
+        return str(self.spec.run_id)
+
+
+# ------------------------------------------------------- worker-process side
+class _WorkerState:
+    started_queue: Any = None
+    cancel_event: Any = None
+    stores: dict[str, Any] = {}
+    ops: dict[str, Any] = {}
+    contexts: dict[str, Any] = {}
+
+
+def _sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def process_initializer(started_queue: Any, cancel_event: Any) -> None:
+    """Initializer of worker processes: remember the queues, turn SIGTERM into SystemExit."""
+    _WorkerState.started_queue = started_queue
+    _WorkerState.cancel_event = cancel_event
+    with contextlib.suppress(ValueError, OSError):
+        signal.signal(signal.SIGTERM, _sigterm)
+    # Ctrl-C goes to the whole process group; let the parent decide what to cancel
+    with contextlib.suppress(ValueError, OSError):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def _redirect_std(store: Store, run_id: str) -> Iterator[None]:
+    """Point fd 1 and 2 to the run's ``stdout`` / ``stderr`` logs, restore afterwards."""
+    import tempfile
+
+    saved: list[tuple[int, int]] = []
+    temps: list[tuple[str, str]] = []
+    for fd, name, stream in ((1, "stdout", sys.stdout), (2, "stderr", sys.stderr)):
+        with contextlib.suppress(Exception):
+            stream.flush()
+        if store.supports_log_path:
+            path = store.log_path(run_id, name)
+        else:
+            tmp = tempfile.NamedTemporaryFile(prefix=f"metalab-{name}-", delete=False)  # noqa: SIM115
+            tmp.close()
+            path = tmp.name
+            temps.append((name, path))
+        target = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        saved.append((fd, os.dup(fd)))
+        os.dup2(target, fd)
+        os.close(target)
+    try:
+        yield
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        for fd, copy in saved:
+            os.dup2(copy, fd)
+            os.close(copy)
+        for name, path in temps:
+            try:
+                with open(path, encoding="utf-8", errors="replace") as fh:
+                    text = fh.read()
+                if text:
+                    store.append_log(run_id, name, text)
+            except Exception as exc:
+                log.warning("run %s: could not store captured %s: %s", run_id, name, exc)
+            finally:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+
+
+def _worker_resources(payload: RunPayload) -> tuple[Any, Any, Any]:
+    from metalab._internal import _json
+    from metalab.definition import load_operation
+    from metalab.store._config import StoreConfig
+
+    cfg_key = _json.dumps(payload.store_config).decode()
+    store = _WorkerState.stores.get(cfg_key)
+    if store is None:
+        store = StoreConfig.from_dict(payload.store_config).connect()
+        _WorkerState.stores[cfg_key] = store
+    op = _WorkerState.ops.get(payload.operation_ref)
+    if op is None:
+        op = load_operation(payload.operation_ref)
+        _WorkerState.ops[payload.operation_ref] = op
+    ctx_key = hashlib.sha256(payload.context_blob).hexdigest()
+    if ctx_key in _WorkerState.contexts:
+        context = _WorkerState.contexts[ctx_key]
+    else:
+        context = pickle.loads(payload.context_blob)
+        _WorkerState.contexts = {ctx_key: context}  # keep only the latest context
+    return store, op, context
+
+
+def process_entry(payload: RunPayload) -> RunRecord:
+    """Run one payload inside a worker process (the process executor's target).
+
+    Raises:
+        NotStartedError: the submission was cancelled before this run began.
+        OperationImportError: the worker cannot import the operation.
+    """
+    cancel = _WorkerState.cancel_event
+    if cancel is not None and cancel.is_set():
+        raise NotStartedError(f"run {payload.run_id} was cancelled before it started")
+    store, op, context = _worker_resources(payload)
+    worker_id = f"process-{os.getpid()}"
+
+    def started(run_id: str, wid: str, at: datetime) -> None:
+        q = _WorkerState.started_queue
+        if q is not None:
+            q.put((run_id, wid, at))
+
+    with _redirect_std(store, payload.run_id):
+        return execute_run(
+            payload.spec,
+            op,
+            context,
+            store,
+            executor=payload.executor,
+            worker_id=worker_id,
+            attempt=payload.attempt,
+            metadata=payload.metadata,
+            cancel_flag=cancel,
+            on_started=started,
+            derived_metrics=payload.derived_metrics,
+        )

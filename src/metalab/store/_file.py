@@ -1,0 +1,687 @@
+"""FileStore: the files-first store (the source of truth).
+
+Folder of one experiment (``{root}/{safe_experiment_id(id)}/`` when scoped,
+``{root}/`` when not)::
+
+    runs/{run_id}.json               run record (RunRecord.to_dict)
+    derived/{run_id}.json            derived metrics
+    artifacts/{run_id}/{file}        artifact bytes
+    artifacts/{run_id}/_manifest.json  list of artifact descriptors
+    logs/{run_id}_{name}.log         logs (appended as they stream)
+    results/{run_id}/{name}.json     structured data payloads
+    experiments/{safe_id}_{ts}.json  experiment manifests (one per submission)
+    _meta.json                       format, layout version, real experiment id
+
+Connecting reads at most ``_meta.json``; nothing is created until the first
+write.  Every file is written with :func:`~metalab._internal._atomic.atomic_write_bytes`
+(temp file, fsync, rename), so readers never see partial files and need no
+locks.  Artifact URIs are relative to the experiment folder, so a store can be
+copied or rsynced elsewhere and still be read.
+
+Thread/process safety: all methods may be called concurrently from several
+threads and processes (also on NFS).  Two writers of the same file: the last
+rename wins.  The artifact manifest of one run is read-modified-written, so
+concurrent ``put_artifact`` calls for the *same run* from different processes
+may drop one entry (a run is written by one worker); threads of one store are
+serialised.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import os
+import re
+import shutil
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any, BinaryIO, ClassVar
+
+from metalab._errors import (
+    ConfigError,
+    CorruptRecordError,
+    ExperimentMismatchError,
+    InvalidNameError,
+    NotFoundError,
+    ScopeError,
+    ValidationError,
+)
+from metalab._internal._atomic import TMP_PREFIX, atomic_copy_file, atomic_write_bytes
+from metalab._internal._json import JSONDecodeError, dumps, dumps_pretty, loads
+from metalab._internal._names import check_name, safe_experiment_id
+from metalab._internal._time import compact_ts, to_iso, utcnow
+from metalab.model import ArtifactDescriptor, RunRecord
+from metalab.store._base import ErrorCallback, Store, warn_corrupt
+from metalab.store._config import StoreConfig
+from metalab.store.locator import LocatorInfo
+
+__all__ = ["LAYOUT_FOLDERS", "META_FILE", "FileStore", "FileStoreConfig"]
+
+META_FILE = "_meta.json"
+MANIFEST_FILE = "_manifest.json"
+META_FORMAT = "metalab-filestore"
+LAYOUT_VERSION = 1
+#: folders of the layout (never taken for experiment folders of a collection)
+LAYOUT_FOLDERS = frozenset({"runs", "derived", "artifacts", "logs", "results", "experiments"})
+_O_READ = os.O_RDONLY | getattr(os, "O_BINARY", 0)
+_CHUNK = 1 << 16
+_MANIFEST_NAME_RE = re.compile(r"^(?P<safe>.+)_(?P<ts>\d{8}T\d{12}Z)\.json$")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class FileStoreConfig(StoreConfig):
+    """Where a :class:`FileStore` lives.
+
+    Attributes:
+        root: the collection folder (made absolute, ``~`` expanded).
+        experiment_id: the experiment this config is scoped to; its files go
+            to ``{root}/{safe_experiment_id(experiment_id)}/``.
+
+    Raises:
+        ConfigError: ``root`` is empty.
+        InvalidNameError: ``experiment_id`` is not a usable id.
+    """
+
+    scheme: ClassVar[str] = "file"
+
+    root: str
+    experiment_id: str | None = None
+
+    def __post_init__(self) -> None:
+        root = os.fspath(self.root) if isinstance(self.root, os.PathLike) else self.root
+        if not isinstance(root, str) or not root.strip():
+            raise ConfigError(
+                f"FileStoreConfig.root must be a folder path such as './experiments', got {root!r}"
+            )
+        object.__setattr__(self, "root", os.path.abspath(os.path.expanduser(root)))
+        if self.experiment_id is not None:
+            safe_experiment_id(self.experiment_id)
+
+    def connect(self) -> FileStore:
+        """Open the store (reads ``_meta.json`` if present; creates nothing)."""
+        return FileStore(self)
+
+    @classmethod
+    def from_locator(cls, info: LocatorInfo, **kwargs: Any) -> FileStoreConfig:
+        """Build from a ``file`` locator; ``?experiment_id=`` or the keyword scope it.
+
+        Raises:
+            ConfigError: unknown query parameters or keywords, or two different
+                experiment ids.
+        """
+        query = dict(info.query)
+        q_id = query.pop("experiment_id", None)
+        k_id = kwargs.pop("experiment_id", None)
+        unknown = sorted(set(query) | set(kwargs))
+        if unknown:
+            raise ConfigError(
+                f"the file store does not understand option(s) {unknown}; "
+                "the only option is 'experiment_id'"
+            )
+        if q_id is not None and k_id is not None and q_id != k_id:
+            raise ConfigError(
+                f"the locator says experiment_id={q_id!r} but the keyword says {k_id!r}; "
+                "give only one of them"
+            )
+        return cls(root=info.path, experiment_id=k_id if k_id is not None else q_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"root": self.root, "experiment_id": self.experiment_id, "_type": self.scheme}
+
+
+def _read_bytes(path: str) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+def _read_json(path: str, what: str) -> Any:
+    """JSON in ``path``; ``None`` if missing; CorruptRecordError if unreadable."""
+    try:
+        data = _read_bytes(path)
+    except FileNotFoundError:
+        return None
+    try:
+        return loads(data)
+    except JSONDecodeError as exc:
+        raise CorruptRecordError(
+            f"{what} {path} is not valid JSON ({exc}); restore it from a backup or delete it",
+            path,
+        ) from exc
+
+
+def _create_exclusive(path: str, data: bytes) -> bool:
+    """Write ``path`` atomically only if it does not exist; False if it does."""
+    if os.path.exists(path):
+        return False
+    tmp = os.path.join(os.path.dirname(path), f"{TMP_PREFIX}{os.path.basename(path)}.{uuid.uuid4().hex[:8]}")
+    atomic_write_bytes(tmp, data)
+    try:
+        os.link(tmp, path)  # fails if the target exists: no overwrite race
+    except FileExistsError:
+        return False
+    except OSError:  # filesystem without hard links: best effort
+        if os.path.exists(path):
+            return False
+        os.replace(tmp, path)
+        return True
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+    return True
+
+
+def _artifact_file_name(name: str, format: str) -> str:
+    if not format or name.endswith("." + format):
+        return name
+    return f"{name}.{format}"
+
+
+class FileStore(Store):
+    """A store of plain files under one folder.  See the module docstring.
+
+    Raises (on connect):
+        ExperimentMismatchError: the experiment folder belongs to another
+            experiment id that maps to the same folder name.
+        CorruptRecordError: the folder's ``_meta.json`` cannot be parsed.
+    """
+
+    supports_working_directory: ClassVar[bool] = True
+    supports_log_path: ClassVar[bool] = True
+
+    def __init__(
+        self, config: FileStoreConfig | str | os.PathLike[str], experiment_id: str | None = None
+    ) -> None:
+        if not isinstance(config, FileStoreConfig):
+            config = FileStoreConfig(root=os.fspath(config), experiment_id=experiment_id)
+        elif experiment_id is not None:
+            config = config.scoped(experiment_id)  # type: ignore[assignment]
+        self._config = config
+        eid = config.experiment_id
+        self._dir = os.path.join(config.root, safe_experiment_id(eid)) if eid else config.root
+        self._lock = threading.Lock()
+        self._meta_ready = False
+        # unscoped stores: run id -> experiment folder it was found in
+        self._run_folders: dict[str, str] = {}
+        self._check_meta()
+
+    # ------------------------------------------------------------ identity
+    @property
+    def config(self) -> FileStoreConfig:
+        return self._config
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, FileStore):
+            return NotImplemented
+        return type(self) is type(other) and self._config == other._config
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self._config))
+
+    def __repr__(self) -> str:
+        return f"FileStore(root={self._config.root!r}, experiment_id={self.experiment_id!r})"
+
+    def get_working_directory(self) -> str:
+        return self._dir
+
+    # ------------------------------------------------------------ meta file
+    def _check_meta(self) -> dict[str, Any] | None:
+        meta = _read_json(os.path.join(self._dir, META_FILE), "store metadata file")
+        if meta is not None and not isinstance(meta, dict):
+            raise CorruptRecordError(
+                f"store metadata file {os.path.join(self._dir, META_FILE)} is not a JSON object",
+                os.path.join(self._dir, META_FILE),
+            )
+        if meta is not None and self.experiment_id is not None:
+            other = meta.get("experiment_id")
+            if other is not None and other != self.experiment_id:
+                raise ExperimentMismatchError(
+                    f"folder {self._dir} holds experiment {other!r}, not {self.experiment_id!r} "
+                    f"(both ids map to the folder name {os.path.basename(self._dir)!r}); rename "
+                    "one of the experiments or use another store root"
+                )
+        return meta
+
+    def _ensure_meta(self) -> None:
+        """Before the first write: create the folder and ``_meta.json``, or verify it."""
+        if self._meta_ready:
+            return
+        if self._check_meta() is None:
+            os.makedirs(self._dir, exist_ok=True)
+            meta = {
+                "format": META_FORMAT,
+                "layout_version": LAYOUT_VERSION,
+                "experiment_id": self.experiment_id,
+                "created_at": to_iso(utcnow()),
+            }
+            if not _create_exclusive(os.path.join(self._dir, META_FILE), dumps_pretty(meta)):
+                self._check_meta()  # someone else created it meanwhile
+        self._meta_ready = True
+
+    # ------------------------------------------------------------ folders
+    def _folder(self, run_id: str) -> str:
+        """The experiment folder holding ``run_id`` (always ours when scoped)."""
+        if self.experiment_id is not None:
+            return self._dir
+        found = self._run_folders.get(run_id)
+        if found is not None:
+            return found
+        if os.path.exists(os.path.join(self._dir, "runs", f"{run_id}.json")):
+            return self._dir
+        for folder, _eid in self._child_experiments():
+            if os.path.exists(os.path.join(folder, "runs", f"{run_id}.json")):
+                self._run_folders[run_id] = folder
+                return folder
+        return self._dir
+
+    def _child_experiments(self) -> list[tuple[str, str]]:
+        """(folder, real experiment id) of the experiment folders under the root."""
+        out: list[tuple[str, str]] = []
+        try:
+            entries = sorted(os.scandir(self._dir), key=lambda e: e.name)
+        except (FileNotFoundError, NotADirectoryError):
+            return out
+        for entry in entries:
+            if entry.name in LAYOUT_FOLDERS or entry.name.startswith("."):
+                continue
+            if not entry.is_dir():
+                continue
+            try:
+                meta = _read_json(os.path.join(entry.path, META_FILE), "store metadata file")
+            except CorruptRecordError as exc:
+                warn_corrupt(exc)
+                continue
+            if isinstance(meta, dict) and isinstance(meta.get("experiment_id"), str):
+                out.append((entry.path, meta["experiment_id"]))
+        return out
+
+    def _write(self, path: str, data: bytes) -> None:
+        self._ensure_meta()
+        atomic_write_bytes(path, data)
+
+    # ------------------------------------------------------------ run records
+    def put_run_record(self, record: RunRecord) -> None:
+        run_id = check_name(record.run_id, "run id")
+        if self.experiment_id is not None and record.experiment_id != self.experiment_id:
+            raise ScopeError(
+                f"run {run_id} belongs to experiment {record.experiment_id!r} but this store is "
+                f"scoped to {self.experiment_id!r}; write it through a store of its experiment"
+            )
+        path = os.path.join(self._folder(run_id), "runs", f"{run_id}.json")
+        self._write(path, dumps(record.to_dict()))
+
+    def get_run_record(self, run_id: str) -> RunRecord | None:
+        check_name(run_id, "run id")
+        path = os.path.join(self._folder(run_id), "runs", f"{run_id}.json")
+        doc = _read_json(path, "run record")
+        if doc is None:
+            return None
+        return RunRecord.from_dict(doc, source=path)
+
+    def run_exists(self, run_id: str) -> bool:
+        check_name(run_id, "run id")
+        return os.path.exists(os.path.join(self._folder(run_id), "runs", f"{run_id}.json"))
+
+    def iter_run_documents(
+        self, experiment_id: str | None = None, *, on_error: ErrorCallback | None = None
+    ) -> Iterator[dict[str, Any]]:
+        report = on_error or warn_corrupt
+        if self.experiment_id is not None:
+            if experiment_id is None or experiment_id == self.experiment_id:
+                yield from self._iter_folder(self._dir, report)
+            return
+        for doc in self._iter_folder(self._dir, report):
+            if experiment_id is None or doc.get("experiment_id") == experiment_id:
+                yield doc
+        for folder, eid in self._child_experiments():
+            if experiment_id is not None and eid != experiment_id:
+                continue
+            remember = self._run_folders
+            for doc in self._iter_folder(folder, report):
+                rid = doc.get("run_id")
+                if isinstance(rid, str):
+                    remember[rid] = folder
+                yield doc
+
+    @staticmethod
+    def _iter_folder(folder: str, report: ErrorCallback) -> Iterator[dict[str, Any]]:
+        runs = os.path.join(folder, "runs")
+        try:
+            it = os.scandir(runs)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        with it:
+            for entry in it:
+                name = entry.name
+                if name[0] == "." or not name.endswith(".json"):
+                    continue  # temp files (".tmp-*") and foreign files
+                path = entry.path
+                try:
+                    fd = os.open(path, _O_READ)
+                except FileNotFoundError:
+                    continue  # deleted meanwhile
+                try:
+                    # one read() for a typical record; a short read of a regular file is EOF
+                    data = os.read(fd, _CHUNK)
+                    if len(data) == _CHUNK:
+                        parts = [data]
+                        while chunk := os.read(fd, _CHUNK):
+                            parts.append(chunk)
+                        data = b"".join(parts)
+                finally:
+                    os.close(fd)
+                try:
+                    doc = loads(data)
+                except JSONDecodeError as exc:
+                    report(CorruptRecordError(
+                        f"run record {path} is not valid JSON ({exc}); it was skipped. "
+                        "Delete it to rerun the run, or restore it from a backup",
+                        path,
+                    ))
+                    continue
+                if type(doc) is not dict:
+                    report(CorruptRecordError(
+                        f"run record {path} is not a JSON object; it was skipped", path
+                    ))
+                    continue
+                yield doc
+
+    def delete_run(self, run_id: str) -> None:
+        check_name(run_id, "run id")
+        folder = self._folder(run_id)
+        for log_name in self.list_logs(run_id):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(folder, "logs", f"{run_id}_{log_name}.log"))
+        for rel in (("runs", f"{run_id}.json"), ("derived", f"{run_id}.json")):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(folder, *rel))
+        for sub in ("results", "artifacts"):
+            shutil.rmtree(os.path.join(folder, sub, run_id), ignore_errors=True)
+        self._run_folders.pop(run_id, None)
+
+    # ------------------------------------------------------------ artifacts
+    def _manifest_path(self, folder: str, run_id: str) -> str:
+        return os.path.join(folder, "artifacts", run_id, MANIFEST_FILE)
+
+    def _read_manifest(self, folder: str, run_id: str) -> list[dict[str, Any]]:
+        path = self._manifest_path(folder, run_id)
+        entries = _read_json(path, "artifact manifest")
+        if entries is None:
+            return []
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise CorruptRecordError(f"artifact manifest {path} is not a list of objects", path)
+        return entries
+
+    def put_artifact(
+        self,
+        run_id: str,
+        name: str,
+        source: bytes | os.PathLike[str],
+        *,
+        kind: str,
+        format: str,
+        metadata: dict[str, Any] | None = None,
+    ) -> ArtifactDescriptor:
+        check_name(run_id, "run id")
+        check_name(name, "artifact name")
+        if name.startswith("_"):
+            raise InvalidNameError(
+                f"artifact name {name!r} starts with '_', which is reserved for metalab's own "
+                "files; drop the leading underscore"
+            )
+        fmt = (format or "").lstrip(".")
+        if fmt:
+            check_name(fmt, "artifact format")
+        file_name = check_name(_artifact_file_name(name, fmt), "artifact file name")
+        if not isinstance(source, bytes | bytearray | memoryview | os.PathLike):
+            raise ValidationError(
+                f"artifact {name!r}: source must be bytes or a path, got {type(source).__name__}"
+            )
+        folder = self._folder(run_id)
+        uri = f"artifacts/{run_id}/{file_name}"
+        target = os.path.join(folder, "artifacts", run_id, file_name)
+        self._ensure_meta()
+        with self._lock:
+            entries = self._read_manifest(folder, run_id)
+            for e in entries:
+                if e.get("uri") == uri and e.get("name") != name:
+                    raise InvalidNameError(
+                        f"artifact {name!r} would be stored as {file_name!r}, which already holds "
+                        f"artifact {e.get('name')!r} of run {run_id}; choose another name"
+                    )
+            if isinstance(source, os.PathLike):
+                size = atomic_copy_file(source, target)
+                digest = hashlib.sha256()
+                with open(target, "rb") as fh:
+                    while chunk := fh.read(1 << 20):
+                        digest.update(chunk)
+                content_hash = digest.hexdigest()
+            else:
+                data = bytes(source)
+                atomic_write_bytes(target, data)
+                size = len(data)
+                content_hash = hashlib.sha256(data).hexdigest()
+            desc = ArtifactDescriptor(
+                name=name,
+                kind=kind,
+                format=fmt,
+                uri=uri,
+                content_hash=content_hash,
+                size_bytes=size,
+                artifact_id=uuid.uuid4().hex,
+                metadata=dict(metadata or {}),
+            )
+            entries = [e for e in entries if e.get("name") != name]
+            entries.append(desc.to_dict())
+            atomic_write_bytes(self._manifest_path(folder, run_id), dumps_pretty(entries))
+        return desc
+
+    def list_artifacts(self, run_id: str) -> list[ArtifactDescriptor]:
+        check_name(run_id, "run id")
+        return [ArtifactDescriptor.from_dict(e) for e in self._read_manifest(self._folder(run_id), run_id)]
+
+    def open_artifact(self, run_id: str, name: str) -> BinaryIO:
+        check_name(run_id, "run id")
+        check_name(name, "artifact name")
+        folder = self._folder(run_id)
+        entries = self._read_manifest(folder, run_id)
+        for e in entries:
+            if e.get("name") == name:
+                file_name = os.path.basename(str(e.get("uri", "")))
+                try:
+                    return open(os.path.join(folder, "artifacts", run_id, file_name), "rb")
+                except FileNotFoundError:
+                    break
+        known = sorted(str(e.get("name")) for e in entries)
+        raise NotFoundError(
+            f"run {run_id} has no artifact {name!r} in {os.path.join(folder, 'artifacts', run_id)}"
+            f"; stored artifacts: {known or 'none'}"
+        )
+
+    # ------------------------------------------------------------ logs
+    def _log_file(self, folder: str, run_id: str, name: str) -> str:
+        check_name(run_id, "run id")
+        check_name(name, "log name")
+        return os.path.join(folder, "logs", f"{run_id}_{name}.log")
+
+    def append_log(self, run_id: str, name: str, text: str) -> None:
+        """Append ``text`` (O_APPEND, no buffering: readers see it at once)."""
+        path = self._log_file(self._folder(run_id), run_id, name)
+        self._ensure_meta()
+        data = text.encode("utf-8")
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0)
+        try:
+            fd = os.open(path, flags, 0o644)
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd = os.open(path, flags, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+
+    def get_log(self, run_id: str, name: str = "run") -> str | None:
+        path = self._log_file(self._folder(run_id), run_id, name)
+        try:
+            return _read_bytes(path).decode("utf-8", errors="replace")
+        except FileNotFoundError:
+            return None
+
+    def list_logs(self, run_id: str) -> list[str]:
+        check_name(run_id, "run id")
+        folder = self._folder(run_id)
+        prefix = f"{run_id}_"
+        try:
+            names = os.listdir(os.path.join(folder, "logs"))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        out = []
+        for file_name in names:
+            if not (file_name.startswith(prefix) and file_name.endswith(".log")):
+                continue
+            log_name = file_name[len(prefix):-4]
+            if log_name and not self._belongs_to_longer_run(folder, run_id, log_name):
+                out.append(log_name)
+        return sorted(out)
+
+    @staticmethod
+    def _belongs_to_longer_run(folder: str, run_id: str, log_name: str) -> bool:
+        # "{a}_{b_c}.log" may be log "b_c" of run "a" or log "c" of run "a_b"
+        parts = log_name.split("_")
+        for i in range(1, len(parts)):
+            other = "_".join([run_id, *parts[:i]])
+            if os.path.exists(os.path.join(folder, "runs", f"{other}.json")):
+                return True
+        return False
+
+    def log_path(self, run_id: str, name: str) -> str:
+        """Path of log ``name`` (its folder is created so it can be opened for append)."""
+        path = self._log_file(self._folder(run_id), run_id, name)
+        self._ensure_meta()
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return path
+
+    # ------------------------------------------------------------ structured data
+    def put_data(self, run_id: str, name: str, payload: dict[str, Any]) -> None:
+        check_name(run_id, "run id")
+        check_name(name, "data name")
+        if not isinstance(payload, dict) or "data" not in payload:
+            raise ValidationError(
+                f"data {name!r} of run {run_id}: payload must be a dict with a 'data' key"
+            )
+        kind = payload.get("kind") or "data"
+        if kind not in ("data", "series"):
+            raise ValidationError(
+                f"data {name!r} of run {run_id}: kind must be 'data' or 'series', got {kind!r}"
+            )
+        doc = {
+            **payload,
+            "kind": kind,
+            "dtype": payload.get("dtype"),
+            "shape": payload.get("shape"),
+            "metadata": payload.get("metadata") or {},
+        }
+        path = os.path.join(self._folder(run_id), "results", run_id, f"{name}.json")
+        self._write(path, dumps(doc))
+
+    def get_data(self, run_id: str, name: str) -> dict[str, Any] | None:
+        check_name(run_id, "run id")
+        check_name(name, "data name")
+        path = os.path.join(self._folder(run_id), "results", run_id, f"{name}.json")
+        doc = _read_json(path, "structured data file")
+        if doc is not None and not isinstance(doc, dict):
+            raise CorruptRecordError(f"structured data file {path} is not a JSON object", path)
+        return doc
+
+    def list_data(self, run_id: str) -> list[str]:
+        check_name(run_id, "run id")
+        try:
+            names = os.listdir(os.path.join(self._folder(run_id), "results", run_id))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return sorted(n[:-5] for n in names if n.endswith(".json") and not n.startswith("."))
+
+    # ------------------------------------------------------------ derived
+    def put_derived(self, run_id: str, values: dict[str, Any]) -> None:
+        check_name(run_id, "run id")
+        if not isinstance(values, dict):
+            raise ValidationError(
+                f"derived metrics of run {run_id} must be a dict, got {type(values).__name__}"
+            )
+        self._write(os.path.join(self._folder(run_id), "derived", f"{run_id}.json"), dumps(values))
+
+    def get_derived(self, run_id: str) -> dict[str, Any] | None:
+        check_name(run_id, "run id")
+        path = os.path.join(self._folder(run_id), "derived", f"{run_id}.json")
+        doc = _read_json(path, "derived metrics file")
+        if doc is not None and not isinstance(doc, dict):
+            raise CorruptRecordError(f"derived metrics file {path} is not a JSON object", path)
+        return doc
+
+    # ------------------------------------------------------------ manifests
+    def _manifest_folder(self, experiment_id: str) -> str:
+        if self.experiment_id is not None and experiment_id != self.experiment_id:
+            raise ScopeError(
+                f"this store is scoped to {self.experiment_id!r}, not {experiment_id!r}; use a "
+                "store of that experiment (config.unscoped().for_experiment(id))"
+            )
+        return os.path.join(self._dir, "experiments")
+
+    def put_experiment_manifest(
+        self, experiment_id: str, manifest: dict[str, Any], timestamp: datetime | None = None
+    ) -> None:
+        folder = self._manifest_folder(experiment_id)
+        safe = safe_experiment_id(experiment_id)
+        if not isinstance(manifest, dict):
+            raise ValidationError("an experiment manifest must be a dict")
+        ts = timestamp or utcnow()
+        if ts.tzinfo is None:
+            ts = ts.replace(tzinfo=UTC)
+        data = dumps_pretty(manifest)
+        self._ensure_meta()
+        os.makedirs(folder, exist_ok=True)
+        while not _create_exclusive(os.path.join(folder, f"{safe}_{compact_ts(ts)}.json"), data):
+            ts += timedelta(microseconds=1)  # never overwrite an earlier manifest
+
+    def list_experiment_manifests(
+        self, experiment_id: str
+    ) -> list[tuple[datetime, dict[str, Any]]]:
+        folder = self._manifest_folder(experiment_id)
+        safe = safe_experiment_id(experiment_id)
+        try:
+            names = os.listdir(folder)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        found: list[tuple[datetime, dict[str, Any]]] = []
+        for file_name in names:
+            m = _MANIFEST_NAME_RE.match(file_name)
+            if m is None or m.group("safe") != safe:
+                continue
+            path = os.path.join(folder, file_name)
+            doc = _read_json(path, "experiment manifest")
+            if not isinstance(doc, dict):
+                continue
+            if doc.get("experiment_id", experiment_id) != experiment_id:
+                continue  # another id with the same folder-safe name
+            ts = datetime.strptime(m.group("ts"), "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC)
+            found.append((ts, doc))
+        found.sort(key=lambda item: item[0])
+        return found
+
+    # ------------------------------------------------------------ collection
+    def list_experiments(self) -> list[str]:
+        if self.experiment_id is not None:
+            has_data = os.path.exists(os.path.join(self._dir, META_FILE)) or os.path.isdir(
+                os.path.join(self._dir, "runs")
+            )
+            return [self.experiment_id] if has_data else []
+        ids = {eid for _folder, eid in self._child_experiments()}
+        meta = _read_json(os.path.join(self._dir, META_FILE), "store metadata file")
+        if isinstance(meta, dict) and isinstance(meta.get("experiment_id"), str):
+            ids.add(meta["experiment_id"])
+        return sorted(ids)
+

@@ -1,0 +1,633 @@
+"""``PostgresIndex``: the SQL side of a PostgresStore (no file access here).
+
+Connections come from a small :class:`psycopg_pool.ConnectionPool` per index
+object and process, opened on first use.  A circuit breaker (shared by every
+index of the same target in the process) stops calling a server that just
+failed to answer: after a connection failure, calls fail at once with
+:class:`~metalab.IndexUnavailableError` for a back-off period that doubles with
+each further failure (capped), so a caller with the database down pays one
+``connect_timeout`` per period, not one per call.
+
+Every identifier is composed with :mod:`psycopg.sql`; every value is a bound
+parameter.  Error messages name host, port, database and schema, never the
+password.
+
+Thread safety: methods may be called from several threads (the pool hands out
+one connection per call).  After ``fork`` the child opens its own pool.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from metalab._errors import IndexUnavailableError, MissingDependencyError, StoreError
+from metalab._internal._json import dumps, loads
+from metalab._internal._redact import redact
+from metalab._internal._time import from_iso
+from metalab.store._postgres._config import conninfo_params
+from metalab.store._postgres._schema import ensure_schema
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from metalab.store._postgres._config import PostgresStoreConfig
+
+__all__ = ["CircuitBreaker", "PostgresIndex", "RUN_COLUMNS"]
+
+RUN_COLUMNS = (
+    "experiment_id", "run_id", "status", "started_at", "finished_at", "duration_ms",
+    "context_fingerprint", "params_fingerprint", "seed_fingerprint",
+    "params", "metrics", "tags", "record",
+)
+_RUN_TYPES = (
+    "text", "text", "text", "timestamptz", "timestamptz", "float8",
+    "text", "text", "text", "jsonb", "jsonb", "text[]", "text",
+)
+_DERIVED_COLUMNS = ("experiment_id", "run_id", "values", "doc")
+_DERIVED_TYPES = ("text", "text", "jsonb", "text")
+
+
+def _psycopg() -> Any:
+    try:
+        import psycopg
+        import psycopg_pool  # noqa: F401
+    except ImportError as exc:
+        raise MissingDependencyError("psycopg", "postgres", "The PostgreSQL store") from exc
+    return psycopg
+
+
+# ---------------------------------------------------------------------- breaker
+class CircuitBreaker:
+    """Back-off after connection failures (one per target and process).
+
+    ``base`` seconds after the first failure, doubling per further failure,
+    at most ``cap`` seconds.  Thread-safe.
+    """
+
+    base: float = 1.0
+    cap: float = 60.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.failures = 0
+        self.open_until = 0.0
+        self.last_error = ""
+
+    def allow(self) -> bool:
+        return time.monotonic() >= self.open_until
+
+    def retry_in(self) -> float:
+        return max(0.0, self.open_until - time.monotonic())
+
+    def failure(self, message: str) -> None:
+        with self._lock:
+            self.failures += 1
+            delay = min(self.base * 2 ** (self.failures - 1), self.cap)
+            self.open_until = time.monotonic() + delay
+            self.last_error = message
+
+    def success(self) -> bool:
+        """Record a success; True if the breaker had been open (recovery)."""
+        with self._lock:
+            recovered = self.failures > 0
+            self.failures = 0
+            self.open_until = 0.0
+            return recovered
+
+    def reset(self) -> None:
+        self.success()
+
+
+_BREAKERS: dict[tuple[int, str], CircuitBreaker] = {}
+_BREAKERS_LOCK = threading.Lock()
+
+
+def breaker_for(key: str) -> CircuitBreaker:
+    with _BREAKERS_LOCK:
+        k = (os.getpid(), key)
+        found = _BREAKERS.get(k)
+        if found is None:
+            found = _BREAKERS[k] = CircuitBreaker()
+        return found
+
+
+# ------------------------------------------------------------------- row helpers
+def _jsonb_dumps(obj: Any) -> bytes:
+    data = dumps(obj)
+    if b"\\u0000" in data:  # jsonb cannot hold NUL; the exact text is in `record`
+        data = data.replace(b"\\u0000", b"\\ufffd")
+    return data
+
+
+def _ts(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return from_iso(value)
+    except ValueError:
+        return None
+
+
+def _num(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ("" if value is None else str(value))
+
+
+def run_row(experiment_id: str, doc: dict[str, Any]) -> tuple[Any, ...]:
+    """The ``runs`` row of one record document (the document is kept verbatim)."""
+    from psycopg.types.json import Jsonb
+
+    params = doc.get("params")
+    metrics = doc.get("metrics")
+    tags = doc.get("tags")
+    return (
+        experiment_id,
+        _text(doc.get("run_id")),
+        _text(doc.get("status")),
+        _ts(doc.get("started_at")),
+        _ts(doc.get("finished_at")),
+        _num(doc.get("duration_ms")),
+        _text(doc.get("context_fingerprint")),
+        _text(doc.get("params_fingerprint")),
+        _text(doc.get("seed_fingerprint")),
+        Jsonb(params if isinstance(params, dict) else {}, dumps=_jsonb_dumps),
+        Jsonb(metrics if isinstance(metrics, dict) else {}, dumps=_jsonb_dumps),
+        [_text(t) for t in tags] if isinstance(tags, list) else [],
+        dumps(doc).decode(),
+    )
+
+
+def derived_row(experiment_id: str, run_id: str, values: dict[str, Any]) -> tuple[Any, ...]:
+    from psycopg.types.json import Jsonb
+
+    return (experiment_id, run_id, Jsonb(values, dumps=_jsonb_dumps), dumps(values).decode())
+
+
+# ------------------------------------------------------------------------ index
+class PostgresIndex:
+    """SQL operations on the index tables of one schema.  See the module docstring."""
+
+    def __init__(self, config: PostgresStoreConfig) -> None:
+        self._conninfo = config.connection_string
+        self.schema = config.schema
+        self._timeout = config.connect_timeout
+        self._max_size = config.pool_max_size
+        self.target = config.display_target
+        self._secret = _password_of(config.connection_string)
+        self.breaker = breaker_for(config.index_key)
+        self._pool: Any = None
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._schema_ready = False
+        #: set when this object created the index tables (the index was empty)
+        self.created_schema = False
+
+    # ------------------------------------------------------------ messages
+    def _scrub(self, text: str) -> str:
+        text = redact(text)
+        if self._secret:
+            text = text.replace(self._secret, "***")
+        return text
+
+    def _where(self) -> str:
+        return f"PostgreSQL index at {self.target} (schema {self.schema!r})"
+
+    # ------------------------------------------------------------ connections
+    def _connect_kwargs(self) -> dict[str, Any]:
+        return {"connect_timeout": max(1, math.ceil(self._timeout)), "autocommit": True}
+
+    def _get_pool(self) -> Any:
+        with self._lock:
+            if self._pool is not None and self._pid == os.getpid():
+                return self._pool
+            if self._pid != os.getpid():  # forked: the parent's pool is not ours
+                self._pool = None
+                self._pid = os.getpid()
+                self._schema_ready = False
+            psycopg = _psycopg()
+            from psycopg_pool import ConnectionPool
+
+            # a direct probe fails fast (e.g. "connection refused"), where the
+            # pool would keep retrying for its whole timeout
+            try:
+                probe = psycopg.connect(self._conninfo, **self._connect_kwargs())
+            except psycopg.Error as exc:
+                msg = self._scrub(str(exc).strip())
+                self.breaker.failure(msg)
+                raise IndexUnavailableError(
+                    f"cannot connect to the {self._where()}: {msg}. Files keep being written; "
+                    "the index catches up when the server is back (or run store.reconcile())"
+                ) from None
+            probe.close()
+            self._pool = ConnectionPool(
+                self._conninfo,
+                min_size=1,
+                max_size=self._max_size,
+                kwargs=self._connect_kwargs(),
+                timeout=self._timeout,
+                max_idle=60.0,
+                reconnect_timeout=max(self._timeout, 10.0),
+                name=f"metalab-index-{self.target}",
+                open=True,
+            )
+            return self._pool
+
+    def _drop_pool(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None and self._pid == os.getpid():
+            with contextlib.suppress(Exception):
+                pool.close(timeout=0.5)
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection to a ready index (tables created or migrated).
+
+        Raises:
+            IndexUnavailableError: the server cannot be reached, or the circuit
+                breaker is open after a recent failure.
+            StoreError: any other database error (message without secrets).
+        """
+        if not self.breaker.allow():
+            raise IndexUnavailableError(
+                f"{self._where()} was unreachable ({self.breaker.last_error}); next try in "
+                f"{self.breaker.retry_in():.1f}s"
+            )
+        pool = self._get_pool()
+        psycopg = _psycopg()
+        from psycopg_pool import PoolTimeout
+
+        conn = None
+        try:
+            with pool.connection() as conn:
+                if not self._schema_ready:
+                    self.created_schema = ensure_schema(conn, self.schema) or self.created_schema
+                    self._schema_ready = True
+                yield conn
+        except PoolTimeout as exc:
+            msg = self._scrub(str(exc))
+            self.breaker.failure(msg)
+            self._drop_pool()
+            raise IndexUnavailableError(f"{self._where()} is unreachable: {msg}") from None
+        except psycopg.Error as exc:
+            msg = self._scrub(str(exc).strip())
+            if conn is None or conn.closed or conn.broken:
+                self.breaker.failure(msg)
+                self._drop_pool()
+                raise IndexUnavailableError(f"{self._where()} is unreachable: {msg}") from None
+            if isinstance(exc, psycopg.errors.UndefinedTable | psycopg.errors.InvalidSchemaName):
+                self._schema_ready = False  # dropped under us: recreate next time
+                raise IndexUnavailableError(
+                    f"{self._where()} lost its tables ({msg}); they are recreated on the next "
+                    "call; run store.rebuild_index() to refill them from the files"
+                ) from None
+            raise StoreError(f"{self._where()}: {msg}") from None
+        self.breaker.success()
+
+    def ping(self) -> None:
+        """Connect and make sure the tables exist (raises like :meth:`connection`)."""
+        with self.connection() as conn:
+            conn.execute("SELECT 1")
+
+    def close(self) -> None:
+        self._drop_pool()
+
+    def _q(self, text: str) -> Any:
+        from psycopg import sql
+
+        return sql.SQL(text).format(s=sql.Identifier(self.schema))
+
+    # ------------------------------------------------------------ writes
+    def _upsert_runs_sql(self, source: str) -> Any:
+        cols = ", ".join(RUN_COLUMNS)
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in RUN_COLUMNS[2:])
+        return self._q(
+            f"INSERT INTO {{s}}.runs ({cols}) {source} "
+            f"ON CONFLICT (experiment_id, run_id) DO UPDATE SET {updates} "
+            "WHERE {s}.runs.record IS DISTINCT FROM EXCLUDED.record"
+        )
+
+    def _upsert_derived_sql(self, source: str) -> Any:
+        return self._q(
+            f'INSERT INTO {{s}}.derived (experiment_id, run_id, "values", doc) {source} '
+            'ON CONFLICT (experiment_id, run_id) DO UPDATE SET "values" = EXCLUDED."values", '
+            "doc = EXCLUDED.doc WHERE {s}.derived.doc IS DISTINCT FROM EXCLUDED.doc"
+        )
+
+    def _touch(self, conn: psycopg.Connection[Any], experiment_ids: Iterable[str]) -> None:
+        conn.cursor().executemany(
+            self._q(
+                "INSERT INTO {s}.experiments (experiment_id, catalog_stale, updated_at) "
+                "VALUES (%s, true, now()) ON CONFLICT (experiment_id) DO UPDATE "
+                "SET catalog_stale = true, updated_at = now()"
+            ),
+            [(e,) for e in sorted(set(experiment_ids))],
+        )
+
+    def apply(
+        self,
+        *,
+        runs: list[tuple[str, dict[str, Any]]] = (),  # type: ignore[assignment]
+        delete_runs: list[tuple[str, str]] = (),  # type: ignore[assignment]
+        derived: list[tuple[str, str, dict[str, Any]]] = (),  # type: ignore[assignment]
+        delete_derived: list[tuple[str, str]] = (),  # type: ignore[assignment]
+        manifests: dict[str, list[tuple[datetime, dict[str, Any]]]] | None = None,
+    ) -> None:
+        """Apply a batch of changes in one transaction.
+
+        ``runs``: (experiment_id, record document) to upsert; ``delete_runs``:
+        (experiment_id, run_id) to remove (with their derived row);
+        ``derived``: (experiment_id, run_id, values); ``manifests``: the full
+        manifest list of each experiment named (replaces what is indexed).
+        """
+        touched = {e for e, _ in runs} | {e for e, _ in delete_runs}
+        touched |= {e for e, _, _ in derived} | {e for e, _ in delete_derived}
+        touched |= set(manifests or {})
+        if not touched:
+            return
+        with self.connection() as conn, conn.transaction():
+            cur = conn.cursor()
+            if runs:
+                placeholders = ", ".join(["%s"] * len(RUN_COLUMNS))
+                cur.executemany(
+                    self._upsert_runs_sql(f"VALUES ({placeholders})"),
+                    [run_row(e, d) for e, d in runs],
+                )
+            if delete_runs:
+                for table in ("runs", "derived"):
+                    cur.executemany(
+                        self._q(f"DELETE FROM {{s}}.{table} WHERE experiment_id = %s AND run_id = %s"),
+                        delete_runs,
+                    )
+            if derived:
+                cur.executemany(
+                    self._upsert_derived_sql("VALUES (%s, %s, %s, %s)"),
+                    [derived_row(e, r, v) for e, r, v in derived],
+                )
+            if delete_derived:
+                cur.executemany(
+                    self._q("DELETE FROM {s}.derived WHERE experiment_id = %s AND run_id = %s"),
+                    delete_derived,
+                )
+            for eid, items in (manifests or {}).items():
+                self._replace_manifests(conn, eid, items)
+            self._touch(conn, touched)
+
+    def _replace_manifests(
+        self, conn: psycopg.Connection[Any], eid: str, items: list[tuple[datetime, dict[str, Any]]]
+    ) -> None:
+        from psycopg.types.json import Jsonb
+
+        conn.execute(self._q("DELETE FROM {s}.experiment_manifests WHERE experiment_id = %s"), (eid,))
+        if items:
+            conn.cursor().executemany(
+                self._q(
+                    "INSERT INTO {s}.experiment_manifests (experiment_id, ts, manifest, doc) "
+                    "VALUES (%s, %s, %s, %s) ON CONFLICT (experiment_id, ts) DO UPDATE "
+                    "SET manifest = EXCLUDED.manifest, doc = EXCLUDED.doc"
+                ),
+                [(eid, ts, Jsonb(m, dumps=_jsonb_dumps), dumps(m).decode()) for ts, m in items],
+            )
+
+    def sync_experiment(
+        self,
+        experiment_id: str,
+        docs: Iterable[dict[str, Any]],
+        derived_of: Callable[[str], dict[str, Any] | None],
+        manifests: list[tuple[datetime, dict[str, Any]]],
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Make the index of one experiment equal to ``docs`` (+ derived, manifests).
+
+        Streams the documents with binary COPY into temporary tables, then in
+        the same transaction deletes rows that are gone and upserts rows that
+        changed; rows of other experiments are not touched.  All or nothing:
+        an interrupted sync leaves the previous index state.  Returns the
+        number of runs indexed.
+        """
+        count = 0
+        with self.connection() as conn, conn.transaction():
+            cur = conn.cursor()
+            cur.execute(
+                "SELECT pg_advisory_xact_lock(hashtext(%s))",
+                (f"metalab-sync:{self.schema}:{experiment_id}",),
+            )
+            cur.execute(self._q(
+                "CREATE TEMP TABLE _ml_runs (LIKE {s}.runs INCLUDING DEFAULTS) ON COMMIT DROP"
+            ))
+            cur.execute(self._q(
+                "CREATE TEMP TABLE _ml_derived (LIKE {s}.derived INCLUDING DEFAULTS) ON COMMIT DROP"
+            ))
+            run_ids: list[str] = []
+            cols = ", ".join(RUN_COLUMNS)
+            with cur.copy(f"COPY _ml_runs ({cols}) FROM STDIN (FORMAT BINARY)") as cp:
+                cp.set_types(list(_RUN_TYPES))
+                for doc in docs:
+                    row = run_row(experiment_id, doc)
+                    if not row[1]:
+                        continue
+                    cp.write_row(row)
+                    run_ids.append(row[1])
+                    count += 1
+                    if progress is not None and count % 1000 == 0:
+                        progress(count)
+            with cur.copy(
+                'COPY _ml_derived (experiment_id, run_id, "values", doc) FROM STDIN (FORMAT BINARY)'
+            ) as cp:
+                cp.set_types(list(_DERIVED_TYPES))
+                for rid in run_ids:
+                    values = derived_of(rid)
+                    if values is not None:
+                        cp.write_row(derived_row(experiment_id, rid, values))
+            for table, tmp in (("runs", "_ml_runs"), ("derived", "_ml_derived")):
+                cur.execute(
+                    self._q(
+                        f"DELETE FROM {{s}}.{table} t WHERE t.experiment_id = %s AND NOT EXISTS "
+                        f"(SELECT 1 FROM {tmp} n WHERE n.run_id = t.run_id)"
+                    ),
+                    (experiment_id,),
+                )
+            cur.execute(self._upsert_runs_sql(
+                f"SELECT DISTINCT ON (run_id) {cols} FROM _ml_runs ORDER BY run_id"
+            ))
+            cur.execute(self._upsert_derived_sql(
+                'SELECT DISTINCT ON (run_id) experiment_id, run_id, "values", doc '
+                "FROM _ml_derived ORDER BY run_id"
+            ))
+            self._replace_manifests(conn, experiment_id, manifests)
+            self._touch(conn, [experiment_id])
+            self._recompute_catalog(conn, experiment_id)
+        if progress is not None:
+            progress(count)
+        return count
+
+    def drop_experiments_except(self, keep: Iterable[str]) -> list[str]:
+        """Remove every experiment not in ``keep`` from the index; returns their ids."""
+        keep_list = sorted(set(keep))
+        with self.connection() as conn, conn.transaction():
+            gone = [
+                r[0]
+                for r in conn.execute(
+                    self._q(
+                        "SELECT experiment_id FROM {s}.experiments UNION "
+                        "SELECT DISTINCT experiment_id FROM {s}.runs"
+                    )
+                ).fetchall()
+                if r[0] not in set(keep_list)
+            ]
+            for table in ("runs", "derived", "experiment_manifests", "field_catalog", "experiments"):
+                conn.execute(
+                    self._q(f"DELETE FROM {{s}}.{table} WHERE experiment_id = ANY(%s)"), (gone,)
+                )
+        return gone
+
+    # ------------------------------------------------------------ catalog
+    def _recompute_catalog(self, conn: psycopg.Connection[Any], eid: str) -> None:
+        conn.execute(self._q("DELETE FROM {s}.field_catalog WHERE experiment_id = %s"), (eid,))
+        conn.execute(
+            self._q(
+                "INSERT INTO {s}.field_catalog (experiment_id, namespace, name, type, count) "
+                "SELECT %(e)s, ns, name, type, count(*) FROM ("
+                " SELECT 'params' AS ns, k.key AS name, jsonb_typeof(k.value) AS type"
+                "  FROM {s}.runs r, jsonb_each(r.params) k WHERE r.experiment_id = %(e)s"
+                " UNION ALL SELECT 'metrics', k.key, jsonb_typeof(k.value)"
+                "  FROM {s}.runs r, jsonb_each(r.metrics) k WHERE r.experiment_id = %(e)s"
+                " UNION ALL SELECT 'derived', k.key, jsonb_typeof(k.value)"
+                '  FROM {s}.derived d, jsonb_each(d."values") k WHERE d.experiment_id = %(e)s'
+                ") f GROUP BY ns, name, type"
+            ),
+            {"e": eid},
+        )
+        conn.execute(
+            self._q("UPDATE {s}.experiments SET catalog_stale = false WHERE experiment_id = %s"),
+            (eid,),
+        )
+
+    def field_catalog(self, experiment_id: str) -> list[dict[str, Any]]:
+        """``[{namespace, name, type, count}]`` of one experiment (exact counts)."""
+        with self.connection() as conn, conn.transaction():
+            row = conn.execute(
+                self._q("SELECT catalog_stale FROM {s}.experiments WHERE experiment_id = %s "
+                        "FOR UPDATE"),
+                (experiment_id,),
+            ).fetchone()
+            if row is not None and row[0]:
+                self._recompute_catalog(conn, experiment_id)
+            rows = conn.execute(
+                self._q(
+                    "SELECT namespace, name, type, count FROM {s}.field_catalog "
+                    "WHERE experiment_id = %s ORDER BY namespace, name, type"
+                ),
+                (experiment_id,),
+            ).fetchall()
+        return [{"namespace": n, "name": m, "type": t, "count": c} for n, m, t, c in rows]
+
+    # ------------------------------------------------------------ reads
+    def get_run_document(self, experiment_id: str | None, run_id: str) -> dict[str, Any] | None:
+        where = "run_id = %s" + (" AND experiment_id = %s" if experiment_id is not None else "")
+        args: tuple[Any, ...] = (run_id,) if experiment_id is None else (run_id, experiment_id)
+        with self.connection() as conn:
+            row = conn.execute(
+                self._q(f"SELECT record FROM {{s}}.runs WHERE {where} LIMIT 1"), args
+            ).fetchone()
+        return loads(row[0]) if row else None
+
+    def page_run_documents(
+        self,
+        experiment_id: str | None,
+        after: tuple[str, str] | None,
+        limit: int,
+        status: str | None = None,
+    ) -> list[tuple[str, str, dict[str, Any]]]:
+        """One page (keyset on experiment id, run id) of ``(eid, run_id, document)``."""
+        conds: list[str] = []
+        args: list[Any] = []
+        if experiment_id is not None:
+            conds.append("experiment_id = %s")
+            args.append(experiment_id)
+        if status is not None:
+            conds.append("status = %s")
+            args.append(status)
+        if after is not None:
+            conds.append("(experiment_id, run_id) > (%s, %s)")
+            args += list(after)
+        where = f"WHERE {' AND '.join(conds)}" if conds else ""
+        args.append(limit)
+        with self.connection() as conn:
+            rows = conn.execute(
+                self._q(
+                    f"SELECT experiment_id, run_id, record FROM {{s}}.runs {where} "
+                    "ORDER BY experiment_id, run_id LIMIT %s"
+                ),
+                args,
+            ).fetchall()
+        return [(e, r, loads(rec)) for e, r, rec in rows]
+
+    def count_runs(self, experiment_id: str | None = None, status: str | None = None) -> int:
+        conds, args = [], []
+        if experiment_id is not None:
+            conds.append("experiment_id = %s")
+            args.append(experiment_id)
+        if status is not None:
+            conds.append("status = %s")
+            args.append(status)
+        where = f"WHERE {' AND '.join(conds)}" if conds else ""
+        with self.connection() as conn:
+            row = conn.execute(self._q(f"SELECT count(*) FROM {{s}}.runs {where}"), args).fetchone()
+        return int(row[0]) if row else 0
+
+    def status_counts(self, experiment_id: str | None = None) -> dict[str, int]:
+        where, args = ("WHERE experiment_id = %s", (experiment_id,)) if experiment_id else ("", ())
+        with self.connection() as conn:
+            rows = conn.execute(
+                self._q(f"SELECT status, count(*) FROM {{s}}.runs {where} GROUP BY status"), args
+            ).fetchall()
+        return {s: int(c) for s, c in rows}
+
+    def derived_documents(self, experiment_id: str | None) -> dict[tuple[str, str], dict[str, Any]]:
+        where, args = ("WHERE experiment_id = %s", (experiment_id,)) if experiment_id else ("", ())
+        with self.connection() as conn:
+            rows = conn.execute(
+                self._q(f"SELECT experiment_id, run_id, doc FROM {{s}}.derived {where}"), args
+            ).fetchall()
+        return {(e, r): loads(d) for e, r, d in rows}
+
+    def manifests(self, experiment_id: str) -> list[tuple[datetime, dict[str, Any]]]:
+        with self.connection() as conn:
+            rows = conn.execute(
+                self._q("SELECT ts, doc FROM {s}.experiment_manifests WHERE experiment_id = %s "
+                        "ORDER BY ts"),
+                (experiment_id,),
+            ).fetchall()
+        return [(ts, loads(doc)) for ts, doc in rows]
+
+    def indexed_experiments(self) -> list[str]:
+        with self.connection() as conn:
+            rows = conn.execute(
+                self._q("SELECT experiment_id FROM {s}.experiments UNION "
+                        "SELECT DISTINCT experiment_id FROM {s}.runs ORDER BY 1")
+            ).fetchall()
+        return [r[0] for r in rows]
+
+
+def _password_of(conninfo: str) -> str | None:
+    if "://" in conninfo:
+        from urllib.parse import unquote, urlsplit
+
+        with contextlib.suppress(ValueError):
+            pw = urlsplit(conninfo).password
+            if pw:
+                return unquote(pw)
+    return conninfo_params(conninfo).get("password") or None

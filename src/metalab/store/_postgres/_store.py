@@ -1,0 +1,606 @@
+"""``PostgresStore``: a FileStore (the source of truth) plus a PostgreSQL index.
+
+Write path: every write goes to the FileStore first; only then is the index
+updated.  If the index cannot be updated (server down, circuit breaker open,
+any database error) the call still succeeds: the change is noted in the
+catch-up journal beside the files (see ``_journal``) and replayed from the
+files on the next successful contact, or by :meth:`PostgresStore.reconcile`.
+In ``index_mode="deferred"`` writes never contact the database; they only
+note the change.
+
+Read path: bulk reads (``iter_run_documents`` / ``list_run_records``) come
+from the index, one query per page of runs, unless the index is unreachable
+or known to be behind the files for that experiment; then they come from the
+files.  Single-item reads, artifacts, logs, data and manifests are read from
+the files (one small file: as fast as a round trip, and always current).
+
+Thread/process safety: as the FileStore.  Several processes may write and
+catch up at once; the journal hands each item to one of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any, BinaryIO, ClassVar
+
+from metalab._errors import (
+    ConfigError,
+    CorruptRecordError,
+    IndexUnavailableError,
+    ScopeError,
+    StoreError,
+)
+from metalab.model import ArtifactDescriptor, RunRecord
+from metalab.store._base import ErrorCallback, Store, warn_corrupt
+from metalab.store._file import FileStore, FileStoreConfig
+from metalab.store._postgres._config import PostgresStoreConfig, conninfo_params
+from metalab.store._postgres._index import PostgresIndex
+from metalab.store._postgres._journal import Journal, PendingItem
+
+__all__ = ["PostgresStore"]
+
+log = logging.getLogger("metalab.store.postgres")
+
+#: runs per index page for bulk reads
+PAGE_SIZE = 5000
+#: seconds between two looks at the journal after successful index writes
+CATCH_UP_INTERVAL = 2.0
+
+Progress = Callable[[int, int | None], None]
+
+
+class PostgresStore(Store):
+    """FileStore + PostgreSQL query index.  See the module docstring.
+
+    Build it with ``PostgresStoreConfig(...).connect()``, ``create_store(uri,
+    file_root=...)`` or :meth:`from_filestore`.  Connecting never touches the
+    database.
+
+    Raises (on construction):
+        MissingDependencyError: psycopg is not installed (raised on first
+            index use instead, so file access keeps working).
+    """
+
+    supports_working_directory: ClassVar[bool] = True
+    supports_log_path: ClassVar[bool] = True
+    supports_index: ClassVar[bool] = True
+
+    def __init__(self, config: PostgresStoreConfig) -> None:
+        if not isinstance(config, PostgresStoreConfig):
+            raise ConfigError(f"PostgresStore needs a PostgresStoreConfig, got {type(config).__name__}")
+        self._config = config
+        root = str(config.file_root)  # never None: checked by the config
+        self._files = FileStore(FileStoreConfig(root=root, experiment_id=config.experiment_id))
+        params = conninfo_params(config.connection_string)
+        self._journal = Journal(
+            root,
+            config.index_key,
+            {"host": params.get("host"), "port": params.get("port"),
+             "dbname": params.get("dbname"), "schema": config.schema},
+        )
+        self._index = PostgresIndex(config)
+        self._lock = threading.Lock()
+        self._next_catch_up = 0.0  # look at the journal on the first successful write
+        self._warned_at = 0.0
+        self._scoped_files: dict[str, FileStore] = {}
+
+    # ------------------------------------------------------------ identity
+    @property
+    def config(self) -> PostgresStoreConfig:
+        return self._config
+
+    @property
+    def file_store(self) -> FileStore:
+        """The FileStore holding this store's data (the source of truth)."""
+        return self._files
+
+    @property
+    def index(self) -> PostgresIndex:
+        """The PostgreSQL index (SQL access; raises when unreachable)."""
+        return self._index
+
+    def __repr__(self) -> str:
+        return (
+            f"PostgresStore(index={self._config.display_target!r}, schema={self._config.schema!r}, "
+            f"file_root={self._config.file_root!r}, experiment_id={self.experiment_id!r})"
+        )
+
+    def get_working_directory(self) -> str:
+        return self._files.get_working_directory()
+
+    def close(self) -> None:
+        self._index.close()
+
+    # ------------------------------------------------------------ helpers
+    def _files_of(self, experiment_id: str) -> FileStore:
+        """A FileStore scoped to ``experiment_id`` (this one if already scoped)."""
+        if self.experiment_id is not None:
+            if experiment_id != self.experiment_id:
+                raise ScopeError(
+                    f"this store is scoped to {self.experiment_id!r}, not {experiment_id!r}"
+                )
+            return self._files
+        found = self._scoped_files.get(experiment_id)
+        if found is None:
+            found = FileStore(FileStoreConfig(root=self._files.config.root,
+                                              experiment_id=experiment_id))
+            self._scoped_files[experiment_id] = found
+        return found
+
+    def _experiment_of_run(self, run_id: str) -> str | None:
+        if self.experiment_id is not None:
+            return self.experiment_id
+        try:
+            rec = self._files.get_run_record(run_id)
+        except CorruptRecordError:
+            return None
+        return rec.experiment_id if rec is not None else None
+
+    def _warn(self, what: str, exc: Exception) -> None:
+        now = time.monotonic()
+        if now - self._warned_at > 30.0:  # one line per half minute, not one per run
+            self._warned_at = now
+            log.warning("index update deferred (%s): %s", what, exc)
+
+    def _index_write(
+        self, marks: list[tuple[str, str, str | None]], apply: Callable[[], None]
+    ) -> None:
+        """Run ``apply`` against the index; on failure journal ``marks`` instead.
+
+        ``marks``: (experiment_id, kind, run_id) of what ``apply`` updates.
+        """
+        if not marks:
+            return
+        if self._config.index_mode == "deferred" or not self._index.breaker.allow():
+            for m in marks:
+                self._journal.mark(*m)
+            return
+        try:
+            apply()
+        except (IndexUnavailableError, StoreError, ImportError) as exc:
+            for m in marks:
+                self._journal.mark(*m)
+            self._warn(f"{marks[0][1]} {marks[0][2] or marks[0][0]}", exc)
+            return
+        if self._index.created_schema:
+            self._index.created_schema = False
+            if self._files.list_experiments():
+                self._journal.mark_dirty(None)  # fresh index beside existing files
+        if time.monotonic() >= self._next_catch_up:
+            self._next_catch_up = time.monotonic() + CATCH_UP_INTERVAL
+            if self._journal.has_pending():
+                try:
+                    self.catch_up()
+                except (IndexUnavailableError, StoreError) as exc:
+                    self._warn("catch-up", exc)
+
+    # ------------------------------------------------------------ run records
+    def put_run_record(self, record: RunRecord) -> None:
+        self._files.put_run_record(record)
+        eid, doc = record.experiment_id, record.to_dict()
+        self._index_write(
+            [(eid, "run", record.run_id)], lambda: self._index.apply(runs=[(eid, doc)])
+        )
+
+    def get_run_record(self, run_id: str) -> RunRecord | None:
+        return self._files.get_run_record(run_id)
+
+    def run_exists(self, run_id: str) -> bool:
+        return self._files.run_exists(run_id)
+
+    def iter_run_documents(
+        self, experiment_id: str | None = None, *, on_error: ErrorCallback | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Run documents from the index (pages of :data:`PAGE_SIZE`), else the files.
+
+        The index is used when it is reachable and the journal has nothing
+        pending for the experiment; a failure part-way continues from the
+        files without repeating runs already yielded.
+        """
+        if self.experiment_id is not None:
+            if experiment_id is not None and experiment_id != self.experiment_id:
+                return
+            experiment_id = self.experiment_id
+        yield from self._iter_docs(experiment_id, None, on_error or warn_corrupt)
+
+    def iter_runs_with_status(
+        self, status: str, experiment_id: str | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Run documents with ``status`` (filtered in SQL when the index is current)."""
+        if self.experiment_id is not None:
+            if experiment_id is not None and experiment_id != self.experiment_id:
+                return
+            experiment_id = self.experiment_id
+        yield from self._iter_docs(experiment_id, str(status), warn_corrupt)
+
+    def _index_current(self, experiment_id: str | None) -> bool:
+        return (
+            self._index.breaker.allow()
+            and not self._journal.is_behind(experiment_id)
+        )
+
+    def _iter_docs(
+        self, experiment_id: str | None, status: str | None, report: ErrorCallback
+    ) -> Iterator[dict[str, Any]]:
+        seen: set[str] = set()
+        if self._index_current(experiment_id):
+            after: tuple[str, str] | None = None
+            try:
+                while True:
+                    page = self._index.page_run_documents(experiment_id, after, PAGE_SIZE, status)
+                    for eid, rid, doc in page:
+                        seen.add(f"{eid}\x00{rid}")
+                        yield doc
+                    if len(page) < PAGE_SIZE:
+                        return
+                    after = (page[-1][0], page[-1][1])
+            except (IndexUnavailableError, StoreError, ImportError) as exc:
+                self._warn("read", exc)
+        for doc in self._files.iter_run_documents(experiment_id, on_error=report):
+            if status is not None and doc.get("status") != status:
+                continue
+            if seen:
+                eid = experiment_id if experiment_id is not None else doc.get("experiment_id")
+                if f"{eid}\x00{doc.get('run_id')}" in seen:
+                    continue
+            yield doc
+
+    def count_runs(self, experiment_id: str | None = None, status: str | None = None) -> int:
+        """Number of runs (index when current, else files)."""
+        if self.experiment_id is not None:
+            if experiment_id is not None and experiment_id != self.experiment_id:
+                return 0
+            experiment_id = self.experiment_id
+        if self._index_current(experiment_id):
+            try:
+                return self._index.count_runs(experiment_id, status)
+            except (IndexUnavailableError, StoreError, ImportError) as exc:
+                self._warn("count", exc)
+        return sum(
+            1 for d in self._files.iter_run_documents(experiment_id)
+            if status is None or d.get("status") == status
+        )
+
+    def delete_run(self, run_id: str) -> None:
+        eid = self._experiment_of_run(run_id)
+        self._files.delete_run(run_id)
+        if eid is not None:
+            self._index_write(
+                [(eid, "run", run_id)],
+                lambda: self._index.apply(delete_runs=[(eid, run_id)]),
+            )
+
+    # ------------------------------------------------------------ artifacts, logs, data
+    def put_artifact(
+        self,
+        run_id: str,
+        name: str,
+        source: bytes | os.PathLike[str],
+        *,
+        kind: str,
+        format: str,
+        metadata: dict[str, Any] | None = None,
+    ) -> ArtifactDescriptor:
+        return self._files.put_artifact(
+            run_id, name, source, kind=kind, format=format, metadata=metadata
+        )
+
+    def list_artifacts(self, run_id: str) -> list[ArtifactDescriptor]:
+        return self._files.list_artifacts(run_id)
+
+    def open_artifact(self, run_id: str, name: str) -> BinaryIO:
+        return self._files.open_artifact(run_id, name)
+
+    def append_log(self, run_id: str, name: str, text: str) -> None:
+        self._files.append_log(run_id, name, text)
+
+    def get_log(self, run_id: str, name: str = "run") -> str | None:
+        return self._files.get_log(run_id, name)
+
+    def list_logs(self, run_id: str) -> list[str]:
+        return self._files.list_logs(run_id)
+
+    def log_path(self, run_id: str, name: str) -> str:
+        return self._files.log_path(run_id, name)
+
+    def put_data(self, run_id: str, name: str, payload: dict[str, Any]) -> None:
+        self._files.put_data(run_id, name, payload)
+
+    def get_data(self, run_id: str, name: str) -> dict[str, Any] | None:
+        return self._files.get_data(run_id, name)
+
+    def list_data(self, run_id: str) -> list[str]:
+        return self._files.list_data(run_id)
+
+    # ------------------------------------------------------------ derived
+    def put_derived(self, run_id: str, values: dict[str, Any]) -> None:
+        self._files.put_derived(run_id, values)
+        eid = self._experiment_of_run(run_id)
+        if eid is not None:
+            self._index_write(
+                [(eid, "run", run_id)],
+                lambda: self._index.apply(derived=[(eid, run_id, values)]),
+            )
+
+    def get_derived(self, run_id: str) -> dict[str, Any] | None:
+        return self._files.get_derived(run_id)
+
+    # ------------------------------------------------------------ manifests
+    def put_experiment_manifest(
+        self, experiment_id: str, manifest: dict[str, Any], timestamp: datetime | None = None
+    ) -> None:
+        files = self._files_of(experiment_id)
+        files.put_experiment_manifest(experiment_id, manifest, timestamp)
+        self._index_write(
+            [(experiment_id, "manifests", None)],
+            lambda: self._index.apply(
+                manifests={experiment_id: files.list_experiment_manifests(experiment_id)}
+            ),
+        )
+
+    def list_experiment_manifests(
+        self, experiment_id: str
+    ) -> list[tuple[datetime, dict[str, Any]]]:
+        return self._files_of(experiment_id).list_experiment_manifests(experiment_id)
+
+    # ------------------------------------------------------------ collection
+    def list_experiments(self) -> list[str]:
+        return self._files.list_experiments()
+
+    def field_catalog(self, experiment_id: str | None = None) -> list[dict[str, Any]]:
+        """Field names of params / metrics / derived with JSON type and exact run count.
+
+        Raises:
+            IndexUnavailableError: the index cannot be reached.
+            ScopeError: no experiment given on an unscoped store.
+        """
+        eid = experiment_id or self.experiment_id
+        if eid is None:
+            raise ScopeError("field_catalog() needs an experiment id on an unscoped store")
+        return self._index.field_catalog(eid)
+
+    # ------------------------------------------------------------ catch-up
+    def index_is_behind(self) -> bool:
+        """True if the index may miss changes of this store's scope."""
+        return self._journal.is_behind(self.experiment_id)
+
+    def catch_up(self) -> int:
+        """Replay the journal (changes the index missed) from the files.
+
+        Returns the number of items replayed.  Safe to run in several
+        processes at once.
+
+        Raises:
+            IndexUnavailableError: the index cannot be reached (the items stay
+                in the journal).
+        """
+        total = 0
+        while True:
+            items = self._journal.claim(self.experiment_id, limit=2000)
+            if not items:
+                return total
+            try:
+                self._replay(items)
+            except BaseException:
+                self._journal.release(items)
+                raise
+            self._journal.done(items)
+            total += len(items)
+
+    def _replay(self, items: list[PendingItem]) -> None:
+        runs: list[tuple[str, dict[str, Any]]] = []
+        gone: list[tuple[str, str]] = []
+        derived: list[tuple[str, str, dict[str, Any]]] = []
+        no_derived: list[tuple[str, str]] = []
+        manifests: dict[str, list[tuple[datetime, dict[str, Any]]]] = {}
+        for item in items:
+            if self.experiment_id is not None and item.experiment_id != self.experiment_id:
+                continue
+            files = self._files_of(item.experiment_id)
+            if item.kind == "manifests":
+                manifests[item.experiment_id] = files.list_experiment_manifests(item.experiment_id)
+                continue
+            rid = item.run_id
+            if not rid:
+                continue
+            try:
+                rec = files.get_run_record(rid)
+            except CorruptRecordError as exc:
+                warn_corrupt(exc)
+                rec = None
+            if rec is None and self.experiment_id is None:
+                try:
+                    rec = self._files.get_run_record(rid)
+                except CorruptRecordError:
+                    rec = None
+            if rec is None:
+                gone.append((item.experiment_id, rid))
+                continue
+            runs.append((item.experiment_id, rec.to_dict()))
+            values = files.get_derived(rid)
+            if values is None and self.experiment_id is None:
+                values = self._files.get_derived(rid)
+            if values is None:
+                no_derived.append((item.experiment_id, rid))
+            else:
+                derived.append((item.experiment_id, rid, values))
+        self._index.apply(
+            runs=runs, delete_runs=gone, derived=derived, delete_derived=no_derived,
+            manifests=manifests,
+        )
+
+    def reconcile(self, *, full: bool = False, progress: Progress | None = None) -> dict[str, Any]:
+        """Bring the index to equality with the files.
+
+        Replays the journal and fully re-syncs experiments marked dirty (for
+        example by an interrupted rebuild).  ``full=True`` re-syncs every
+        experiment of the scope (a differential upsert: unchanged rows are not
+        rewritten).
+
+        Returns:
+            ``{"replayed": items, "resynced": [experiment ids], "runs": n}``.
+
+        Raises:
+            IndexUnavailableError: the index cannot be reached.
+        """
+        self._index.breaker.reset()  # an explicit request: try now
+        self._index.ping()
+        if self._index.created_schema:
+            self._index.created_schema = False
+            full = True
+        if full:
+            runs = self.rebuild_index(progress=progress)
+            return {"replayed": 0, "resynced": self._scope_experiments(), "runs": runs}
+        dirty = self._journal.dirty_experiments()
+        resync: list[str] = []
+        if None in dirty:
+            resync = self._scope_experiments()
+        else:
+            resync = [e for e in dirty if e is not None and
+                      (self.experiment_id is None or e == self.experiment_id)]
+        runs = 0
+        if resync:
+            runs = self._sync(resync, progress, drop_others=None in dirty and not self.is_scoped)
+        replayed = self.catch_up()
+        return {"replayed": replayed, "resynced": resync, "runs": runs}
+
+    # ------------------------------------------------------------ rebuild
+    def _scope_experiments(self) -> list[str]:
+        if self.experiment_id is not None:
+            return [self.experiment_id]
+        return self._files.list_experiments()
+
+    def rebuild_index(self, progress: Progress | None = None) -> int:
+        """Rebuild the index of this store's scope from the files alone.
+
+        Runs, derived metrics and experiment manifests are restored with
+        binary COPY, one transaction per experiment; rows of experiments
+        outside the scope are not touched (an unscoped store also removes
+        experiments that no longer have files).  An interrupted rebuild
+        leaves the experiment marked dirty, so reads use the files until a
+        rebuild or :meth:`reconcile` finishes.
+
+        Args:
+            progress: called as ``progress(runs_done, runs_total_or_None)``.
+
+        Returns:
+            the number of runs indexed.
+
+        Raises:
+            IndexUnavailableError: the index cannot be reached.
+        """
+        self._index.breaker.reset()
+        self._index.ping()
+        self._index.created_schema = False
+        experiments = self._scope_experiments()
+        return self._sync(experiments, progress, drop_others=not self.is_scoped)
+
+    def _sync(self, experiments: list[str], progress: Progress | None, drop_others: bool) -> int:
+        total = self._estimate_runs(experiments)
+        done = 0
+        if drop_others:
+            self._journal.mark_dirty(None)
+        for eid in experiments:
+            self._journal.mark_dirty(eid)
+        for eid in experiments:
+            claimed = self._journal.claim(eid, limit=10**9)
+            files = self._files_of(eid)
+
+            def tick(n: int, base: int = done) -> None:
+                if progress is not None:
+                    progress(base + n, total)
+
+            try:
+                n = self._index.sync_experiment(
+                    eid,
+                    files.iter_run_documents(eid, on_error=warn_corrupt),
+                    files.get_derived,
+                    files.list_experiment_manifests(eid),
+                    tick,
+                )
+            except BaseException:
+                self._journal.release(claimed)
+                raise
+            self._journal.done(claimed)
+            self._journal.clear_dirty(eid)
+            done += n
+        if drop_others:
+            self._index.drop_experiments_except(experiments)
+            self._journal.clear_dirty(None)
+        return done
+
+    def _estimate_runs(self, experiments: list[str]) -> int | None:
+        total = 0
+        for eid in experiments:
+            try:
+                names = os.listdir(os.path.join(self._files_of(eid).get_working_directory(), "runs"))
+            except OSError:
+                continue
+            total += sum(1 for n in names if n.endswith(".json") and not n.startswith("."))
+        return total
+
+    # ------------------------------------------------------------ moving
+    @classmethod
+    def from_filestore(
+        cls,
+        connection_string: str,
+        filestore: FileStore | FileStoreConfig,
+        *,
+        rebuild: bool = True,
+        schema: str | None = None,
+        **options: Any,
+    ) -> PostgresStore:
+        """Put a PostgreSQL index over an existing FileStore.
+
+        Args:
+            connection_string: libpq URI or ``key=value`` string.
+            filestore: the FileStore (or its config); its root becomes
+                ``file_root`` and its scope the store's scope.
+            rebuild: index the existing files now.
+            schema, options: further :class:`PostgresStoreConfig` fields (a
+                URI may also carry them as query parameters).
+
+        Raises:
+            IndexUnavailableError: ``rebuild`` and the index is unreachable.
+        """
+        fs_config = filestore.config if isinstance(filestore, FileStore) else filestore
+        if schema is not None:
+            options["schema"] = schema
+        options["file_root"] = fs_config.root
+        options["experiment_id"] = fs_config.experiment_id
+        if "://" in connection_string:
+            from metalab.store.locator import parse_locator
+
+            config = PostgresStoreConfig.from_locator(parse_locator(connection_string), **options)
+        else:
+            config = PostgresStoreConfig(connection_string=connection_string, **options)
+        store = cls(config)
+        if rebuild:
+            store.rebuild_index()
+        return store
+
+    def to_filestore(self, path: str | os.PathLike[str]) -> FileStore:
+        """Copy this store's files to a new, self-contained FileStore at ``path``.
+
+        ``path`` is the collection root of the copy (same scope as this store).
+        The index state is not copied (it can be rebuilt); artifacts, logs,
+        data, derived metrics and manifests are.
+
+        Raises:
+            ConfigError: ``path`` is this store's own file root.
+        """
+        dest = os.path.abspath(os.fspath(path))
+        root = self._files.config.root
+        if os.path.realpath(dest) == os.path.realpath(root):
+            raise ConfigError(f"to_filestore() needs another folder than the store's own {root}")
+        from metalab.store._transfer import export_store
+
+        target = FileStoreConfig(root=dest, experiment_id=self.experiment_id)
+        export_store(self, target if self.is_scoped else FileStoreConfig(root=dest))
+        return FileStore(target)

@@ -1,0 +1,221 @@
+"""Store locators: the strings (paths and URIs) that say where a store lives.
+
+:func:`parse_locator` turns a locator into a :class:`LocatorInfo`, an immutable
+value that store configs read in ``from_locator``.  Two families exist:
+
+* local paths (``/abs``, ``./rel``, ``rel/x``, ``~/x``, ``C:\\x``) and
+  ``file://`` URIs: scheme ``"file"``, the path expanded (``~``) and made
+  absolute;
+* ``scheme://[user[:password]@]host[:port]/path?key=value&...`` for every other
+  scheme.  User, password, path and query values are percent-decoded; every
+  query parameter is kept.
+
+A password never shows up in ``repr``/``str`` of a :class:`LocatorInfo` nor in
+the error messages raised here.  Parsing is pure (no I/O) and thread-safe.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, quote, unquote, urlencode
+
+from metalab._errors import ConfigError
+from metalab._internal._redact import redact
+
+__all__ = ["LocatorInfo", "parse_locator"]
+
+_SCHEME_RE = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://")
+_WINDOWS_DRIVE_RE = re.compile(r"^[A-Za-z]:([\\/]|$)")
+# authority = [user[:password]@]host[:port]; a password may contain '@' and ':'
+# but '/', '?' and '#' must be percent-encoded.
+_AUTHORITY_RE = re.compile(
+    r"^(?:(?P<user>[^:/?#@]*)(?::(?P<password>[^/?#]*))?@)?"
+    r"(?P<host>\[[^\]/?#]*\]|[^/?#:@]*)"
+    r"(?::(?P<port>[^/?#@]*))?$"
+)
+_SECRET_KEYS = frozenset({"password", "passwd", "pwd", "secret", "token"})
+
+
+@dataclass(frozen=True)
+class LocatorInfo:
+    """A parsed store locator (immutable).
+
+    Attributes:
+        scheme: lower-case scheme (``"file"`` for local paths).
+        host: host name, or ``None``.
+        port: port number, or ``None``.
+        user: percent-decoded user name, or ``None``.
+        password: percent-decoded password, or ``None`` (never shown in
+            ``repr``/``str``).
+        path: for ``file``: the absolute local path; otherwise the decoded URI
+            path (``"/db"``), possibly empty.
+        query: every query parameter, decoded (values are strings).
+    """
+
+    scheme: str
+    host: str | None = None
+    port: int | None = None
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    path: str = ""
+    query: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # own copy, so a caller's dict cannot change this value afterwards
+        object.__setattr__(self, "query", dict(self.query))
+
+    def __hash__(self) -> int:
+        return hash(
+            (self.scheme, self.host, self.port, self.user, self.password, self.path,
+             tuple(sorted(self.query.items())))
+        )
+
+    def __repr__(self) -> str:
+        pw = ", password='***'" if self.password is not None else ""
+        return (
+            f"LocatorInfo(scheme={self.scheme!r}, host={self.host!r}, port={self.port!r}, "
+            f"user={self.user!r}{pw}, path={self.path!r}, query={_masked_query(self.query)!r})"
+        )
+
+    def __str__(self) -> str:
+        return self.to_uri()
+
+    def to_uri(self, *, hide_password: bool = True) -> str:
+        """Render as a URI; ``parse_locator(info.to_uri(hide_password=False)) == info``.
+
+        With ``hide_password`` (the default) the password is shown as ``***``
+        and secret-looking query values too.
+        """
+        query = _masked_query(self.query) if hide_password else self.query
+        qs = f"?{urlencode(query, quote_via=quote)}" if query else ""
+        if self.scheme == "file" and not self.host:
+            return f"file://{quote(self.path, safe='/:~')}{qs}"
+        auth = ""
+        if self.user is not None or self.password is not None:
+            auth = quote(self.user or "", safe="")
+            if self.password is not None:
+                auth += ":" + ("***" if hide_password else quote(self.password, safe=""))
+            auth += "@"
+        host = self.host or ""
+        if ":" in host:
+            host = f"[{host}]"
+        port = f":{self.port}" if self.port is not None else ""
+        return f"{self.scheme}://{auth}{host}{port}{quote(self.path, safe='/:~')}{qs}"
+
+    def with_query(self, **changes: str | None) -> LocatorInfo:
+        """A copy with query parameters set (``None`` removes one)."""
+        query = dict(self.query)
+        for key, value in changes.items():
+            if value is None:
+                query.pop(key, None)
+            else:
+                query[key] = value
+        return LocatorInfo(self.scheme, self.host, self.port, self.user, self.password,
+                           self.path, query)
+
+
+def _masked_query(query: dict[str, str]) -> dict[str, str]:
+    return {k: ("***" if k.lower() in _SECRET_KEYS else v) for k, v in query.items()}
+
+
+def _local_path(path: str) -> str:
+    if _WINDOWS_DRIVE_RE.match(path) and os.name != "nt":
+        return path  # a Windows path named on a POSIX host: keep it as given
+    return os.path.abspath(os.path.expanduser(path))
+
+
+def _parse_query(text: str, shown: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    try:
+        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text))
+    except ValueError as exc:
+        raise ConfigError(
+            f"store locator {shown!r} has a malformed query string; write it as "
+            "'?key=value&key2=value2'"
+        ) from exc
+    for key, value in pairs:
+        if key in out and out[key] != value:
+            raise ConfigError(
+                f"store locator {shown!r} gives query parameter {key!r} twice with different "
+                "values; give it once"
+            )
+        out[key] = value
+    return out
+
+
+def parse_locator(locator: str | os.PathLike[str]) -> LocatorInfo:
+    """Parse a store locator (a local path or a URI) into a :class:`LocatorInfo`.
+
+    Raises:
+        ConfigError: the locator is empty or malformed (bad port, bad query).
+            The message never contains the password.
+    """
+    if isinstance(locator, os.PathLike):
+        locator = os.fspath(locator)
+    if not isinstance(locator, str):
+        raise ConfigError(
+            f"a store locator must be a path or a URI string, got {type(locator).__name__}"
+        )
+    text = locator.strip()
+    if not text:
+        raise ConfigError(
+            "store locator is empty; give a folder such as './experiments' or a URI such as "
+            "'postgresql://user@host/db?file_root=/data'"
+        )
+    m = _SCHEME_RE.match(text)
+    if m is None or _WINDOWS_DRIVE_RE.match(text):
+        # a plain path is taken as given (a folder name may end with a space)
+        return LocatorInfo(scheme="file", path=_local_path(locator))
+
+    scheme = m.group("scheme").lower()
+    shown = redact(text)
+    rest = text[m.end():]
+    rest, _, _fragment = rest.partition("#")
+    rest, _, query_text = rest.partition("?")
+    # the authority ends at the first '/' after the (optional) user info
+    at = rest.rfind("@", 0, rest.find("/") if "/" in rest else len(rest))
+    slash = rest.find("/", at + 1)
+    authority, path = (rest, "") if slash < 0 else (rest[:slash], rest[slash:])
+    query = _parse_query(query_text, shown)
+
+    if scheme == "file":
+        # file:///abs, file://localhost/abs; file://~/x and file://./rel are relative forms
+        if authority.lower() == "localhost":
+            authority = ""
+        local = unquote(authority + path)
+        if not local:
+            raise ConfigError(f"store locator {shown!r} names no path; use 'file:///abs/path'")
+        return LocatorInfo(scheme="file", path=_local_path(local), query=query)
+
+    am = _AUTHORITY_RE.match(authority)
+    if am is None:
+        raise ConfigError(
+            f"store locator {shown!r} has a malformed host part; percent-encode '/', '?' and "
+            "'#' inside user names and passwords"
+        )
+    port_text = am.group("port")
+    port: int | None = None
+    if port_text:
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise ConfigError(
+                f"store locator {shown!r} has an invalid port {port_text!r}; "
+                "use a number between 1 and 65535"
+            )
+        port = int(port_text)
+    host = am.group("host") or None
+    if host and host.startswith("["):
+        host = host[1:-1]
+    user = am.group("user")
+    password = am.group("password")
+    return LocatorInfo(
+        scheme=scheme,
+        host=unquote(host) if host else None,
+        port=port,
+        user=unquote(user) if user is not None and (user or password is not None) else None,
+        password=unquote(password) if password is not None else None,
+        path=unquote(path),
+        query=query,
+    )
+

@@ -1,0 +1,35 @@
+"""Helpers shared by the PostgreSQL store tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from metalab.model import RunRecord
+from metalab.store import FileStoreConfig
+from metalab.testing import make_record
+
+
+def index_rows(conn: psycopg.Connection[Any], schema: str, experiment_id: str | None = None
+               ) -> dict[tuple[str, str], dict[str, Any]]:
+    """``{(experiment_id, run_id): record document}`` straight from the runs table."""
+    from metalab._internal._json import loads
+
+    q = sql.SQL("SELECT experiment_id, run_id, record FROM {}.runs").format(sql.Identifier(schema))
+    rows = conn.execute(q).fetchall()
+    return {(e, r): loads(d) for e, r, d in rows if experiment_id is None or e == experiment_id}
+
+
+def file_docs(file_root: Path, experiment_id: str) -> dict[tuple[str, str], dict[str, Any]]:
+    fs = FileStoreConfig(root=str(file_root), experiment_id=experiment_id).connect()
+    return {(experiment_id, d["run_id"]): d for d in fs.iter_run_documents()}
+
+
+def records(experiment_id: str, n: int, start: int = 0, **kw: Any) -> list[RunRecord]:
+    return [
+        make_record(f"r{i:05d}", experiment_id, params={"i": i, "lr": 0.1 * i}, **kw)
+        for i in range(start, start + n)
+    ]

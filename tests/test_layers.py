@@ -1,0 +1,241 @@
+"""Architecture checks: each layer imports only lower layers, packages form no cycles.
+
+Layers (see docs/architecture.md): 0 ``_errors``/``_internal``/``_version``,
+1 ``model``, 2 ``store``, 3 ``definition``, 4 ``analysis``, 5 ``execution``,
+6 ``cli``.  ``metalab/__init__.py`` (the lazy public API) and ``metalab.testing``
+may import anything; nothing in the library may import ``metalab.testing``.
+Imports under ``if TYPE_CHECKING:`` are ignored; imports inside functions count.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+PKG = SRC / "metalab"
+
+LAYERS: dict[str, int] = {
+    "_errors": 0,
+    "_internal": 0,
+    "_version": 0,
+    "model": 1,
+    "services": 2,  # local service helpers (PostgreSQL server); imports layer 0 only
+    "store": 2,
+    "definition": 3,
+    "analysis": 4,
+    "execution": 5,
+    "cli": 6,
+}
+TESTING_LAYER = 99  # importing metalab.testing from the library is never allowed
+EXEMPT = {"metalab", "metalab.testing"}
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(SRC).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def top_package(module: str) -> str | None:
+    """``metalab.store._file`` -> ``store``; ``metalab`` -> ``None``."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[0] == "metalab" else None
+
+
+def is_exempt(module: str) -> bool:
+    return module in EXEMPT or module.startswith("metalab.testing.")
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _root_lazy_table() -> dict[str, str]:
+    import metalab
+
+    return dict(metalab._LAZY)
+
+
+def imported_modules(source: str, module: str, is_package: bool) -> Iterator[tuple[int, str]]:
+    """(line, absolute module name) of every metalab import, TYPE_CHECKING blocks excluded."""
+    tree = ast.parse(source)
+    package = module if is_package else module.rpartition(".")[0]
+    found: list[tuple[int, str]] = []
+
+    class Visitor(ast.NodeVisitor):
+        def visit_If(self, node: ast.If) -> None:
+            if _is_type_checking(node.test):
+                for child in node.orelse:
+                    self.visit(child)
+                return
+            self.generic_visit(node)
+
+        def visit_Import(self, node: ast.Import) -> None:
+            for alias in node.names:
+                found.append((node.lineno, alias.name))
+
+        def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+            if node.level:
+                base = package.split(".")
+                if node.level > 1:
+                    base = base[: -(node.level - 1)]
+                target = ".".join([*base, node.module] if node.module else base)
+            else:
+                target = node.module or ""
+            if target == "metalab":
+                # `from metalab import X`: X is a sub-package or a lazily exported name
+                lazy = _root_lazy_table()
+                for alias in node.names:
+                    if alias.name in lazy:
+                        found.append((node.lineno, lazy[alias.name].partition(":")[0]))
+                    elif alias.name == "__version__":
+                        found.append((node.lineno, "metalab._version"))
+                    else:
+                        found.append((node.lineno, f"metalab.{alias.name}"))
+            else:
+                found.append((node.lineno, target))
+
+    Visitor().visit(tree)
+    for line, name in found:
+        if name == "metalab" or name.startswith("metalab."):
+            yield line, name
+
+
+def layer_of(module: str) -> int | None:
+    top = top_package(module)
+    if top is None:
+        return 0  # bare `import metalab` only loads metalab._version eagerly
+    if top == "testing":
+        return TESTING_LAYER
+    return LAYERS.get(top)
+
+
+def violations(source: str, module: str, is_package: bool = False) -> list[str]:
+    """Layer violations of one module's source (empty list if it is clean)."""
+    if is_exempt(module):
+        return []
+    own = layer_of(module)
+    if own is None:
+        return [f"{module}: package {top_package(module)!r} has no layer; add it to LAYERS"]
+    out = []
+    for line, target in imported_modules(source, module, is_package):
+        theirs = layer_of(target)
+        if theirs is None:
+            out.append(f"{module}:{line} imports {target}, which has no layer")
+        elif theirs > own:
+            out.append(f"{module}:{line} (layer {own}) imports {target} (layer {theirs})")
+    return out
+
+
+def library_modules() -> list[Path]:
+    return sorted(PKG.rglob("*.py"))
+
+
+def test_every_module_is_in_a_layer() -> None:
+    modules = [module_name(p) for p in library_modules()]
+    assert "metalab._errors" in modules and "metalab.model" in modules
+    unknown = sorted(
+        m for m in modules if not is_exempt(m) and layer_of(m) in (None, TESTING_LAYER)
+    )
+    assert unknown == [], f"modules outside every layer: {unknown}"
+
+
+@pytest.mark.parametrize("path", library_modules(), ids=lambda p: module_name(p))
+def test_module_imports_only_lower_layers(path: Path) -> None:
+    problems = violations(
+        path.read_text(encoding="utf-8"), module_name(path), path.name == "__init__.py"
+    )
+    assert problems == [], "\n".join(problems)
+
+
+def test_no_import_cycles_between_packages() -> None:
+    graph: dict[str, set[str]] = {}
+    for path in library_modules():
+        module = module_name(path)
+        src_top = top_package(module)
+        if src_top is None:
+            continue
+        for _, target in imported_modules(
+            path.read_text(encoding="utf-8"), module, path.name == "__init__.py"
+        ):
+            dst_top = top_package(target)
+            if dst_top is not None and dst_top != src_top:
+                graph.setdefault(src_top, set()).add(dst_top)
+    cycle = find_cycle(graph)
+    assert cycle is None, "import cycle between packages: " + " -> ".join(cycle or [])
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of ``graph`` as a path ``[a, b, ..., a]``, or ``None``."""
+    state: dict[str, int] = {}  # 1 = on the stack, 2 = done
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return [*stack[stack.index(nxt) :], nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+# ---- the checker itself must catch what it claims to catch ----------------------------
+
+
+def test_checker_flags_upward_imports_at_any_depth() -> None:
+    src = (
+        "from metalab.model import RunRecord\n"
+        "def f():\n"
+        "    from metalab.execution import run\n"
+        "    import metalab.analysis._results\n"
+    )
+    problems = violations(src, "metalab.store._file")
+    assert len(problems) == 2
+    assert "metalab.execution" in problems[0] and "metalab.analysis._results" in problems[1]
+
+
+def test_checker_ignores_type_checking_but_not_its_else_branch() -> None:
+    src = (
+        "from typing import TYPE_CHECKING\n"
+        "import typing\n"
+        "if TYPE_CHECKING:\n"
+        "    from metalab.analysis import Results\n"
+        "else:\n"
+        "    from metalab.cli import main\n"
+        "if typing.TYPE_CHECKING:\n"
+        "    from metalab.execution import run\n"
+    )
+    problems = violations(src, "metalab.model._x")
+    assert len(problems) == 1 and "metalab.cli" in problems[0]
+
+
+def test_checker_resolves_relative_and_root_imports() -> None:
+    assert violations("from ..execution import run\n", "metalab.store._file")
+    assert violations("from .. import execution\n", "metalab.store", is_package=True)
+    assert violations("from metalab import Results\n", "metalab.definition._exp")
+    assert violations("from metalab.testing import x\n", "metalab.execution._run")
+    assert not violations("from . import _base\nfrom .._errors import StoreError\n",
+                          "metalab.store._file")
+    assert not violations("from metalab import StoreError\n", "metalab.model._record")
+    assert not violations("from metalab.execution import run\n", "metalab.testing._suite")
+
+
+def test_find_cycle() -> None:
+    assert find_cycle({"a": {"b"}, "b": {"c"}}) is None
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
