@@ -22,8 +22,21 @@ cleanup() {
 }
 trap cleanup EXIT
 
+ensure_postgres() {
+    # The PostgreSQL tests start their own throwaway server (tests/conftest.py,
+    # metalab.services); they only need the server binaries on this machine.
+    if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
+        echo "==> installing PostgreSQL server binaries (apt-get install postgresql)" >&2
+        local sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        export DEBIAN_FRONTEND=noninteractive
+        $sudo apt-get update -q
+        $sudo apt-get install -y -q --no-install-recommends postgresql
+    fi
+}
+
 start_services() {
-    :  # nothing yet
+    ensure_postgres
 }
 start_services
 

@@ -16,6 +16,7 @@ from metalab.services import ServerInfo, start_server, stop_server
 from metalab.store import PostgresStore, PostgresStoreConfig
 from metalab.store._postgres._index import CircuitBreaker
 
+
 @pytest.fixture
 def pg_schema(pg_url: str) -> Iterator[str]:
     """A unique schema name; the schema is dropped after the test."""
@@ -78,7 +79,7 @@ def own_server() -> Iterator[tuple[ServerInfo, str, str]]:
     """
     folder = tempfile.mkdtemp(prefix="metalab-pgown-")
     password = "pw-" + secrets.token_hex(8)
-    info = start_server(folder, fast=True, password=password, dbname="metalab")
+    info = start_server(folder, password=password, dbname="metalab")  # durable commits
     try:
         yield info, folder, password
     finally:

@@ -18,6 +18,9 @@ def index_rows(conn: psycopg.Connection[Any], schema: str, experiment_id: str | 
     """``{(experiment_id, run_id): record document}`` straight from the runs table."""
     from metalab._internal._json import loads
 
+    exists = conn.execute("SELECT to_regclass(format('%%I.runs', %s::text))", (schema,)).fetchone()
+    if exists is None or exists[0] is None:
+        return {}
     q = sql.SQL("SELECT experiment_id, run_id, record FROM {}.runs").format(sql.Identifier(schema))
     rows = conn.execute(q).fetchall()
     return {(e, r): loads(d) for e, r, d in rows if experiment_id is None or e == experiment_id}

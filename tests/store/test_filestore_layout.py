@@ -184,7 +184,7 @@ def test_write_speed_close_to_raw_atomic_write(tmp_path: Path) -> None:
     raw_dir = tmp_path / "raw"
     raw_dir.mkdir()
     payload = json.dumps(rec.to_dict()).encode()
-    n = 150
+    n = 100
 
     def bench_store() -> float:
         t = time.perf_counter()
@@ -198,7 +198,9 @@ def test_write_speed_close_to_raw_atomic_write(tmp_path: Path) -> None:
             atomic_write_bytes(raw_dir / f"r{i}.json", payload)
         return time.perf_counter() - t
 
-    ratios = []
-    for _ in range(3):
-        ratios.append(bench_raw() / bench_store())
-    assert max(ratios) >= 0.8, ratios
+    # interleaved, best of 5 each: the disk is shared, single rounds are noisy
+    t_raw, t_store = [], []
+    for _ in range(5):
+        t_raw.append(bench_raw())
+        t_store.append(bench_store())
+    assert min(t_raw) / min(t_store) >= 0.8, (t_raw, t_store)

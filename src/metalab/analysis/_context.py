@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from metalab._errors import CorruptRecordError, ScopeError
@@ -88,23 +88,33 @@ class ResultsContext:
         else:
             log.warning("skipping unreadable derived file: %s", exc)
 
-    def load_derived(self, by_experiment: Mapping[str, Iterable[str]]) -> None:
-        """Scan the derived values of the given runs, one pass per experiment.
+    def derived_snapshot(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """All derived values known so far, keyed by ``(experiment_id, run_id)``."""
+        with self._lock:
+            return dict(self._derived)
 
-        With a working directory only the runs that have a ``derived/`` file
-        are read (through ``store.get_derived``); other stores are asked once
-        per run.  Unreadable files are reported and skipped.
+    def load_derived(
+        self, experiments: Iterable[str], run_ids_of: Callable[[str], set[str]]
+    ) -> None:
+        """Read the derived values of ``experiments``' runs once (later calls are free).
+
+        With a working directory one listing of its ``derived/`` folder tells
+        which runs have values, and only those are read (through
+        ``store.get_derived``); ``run_ids_of(experiment_id)`` is then called
+        only if the folder is not empty.  Other stores are asked once per run.
+        Unreadable files are reported and skipped.
         """
-        for experiment_id, run_ids in by_experiment.items():
+        for experiment_id in experiments:
             with self._lock:
                 if experiment_id in self._scanned:
                     continue
             store = self.store_for(experiment_id)
-            wanted = set(run_ids)
             present = _derived_files(store)
-            candidates = wanted if present is None else wanted & present
+            candidates = run_ids_of(experiment_id) if present is None or present else set()
+            if present is not None:
+                candidates &= present
             found: dict[tuple[str, str], dict[str, Any]] = {}
-            for run_id in candidates:
+            for run_id in sorted(candidates):
                 try:
                     value = store.get_derived(run_id)
                 except CorruptRecordError as exc:

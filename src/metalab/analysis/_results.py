@@ -94,9 +94,9 @@ def _record_source(store: Store, run_id: Any, position: int) -> str:
     return repr(run_id) if isinstance(run_id, str) else f"#{position}"
 
 
-def _sort_key(doc: dict[str, Any]) -> tuple[bool, str, str]:
-    started = doc.get("started_at")
-    return (started is None, started or "", doc["run_id"])
+def _sort_key(doc: dict[str, Any]) -> str:
+    # a string key (no tuple per run): never-started runs sort last
+    return (doc.get("started_at") or "\U0010ffff") + "\x00" + doc["run_id"]
 
 
 def _same(value: Any, target: Any) -> bool:
@@ -118,14 +118,19 @@ def _matcher(condition: Any) -> Callable[[Any], bool]:
     return lambda v: _same(v, condition)
 
 
+_EMPTY: dict[str, Any] = {}
+
+
 def _ordered_keys(maps: Iterable[dict[str, Any]]) -> list[str]:
-    seen: dict[str, None] = {}
-    last: Any = None
-    for m in maps:
-        if m and m.keys() != last:
-            seen.update(dict.fromkeys(m))
-            last = m.keys()
-    return list(seen)
+    """Keys of all maps: those of the first non-empty map first, in its order, then the rest sorted."""
+    maps = maps if isinstance(maps, list) else list(maps)
+    keys: set[str] = set().union(*maps)
+    if not keys:
+        return []
+    first = next(m for m in maps if m)
+    ordered = [k for k in first if k in keys]
+    rest = keys.difference(first)
+    return ordered + sorted(rest, key=str)
 
 
 def _fmt(value: Any) -> str:
@@ -393,17 +398,23 @@ class Results:
         raise _unknown_field(key, [*params, *metrics, *derived])
 
     # ------------------------------------------------------------- derived
-    def _load_derived(self) -> None:
-        by_exp: dict[str, list[str]] = {}
-        for d in self._docs:
-            by_exp.setdefault(d["experiment_id"], []).append(d["run_id"])
-        self._ctx.load_derived(by_exp)
+    def _load_derived(self, experiments: Iterable[str] | None = None) -> None:
+        docs = self._docs
+        if experiments is None:
+            experiments = {d["experiment_id"] for d in docs}
 
-    def _derived_list(self) -> list[dict[str, Any]]:
-        """Derived values of every run, in order (``{}`` where none)."""
-        self._load_derived()
-        ctx = self._ctx
-        return [ctx.derived_of(d["experiment_id"], d["run_id"]) or {} for d in self._docs]
+        def run_ids_of(experiment_id: str) -> set[str]:
+            return {d["run_id"] for d in docs if d["experiment_id"] == experiment_id}
+
+        self._ctx.load_derived(experiments, run_ids_of)
+
+    def _derived_list(self, experiments: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """Derived values of every run, in order (``{}`` where none; ``[]`` if no run has any)."""
+        self._load_derived(experiments)
+        known = self._ctx.derived_snapshot()
+        if not known:
+            return []
+        return [known.get((d["experiment_id"], d["run_id"])) or {} for d in self._docs]
 
     def compute_derived(
         self,
@@ -468,28 +479,51 @@ class Results:
         """
         pd = require("pandas", "pandas", "Results.to_dataframe()")
         docs = self._docs
-        cols: dict[str, Any] = {"run_id": [d["run_id"] for d in docs]}
+        # one pass over the documents (they are scattered in memory: each pass costs)
+        run_ids: list[str] = []
+        exp_ids: list[str] = []
+        statuses: list[str] = []
+        started: list[str | None] = []
+        finished: list[str | None] = []
+        durations: list[Any] = []
+        param_maps: list[dict[str, Any]] = []
+        metric_maps: list[dict[str, Any]] = []
+        add_run, add_exp, add_status = run_ids.append, exp_ids.append, statuses.append
+        add_start, add_finish, add_dur = started.append, finished.append, durations.append
+        add_params, add_metrics = param_maps.append, metric_maps.append
+        for d in docs:
+            get = d.get
+            add_run(d["run_id"])
+            add_exp(d["experiment_id"])
+            add_status(d["status"])
+            add_start(get("started_at"))
+            add_finish(get("finished_at"))
+            add_dur(get("duration_ms"))
+            add_params(get("params") or _EMPTY)
+            add_metrics(get("metrics") or _EMPTY)
+        cols: dict[str, Any] = {"run_id": pd.Series(run_ids, dtype=object)}
         if include_record:
-            get = dict.get
-            cols["experiment_id"] = [d["experiment_id"] for d in docs]
-            cols["status"] = [d["status"] for d in docs]
-            for name in ("started_at", "finished_at"):
+            cols["experiment_id"] = pd.Series(exp_ids, dtype=object)
+            cols["status"] = pd.Series(statuses, dtype=object)
+            for name, values in (("started_at", started), ("finished_at", finished)):
                 cols[name] = pd.to_datetime(
-                    pd.Series([get(d, name) for d in docs], dtype=object),
-                    utc=True,
-                    format="ISO8601",
-                    errors="coerce",
+                    pd.Series(values, dtype=object), utc=True, format="ISO8601", errors="coerce"
                 )
-            cols["duration_ms"] = pd.Series(
-                [get(d, "duration_ms") for d in docs], dtype="float64"
-            )
+            try:
+                cols["duration_ms"] = pd.Series(durations, dtype="float64")
+            except (TypeError, ValueError):  # a hand-edited record: keep what is numeric
+                cols["duration_ms"] = pd.to_numeric(
+                    pd.Series(durations, dtype=object), errors="coerce"
+                )
         if include_params:
-            _add_columns(cols, [d.get("params") or {} for d in docs], "param_")
+            _add_columns(cols, param_maps, "param_")
         if include_metrics:
-            _add_columns(cols, [d.get("metrics") or {} for d in docs], "", clash="metric_")
+            _add_columns(cols, metric_maps, "", clash="metric_")
         if include_derived:
-            _add_columns(cols, self._derived_list(), "derived_")
-        return pd.DataFrame(cols)
+            derived = self._derived_list(set(exp_ids))
+            if derived:
+                _add_columns(cols, derived, "derived_")
+        return pd.DataFrame(cols, index=pd.RangeIndex(len(docs)))
 
     def to_csv(self, path: str | os.PathLike[str], **dataframe_kwargs: bool) -> str:
         """Write :meth:`to_dataframe` as CSV to ``path`` atomically; returns the path.

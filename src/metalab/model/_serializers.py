@@ -54,7 +54,8 @@ def serialize(obj: Any, kind: str | None = None) -> SerializedArtifact:
 
         buf = io.BytesIO()
         if isinstance(obj, dict):
-            np.savez(buf, **{str(k): np.asarray(v) for k, v in obj.items()})
+            arrays: dict[str, Any] = {str(k): np.asarray(v) for k, v in obj.items()}
+            np.savez(buf, **arrays)
         else:
             np.savez(buf, arr=np.asarray(obj))
         return buf.getvalue(), "numpy", "npz"

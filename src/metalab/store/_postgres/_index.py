@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
     from metalab.store._postgres._config import PostgresStoreConfig
 
-__all__ = ["CircuitBreaker", "PostgresIndex", "RUN_COLUMNS"]
+__all__ = ["RUN_COLUMNS", "CircuitBreaker", "PostgresIndex"]
 
 RUN_COLUMNS = (
     "experiment_id", "run_id", "status", "started_at", "finished_at", "duration_ms",

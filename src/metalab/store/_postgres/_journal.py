@@ -112,7 +112,7 @@ class Journal:
             if name.startswith(TMP_PREFIX) or not name.endswith(".json"):
                 continue
             try:
-                doc = loads(open(os.path.join(self._dirty, name), "rb").read())
+                doc = _read(os.path.join(self._dirty, name))
             except (OSError, ValueError):
                 continue
             out.append(doc.get("experiment_id") if isinstance(doc, dict) else None)
@@ -181,7 +181,7 @@ class Journal:
                 except FileNotFoundError:
                     continue  # another process took it
                 try:
-                    doc = loads(open(claimed, "rb").read())
+                    doc = _read(claimed)
                 except (OSError, ValueError):
                     with contextlib.suppress(OSError):
                         os.unlink(claimed)
@@ -212,6 +212,11 @@ class Journal:
                 continue
             with contextlib.suppress(FileNotFoundError):
                 os.rename(item.path, original)
+
+
+def _read(path: str) -> Any:
+    with open(path, "rb") as fh:
+        return loads(fh.read())
 
 
 def _entries(folder: str) -> Iterator[os.DirEntry[str]]:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -105,6 +104,14 @@ class PostgresStore(Store):
         """The PostgreSQL index (SQL access; raises when unreachable)."""
         return self._index
 
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, PostgresStore):
+            return NotImplemented
+        return self._config == other._config
+
+    def __hash__(self) -> int:
+        return hash(("PostgresStore", self._config))
+
     def __repr__(self) -> str:
         return (
             f"PostgresStore(index={self._config.display_target!r}, schema={self._config.schema!r}, "
@@ -169,12 +176,15 @@ class PostgresStore(Store):
             self._warn(f"{marks[0][1]} {marks[0][2] or marks[0][0]}", exc)
             return
         if self._index.created_schema:
+            # a fresh index beside existing files: every experiment must be synced
             self._index.created_schema = False
-            if self._files.list_experiments():
-                self._journal.mark_dirty(None)  # fresh index beside existing files
+            root = FileStore(FileStoreConfig(root=self._files.config.root))
+            for eid in {*root.list_experiments(), *(e for e, _k, _r in marks)}:
+                self._journal.mark_dirty(eid)
+            self._next_catch_up = 0.0
         if time.monotonic() >= self._next_catch_up:
             self._next_catch_up = time.monotonic() + CATCH_UP_INTERVAL
-            if self._journal.has_pending():
+            if self._journal.is_behind(self.experiment_id):
                 try:
                     self.catch_up()
                 except (IndexUnavailableError, StoreError) as exc:
@@ -246,8 +256,8 @@ class PostgresStore(Store):
             if status is not None and doc.get("status") != status:
                 continue
             if seen:
-                eid = experiment_id if experiment_id is not None else doc.get("experiment_id")
-                if f"{eid}\x00{doc.get('run_id')}" in seen:
+                key_eid = experiment_id if experiment_id is not None else doc.get("experiment_id")
+                if f"{key_eid}\x00{doc.get('run_id')}" in seen:
                     continue
             yield doc
 
@@ -381,6 +391,13 @@ class PostgresStore(Store):
                 in the journal).
         """
         total = 0
+        dirty = [
+            e for e in self._journal.dirty_experiments()
+            if e is not None and (self.experiment_id is None or e == self.experiment_id)
+        ]
+        if dirty:
+            self._sync(dirty, None, drop_others=False)
+            total += len(dirty)
         while True:
             items = self._journal.claim(self.experiment_id, limit=2000)
             if not items:

@@ -1,0 +1,105 @@
+"""Faults: the server stopped mid-sweep, wrong credentials, unknown database."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+import pytest
+from pg_helpers import file_docs, index_rows, records
+
+from metalab._errors import IndexUnavailableError
+from metalab.services import start_server, stop_server
+from metalab.store import PostgresStoreConfig, parse_to_config
+from metalab.store._postgres import _store
+
+
+def test_server_stopped_mid_sweep_then_back(own_server, tmp_path: Path, fast_breaker,
+                                            monkeypatch, caplog) -> None:
+    info, folder, password = own_server
+    monkeypatch.setattr(_store, "CATCH_UP_INTERVAL", 0.0)
+    url = f"postgresql://{info.user}:{password}@{info.host}:{info.port}/{info.dbname}"
+    cfg = parse_to_config(f"{url}?file_root={tmp_path}&schema=sweep&connect_timeout=5")
+    store = cfg.scoped("exp:1").connect()
+    recs = records("exp:1", 60)
+    try:
+        for r in recs[:20]:
+            store.put_run_record(r)
+        stop_server(folder, mode="immediate")
+        slowest = 0.0
+        with caplog.at_level(logging.WARNING, logger="metalab"):
+            for r in recs[20:50]:
+                t = time.perf_counter()
+                store.put_run_record(r)
+                slowest = max(slowest, time.perf_counter() - t)
+        assert slowest < 2.0  # never a full connect timeout per call
+        assert store.index_is_behind()
+        assert len(store.list_run_records()) == 50  # from the files
+        assert password not in caplog.text
+        start_server(folder)
+        time.sleep(0.6)  # let the back-off pass
+        for r in recs[50:]:  # the first write after recovery catches up
+            store.put_run_record(r)
+        assert not store.index_is_behind()
+        with store.index.connection() as conn:
+            assert index_rows(conn, "sweep") == file_docs(tmp_path, "exp:1")
+        assert store.count_runs() == 60
+    finally:
+        start_server(folder)
+        store.close()
+    for path in tmp_path.rglob("*"):  # no secret in any file under the store
+        if path.is_file():
+            assert password.encode() not in path.read_bytes(), path
+
+
+def test_wrong_password_and_unknown_database(own_server, tmp_path: Path, fast_breaker) -> None:
+    info, _folder, password = own_server
+    base = f"{info.host}:{info.port}"
+    cases = {
+        f"postgresql://{info.user}:WrongPass-{password[::-1]}@{base}/{info.dbname}": "password",
+        f"postgresql://{info.user}:{password}@{base}/no_such_db": "no_such_db",
+    }
+    for url, hint in cases.items():
+        cfg = PostgresStoreConfig(connection_string=url, file_root=str(tmp_path),
+                                  experiment_id="e:1", connect_timeout=3)
+        store = cfg.connect()
+        try:
+            store.put_run_record(records("e:1", 1)[0])  # the write itself succeeds (files)
+            assert store.get_run_record("r00000") is not None
+            with pytest.raises(IndexUnavailableError) as err:
+                store.rebuild_index()
+            msg = str(err.value)
+            assert base in msg and hint in msg
+            assert password not in msg and password[::-1] not in msg
+            assert password not in repr(cfg) and password not in repr(store)
+        finally:
+            store.close()
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert password.encode() not in path.read_bytes(), path
+    assert os.path.isdir(tmp_path / ".metalab-index")
+
+
+def test_breaker_skips_calls_while_open(tmp_path: Path, monkeypatch) -> None:
+    # nothing listens on this port: the first call fails fast, the next ones do not even try
+    cfg = PostgresStoreConfig(connection_string="postgresql://u@127.0.0.1:9/db",
+                              file_root=str(tmp_path), experiment_id="e:1")
+    store = cfg.connect()
+    calls = 0
+    real = store.index._get_pool
+
+    def counting():
+        nonlocal calls
+        calls += 1
+        return real()
+
+    monkeypatch.setattr(store.index, "_get_pool", counting)
+    t = time.perf_counter()
+    for r in records("e:1", 200):
+        store.put_run_record(r)
+    assert time.perf_counter() - t < 5
+    assert calls == 1
+    assert len(store.list_run_records()) == 200
+    store.close()

@@ -1,0 +1,295 @@
+"""The index against the files: equality, scoping, rebuild, catalog, hostile names, transfer."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from pg_helpers import file_docs, index_rows, records
+from psycopg import sql
+
+from metalab._errors import ConfigError, ScopeError
+from metalab.model import Status
+from metalab.store import (
+    FileStoreConfig,
+    PostgresStore,
+    PostgresStoreConfig,
+    StoreConfig,
+    create_store,
+    export_store,
+    parse_to_config,
+)
+from metalab.testing import make_record
+
+
+def _derived_rows(conn, schema):
+    q = sql.SQL("SELECT experiment_id, run_id, doc FROM {}.derived").format(sql.Identifier(schema))
+    import orjson
+
+    return {(e, r): orjson.loads(d) for e, r, d in conn.execute(q).fetchall()}
+
+
+def _manifest_rows(conn, schema):
+    q = sql.SQL("SELECT experiment_id, ts, doc FROM {}.experiment_manifests ORDER BY 1, 2").format(
+        sql.Identifier(schema))
+    import orjson
+
+    return [(e, ts, orjson.loads(d)) for e, ts, d in conn.execute(q).fetchall()]
+
+
+# ------------------------------------------------------------------ config
+def test_uri_forms_and_round_trip(pg_url: str, tmp_path: Path) -> None:
+    for scheme in ("postgresql", "postgres"):
+        uri = pg_url.replace("postgresql", scheme, 1)
+        cfg = parse_to_config(f"{uri}?file_root={tmp_path}&schema=s1&sslmode=disable"
+                              "&application_name=ml-test&connect_timeout=3")
+        assert isinstance(cfg, PostgresStoreConfig)
+        assert cfg.schema == "s1" and cfg.file_root == str(tmp_path) and cfg.connect_timeout == 3
+        assert "file_root" not in cfg.connection_string and "schema=" not in cfg.connection_string
+        assert StoreConfig.from_dict(cfg.to_dict()) == cfg
+        scoped = cfg.scoped("e:1")
+        assert StoreConfig.from_dict(scoped.to_dict()) == scoped
+    store = create_store(f"{pg_url}?application_name=ml-probe", file_root=str(tmp_path),
+                         schema="s2", experiment_id="e:1")
+    try:
+        with store.index.connection() as conn:  # driver options reach the server
+            assert conn.execute("SHOW application_name").fetchone()[0] == "ml-probe"
+    finally:
+        store.close()
+        with psycopg.connect(pg_url, autocommit=True) as c:
+            c.execute("DROP SCHEMA IF EXISTS s2 CASCADE")
+
+
+def test_missing_file_root_is_a_clear_error(pg_url: str) -> None:
+    with pytest.raises(ConfigError, match="file_root"):
+        parse_to_config(pg_url)
+    with pytest.raises(ConfigError, match=r"create_store\(uri, file_root"):
+        PostgresStoreConfig(connection_string=pg_url)
+    with pytest.raises(ConfigError, match="index_mode"):
+        PostgresStoreConfig(connection_string=pg_url, file_root="/x", index_mode="later")
+
+
+def test_password_hidden_in_repr_and_str(tmp_path: Path) -> None:
+    cfg = parse_to_config(f"postgresql://bob:hunter2secret@db.example:5433/x?file_root={tmp_path}")
+    for text in (repr(cfg), str(cfg), repr(cfg.connect()), str(cfg.scoped("e:1"))):
+        assert "hunter2secret" not in text
+    assert "hunter2secret" in cfg.to_dict()["connection_string"]  # workers need it
+
+
+def test_package_imports_without_psycopg() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['psycopg'] = None; sys.modules['psycopg_pool'] = None\n"
+        "from metalab.store import ConfigRegistry, parse_to_config\n"
+        "assert ConfigRegistry.get('postgres').__name__ == 'PostgresStoreConfig'\n"
+        "c = parse_to_config('postgresql://h/db?file_root=/tmp/x')\n"
+        "s = c.connect()\n"
+        "try:\n    s.index.ping()\nexcept ImportError as e:\n    print('MISSING', e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "MISSING" in out.stdout and "metalab[postgres]" in out.stdout
+
+
+# ------------------------------------------------------------------ equality
+def test_index_equals_files_after_writes(make_store, pg_conn, pg_schema, file_root) -> None:
+    store = make_store("exp:1")
+    recs = records("exp:1", 30)
+    for r in recs:
+        store.put_run_record(r)
+    for r in recs[:10]:  # replace some
+        store.put_run_record(r.replace(status=Status.FAILED, metrics={"loss": 9.0}))
+    store.delete_run(recs[-1].run_id)
+    store.put_derived(recs[0].run_id, {"acc": 0.5, "big": 1e300})
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    store.put_experiment_manifest("exp:1", {"n": 1}, t0)
+    store.put_experiment_manifest("exp:1", {"n": 2}, t0 + timedelta(seconds=1))
+    assert index_rows(pg_conn, pg_schema) == file_docs(file_root, "exp:1")
+    assert _derived_rows(pg_conn, pg_schema) == {("exp:1", recs[0].run_id): {"acc": 0.5, "big": 1e300}}
+    assert [m for _e, _t, m in _manifest_rows(pg_conn, pg_schema)] == [{"n": 1}, {"n": 2}]
+    # bulk reads come from the index and equal the files
+    assert sorted(store.iter_run_documents(), key=lambda d: d["run_id"]) == sorted(
+        file_docs(file_root, "exp:1").values(), key=lambda d: d["run_id"])
+    assert store.count_runs(status="failed") == 10
+    assert {d["run_id"] for d in store.iter_runs_with_status("failed")} == {
+        r.run_id for r in recs[:10]}
+
+
+def test_catalog_counts_are_exact(make_store) -> None:
+    store = make_store("exp:1")
+    for _ in range(3):  # repeated upserts must not inflate counts
+        for r in records("exp:1", 12):
+            store.put_run_record(r)
+    store.put_derived("r00000", {"acc": 1})
+    cat = {(c["namespace"], c["name"], c["type"]): c["count"] for c in store.field_catalog()}
+    assert cat == {("params", "i", "number"): 12, ("params", "lr", "number"): 12,
+                   ("metrics", "loss", "number"): 12, ("derived", "acc", "number"): 1}
+
+
+# ------------------------------------------------------------------ scoping
+def test_scoping_is_exact(collection, make_store, pg_conn, pg_schema) -> None:
+    a, b = make_store("a:1"), make_store("b:1")
+    for r in records("a:1", 5):
+        a.put_run_record(r)
+    for r in records("b:1", 3):
+        b.put_run_record(r)
+    assert len(a.list_run_records()) == 5 and len(b.list_run_records()) == 3
+    assert a.count_runs() == 5 and b.count_runs() == 3
+    assert list(a.iter_run_documents("b:1")) == []
+    assert collection.list_experiments() == ["a:1", "b:1"]
+    other = collection.for_experiment("b:1").connect()
+    assert len(other.list_run_records()) == 3
+    other.close()
+    with pytest.raises(ScopeError):
+        a.config.list_experiments()
+    # a scoped rebuild touches only its experiment: mark b's rows and check they stay
+    pg_conn.execute(sql.SQL("UPDATE {}.runs SET status = 'marker' WHERE experiment_id = 'b:1'")
+                    .format(sql.Identifier(pg_schema)))
+    assert a.rebuild_index() == 5
+    statuses = {e: s for e, s in pg_conn.execute(sql.SQL(
+        "SELECT DISTINCT experiment_id, status FROM {}.runs").format(sql.Identifier(pg_schema)))}
+    assert statuses == {"a:1": "success", "b:1": "marker"}
+    with collection.connect() as whole:
+        assert whole.count_runs() == 8
+        assert whole.rebuild_index() == 8
+    assert set(index_rows(pg_conn, pg_schema, "b:1")) == {("b:1", f"r{i:05d}") for i in range(3)}
+
+
+# ------------------------------------------------------------------ rebuild
+def test_drop_schema_then_rebuild_restores(collection, make_store, pg_conn, pg_schema, file_root):
+    store = make_store("exp:1")
+    for r in records("exp:1", 25):
+        store.put_run_record(r)
+    store.put_derived("r00003", {"d": 3})
+    store.put_experiment_manifest("exp:1", {"m": 1})
+    before = (index_rows(pg_conn, pg_schema), _derived_rows(pg_conn, pg_schema),
+              _manifest_rows(pg_conn, pg_schema))
+    pg_conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(pg_schema)))
+    # reads still work (files) and writes still succeed while the index is gone
+    assert len(store.list_run_records()) == 25
+    store.put_run_record(make_record("late", "exp:1"))
+    progress: list[tuple[int, int | None]] = []
+    with collection.connect() as whole:
+        assert whole.rebuild_index(progress=lambda d, t: progress.append((d, t))) == 26
+    assert progress[-1] == (26, 26)
+    assert index_rows(pg_conn, pg_schema) == file_docs(file_root, "exp:1")
+    assert _derived_rows(pg_conn, pg_schema) == before[1]
+    assert _manifest_rows(pg_conn, pg_schema) == before[2]
+    assert not store.index_is_behind()
+
+
+def test_interrupted_rebuild_then_rerun(make_store, pg_conn, pg_schema, file_root) -> None:
+    store = make_store("exp:1", index_mode="deferred")
+    for r in records("exp:1", 1500):
+        store.put_run_record(r)
+    assert index_rows(pg_conn, pg_schema) == {}  # deferred: nothing indexed yet
+
+    def boom(done: int, total: int | None) -> None:
+        if done >= 1000:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        store.rebuild_index(progress=boom)
+    assert index_rows(pg_conn, pg_schema) == {}  # all or nothing
+    assert store.index_is_behind()
+    assert len(store.list_run_records()) == 1500  # reads fall back to the files
+    store.rebuild_index()
+    assert index_rows(pg_conn, pg_schema) == file_docs(file_root, "exp:1")
+    assert not store.index_is_behind()
+
+
+def test_deferred_mode_and_reconcile(make_store, pg_conn, pg_schema, file_root) -> None:
+    main = make_store("exp:1")
+    main.reconcile()  # creates the (empty) index
+    worker = make_store("exp:1", index_mode="deferred")
+    for r in records("exp:1", 10):
+        worker.put_run_record(r)
+    worker.put_derived("r00001", {"x": 1})
+    worker.delete_run("r00009")
+    worker.put_experiment_manifest("exp:1", {"m": 1})
+    assert index_rows(pg_conn, pg_schema) == {}
+    assert worker.index_is_behind()
+    assert len(worker.list_run_records()) == 9
+    result = main.reconcile()
+    assert result["replayed"] == 11  # 10 runs + the manifests and result["resynced"] == []
+    assert index_rows(pg_conn, pg_schema) == file_docs(file_root, "exp:1")
+    assert _derived_rows(pg_conn, pg_schema) == {("exp:1", "r00001"): {"x": 1}}
+    assert len(_manifest_rows(pg_conn, pg_schema)) == 1
+    assert not worker.index_is_behind()
+
+
+# ------------------------------------------------------------------ hostile input
+HOSTILE_EXP = "x'); DROP TABLE runs; --\"é:1"
+HOSTILE_SCHEMA = 'a"; DROP SCHEMA public CASCADE; --'
+
+
+def test_hostile_names_round_trip(pg_url, tmp_path, pg_conn) -> None:
+    cfg = parse_to_config(
+        f"{pg_url}?file_root={tmp_path}&schema=" + HOSTILE_SCHEMA.replace(";", "%3B").replace(
+            '"', "%22").replace(" ", "%20")
+    )
+    assert cfg.schema == HOSTILE_SCHEMA
+    store = cfg.scoped(HOSTILE_EXP).connect()
+    try:
+        params = {"it's": "a\"b;c", "naïve;--": 1, "x'); DROP TABLE runs; --": [1, "é"]}
+        metrics = {"m'; DELETE FROM runs; --": 0.5, "ünï": 2}
+        for i in range(3):
+            store.put_run_record(make_record(f"r{i}", HOSTILE_EXP, params=params, metrics=metrics,
+                                             tags=("t'ag", "ü")))
+        store.put_derived("r0", {"d'; --": 1})
+        store.put_experiment_manifest(HOSTILE_EXP, {"experiment_id": HOSTILE_EXP})
+        got = store.list_run_records()
+        assert len(got) == 3 and got[0].params == params and got[0].metrics == metrics
+        assert index_rows(pg_conn, HOSTILE_SCHEMA) == file_docs(tmp_path, HOSTILE_EXP)
+        cat = {(c["namespace"], c["name"]): c["count"] for c in store.field_catalog()}
+        assert cat[("params", "it's")] == 3 and cat[("derived", "d'; --")] == 1
+        assert store.rebuild_index() == 3
+        # nothing else was touched: public still exists
+        assert pg_conn.execute(
+            "SELECT count(*) FROM pg_namespace WHERE nspname = 'public'").fetchone()[0] == 1
+    finally:
+        store.close()
+        pg_conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
+            sql.Identifier(HOSTILE_SCHEMA)))
+
+
+def test_nul_characters_do_not_block_the_index(make_store, pg_conn, pg_schema, file_root) -> None:
+    store = make_store("exp:1")
+    store.put_run_record(make_record("r1", "exp:1", params={"s": "a\x00b"}))
+    assert not store.index_is_behind()
+    assert index_rows(pg_conn, pg_schema) == file_docs(file_root, "exp:1")
+
+
+# ------------------------------------------------------------------ moving
+def test_from_filestore_to_filestore_and_export(pg_url, pg_schema, tmp_path, pg_conn) -> None:
+    fs = FileStoreConfig(root=str(tmp_path / "src"), experiment_id="e:1").connect()
+    for r in records("e:1", 6):
+        fs.put_run_record(r)
+    fs.put_derived("r00000", {"a": 1})
+    fs.append_log("r00000", "run", "hello\n")
+    fs.put_artifact("r00000", "blob", b"bytes", kind="file", format="bin")
+    fs.put_experiment_manifest("e:1", {"experiment_id": "e:1"})
+    pg = PostgresStore.from_filestore(pg_url, fs, schema=pg_schema)
+    assert pg.experiment_id == "e:1" and pg.index.count_runs("e:1") == 6
+    out = pg.to_filestore(tmp_path / "out")
+    assert out.experiment_id == "e:1"
+    assert out.get_log("r00000") == "hello\n"
+    assert out.get_artifact_bytes("r00000", "blob") == b"bytes"
+    assert out.get_derived("r00000") == {"a": 1}
+    assert len(out.list_experiment_manifests("e:1")) == 1
+    # export_store both ways, through the Store interface, idempotent
+    dest = PostgresStoreConfig(connection_string=pg_url, file_root=str(tmp_path / "pg2"),
+                               schema=pg_schema)
+    rep = export_store(out.config, dest)
+    assert rep.runs == 6
+    assert export_store(out.config, dest).runs == 0  # second time: nothing to copy
+    back = export_store(dest, tmp_path / "back")
+    assert back.runs == 6
+    again = FileStoreConfig(root=str(tmp_path / "back"), experiment_id="e:1").connect()
+    assert {r.run_id for r in again.list_run_records()} == {f"r{i:05d}" for i in range(6)}
+    assert again.get_artifact_bytes("r00000", "blob") == b"bytes"
+    assert len(index_rows(pg_conn, pg_schema, "e:1")) == 6
+    pg.close()
