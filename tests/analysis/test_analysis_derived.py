@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 import pytest
-from conftest import EXP, make_record
+from analysis_support import EXP, make_record
 
 from metalab._errors import ValidationError
 from metalab.analysis import Results, Run, compute_derived_for_run, load_results, resolve_derived
@@ -122,3 +122,26 @@ def test_derived_on_store_without_working_directory(memory_store: Any) -> None:
     assert fresh.to_dataframe().set_index("run_id").loc["m2", "derived_sq"] == 4
     assert fresh.filter(sq=[0, 1]).run_ids == ["m0", "m1"]
     assert fresh.experiments == [EXP]
+
+
+def test_derived_goes_to_each_experiment_folder(root: Any, file_store: Any) -> None:
+    stores = {eid: file_store(eid) for eid in (EXP, "other:2")}
+    for eid, store in stores.items():
+        store.put_run_record(make_record(f"{eid[0]}1", experiment_id=eid, params={"a": 1}))
+    results = load_results(str(root))
+    assert results.experiments == [EXP, "other:2"]
+    results.compute_derived(lambda run: {"exp": run.experiment_id})
+    for eid, store in stores.items():
+        path = os.path.join(store.get_working_directory(), "derived", f"{eid[0]}1.json")
+        with open(path, "rb") as fh:
+            assert json.loads(fh.read()) == {"exp": eid}
+    assert set(load_results(str(root)).to_dataframe()["derived_exp"]) == {EXP, "other:2"}
+
+
+def test_derived_through_an_experiment_folder_path(file_store: Any) -> None:
+    store = file_store(EXP)
+    store.put_run_record(make_record("r1"))
+    folder = store.get_working_directory()
+    load_results(folder).compute_derived(lambda run: {"d": 1})
+    assert os.path.isfile(os.path.join(folder, "derived", "r1.json"))
+    assert load_results(folder)["r1"].derived == {"d": 1}

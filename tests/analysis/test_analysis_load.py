@@ -8,7 +8,7 @@ import shutil
 from typing import Any
 
 import pytest
-from conftest import EXP, make_record
+from analysis_support import EXP, make_record
 
 from metalab._errors import CorruptRecordError, NotFoundError, ScopeError, ValidationError
 from metalab.analysis import Results, load_results

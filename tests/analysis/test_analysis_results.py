@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from conftest import EXP, make_record
+from analysis_support import EXP, make_record
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -229,3 +229,13 @@ def test_html_repr_escapes_values(file_store: Any) -> None:
         assert "<script>" not in page and "&lt;script&gt;" in page
         assert "<b>" not in page
     assert "<script>" in repr(results[0])  # plain repr is plain text
+
+
+def test_table_without_rich_is_plain_text(results: Results, monkeypatch: Any) -> None:
+    monkeypatch.setitem(sys.modules, "rich", None)
+    monkeypatch.setitem(sys.modules, "rich.console", None)
+    monkeypatch.setitem(sys.modules, "rich.table", None)
+    text = results.table(n=2)
+    lines = text.splitlines()
+    assert lines[0].split()[:4] == ["run_id", "status", "duration_ms", "param_a"]
+    assert lines[2].startswith("run5") and "4 more runs" in lines[-1]

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import EXP, T0, make_record
+from analysis_support import EXP, T0, make_record
 
 from metalab._errors import NotFoundError, StoreError
 from metalab.analysis import Run, load_results

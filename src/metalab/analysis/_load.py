@@ -66,7 +66,7 @@ def load_results(
 
     store = _open(store_or_path, experiment_id)
     narrow = experiment_id if not store.is_scoped else None
-    documents = store.iter_run_documents(narrow, on_error=collect)
+    documents = _mark_lost(store.iter_run_documents(narrow, on_error=collect))
     results = Results._build(store, documents, problems, tell)
     if problems and on_error is None:
         shown = ", ".join(str(p.path or p) for p in problems[:3])
@@ -157,3 +157,16 @@ def _narrow(
     if not isinstance(scoped, Store) or experiment_id not in scoped.list_experiments():
         return store  # the root is the experiment folder itself
     return scoped
+
+
+def _mark_lost(documents: Any) -> Any:
+    """Show ``running`` documents whose heartbeat stopped as ``lost`` (see effective_status)."""
+    from datetime import UTC, datetime
+
+    from metalab.store._base import effective_status, lost_after_seconds
+
+    now, limit = datetime.now(UTC), lost_after_seconds()
+    for doc in documents:
+        if isinstance(doc, dict) and doc.get("status") == "running":
+            doc["status"] = effective_status(doc, now, limit)
+        yield doc

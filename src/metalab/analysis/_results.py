@@ -10,6 +10,7 @@ import os
 import reprlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, overload
 
 from metalab._errors import CorruptRecordError, NotFoundError, ValidationError
@@ -613,11 +614,24 @@ class Results:
 def _add_columns(
     cols: dict[str, Any], maps: list[dict[str, Any]], prefix: str, clash: str | None = None
 ) -> None:
-    for key in _ordered_keys(maps):
+    if not maps:
+        return
+    first = maps[0]
+    extracted: list[tuple[str, list[Any]]] | None = None
+    n_keys = len(first)
+    if n_keys and all(n == n_keys for n in map(len, maps)):
+        # typical sweep: every map has the first map's keys (same count => no others)
+        try:
+            extracted = [(key, list(map(itemgetter(key), maps))) for key in first]
+        except KeyError:
+            extracted = None
+    if extracted is None:
+        extracted = [(key, [m.get(key) for m in maps]) for key in _ordered_keys(maps)]
+    for key, values in extracted:
         column = f"{prefix}{key}"
         if clash is not None and (column in cols or column in _RECORD_COLUMNS):
             column = f"{clash}{key}"
-        cols[column] = [m.get(key) for m in maps]
+        cols[column] = values
 
 
 def _statuses(status: Status | str | Iterable[Status | str]) -> frozenset[str]:

@@ -79,11 +79,12 @@ def import_cmd(source: str, destination: str, experiment_id: str | None, overwri
 
 def _status_counts(locator: str) -> dict[str, dict[str, int]]:
     from metalab.store import create_store
+    from metalab.store._base import effective_status
 
     out: dict[str, dict[str, int]] = {}
     with create_store(locator) as st:
         for exp_id in sorted(st.list_experiments()):
-            counts = Counter(str(d.get("status", "?")) for d in st.iter_run_documents(exp_id))
+            counts = Counter(effective_status(d) or "?" for d in st.iter_run_documents(exp_id))
             out[exp_id] = {"total": sum(counts.values()), **dict(sorted(counts.items()))}
     return out
 

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from metalab._errors import ExecutionError
+from metalab.execution._claims import ClaimedElsewhereError
 from metalab.execution._events import Event, EventDispatcher, EventKind
 from metalab.execution._worker import NotStartedError, is_interrupt
 from metalab.model import ErrorInfo, RunRecord, Status
@@ -44,6 +45,7 @@ class RunStatus:
     running: int
     pending: int
     skipped: int
+    lost: int = 0
 
     @property
     def finished(self) -> bool:
@@ -169,6 +171,17 @@ class RunHandle:
             self._end(run_id, fut.result())
         elif isinstance(exc, NotStartedError):
             self._end(run_id, None, reason="cancelled before it started")
+        elif isinstance(exc, ClaimedElsewhereError):
+            with self._lock:
+                if run_id in self._ended:
+                    return
+                self._ended.add(run_id)
+                self._running.discard(run_id)
+                self._skipped += 1
+            self._events.emit(
+                Event(EventKind.RUN_SKIPPED, run_id, self._experiment_id, reason=str(exc))
+            )
+            self._check_finished()
         else:
             log.error("run %s could not be executed: %s: %s", run_id, type(exc).__name__, exc)
             self._end(run_id, None, error=ErrorInfo.from_exception(exc))

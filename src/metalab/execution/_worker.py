@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from metalab._errors import RunCancelledError
 from metalab._internal._time import to_iso, utcnow
 from metalab.execution._capture import Capture, RunLog, is_scalar, route_logging, to_scalar
+from metalab.execution._claims import ClaimedElsewhereError, Heartbeat, heartbeat_interval, new_owner
 from metalab.execution._runtime import CancelFlag, Runtime
 from metalab.model import ErrorInfo, Provenance, RunRecord, Status
 
@@ -120,8 +121,16 @@ def execute_run(
     cancel_flag: CancelFlag | None = None,
     on_started: StartedCallback | None = None,
     derived_metrics: DerivedSpec = (),
+    claim: bool = True,
 ) -> RunRecord:
     """Run ``op`` for ``spec`` and return the final record (already stored).
+
+    With ``claim`` (the default) the run is first claimed in the store
+    (:meth:`Store.try_claim`; a stale claim is taken over after
+    :func:`~metalab.store._base.lost_after_seconds`), and a heartbeat thread
+    refreshes the claim and the ``running`` record's ``heartbeat_at`` every
+    :func:`~metalab.execution._claims.heartbeat_interval` seconds until the
+    final record is written; the claim is released afterwards.
 
     Writes a ``running`` record, then calls the operation with the arguments
     it declares (``context``, ``params``, ``seeds``, ``runtime``,
@@ -132,9 +141,50 @@ def execute_run(
     unsaved record is returned.
 
     Raises:
+        ClaimedElsewhereError: another launch holds a live claim on the run
+            (nothing was written; the operation is not called).
         StoreError / OSError: the initial ``running`` record cannot be written
             (the operation is then not called).
     """
+    run_id: str = spec.run_id
+    owner = new_owner()
+    if claim:
+        from metalab.store._base import lost_after_seconds
+
+        if not store.try_claim(run_id, owner, lost_after_seconds()):
+            raise ClaimedElsewhereError(
+                f"run {run_id} is being executed by another launch right now (live claim); "
+                "it was not started here"
+            )
+    try:
+        return _execute_claimed(
+            spec, op, context, store, owner,
+            executor=executor, worker_id=worker_id, attempt=attempt, metadata=metadata,
+            cancel_flag=cancel_flag, on_started=on_started, derived_metrics=derived_metrics,
+        )
+    finally:
+        if claim:
+            try:
+                store.release_claim(run_id, owner)
+            except Exception as exc:
+                log.warning("could not release the claim of run %s: %s", run_id, exc)
+
+
+def _execute_claimed(
+    spec: Any,
+    op: Any,
+    context: Any,
+    store: Store,
+    owner: str,
+    *,
+    executor: str,
+    worker_id: str,
+    attempt: int,
+    metadata: dict[str, Any] | None,
+    cancel_flag: CancelFlag | None,
+    on_started: StartedCallback | None,
+    derived_metrics: DerivedSpec,
+) -> RunRecord:
     run_id: str = spec.run_id
     started_at = utcnow()
     t0 = time.perf_counter()
@@ -161,6 +211,7 @@ def execute_run(
         attempt=attempt,
     )
     store.put_run_record(running)
+    heartbeat = Heartbeat(store, running, owner, heartbeat_interval()).start()
     if on_started is not None:
         try:
             on_started(run_id, worker_id, started_at)
@@ -194,6 +245,7 @@ def execute_run(
             except Exception as exc:
                 status, error = Status.FAILED, ErrorInfo.from_exception(exc)
                 log.debug("run %s failed: %s", run_id, exc)
+        heartbeat.stop()
         metrics, data, series, artifacts, warnings = capture._finish()
         if status is Status.SUCCESS:
             try:
@@ -236,6 +288,7 @@ def execute_run(
             _compute_derived(store, final, derived_metrics)
         return final
     finally:
+        heartbeat.stop()
         runtime._cleanup()
         run_log.close()
 
@@ -409,12 +462,17 @@ def _worker_resources(payload: RunPayload) -> tuple[Any, Any, Any]:
     return store, op, context
 
 
-def process_entry(payload: RunPayload) -> RunRecord:
+def process_entry(payload: RunPayload, redirect: bool = True) -> RunRecord:
     """Run one payload inside a worker process (the process executor's target).
+
+    With ``redirect`` (one run at a time per process) file descriptors 1 and
+    2 go to the run's ``stdout``/``stderr`` logs; multi-threaded workers
+    (Dask) pass False.
 
     Raises:
         NotStartedError: the submission was cancelled before this run began.
         OperationImportError: the worker cannot import the operation.
+        ClaimedElsewhereError: another launch is executing this run.
     """
     cancel = _WorkerState.cancel_event
     if cancel is not None and cancel.is_set():
@@ -427,7 +485,7 @@ def process_entry(payload: RunPayload) -> RunRecord:
         if q is not None:
             q.put((run_id, wid, at))
 
-    with _redirect_std(store, payload.run_id):
+    with _redirect_std(store, payload.run_id) if redirect else contextlib.nullcontext():
         return execute_run(
             payload.spec,
             op,

@@ -29,7 +29,7 @@ import abc
 import logging
 import os
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
 from metalab._errors import CorruptRecordError
@@ -38,7 +38,14 @@ from metalab.model import ArtifactDescriptor, RunRecord
 if TYPE_CHECKING:
     from metalab.store._config import StoreConfig
 
-__all__ = ["ErrorCallback", "Store", "warn_corrupt"]
+__all__ = [
+    "DEFAULT_LOST_AFTER_S",
+    "ErrorCallback",
+    "Store",
+    "effective_status",
+    "lost_after_seconds",
+    "warn_corrupt",
+]
 
 log = logging.getLogger("metalab.store")
 
@@ -48,6 +55,55 @@ ErrorCallback = Callable[[CorruptRecordError], None]
 def warn_corrupt(err: CorruptRecordError) -> None:
     """Default ``on_error`` for bulk reads: log a warning naming the file, go on."""
     log.warning("skipping unreadable file: %s", err)
+
+
+#: a ``running`` record whose heartbeat is older than this is ``lost`` (seconds)
+DEFAULT_LOST_AFTER_S = 60.0
+
+
+def lost_after_seconds() -> float:
+    """Heartbeat age after which a ``running`` run counts as lost.
+
+    ``METALAB_LOST_AFTER`` (seconds) overrides :data:`DEFAULT_LOST_AFTER_S`;
+    it is read at each call.  Workers refresh the heartbeat every
+    ``METALAB_HEARTBEAT_INTERVAL`` seconds (default 10), so keep this a few
+    intervals long.
+    """
+    raw = os.environ.get("METALAB_LOST_AFTER", "")
+    try:
+        value = float(raw) if raw else DEFAULT_LOST_AFTER_S
+    except ValueError:
+        log.warning("METALAB_LOST_AFTER=%r is not a number; using %s s", raw, DEFAULT_LOST_AFTER_S)
+        return DEFAULT_LOST_AFTER_S
+    return value if value > 0 else DEFAULT_LOST_AFTER_S
+
+
+def effective_status(
+    doc: dict[str, Any], now: datetime | None = None, lost_after: float | None = None
+) -> str:
+    """The status a reader should show for a raw run document.
+
+    Workers never write ``lost``: a ``running`` document whose
+    ``heartbeat_at`` (or, without one, ``started_at``) is older than
+    ``lost_after`` seconds (default :func:`lost_after_seconds`) reads as
+    ``"lost"``.  Every other document reads as its stored status.  Pure
+    function of its arguments (and the clock when ``now`` is None).
+    """
+    status = str(doc.get("status", ""))
+    if status != "running":
+        return status
+    stamp = doc.get("heartbeat_at") or doc.get("started_at")
+    if not isinstance(stamp, str):
+        return status
+    try:
+        at = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return status
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    current = now or datetime.now(UTC)
+    limit = lost_after if lost_after is not None else lost_after_seconds()
+    return "lost" if (current - at).total_seconds() > limit else status
 
 
 class Store(abc.ABC):
@@ -224,6 +280,28 @@ class Store(abc.ABC):
     def get_working_directory(self) -> str:
         """The local folder of this store's files (only if ``supports_working_directory``)."""
         raise NotImplementedError(f"{type(self).__name__} has no working directory")
+
+    # ----------------------------------------------------- claims, heartbeats
+    #: :meth:`try_claim` really excludes other launches (otherwise it always succeeds)
+    supports_claims: ClassVar[bool] = False
+
+    def try_claim(self, run_id: str, owner: str, stale_after: float) -> bool:
+        """Claim ``run_id`` for ``owner`` before executing it; False if someone else holds it.
+
+        A claim whose heartbeat (:meth:`touch_heartbeat`) is older than
+        ``stale_after`` seconds is stale and is taken over.  Claims keep two
+        launches of one experiment from executing a run at the same time; a
+        store without claim support (``supports_claims = False``) always
+        returns True.
+        """
+        return True
+
+    def touch_heartbeat(self, run_id: str, owner: str) -> bool:
+        """Refresh the claim of ``run_id``; False if ``owner`` no longer holds it."""
+        return True
+
+    def release_claim(self, run_id: str, owner: str) -> None:  # noqa: B027 - optional hook
+        """Drop the claim of ``run_id`` if ``owner`` holds it (idempotent)."""
 
     # ---------------------------------------------------------------- lifecycle
     def close(self) -> None:  # noqa: B027 - optional hook

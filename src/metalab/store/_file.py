@@ -35,6 +35,7 @@ import os
 import re
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -301,6 +302,94 @@ class FileStore(Store):
         self._ensure_meta()
         atomic_write_bytes(path, data)
 
+    # ------------------------------------------------------- claims (NFS-safe)
+    # ``.claims/{run_id}.claim`` holds the owner; its mtime is the heartbeat.
+    # Creation uses O_CREAT|O_EXCL (atomic on local filesystems and NFSv3+);
+    # a stale claim is first renamed to a unique name (rename is atomic, only
+    # one taker wins), checked to still be the stale one, then recreated.
+    supports_claims: ClassVar[bool] = True
+
+    def _claim_path(self, run_id: str) -> str:
+        check_name(run_id, "run id")
+        return os.path.join(self._folder(run_id), ".claims", f"{run_id}.claim")
+
+    @staticmethod
+    def _read_claim(path: str) -> tuple[str, float] | None:
+        """(owner, mtime) of a claim file, or None if it is gone."""
+        try:
+            with open(path, "rb") as fh:
+                st = os.fstat(fh.fileno())
+                owner = fh.read(4096).decode("utf-8", "replace").split("\n", 1)[0]
+        except FileNotFoundError:
+            return None
+        return owner, st.st_mtime
+
+    def try_claim(self, run_id: str, owner: str, stale_after: float) -> bool:
+        """Claim ``run_id`` for ``owner`` (see :meth:`Store.try_claim`).
+
+        Safe between threads, processes and hosts sharing the folder (NFS:
+        heartbeats are file mtimes, so clocks of the hosts should agree
+        within a fraction of ``stale_after``).
+        """
+        path = self._claim_path(run_id)
+        self._ensure_meta()
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        for _ in range(4):
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                pass
+            else:
+                try:
+                    os.write(fd, f"{owner}\n{to_iso(utcnow())}\n".encode())
+                finally:
+                    os.close(fd)
+                return True
+            held = self._read_claim(path)
+            if held is None:
+                continue  # released meanwhile: try again
+            holder, mtime = held
+            if holder == owner:
+                with contextlib.suppress(OSError):
+                    os.utime(path)
+                return True
+            if time.time() - mtime <= stale_after:
+                return False  # a live claim (possibly still being written)
+            aside = f"{path}.stale-{uuid.uuid4().hex[:12]}"
+            try:
+                os.rename(path, aside)
+            except FileNotFoundError:
+                continue
+            moved = self._read_claim(aside)
+            if moved is not None and moved[0] != holder:
+                # someone replaced the stale claim in between: put theirs back
+                with contextlib.suppress(OSError):
+                    os.link(aside, path)
+                with contextlib.suppress(OSError):
+                    os.unlink(aside)
+                return False
+            with contextlib.suppress(OSError):
+                os.unlink(aside)
+        return False
+
+    def touch_heartbeat(self, run_id: str, owner: str) -> bool:
+        path = self._claim_path(run_id)
+        held = self._read_claim(path)
+        if held is None or held[0] != owner:
+            return False
+        try:
+            os.utime(path)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def release_claim(self, run_id: str, owner: str) -> None:
+        path = self._claim_path(run_id)
+        held = self._read_claim(path)
+        if held is not None and held[0] == owner:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
     # ------------------------------------------------------------ run records
     def put_run_record(self, record: RunRecord) -> None:
         run_id = check_name(record.run_id, "run id")
@@ -470,7 +559,11 @@ class FileStore(Store):
                 uri=uri,
                 content_hash=content_hash,
                 size_bytes=size,
-                artifact_id=uuid.uuid4().hex,
+                # deterministic: the same bytes under the same name of the same run
+                # get the same id in every store, so transfers keep artifact ids
+                artifact_id=hashlib.sha256(
+                    f"{run_id}\0{name}\0{content_hash}".encode()
+                ).hexdigest()[:32],
                 metadata=dict(metadata or {}),
             )
             entries = [e for e in entries if e.get("name") != name]

@@ -1,7 +1,8 @@
 """``PostgresIndex``: the SQL side of a PostgresStore (no file access here).
 
 Connections come from a small :class:`psycopg_pool.ConnectionPool` per index
-object and process, opened on first use.  A circuit breaker (shared by every
+object and process, opened on first use; it keeps no connection open while
+idle (``min_size=0``, idle connections close after :data:`POOL_MAX_IDLE`).  A circuit breaker (shared by every
 index of the same target in the process) stops calling a server that just
 failed to answer: after a connection failure, calls fail at once with
 :class:`~metalab.IndexUnavailableError` for a back-off period that doubles with
@@ -50,6 +51,8 @@ _RUN_TYPES = (
     "text", "text", "text", "timestamptz", "timestamptz", "float8",
     "text", "text", "text", "jsonb", "jsonb", "text[]", "text",
 )
+#: seconds an unused pooled connection stays open (connections are short-lived)
+POOL_MAX_IDLE = 10.0
 _DERIVED_COLUMNS = ("experiment_id", "run_id", "values", "doc")
 _DERIVED_TYPES = ("text", "text", "jsonb", "text")
 
@@ -231,13 +234,16 @@ class PostgresIndex:
                     "the index catches up when the server is back (or run store.reconcile())"
                 ) from None
             probe.close()
+            # min_size 0 + a short max_idle: a worker holds no connection while
+            # it does not write, so hundreds of workers do not pin the server
             self._pool = ConnectionPool(
                 self._conninfo,
-                min_size=1,
+                min_size=0,
                 max_size=self._max_size,
                 kwargs=self._connect_kwargs(),
                 timeout=self._timeout,
-                max_idle=60.0,
+                max_idle=POOL_MAX_IDLE,
+                num_workers=1,
                 reconnect_timeout=max(self._timeout, 10.0),
                 name=f"metalab-index-{self.target}",
                 open=True,

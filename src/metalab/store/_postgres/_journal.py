@@ -13,6 +13,14 @@ the files, so replaying an item twice or late is harmless.  Items are written
 atomically (temp file + rename) and claimed by renaming, so several processes
 can catch up at once without two of them handling the same item.
 
+In-flight items (``{item}.json.inflight-{token}``) are written by a process's
+background flusher (``_flusher``) for changes it is about to send to the
+index itself.  The flusher deletes them once the change is committed, or turns
+them into ordinary items if sending failed.  While young they are neither
+claimed by other processes nor counted by :meth:`Journal.is_behind`; an
+in-flight item older than :data:`INFLIGHT_GRACE_SECONDS` was left by a process
+that died before flushing, and is then treated like any pending item.
+
 Thread/process safe.  Never holds secrets.
 """
 
@@ -32,10 +40,13 @@ from metalab._internal._json import dumps, dumps_pretty, loads
 from metalab._internal._names import safe_experiment_id
 from metalab._internal._time import to_iso, utcnow
 
-__all__ = ["ALL", "Journal", "PendingItem"]
+__all__ = ["ALL", "INFLIGHT_GRACE_SECONDS", "Journal", "PendingItem"]
 
 ALL = "_all"
 _CLAIM = ".claimed-"
+_INFLIGHT = ".inflight-"
+#: an in-flight item older than this was left by a process that died before flushing
+INFLIGHT_GRACE_SECONDS = 30.0
 #: a claim older than this was left by a process that died; it is taken over
 STALE_CLAIM_SECONDS = 300.0
 
@@ -86,6 +97,39 @@ class Journal:
             durable=False,
         )
 
+    def mark_inflight(
+        self, experiment_id: str, kind: str, run_id: str | None, tag: str
+    ) -> str:
+        """Write an in-flight item (see the module docstring); returns its path.
+
+        ``tag`` must be unique per call within the journal (process token +
+        sequence number).  Not durable (no fsync): it only has to survive the
+        process, not the machine.
+        """
+        self._write_target()
+        name = hashlib.sha256(f"{kind}\x00{run_id}".encode()).hexdigest()[:24]
+        doc = {"experiment_id": experiment_id, "kind": kind, "run_id": run_id,
+               "at": to_iso(utcnow())}
+        path = os.path.join(
+            self._pending, _exp_key(experiment_id), f"{name}.json{_INFLIGHT}{tag}"
+        )
+        atomic_write_bytes(path, dumps(doc), durable=False)
+        return path
+
+    @staticmethod
+    def drop_inflight(paths: list[str]) -> None:
+        """Delete in-flight items whose change reached the index."""
+        for path in paths:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+    @staticmethod
+    def release_inflight(paths: list[str]) -> None:
+        """Turn in-flight items into ordinary pending items (sending them failed)."""
+        for path in paths:
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(path, path.split(_INFLIGHT)[0])
+
     def mark_dirty(self, experiment_id: str | None) -> None:
         """Note that a whole experiment (``None``: all of them) must be re-synced."""
         self._write_target()
@@ -127,19 +171,17 @@ class Journal:
         if experiment_id is None:
             if dirty:
                 return True
-            try:
-                with os.scandir(self._pending) as it:
-                    return any(_has_entries(e.path) for e in it if e.is_dir())
-            except FileNotFoundError:
-                return False
+            return self.has_pending()
         if f"{ALL}.json" in dirty or f"{_exp_key(experiment_id)}.json" in dirty:
             return True
-        return _has_entries(os.path.join(self._pending, _exp_key(experiment_id)))
+        return _has_entries(os.path.join(self._pending, _exp_key(experiment_id)), time.time())
 
     def has_pending(self) -> bool:
+        """True if some item is pending (young in-flight items do not count)."""
+        now = time.time()
         try:
             with os.scandir(self._pending) as it:
-                return any(_has_entries(e.path) for e in it if e.is_dir())
+                return any(_has_entries(e.path, now) for e in it if e.is_dir())
         except FileNotFoundError:
             return False
 
@@ -165,7 +207,14 @@ class Journal:
                 if len(out) >= limit:
                     return out
                 name = entry.name
-                if _CLAIM in name:
+                if _INFLIGHT in name:
+                    try:
+                        if now - entry.stat().st_mtime < INFLIGHT_GRACE_SECONDS:
+                            continue  # its process is sending it right now
+                    except FileNotFoundError:
+                        continue
+                    base = name.split(_INFLIGHT)[0]
+                elif _CLAIM in name:
                     try:
                         if now - entry.stat().st_mtime < STALE_CLAIM_SECONDS:
                             continue
@@ -228,9 +277,20 @@ def _entries(folder: str) -> Iterator[os.DirEntry[str]]:
     return iter(entries)
 
 
-def _has_entries(folder: str) -> bool:
+def _has_entries(folder: str, now: float) -> bool:
+    """True if ``folder`` holds an item (young in-flight items do not count)."""
     try:
         with os.scandir(folder) as it:
-            return any(not e.name.startswith(TMP_PREFIX) for e in it)
+            for e in it:
+                if e.name.startswith(TMP_PREFIX):
+                    continue
+                if _INFLIGHT in e.name:
+                    try:
+                        if now - e.stat().st_mtime < INFLIGHT_GRACE_SECONDS:
+                            continue
+                    except FileNotFoundError:
+                        continue
+                return True
     except FileNotFoundError:
         return False
+    return False

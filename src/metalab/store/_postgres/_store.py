@@ -1,15 +1,19 @@
 """``PostgresStore``: a FileStore (the source of truth) plus a PostgreSQL index.
 
-Write path: every write goes to the FileStore first; only then is the index
-updated.  If the index cannot be updated (server down, circuit breaker open,
-any database error) the call still succeeds: the change is noted in the
-catch-up journal beside the files (see ``_journal``) and replayed from the
-files on the next successful contact, or by :meth:`PostgresStore.reconcile`.
-In ``index_mode="deferred"`` writes never contact the database; they only
-note the change.
+Write path: every write goes to the FileStore first; the call returns once
+the file is written.  In ``index_mode="sync"`` the change is then queued for
+the process's background flusher (see ``_flusher``), which sends it to the
+index within milliseconds, batched with other changes; an in-flight journal
+item covers the gap, so a process that dies before the flush loses nothing.
+If the index cannot be updated (server down, circuit breaker open, any
+database error) the change stays in the catch-up journal beside the files
+(see ``_journal``) and is replayed from the files on a later successful
+contact, or by :meth:`PostgresStore.reconcile`.  In ``index_mode="deferred"``
+writes never contact the database; they only note the change.
 
-Read path: bulk reads (``iter_run_documents`` / ``list_run_records``) come
-from the index, one query per page of runs, unless the index is unreachable
+Read path: bulk reads (``iter_run_documents`` / ``list_run_records``) first
+wait for this process's queued changes (a process reads its own writes), then
+come from the index, one query per page of runs, unless the index is unreachable
 or known to be behind the files for that experiment; then they come from the
 files.  Single-item reads, artifacts, logs, data and manifests are read from
 the files (one small file: as fast as a round trip, and always current).
@@ -39,6 +43,7 @@ from metalab.model import ArtifactDescriptor, RunRecord
 from metalab.store._base import ErrorCallback, Store, warn_corrupt
 from metalab.store._file import FileStore, FileStoreConfig
 from metalab.store._postgres._config import PostgresStoreConfig, conninfo_params
+from metalab.store._postgres._flusher import IndexFlusher, Op
 from metalab.store._postgres._index import PostgresIndex
 from metalab.store._postgres._journal import Journal, PendingItem
 
@@ -88,6 +93,7 @@ class PostgresStore(Store):
         self._next_catch_up = 0.0  # look at the journal on the first successful write
         self._warned_at = 0.0
         self._scoped_files: dict[str, FileStore] = {}
+        self._flusher: IndexFlusher | None = None
 
     # ------------------------------------------------------------ identity
     @property
@@ -101,7 +107,12 @@ class PostgresStore(Store):
 
     @property
     def index(self) -> PostgresIndex:
-        """The PostgreSQL index (SQL access; raises when unreachable)."""
+        """The PostgreSQL index (SQL access; raises when unreachable).
+
+        This process's queued index changes are sent first (bounded wait), so
+        SQL through it sees this process's own writes.
+        """
+        self.flush()
         return self._index
 
     def __eq__(self, other: object) -> bool:
@@ -121,8 +132,39 @@ class PostgresStore(Store):
     def get_working_directory(self) -> str:
         return self._files.get_working_directory()
 
+    # claims and heartbeats live with the files (delegated, see Store.try_claim)
+    supports_claims: ClassVar[bool] = True
+
+    def try_claim(self, run_id: str, owner: str, stale_after: float) -> bool:
+        return self._files.try_claim(run_id, owner, stale_after)
+
+    def touch_heartbeat(self, run_id: str, owner: str) -> bool:
+        return self._files.touch_heartbeat(run_id, owner)
+
+    def release_claim(self, run_id: str, owner: str) -> None:
+        self._files.release_claim(run_id, owner)
+
     def close(self) -> None:
+        """Send queued index changes (bounded wait), then release connections."""
+        flusher = self._flusher
+        if flusher is not None and flusher.pid == os.getpid():
+            flusher.close(timeout=self._flush_timeout())
+        self._flusher = None
         self._index.close()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until this process's queued index changes are sent (or journaled).
+
+        Returns False if ``timeout`` (default: a bound derived from
+        ``connect_timeout``) passed first.  Reads call it themselves.
+        """
+        flusher = self._flusher
+        if flusher is None or flusher.pid != os.getpid():
+            return True
+        return flusher.flush(self._flush_timeout() if timeout is None else timeout)
+
+    def _flush_timeout(self) -> float:
+        return 2 * self._config.connect_timeout + 10.0
 
     # ------------------------------------------------------------ helpers
     def _files_of(self, experiment_id: str) -> FileStore:
@@ -155,31 +197,35 @@ class PostgresStore(Store):
             self._warned_at = now
             log.warning("index update deferred (%s): %s", what, exc)
 
-    def _index_write(
-        self, marks: list[tuple[str, str, str | None]], apply: Callable[[], None]
-    ) -> None:
-        """Run ``apply`` against the index; on failure journal ``marks`` instead.
+    def _get_flusher(self) -> IndexFlusher:
+        flusher = self._flusher
+        if flusher is None or flusher.pid != os.getpid():  # first use, or forked
+            with self._lock:
+                flusher = self._flusher
+                if flusher is None or flusher.pid != os.getpid():
+                    flusher = self._flusher = IndexFlusher(
+                        self._index,
+                        self._journal,
+                        lambda eid: self._files_of(eid).list_experiment_manifests(eid),
+                        self._after_flush,
+                        exit_timeout=self._flush_timeout(),
+                    )
+        return flusher
 
-        ``marks``: (experiment_id, kind, run_id) of what ``apply`` updates.
-        """
-        if not marks:
+    def _index_write(self, op: Op) -> None:
+        """Hand ``op`` (already in the files) to the index: queued, or journaled."""
+        if self._config.index_mode == "deferred":
+            self._journal.mark(*op.key)
             return
-        if self._config.index_mode == "deferred" or not self._index.breaker.allow():
-            for m in marks:
-                self._journal.mark(*m)
-            return
-        try:
-            apply()
-        except (IndexUnavailableError, StoreError, ImportError) as exc:
-            for m in marks:
-                self._journal.mark(*m)
-            self._warn(f"{marks[0][1]} {marks[0][2] or marks[0][0]}", exc)
-            return
+        self._get_flusher().submit(op)
+
+    def _after_flush(self) -> None:
+        """Runs in the flusher thread after each successful batch."""
         if self._index.created_schema:
             # a fresh index beside existing files: every experiment must be synced
             self._index.created_schema = False
             root = FileStore(FileStoreConfig(root=self._files.config.root))
-            for eid in {*root.list_experiments(), *(e for e, _k, _r in marks)}:
+            for eid in root.list_experiments():
                 self._journal.mark_dirty(eid)
             self._next_catch_up = 0.0
         if time.monotonic() >= self._next_catch_up:
@@ -193,10 +239,7 @@ class PostgresStore(Store):
     # ------------------------------------------------------------ run records
     def put_run_record(self, record: RunRecord) -> None:
         self._files.put_run_record(record)
-        eid, doc = record.experiment_id, record.to_dict()
-        self._index_write(
-            [(eid, "run", record.run_id)], lambda: self._index.apply(runs=[(eid, doc)])
-        )
+        self._index_write(Op(record.experiment_id, "put_run", record.run_id, record.to_dict()))
 
     def get_run_record(self, run_id: str) -> RunRecord | None:
         return self._files.get_run_record(run_id)
@@ -231,7 +274,8 @@ class PostgresStore(Store):
 
     def _index_current(self, experiment_id: str | None) -> bool:
         return (
-            self._index.breaker.allow()
+            self.flush()
+            and self._index.breaker.allow()
             and not self._journal.is_behind(experiment_id)
         )
 
@@ -281,10 +325,7 @@ class PostgresStore(Store):
         eid = self._experiment_of_run(run_id)
         self._files.delete_run(run_id)
         if eid is not None:
-            self._index_write(
-                [(eid, "run", run_id)],
-                lambda: self._index.apply(delete_runs=[(eid, run_id)]),
-            )
+            self._index_write(Op(eid, "delete_run", run_id))
 
     # ------------------------------------------------------------ artifacts, logs, data
     def put_artifact(
@@ -333,10 +374,7 @@ class PostgresStore(Store):
         self._files.put_derived(run_id, values)
         eid = self._experiment_of_run(run_id)
         if eid is not None:
-            self._index_write(
-                [(eid, "run", run_id)],
-                lambda: self._index.apply(derived=[(eid, run_id, values)]),
-            )
+            self._index_write(Op(eid, "derived", run_id, values))
 
     def get_derived(self, run_id: str) -> dict[str, Any] | None:
         return self._files.get_derived(run_id)
@@ -347,12 +385,7 @@ class PostgresStore(Store):
     ) -> None:
         files = self._files_of(experiment_id)
         files.put_experiment_manifest(experiment_id, manifest, timestamp)
-        self._index_write(
-            [(experiment_id, "manifests", None)],
-            lambda: self._index.apply(
-                manifests={experiment_id: files.list_experiment_manifests(experiment_id)}
-            ),
-        )
+        self._index_write(Op(experiment_id, "manifests"))
 
     def list_experiment_manifests(
         self, experiment_id: str
@@ -373,11 +406,16 @@ class PostgresStore(Store):
         eid = experiment_id or self.experiment_id
         if eid is None:
             raise ScopeError("field_catalog() needs an experiment id on an unscoped store")
+        self.flush()
         return self._index.field_catalog(eid)
 
     # ------------------------------------------------------------ catch-up
     def index_is_behind(self) -> bool:
-        """True if the index may miss changes of this store's scope."""
+        """True if the index may miss changes of this store's scope.
+
+        Waits for this process's queued changes first.
+        """
+        self.flush()
         return self._journal.is_behind(self.experiment_id)
 
     def catch_up(self) -> int:
@@ -398,19 +436,29 @@ class PostgresStore(Store):
         if dirty:
             self._sync(dirty, None, drop_others=False)
             total += len(dirty)
+        kept: set[str] = set()
         while True:
             items = self._journal.claim(self.experiment_id, limit=2000)
             if not items:
                 return total
+            if all(i.path.split(".claimed-")[0] in kept for i in items):
+                self._journal.release(items)  # only items kept back below: done for now
+                return total
             try:
-                self._replay(items)
+                corrupt = self._replay(items)
             except BaseException:
                 self._journal.release(items)
                 raise
-            self._journal.done(items)
-            total += len(items)
+            self._journal.done([i for i in items if i not in corrupt])
+            # a corrupt record file stays pending: reads then use the files, which
+            # report it to on_error, until the file is rewritten or deleted
+            self._journal.release(corrupt)
+            kept.update(i.path.split(".claimed-")[0] for i in corrupt)
+            total += len(items) - len(corrupt)
 
-    def _replay(self, items: list[PendingItem]) -> None:
+    def _replay(self, items: list[PendingItem]) -> list[PendingItem]:
+        """Send the current file state of ``items``; returns those with corrupt files."""
+        corrupt: list[PendingItem] = []
         runs: list[tuple[str, dict[str, Any]]] = []
         gone: list[tuple[str, str]] = []
         derived: list[tuple[str, str, dict[str, Any]]] = []
@@ -430,7 +478,8 @@ class PostgresStore(Store):
                 rec = files.get_run_record(rid)
             except CorruptRecordError as exc:
                 warn_corrupt(exc)
-                rec = None
+                corrupt.append(item)
+                continue
             if rec is None and self.experiment_id is None:
                 try:
                     rec = self._files.get_run_record(rid)
@@ -451,6 +500,7 @@ class PostgresStore(Store):
             runs=runs, delete_runs=gone, derived=derived, delete_derived=no_derived,
             manifests=manifests,
         )
+        return corrupt
 
     def reconcile(self, *, full: bool = False, progress: Progress | None = None) -> dict[str, Any]:
         """Bring the index to equality with the files.
@@ -466,6 +516,7 @@ class PostgresStore(Store):
         Raises:
             IndexUnavailableError: the index cannot be reached.
         """
+        self.flush()
         self._index.breaker.reset()  # an explicit request: try now
         self._index.ping()
         if self._index.created_schema:
@@ -512,6 +563,7 @@ class PostgresStore(Store):
         Raises:
             IndexUnavailableError: the index cannot be reached.
         """
+        self.flush()
         self._index.breaker.reset()
         self._index.ping()
         self._index.created_schema = False

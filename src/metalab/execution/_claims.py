@@ -1,0 +1,104 @@
+"""Claims and heartbeats: honest ``running`` records.
+
+Before a worker executes a run it claims it in the store
+(:meth:`Store.try_claim`, an atomic exclusive create), so two launches of
+one experiment never execute the same run at the same time.  While the
+operation runs, a :class:`Heartbeat` thread refreshes the claim and the
+``heartbeat_at`` of the ``running`` record every
+:func:`heartbeat_interval` seconds.  A worker killed with ``kill -9`` (or a
+lost node) stops the heartbeat: readers then show the run as ``lost``
+(:func:`metalab.store._base.effective_status`) and the next launch takes the
+stale claim over.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from typing import TYPE_CHECKING
+
+from metalab._errors import ExecutionError
+from metalab._internal._time import utcnow
+from metalab.model import RunRecord
+
+if TYPE_CHECKING:
+    from metalab.store._base import Store
+
+__all__ = [
+    "DEFAULT_HEARTBEAT_INTERVAL_S",
+    "ClaimedElsewhereError",
+    "Heartbeat",
+    "heartbeat_interval",
+    "new_owner",
+]
+
+log = logging.getLogger("metalab.execution")
+
+#: seconds between two heartbeats of a running run
+DEFAULT_HEARTBEAT_INTERVAL_S = 10.0
+
+
+def heartbeat_interval() -> float:
+    """Heartbeat period in seconds: ``METALAB_HEARTBEAT_INTERVAL`` or 10 (read at each call)."""
+    raw = os.environ.get("METALAB_HEARTBEAT_INTERVAL", "")
+    try:
+        value = float(raw) if raw else DEFAULT_HEARTBEAT_INTERVAL_S
+    except ValueError:
+        log.warning("METALAB_HEARTBEAT_INTERVAL=%r is not a number; using 10 s", raw)
+        return DEFAULT_HEARTBEAT_INTERVAL_S
+    return value if value > 0 else DEFAULT_HEARTBEAT_INTERVAL_S
+
+
+def new_owner() -> str:
+    """A claim owner unique to this execution: ``host:pid:random``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:10]}"
+
+
+class ClaimedElsewhereError(ExecutionError):
+    """The run is being executed by another launch right now (its claim is live)."""
+
+
+class Heartbeat:
+    """Background thread refreshing the claim and the ``running`` record of one run.
+
+    :meth:`stop` returns only when no heartbeat write is in progress and
+    none will follow, so the caller may then write the final record without
+    a late heartbeat overwriting it.  Write errors are logged and retried at
+    the next beat.
+    """
+
+    def __init__(self, store: Store, record: RunRecord, owner: str, interval: float) -> None:
+        self._store = store
+        self._record = record
+        self._owner = owner
+        self._interval = interval
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(
+            target=self._loop, name=f"metalab-heartbeat-{record.run_id}", daemon=True
+        )
+
+    def start(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stopped.wait(self._interval):
+            with self._lock:
+                if self._stopped.is_set():
+                    return
+                try:
+                    self._store.touch_heartbeat(self._record.run_id, self._owner)
+                    self._store.put_run_record(self._record.replace(heartbeat_at=utcnow()))
+                except Exception as exc:
+                    log.warning("heartbeat of run %s failed: %s", self._record.run_id, exc)
+
+    def stop(self) -> None:
+        """Stop beating (idempotent); no heartbeat write happens after it returns."""
+        with self._lock:
+            self._stopped.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=1.0)

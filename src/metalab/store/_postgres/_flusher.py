@@ -1,0 +1,299 @@
+"""Background flusher: index writes batched off the caller's path.
+
+A :class:`PostgresStore` in ``"sync"`` index mode writes the files, then hands
+the change to its process's :class:`IndexFlusher` and returns.  The caller pays
+the file write, one small in-flight journal item and a queue append; a
+daemon thread sends the queued changes to PostgreSQL a few milliseconds later,
+many at a time, in one transaction (``PostgresIndex.apply``).
+
+Nothing is lost on the way:
+
+* before a change is queued, an in-flight journal item names it (see
+  ``_journal``).  If the process dies before the flush, the item ages and any
+  process's catch-up replays it from the files;
+* if a flush fails (server down, circuit breaker open, any database error) the
+  in-flight items of the batch become ordinary pending items, replayed by the
+  next catch-up; the caller never waits for the server;
+* if the queue is full (the server is slower than the writers) new changes go
+  straight to the journal as pending items instead of waiting.
+
+:meth:`IndexFlusher.flush` waits until every change queued so far is in the
+index (or journaled); the store calls it before bulk reads, so a process
+always reads its own writes, and on ``close()``.  Every live flusher is also
+flushed at interpreter exit (``atexit``) and at the end of a
+``multiprocessing`` child (which skips ``atexit``).
+
+Thread safety: :meth:`submit` and :meth:`flush` may be called from any thread.
+A flusher belongs to the process that created it; after ``fork`` the store
+makes a new one (the parent's queue stays with the parent).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import itertools
+import logging
+import os
+import secrets
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from metalab._errors import IndexUnavailableError, StoreError
+
+if TYPE_CHECKING:
+    from metalab.store._postgres._index import PostgresIndex
+    from metalab.store._postgres._journal import Journal
+
+__all__ = ["FLUSH_BATCH", "FLUSH_DELAY", "MAX_QUEUE", "IndexFlusher", "Op"]
+
+log = logging.getLogger("metalab.store.postgres")
+
+#: seconds the flusher waits for more changes before sending a batch
+FLUSH_DELAY = 0.005
+#: a batch is sent at once when this many changes are queued
+FLUSH_BATCH = 500
+#: beyond this many queued changes, new ones are journaled instead of queued
+MAX_QUEUE = 50_000
+#: an idle flusher thread ends after this many seconds (restarted on demand)
+IDLE_EXIT = 10.0
+
+Key = tuple[str, str, str | None]  # (experiment_id, journal kind, run_id)
+
+
+@dataclass(frozen=True)
+class Op:
+    """One change to send: ``action`` is ``put_run``, ``delete_run``,
+    ``derived`` or ``manifests``; ``payload`` the record document or derived
+    values (``None`` for the others)."""
+
+    experiment_id: str
+    action: str
+    run_id: str | None = None
+    payload: dict[str, Any] | None = None
+
+    @property
+    def key(self) -> Key:
+        kind = "manifests" if self.action == "manifests" else "run"
+        return (self.experiment_id, kind, self.run_id)
+
+
+_LIVE: weakref.WeakSet[IndexFlusher] = weakref.WeakSet()
+_LIVE_LOCK = threading.Lock()
+
+
+def _flush_all_at_exit() -> None:
+    with _LIVE_LOCK:
+        live = [f for f in _LIVE if f.pid == os.getpid()]
+    for flusher in live:
+        with contextlib.suppress(Exception):
+            flusher.flush(timeout=flusher.exit_timeout)
+
+
+atexit.register(_flush_all_at_exit)
+with contextlib.suppress(Exception):  # multiprocessing children skip atexit
+    from multiprocessing import util as _mp_util
+
+    _mp_util.Finalize(None, _flush_all_at_exit, exitpriority=10)
+
+
+class IndexFlusher:
+    """Per-process queue + daemon thread sending index changes in batches.
+
+    Args:
+        index: where changes go.
+        journal: where in-flight / pending items are written.
+        manifests_of: reads the manifest list of an experiment from the files
+            (called at flush time, so the latest list is sent).
+        after_flush: called in the flusher thread after each successful batch
+            (the store uses it for catch-up); its errors are logged.
+        exit_timeout: seconds to wait at interpreter exit.
+    """
+
+    def __init__(
+        self,
+        index: PostgresIndex,
+        journal: Journal,
+        manifests_of: Callable[[str], list[tuple[datetime, dict[str, Any]]]],
+        after_flush: Callable[[], None] | None = None,
+        *,
+        exit_timeout: float = 10.0,
+    ) -> None:
+        self.pid = os.getpid()
+        self.exit_timeout = exit_timeout
+        self._index = index
+        self._journal = journal
+        self._manifests_of = manifests_of
+        self._after_flush = after_flush
+        self._token = f"{os.getpid()}-{secrets.token_hex(3)}"
+        self._cond = threading.Condition()
+        self._queue: list[tuple[int, Op]] = []
+        self._latest: dict[Key, tuple[int, str]] = {}  # key -> (last seq, in-flight path)
+        self._seq = itertools.count(1)
+        self._submitted = 0  # seq of the last change queued
+        self._finished = 0  # every change with seq <= this is applied or journaled
+        self._urgent = False
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._warned_at = 0.0
+        with _LIVE_LOCK:
+            _LIVE.add(self)
+
+    # ------------------------------------------------------------ callers
+    def submit(self, op: Op) -> None:
+        """Queue ``op`` (its file write must be complete).  Never blocks on the server.
+
+        Raises:
+            OSError: the journal item cannot be written (the file store's
+                folder is not writable).
+        """
+        with self._cond:
+            if self._closed or len(self._queue) >= MAX_QUEUE:
+                key = op.key
+                self._journal.mark(*key)
+                return
+            seq = next(self._seq)
+            key = op.key
+            current = self._latest.get(key)
+            path = (
+                current[1] if current is not None
+                else self._journal.mark_inflight(*key, tag=f"{self._token}-{seq}")
+            )
+            self._latest[key] = (seq, path)
+            self._queue.append((seq, op))
+            self._submitted = seq
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="metalab-index-flusher", daemon=True
+                )
+                self._thread.start()
+            elif len(self._queue) == 1 or len(self._queue) >= FLUSH_BATCH:
+                self._cond.notify_all()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every change queued so far is in the index or journaled.
+
+        Returns False if ``timeout`` seconds passed first.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            target = self._submitted
+            self._urgent = True
+            self._cond.notify_all()
+            while self._finished < target:
+                if self._thread is None and self._queue:  # thread ended: start another
+                    self._thread = threading.Thread(
+                        target=self._run, name="metalab-index-flusher", daemon=True
+                    )
+                    self._thread.start()
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._cond.wait(left)
+            return True
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Flush, then stop the thread; later changes are journaled directly."""
+        done = self.flush(timeout)
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        return done
+
+    @property
+    def pending(self) -> int:
+        """Changes queued and not yet sent."""
+        with self._cond:
+            return len(self._queue)
+
+    # ------------------------------------------------------------ thread
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                idle_since = time.monotonic()
+                while not self._queue:
+                    if self._closed or time.monotonic() - idle_since > IDLE_EXIT:
+                        self._thread = None
+                        return
+                    self._cond.wait(IDLE_EXIT)
+                if not self._urgent and len(self._queue) < FLUSH_BATCH:
+                    self._cond.wait(FLUSH_DELAY)  # let a batch gather
+                batch, self._queue = self._queue, []
+                self._urgent = False
+            try:
+                self._send(batch)
+            except BaseException as exc:  # the thread must survive anything
+                log.error("index flusher: unexpected error, changes journaled: %r", exc)
+                self._settle(batch, ok=False)
+            with self._cond:
+                self._finished = max(self._finished, batch[-1][0])
+                self._cond.notify_all()
+
+    def _send(self, batch: list[tuple[int, Op]]) -> None:
+        if not self._index.breaker.allow():
+            self._settle(batch, ok=False)
+            return
+        runs: dict[tuple[str, str], dict[str, Any]] = {}
+        derived: dict[tuple[str, str], dict[str, Any]] = {}
+        deletes: set[tuple[str, str]] = set()
+        manifests: set[str] = set()
+        for _seq, op in batch:  # in order: the last change of a run wins
+            if op.action == "manifests":
+                manifests.add(op.experiment_id)
+                continue
+            k = (op.experiment_id, op.run_id or "")
+            if op.action == "put_run" and op.payload is not None:
+                runs[k] = op.payload
+                deletes.discard(k)
+            elif op.action == "derived" and op.payload is not None:
+                derived[k] = op.payload
+                deletes.discard(k)
+            elif op.action == "delete_run":
+                runs.pop(k, None)
+                derived.pop(k, None)
+                deletes.add(k)
+        try:
+            self._index.apply(
+                runs=[(e, d) for (e, _r), d in runs.items()],
+                delete_runs=sorted(deletes),
+                derived=[(e, r, v) for (e, r), v in derived.items()],
+                manifests={e: self._manifests_of(e) for e in sorted(manifests)},
+            )
+        except (IndexUnavailableError, StoreError, ImportError) as exc:
+            self._settle(batch, ok=False)
+            now = time.monotonic()
+            if now - self._warned_at > 30.0:  # one line per half minute, not one per batch
+                self._warned_at = now
+                log.warning("index update deferred to the catch-up journal: %s", exc)
+            return
+        self._settle(batch, ok=True)
+        if self._after_flush is not None:
+            try:
+                self._after_flush()
+            except Exception as exc:
+                log.warning("index catch-up after flush failed: %s", exc)
+
+    def _settle(self, batch: list[tuple[int, Op]], *, ok: bool) -> None:
+        """Remove (``ok``) or release the in-flight items of ``batch``."""
+        last: dict[Key, int] = {}
+        for seq, op in batch:
+            last[op.key] = seq
+        paths: list[str] = []
+        with self._cond:
+            for key, seq in last.items():
+                current = self._latest.get(key)
+                if current is None:
+                    continue
+                if ok and current[0] != seq:
+                    continue  # a newer change of the same item is still queued
+                del self._latest[key]
+                paths.append(current[1])
+        if ok:
+            self._journal.drop_inflight(paths)
+        else:
+            self._journal.release_inflight(paths)
