@@ -21,6 +21,7 @@ EXPECTED = {
     # execution
     "run", "RunHandle", "RunStatus", "Executor", "SerialExecutor", "ThreadExecutor",
     "ProcessExecutor", "Capture", "Runtime", "Event", "EventKind",
+    "SlurmExecutor", "SlurmConfig", "DaskExecutor", "reconnect",
     # analysis
     "load_results", "Results", "Run",
     # model

@@ -67,6 +67,7 @@ if TYPE_CHECKING:  # pragma: no cover - static view of the lazy table below
     )
     from metalab.execution import (
         Capture,
+        DaskExecutor,
         Event,
         EventKind,
         Executor,
@@ -75,7 +76,10 @@ if TYPE_CHECKING:  # pragma: no cover - static view of the lazy table below
         RunStatus,
         Runtime,
         SerialExecutor,
+        SlurmConfig,
+        SlurmExecutor,
         ThreadExecutor,
+        reconnect,
         run,
     )
     from metalab.model import ArtifactDescriptor, ErrorInfo, Provenance, RunRecord, Status
@@ -150,6 +154,7 @@ _LAZY: dict[str, str] = {
     "load_results": "metalab.analysis:load_results",
     # layer 5: execution
     "Capture": "metalab.execution:Capture",
+    "DaskExecutor": "metalab.execution:DaskExecutor",
     "Event": "metalab.execution:Event",
     "EventKind": "metalab.execution:EventKind",
     "Executor": "metalab.execution:Executor",
@@ -158,7 +163,10 @@ _LAZY: dict[str, str] = {
     "RunStatus": "metalab.execution:RunStatus",
     "Runtime": "metalab.execution:Runtime",
     "SerialExecutor": "metalab.execution:SerialExecutor",
+    "SlurmConfig": "metalab.execution:SlurmConfig",
+    "SlurmExecutor": "metalab.execution:SlurmExecutor",
     "ThreadExecutor": "metalab.execution:ThreadExecutor",
+    "reconnect": "metalab.execution:reconnect",
     "run": "metalab.execution:run",
     # layer 0: the exception tree
     **{name: f"metalab._errors:{name}" for name in _ERRORS},
@@ -170,6 +178,7 @@ __all__ = [
     "Capture",
     "ConfigError",
     "CorruptRecordError",
+    "DaskExecutor",
     "DirPath",
     "ErrorInfo",
     "Event",
@@ -204,6 +213,8 @@ __all__ = [
     "SeedBundle",
     "SeedPlan",
     "SerialExecutor",
+    "SlurmConfig",
+    "SlurmExecutor",
     "Status",
     "Store",
     "StoreConfig",
@@ -223,6 +234,7 @@ __all__ = [
     "parse_to_config",
     "randint",
     "random",
+    "reconnect",
     "run",
     "seeds",
     "uniform",

@@ -10,7 +10,7 @@ import pickle
 import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from metalab._errors import ExecutionError, OperationImportError, ValidationError
 from metalab._internal._time import to_iso, utcnow
@@ -19,6 +19,9 @@ from metalab.execution._executors import Executor, SerialExecutor
 from metalab.execution._handle import RunHandle
 from metalab.execution._worker import Job, is_interrupt
 from metalab.model import Status
+
+if TYPE_CHECKING:
+    from metalab.execution._slurm import SlurmRunHandle
 
 __all__ = ["resolve_store", "run"]
 
@@ -121,7 +124,7 @@ def run(
     progress: bool = False,
     on_event: EventCallback | None = None,
     derived_metrics: Sequence[Callable[..., Any] | str] | None = None,
-) -> RunHandle:
+) -> RunHandle | SlurmRunHandle:
     """Run every run of ``experiment`` and return a :class:`RunHandle`.
 
     Args:
@@ -129,7 +132,9 @@ def run(
         store: ``None`` (``"./experiments"``), a path or locator, a
             ``StoreConfig`` or a ``Store``; always scoped to the experiment.
         executor: where runs execute; default :class:`SerialExecutor` (in this
-            thread: every run has ended when ``run`` returns).
+            thread: every run has ended when ``run`` returns).  With
+            :class:`SlurmExecutor` the runs are queued as job arrays and a
+            :class:`SlurmRunHandle` is returned at once.
         resume: skip runs whose stored record is ``success``; rerun the rest.
         progress: show a rich progress bar.
         on_event: called with each :class:`Event`, one at a time, in
@@ -160,7 +165,7 @@ def run(
     elif not isinstance(executor, Executor):
         raise ValidationError(
             f"executor must be a metalab Executor (SerialExecutor, ThreadExecutor, "
-            f"ProcessExecutor), got {type(executor).__name__}"
+            f"ProcessExecutor, DaskExecutor, SlurmExecutor), got {type(executor).__name__}"
         )
     derived = _check_derived(derived_metrics)
     experiment_id: str = experiment.experiment_id
@@ -201,6 +206,28 @@ def run(
     manifest["submitted_at"] = to_iso(submitted_at)
     manifest["executor"] = executor.name
     manifest["resume"] = bool(resume)
+
+    submit_experiment = getattr(executor, "submit_experiment", None)
+    if submit_experiment is not None:
+        # batch executors (SLURM) write the manifest and queue everything themselves
+        batch: list[tuple[Any, int]] = []
+        skipped: list[str] = []
+        for spec in specs:
+            status, attempt = previous.get(spec.run_id, ("", 0))
+            if resume and status == Status.SUCCESS.value:
+                skipped.append(spec.run_id)
+            else:
+                batch.append((spec, attempt))
+        return submit_experiment(
+            experiment,
+            scoped,
+            pending=batch,
+            skipped=skipped,
+            manifest=manifest,
+            progress=progress,
+            on_event=on_event,
+            derived_metrics=derived,
+        )
     scoped.put_experiment_manifest(experiment_id, manifest, timestamp=submitted_at)
 
     dispatcher = EventDispatcher()

@@ -487,7 +487,7 @@ class SlurmExecutor(Executor):
             limit = cfg.max_array_size
         else:
             limit = min(cfg.max_array_size, cluster_max_array_size())
-        arrays = [
+        arrays: list[dict[str, Any]] = [
             {"offset": off, "count": min(limit, n_tasks - off), "job_id": None}
             for off in range(0, n_tasks, limit)
         ]
@@ -742,9 +742,9 @@ class SlurmRunHandle:
                     out[rid] = rec.to_dict()
             return out
         for doc in self._store.iter_run_documents():
-            rid = doc.get("run_id")
-            if rid in run_ids:
-                out[rid] = doc
+            doc_id = doc.get("run_id")
+            if isinstance(doc_id, str) and doc_id in run_ids:
+                out[doc_id] = doc
         return out
 
     def _of_this_submission(self, doc: dict[str, Any]) -> bool:
@@ -1010,7 +1010,8 @@ def _load_experiment(path: str, doc: dict[str, Any]) -> tuple[Any, tuple[Any, ..
     with open(path, "rb") as fh:
         parts = pickle.loads(fh.read())
     derived = tuple(parts.pop("derived_metrics", ()) or ())
-    exp = Experiment(operation=_placeholder_operation, **parts)
+    placeholder: Any = _placeholder_operation
+    exp = Experiment(operation=placeholder, **parts)
     # trust the submitter's context fingerprint: same run ids, no rehashing on every node
     exp.__dict__["context_fingerprint"] = doc["context_fingerprint"]
     return exp, derived

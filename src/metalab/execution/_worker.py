@@ -26,7 +26,12 @@ from typing import TYPE_CHECKING, Any
 from metalab._errors import RunCancelledError
 from metalab._internal._time import to_iso, utcnow
 from metalab.execution._capture import Capture, RunLog, is_scalar, route_logging, to_scalar
-from metalab.execution._claims import ClaimedElsewhereError, Heartbeat, heartbeat_interval, new_owner
+from metalab.execution._claims import (
+    ClaimedElsewhereError,
+    Heartbeat,
+    heartbeat_interval,
+    new_owner,
+)
 from metalab.execution._runtime import CancelFlag, Runtime
 from metalab.model import ErrorInfo, Provenance, RunRecord, Status
 

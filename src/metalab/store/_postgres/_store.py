@@ -580,6 +580,13 @@ class PostgresStore(Store):
         for eid in experiments:
             claimed = self._journal.claim(eid, limit=10**9)
             files = self._files_of(eid)
+            broken: list[str] = []
+
+            def on_error(exc: CorruptRecordError, broken: list[str] = broken) -> None:
+                warn_corrupt(exc)
+                name = os.path.basename(exc.path or "")
+                if name.endswith(".json"):
+                    broken.append(name[: -len(".json")])
 
             def tick(n: int, base: int = done) -> None:
                 if progress is not None:
@@ -588,7 +595,7 @@ class PostgresStore(Store):
             try:
                 n = self._index.sync_experiment(
                     eid,
-                    files.iter_run_documents(eid, on_error=warn_corrupt),
+                    files.iter_run_documents(eid, on_error=on_error),
                     files.get_derived,
                     files.list_experiment_manifests(eid),
                     tick,
@@ -597,6 +604,8 @@ class PostgresStore(Store):
                 self._journal.release(claimed)
                 raise
             self._journal.done(claimed)
+            for rid in broken:  # stays pending: reads use the files, which report it
+                self._journal.mark(eid, "run", rid)
             self._journal.clear_dirty(eid)
             done += n
         if drop_others:
