@@ -16,7 +16,7 @@ __all__ = ["MAX_NAME_LENGTH", "check_name", "safe_experiment_id"]
 
 MAX_NAME_LENGTH = 200
 _BAD_CHARS = re.compile(r"[/\\\x00-\x1f\x7f]")
-_UNSAFE_FOLDER_CHARS = re.compile(r"[^A-Za-z0-9._+\-]")
+_UNSAFE_FOLDER_CHARS = re.compile(r"[^\w.+\-]")
 
 
 def check_name(name: object, what: str = "name") -> str:
@@ -51,7 +51,8 @@ def check_name(name: object, what: str = "name") -> str:
 def safe_experiment_id(experiment_id: str) -> str:
     """Map an experiment id to a folder name: ``"my_exp:1.0"`` -> ``"my_exp_1.0"``.
 
-    Every character outside ``[A-Za-z0-9._+-]`` becomes ``_``; a leading ``.``
+    Every character that is not a letter or digit (Unicode included) or one of
+    ``_ . + -`` becomes ``_``; a leading ``.``
     becomes ``_`` so the folder is never hidden, ``.`` or ``..``.  Distinct ids
     can map to the same folder; the FileStore detects that through
     ``_meta.json``.
