@@ -37,6 +37,20 @@ ensure_postgres() {
 
 start_services() {
     ensure_postgres
+    # a real single-node SLURM cluster for tests/slurm (installs slurm-wlm + munge if missing);
+    # one already running (e.g. from scripts/slurm_up.sh by hand) is reused and left running
+    local conf="${SLURM_CI_DIR:-/tmp/slurmci}/slurm.conf"
+    if [ -z "${SLURM_CONF:-}" ] && [ -f "$conf" ] && SLURM_CONF="$conf" sinfo -h >/dev/null 2>&1; then
+        SLURM_CONF="$conf"
+    elif [ -z "${SLURM_CONF:-}" ] || ! sinfo -h >/dev/null 2>&1; then
+        echo "==> starting a local SLURM cluster (scripts/slurm_up.sh)" >&2
+        CLEANUP+=("\"$ROOT/scripts/slurm_down.sh\" >/dev/null 2>&1")
+        local line=""
+        line="$(SLURM_CI_CPUS="${SLURM_CI_CPUS:-10}" "$ROOT/scripts/slurm_up.sh" | tail -n 1)" \
+            || echo "scripts/slurm_up.sh failed: the SLURM tests will fail" >&2
+        case "$line" in "export SLURM_CONF="*) eval "$line" ;; esac
+    fi
+    export SLURM_CONF
 }
 start_services
 

@@ -11,7 +11,10 @@ exception has the same meaning, the class inherits it too, so existing
     │   └── ScopeError                        operation needs an (un)scoped config
     ├── ValidationError (ValueError)          bad user input
     │   ├── InvalidNameError                  a name would escape its folder
-    │   └── CanonicalizationError             a value has no canonical encoding
+    │   ├── CanonicalizationError             a value has no canonical encoding
+    │   └── QueryError                        a run query cannot be used
+    │       ├── QuerySyntaxError              malformed query text (points at the position)
+    │       └── UnknownFieldError             a query names a field no run has
     ├── StoreError                            storage failed or is inconsistent
     │   ├── NotFoundError (KeyError)          run, artifact, log or data missing
     │   ├── CorruptRecordError                a stored file cannot be parsed
@@ -40,9 +43,12 @@ __all__ = [
     "MissingDependencyError",
     "NotFoundError",
     "OperationImportError",
+    "QueryError",
+    "QuerySyntaxError",
     "RunCancelledError",
     "ScopeError",
     "StoreError",
+    "UnknownFieldError",
     "UnknownSchemeError",
     "ValidationError",
 ]
@@ -74,6 +80,48 @@ class InvalidNameError(ValidationError):
 
 class CanonicalizationError(ValidationError):
     """A value cannot be encoded canonically (NaN, inf, unsupported type)."""
+
+
+class QueryError(ValidationError):
+    """A run query (filter, columns or ordering) cannot be used.
+
+    Attributes:
+        query: the query text (``""`` for the keyword form).
+        position: 0-based character offset of the problem in ``query``, or
+            ``None`` when it has no position.
+    """
+
+    def __init__(self, message: str, query: str = "", position: int | None = None) -> None:
+        if position is not None and query:
+            message = f"{message}\n  {query}\n  {' ' * position}^"
+        super().__init__(message)
+        self.query = query
+        self.position = position
+
+
+class QuerySyntaxError(QueryError):
+    """The query text is malformed; the message shows where with a caret."""
+
+
+class UnknownFieldError(QueryError):
+    """A query names a field that no run of the experiment has.
+
+    Attributes:
+        field: the unknown field name; ``suggestions``: close known names.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        query: str = "",
+        position: int | None = None,
+        *,
+        field: str = "",
+        suggestions: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(message, query, position)
+        self.field = field
+        self.suggestions = suggestions
 
 
 class StoreError(MetalabError):

@@ -143,3 +143,13 @@ def terminated(params, capture):
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(5)  # the signal handler raises SystemExit before this ends
     return {"ok": True}
+
+
+@operation
+def blocking(context, runtime, capture):
+    """Waits while the file ``context['block']`` exists (at most 30 s); counts its executions."""
+    _count(context, runtime.run_id)
+    end = time.monotonic() + 30
+    while os.path.exists(context["block"]) and time.monotonic() < end:
+        time.sleep(0.02)
+    capture.metric("done", 1)

@@ -107,6 +107,7 @@ def test_index_equals_files_after_writes(make_store, pg_conn, pg_schema, file_ro
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     store.put_experiment_manifest("exp:1", {"n": 1}, t0)
     store.put_experiment_manifest("exp:1", {"n": 2}, t0 + timedelta(seconds=1))
+    assert store.flush()  # index writes are batched in the background
     assert index_rows(pg_conn, pg_schema) == file_docs(file_root, "exp:1")
     assert _derived_rows(pg_conn, pg_schema) == {("exp:1", recs[0].run_id): {"acc": 0.5, "big": 1e300}}
     assert [m for _e, _t, m in _manifest_rows(pg_conn, pg_schema)] == [{"n": 1}, {"n": 2}]
@@ -165,6 +166,7 @@ def test_drop_schema_then_rebuild_restores(collection, make_store, pg_conn, pg_s
         store.put_run_record(r)
     store.put_derived("r00003", {"d": 3})
     store.put_experiment_manifest("exp:1", {"m": 1})
+    assert store.flush()
     before = (index_rows(pg_conn, pg_schema), _derived_rows(pg_conn, pg_schema),
               _manifest_rows(pg_conn, pg_schema))
     pg_conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(pg_schema)))

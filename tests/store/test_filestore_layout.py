@@ -6,14 +6,13 @@ import hashlib
 import json
 import os
 import pickle
-import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from metalab._errors import CorruptRecordError, InvalidNameError, ScopeError
-from metalab._internal._atomic import atomic_write_bytes
 from metalab.store import FileStore, FileStoreConfig
 from metalab.testing import make_record
 
@@ -176,31 +175,36 @@ def test_store_identity(store: FileStore, tmp_path: Path) -> None:
     assert "my_exp:1.0" in repr(store)
 
 
-def test_write_speed_close_to_raw_atomic_write(tmp_path: Path) -> None:
-    """put_run_record costs little more than a bare tmp+fsync+rename."""
-    rec = make_record("r0", experiment_id=EID)
+def test_record_write_is_one_fsync_and_one_rename(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A record write does what a durable atomic write needs, and nothing more.
+
+    (Its speed against the raw baseline is measured by bench/bench_filestore.py;
+    here we pin the work per write: one fsync of the temp file, one rename, no
+    lock file, no folder fsync.)
+    """
     store = FileStore(str(tmp_path / "s"), experiment_id=EID)
-    store.put_run_record(rec)
-    raw_dir = tmp_path / "raw"
-    raw_dir.mkdir()
-    payload = json.dumps(rec.to_dict()).encode()
-    n = 100
+    store.put_run_record(make_record("r0", experiment_id=EID))  # folders + _meta.json
+    calls: list[str] = []
+    real_fsync, real_replace, real_open = os.fsync, os.replace, os.open
 
-    def bench_store() -> float:
-        t = time.perf_counter()
-        for i in range(n):
-            store.put_run_record(rec.replace(run_id=f"r{i}"))
-        return time.perf_counter() - t
+    def fsync(fd: int) -> None:
+        calls.append("fsync")
+        real_fsync(fd)
 
-    def bench_raw() -> float:
-        t = time.perf_counter()
-        for i in range(n):
-            atomic_write_bytes(raw_dir / f"r{i}.json", payload)
-        return time.perf_counter() - t
+    def replace(src: Any, dst: Any) -> None:
+        calls.append(f"replace {os.path.basename(dst)}")
+        real_replace(src, dst)
 
-    # interleaved, best of 5 each: the disk is shared, single rounds are noisy
-    t_raw, t_store = [], []
-    for _ in range(5):
-        t_raw.append(bench_raw())
-        t_store.append(bench_store())
-    assert min(t_raw) / min(t_store) >= 0.8, (t_raw, t_store)
+    def open_(path: Any, flags: int, *a: Any, **kw: Any) -> int:
+        if flags & os.O_CREAT:
+            calls.append(f"create {os.path.basename(path)[:5]}")
+        return real_open(path, flags, *a, **kw)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(os, "open", open_)
+    for i in range(1, 4):
+        store.put_run_record(make_record(f"r{i}", experiment_id=EID))
+    assert calls == [c for i in range(1, 4) for c in ("create .tmp-", "fsync", f"replace r{i}.json")]

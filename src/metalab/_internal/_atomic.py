@@ -14,7 +14,7 @@ import os
 import secrets
 from pathlib import Path
 
-__all__ = ["TMP_PREFIX", "atomic_write_bytes", "atomic_copy_file", "fsync_dir", "is_temp_name"]
+__all__ = ["TMP_PREFIX", "atomic_copy_file", "atomic_write_bytes", "fsync_dir", "is_temp_name"]
 
 TMP_PREFIX = ".tmp-"
 

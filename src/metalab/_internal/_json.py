@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["dumps", "dumps_pretty", "loads", "JSONDecodeError"]
+__all__ = ["JSONDecodeError", "dumps", "dumps_pretty", "loads"]
 
 JSONDecodeError = orjson.JSONDecodeError
 

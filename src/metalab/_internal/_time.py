@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-__all__ = ["utcnow", "to_iso", "from_iso", "compact_ts"]
+__all__ = ["compact_ts", "from_iso", "to_iso", "utcnow"]
 
 
 def utcnow() -> datetime:

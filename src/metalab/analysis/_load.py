@@ -6,6 +6,7 @@ import difflib
 import logging
 import os
 import warnings
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from metalab._errors import CorruptRecordError, NotFoundError, ScopeError, ValidationError
@@ -23,6 +24,10 @@ def load_results(
     experiment_id: str | None = None,
     *,
     on_error: ErrorCallback | None = None,
+    where: str | Mapping[str, Any] | None = None,
+    columns: Sequence[str] | None = None,
+    order_by: str | Sequence[str] | None = None,
+    limit: int | None = None,
 ) -> Results:
     """Read the runs of a store into a :class:`Results`.
 
@@ -40,6 +45,13 @@ def load_results(
     ``on_error`` (default: a logged warning naming the file, plus one
     :class:`UserWarning` summarising them) and kept in
     :attr:`Results.problems`.
+
+    Query pushdown: ``where`` (filter text, or a dict in the keyword form),
+    ``columns`` (field names such as ``"params.lr"``, ``"metrics"``; the runs
+    then hold only those fields plus their identity, status and start time),
+    ``order_by`` (``"-metrics.score"``: descending; the runs keep that order)
+    and ``limit`` are answered by the store: in SQL for a PostgresStore, from
+    the catalog of a FileStore, by a scan otherwise.  See docs/queries.md.
 
     Only reads; safe to call from several threads or processes while runs
     are being written (a run being written shows its old or its new record).
@@ -66,8 +78,23 @@ def load_results(
 
     store = _open(store_or_path, experiment_id)
     narrow = experiment_id if not store.is_scoped else None
-    documents = _mark_lost(store.iter_run_documents(narrow, on_error=collect))
-    results = Results._build(store, documents, problems, tell)
+    if where is None and columns is None and order_by is None and limit is None:
+        documents = _mark_lost(store.iter_run_documents(narrow, on_error=collect))
+        results = Results._build(store, documents, problems, tell)
+    else:
+        from metalab.store._query import build_query
+
+        text = where if where is None or isinstance(where, str) else None
+        keywords = dict(where) if isinstance(where, Mapping) else None
+        query = build_query(text, columns=columns, order_by=order_by, limit=limit,
+                            keywords=keywords)
+        found = store.query_runs(narrow, query)
+        results = Results._build(store, _mark_lost(found), problems, tell,
+                                 keep_order=bool(query.order))
+        if columns is not None:
+            for doc in found:
+                if isinstance(doc.get("derived"), dict):
+                    results._ctx.set_derived(doc["experiment_id"], doc["run_id"], doc["derived"])
     if problems and on_error is None:
         shown = ", ".join(str(p.path or p) for p in problems[:3])
         more = f" and {len(problems) - 3} more" if len(problems) > 3 else ""

@@ -189,8 +189,9 @@ class Results:
         documents: Iterable[dict[str, Any]],
         problems: list[CorruptRecordError],
         report: Report,
+        keep_order: bool = False,
     ) -> Results:
-        docs = _valid_documents(store, documents, problems.append, report)
+        docs = _valid_documents(store, documents, problems.append, report, keep_order)
         self = cls.__new__(cls)
         self._setup(ResultsContext(store, report=report), docs, tuple(problems))
         return self
@@ -397,6 +398,87 @@ class Results:
         if key in derived:
             return "derived", key
         raise _unknown_field(key, [*params, *metrics, *derived])
+
+    def where(self, query: str | None = None, /, **keywords: Any) -> Results:
+        """Runs matching a query of the filter language (see docs/queries.md).
+
+        ``query``: text such as ``"params.lr < 0.01 and metrics.score >= 0.9"``;
+        ``keywords``: the keyword form (``status="success"``,
+        ``**{"params.lr": 0.01}``; a list means ``in``, ``None`` means
+        ``is null``), joined with ``and``.  Evaluated in memory over the
+        loaded runs, with the same rules as the stores' query engines; the
+        order of the runs is kept.
+
+        Raises:
+            QuerySyntaxError: malformed text (the message points at it).
+            UnknownFieldError: a field no run has (close names are listed).
+        """
+        from metalab.store._query import build_query, lost_cutoff
+        from metalab.store._query._ast import check_fields
+        from metalab.store._query._eval import known_fields, predicate
+
+        q = build_query(query, keywords=keywords)
+        derived = self._derived_list() if q.uses_derived else []
+        check_fields(q, lambda: known_fields(self._docs, (d for d in derived if d)),
+                     any_runs=bool(self._docs))
+        match = predicate(q.where, lost_cutoff())
+        if derived:
+            keep = [doc for doc, der in zip(self._docs, derived, strict=True) if match(doc, der)]
+        else:
+            keep = [doc for doc in self._docs if match(doc, None)]
+        return self._derive(tuple(keep))
+
+    def to_arrow(self, include_derived: bool = True) -> Any:
+        """A ``pyarrow.Table`` with the columns of :meth:`to_dataframe`.
+
+        Raises:
+            MissingDependencyError: pyarrow is not installed.
+        """
+        from metalab.analysis._tables import to_arrow
+
+        return to_arrow(self, include_derived)
+
+    def to_polars(self, include_derived: bool = True) -> Any:
+        """A ``polars.DataFrame`` with the columns of :meth:`to_dataframe`.
+
+        Raises:
+            MissingDependencyError: polars (extra ``polars``) is not installed.
+        """
+        from metalab.analysis._tables import to_polars
+
+        return to_polars(self, include_derived)
+
+    def to_parquet(self, path: str | os.PathLike[str], include_derived: bool = True) -> str:
+        """Write the table of :meth:`to_arrow` as Parquet to ``path`` atomically."""
+        from metalab.analysis._tables import to_parquet
+
+        return to_parquet(self, path, include_derived)
+
+    def metric_series(self, names: str | Iterable[str]) -> pd.DataFrame:
+        """Stepped series of all runs as a long table (run_id, experiment_id, name, step, value)."""
+        from metalab.analysis._tables import metric_series
+
+        return metric_series(self, names)
+
+    def aggregate(
+        self,
+        by: str | Iterable[str] = "params",
+        metrics: Iterable[str] | None = None,
+        stats: Iterable[str] = ("mean", "std", "count"),
+    ) -> pd.DataFrame:
+        """Summarise metrics over groups of runs, e.g. the seed replicates of each case.
+
+        See :func:`metalab.analysis._tables.aggregate`: one row per group with
+        ``param_<name>``, ``n_runs`` and ``<metric>_<stat>`` columns.
+        """
+        from metalab.analysis._tables import aggregate
+
+        return aggregate(
+            self,
+            by if isinstance(by, str) else list(by),
+            None if metrics is None else list(metrics),
+            list(stats),
+        )
 
     # ------------------------------------------------------------- derived
     def _load_derived(self, experiments: Iterable[str] | None = None) -> None:
@@ -662,6 +744,7 @@ def _valid_documents(
     documents: Iterable[Any],
     collect: Report,
     report: Report,
+    keep_order: bool = False,
 ) -> tuple[dict[str, Any], ...]:
     docs = []
     for pos, doc in enumerate(documents):
@@ -671,5 +754,6 @@ def _valid_documents(
         else:
             collect(problem)
             report(problem)
-    docs.sort(key=_sort_key)
+    if not keep_order:
+        docs.sort(key=_sort_key)
     return tuple(docs)

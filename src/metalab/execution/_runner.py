@@ -277,6 +277,7 @@ def run(
                     cancel_flag=cancel_flag,
                     on_started=handle._started,
                     context_blob=context_blob,
+                    resume=resume,
                 )
                 fut = executor.submit(job)
                 handle._track(spec.run_id, fut)

@@ -525,7 +525,7 @@ class SlurmExecutor(Executor):
         }
         script = render_sbatch_script(
             cfg,
-            job_name=cfg.job_name or f"metalab-{experiment.name}"[:100],
+            job_name=cfg.job_name or re.sub(r"[^A-Za-z0-9_.-]", "_", f"metalab-{experiment.name}")[:100],
             python=python,
             submission=sub_path,
             log_dir=log_dir,
@@ -748,8 +748,9 @@ class SlurmRunHandle:
         return out
 
     def _of_this_submission(self, doc: dict[str, Any]) -> bool:
+        """A record written for this submission (a success counts whoever wrote it)."""
         base = self._baseline.get(str(doc.get("run_id")))
-        if base is None:
+        if base is None or doc.get("status") == "success":
             return True
         try:
             return int(doc.get("attempt") or 0) > base

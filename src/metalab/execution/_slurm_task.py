@@ -106,6 +106,7 @@ def run_task(submission_path: str, task_index: int) -> int:
                     attempt=attempt,
                     metadata=metadata,
                     derived_metrics=derived,
+                    skip_if_succeeded=True,
                 )
         except ClaimedElsewhereError as exc:
             print(f"metalab: {exc}", flush=True)

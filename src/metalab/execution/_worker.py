@@ -127,9 +127,12 @@ def execute_run(
     on_started: StartedCallback | None = None,
     derived_metrics: DerivedSpec = (),
     claim: bool = True,
+    skip_if_succeeded: bool = False,
 ) -> RunRecord:
     """Run ``op`` for ``spec`` and return the final record (already stored).
 
+    With ``skip_if_succeeded`` (resume semantics) a run found ``success``
+    once claimed is not executed again (ClaimedElsewhereError).
     With ``claim`` (the default) the run is first claimed in the store
     (:meth:`Store.try_claim`; a stale claim is taken over after
     :func:`~metalab.store._base.lost_after_seconds`), and a heartbeat thread
@@ -161,6 +164,15 @@ def execute_run(
                 f"run {run_id} is being executed by another launch right now (live claim); "
                 "it was not started here"
             )
+        if skip_if_succeeded:
+            # another launch may have finished it between our last read and the claim
+            try:
+                done = store.get_run_record(run_id)
+            except Exception:
+                done = None
+            if done is not None and done.status is Status.SUCCESS:
+                store.release_claim(run_id, owner)
+                raise ClaimedElsewhereError(f"run {run_id} was completed by another launch meanwhile")
     try:
         return _execute_claimed(
             spec, op, context, store, owner,
@@ -317,6 +329,8 @@ class Job:
     cancel_flag: threading.Event = field(default_factory=threading.Event)
     on_started: StartedCallback | None = None
     context_blob: Callable[[], bytes] | None = None
+    #: resume semantics: do not re-execute a run another launch completed meanwhile
+    resume: bool = False
 
     @property
     def run_id(self) -> str:
@@ -342,6 +356,7 @@ class Job:
             cancel_flag=self.cancel_flag,
             on_started=self.on_started,
             derived_metrics=self.derived_metrics,
+            skip_if_succeeded=self.resume,
         )
 
     def to_payload(self, executor: str) -> RunPayload:
@@ -356,6 +371,7 @@ class Job:
             metadata=dict(self.metadata),
             derived_metrics=tuple(self.derived_metrics),
             executor=executor,
+            resume=self.resume,
         )
 
 
@@ -371,6 +387,7 @@ class RunPayload:
     metadata: dict[str, Any]
     derived_metrics: tuple[Any, ...]
     executor: str = "process"
+    resume: bool = False
 
     @property
     def run_id(self) -> str:
@@ -503,4 +520,5 @@ def process_entry(payload: RunPayload, redirect: bool = True) -> RunRecord:
             cancel_flag=cancel,
             on_started=started,
             derived_metrics=payload.derived_metrics,
+            skip_if_succeeded=payload.resume,
         )

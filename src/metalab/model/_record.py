@@ -33,7 +33,7 @@ __all__ = [
 RECORD_SCHEMA_VERSION = 1
 
 
-class Status(str, enum.Enum):
+class Status(enum.StrEnum):
     """Lifecycle of a run.
 
     ``running`` is written when a run starts; exactly one of ``success``,

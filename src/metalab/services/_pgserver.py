@@ -146,6 +146,9 @@ def _free_port() -> int:
 
 def _port_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # as the server does: connections of a just-stopped server linger in
+        # TIME_WAIT, which must not make its own port look taken
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((_LOOPBACK, port))
         except OSError:

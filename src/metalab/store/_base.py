@@ -28,7 +28,7 @@ from __future__ import annotations
 import abc
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
@@ -115,6 +115,8 @@ class Store(abc.ABC):
     supports_log_path: ClassVar[bool] = False
     #: the store keeps a query index that can be rebuilt from files
     supports_index: ClassVar[bool] = False
+    #: :meth:`query_runs` runs the query in the store (SQL, a catalog), not by a scan
+    supports_query: ClassVar[bool] = False
     #: the store refuses writes
     read_only: ClassVar[bool] = False
 
@@ -172,6 +174,51 @@ class Store(abc.ABC):
 
     def run_exists(self, run_id: str) -> bool:
         return self.get_run_record(run_id) is not None
+
+    def query_runs(
+        self,
+        experiment_id: str | None = None,
+        where: Any = None,
+        columns: Sequence[str] | None = None,
+        order_by: Sequence[str] | str | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """The runs matching a query (see docs/queries.md for the language).
+
+        ``where``: a query string or an AST from :mod:`metalab.store._query`.
+        ``columns``: field names to return; each result is then a projected
+        document (``run_id``, ``experiment_id``, ``status`` as readers see it,
+        ``started_at``, and the columns, params/metrics/derived nested);
+        ``None`` returns whole run documents.  ``order_by``: field names,
+        ``-name`` for descending; ties by experiment id then run id (also the
+        order without ``order_by``).  ``limit``: at most that many runs.
+
+        This default scans :meth:`iter_run_documents` and evaluates in memory;
+        stores with ``supports_query`` answer the same in SQL.  Unreadable
+        files are skipped (reported to the default ``on_error``).
+
+        Raises:
+            QuerySyntaxError, QueryError: a malformed query.
+            UnknownFieldError: a params/metrics/derived name no run has.
+        """
+        from metalab.store._query import build_query, run_query
+
+        query = where if _is_query(where) else build_query(
+            where, columns=columns, order_by=order_by, limit=limit
+        )
+        scope = experiment_id if experiment_id is not None else self.experiment_id
+        docs = self.iter_run_documents(scope)
+
+        def derived_of(doc: dict[str, Any]) -> dict[str, Any] | None:
+            rid = doc.get("run_id")
+            if not isinstance(rid, str):
+                return None
+            try:
+                return self.get_derived(rid)
+            except (CorruptRecordError, ValueError):
+                return None
+
+        return run_query(docs, query, derived_of)
 
     @abc.abstractmethod
     def delete_run(self, run_id: str) -> None:
@@ -316,6 +363,12 @@ class Store(abc.ABC):
     def __reduce__(self) -> tuple[Any, ...]:
         # Stores pickle as their config and reconnect on load.
         return (_reconnect, (self.config,))
+
+
+def _is_query(value: Any) -> bool:
+    from metalab.store._query import Query
+
+    return isinstance(value, Query)
 
 
 def _reconnect(config: StoreConfig) -> Store:

@@ -116,7 +116,7 @@ class ConfigRegistry:
     @staticmethod
     def _ensure_builtin() -> None:
         # importing the modules registers their configs
-        import metalab.store._file  # noqa: F401
+        import metalab.store._file
         try:
             import metalab.store._postgres  # noqa: F401
         except ImportError:  # pragma: no cover - module added later

@@ -37,7 +37,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO, ClassVar
 
@@ -191,6 +191,8 @@ class FileStore(Store):
 
     supports_working_directory: ClassVar[bool] = True
     supports_log_path: ClassVar[bool] = True
+    #: queries use the folder's catalog (``.catalog/``, see ``_query._catalog``)
+    supports_query: ClassVar[bool] = True
 
     def __init__(
         self, config: FileStoreConfig | str | os.PathLike[str], experiment_id: str | None = None
@@ -304,9 +306,10 @@ class FileStore(Store):
 
     # ------------------------------------------------------- claims (NFS-safe)
     # ``.claims/{run_id}.claim`` holds the owner; its mtime is the heartbeat.
-    # Creation uses O_CREAT|O_EXCL (atomic on local filesystems and NFSv3+);
-    # a stale claim is first renamed to a unique name (rename is atomic, only
-    # one taker wins), checked to still be the stale one, then recreated.
+    # Creation uses O_CREAT|O_EXCL (atomic on local filesystems and NFSv3+).
+    # A stale claim is removed only by the holder of ``{claim}.takeover``
+    # (itself an O_EXCL file), who re-checks staleness under it, moves the
+    # claim aside under a unique name and then competes with O_EXCL again.
     supports_claims: ClassVar[bool] = True
 
     def _claim_path(self, run_id: str) -> str:
@@ -355,22 +358,36 @@ class FileStore(Store):
                 return True
             if time.time() - mtime <= stale_after:
                 return False  # a live claim (possibly still being written)
-            aside = f"{path}.stale-{uuid.uuid4().hex[:12]}"
-            try:
-                os.rename(path, aside)
-            except FileNotFoundError:
-                continue
-            moved = self._read_claim(aside)
-            if moved is not None and moved[0] != holder:
-                # someone replaced the stale claim in between: put theirs back
-                with contextlib.suppress(OSError):
-                    os.link(aside, path)
+            if not self._remove_stale_claim(path, stale_after):
+                return False
+        return False
+
+    def _remove_stale_claim(self, path: str, stale_after: float) -> bool:
+        """Delete a stale claim under an exclusive takeover lock; True if the way is free."""
+        lock = f"{path}.takeover"
+        try:
+            os.close(os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        except FileExistsError:
+            with contextlib.suppress(OSError):
+                if time.time() - os.stat(lock).st_mtime > stale_after:
+                    os.unlink(lock)  # the taker died mid-takeover
+            return False
+        try:
+            held = self._read_claim(path)  # re-read under the lock: it may have changed
+            if held is not None:
+                if time.time() - held[1] <= stale_after:
+                    return False
+                aside = f"{path}.stale-{uuid.uuid4().hex[:12]}"
+                try:
+                    os.rename(path, aside)
+                except FileNotFoundError:
+                    return True
                 with contextlib.suppress(OSError):
                     os.unlink(aside)
-                return False
+            return True
+        finally:
             with contextlib.suppress(OSError):
-                os.unlink(aside)
-        return False
+                os.unlink(lock)
 
     def touch_heartbeat(self, run_id: str, owner: str) -> bool:
         path = self._claim_path(run_id)
@@ -408,6 +425,34 @@ class FileStore(Store):
         if doc is None:
             return None
         return RunRecord.from_dict(doc, source=path)
+
+    def query_runs(
+        self,
+        experiment_id: str | None = None,
+        where: Any = None,
+        columns: Sequence[str] | None = None,
+        order_by: Sequence[str] | str | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """See :meth:`Store.query_runs`; answered from the experiment folder's catalog.
+
+        The catalog (``.catalog/`` in the folder) is refreshed first from the
+        files that changed; if it cannot be used the files are scanned (same
+        answers).  Collections spanning several experiments are scanned.
+        """
+        from metalab.store._query._filestore import query_filestore
+
+        return query_filestore(self, experiment_id, where, columns, order_by, limit)
+
+    def reindex_catalog(self, progress: Any = None) -> int:
+        """Rebuild the query catalog(s) from the files; returns the number of files read.
+
+        Raises:
+            StoreError: the catalog cannot be written (queries then scan).
+        """
+        from metalab.store._query._filestore import reindex_filestore
+
+        return reindex_filestore(self, progress)
 
     def run_exists(self, run_id: str) -> bool:
         check_name(run_id, "run id")

@@ -2,18 +2,20 @@
 
 A :class:`PostgresStore` in ``"sync"`` index mode writes the files, then hands
 the change to its process's :class:`IndexFlusher` and returns.  The caller pays
-the file write, one small in-flight journal item and a queue append; a
+the file write, one line appended to the in-flight log and a queue append; a
 daemon thread sends the queued changes to PostgreSQL a few milliseconds later,
 many at a time, in one transaction (``PostgresIndex.apply``).
 
 Nothing is lost on the way:
 
-* before a change is queued, an in-flight journal item names it (see
-  ``_journal``).  If the process dies before the flush, the item ages and any
-  process's catch-up replays it from the files;
+* before a change is queued, a line of the process's in-flight log names it
+  (see ``_journal``).  If the process dies before the flush, its lock on the
+  log goes away and any process's catch-up replays the listed changes from
+  the files;
 * if a flush fails (server down, circuit breaker open, any database error) the
-  in-flight items of the batch become ordinary pending items, replayed by the
-  next catch-up; the caller never waits for the server;
+  changes of the batch become ordinary pending journal items (written by the
+  flusher thread), replayed by the next catch-up; the caller never waits for
+  the server;
 * if the queue is full (the server is slower than the writers) new changes go
   straight to the journal as pending items instead of waiting.
 
@@ -35,7 +37,6 @@ import contextlib
 import itertools
 import logging
 import os
-import secrets
 import threading
 import time
 import weakref
@@ -48,20 +49,22 @@ from metalab._errors import IndexUnavailableError, StoreError
 
 if TYPE_CHECKING:
     from metalab.store._postgres._index import PostgresIndex
-    from metalab.store._postgres._journal import Journal
+    from metalab.store._postgres._journal import InflightLog, Journal
 
-__all__ = ["FLUSH_BATCH", "FLUSH_DELAY", "MAX_QUEUE", "IndexFlusher", "Op"]
+__all__ = ["FLUSH_BATCH", "FLUSH_DELAY", "MAX_QUEUE", "IndexFlusher", "Op", "flush_target"]
 
 log = logging.getLogger("metalab.store.postgres")
 
 #: seconds the flusher waits for more changes before sending a batch
-FLUSH_DELAY = 0.005
+FLUSH_DELAY = 0.02
 #: a batch is sent at once when this many changes are queued
 FLUSH_BATCH = 500
 #: beyond this many queued changes, new ones are journaled instead of queued
 MAX_QUEUE = 50_000
 #: an idle flusher thread ends after this many seconds (restarted on demand)
 IDLE_EXIT = 10.0
+#: the in-flight log is replaced by a fresh one beyond this size (bytes)
+LOG_ROTATE_BYTES = 1 << 20
 
 Key = tuple[str, str, str | None]  # (experiment_id, journal kind, run_id)
 
@@ -92,10 +95,34 @@ def _flush_all_at_exit() -> None:
         live = [f for f in _LIVE if f.pid == os.getpid()]
     for flusher in live:
         with contextlib.suppress(Exception):
-            flusher.flush(timeout=flusher.exit_timeout)
+            flusher.close(timeout=flusher.exit_timeout)
+
+
+def flush_target(target: str, timeout: float) -> bool:
+    """Flush every flusher of this process whose journal folder is ``target``.
+
+    So any store of the process reads the writes of every other store of the
+    same process and index.  Returns False if ``timeout`` passed first.
+    """
+    with _LIVE_LOCK:
+        live = [f for f in _LIVE if f.pid == os.getpid() and f.target == target]
+    deadline = time.monotonic() + timeout
+    ok = True
+    for flusher in live:
+        ok = flusher.flush(max(0.0, deadline - time.monotonic())) and ok
+    return ok
+
+
+def _forget_parents_logs() -> None:
+    """In a forked child: drop the descriptors of the parent's logs (and locks)."""
+    with contextlib.suppress(Exception):
+        for flusher in list(_LIVE):
+            if flusher.pid != os.getpid():
+                flusher._forget_logs()
 
 
 atexit.register(_flush_all_at_exit)
+os.register_at_fork(after_in_child=_forget_parents_logs)
 with contextlib.suppress(Exception):  # multiprocessing children skip atexit
     from multiprocessing import util as _mp_util
 
@@ -128,12 +155,15 @@ class IndexFlusher:
         self.exit_timeout = exit_timeout
         self._index = index
         self._journal = journal
+        #: the journal folder (one per file root and index target)
+        self.target = journal.folder
         self._manifests_of = manifests_of
         self._after_flush = after_flush
-        self._token = f"{os.getpid()}-{secrets.token_hex(3)}"
         self._cond = threading.Condition()
         self._queue: list[tuple[int, Op]] = []
-        self._latest: dict[Key, tuple[int, str]] = {}  # key -> (last seq, in-flight path)
+        self._latest: dict[Key, int] = {}  # key -> seq of its last unsettled change
+        self._log: InflightLog | None = None
+        self._retired: list[tuple[InflightLog, int]] = []  # (old log, last seq in it)
         self._seq = itertools.count(1)
         self._submitted = 0  # seq of the last change queued
         self._finished = 0  # every change with seq <= this is applied or journaled
@@ -159,12 +189,13 @@ class IndexFlusher:
                 return
             seq = next(self._seq)
             key = op.key
-            current = self._latest.get(key)
-            path = (
-                current[1] if current is not None
-                else self._journal.mark_inflight(*key, tag=f"{self._token}-{seq}")
-            )
-            self._latest[key] = (seq, path)
+            if self._log is None:
+                self._log = self._journal.open_inflight_log()
+            elif self._log.size > LOG_ROTATE_BYTES:
+                self._retired.append((self._log, self._submitted))
+                self._log = self._journal.open_inflight_log()
+            self._log.append(*key)
+            self._latest[key] = seq
             self._queue.append((seq, op))
             self._submitted = seq
             if self._thread is None:
@@ -198,12 +229,29 @@ class IndexFlusher:
             return True
 
     def close(self, timeout: float | None = None) -> bool:
-        """Flush, then stop the thread; later changes are journaled directly."""
+        """Flush, then stop the thread; later changes are journaled directly.
+
+        The in-flight log is deleted if everything was settled, else kept
+        (its lines are adopted by a catch-up once this process ends).
+        """
         done = self.flush(timeout)
         with self._cond:
             self._closed = True
+            settled = not self._queue and not self._latest
+            for log_, _last in self._retired:
+                log_.close(remove=settled)
+            self._retired = []
+            if self._log is not None:
+                self._log.close(remove=settled)
+                self._log = None
             self._cond.notify_all()
         return done
+
+    def _forget_logs(self) -> None:
+        if self._log is not None:
+            self._log.forget()
+        for log_, _last in self._retired:
+            log_.forget()
 
     @property
     def pending(self) -> int:
@@ -279,21 +327,27 @@ class IndexFlusher:
                 log.warning("index catch-up after flush failed: %s", exc)
 
     def _settle(self, batch: list[tuple[int, Op]], *, ok: bool) -> None:
-        """Remove (``ok``) or release the in-flight items of ``batch``."""
+        """Mark the changes of ``batch`` settled; if not ``ok``, journal them first.
+
+        Empties the in-flight log once nothing listed in it is unsettled.
+        """
         last: dict[Key, int] = {}
         for seq, op in batch:
             last[op.key] = seq
-        paths: list[str] = []
+        if not ok:
+            for key in last:
+                self._journal.mark(*key)
         with self._cond:
             for key, seq in last.items():
-                current = self._latest.get(key)
-                if current is None:
-                    continue
-                if ok and current[0] != seq:
-                    continue  # a newer change of the same item is still queued
-                del self._latest[key]
-                paths.append(current[1])
-        if ok:
-            self._journal.drop_inflight(paths)
-        else:
-            self._journal.release_inflight(paths)
+                if self._latest.get(key) == seq:  # else a newer change is still queued
+                    del self._latest[key]
+            oldest = min(self._latest.values(), default=None)
+            keep: list[tuple[InflightLog, int]] = []
+            for log_, last_seq in self._retired:
+                if oldest is None or oldest > last_seq:
+                    log_.close(remove=True)
+                else:
+                    keep.append((log_, last_seq))
+            self._retired = keep
+            if oldest is None and not self._queue and self._log is not None:
+                self._log.truncate()

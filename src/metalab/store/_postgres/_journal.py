@@ -13,13 +13,14 @@ the files, so replaying an item twice or late is harmless.  Items are written
 atomically (temp file + rename) and claimed by renaming, so several processes
 can catch up at once without two of them handling the same item.
 
-In-flight items (``{item}.json.inflight-{token}``) are written by a process's
-background flusher (``_flusher``) for changes it is about to send to the
-index itself.  The flusher deletes them once the change is committed, or turns
-them into ordinary items if sending failed.  While young they are neither
-claimed by other processes nor counted by :meth:`Journal.is_behind`; an
-in-flight item older than :data:`INFLIGHT_GRACE_SECONDS` was left by a process
-that died before flushing, and is then treated like any pending item.
+In-flight logs (``inflight/{host}-{pid}-{token}.log``) name the changes a
+process's background flusher (``_flusher``) is about to send to the index
+itself: one JSON line per change, appended (no file creation per change, so
+it is cheap).  The owner holds an exclusive ``flock`` on its log while it
+lives and empties it whenever everything listed is settled (sent, or turned
+into pending items).  A log nobody holds a lock on belongs to a process that
+died before flushing: :meth:`Journal.adopt_orphans` (run by every catch-up)
+turns its lines into pending items and deletes it.
 
 Thread/process safe.  Never holds secrets.
 """
@@ -27,9 +28,11 @@ Thread/process safe.  Never holds secrets.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import secrets
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,13 +43,12 @@ from metalab._internal._json import dumps, dumps_pretty, loads
 from metalab._internal._names import safe_experiment_id
 from metalab._internal._time import to_iso, utcnow
 
-__all__ = ["ALL", "INFLIGHT_GRACE_SECONDS", "Journal", "PendingItem"]
+__all__ = ["ALL", "InflightLog", "Journal", "PendingItem"]
 
 ALL = "_all"
 _CLAIM = ".claimed-"
-_INFLIGHT = ".inflight-"
-#: an in-flight item older than this was left by a process that died before flushing
-INFLIGHT_GRACE_SECONDS = 30.0
+#: seconds :meth:`Journal.has_orphans` keeps its answer
+ORPHAN_CHECK_INTERVAL = 5.0
 #: a claim older than this was left by a process that died; it is taken over
 STALE_CLAIM_SECONDS = 300.0
 
@@ -73,6 +75,9 @@ class Journal:
         self.folder = os.path.join(file_root, ".metalab-index", index_key)
         self._pending = os.path.join(self.folder, "pending")
         self._dirty = os.path.join(self.folder, "dirty")
+        self._inflight = os.path.join(self.folder, "inflight")
+        self._orphans = False
+        self._orphans_until = 0.0
         self._target = target
         self._target_written = False
 
@@ -97,38 +102,91 @@ class Journal:
             durable=False,
         )
 
-    def mark_inflight(
-        self, experiment_id: str, kind: str, run_id: str | None, tag: str
-    ) -> str:
-        """Write an in-flight item (see the module docstring); returns its path.
-
-        ``tag`` must be unique per call within the journal (process token +
-        sequence number).  Not durable (no fsync): it only has to survive the
-        process, not the machine.
-        """
+    # -------------------------------------------------------------- in-flight logs
+    def open_inflight_log(self) -> InflightLog:
+        """A new in-flight log owned (locked) by this process."""
         self._write_target()
-        name = hashlib.sha256(f"{kind}\x00{run_id}".encode()).hexdigest()[:24]
-        doc = {"experiment_id": experiment_id, "kind": kind, "run_id": run_id,
-               "at": to_iso(utcnow())}
-        path = os.path.join(
-            self._pending, _exp_key(experiment_id), f"{name}.json{_INFLIGHT}{tag}"
-        )
-        atomic_write_bytes(path, dumps(doc), durable=False)
-        return path
+        name = f"{socket.gethostname()[:40]}-{os.getpid()}-{secrets.token_hex(4)}.log"
+        return InflightLog(os.path.join(self._inflight, name))
 
-    @staticmethod
-    def drop_inflight(paths: list[str]) -> None:
-        """Delete in-flight items whose change reached the index."""
-        for path in paths:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
+    def _orphan_logs(self, non_empty: bool) -> Iterator[tuple[str, int]]:
+        """``(path, fd)`` of logs whose owner is gone; the caller closes ``fd``
+        (which holds the lock) after handling the log."""
+        try:
+            with os.scandir(self._inflight) as it:
+                entries = sorted(
+                    (e for e in it if e.name.endswith(".log")), key=lambda e: e.name
+                )
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            path = entry.path
+            if non_empty:
+                try:
+                    if entry.stat().st_size == 0:
+                        continue
+                except FileNotFoundError:
+                    continue
+            try:
+                fd = os.open(path, os.O_RDWR)
+            except FileNotFoundError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # its owner is alive
+                os.close(fd)
+                continue
+            if os.fstat(fd).st_nlink == 0:  # another process adopted it meanwhile
+                os.close(fd)
+                continue
+            yield path, fd
 
-    @staticmethod
-    def release_inflight(paths: list[str]) -> None:
-        """Turn in-flight items into ordinary pending items (sending them failed)."""
-        for path in paths:
-            with contextlib.suppress(FileNotFoundError):
-                os.replace(path, path.split(_INFLIGHT)[0])
+    def adopt_orphans(self) -> int:
+        """Turn the lines of orphaned in-flight logs into pending items.
+
+        Returns the number of items written.  Safe to run in several processes
+        at once (the log's lock hands each log to one of them).
+        """
+        count = 0
+        for path, fd in self._orphan_logs(non_empty=False):
+            try:
+                with os.fdopen(os.dup(fd), "rb") as fh:
+                    data = fh.read()
+                seen: set[tuple[str, str, str | None]] = set()
+                for line in data.splitlines():
+                    try:
+                        doc = loads(line)
+                    except ValueError:
+                        continue  # a line cut short by the crash
+                    if not isinstance(doc, dict) or not isinstance(doc.get("e"), str):
+                        continue
+                    key = (doc["e"], str(doc.get("k") or "run"), doc.get("r"))
+                    if key not in seen:
+                        seen.add(key)
+                        self.mark(*key)
+                count += len(seen)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+            finally:
+                os.close(fd)
+        self._orphans_until = 0.0
+        return count
+
+    def has_orphans(self) -> bool:
+        """True if an orphaned in-flight log lists changes.
+
+        The answer is kept for :data:`ORPHAN_CHECK_INTERVAL` seconds (a scan
+        opens every busy log; orphans only appear when a process dies).
+        """
+        now = time.monotonic()
+        if now < self._orphans_until:
+            return self._orphans
+        found = False
+        for _path, fd in self._orphan_logs(non_empty=True):
+            os.close(fd)
+            found = True
+        self._orphans, self._orphans_until = found, now + ORPHAN_CHECK_INTERVAL
+        return found
 
     def mark_dirty(self, experiment_id: str | None) -> None:
         """Note that a whole experiment (``None``: all of them) must be re-synced."""
@@ -171,17 +229,19 @@ class Journal:
         if experiment_id is None:
             if dirty:
                 return True
-            return self.has_pending()
+            return self.has_pending() or self.has_orphans()
         if f"{ALL}.json" in dirty or f"{_exp_key(experiment_id)}.json" in dirty:
             return True
-        return _has_entries(os.path.join(self._pending, _exp_key(experiment_id)), time.time())
+        return (
+            _has_entries(os.path.join(self._pending, _exp_key(experiment_id)))
+            or self.has_orphans()
+        )
 
     def has_pending(self) -> bool:
-        """True if some item is pending (young in-flight items do not count)."""
-        now = time.time()
+        """True if some item is pending."""
         try:
             with os.scandir(self._pending) as it:
-                return any(_has_entries(e.path, now) for e in it if e.is_dir())
+                return any(_has_entries(e.path) for e in it if e.is_dir())
         except FileNotFoundError:
             return False
 
@@ -207,14 +267,7 @@ class Journal:
                 if len(out) >= limit:
                     return out
                 name = entry.name
-                if _INFLIGHT in name:
-                    try:
-                        if now - entry.stat().st_mtime < INFLIGHT_GRACE_SECONDS:
-                            continue  # its process is sending it right now
-                    except FileNotFoundError:
-                        continue
-                    base = name.split(_INFLIGHT)[0]
-                elif _CLAIM in name:
+                if _CLAIM in name:
                     try:
                         if now - entry.stat().st_mtime < STALE_CLAIM_SECONDS:
                             continue
@@ -277,20 +330,55 @@ def _entries(folder: str) -> Iterator[os.DirEntry[str]]:
     return iter(entries)
 
 
-def _has_entries(folder: str, now: float) -> bool:
-    """True if ``folder`` holds an item (young in-flight items do not count)."""
+def _has_entries(folder: str) -> bool:
     try:
         with os.scandir(folder) as it:
-            for e in it:
-                if e.name.startswith(TMP_PREFIX):
-                    continue
-                if _INFLIGHT in e.name:
-                    try:
-                        if now - e.stat().st_mtime < INFLIGHT_GRACE_SECONDS:
-                            continue
-                    except FileNotFoundError:
-                        continue
-                return True
+            return any(not e.name.startswith(TMP_PREFIX) for e in it)
     except FileNotFoundError:
         return False
-    return False
+
+
+class InflightLog:
+    """An append-only list of changes being sent, locked by its owner process.
+
+    Not thread-safe by itself (the flusher calls it under its lock).  After
+    ``fork`` the child must call :meth:`forget` so the parent's lock is not
+    kept alive by the child's copy of the descriptor.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        self.size = 0
+
+    def append(self, experiment_id: str, kind: str, run_id: str | None) -> None:
+        if self._fd is None:
+            raise OSError(f"in-flight log {self.path} is closed")
+        line = dumps({"e": experiment_id, "k": kind, "r": run_id}) + b"\n"
+        os.write(self._fd, line)
+        self.size += len(line)
+
+    def truncate(self) -> None:
+        """Forget every line (all of them are settled)."""
+        if self._fd is not None and self.size:
+            os.ftruncate(self._fd, 0)
+            self.size = 0
+
+    def close(self, *, remove: bool) -> None:
+        """Release the lock; ``remove`` deletes the log (only when all is settled)."""
+        if self._fd is None:
+            return
+        if remove:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+        os.close(self._fd)
+        self._fd = None
+
+    def forget(self) -> None:
+        """Drop this process's copy of the descriptor (in a forked child)."""
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None

@@ -3,8 +3,9 @@
 Write path: every write goes to the FileStore first; the call returns once
 the file is written.  In ``index_mode="sync"`` the change is then queued for
 the process's background flusher (see ``_flusher``), which sends it to the
-index within milliseconds, batched with other changes; an in-flight journal
-item covers the gap, so a process that dies before the flush loses nothing.
+index within milliseconds, batched with other changes; a line in the
+process's in-flight log covers the gap, so a process that dies before the
+flush loses nothing (its log is adopted by the next catch-up).
 If the index cannot be updated (server down, circuit breaker open, any
 database error) the change stays in the catch-up journal beside the files
 (see ``_journal``) and is replayed from the files on a later successful
@@ -43,7 +44,7 @@ from metalab.model import ArtifactDescriptor, RunRecord
 from metalab.store._base import ErrorCallback, Store, warn_corrupt
 from metalab.store._file import FileStore, FileStoreConfig
 from metalab.store._postgres._config import PostgresStoreConfig, conninfo_params
-from metalab.store._postgres._flusher import IndexFlusher, Op
+from metalab.store._postgres._flusher import IndexFlusher, Op, flush_target
 from metalab.store._postgres._index import PostgresIndex
 from metalab.store._postgres._journal import Journal, PendingItem
 
@@ -74,6 +75,7 @@ class PostgresStore(Store):
     supports_working_directory: ClassVar[bool] = True
     supports_log_path: ClassVar[bool] = True
     supports_index: ClassVar[bool] = True
+    supports_query: ClassVar[bool] = True
 
     def __init__(self, config: PostgresStoreConfig) -> None:
         if not isinstance(config, PostgresStoreConfig):
@@ -155,13 +157,14 @@ class PostgresStore(Store):
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until this process's queued index changes are sent (or journaled).
 
-        Returns False if ``timeout`` (default: a bound derived from
-        ``connect_timeout``) passed first.  Reads call it themselves.
+        Covers the changes of every store of this process with the same file
+        root and index (not only this object's).  Returns False if
+        ``timeout`` (default: a bound derived from ``connect_timeout``) passed
+        first.  Reads call it themselves.
         """
-        flusher = self._flusher
-        if flusher is None or flusher.pid != os.getpid():
-            return True
-        return flusher.flush(self._flush_timeout() if timeout is None else timeout)
+        return flush_target(
+            self._journal.folder, self._flush_timeout() if timeout is None else timeout
+        )
 
     def _flush_timeout(self) -> float:
         return 2 * self._config.connect_timeout + 10.0
@@ -305,6 +308,19 @@ class PostgresStore(Store):
                     continue
             yield doc
 
+    def query_runs(
+        self,
+        experiment_id: str | None = None,
+        where: Any = None,
+        columns: Any = None,
+        order_by: Any = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """See :meth:`Store.query_runs`: runs in SQL when the index is current, else on the files."""
+        from metalab.store._postgres._query import query_runs
+
+        return query_runs(self, experiment_id, where, columns, order_by, limit)
+
     def count_runs(self, experiment_id: str | None = None, status: str | None = None) -> int:
         """Number of runs (index when current, else files)."""
         if self.experiment_id is not None:
@@ -429,6 +445,7 @@ class PostgresStore(Store):
                 in the journal).
         """
         total = 0
+        self._journal.adopt_orphans()  # changes of processes that died before flushing
         dirty = [
             e for e in self._journal.dirty_experiments()
             if e is not None and (self.experiment_id is None or e == self.experiment_id)
@@ -577,6 +594,7 @@ class PostgresStore(Store):
             self._journal.mark_dirty(None)
         for eid in experiments:
             self._journal.mark_dirty(eid)
+        self._journal.adopt_orphans()
         for eid in experiments:
             claimed = self._journal.claim(eid, limit=10**9)
             files = self._files_of(eid)

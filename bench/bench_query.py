@@ -1,0 +1,201 @@
+"""Query benchmarks on a generated store, all figures measured in the same run.
+
+(a) a selective query (about 1% of the runs, 3 columns) through the FileStore
+    catalog and through PostgreSQL against a full scan of the run files.
+    Target: >= 50x faster than the scan for both.
+(b) incremental catalog refresh after 1,000 new runs against reading and
+    parsing those 1,000 files.  Target: <= 2x.
+(c) ``load_results(..., columns=30 fields).to_dataframe()`` of about 100k runs
+    from each store.
+
+The store (20 params, 10 metrics per run) is written without fsync (a
+benchmark fixture, not the write path); PostgreSQL is bulk-loaded with
+``rebuild_index`` (binary COPY).
+
+Usage: python bench/bench_query.py [--runs 1000000] [--json bench/out/query.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import orjson
+from _common import best_of, machine
+
+from metalab import load_results
+from metalab.model import RunRecord, Status
+from metalab.store import FileStore, FileStoreConfig
+from metalab.store._base import Store
+from metalab.store._query import Catalog
+
+EXP = "bench:1"
+WHERE = "params.p1 < 10 and params.p0 < 0.1"  # ~1%
+COLUMNS = ["params.p0", "params.p1", "metrics.m0"]
+WIDE_WHERE = "params.p1 < 10"  # ~10%
+WIDE_COLUMNS = [f"params.p{i}" for i in range(20)] + [f"metrics.m{i}" for i in range(10)]
+
+out: dict[str, object] = {}
+
+
+def log(key: str, value: object) -> None:
+    out[key] = value
+    print(f"{key}: {value}", flush=True)
+
+
+def template() -> dict[str, object]:
+    rec = RunRecord(run_id="x", experiment_id=EXP, status=Status.SUCCESS)
+    return rec.to_dict()
+
+
+def make_doc(i: int, rng: random.Random, base: dict[str, object]) -> dict[str, object]:
+    doc = dict(base)
+    start = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=i)
+    params: dict[str, object] = {"p0": rng.random(), "p1": rng.randrange(100)}
+    for k in range(2, 20):
+        params[f"p{k}"] = (rng.random(), rng.randrange(1000), f"name{rng.randrange(50)}",
+                           rng.random() < 0.5)[k % 4]
+    doc.update(
+        run_id=f"r{i:08d}",
+        params=params,
+        metrics={f"m{k}": rng.random() for k in range(10)},
+        started_at=start.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        finished_at=(start + timedelta(seconds=3)).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        duration_ms=3000.0,
+        tags=["bench"],
+    )
+    return doc
+
+
+def write_runs(folder: str, start: int, n: int, seed: int) -> list[str]:
+    runs = os.path.join(folder, "runs")
+    os.makedirs(runs, exist_ok=True)
+    rng = random.Random(seed)
+    base = template()
+    paths = []
+    for i in range(start, start + n):
+        path = os.path.join(runs, f"r{i:08d}.json")
+        with open(path, "wb") as fh:
+            fh.write(orjson.dumps(make_doc(i, rng, base)))
+        paths.append(path)
+    return paths
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=1_000_000)
+    ap.add_argument("--new", type=int, default=1000)
+    ap.add_argument("--json", default=str(Path(__file__).parent / "out" / "query.json"))
+    ap.add_argument("--dir", default=None)
+    args = ap.parse_args()
+    log("machine", machine())
+    log("runs", args.runs)
+    tmp = args.dir or tempfile.mkdtemp(prefix="mlbench-query-")
+    os.chmod(tmp, 0o755)  # the PostgreSQL server user must reach its data folder
+    root = os.path.join(tmp, "store")
+    config = FileStoreConfig(root=root, experiment_id=EXP)
+    fs = FileStore(config)
+    folder = fs.get_working_directory()
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "_meta.json"), "wb") as fh:
+        fh.write(orjson.dumps({"format": "metalab-filestore", "layout_version": 1,
+                               "experiment_id": EXP}))
+    t0 = time.perf_counter()
+    write_runs(folder, 0, args.runs, 1)
+    log("generate_s", round(time.perf_counter() - t0, 1))
+
+    # (a) full scan of the files (the in-memory engine over iter_run_documents)
+    t0 = time.perf_counter()
+    scan = Store.query_runs(fs, where=WHERE, columns=COLUMNS)
+    scan_s = time.perf_counter() - t0
+    log("scan_query_s", round(scan_s, 3))
+    log("selected_runs", len(scan))
+
+    t0 = time.perf_counter()
+    fs.reindex_catalog()
+    log("catalog_build_s", round(time.perf_counter() - t0, 1))
+    cat_rows = fs.query_runs(where=WHERE, columns=COLUMNS)
+    assert cat_rows == scan, "catalog and scan disagree"
+    cat_s = best_of(lambda: fs.query_runs(where=WHERE, columns=COLUMNS), repeat=3)
+    log("catalog_query_s", round(cat_s, 4))
+    log("catalog_speedup_x", round(scan_s / cat_s, 1))
+    catalog = Catalog(folder)
+    log("catalog_refresh_nochange_s", round(best_of(catalog.refresh, repeat=3), 4))
+    log("catalog_size_mb", round(os.path.getsize(catalog.path) / 2**20, 1))
+
+    # (b) incremental refresh after new runs
+    paths = write_runs(folder, args.runs, args.new, 2)
+    t0 = time.perf_counter()
+    reads = catalog.refresh()
+    refresh_s = time.perf_counter() - t0
+    log("refresh_files_read", reads)
+    log("refresh_new_runs_s", round(refresh_s, 4))
+
+    def read_new() -> None:
+        for p in paths:
+            with open(p, "rb") as fh:
+                orjson.loads(fh.read())
+
+    read_s = best_of(read_new, repeat=3)
+    log("read_new_files_s", round(read_s, 4))
+    log("refresh_vs_read_x", round(refresh_s / read_s, 2))
+
+    def list_and_read() -> None:
+        names = os.listdir(os.path.join(folder, "runs"))
+        assert len(names) >= args.runs
+        read_new()
+
+    list_read_s = best_of(list_and_read, repeat=3)
+    log("list_dir_and_read_new_s", round(list_read_s, 4))
+    log("refresh_vs_list_and_read_x", round(refresh_s / list_read_s, 2))
+
+    # PostgreSQL
+    from metalab.services import start_server, stop_server
+    from metalab.store import PostgresStore
+
+    pg_dir = os.path.join(tmp, "pg")
+    info = start_server(pg_dir, fast=True)
+    try:
+        t0 = time.perf_counter()
+        pg = PostgresStore.from_filestore(info.url, fs, rebuild=True)
+        log("pg_rebuild_index_s", round(time.perf_counter() - t0, 1))
+        pg_rows = pg.query_runs(where=WHERE, columns=COLUMNS)
+        log("pg_selected_runs", len(pg_rows))
+        pg_s = best_of(lambda: pg.query_runs(where=WHERE, columns=COLUMNS), repeat=3)
+        log("pg_query_s", round(pg_s, 4))
+        log("pg_speedup_x", round(scan_s / pg_s, 1))
+
+        # (c) to_dataframe of ~100k runs x 30 columns
+        for name, store in (("catalog", fs), ("pg", pg)):
+            def frame(store: Store = store) -> None:
+                df = load_results(store, where=WIDE_WHERE, columns=WIDE_COLUMNS).to_dataframe()
+                out.setdefault("df_shape", list(df.shape))
+
+            log(f"df_{name}_s", round(best_of(frame, repeat=2), 3))
+        log("df_shape", out.get("df_shape"))
+
+        def frame_docs() -> None:
+            load_results(fs, where=WIDE_WHERE).to_dataframe()
+
+        log("df_catalog_whole_documents_s", round(best_of(frame_docs, repeat=1), 3))
+        pg.close()
+    finally:
+        stop_server(pg_dir, mode="fast", remove=True)
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(out, indent=2))
+    if args.dir is None:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,234 @@
+"""Column tables of Results for Arrow / polars / Parquet, long metric series, replicate aggregates.
+
+Functions here take a :class:`~metalab.analysis.Results` and are exposed as
+its methods (``to_arrow``, ``to_polars``, ``to_parquet``, ``metric_series``,
+``aggregate``).  pyarrow, polars and pandas are imported only when called.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from metalab._errors import CorruptRecordError, ValidationError
+from metalab._internal._atomic import atomic_write_bytes
+from metalab._internal._json import dumps
+from metalab._internal._time import from_iso
+from metalab.analysis._deps import require
+
+if TYPE_CHECKING:
+    from metalab.analysis._results import Results
+
+__all__ = ["STATS", "aggregate", "column_lists", "metric_series", "to_arrow", "to_parquet",
+           "to_polars"]
+
+_RECORD_COLUMNS = ("experiment_id", "status", "started_at", "finished_at", "duration_ms")
+#: statistics accepted by :func:`aggregate`
+STATS = ("count", "mean", "std", "sem", "min", "max", "median")
+
+
+def _keys(maps: list[dict[str, Any]]) -> list[str]:
+    seen: dict[str, None] = {}
+    for m in maps:
+        for k in m:
+            seen.setdefault(k, None)
+    return list(seen)
+
+
+def column_lists(results: Results, include_derived: bool = True) -> dict[str, list[Any]]:
+    """Column name -> Python values, named as in :meth:`Results.to_dataframe`."""
+    docs = results._docs
+    cols: dict[str, list[Any]] = {"run_id": [d["run_id"] for d in docs]}
+    cols["experiment_id"] = [d["experiment_id"] for d in docs]
+    cols["status"] = [d["status"] for d in docs]
+    for name in ("started_at", "finished_at"):
+        values = []
+        for d in docs:
+            try:
+                values.append(from_iso(d.get(name)))
+            except (ValueError, TypeError):
+                values.append(None)
+        cols[name] = values
+    cols["duration_ms"] = [
+        v if isinstance(v := d.get("duration_ms"), int | float) and not isinstance(v, bool)
+        else None
+        for d in docs
+    ]
+    params = [d.get("params") or {} for d in docs]
+    metrics = [d.get("metrics") or {} for d in docs]
+    for k in _keys(params):
+        cols[f"param_{k}"] = [p.get(k) for p in params]
+    for k in _keys(metrics):
+        column = f"metric_{k}" if (k in cols or k in _RECORD_COLUMNS) else k
+        cols[column] = [m.get(k) for m in metrics]
+    if include_derived:
+        derived = results._derived_list()
+        if derived:
+            for k in _keys(derived):
+                cols[f"derived_{k}"] = [m.get(k) for m in derived]
+    return cols
+
+
+def _arrow_array(pa: Any, values: list[Any]) -> Any:
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+        # mixed or nested values: keep them readable as JSON text
+        return pa.array(
+            [None if v is None else (v if isinstance(v, str) else dumps(v).decode())
+             for v in values],
+            type=pa.string(),
+        )
+
+
+def to_arrow(results: Results, include_derived: bool = True) -> Any:
+    """A ``pyarrow.Table`` with the columns of :meth:`Results.to_dataframe`.
+
+    A column whose values have no common Arrow type (e.g. ints and strings)
+    holds them as JSON text.
+    """
+    pa = require("pyarrow", "pandas", "Results.to_arrow()")
+    cols = column_lists(results, include_derived)
+    arrays = {}
+    for name, values in cols.items():
+        if name in ("started_at", "finished_at"):
+            arrays[name] = pa.array(values, type=pa.timestamp("us", tz="UTC"))
+        elif name == "duration_ms":
+            arrays[name] = pa.array(values, type=pa.float64())
+        else:
+            arrays[name] = _arrow_array(pa, values)
+    return pa.table(arrays)
+
+
+def to_polars(results: Results, include_derived: bool = True) -> Any:
+    """A ``polars.DataFrame`` (built from :func:`to_arrow`)."""
+    pl = require("polars", "polars", "Results.to_polars()")
+    return pl.from_arrow(to_arrow(results, include_derived))
+
+
+def to_parquet(results: Results, path: str | os.PathLike[str], include_derived: bool = True) -> str:
+    """Write :func:`to_arrow` as Parquet to ``path`` atomically; returns the path."""
+    require("pyarrow", "pandas", "Results.to_parquet()")
+    import pyarrow.parquet as pq
+
+    buf = io.BytesIO()
+    pq.write_table(to_arrow(results, include_derived), buf)
+    atomic_write_bytes(path, buf.getvalue())
+    return os.fspath(path)
+
+
+def metric_series(results: Results, names: str | Iterable[str]) -> Any:
+    """The stepped series ``names`` of every run as one long pandas DataFrame.
+
+    Columns ``run_id``, ``experiment_id``, ``name``, ``step``, ``value``; runs
+    without a series are left out (nothing is raised for them).  Unreadable
+    series files are reported like unreadable runs and skipped.
+    """
+    pd = require("pandas", "pandas", "Results.metric_series()")
+    wanted = [names] if isinstance(names, str) else list(names)
+    if not wanted or not all(isinstance(n, str) and n for n in wanted):
+        raise ValidationError(f"metric_series needs series names, got {names!r}")
+    run_ids: list[str] = []
+    exp_ids: list[str] = []
+    series_names: list[str] = []
+    steps: list[Any] = []
+    values: list[Any] = []
+    ctx = results._ctx
+    for doc in results._docs:
+        listed = doc.get("series")
+        for name in wanted:
+            if isinstance(listed, list) and name not in listed:
+                continue
+            try:
+                payload = ctx.store_for(doc["experiment_id"]).get_data(doc["run_id"], name)
+            except CorruptRecordError as exc:
+                ctx._report(exc) if ctx._report else None
+                continue
+            if not payload or payload.get("kind") != "series":
+                continue
+            data = payload.get("data") or {}
+            s, v = list(data.get("step") or []), list(data.get("value") or [])
+            n = min(len(s), len(v))
+            run_ids += [doc["run_id"]] * n
+            exp_ids += [doc["experiment_id"]] * n
+            series_names += [name] * n
+            steps += s[:n]
+            values += v[:n]
+    return pd.DataFrame({
+        "run_id": pd.Series(run_ids, dtype=object),
+        "experiment_id": pd.Series(exp_ids, dtype=object),
+        "name": pd.Series(series_names, dtype=object),
+        "step": pd.Series(steps, dtype="int64") if steps else pd.Series([], dtype="int64"),
+        "value": pd.Series(values, dtype="float64"),
+    })
+
+
+def aggregate(
+    results: Results,
+    by: str | Sequence[str] = "params",
+    metrics: Sequence[str] | None = None,
+    stats: Sequence[str] = ("mean", "std", "count"),
+) -> Any:
+    """Group runs (seed replicates) and summarise metrics per group (pandas DataFrame).
+
+    ``by``: ``"params"`` (every parameter: the runs of one parameter case,
+    i.e. its seed replicates, form a group) or a list of parameter names /
+    ``params.x`` fields.  ``metrics``: metric names (default: all).
+    ``stats``: from :data:`STATS`.  One row per group, columns
+    ``param_<name>`` for the keys, ``n_runs``, and ``<metric>_<stat>``.
+    Parameter values that are lists or objects group by their JSON text.
+
+    Raises:
+        ValidationError: an unknown statistic, parameter or metric.
+    """
+    pd = require("pandas", "pandas", "Results.aggregate()")
+    bad = [s for s in stats if s not in STATS]
+    if bad or not stats:
+        raise ValidationError(f"unknown statistic(s) {bad}; use some of {', '.join(STATS)}")
+    docs = results._docs
+    all_params = _keys([d.get("params") or {} for d in docs])
+    all_metrics = _keys([d.get("metrics") or {} for d in docs])
+    if isinstance(by, str) and by in ("params", "param"):
+        keys = all_params
+    else:
+        names = [by] if isinstance(by, str) else list(by)
+        keys = [n.split(".", 1)[1] if n.startswith(("params.", "param.")) else n for n in names]
+        unknown = [k for k in keys if k not in all_params]
+        if unknown and docs:
+            raise ValidationError(
+                f"unknown parameter(s) {unknown} in aggregate(by=...); known: {all_params}"
+            )
+    chosen = list(metrics) if metrics is not None else all_metrics
+    chosen = [m.split(".", 1)[1] if m.startswith(("metrics.", "metric.")) else m for m in chosen]
+    unknown = [m for m in chosen if m not in all_metrics]
+    if unknown and docs:
+        raise ValidationError(f"unknown metric(s) {unknown} in aggregate(); known: {all_metrics}")
+
+    def hashable(v: Any) -> Any:
+        return dumps(v).decode() if isinstance(v, list | dict) else v
+
+    frame: dict[str, Any] = {}
+    for k in keys:
+        frame[f"param_{k}"] = pd.Series(
+            [hashable((d.get("params") or {}).get(k)) for d in docs], dtype=object
+        )
+    for m in chosen:
+        frame[f"__m_{m}"] = pd.to_numeric(
+            pd.Series([(d.get("metrics") or {}).get(m) for d in docs], dtype=object),
+            errors="coerce",
+        )
+    df = pd.DataFrame(frame)
+    key_cols = [f"param_{k}" for k in keys]
+    if not key_cols:
+        df["__all"] = 0
+        key_cols = ["__all"]
+    grouped = df.groupby(key_cols, dropna=False, sort=True)
+    out = grouped.size().rename("n_runs").to_frame()
+    for m in chosen:
+        col = grouped[f"__m_{m}"]
+        for s in stats:
+            out[f"{m}_{s}"] = col.agg(s)
+    out = out.reset_index()
+    return out.drop(columns=["__all"]) if "__all" in out.columns else out

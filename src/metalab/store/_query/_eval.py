@@ -1,0 +1,339 @@
+"""The in-memory engine: evaluate a :class:`Query` over raw run documents.
+
+This is the reference semantics (see :mod:`._ast`); the SQLite and
+PostgreSQL compilers must give the same answers.  Pure functions, thread-safe.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from metalab._internal._time import to_iso
+from metalab.store._query._ast import (
+    And,
+    Between,
+    Compare,
+    Contains,
+    Field,
+    In,
+    IsNull,
+    Node,
+    Not,
+    Or,
+    Query,
+    StartsWith,
+    TrueNode,
+    kind_of,
+    to_micros,
+)
+
+__all__ = [
+    "DerivedOf",
+    "evaluate",
+    "known_fields",
+    "lost_cutoff",
+    "micros_to_iso",
+    "parse_time",
+    "predicate",
+    "project",
+    "run_query",
+    "sort_documents",
+]
+
+DerivedOf = Callable[[dict[str, Any]], dict[str, Any] | None]
+Getter = Callable[[dict[str, Any], dict[str, Any] | None], Any]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_RANK = {"number": 0, "string": 1, "boolean": 2}
+
+
+def lost_cutoff(now: datetime | None = None, lost_after: float | None = None) -> int:
+    """Instant (µs) before which a running run's heartbeat means ``lost``."""
+    from metalab.store._base import lost_after_seconds
+
+    current = now or datetime.now(UTC)
+    limit = lost_after if lost_after is not None else lost_after_seconds()
+    return to_micros(current) - round(limit * 1_000_000)
+
+
+def parse_time(value: Any) -> int | None:
+    """µs since the epoch of an ISO string (naive = UTC), or None."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return to_micros(dt)
+
+
+def micros_to_iso(us: int | None) -> str | None:
+    return None if us is None else to_iso(_EPOCH + timedelta(microseconds=us))
+
+
+def effective_status(doc: dict[str, Any], cutoff: int) -> str | None:
+    status = doc.get("status")
+    if not isinstance(status, str):
+        return None
+    if status == "running":
+        hb = parse_time(doc.get("heartbeat_at") or doc.get("started_at"))
+        if hb is not None and hb < cutoff:
+            return "lost"
+    return status
+
+
+def norm_tags(value: Any) -> list[str]:
+    if not isinstance(value, list):
+        return []
+    return [t if isinstance(t, str) else ("" if t is None else str(t)) for t in value]
+
+
+def norm_number(value: Any) -> Any:
+    return value if kind_of(value) == "number" else None
+
+
+def getter(field: Field, cutoff: int) -> Getter:
+    """A function (doc, derived) -> the field's value (normalised for fixed fields)."""
+    ns, name = field.ns, field.name
+    if ns == "derived":
+        if not name:
+            return lambda d, der: {k: v for k, v in (der or {}).items() if v is not None}
+        return lambda d, der: (der or {}).get(name)
+    if ns in ("params", "metrics"):
+        if not name:
+            def whole(d: dict[str, Any], der: Any) -> Any:
+                m = d.get(ns)
+                return {k: v for k, v in m.items() if v is not None} if isinstance(m, dict) else {}
+            return whole
+
+        def dyn(d: dict[str, Any], der: Any) -> Any:
+            m = d.get(ns)
+            return m.get(name) if isinstance(m, dict) else None
+        return dyn
+    if ns == "status":
+        return lambda d, der: effective_status(d, cutoff)
+    if ns in ("started_at", "finished_at"):
+        return lambda d, der: parse_time(d.get(ns))
+    if ns == "duration_ms":
+        return lambda d, der: norm_number(d.get("duration_ms"))
+    if ns == "tags":
+        return lambda d, der: norm_tags(d.get("tags"))
+    return lambda d, der: (v if isinstance(v := d.get(ns), str) else None)
+
+
+def _same(value: Any, lit: Any) -> bool:
+    k = kind_of(value)
+    return k == kind_of(lit) and k in _RANK and bool(value == lit)
+
+
+def _cmp(op: str, value: Any, lit: Any) -> bool:
+    k = kind_of(value)
+    if k != kind_of(lit) or k not in _RANK:
+        return False
+    if op == "=":
+        return bool(value == lit)
+    if op == "!=":
+        return bool(value != lit)
+    if k == "boolean":
+        return False
+    if op == "<":
+        return bool(value < lit)
+    if op == "<=":
+        return bool(value <= lit)
+    if op == ">":
+        return bool(value > lit)
+    return bool(value >= lit)
+
+
+Pred = Callable[[dict[str, Any], dict[str, Any] | None], bool]
+
+
+def predicate(node: Node, cutoff: int) -> Pred:
+    """Compile a filter to a Python function ``(doc, derived) -> bool``."""
+    if isinstance(node, TrueNode):
+        return lambda d, der: True
+    if isinstance(node, And):
+        parts = [predicate(n, cutoff) for n in node.items]
+        return lambda d, der: all(p(d, der) for p in parts)
+    if isinstance(node, Or):
+        parts = [predicate(n, cutoff) for n in node.items]
+        return lambda d, der: any(p(d, der) for p in parts)
+    if isinstance(node, Not):
+        inner = predicate(node.item, cutoff)
+        return lambda d, der: not inner(d, der)
+    get = getter(node.field, cutoff)  # type: ignore[attr-defined]
+    if isinstance(node, Compare):
+        op, lit = node.op, node.value
+        return lambda d, der: _cmp(op, get(d, der), lit)
+    if isinstance(node, In):
+        values, negate = node.values, node.negate
+
+        def member(d: dict[str, Any], der: Any) -> bool:
+            v = get(d, der)
+            if kind_of(v) not in _RANK:
+                return False
+            hit = any(_same(v, x) for x in values)
+            return not hit if negate else hit
+        return member
+    if isinstance(node, Between):
+        lo, hi = node.low, node.high
+        return lambda d, der: _cmp(">=", v := get(d, der), lo) and _cmp("<=", v, hi)
+    if isinstance(node, StartsWith):
+        prefix = node.prefix
+        return lambda d, der: isinstance(v := get(d, der), str) and v.startswith(prefix)
+    if isinstance(node, Contains):
+        lit = node.value
+
+        def contains(d: dict[str, Any], der: Any) -> bool:
+            v = get(d, der)
+            if isinstance(v, str):
+                return isinstance(lit, str) and lit in v
+            if isinstance(v, list):
+                return any(_same(e, lit) for e in v)
+            return False
+        return contains
+    if isinstance(node, IsNull):
+        negate = node.negate
+        return lambda d, der: (get(d, der) is None) != negate
+    raise TypeError(f"unknown query node {node!r}")
+
+
+def evaluate(node: Node, doc: dict[str, Any], derived: dict[str, Any] | None = None,
+             cutoff: int | None = None) -> bool:
+    """Does ``doc`` match ``node``?  (Convenience for single documents.)"""
+    return predicate(node, lost_cutoff() if cutoff is None else cutoff)(doc, derived)
+
+
+def _identity_key(pair: tuple[dict[str, Any], Any]) -> tuple[str, str]:
+    eid, rid = pair[0].get("experiment_id"), pair[0].get("run_id")
+    return (eid if isinstance(eid, str) else "", rid if isinstance(rid, str) else "")
+
+
+def _rank_value(value: Any) -> tuple[int, Any]:
+    rank = _RANK.get(kind_of(value), 3)
+    return rank, (value if rank < 3 else None)
+
+
+def sort_documents(
+    items: list[tuple[dict[str, Any], dict[str, Any] | None]],
+    order: tuple[tuple[Field, bool], ...],
+    cutoff: int,
+) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
+    """Sort (doc, derived) pairs by ``order`` then experiment id and run id."""
+    getters = [(getter(f, cutoff), desc) for f, desc in order]
+    keyed = []
+    for doc, der in items:
+        keys = [_rank_value(g(doc, der)) for g, _ in getters]
+        eid = doc.get("experiment_id")
+        rid = doc.get("run_id")
+        keyed.append((keys, (eid if isinstance(eid, str) else "", rid if isinstance(rid, str) else ""), doc, der))
+    descs = [desc for _, desc in getters]
+
+    def compare(a: Any, b: Any) -> int:
+        for (ra, va), (rb, vb), desc in zip(a[0], b[0], descs, strict=True):
+            if ra != rb:
+                return -1 if ra < rb else 1
+            if ra == 3 or va == vb:
+                continue
+            lower = va < vb
+            return (1 if lower else -1) if desc else (-1 if lower else 1)
+        if a[1] != b[1]:
+            return -1 if a[1] < b[1] else 1
+        return 0
+
+    keyed.sort(key=functools.cmp_to_key(compare))
+    return [(doc, der) for _, _, doc, der in keyed]
+
+
+def project(doc: dict[str, Any], derived: dict[str, Any] | None, columns: tuple[Field, ...],
+            cutoff: int) -> dict[str, Any]:
+    """The projected document: identity fields plus the requested columns.
+
+    Always ``run_id``, ``experiment_id``, ``status`` (as a reader sees it) and
+    ``started_at`` (ISO, UTC); params/metrics/derived columns go into nested
+    dicts (present when any of their columns was asked for); missing and null
+    values are left out.
+    """
+    out: dict[str, Any] = {
+        "run_id": doc.get("run_id"),
+        "experiment_id": doc.get("experiment_id"),
+        "status": effective_status(doc, cutoff),
+        "started_at": micros_to_iso(parse_time(doc.get("started_at"))),
+    }
+    for f in columns:
+        if f.ns in ("params", "metrics", "derived"):
+            bucket = out.setdefault(f.ns, {})
+            if not f.name:
+                bucket.update(getter(f, cutoff)(doc, derived))
+            else:
+                v = getter(f, cutoff)(doc, derived)
+                if v is not None:
+                    bucket[f.name] = v
+        elif f.ns in ("started_at", "finished_at"):
+            out[f.ns] = micros_to_iso(parse_time(doc.get(f.ns)))
+        elif f.ns == "status":
+            continue
+        else:
+            out[f.ns] = getter(f, cutoff)(doc, derived)
+    return out
+
+
+def known_fields(docs: Iterable[dict[str, Any]], derived: Iterable[dict[str, Any]] = ()) -> set[str]:
+    """``{"params.x", "metrics.y", "derived.z"}`` with a non-null value in some document."""
+    names: set[str] = set()
+    for d in docs:
+        for ns in ("params", "metrics"):
+            m = d.get(ns)
+            if isinstance(m, dict):
+                names.update(f"{ns}.{k}" for k, v in m.items() if v is not None)
+    for der in derived:
+        names.update(f"derived.{k}" for k, v in der.items() if v is not None)
+    return names
+
+
+def run_query(
+    docs: Iterable[dict[str, Any]],
+    query: Query,
+    derived_of: DerivedOf | None = None,
+    cutoff: int | None = None,
+    *,
+    check: bool = True,
+) -> list[dict[str, Any]]:
+    """Evaluate ``query`` over documents: filter, order, limit, project.
+
+    ``derived_of(doc)`` gives a run's derived values (called only when the
+    query uses derived fields).  Unknown fields raise UnknownFieldError
+    (``check``).
+    """
+    from metalab.store._query._ast import check_fields
+
+    cut = lost_cutoff() if cutoff is None else cutoff
+    pred = predicate(query.where, cut)
+    need_derived = query.uses_derived and derived_of is not None
+    # one streaming pass: keep only the hits, note which fields exist
+    names_needed = check and any(f.ns in ("params", "metrics", "derived") and f.name
+                                 for f in query.fields())
+    names: set[str] = set()
+    any_runs = False
+    hits: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
+    for d in docs:
+        any_runs = True
+        der = derived_of(d) if need_derived and derived_of else None
+        if names_needed:
+            names |= known_fields((d,), (der,) if der else ())
+        if pred(d, der):
+            hits.append((d, der))
+    if check:
+        check_fields(query, lambda: names, any_runs=any_runs)
+    if query.order:
+        hits = sort_documents(hits, query.order, cut)
+    else:
+        hits.sort(key=_identity_key)
+    if query.limit is not None:
+        hits = hits[: query.limit]
+    if query.columns is None:
+        return [d for d, _ in hits]
+    return [project(d, der, query.columns, cut) for d, der in hits]

@@ -1,0 +1,293 @@
+"""Compile a :class:`Query` to PostgreSQL over the PostgresStore index tables.
+
+The SQL text is composed with :mod:`psycopg.sql`: the schema is an
+:class:`~psycopg.sql.Identifier`, every value and every JSON key (parameter,
+metric and derived names) is a bound parameter (``params -> %s``); nothing
+user-given is ever part of the SQL text.
+
+Each atomic predicate is a ``CASE`` whose type test runs before the typed
+comparison and whose ``ELSE`` is false, so predicates are never NULL and
+``NOT`` is plain negation, as in the in-memory engine.  Strings compare with
+``COLLATE "C"`` (code point order, like Python).  The query must run with
+``TimeZone = 'UTC'`` (times without a zone are UTC, as in Python).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from metalab.store._query._ast import (
+    And,
+    Between,
+    Compare,
+    Contains,
+    Field,
+    In,
+    IsNull,
+    Node,
+    Not,
+    Or,
+    Query,
+    StartsWith,
+    TrueNode,
+    kind_of,
+)
+
+__all__ = ["TIME_RE", "PgCompiler"]
+
+#: what a heartbeat must look like to be cast to a time in SQL (else: not lost)
+TIME_RE = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?)?"
+    r"(Z|[+-][0-9]{2}(:?[0-9]{2})?)?$"
+)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _from_micros(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=us)
+
+
+class _Acc:
+    """How to test and read one field in SQL (text with ``%s`` placeholders + args)."""
+
+    def __init__(self, kind: str, sql: str, args: list[Any]) -> None:
+        self.kind = kind  # "json", "string", "time", "number", "tags"
+        self.sql = sql
+        self.args = args
+
+    def test(self, k: str) -> tuple[str, list[Any]] | None:
+        v, a = self.sql, self.args
+        if self.kind == "json":
+            return f"jsonb_typeof({v}) = '{_JSON_TYPE[k]}'", list(a)
+        if self.kind == "string":
+            return (f"{v} IS NOT NULL", list(a)) if k == "string" else None
+        if self.kind in ("time", "number"):
+            return (f"{v} IS NOT NULL", list(a)) if k == "number" else None
+        return None
+
+    def value(self, k: str) -> tuple[str, list[Any]]:
+        v, a = self.sql, list(self.args)
+        if self.kind == "json":
+            if k == "number":
+                return f"({v})::float8", a
+            if k == "string":
+                return f'(({v}) #>> \'{{{{}}}}\') COLLATE "C"', a
+            return f"({v})::boolean", a
+        if self.kind == "string":
+            return f'({v}) COLLATE "C"', a
+        return v, a
+
+
+_JSON_TYPE = {"number": "number", "string": "string", "boolean": "boolean"}
+
+
+class PgCompiler:
+    """Builds the SELECT of one query (call :meth:`select`)."""
+
+    def __init__(self, cutoff: int) -> None:
+        self.cutoff = cutoff
+
+    # ------------------------------------------------------------ fields
+    def acc(self, field: Field) -> _Acc:
+        ns = field.ns
+        if ns in ("params", "metrics"):
+            return _Acc("json", f"r.{ns} -> %s", [field.name])
+        if ns == "derived":
+            return _Acc("json", 'd."values" -> %s', [field.name])
+        if ns == "status":
+            return _Acc(
+                "string",
+                "(CASE WHEN r.status <> 'running' THEN r.status "
+                "WHEN (CASE WHEN _hb.hb ~ %s THEN _hb.hb::timestamptz END) < %s THEN 'lost' "
+                "ELSE r.status END)",
+                [TIME_RE, _from_micros(self.cutoff)],
+            )
+        if ns in ("started_at", "finished_at"):
+            return _Acc("time", f"r.{ns}", [])
+        if ns == "duration_ms":
+            return _Acc("number", "r.duration_ms", [])
+        if ns == "tags":
+            return _Acc("tags", "r.tags", [])
+        return _Acc("string", f"r.{ns}", [])  # run_id, experiment_id
+
+    def _bind(self, acc: _Acc, lit: Any) -> Any:
+        if acc.kind == "time":
+            return _from_micros(lit)
+        if kind_of(lit) == "number":
+            return float(lit)
+        return lit
+
+    def _cmp(self, acc: _Acc, op: str, lit: Any) -> tuple[str, list[Any]]:
+        k = kind_of(lit)
+        test = acc.test(k)
+        if test is None or (k == "boolean" and op not in ("=", "!=")):
+            return "false", []
+        value, vargs = acc.value(k)
+        sql_op = "<>" if op == "!=" else op
+        return (
+            f"(CASE WHEN {test[0]} THEN {value} {sql_op} %s ELSE false END)",
+            test[1] + vargs + [self._bind(acc, lit)],
+        )
+
+    # ------------------------------------------------------------ filter
+    def where(self, node: Node) -> tuple[str, list[Any]]:
+        if isinstance(node, TrueNode):
+            return "true", []
+        if isinstance(node, And | Or):
+            subs = [self.where(n) for n in node.items]
+            joiner = " AND " if isinstance(node, And) else " OR "
+            return "(" + joiner.join(p for p, _ in subs) + ")", [a for _, sa in subs for a in sa]
+        if isinstance(node, Not):
+            inner, args = self.where(node.item)
+            return f"(NOT {inner})", args
+        acc = self.acc(node.field)  # type: ignore[attr-defined]
+        if isinstance(node, Compare):
+            return self._cmp(acc, node.op, node.value)
+        if isinstance(node, Between):
+            lo, lo_args = self._cmp(acc, ">=", node.low)
+            hi, hi_args = self._cmp(acc, "<=", node.high)
+            return f"({lo} AND {hi})", lo_args + hi_args
+        if isinstance(node, In):
+            groups: dict[str, list[Any]] = {}
+            for v in node.values:
+                groups.setdefault(kind_of(v), []).append(v)
+            parts: list[str] = []
+            args = []
+            for k, values in groups.items():
+                test = acc.test(k)
+                if test is None:
+                    continue
+                value, vargs = acc.value(k)
+                parts.append(f"(CASE WHEN {test[0]} THEN {value} = ANY(%s) ELSE false END)")
+                args += test[1] + vargs + [[self._bind(acc, v) for v in values]]
+            hit = "(" + " OR ".join(parts) + ")" if parts else "false"
+            if not node.negate:
+                return hit, args
+            tests = [t for t in (acc.test(k) for k in _JSON_TYPE) if t is not None]
+            scalar = "(" + " OR ".join(t for t, _ in tests) + ")" if tests else "false"
+            sargs = [a for _, targs in tests for a in targs]
+            return f"(COALESCE({scalar}, false) AND NOT {hit})", sargs + args
+        if isinstance(node, StartsWith):
+            test = acc.test("string")
+            if test is None:
+                return "false", []
+            value, vargs = acc.value("string")
+            return (
+                f"(CASE WHEN {test[0]} THEN starts_with({value}, %s) ELSE false END)",
+                test[1] + vargs + [node.prefix],
+            )
+        if isinstance(node, Contains):
+            return self._contains(acc, node.value)
+        if isinstance(node, IsNull):
+            v, a = acc.sql, list(acc.args)
+            if acc.kind == "json":
+                expr = f"COALESCE(jsonb_typeof({v}), 'null') = 'null'"
+            else:
+                expr = f"({v}) IS NULL"
+            return (f"(NOT {expr})" if node.negate else f"({expr})"), a
+        raise TypeError(f"unknown query node {node!r}")
+
+    def _contains(self, acc: _Acc, lit: Any) -> tuple[str, list[Any]]:
+        from psycopg.types.json import Jsonb
+
+        v, a = acc.sql, list(acc.args)
+        if acc.kind == "tags":
+            return f"(%s = ANY({v}))", [lit]
+        if acc.kind == "string":
+            return f"(CASE WHEN {v} IS NOT NULL THEN strpos({v}, %s) > 0 ELSE false END)", a + a + [lit]
+        if acc.kind != "json":
+            return "false", []
+        elem = Jsonb([lit])
+        if isinstance(lit, str):
+            return (
+                f"(CASE jsonb_typeof({v}) WHEN 'string' THEN strpos(({v}) #>> '{{{{}}}}', %s) > 0 "
+                f"WHEN 'array' THEN ({v}) @> %s ELSE false END)",
+                a + a + [lit] + a + [elem],
+            )
+        return f"(CASE WHEN jsonb_typeof({v}) = 'array' THEN ({v}) @> %s ELSE false END)", a + a + [elem]
+
+    # ------------------------------------------------------------ order
+    def order(self, query: Query) -> tuple[str, list[Any]]:
+        parts: list[str] = []
+        args: list[Any] = []
+        for field, desc in query.order:
+            acc = self.acc(field)
+            direction = " DESC" if desc else ""
+            v, a = acc.sql, acc.args
+            if acc.kind == "json":
+                parts.append(
+                    f"(CASE jsonb_typeof({v}) WHEN 'number' THEN 0 WHEN 'string' THEN 1 "
+                    "WHEN 'boolean' THEN 2 ELSE 3 END)"
+                )
+                args += a
+                for k in ("number", "string", "boolean"):
+                    value, vargs = acc.value(k)
+                    parts.append(
+                        f"(CASE WHEN jsonb_typeof({v}) = '{k}' THEN {value} END){direction}"
+                    )
+                    args += a + vargs
+            else:
+                parts.append(f"(CASE WHEN {v} IS NULL THEN 3 ELSE 0 END)")
+                args += a
+                value, vargs = acc.value("string" if acc.kind == "string" else "number")
+                parts.append(f"{value}{direction}")
+                args += vargs
+        parts += ['r.experiment_id COLLATE "C"', 'r.run_id COLLATE "C"']
+        return ", ".join(parts), args
+
+    # ------------------------------------------------------------ select
+    def select(self, query: Query, experiment_id: str | None
+               ) -> tuple[str, list[Any], list[tuple[str, str, str, int]]]:
+        """(SQL template with ``{s}`` for the schema, args, plan of the projected columns).
+
+        The plan has one ``(kind, ns, name, select index)`` per requested column;
+        params/metrics/derived columns read their namespace's JSON object once
+        (one value per row and namespace travels, not one per field).
+        """
+        cols: list[str] = []
+        args: list[Any] = []
+        plan: list[tuple[str, str, str, int]] = []
+        if query.columns is None:
+            cols.append("r.record")
+        else:
+            status = self.acc(Field("status"))
+            cols += ["r.run_id", "r.experiment_id", status.sql, "r.started_at"]
+            args += status.args
+            ns_index: dict[str, int] = {}
+            for f in query.columns:
+                if f.ns in ("params", "metrics", "derived"):
+                    if f.ns not in ns_index:
+                        ns_index[f.ns] = len(cols)
+                        cols.append('d."values"' if f.ns == "derived" else f"r.{f.ns}")
+                    plan.append(("map" if not f.name else "value", f.ns, f.name, ns_index[f.ns]))
+                elif f.ns != "status":
+                    acc = self.acc(f)
+                    plan.append((acc.kind, f.ns, "", len(cols)))
+                    cols.append(acc.sql)
+                    args += acc.args
+        where, wargs = self.where(query.where)
+        order, oargs = self.order(query)
+        uses_status = any(f.ns == "status" for f in query.fields()) or query.columns is not None
+        uses_derived = query.uses_derived
+        hb = (
+            " CROSS JOIN LATERAL (SELECT CASE WHEN r.status = 'running' THEN COALESCE("
+            "NULLIF(r.record::jsonb ->> 'heartbeat_at', ''), r.record::jsonb ->> 'started_at') "
+            "END AS hb) _hb"
+            if uses_status else ""
+        )
+        join = (
+            " LEFT JOIN {s}.derived d ON d.experiment_id = r.experiment_id AND d.run_id = r.run_id"
+            if uses_derived else ""
+        )
+        scope = ""
+        sargs: list[Any] = []
+        if experiment_id is not None:
+            scope = "r.experiment_id = %s AND "
+            sargs = [experiment_id]
+        sql = f"SELECT {', '.join(cols)} FROM {{s}}.runs r{join}{hb} WHERE {scope}{where} ORDER BY {order}"
+        all_args = args + sargs + wargs + oargs
+        if query.limit is not None:
+            sql += " LIMIT %s"
+            all_args.append(query.limit)
+        return sql, all_args, plan

@@ -1,0 +1,191 @@
+"""Compile a :class:`Query` to SQLite over the FileStore catalog tables.
+
+Every value is a bound parameter (``:pN``); the only identifiers written into
+the SQL are the catalog's own generated column names (``f12`` / ``g3``, checked
+against a strict pattern), never a user-given name.
+
+Cell encoding (see :func:`encode`): numbers as INTEGER/REAL, strings as
+TEXT, booleans as a one-byte BLOB, lists and objects as a BLOB ``b"J" +
+JSON``, null and missing as NULL.  Every atomic predicate is written so it is
+never NULL (a type test guards each comparison), so ``NOT`` is plain
+negation, as in the in-memory engine.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from metalab._internal._json import dumps, loads
+from metalab.store._query._ast import (
+    And,
+    Between,
+    Compare,
+    Contains,
+    Field,
+    In,
+    IsNull,
+    Node,
+    Not,
+    Or,
+    Query,
+    StartsWith,
+    TrueNode,
+    kind_of,
+)
+
+__all__ = ["COLUMN_RE", "SqliteCompiler", "decode", "encode"]
+
+COLUMN_RE = re.compile(r"^[fg][0-9]{1,6}$")
+_TRUE, _FALSE = b"\x01", b"\x00"
+_INT64 = 2**63
+
+
+def encode(value: Any) -> Any:
+    """A JSON value as a catalog cell."""
+    if value is None:
+        return None
+    if value is True:
+        return _TRUE
+    if value is False:
+        return _FALSE
+    if isinstance(value, int):
+        return value if -_INT64 <= value < _INT64 else float(value)
+    if isinstance(value, float | str):
+        return value
+    return b"J" + dumps(value)
+
+
+def decode(cell: Any) -> Any:
+    if isinstance(cell, bytes):
+        if cell == _TRUE:
+            return True
+        if cell == _FALSE:
+            return False
+        return loads(cell[1:])
+    return cell
+
+
+def _lit(value: Any) -> Any:
+    if value is True or value is False:
+        return _TRUE if value else _FALSE
+    return encode(value)
+
+
+_KIND_TEST = {
+    "number": "typeof({c}) IN ('integer','real')",
+    "string": "typeof({c}) = 'text'",
+    "boolean": "(typeof({c}) = 'blob' AND length({c}) = 1)",
+}
+_RANK = (
+    "(CASE WHEN typeof({c}) IN ('integer','real') THEN 0 WHEN typeof({c}) = 'text' THEN 1 "
+    "WHEN typeof({c}) = 'blob' AND length({c}) = 1 THEN 2 ELSE 3 END)"
+)
+_JSON_KIND = {
+    "number": "j.type IN ('integer','real')",
+    "string": "j.type = 'text'",
+}
+
+
+class SqliteCompiler:
+    """Builds the SELECT of one query.
+
+    ``column_of(field)`` returns the SQL expression of a params/metrics/
+    derived field (``"r.f3"``, ``"d.g1"``) or ``None`` when no run has it.
+    """
+
+    def __init__(self, column_of: Callable[[Field], str | None], cutoff: int) -> None:
+        self.column_of = column_of
+        self.cutoff = cutoff
+        self.params: dict[str, Any] = {}
+
+    def bind(self, value: Any) -> str:
+        key = f"p{len(self.params)}"
+        self.params[key] = value
+        return f":{key}"
+
+    def expr(self, field: Field) -> str:
+        ns = field.ns
+        if ns in ("params", "metrics", "derived"):
+            col = self.column_of(field)
+            return col if col is not None else "NULL"
+        if ns == "status":
+            return (
+                f"(CASE WHEN r.status = 'running' AND r.hb < {self.bind(self.cutoff)} "
+                "THEN 'lost' ELSE r.status END)"
+            )
+        if ns == "started_at":
+            return "r.started_us"
+        if ns == "finished_at":
+            return "r.finished_us"
+        return {"run_id": "r.run_id", "experiment_id": "r.experiment_id",
+                "duration_ms": "r.duration_ms", "tags": "r.tags"}[ns]
+
+    def _cmp(self, c: str, op: str, lit: Any) -> str:
+        kind = kind_of(lit)
+        if kind == "boolean" and op not in ("=", "!="):
+            return "0"
+        test = _KIND_TEST[kind].format(c=c)
+        return f"({test} AND {c} {op} {self.bind(_lit(lit))})"
+
+    def where(self, node: Node) -> str:
+        if isinstance(node, TrueNode):
+            return "1"
+        if isinstance(node, And):
+            return "(" + " AND ".join(self.where(n) for n in node.items) + ")"
+        if isinstance(node, Or):
+            return "(" + " OR ".join(self.where(n) for n in node.items) + ")"
+        if isinstance(node, Not):
+            return f"(NOT {self.where(node.item)})"
+        c = self.expr(node.field)  # type: ignore[attr-defined]
+        if isinstance(node, Compare):
+            return self._cmp(c, node.op, node.value)
+        if isinstance(node, Between):
+            return f"({self._cmp(c, '>=', node.low)} AND {self._cmp(c, '<=', node.high)})"
+        if isinstance(node, In):
+            groups: dict[str, list[Any]] = {}
+            for v in node.values:
+                groups.setdefault(kind_of(v), []).append(v)
+            parts = []
+            for kind, values in groups.items():
+                marks = ", ".join(self.bind(_lit(v)) for v in values)
+                parts.append(f"({_KIND_TEST[kind].format(c=c)} AND {c} IN ({marks}))")
+            hit = "(" + " OR ".join(parts) + ")" if parts else "0"
+            if not node.negate:
+                return hit
+            scalar = "(" + " OR ".join(_KIND_TEST[k].format(c=c) for k in _KIND_TEST) + ")"
+            return f"({scalar} AND NOT {hit})"
+        if isinstance(node, StartsWith):
+            p = self.bind(node.prefix)
+            return f"(typeof({c}) = 'text' AND substr({c}, 1, length({p})) = {p})"
+        if isinstance(node, Contains):
+            lit = node.value
+            if node.field.ns == "tags":
+                p = self.bind(lit)
+                return f"EXISTS (SELECT 1 FROM json_each({c}) j WHERE j.type = 'text' AND j.value = {p})"
+            kind = kind_of(lit)
+            if kind == "boolean":
+                elem = "j.type = 'true'" if lit else "j.type = 'false'"
+            else:
+                elem = f"{_JSON_KIND[kind]} AND j.value = {self.bind(lit)}"
+            in_list = (
+                f"(typeof({c}) = 'blob' AND length({c}) > 1 AND substr({c}, 1, 2) = X'4A5B' AND "
+                f"EXISTS (SELECT 1 FROM json_each(CAST(substr({c}, 2) AS TEXT)) j WHERE {elem}))"
+            )
+            if kind == "string":
+                return f"((typeof({c}) = 'text' AND instr({c}, {self.bind(lit)}) > 0) OR {in_list})"
+            return in_list
+        if isinstance(node, IsNull):
+            return f"({c} IS NOT NULL)" if node.negate else f"({c} IS NULL)"
+        raise TypeError(f"unknown query node {node!r}")
+
+    def order(self, query: Query) -> str:
+        parts: list[str] = []
+        for field, desc in query.order:
+            c = self.expr(field)
+            rank = _RANK.format(c=c)
+            parts.append(rank)
+            parts.append(f"(CASE WHEN {rank} < 3 THEN {c} END){' DESC' if desc else ''}")
+        parts += ["r.experiment_id", "r.run_id"]
+        return ", ".join(parts)

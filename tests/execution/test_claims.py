@@ -1,0 +1,175 @@
+"""Claims, heartbeats and lost runs (local executors; SLURM faults are in tests/slurm)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import exec_ops
+
+import metalab
+from metalab.definition import Experiment, grid, operation, seeds
+from metalab.execution import ThreadExecutor, run
+from metalab.store import FileStore
+from metalab.store._base import effective_status
+
+HERE = Path(__file__).parent
+
+
+def test_only_one_of_many_concurrent_claims_wins(tmp_path):
+    store = FileStore(tmp_path, "e:1")
+    wins: list[str] = []
+    barrier = threading.Barrier(16)
+
+    def claim(i: int) -> None:
+        barrier.wait()
+        if store.try_claim("r1", f"owner-{i}", stale_after=60):
+            wins.append(f"owner-{i}")
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(wins) == 1
+    owner = wins[0]
+    assert store.try_claim("r1", owner, 60)  # re-entrant for its owner
+    assert store.touch_heartbeat("r1", owner) and not store.touch_heartbeat("r1", "other")
+    store.release_claim("r1", "other")  # not the owner: no effect
+    assert not store.try_claim("r1", "other", 60)
+    store.release_claim("r1", owner)
+    assert store.try_claim("r1", "other", 60)
+
+
+def test_stale_claim_is_taken_over_by_exactly_one(tmp_path):
+    store = FileStore(tmp_path, "e:1")
+    assert store.try_claim("r1", "dead", 60)
+    claim = Path(store.get_working_directory(), ".claims", "r1.claim")
+    old = time.time() - 120
+    os.utime(claim, (old, old))
+    assert not store.try_claim("r1", "x", stale_after=300)  # not stale for a longer timeout
+    wins = []
+    barrier = threading.Barrier(8)
+
+    def take(i: int) -> None:
+        barrier.wait()
+        if store.try_claim("r1", f"new-{i}", stale_after=60):
+            wins.append(i)
+
+    threads = [threading.Thread(target=take, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(wins) == 1
+    assert claim.read_text().startswith(f"new-{wins[0]}")
+    assert [p.name for p in claim.parent.iterdir()] == ["r1.claim"]
+
+
+def test_effective_status_marks_stale_running_as_lost():
+    now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+    fresh = {"status": "running", "heartbeat_at": (now - timedelta(seconds=5)).isoformat()}
+    stale = {"status": "running", "heartbeat_at": (now - timedelta(seconds=90)).isoformat()}
+    assert effective_status(fresh, now, 60) == "running"
+    assert effective_status(stale, now, 60) == "lost"
+    assert effective_status({**stale, "status": "success"}, now, 60) == "success"
+    assert effective_status({"status": "running", "started_at": "2020-01-01T00:00:00Z"}, now, 60) == "lost"
+
+
+@operation
+def slow(params, runtime):
+    time.sleep(float(params["x"]))
+    return {"ok": 1}
+
+
+def test_heartbeat_refreshes_the_running_record(tmp_path, monkeypatch):
+    monkeypatch.setenv("METALAB_HEARTBEAT_INTERVAL", "0.1")
+    exp = Experiment(name="hb", version="1", context={}, operation=slow, params=grid(x=[1.0]),
+                     seeds=seeds(0, 1))
+    handle = run(exp, store=tmp_path, executor=ThreadExecutor(1))
+    runs = tmp_path / "hb_1" / "runs"
+    seen = set()
+    deadline = time.monotonic() + 5
+    while not handle.done and time.monotonic() < deadline:
+        for p in runs.glob("*.json"):
+            try:
+                doc = json.loads(p.read_text())
+            except ValueError:
+                continue
+            if doc["status"] == "running":
+                seen.add(doc["heartbeat_at"])
+        time.sleep(0.03)
+    handle.wait()
+    assert len(seen) >= 3, seen  # the heartbeat moved while the op ran
+    (rec,) = [json.loads(p.read_text()) for p in runs.glob("*.json")]
+    assert rec["status"] == "success"
+    assert list((tmp_path / "hb_1" / ".claims").iterdir()) == []  # claim released
+
+
+def test_run_claimed_by_another_launch_is_skipped(tmp_path):
+    exp = Experiment(name="cl", version="1", context={}, operation=exec_ops.failing,
+                     params=grid(x=[1]), seeds=seeds(0, 1))
+    rid = exp.spec(0).run_id
+    store = FileStore(tmp_path, "cl:1")
+    assert store.try_claim(rid, "someone-else", 60)
+    events = []
+    handle = run(exp, store=tmp_path, on_event=events.append)
+    assert handle.status.skipped == 1 and handle.status.failed == 0
+    assert [e.kind.value for e in events] == ["run_skipped"]
+    assert store.get_run_record(rid) is None
+
+
+def test_kill9_mid_run_then_lost_then_resume(tmp_path, monkeypatch):
+    counter = tmp_path / "count"
+    counter.mkdir()
+    block = tmp_path / "block"
+    block.write_text("x")
+    context = {"counter_dir": str(counter), "block": str(block)}
+    script = tmp_path / "job.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(HERE)!r})
+        import exec_ops
+        from metalab.definition import Experiment, grid, seeds
+        from metalab.execution import run
+        exp = Experiment(name="k9", version="1", context={context!r},
+                         operation=exec_ops.blocking, params=grid(x=[1, 2]), seeds=seeds(0, 1))
+        if __name__ == "__main__":
+            run(exp, store={str(tmp_path / "store")!r})
+    """))
+    env = {**os.environ, "METALAB_HEARTBEAT_INTERVAL": "0.1"}
+    proc = subprocess.Popen([sys.executable, str(script)], env=env)
+    runs = tmp_path / "store" / "k9_1" / "runs"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not list(runs.glob("*.json")):
+        time.sleep(0.05)
+    time.sleep(0.3)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    block.unlink()
+    (doc,) = [json.loads(p.read_text()) for p in runs.glob("*.json")]  # no corrupt record
+    assert doc["status"] == "running"
+    monkeypatch.setenv("METALAB_LOST_AFTER", "1")
+    time.sleep(1.2)
+    res = metalab.load_results(tmp_path / "store")
+    assert [r.status for r in res] == [metalab.Status.LOST]
+    # resume takes the stale claim over and finishes everything
+    exp = Experiment(name="k9", version="1", context=context, operation=exec_ops.blocking,
+                     params=grid(x=[1, 2]), seeds=seeds(0, 1))
+    handle = run(exp, store=tmp_path / "store")
+    assert handle.status.success == 2
+    recs = {p.stem: json.loads(p.read_text()) for p in runs.glob("*.json")}
+    assert {r["status"] for r in recs.values()} == {"success"}
+    assert recs[doc["run_id"]]["attempt"] == 2
+    counts: dict[str, int] = {}
+    for p in counter.iterdir():
+        counts[p.name.split(".")[0]] = counts.get(p.name.split(".")[0], 0) + 1
+    assert counts[doc["run_id"]] == 2 and sum(counts.values()) == 3

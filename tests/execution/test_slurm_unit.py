@@ -1,0 +1,164 @@
+"""SLURM pieces that need no cluster: config validation, the sbatch script, dry-run submissions."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import exec_ops
+import pytest
+
+import metalab
+from metalab import Experiment, grid, seeds
+from metalab.execution import SlurmConfig, SlurmExecutor, render_sbatch_script
+from metalab.execution._slurm import (
+    encode_ranges,
+    position_to_index,
+    range_starts,
+    sanitize_store_config,
+)
+
+GOLDEN = """\
+#!/bin/bash
+#SBATCH --job-name=metalab-train
+#SBATCH --output=/shared/exp/train_1/.slurm/x/logs/%A_%a.out
+#SBATCH --chdir=/home/me/proj
+#SBATCH --partition=gpu
+#SBATCH --time=02:00:00
+#SBATCH --ntasks=1
+#SBATCH --cpus-per-task=4
+#SBATCH --mem=8G
+#SBATCH --gres=gpu:1
+#SBATCH --account=lab
+#SBATCH --exclusive
+
+set -e
+module load cuda/12.1
+source /opt/venv/bin/activate
+export PYTHONUNBUFFERED=1
+exec /opt/venv/bin/python -m metalab.execution._slurm_task /shared/exp/train_1/.slurm/x/submission.json "${1:-0}"
+"""
+
+GOLDEN_DEFAULTS = """\
+#!/bin/bash
+#SBATCH --job-name=j
+#SBATCH --output=/s/logs/%A_%a.out
+#SBATCH --chdir=/w
+#SBATCH --time=01:00:00
+#SBATCH --ntasks=1
+#SBATCH --cpus-per-task=1
+
+set -e
+export PYTHONUNBUFFERED=1
+exec /usr/bin/python3 -m metalab.execution._slurm_task '/s/sub mission.json' "${1:-0}"
+"""
+
+
+def test_sbatch_script_golden_text():
+    cfg = SlurmConfig(
+        partition="gpu", time="02:00:00", cpus=4, memory="8G", gpus=1, modules=["cuda/12.1"],
+        setup="source /opt/venv/bin/activate", extra_sbatch={"account": "lab", "exclusive": None},
+    )
+    text = render_sbatch_script(
+        cfg, job_name="metalab-train", python="/opt/venv/bin/python",
+        submission="/shared/exp/train_1/.slurm/x/submission.json",
+        log_dir="/shared/exp/train_1/.slurm/x/logs", workdir="/home/me/proj",
+    )
+    assert text == GOLDEN
+    defaults = render_sbatch_script(
+        SlurmConfig(), job_name="j", python="/usr/bin/python3", submission="/s/sub mission.json",
+        log_dir="/s/logs", workdir="/w",
+    )
+    assert defaults == GOLDEN_DEFAULTS
+
+
+def test_unknown_options_are_refused_with_the_valid_ones():
+    with pytest.raises(metalab.ValidationError) as info:
+        SlurmConfig(partiton="gpu")
+    msg = str(info.value)
+    assert "partiton" in msg
+    for name in ("partition", "time", "cpus", "memory", "gpus", "max_concurrent", "chunk_size",
+                 "max_array_size", "modules", "setup", "extra_sbatch"):
+        assert name in msg
+    with pytest.raises(metalab.ValidationError, match="valid options"):
+        SlurmExecutor(chunksize=4)
+    with pytest.raises(metalab.ValidationError, match="valid options"):
+        SlurmConfig().replace(gpu=1)
+    assert SlurmExecutor(chunk_size=4).config.chunk_size == 4
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"cpus": 0}, "cpus"),
+        ({"chunk_size": True}, "chunk_size"),
+        ({"time": "forever"}, "time"),
+        ({"memory": "lots"}, "memory"),
+        ({"extra_sbatch": ["--array=0-3"]}, "must not set"),
+        ({"extra_sbatch": {"output": "x"}}, "must not set"),
+        ({"gpus": -1}, "gpus"),
+        ({"poll_interval": 0}, "poll_interval"),
+    ],
+)
+def test_invalid_values_are_refused(kwargs, match):
+    with pytest.raises(metalab.ValidationError, match=match):
+        SlurmConfig(**kwargs)
+
+
+def test_ranges_roundtrip():
+    indices = [0, 1, 2, 5, 6, 9, 20]
+    ranges = encode_ranges(indices)
+    assert ranges == [[0, 3], [5, 7], [9, 10], [20, 21]]
+    starts = range_starts(ranges)
+    assert [position_to_index(ranges, starts, p) for p in range(len(indices))] == indices
+
+
+def test_store_config_loses_its_password():
+    cfg = {"_type": "postgresql", "connection_string": "postgresql://bob:s3cret@db:5432/lab?sslmode=require",
+           "password": "x", "file_root": "/shared"}
+    clean = sanitize_store_config(cfg)
+    assert "s3cret" not in json.dumps(clean) and "password" not in clean
+    assert clean["connection_string"] == "postgresql://bob@db:5432/lab?sslmode=require"
+    kv = sanitize_store_config({"dsn": "host=db user=bob password=s3cret dbname=lab"})
+    assert "s3cret" not in kv["dsn"] and "dbname=lab" in kv["dsn"]
+
+
+def test_dry_run_of_a_100k_sweep_is_fast_and_small(tmp_path):
+    exp = Experiment(name="big", version="1", context={"root": str(tmp_path)}, operation=exec_ops.basic,
+                     params=grid(x=list(range(10_000))), seeds=seeds(0, 10))
+    t0 = time.perf_counter()
+    handle = metalab.run(exp, store=tmp_path, executor=SlurmExecutor(chunk_size=10, max_array_size=5000,
+                                                                     dry_run=True))
+    elapsed = time.perf_counter() - t0
+    sub = handle.submission
+    assert sub["n_pending"] == 100_000 and sub["n_tasks"] == 10_000
+    assert [a["count"] for a in sub["arrays"]] == [5000, 5000]
+    folder = Path(handle.submission_dir)
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    assert size < 1_000_000  # the submission itself is tiny: ranges, not run lists
+    manifest = handle.store.get_experiment_manifest("big:1")
+    assert manifest["submission"]["kind"] == "slurm"
+    assert elapsed < 30  # generous for CI; the benchmark records the real figure
+    assert handle.wait(timeout=1)
+
+
+def test_postgres_password_never_reaches_the_submission(tmp_path, monkeypatch):
+    from metalab.store import PostgresStoreConfig
+
+    cfg = PostgresStoreConfig(connection_string="postgresql://bob:s3cret@127.0.0.1:1/lab",
+                              file_root=str(tmp_path))
+    exp = Experiment(name="pw", version="1", context={}, operation=exec_ops.failing,
+                     params=grid(x=[1, 2]), seeds=seeds(0, 1))
+    handle = metalab.run(exp, store=cfg, executor=SlurmExecutor(max_array_size=10, dry_run=True))
+    for path in Path(handle.submission_dir).rglob("*"):
+        if path.is_file():
+            assert b"s3cret" not in path.read_bytes(), path
+    assert handle.submission["store"]["connection_string"] == "postgresql://bob@127.0.0.1:1/lab"
+
+
+def test_slurm_executor_is_only_for_whole_experiments(tmp_path):
+    with pytest.raises(metalab.ExecutionError, match=r"metalab\.run"):
+        SlurmExecutor().submit(None)  # type: ignore[arg-type]
+    assert os.environ.get("METALAB_NEVER_SET") is None

@@ -1,0 +1,85 @@
+"""Background index writes: callers never wait for the database, nothing is lost."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+from pg_helpers import file_docs, index_rows, records
+
+from metalab.store._postgres import _flusher
+
+
+def test_writes_do_not_wait_for_a_slow_index(make_store, pg_conn, pg_schema, file_root,
+                                              monkeypatch) -> None:
+    store = make_store("exp:1")
+    store.index.ping()
+    real_apply = store._index.apply
+    gate = threading.Event()
+
+    def slow_apply(**kw):
+        gate.wait(5)  # the database "hangs" until the writes are done
+        real_apply(**kw)
+
+    monkeypatch.setattr(store._index, "apply", slow_apply)
+    t = time.perf_counter()
+    for r in records("exp:1", 40):
+        store.put_run_record(r)
+    assert time.perf_counter() - t < 3.0  # never waited for the 5 s gate
+    assert len(file_docs(file_root, "exp:1")) == 40  # files are written when put_* returns
+    gate.set()
+    assert store.flush()
+    assert index_rows(pg_conn, pg_schema) == file_docs(file_root, "exp:1")
+
+
+def test_later_change_of_a_run_wins_within_a_batch(make_store, pg_conn, pg_schema,
+                                                    file_root, monkeypatch) -> None:
+    monkeypatch.setattr(_flusher, "FLUSH_DELAY", 0.2)  # everything below lands in one batch
+    store = make_store("exp:1")
+    recs = records("exp:1", 3)
+    for r in recs:
+        store.put_run_record(r)
+    store.delete_run(recs[0].run_id)
+    store.put_derived(recs[1].run_id, {"acc": 1.0})
+    store.put_run_record(recs[2].replace(metrics={"loss": 0.25}))
+    assert len(store.list_run_records()) == 2  # a read sends the queue first
+    assert index_rows(pg_conn, pg_schema) == file_docs(file_root, "exp:1")
+    assert index_rows(pg_conn, pg_schema)[("exp:1", recs[2].run_id)]["metrics"] == {"loss": 0.25}
+
+
+def test_process_killed_before_flush_loses_nothing(make_store, pg_conn, pg_schema,
+                                                   file_root) -> None:
+    make_store("exp:1").index.ping()  # the index tables exist before the sweep
+    parent = make_store("exp:1")
+    pid = os.fork()
+    if pid == 0:  # child: queue writes that never reach the index, then die hard
+        code = 1
+        try:
+            _flusher.IndexFlusher._send = lambda self, batch: time.sleep(60)  # type: ignore[method-assign]
+            child = parent.config.connect()
+            for r in records("exp:1", 25):
+                child.put_run_record(r)
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
+    assert index_rows(pg_conn, pg_schema) == {}  # the child sent nothing
+    assert parent.index_is_behind()  # its orphaned in-flight log says so
+    assert len(parent.list_run_records()) == 25  # so reads use the files
+    report = parent.reconcile()
+    assert report["replayed"] == 25
+    assert index_rows(pg_conn, pg_schema) == file_docs(file_root, "exp:1")
+    assert not parent.index_is_behind()
+    assert not any((file_root / ".metalab-index").rglob("*.log"))  # adopted and removed
+
+
+def test_close_sends_queued_changes_and_removes_the_log(make_store, pg_conn, pg_schema,
+                                                        file_root) -> None:
+    store = make_store("exp:1")
+    for r in records("exp:1", 10):
+        store.put_run_record(r)
+    store.close()
+    assert index_rows(pg_conn, pg_schema) == file_docs(file_root, "exp:1")
+    assert not any((file_root / ".metalab-index").rglob("*.log"))

@@ -1,0 +1,44 @@
+"""Fixtures of the query tests: small stores with varied runs, a PostgreSQL store factory."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from query_support import make_doc, write_doc
+
+from metalab.store import FileStore
+
+
+@pytest.fixture
+def fstore(tmp_path: Path) -> FileStore:
+    store = FileStore(str(tmp_path / "store"), experiment_id="q:1")
+    for i in range(20):
+        write_doc(store, make_doc(i))
+    return store
+
+
+@pytest.fixture
+def pg_factory(pg_url: str) -> Iterator[Callable[[FileStore], Any]]:
+    """Put a PostgreSQL index (fresh schema) over a FileStore; drops the schemas after."""
+    import psycopg
+    from psycopg import sql
+
+    from metalab.store import PostgresStore
+
+    made: list[tuple[Any, str]] = []
+
+    def make(fs: FileStore) -> Any:
+        schema = f"q_{secrets.token_hex(5)}"
+        pg = PostgresStore.from_filestore(pg_url, fs, rebuild=True, schema=schema)
+        made.append((pg, schema))
+        return pg
+
+    yield make
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        for pg, schema in made:
+            pg.close()
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))

@@ -1,0 +1,172 @@
+"""The FileStore catalog: incremental refresh, concurrent writers, fallback, rebuild."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from query_support import make_doc, write_doc
+
+from metalab import StoreError
+from metalab.store import FileStore
+from metalab.store._base import Store
+from metalab.store._query import Catalog, _catalog
+
+Q = "params.depth >= 2 and metrics.score < 1.5"
+
+
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Paths of the run/derived files the catalog reads."""
+    seen: list[str] = []
+    real = _catalog.read_run_file
+
+    def counting(path: str) -> Any:
+        seen.append(os.path.basename(path))
+        return real(path)
+
+    monkeypatch.setattr(_catalog, "read_run_file", counting)
+    return seen
+
+
+def test_first_query_builds_the_catalog_later_ones_read_only_changes(
+    fstore: FileStore, reads: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = fstore.query_runs(where=Q, columns=["metrics"])
+    assert len(reads) == 20
+    assert os.path.exists(os.path.join(fstore.get_working_directory(), ".catalog",
+                                       "catalog.sqlite"))
+    reads.clear()
+    assert fstore.query_runs(where=Q, columns=["metrics"]) == first
+    assert reads == []  # nothing changed: no file read
+    assert len(fstore.query_runs(where=Q)) == len(first)
+    assert sorted(reads) == sorted(f"{d['run_id']}.json" for d in first)  # whole documents
+    write_doc(fstore, make_doc(30, params={"depth": 4}, metrics={"score": 0.1}))
+    write_doc(fstore, make_doc(3, params={"depth": 0}))  # rewritten: no longer matches
+    os.unlink(os.path.join(fstore.get_working_directory(), "runs", "r004.json"))
+    reads.clear()
+    got = fstore.query_runs(where=Q, columns=["params.depth"])
+    assert sorted(reads) == ["r003.json", "r030.json"]
+    assert got == Store.query_runs(fstore, where=Q, columns=["params.depth"])
+    ids = [d["run_id"] for d in got]
+    assert "r030" in ids and "r003" not in ids and "r004" not in ids
+
+
+def test_derived_files_are_followed(fstore: FileStore, reads: list[str]) -> None:
+    assert fstore.query_runs(where="metrics.score >= 0", columns=["status"]) != []
+    fstore.put_derived("r005", {"acc": 0.9})
+    reads.clear()
+    got = fstore.query_runs(where="derived.acc > 0.5", columns=["derived.acc"])
+    assert reads == ["r005.json"]
+    assert [(d["run_id"], d["derived"]) for d in got] == [("r005", {"acc": 0.9})]
+
+
+def test_unchanged_folder_skips_the_listing(fstore: FileStore, monkeypatch: pytest.MonkeyPatch
+                                            ) -> None:
+    monkeypatch.setattr(_catalog, "DIR_MTIME_MARGIN_NS", 0)
+    fstore.query_runs(where=Q)
+    calls: list[str] = []
+    real = _catalog._listing
+    monkeypatch.setattr(_catalog, "_listing", lambda p: calls.append(p) or real(p))
+    fstore.query_runs(where=Q)
+    assert calls == []
+    write_doc(fstore, make_doc(40))
+    assert "r040" in [d["run_id"] for d in fstore.query_runs()]
+    assert calls  # the folder changed: listed again
+
+
+def test_queries_during_concurrent_writes_stay_correct(tmp_path: Path) -> None:
+    store = FileStore(str(tmp_path / "s"), experiment_id="q:1")
+    write_doc(store, make_doc(0))
+    stop = threading.Event()
+    written: list[int] = []
+
+    def writer() -> None:
+        other = FileStore(str(tmp_path / "s"), experiment_id="q:1")
+        i = 1
+        while not stop.is_set() and i < 400:
+            write_doc(other, make_doc(i, metrics={"score": float(i)}))
+            write_doc(other, make_doc(0, metrics={"score": float(i)}))  # a run rewritten
+            written.append(i)
+            i += 1
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        seen = 0
+        for _ in range(30):
+            before = len(written)
+            got = store.query_runs(where="metrics.score >= 0", columns=["metrics.score"])
+            ids = [d["run_id"] for d in got]
+            assert len(ids) == len(set(ids))
+            assert len(ids) >= before + 1  # every run written before the query is there
+            assert len(ids) >= seen
+            seen = len(ids)
+            for d in got:  # every row is a real state of its file
+                assert d["metrics"]["score"] >= 0
+    finally:
+        stop.set()
+        t.join()
+    assert store.query_runs(where=Q) == Store.query_runs(store, where=Q)
+    final = store.query_runs(columns=["metrics.score"])
+    assert final == Store.query_runs(store, columns=["metrics.score"])
+
+
+def test_an_unwritable_catalog_falls_back_to_a_scan(fstore: FileStore) -> None:
+    expected = Store.query_runs(fstore, where=Q, order_by="-metrics.score")
+    # a file where the catalog folder should be: the catalog cannot be created
+    Path(fstore.get_working_directory(), ".catalog").write_text("not a folder")
+    assert fstore.query_runs(where=Q, order_by="-metrics.score") == expected
+    with pytest.raises(StoreError, match="cannot rebuild the query catalog"):
+        fstore.reindex_catalog()
+
+
+def test_a_held_lock_falls_back_to_a_scan(fstore: FileStore, monkeypatch: pytest.MonkeyPatch
+                                          ) -> None:
+    monkeypatch.setattr(_catalog, "LOCK_WAIT_S", 0.1)
+    catalog = Catalog(fstore.get_working_directory())
+    os.makedirs(catalog.dir)
+    Path(catalog.lock_path).write_text("someone else")
+    t0 = time.monotonic()
+    assert fstore.query_runs(where=Q) == Store.query_runs(fstore, where=Q)
+    assert time.monotonic() - t0 < 5
+    # a lock left by a dead process is taken over once stale
+    old = time.time() - _catalog.STALE_LOCK_S - 10
+    os.utime(catalog.lock_path, (old, old))
+    assert catalog.refresh() == 20
+    assert not os.path.exists(catalog.lock_path)
+
+
+def test_a_damaged_catalog_is_rebuilt(fstore: FileStore) -> None:
+    expected = fstore.query_runs(where=Q)
+    catalog = Catalog(fstore.get_working_directory())
+    Path(catalog.path).write_bytes(b"garbage" * 100)
+    assert fstore.query_runs(where=Q) == expected
+
+
+def test_reindex_rebuilds_from_the_files(fstore: FileStore) -> None:
+    fstore.query_runs()
+    assert fstore.reindex_catalog() == 20
+
+
+def test_corrupt_run_files_are_skipped(fstore: FileStore) -> None:
+    Path(fstore.get_working_directory(), "runs", "r999.json").write_text("{broken")
+    assert len(fstore.query_runs()) == 20
+    assert fstore.query_runs(columns=["params"]) == Store.query_runs(fstore, columns=["params"])
+
+
+def test_collections_query_each_experiment(tmp_path: Path) -> None:
+    root = str(tmp_path / "c")
+    for eid in ("a:1", "b:1"):
+        st = FileStore(root, experiment_id=eid)
+        for i in range(3):
+            write_doc(st, make_doc(i, experiment_id=eid))
+    coll = FileStore(root)
+    assert [d["experiment_id"] for d in coll.query_runs(where="params.depth < 2")] == [
+        "a:1", "a:1", "b:1", "b:1"]
+    assert len(coll.query_runs("b:1", "params.depth < 2")) == 2
+    assert coll.reindex_catalog() == 6
