@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 from metalab._errors import CorruptRecordError, NotFoundError, ValidationError
 from metalab._internal._atomic import atomic_write_bytes
+from metalab._internal._gc import gc_paused
 from metalab.analysis._context import ResultsContext
 from metalab.analysis._deps import require
 from metalab.analysis._derived import (
@@ -747,13 +748,14 @@ def _valid_documents(
     keep_order: bool = False,
 ) -> tuple[dict[str, Any], ...]:
     docs = []
-    for pos, doc in enumerate(documents):
-        problem = _doc_problem(doc, store, pos)
-        if problem is None:
-            docs.append(doc)
-        else:
-            collect(problem)
-            report(problem)
+    with gc_paused():  # bulk parse: see metalab._internal._gc
+        for pos, doc in enumerate(documents):
+            problem = _doc_problem(doc, store, pos)
+            if problem is None:
+                docs.append(doc)
+            else:
+                collect(problem)
+                report(problem)
     if not keep_order:
         docs.sort(key=_sort_key)
     return tuple(docs)

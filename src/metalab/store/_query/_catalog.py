@@ -109,19 +109,24 @@ def read_run_file(path: str) -> tuple[bytes, Signature] | None:
 def _listing(folder: str) -> dict[str, Signature]:
     out: dict[str, Signature] = {}
     try:
-        it = os.scandir(folder)
+        # a descriptor-based scandir stats entries relative to the folder (fstatat),
+        # not by walking the whole path again for each of possibly a million files
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     except (FileNotFoundError, NotADirectoryError):
         return out
-    with it:
-        for entry in it:
-            name = entry.name
-            if name[0] == "." or not name.endswith(".json"):
-                continue
-            try:
-                st = entry.stat(follow_symlinks=True)
-            except FileNotFoundError:
-                continue
-            out[name[:-5]] = (st.st_ino, st.st_mtime_ns, st.st_size)
+    try:
+        with os.scandir(fd) as it:
+            for entry in it:
+                name = entry.name
+                if name[0] == "." or not name.endswith(".json"):
+                    continue
+                try:
+                    st = entry.stat(follow_symlinks=True)
+                except FileNotFoundError:
+                    continue
+                out[name[:-5]] = (st.st_ino, st.st_mtime_ns, st.st_size)
+    finally:
+        os.close(fd)
     return out
 
 
