@@ -51,6 +51,7 @@ def query_index(index: PostgresIndex, experiment_id: str | None, query: Query,
     stmt = sql.SQL(text).format(s=sql.Identifier(index.schema))
     with index.connection() as conn, conn.transaction():
         conn.execute("SET LOCAL TimeZone = 'UTC'")
+        conn.execute("SET LOCAL work_mem = '64MB'")  # sort the matches in memory
         cur = conn.cursor()
         set_json_loads(loads, cur)  # the loader the files are read with
         rows = cur.execute(stmt, args).fetchall()
