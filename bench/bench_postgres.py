@@ -34,14 +34,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import orjson  # noqa: E402
-from _common import drop_caches, machine  # noqa: E402
-from bench_filestore import EXP, make_record  # noqa: E402
+import orjson
+from _common import drop_caches, machine
+from bench_filestore import EXP, make_record
 
-from metalab import load_results  # noqa: E402
-from metalab.services import start_server, stop_server  # noqa: E402
-from metalab.store import FileStoreConfig, PostgresStoreConfig  # noqa: E402
-from metalab.store._postgres._index import _RUN_TYPES, RUN_COLUMNS, run_row  # noqa: E402
+from metalab import load_results
+from metalab.services import start_server, stop_server
+from metalab.store import FileStoreConfig, PostgresStoreConfig
+from metalab.store._postgres._index import _ROW_COLUMNS, _ROW_TYPES, run_row
 
 
 def _config(url: str, root: Path, schema: str) -> PostgresStoreConfig:
@@ -68,10 +68,10 @@ def bench_rebuild(url: str, root: Path, runs_dir: Path, n: int) -> dict[str, flo
         t0 = time.perf_counter()
         with psycopg.connect(url) as conn, conn.cursor() as cur:
             cur.execute(f"DROP TABLE IF EXISTS {table}")
-            cols = ", ".join(f"{c} {t}" for c, t in zip(RUN_COLUMNS, _RUN_TYPES, strict=True))
+            cols = ", ".join(f"{c} {t}" for c, t in zip(_ROW_COLUMNS, _ROW_TYPES, strict=True))
             cur.execute(f"CREATE TABLE {table} ({cols})")
             with cur.copy(f"COPY {table} FROM STDIN (FORMAT BINARY)") as cp:
-                cp.set_types(list(_RUN_TYPES))
+                cp.set_types(list(_ROW_TYPES))
                 with os.scandir(runs_dir) as it:
                     for entry in it:
                         if not entry.name.endswith(".json") or entry.name.startswith("."):

@@ -15,15 +15,23 @@ from metalab.testing import make_record
 
 def index_rows(conn: psycopg.Connection[Any], schema: str, experiment_id: str | None = None
                ) -> dict[tuple[str, str], dict[str, Any]]:
-    """``{(experiment_id, run_id): record document}`` straight from the runs table."""
+    """``{(experiment_id, run_id): record document}`` straight from the index tables.
+
+    A run present in only one of ``runs`` / ``run_records`` fails the caller's
+    comparison (its document or its ids come back as None).
+    """
     from metalab._internal._json import loads
 
     exists = conn.execute("SELECT to_regclass(format('%%I.runs', %s::text))", (schema,)).fetchone()
     if exists is None or exists[0] is None:
         return {}
-    q = sql.SQL("SELECT experiment_id, run_id, record FROM {}.runs").format(sql.Identifier(schema))
+    # a run is indexed when it has its query row and its record text
+    q = sql.SQL(
+        "SELECT r.experiment_id, r.run_id, m.record FROM {s}.runs r "
+        "FULL JOIN {s}.run_records m USING (experiment_id, run_id)"
+    ).format(s=sql.Identifier(schema))
     rows = conn.execute(q).fetchall()
-    return {(e, r): loads(d) for e, r, d in rows if experiment_id is None or e == experiment_id}
+    return {(e, r): (loads(d) if d is not None else None) for e, r, d in rows if experiment_id is None or e == experiment_id}
 
 
 def file_docs(file_root: Path, experiment_id: str) -> dict[tuple[str, str], dict[str, Any]]:

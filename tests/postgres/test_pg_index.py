@@ -295,3 +295,67 @@ def test_from_filestore_to_filestore_and_export(pg_url, pg_schema, tmp_path, pg_
     assert again.get_artifact_bytes("r00000", "blob") == b"bytes"
     assert len(index_rows(pg_conn, pg_schema, "e:1")) == 6
     pg.close()
+
+
+# ------------------------------------------------------------------ schema versions
+def test_version_1_index_migrates_to_version_2(collection, pg_conn, pg_schema) -> None:
+    """An index made by the version-1 schema (record text inside ``runs``) keeps working."""
+    from psycopg.types.json import Jsonb
+
+    from metalab._internal._json import dumps
+    from metalab.store._postgres._schema import MIGRATIONS, SCHEMA_VERSION, schema_version
+
+    def q(text: str) -> sql.Composed:
+        return sql.SQL(text).format(s=sql.Identifier(pg_schema))
+
+    pg_conn.execute(q("CREATE SCHEMA {s}"))
+    pg_conn.execute(q("CREATE TABLE {s}.meta (key text PRIMARY KEY, value text)"))
+    for stmt in MIGRATIONS[1]:
+        pg_conn.execute(q(stmt))
+    pg_conn.execute(q("INSERT INTO {s}.meta VALUES ('schema_version', '1')"))
+    pg_conn.execute(q("INSERT INTO {s}.experiments (experiment_id) VALUES ('exp:1')"))
+    docs = [make_record(f"r{i}", "exp:1", params={"i": i}).to_dict() for i in range(3)]
+    docs[2] |= {"status": "running", "heartbeat_at": "2020-01-01T00:00:00Z"}
+    for d in docs:
+        pg_conn.execute(
+            q("INSERT INTO {s}.runs (experiment_id, run_id, status, params, metrics, tags, record) "
+              "VALUES (%s, %s, %s, %s, %s, %s, %s)"),
+            ("exp:1", d["run_id"], d["status"], Jsonb(d["params"]), Jsonb(d["metrics"]),
+             list(d.get("tags") or []), dumps(d).decode()),
+        )
+    # no run files: every answer below can only come from the migrated index
+    store = collection.scoped("exp:1").connect()
+    try:
+        assert sorted(store.iter_run_documents(), key=lambda d: d["run_id"]) == docs
+        lost = store.query_runs(where="status = 'lost'", columns=["params.i"])
+        assert [(r["run_id"], r["status"], r["params"]) for r in lost] == [
+            ("r2", "lost", {"i": 2})]
+        assert [d["run_id"] for d in store.query_runs(where="params.i >= 1")] == ["r1", "r2"]
+    finally:
+        store.close()
+    assert schema_version(pg_conn, pg_schema) == SCHEMA_VERSION == 2
+    cols = {r[0] for r in pg_conn.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = %s "
+        "AND table_name = 'runs'", (pg_schema,)).fetchall()}
+    assert "record" not in cols and "heartbeat" in cols
+    assert index_rows(pg_conn, pg_schema) == {("exp:1", d["run_id"]): d for d in docs}
+
+
+def test_rebuild_refreshes_planner_statistics(make_store, pg_conn, pg_schema, monkeypatch) -> None:
+    """A large rebuild leaves the tables analysed (the planner knows their size)."""
+    from metalab.store._postgres import _index
+
+    monkeypatch.setattr(_index, "ANALYZE_AFTER", 5)
+    store = make_store("exp:1")
+    for r in records("exp:1", 8):
+        store.put_run_record(r)
+    assert store.flush()
+    assert store.rebuild_index() == 8
+    rows = dict(pg_conn.execute(
+        "SELECT relname, last_analyze FROM pg_stat_user_tables WHERE schemaname = %s",
+        (pg_schema,)).fetchall())
+    assert rows["runs"] is not None and rows["run_records"] is not None
+    rel = pg_conn.execute(
+        "SELECT reltuples FROM pg_class WHERE oid = to_regclass(format('%%I.runs', %s::text))",
+        (pg_schema,)).fetchone()
+    assert rel is not None and rel[0] == 8

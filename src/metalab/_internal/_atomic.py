@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-from pathlib import Path
 
 __all__ = ["TMP_PREFIX", "atomic_copy_file", "atomic_write_bytes", "fsync_dir", "is_temp_name"]
 
@@ -24,8 +23,9 @@ def is_temp_name(name: str) -> bool:
     return name.startswith(TMP_PREFIX)
 
 
-def _tmp_path(path: Path) -> Path:
-    return path.with_name(f"{TMP_PREFIX}{path.name}.{secrets.token_hex(4)}")
+def _tmp_path(path: str) -> str:
+    head, tail = os.path.split(path)
+    return os.path.join(head, f"{TMP_PREFIX}{tail}.{secrets.token_hex(4)}")
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, durable: bool = True) -> None:
@@ -39,12 +39,12 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, durable: bo
     Raises:
         OSError: the folder cannot be written.
     """
-    target = Path(path)
+    target = os.fspath(path)
     tmp = _tmp_path(target)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileNotFoundError:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         try:
@@ -67,8 +67,8 @@ def atomic_copy_file(
     src: str | os.PathLike[str], dst: str | os.PathLike[str], *, durable: bool = True
 ) -> int:
     """Copy ``src`` to ``dst`` atomically; returns the number of bytes copied."""
-    target = Path(dst)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target = os.fspath(dst)
+    os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
     tmp = _tmp_path(target)
     size = 0
     try:

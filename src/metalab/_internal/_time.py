@@ -17,7 +17,10 @@ def to_iso(dt: datetime | None) -> str | None:
         return None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    elif dt.tzinfo is not UTC:
+        dt = dt.astimezone(UTC)
+    # isoformat is ~10x faster than strftime (this runs 3x per record write)
+    return dt.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def from_iso(value: str | None) -> datetime | None:

@@ -42,15 +42,24 @@ if TYPE_CHECKING:
 
 __all__ = ["RUN_COLUMNS", "CircuitBreaker", "PostgresIndex"]
 
+#: the columns of the ``runs`` table (the record text is in ``run_records``)
 RUN_COLUMNS = (
     "experiment_id", "run_id", "status", "started_at", "finished_at", "duration_ms",
     "context_fingerprint", "params_fingerprint", "seed_fingerprint",
-    "params", "metrics", "tags", "record",
+    "params", "metrics", "tags", "heartbeat",
 )
 _RUN_TYPES = (
     "text", "text", "text", "timestamptz", "timestamptz", "float8",
     "text", "text", "text", "jsonb", "jsonb", "text[]", "text",
 )
+#: rows of the sync/apply paths: the runs columns, then the record text
+_ROW_COLUMNS = (*RUN_COLUMNS, "record")
+_ROW_TYPES = (*_RUN_TYPES, "text")
+#: a sync or batch that changes at least this many rows refreshes the planner
+#: statistics (ANALYZE) afterwards
+ANALYZE_AFTER = 10_000
+#: rows per COPY chunk when a rebuild streams into runs and run_records
+_COPY_CHUNK = 5000
 #: seconds an unused pooled connection stays open (connections are short-lived)
 POOL_MAX_IDLE = 10.0
 _DERIVED_COLUMNS = ("experiment_id", "run_id", "values", "doc")
@@ -77,14 +86,18 @@ def _obj_sql(field: str) -> str:
 #: j = r::jsonb); the same values ``run_row`` computes in Python.  The two
 #: arrays are sent in binary format: no per-character escaping of the JSON
 _FROM_TEXT_SQL = (
-    "SELECT e, j->>'run_id', coalesce(j->>'status', ''), "
-    f"{_ts_sql('started_at')}, {_ts_sql('finished_at')}, "
-    f"{_typed('duration_ms', 'number', 'float8')}, "
-    "coalesce(j->>'context_fingerprint', ''), coalesce(j->>'params_fingerprint', ''), "
-    "coalesce(j->>'seed_fingerprint', ''), "
-    f"{_obj_sql('params')}, {_obj_sql('metrics')}, "
+    "SELECT e AS experiment_id, j->>'run_id' AS run_id, coalesce(j->>'status', '') AS status, "
+    f"{_ts_sql('started_at')} AS started_at, {_ts_sql('finished_at')} AS finished_at, "
+    f"{_typed('duration_ms', 'number', 'float8')} AS duration_ms, "
+    "coalesce(j->>'context_fingerprint', '') AS context_fingerprint, "
+    "coalesce(j->>'params_fingerprint', '') AS params_fingerprint, "
+    "coalesce(j->>'seed_fingerprint', '') AS seed_fingerprint, "
+    f"{_obj_sql('params')} AS params, {_obj_sql('metrics')} AS metrics, "
     "CASE WHEN jsonb_typeof(j->'tags') = 'array' "
-    "THEN ARRAY(SELECT jsonb_array_elements_text(j->'tags')) ELSE '{{}}'::text[] END, r "
+    "THEN ARRAY(SELECT jsonb_array_elements_text(j->'tags')) ELSE '{{}}'::text[] END AS tags, "
+    "CASE WHEN j->>'status' = 'running' "
+    "THEN coalesce(nullif(j->>'heartbeat_at', ''), j->>'started_at') END AS heartbeat, "
+    "r AS record "
     "FROM (SELECT e, r, r::jsonb AS j FROM unnest(%b::text[], %b::text[]) AS t(e, r)) s"
 )
 
@@ -180,8 +193,23 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else ("" if value is None else str(value))
 
 
+def _json_text(value: Any) -> str | None:
+    """What ``jsonb ->> key`` gives for ``value`` (None for a JSON null)."""
+    if value is None or isinstance(value, str):
+        return value
+    return dumps(value).decode()
+
+
+def _heartbeat(doc: dict[str, Any]) -> str | None:
+    """The raw liveness time of a running run (heartbeat, else start), as text."""
+    if doc.get("status") != "running":
+        return None
+    beat = _json_text(doc.get("heartbeat_at"))
+    return beat if beat else _json_text(doc.get("started_at"))
+
+
 def run_row(experiment_id: str, doc: dict[str, Any]) -> tuple[Any, ...]:
-    """The ``runs`` row of one record document (the document is kept verbatim)."""
+    """The ``runs`` row of one record document, followed by the verbatim record text."""
     from psycopg.types.json import Jsonb
 
     params = doc.get("params")
@@ -200,6 +228,7 @@ def run_row(experiment_id: str, doc: dict[str, Any]) -> tuple[Any, ...]:
         Jsonb(params if isinstance(params, dict) else {}, dumps=_jsonb_dumps),
         Jsonb(metrics if isinstance(metrics, dict) else {}, dumps=_jsonb_dumps),
         [_text(t) for t in tags] if isinstance(tags, list) else [],
+        _heartbeat(doc),
         dumps(doc).decode(),
     )
 
@@ -349,12 +378,25 @@ class PostgresIndex:
 
     # ------------------------------------------------------------ writes
     def _upsert_runs_sql(self, source: str) -> Any:
+        """Upsert ``source`` (a SELECT of the runs columns + ``record``) into both tables.
+
+        Only runs whose record text changed (or that are missing from
+        ``runs``) are written: re-sending an unchanged run leaves no dead rows.
+        """
         cols = ", ".join(RUN_COLUMNS)
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in RUN_COLUMNS[2:])
         return self._q(
-            f"INSERT INTO {{s}}.runs ({cols}) {source} "
-            f"ON CONFLICT (experiment_id, run_id) DO UPDATE SET {updates} "
-            "WHERE {s}.runs.record IS DISTINCT FROM EXCLUDED.record"
+            f"WITH src AS ({source}), "
+            "rec AS (INSERT INTO {s}.run_records (experiment_id, run_id, record) "
+            " SELECT experiment_id, run_id, record FROM src "
+            " ON CONFLICT (experiment_id, run_id) DO UPDATE SET record = EXCLUDED.record "
+            " WHERE {s}.run_records.record IS DISTINCT FROM EXCLUDED.record "
+            " RETURNING experiment_id, run_id) "
+            f"INSERT INTO {{s}}.runs ({cols}) SELECT {cols} FROM src "
+            "WHERE EXISTS (SELECT 1 FROM rec WHERE rec.experiment_id = src.experiment_id "
+            " AND rec.run_id = src.run_id) OR NOT EXISTS (SELECT 1 FROM {s}.runs o "
+            " WHERE o.experiment_id = src.experiment_id AND o.run_id = src.run_id) "
+            f"ON CONFLICT (experiment_id, run_id) DO UPDATE SET {updates}"
         )
 
     def _upsert_derived_sql(self, source: str) -> Any:
@@ -414,13 +456,14 @@ class PostgresIndex:
                     ([e for e, _ in texts], [t for _, t in texts]),
                 )
             if odd:
-                placeholders = ", ".join(["%s"] * len(RUN_COLUMNS))
+                values = ", ".join(f"%s::{t} AS {c}" for c, t in zip(_ROW_COLUMNS, _ROW_TYPES,
+                                                                       strict=True))
                 cur.executemany(
-                    self._upsert_runs_sql(f"VALUES ({placeholders})"),
+                    self._upsert_runs_sql(f"SELECT {values}"),
                     [run_row(e, d) for e, d in odd],
                 )
             if delete_runs:
-                for table in ("runs", "derived"):
+                for table in ("runs", "run_records", "derived"):
                     cur.executemany(
                         self._q(f"DELETE FROM {{s}}.{table} WHERE experiment_id = %s AND run_id = %s"),
                         delete_runs,
@@ -438,6 +481,8 @@ class PostgresIndex:
             for eid, items in (manifests or {}).items():
                 self._replace_manifests(conn, eid, items)
             self._touch(conn, touched)
+        if len(runs) + len(delete_runs) >= ANALYZE_AFTER:  # a large catch-up
+            self.analyze()
 
     def _replace_manifests(
         self, conn: psycopg.Connection[Any], eid: str, items: list[tuple[datetime, dict[str, Any]]]
@@ -487,6 +532,7 @@ class PostgresIndex:
             row0 = cur.execute(
                 self._q(
                     "SELECT NOT EXISTS (SELECT 1 FROM {s}.runs WHERE experiment_id = %(e)s) "
+                    "AND NOT EXISTS (SELECT 1 FROM {s}.run_records WHERE experiment_id = %(e)s) "
                     "AND NOT EXISTS (SELECT 1 FROM {s}.derived WHERE experiment_id = %(e)s)"
                 ),
                 {"e": experiment_id},
@@ -494,10 +540,16 @@ class PostgresIndex:
             direct = bool(row0 and row0[0])
             if direct:
                 runs_table, derived_table = self._q("{s}.runs"), self._q("{s}.derived")
+                records_table = self._q("{s}.run_records")
             else:
                 cur.execute(self._q(
                     "CREATE TEMP TABLE _ml_runs (LIKE {s}.runs INCLUDING DEFAULTS) ON COMMIT DROP"
                 ))
+                cur.execute(self._q(
+                    "CREATE TEMP TABLE _ml_records (LIKE {s}.run_records INCLUDING DEFAULTS) "
+                    "ON COMMIT DROP"
+                ))
+                records_table = sql.SQL("_ml_records")
                 cur.execute(self._q(
                     "CREATE TEMP TABLE _ml_derived (LIKE {s}.derived INCLUDING DEFAULTS) "
                     "ON COMMIT DROP"
@@ -506,21 +558,39 @@ class PostgresIndex:
             run_ids: list[str] = []
             seen: set[str] = set()
             cols = ", ".join(RUN_COLUMNS)
-            with cur.copy(
-                sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
-                    runs_table, sql.SQL(cols))
-            ) as cp:
-                cp.set_types(list(_RUN_TYPES))
-                for doc in docs:
-                    row = run_row(experiment_id, doc)
-                    if not row[1] or row[1] in seen:
-                        continue
-                    seen.add(row[1])
-                    cp.write_row(row)
-                    run_ids.append(row[1])
-                    count += 1
-                    if progress is not None and count % 1000 == 0:
-                        progress(count)
+            copy_runs = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+                runs_table, sql.SQL(cols))
+            copy_records = sql.SQL(
+                "COPY {} (experiment_id, run_id, record) FROM STDIN (FORMAT BINARY)"
+            ).format(records_table)
+            chunk: list[tuple[Any, ...]] = []
+
+            def flush() -> None:
+                # one COPY per table and chunk (a connection runs one COPY at a time)
+                with cur.copy(copy_runs) as cp:
+                    cp.set_types(list(_RUN_TYPES))
+                    for row in chunk:
+                        cp.write_row(row[:-1])
+                with cur.copy(copy_records) as cp:
+                    cp.set_types(["text", "text", "text"])
+                    for row in chunk:
+                        cp.write_row((row[0], row[1], row[-1]))
+                chunk.clear()
+
+            for doc in docs:
+                row = run_row(experiment_id, doc)
+                if not row[1] or row[1] in seen:
+                    continue
+                seen.add(row[1])
+                chunk.append(row)
+                run_ids.append(row[1])
+                count += 1
+                if len(chunk) >= _COPY_CHUNK:
+                    flush()
+                if progress is not None and count % 1000 == 0:
+                    progress(count)
+            if chunk:
+                flush()
             with cur.copy(
                 sql.SQL(
                     'COPY {} (experiment_id, run_id, "values", doc) FROM STDIN (FORMAT BINARY)'
@@ -536,25 +606,49 @@ class PostgresIndex:
             if direct:
                 if progress is not None:
                     progress(count)
-                return count
-            for table, tmp in (("runs", "_ml_runs"), ("derived", "_ml_derived")):
-                cur.execute(
-                    self._q(
-                        f"DELETE FROM {{s}}.{table} t WHERE t.experiment_id = %s AND NOT EXISTS "
-                        f"(SELECT 1 FROM {tmp} n WHERE n.run_id = t.run_id)"
-                    ),
-                    (experiment_id,),
-                )
-            cur.execute(self._upsert_runs_sql(
-                f"SELECT DISTINCT ON (run_id) {cols} FROM _ml_runs ORDER BY run_id"
-            ))
-            cur.execute(self._upsert_derived_sql(
-                'SELECT DISTINCT ON (run_id) experiment_id, run_id, "values", doc '
-                "FROM _ml_derived ORDER BY run_id"
-            ))
-        if progress is not None:
+                analyze = count >= ANALYZE_AFTER
+            else:
+                analyze = self._merge_synced(cur, experiment_id) >= ANALYZE_AFTER
+        if analyze:
+            self.analyze()
+        if progress is not None and not direct:
             progress(count)
         return count
+
+    def analyze(self) -> None:
+        """Refresh the planner statistics of the index tables (after bulk changes).
+
+        Without them the planner misjudges a freshly filled table (e.g. plans
+        no parallel scan over a million rows).
+        """
+        with self.connection() as conn:
+            conn.execute(self._q("ANALYZE {s}.runs, {s}.run_records, {s}.derived"))
+
+    def _merge_synced(self, cur: Any, experiment_id: str) -> int:
+        """Make the experiment's rows equal to the temp tables; returns rows changed."""
+        changed = 0
+        for table, tmp in (("runs", "_ml_runs"), ("run_records", "_ml_records"),
+                           ("derived", "_ml_derived")):
+            cur.execute(
+                self._q(
+                    f"DELETE FROM {{s}}.{table} t WHERE t.experiment_id = %s AND NOT EXISTS "
+                    f"(SELECT 1 FROM {tmp} n WHERE n.run_id = t.run_id)"
+                ),
+                (experiment_id,),
+            )
+            changed += max(cur.rowcount, 0)
+        sel = ", ".join(f"n.{c}" for c in RUN_COLUMNS)
+        cur.execute(self._upsert_runs_sql(
+            f"SELECT DISTINCT ON (n.run_id) {sel}, m.record FROM _ml_runs n "
+            "JOIN _ml_records m ON m.run_id = n.run_id ORDER BY n.run_id"
+        ))
+        changed += max(cur.rowcount, 0)
+        cur.execute(self._upsert_derived_sql(
+            'SELECT DISTINCT ON (run_id) experiment_id, run_id, "values", doc '
+            "FROM _ml_derived ORDER BY run_id"
+        ))
+        changed += max(cur.rowcount, 0)
+        return changed
 
     def drop_experiments_except(self, keep: Iterable[str]) -> list[str]:
         """Remove every experiment not in ``keep`` from the index; returns their ids."""
@@ -570,7 +664,8 @@ class PostgresIndex:
                 ).fetchall()
                 if r[0] not in set(keep_list)
             ]
-            for table in ("runs", "derived", "experiment_manifests", "field_catalog", "experiments"):
+            for table in ("runs", "run_records", "derived", "experiment_manifests",
+                          "field_catalog", "experiments"):
                 conn.execute(
                     self._q(f"DELETE FROM {{s}}.{table} WHERE experiment_id = ANY(%s)"), (gone,)
                 )
@@ -623,7 +718,7 @@ class PostgresIndex:
         args: tuple[Any, ...] = (run_id,) if experiment_id is None else (run_id, experiment_id)
         with self.connection() as conn:
             row = conn.execute(
-                self._q(f"SELECT record FROM {{s}}.runs WHERE {where} LIMIT 1"), args
+                self._q(f"SELECT record FROM {{s}}.run_records WHERE {where} LIMIT 1"), args
             ).fetchone()
         return loads(row[0]) if row else None
 
@@ -643,21 +738,25 @@ class PostgresIndex:
         conds: list[str] = []
         args: list[Any] = []
         if experiment_id is not None:
-            conds.append("experiment_id = %s")
+            conds.append("m.experiment_id = %s")
             args.append(experiment_id)
         if status is not None:
-            conds.append("status = %s")
+            conds.append("r.status = %s")
             args.append(status)
         if after is not None:
-            conds.append("(experiment_id, run_id) > (%s, %s)")
+            conds.append("(m.experiment_id, m.run_id) > (%s, %s)")
             args += list(after)
         where = f"WHERE {' AND '.join(conds)}" if conds else ""
+        join = (
+            " JOIN {s}.runs r ON r.experiment_id = m.experiment_id AND r.run_id = m.run_id"
+            if status is not None else ""
+        )
         args.append(limit)
         with self.connection() as conn:
             rows = conn.execute(
                 self._q(
-                    f"SELECT experiment_id, run_id, record FROM {{s}}.runs {where} "
-                    "ORDER BY experiment_id, run_id LIMIT %s"
+                    f"SELECT m.experiment_id, m.run_id, m.record FROM {{s}}.run_records m{join} "
+                    f"{where} ORDER BY m.experiment_id, m.run_id LIMIT %s"
                 ),
                 args,
             ).fetchall()

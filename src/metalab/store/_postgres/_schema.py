@@ -6,8 +6,12 @@ user-given and may hold any character); no value is ever formatted into SQL.
 Tables (all keyed by experiment, so one experiment can be rebuilt alone):
 
 * ``meta(key, value)``: ``schema_version``.
-* ``runs``: one row per run; query columns plus ``record``, the exact JSON
-  document of the run record file.
+* ``runs``: one narrow row per run: the columns queries filter, sort and
+  project on (ids, status, times, fingerprints, params / metrics as JSONB,
+  tags) and ``heartbeat``, the raw liveness time of a running run.
+* ``run_records``: the exact JSON document of each run record file, kept
+  apart so that queries scanning ``runs`` do not read the documents
+  (schema version 2; version 1 kept them inline in ``runs``).
 * ``derived``: derived metrics per run.
 * ``experiment_manifests``: every manifest with its timestamp.
 * ``experiments``: one row per indexed experiment; ``catalog_stale`` marks a
@@ -18,6 +22,7 @@ Tables (all keyed by experiment, so one experiment can be rebuilt alone):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from metalab._errors import StoreError
@@ -25,11 +30,14 @@ from metalab._errors import StoreError
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["SCHEMA_VERSION", "ensure_schema", "schema_version"]
+    #: a migration step: SQL with ``{s}`` for the schema, or a function
+    _Step = str | Callable[[psycopg.Connection[Any], str], None]
 
-SCHEMA_VERSION = 1
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "ensure_schema", "schema_version"]
 
-_V1 = [
+SCHEMA_VERSION = 2
+
+_V1: list[_Step] = [
     """CREATE TABLE IF NOT EXISTS {s}.runs (
         experiment_id text NOT NULL,
         run_id text NOT NULL,
@@ -78,8 +86,45 @@ _V1 = [
     )""",
 ]
 
-#: version -> statements that bring the schema from version-1 to version
-MIGRATIONS: dict[int, list[str]] = {1: _V1}
+def _move_records(conn: psycopg.Connection[Any], schema: str) -> None:
+    """Version 1 -> 2 data step: documents out of ``runs`` into ``run_records``."""
+    row = conn.execute(
+        "SELECT 1 FROM information_schema.columns WHERE table_schema = %s "
+        "AND table_name = 'runs' AND column_name = 'record'",
+        (schema,),
+    ).fetchone()
+    if row is None:
+        return
+    for stmt in (
+        "INSERT INTO {s}.run_records (experiment_id, run_id, record) "
+        "SELECT experiment_id, run_id, record FROM {s}.runs "
+        "ON CONFLICT (experiment_id, run_id) DO NOTHING",
+        "UPDATE {s}.runs SET heartbeat = COALESCE(NULLIF(record::jsonb ->> 'heartbeat_at', ''), "
+        "record::jsonb ->> 'started_at') WHERE status = 'running' "
+        "AND strpos(record, '\\u0000') = 0",
+        "ALTER TABLE {s}.runs DROP COLUMN record",
+    ):
+        conn.execute(_compose(stmt, schema))
+
+
+#: version 2: the record documents move to their own table; ``runs`` keeps the
+#: query columns plus the heartbeat text the "lost" status test needs.  On an
+#: index of version 1 the documents are copied over (the dropped column's
+#: space is reused by later writes, or freed at once by ``VACUUM FULL``).
+_V2: list[_Step] = [
+    """CREATE TABLE IF NOT EXISTS {s}.run_records (
+        experiment_id text NOT NULL,
+        run_id text NOT NULL,
+        record text NOT NULL,
+        PRIMARY KEY (experiment_id, run_id)
+    )""",
+    "ALTER TABLE {s}.runs ADD COLUMN IF NOT EXISTS heartbeat text",
+    _move_records,
+]
+
+#: version -> steps (SQL with ``{s}`` for the schema, or a function of
+#: (connection, schema)) that bring the schema from version-1 to version
+MIGRATIONS: dict[int, list[_Step]] = {1: _V1, 2: _V2}
 
 
 def _compose(stmt: str, schema: str) -> Any:
@@ -131,8 +176,11 @@ def ensure_schema(conn: psycopg.Connection[Any], schema: str) -> bool:
             _compose("CREATE TABLE IF NOT EXISTS {s}.meta (key text PRIMARY KEY, value text)", schema)
         )
         for version in range((current or 0) + 1, SCHEMA_VERSION + 1):
-            for stmt in MIGRATIONS[version]:
-                conn.execute(_compose(stmt, schema))
+            for step in MIGRATIONS[version]:
+                if isinstance(step, str):
+                    conn.execute(_compose(step, schema))
+                else:
+                    step(conn, schema)
         conn.execute(
             _compose(
                 "INSERT INTO {s}.meta (key, value) VALUES ('schema_version', %s) "

@@ -99,7 +99,8 @@ class PgCompiler:
             return _Acc(
                 "string",
                 "(CASE WHEN r.status <> 'running' THEN r.status "
-                "WHEN (CASE WHEN _hb.hb ~ %s THEN _hb.hb::timestamptz END) < %s THEN 'lost' "
+                "WHEN (CASE WHEN r.heartbeat ~ %s THEN r.heartbeat::timestamptz END) < %s "
+                "THEN 'lost' "
                 "ELSE r.status END)",
                 [TIME_RE, _from_micros(self.cutoff)],
             )
@@ -249,7 +250,7 @@ class PgCompiler:
         args: list[Any] = []
         plan: list[tuple[str, str, str, int]] = []
         if query.columns is None:
-            cols.append("r.record")
+            cols.append("m.record")
         else:
             status = self.acc(Field("status"))
             cols += ["r.run_id", "r.experiment_id", status.sql, "r.started_at"]
@@ -268,13 +269,11 @@ class PgCompiler:
                     args += acc.args
         where, wargs = self.where(query.where)
         order, oargs = self.order(query)
-        uses_status = any(f.ns == "status" for f in query.fields()) or query.columns is not None
         uses_derived = query.uses_derived
-        hb = (
-            " CROSS JOIN LATERAL (SELECT CASE WHEN r.status = 'running' THEN COALESCE("
-            "NULLIF(r.record::jsonb ->> 'heartbeat_at', ''), r.record::jsonb ->> 'started_at') "
-            "END AS hb) _hb"
-            if uses_status else ""
+        # whole documents come from run_records; a projection reads runs only
+        records = (
+            " JOIN {s}.run_records m ON m.experiment_id = r.experiment_id AND m.run_id = r.run_id"
+            if query.columns is None else ""
         )
         join = (
             " LEFT JOIN {s}.derived d ON d.experiment_id = r.experiment_id AND d.run_id = r.run_id"
@@ -285,7 +284,7 @@ class PgCompiler:
         if experiment_id is not None:
             scope = "r.experiment_id = %s AND "
             sargs = [experiment_id]
-        sql = f"SELECT {', '.join(cols)} FROM {{s}}.runs r{join}{hb} WHERE {scope}{where} ORDER BY {order}"
+        sql = f"SELECT {', '.join(cols)} FROM {{s}}.runs r{records}{join} WHERE {scope}{where} ORDER BY {order}"
         all_args = args + sargs + wargs + oargs
         if query.limit is not None:
             sql += " LIMIT %s"
