@@ -28,7 +28,8 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from metalab._errors import IndexUnavailableError, MissingDependencyError, StoreError
+from metalab._errors import IndexUnavailableError, MissingDependencyError, QueryError, StoreError
+from metalab._internal._gc import gc_paused
 from metalab._internal._json import dumps, loads
 from metalab._internal._redact import redact
 from metalab._internal._time import from_iso
@@ -577,20 +578,21 @@ class PostgresIndex:
                         cp.write_row((row[0], row[1], row[-1]))
                 chunk.clear()
 
-            for doc in docs:
-                row = run_row(experiment_id, doc)
-                if not row[1] or row[1] in seen:
-                    continue
-                seen.add(row[1])
-                chunk.append(row)
-                run_ids.append(row[1])
-                count += 1
-                if len(chunk) >= _COPY_CHUNK:
+            with gc_paused():  # the documents hold no cycles; see _internal._gc
+                for doc in docs:
+                    row = run_row(experiment_id, doc)
+                    if not row[1] or row[1] in seen:
+                        continue
+                    seen.add(row[1])
+                    chunk.append(row)
+                    run_ids.append(row[1])
+                    count += 1
+                    if len(chunk) >= _COPY_CHUNK:
+                        flush()
+                    if progress is not None and count % 1000 == 0:
+                        progress(count)
+                if chunk:
                     flush()
-                if progress is not None and count % 1000 == 0:
-                    progress(count)
-            if chunk:
-                flush()
             with cur.copy(
                 sql.SQL(
                     'COPY {} (experiment_id, run_id, "values", doc) FROM STDIN (FORMAT BINARY)'
@@ -621,8 +623,8 @@ class PostgresIndex:
         Without them the planner misjudges a freshly filled table (e.g. plans
         no parallel scan over a million rows).
         """
-        with self.connection() as conn:
-            conn.execute(self._q("ANALYZE {s}.runs, {s}.run_records, {s}.derived"))
+        with self.connection() as conn:  # run_records is only read by primary key
+            conn.execute(self._q("ANALYZE {s}.runs, {s}.derived"))
 
     def _merge_synced(self, cur: Any, experiment_id: str) -> int:
         """Make the experiment's rows equal to the temp tables; returns rows changed."""
@@ -670,6 +672,38 @@ class PostgresIndex:
                     self._q(f"DELETE FROM {{s}}.{table} WHERE experiment_id = ANY(%s)"), (gone,)
                 )
         return gone
+
+    # ------------------------------------------------------------ field indexes
+    def create_field_index(self, namespace: str, name: str) -> str:
+        """Create (if missing) a btree on one numeric params/metrics field; returns its name.
+
+        The index is on ``(experiment_id, <number value of the field>)``, the
+        expression the query compiler emits for a numeric comparison that is
+        a conjunct of the whole filter, so such filters read only matching
+        rows.  Every write of a run updates it (a small cost per index).
+
+        Raises:
+            QueryError: ``namespace`` is not params or metrics.
+            IndexUnavailableError / StoreError: as :meth:`connection`.
+        """
+        import hashlib
+
+        from psycopg import sql
+
+        from metalab.store._query._pgsql import number_sql
+
+        if namespace not in ("params", "metrics"):
+            raise QueryError(f"only params and metrics fields can be indexed, not {namespace!r}")
+        digest = hashlib.sha256(f"{namespace}\x00{name}".encode()).hexdigest()[:16]
+        index_name = f"runs_{namespace}_{digest}_idx"
+        with self.connection() as conn:
+            key = sql.Literal(name).as_string(conn)
+            expr = number_sql(namespace, key).replace("{", "{{").replace("}", "}}")
+            conn.execute(sql.SQL(
+                f"CREATE INDEX IF NOT EXISTS {{i}} ON {{s}}.runs (experiment_id, {expr})"
+            ).format(i=sql.Identifier(index_name), s=sql.Identifier(self.schema)))
+            conn.execute(self._q("ANALYZE {s}.runs"))  # statistics of the new expression
+        return index_name
 
     # ------------------------------------------------------------ catalog
     def _recompute_catalog(self, conn: psycopg.Connection[Any], eid: str) -> None:
@@ -761,6 +795,17 @@ class PostgresIndex:
                 args,
             ).fetchall()
         return [(e, r, loads(rec)) for e, r, rec in rows]
+
+    def has_runs(self, experiment_id: str | None = None) -> bool:
+        """True if the index holds at least one run (of ``experiment_id``); no count."""
+        where, args = (
+            ("WHERE experiment_id = %s", (experiment_id,)) if experiment_id is not None else ("", ())
+        )
+        with self.connection() as conn:
+            row = conn.execute(
+                self._q(f"SELECT EXISTS (SELECT 1 FROM {{s}}.runs {where})"), args
+            ).fetchone()
+        return bool(row and row[0])
 
     def count_runs(self, experiment_id: str | None = None, status: str | None = None) -> int:
         conds, args = [], []

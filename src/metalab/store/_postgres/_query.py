@@ -35,7 +35,7 @@ def _known_fields(index: PostgresIndex, experiment_id: str | None) -> tuple[set[
         for row in index.field_catalog(eid):
             if row["type"] != "null" and row["count"] > 0:
                 names.add(f"{row['namespace']}.{row['name']}")
-    return names, index.count_runs(experiment_id) > 0
+    return names, index.has_runs(experiment_id)
 
 
 def query_index(index: PostgresIndex, experiment_id: str | None, query: Query,

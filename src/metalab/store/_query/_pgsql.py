@@ -7,9 +7,14 @@ user-given is ever part of the SQL text.
 
 Each atomic predicate is a ``CASE`` whose type test runs before the typed
 comparison and whose ``ELSE`` is false, so predicates are never NULL and
-``NOT`` is plain negation, as in the in-memory engine.  Strings compare with
-``COLLATE "C"`` (code point order, like Python).  The query must run with
-``TimeZone = 'UTC'`` (times without a zone are UTC, as in Python).
+``NOT`` is plain negation, as in the in-memory engine.  The exception: a
+numeric comparison on a params/metrics field that is a conjunct of the whole
+filter (not under ``NOT`` / ``OR``) is the plain ``number_sql(...) < %s``,
+NULL for a non-number, which drops the row exactly as false does there, and
+which an expression index made by ``PostgresIndex.create_field_index``
+matches.  Strings compare with ``COLLATE "C"`` (code point order, like
+Python).  The query must run with ``TimeZone = 'UTC'`` (times without a zone
+are UTC, as in Python).
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from metalab.store._query._ast import (
     kind_of,
 )
 
-__all__ = ["TIME_RE", "PgCompiler"]
+__all__ = ["TIME_RE", "PgCompiler", "number_sql"]
 
 #: what a heartbeat must look like to be cast to a time in SQL (else: not lost)
 TIME_RE = (
@@ -44,6 +49,17 @@ TIME_RE = (
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+def number_sql(column: str, key: str) -> str:
+    """The float value of ``column -> key`` when it is a JSON number, else NULL.
+
+    ``key`` is SQL (a placeholder in queries, a literal in index DDL).  A
+    query and an expression index built from the same text match, so a top
+    level numeric comparison can use an index on that field.
+    """
+    return (f"(CASE WHEN jsonb_typeof({column} -> {key}) = 'number' "
+            f"THEN ({column} -> {key})::float8 END)")
+
+
 def _from_micros(us: int) -> datetime:
     return _EPOCH + timedelta(microseconds=us)
 
@@ -51,10 +67,11 @@ def _from_micros(us: int) -> datetime:
 class _Acc:
     """How to test and read one field in SQL (text with ``%s`` placeholders + args)."""
 
-    def __init__(self, kind: str, sql: str, args: list[Any]) -> None:
+    def __init__(self, kind: str, sql: str, args: list[Any], column: str = "") -> None:
         self.kind = kind  # "json", "string", "time", "number", "tags"
         self.sql = sql
         self.args = args
+        self.column = column  # the JSONB column of a params/metrics field
 
     def test(self, k: str) -> tuple[str, list[Any]] | None:
         v, a = self.sql, self.args
@@ -82,6 +99,20 @@ class _Acc:
 _JSON_TYPE = {"number": "number", "string": "string", "boolean": "boolean"}
 
 
+def _subset(source: str, names: list[str] | None) -> tuple[str, list[Any]]:
+    """SQL of the JSON object ``source`` reduced to ``names`` (None: all of it)."""
+    if names is None:
+        return source, []
+    parts: list[str] = []
+    args: list[Any] = []
+    for i in range(0, len(names), 40):  # a function takes at most 100 arguments
+        chunk = names[i:i + 40]
+        parts.append("jsonb_build_object(" + ", ".join([f"%s::text, {source} -> %s"] * len(chunk)) + ")")
+        for name in chunk:
+            args += [name, name]
+    return " || ".join(parts), args
+
+
 class PgCompiler:
     """Builds the SELECT of one query (call :meth:`select`)."""
 
@@ -92,7 +123,7 @@ class PgCompiler:
     def acc(self, field: Field) -> _Acc:
         ns = field.ns
         if ns in ("params", "metrics"):
-            return _Acc("json", f"r.{ns} -> %s", [field.name])
+            return _Acc("json", f"r.{ns} -> %s", [field.name], column=f"r.{ns}")
         if ns == "derived":
             return _Acc("json", 'd."values" -> %s', [field.name])
         if ns == "status":
@@ -119,8 +150,13 @@ class PgCompiler:
             return float(lit)
         return lit
 
-    def _cmp(self, acc: _Acc, op: str, lit: Any) -> tuple[str, list[Any]]:
+    def _cmp(self, acc: _Acc, op: str, lit: Any, top: bool = False) -> tuple[str, list[Any]]:
         k = kind_of(lit)
+        if top and k == "number" and op != "!=" and acc.kind == "json" and acc.column:
+            # a conjunct of the whole filter: NULL (not a number) drops the row
+            # like false does, and the plain form can use an expression index
+            return (f"{number_sql(acc.column, '%s')} {op} %s",
+                    [*acc.args, *acc.args, float(lit)])
         test = acc.test(k)
         if test is None or (k == "boolean" and op not in ("=", "!=")):
             return "false", []
@@ -132,11 +168,12 @@ class PgCompiler:
         )
 
     # ------------------------------------------------------------ filter
-    def where(self, node: Node) -> tuple[str, list[Any]]:
+    def where(self, node: Node, top: bool = False) -> tuple[str, list[Any]]:
+        """SQL of ``node``; ``top``: the node is a conjunct of the whole filter."""
         if isinstance(node, TrueNode):
             return "true", []
         if isinstance(node, And | Or):
-            subs = [self.where(n) for n in node.items]
+            subs = [self.where(n, top and isinstance(node, And)) for n in node.items]
             joiner = " AND " if isinstance(node, And) else " OR "
             return "(" + joiner.join(p for p, _ in subs) + ")", [a for _, sa in subs for a in sa]
         if isinstance(node, Not):
@@ -144,10 +181,10 @@ class PgCompiler:
             return f"(NOT {inner})", args
         acc = self.acc(node.field)  # type: ignore[attr-defined]
         if isinstance(node, Compare):
-            return self._cmp(acc, node.op, node.value)
+            return self._cmp(acc, node.op, node.value, top)
         if isinstance(node, Between):
-            lo, lo_args = self._cmp(acc, ">=", node.low)
-            hi, hi_args = self._cmp(acc, "<=", node.high)
+            lo, lo_args = self._cmp(acc, ">=", node.low, top)
+            hi, hi_args = self._cmp(acc, "<=", node.high, top)
             return f"({lo} AND {hi})", lo_args + hi_args
         if isinstance(node, In):
             groups: dict[str, list[Any]] = {}
@@ -243,8 +280,9 @@ class PgCompiler:
         """(SQL template with ``{s}`` for the schema, args, plan of the projected columns).
 
         The plan has one ``(kind, ns, name, select index)`` per requested column;
-        params/metrics/derived columns read their namespace's JSON object once
-        (one value per row and namespace travels, not one per field).
+        params/metrics/derived columns read one JSON object per namespace and
+        row holding only the requested keys (a bare ``params`` column: the
+        whole object), so only the requested values travel.
         """
         cols: list[str] = []
         args: list[Any] = []
@@ -255,19 +293,30 @@ class PgCompiler:
             status = self.acc(Field("status"))
             cols += ["r.run_id", "r.experiment_id", status.sql, "r.started_at"]
             args += status.args
+            wanted: dict[str, list[str] | None] = {}  # None: the whole object
+            for f in query.columns:
+                if f.ns in ("params", "metrics", "derived"):
+                    names = wanted.setdefault(f.ns, [])
+                    if not f.name:
+                        wanted[f.ns] = None
+                    elif names is not None and f.name not in names:
+                        names.append(f.name)
             ns_index: dict[str, int] = {}
             for f in query.columns:
                 if f.ns in ("params", "metrics", "derived"):
                     if f.ns not in ns_index:
                         ns_index[f.ns] = len(cols)
-                        cols.append('d."values"' if f.ns == "derived" else f"r.{f.ns}")
+                        source = 'd."values"' if f.ns == "derived" else f"r.{f.ns}"
+                        part, part_args = _subset(source, wanted[f.ns])
+                        cols.append(part)
+                        args += part_args
                     plan.append(("map" if not f.name else "value", f.ns, f.name, ns_index[f.ns]))
                 elif f.ns != "status":
                     acc = self.acc(f)
                     plan.append((acc.kind, f.ns, "", len(cols)))
                     cols.append(acc.sql)
                     args += acc.args
-        where, wargs = self.where(query.where)
+        where, wargs = self.where(query.where, top=True)
         order, oargs = self.order(query)
         uses_derived = query.uses_derived
         # whole documents come from run_records; a projection reads runs only
