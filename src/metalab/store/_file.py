@@ -20,10 +20,10 @@ copied or rsynced elsewhere and still be read.
 
 Thread/process safety: all methods may be called concurrently from several
 threads and processes (also on NFS).  Two writers of the same file: the last
-rename wins.  The artifact manifest of one run is read-modified-written, so
-concurrent ``put_artifact`` calls for the *same run* from different processes
-may drop one entry (a run is written by one worker); threads of one store are
-serialised.
+rename wins.  The artifact manifest of one run is read-modified-written
+under ``artifacts/{run_id}/_manifest.lock`` (an ``O_EXCL`` lock file, NFS-safe),
+so concurrent ``put_artifact`` calls for the same run from several threads or
+processes all end up in the manifest.
 """
 
 from __future__ import annotations
@@ -48,10 +48,12 @@ from metalab._errors import (
     InvalidNameError,
     NotFoundError,
     ScopeError,
+    StoreError,
     ValidationError,
 )
 from metalab._internal._atomic import TMP_PREFIX, atomic_copy_file, atomic_write_bytes
 from metalab._internal._json import JSONDecodeError, dumps, dumps_pretty, loads
+from metalab._internal._lockfile import FileLock, LockTimeout
 from metalab._internal._names import check_name, safe_experiment_id
 from metalab._internal._time import compact_ts, to_iso, utcnow
 from metalab.model import ArtifactDescriptor, RunRecord
@@ -63,6 +65,10 @@ __all__ = ["LAYOUT_FOLDERS", "META_FILE", "FileStore", "FileStoreConfig"]
 
 META_FILE = "_meta.json"
 MANIFEST_FILE = "_manifest.json"
+#: lock file serialising manifest updates of one run across processes (NFS-safe O_EXCL)
+MANIFEST_LOCK_FILE = "_manifest.lock"
+MANIFEST_LOCK_WAIT_S = 30.0
+MANIFEST_LOCK_STALE_S = 60.0
 META_FORMAT = "metalab-filestore"
 LAYOUT_VERSION = 1
 #: folders of the layout (never taken for experiment folders of a collection)
@@ -539,6 +545,25 @@ class FileStore(Store):
     def _manifest_path(self, folder: str, run_id: str) -> str:
         return os.path.join(folder, "artifacts", run_id, MANIFEST_FILE)
 
+    @contextlib.contextmanager
+    def _manifest_lock(self, folder: str, run_id: str) -> Iterator[None]:
+        """Serialise read-modify-writes of one run's artifact manifest across processes."""
+        art_dir = os.path.join(folder, "artifacts", run_id)
+        os.makedirs(art_dir, exist_ok=True)
+        lock = FileLock(os.path.join(art_dir, MANIFEST_LOCK_FILE), stale=MANIFEST_LOCK_STALE_S)
+        try:
+            lock.acquire(wait=MANIFEST_LOCK_WAIT_S)
+        except LockTimeout:
+            raise StoreError(
+                f"the artifact manifest of run {run_id} stayed locked for {MANIFEST_LOCK_WAIT_S:.0f} s "
+                f"({lock.path}); another process is writing artifacts of this run. Retry later, or "
+                f"delete that lock file if no process is writing to this run"
+            ) from None
+        try:
+            yield
+        finally:
+            lock.release()
+
     def _read_manifest(self, folder: str, run_id: str) -> list[dict[str, Any]]:
         path = self._manifest_path(folder, run_id)
         entries = _read_json(path, "artifact manifest")
@@ -577,7 +602,7 @@ class FileStore(Store):
         uri = f"artifacts/{run_id}/{file_name}"
         target = os.path.join(folder, "artifacts", run_id, file_name)
         self._ensure_meta()
-        with self._lock:
+        with self._lock, self._manifest_lock(folder, run_id):
             entries = self._read_manifest(folder, run_id)
             for e in entries:
                 if e.get("uri") == uri and e.get("name") != name:
