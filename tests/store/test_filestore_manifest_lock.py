@@ -71,7 +71,7 @@ def test_a_held_manifest_lock_gives_a_clear_error(
     lock = tmp_path / "locks_1" / "artifacts" / "r1" / "_manifest.lock"
     lock.parent.mkdir(parents=True)
     lock.write_text("otherhost 2 y\n")  # fresh: a live writer
-    with pytest.raises(StoreError, match="_manifest.lock"):
+    with pytest.raises(StoreError, match=r"_manifest\.lock"):
         store.put_artifact("r1", "model", b"w", kind="file", format="bin")
     assert lock.exists()  # someone else's lock is left alone
     assert not (lock.parent / "_manifest.json").exists()
