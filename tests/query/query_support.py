@@ -8,13 +8,19 @@ from metalab._internal._json import dumps
 from metalab.store import FileStore
 
 
-def write_doc(store: FileStore, doc: dict[str, Any]) -> None:
-    """Write a raw run document the way the store does (atomic), bypassing RunRecord."""
+def write_doc(store: FileStore, doc: dict[str, Any], *, logged: bool = True) -> None:
+    """Write a raw run document the way the store does (atomic), bypassing RunRecord.
+
+    ``logged=False`` leaves out the change-log line, like a file copied in by hand.
+    """
     from metalab._internal._atomic import atomic_write_bytes
+    from metalab.store._changes import note_change
 
     folder = store.get_working_directory()
     store._ensure_meta()
     atomic_write_bytes(f"{folder}/runs/{doc['run_id']}.json", dumps(doc))
+    if logged:
+        note_change(folder, "r", doc["run_id"])
 
 
 def make_doc(i: int, experiment_id: str = "q:1", **changes: Any) -> dict[str, Any]:

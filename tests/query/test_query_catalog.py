@@ -17,6 +17,8 @@ from metalab.store._base import Store
 from metalab.store._query import Catalog, _catalog
 
 Q = "params.depth >= 2 and metrics.score < 1.5"
+#: longer than a filesystem timestamp tick (coarse kernel clock: 1-10 ms)
+TICK = 0.05
 
 
 @pytest.fixture
@@ -47,6 +49,7 @@ def test_first_query_builds_the_catalog_later_ones_read_only_changes(
     assert sorted(reads) == sorted(f"{d['run_id']}.json" for d in first)  # whole documents
     write_doc(fstore, make_doc(30, params={"depth": 4}, metrics={"score": 0.1}))
     write_doc(fstore, make_doc(3, params={"depth": 0}))  # rewritten: no longer matches
+    time.sleep(TICK)  # a deletion by hand, in a later clock tick than the logged writes
     os.unlink(os.path.join(fstore.get_working_directory(), "runs", "r004.json"))
     reads.clear()
     got = fstore.query_runs(where=Q, columns=["params.depth"])
@@ -76,7 +79,11 @@ def test_unchanged_folder_skips_the_listing(fstore: FileStore, monkeypatch: pyte
     assert calls == []
     write_doc(fstore, make_doc(40))
     assert "r040" in [d["run_id"] for d in fstore.query_runs()]
-    assert calls  # the folder changed: listed again
+    assert calls == []  # the change log named the new file: still no listing
+    time.sleep(TICK)
+    write_doc(fstore, make_doc(41), logged=False)  # copied in by hand
+    assert "r041" in [d["run_id"] for d in fstore.query_runs()]
+    assert calls  # runs/ changed after the newest log line: listed again
 
 
 def test_queries_during_concurrent_writes_stay_correct(tmp_path: Path) -> None:

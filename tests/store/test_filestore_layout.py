@@ -38,7 +38,10 @@ def test_full_layout(store: FileStore, tmp_path: Path) -> None:
     ts = datetime(2026, 11, 26, 15, 40, 12, 123456, tzinfo=UTC)
     store.put_experiment_manifest(EID, {"experiment_id": EID}, ts)
     folder = tmp_path / "my_exp_1.0"
+    from metalab.store._changes import log_file_name
+
     assert tree(tmp_path) == [
+        f"my_exp_1.0/.changes/{log_file_name()}",  # hint for the query catalog, not data
         "my_exp_1.0/_meta.json",
         "my_exp_1.0/artifacts/r1/_manifest.json",
         "my_exp_1.0/artifacts/r1/model.bin",

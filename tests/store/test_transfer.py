@@ -41,7 +41,7 @@ def snapshot(root: Path) -> dict[str, object]:
     """Every file under root; JSON made comparable across stores (only _meta's creation time differs)."""
     out: dict[str, object] = {}
     for p in sorted(root.rglob("*")):
-        if not p.is_file():
+        if not p.is_file() or ".changes" in p.parts:  # change logs: per store, not data
             continue
         rel = str(p.relative_to(root))
         if p.name == "_meta.json":

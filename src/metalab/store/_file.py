@@ -11,6 +11,8 @@ Folder of one experiment (``{root}/{safe_experiment_id(id)}/`` when scoped,
     results/{run_id}/{name}.json     structured data payloads
     experiments/{safe_id}_{ts}.json  experiment manifests (one per submission)
     _meta.json                       format, layout version, real experiment id
+    .changes/{host}-{boot}.log       hint for the query catalog: which runs/derived
+                                     files changed (see ``_changes``; not data)
 
 Connecting reads at most ``_meta.json``; nothing is created until the first
 write.  Every file is written with :func:`~metalab._internal._atomic.atomic_write_bytes`
@@ -58,6 +60,7 @@ from metalab._internal._names import check_name, safe_experiment_id
 from metalab._internal._time import compact_ts, to_iso, utcnow
 from metalab.model import ArtifactDescriptor, RunRecord
 from metalab.store._base import ErrorCallback, Store, warn_corrupt
+from metalab.store._changes import note_change
 from metalab.store._config import StoreConfig
 from metalab.store.locator import LocatorInfo
 
@@ -415,14 +418,22 @@ class FileStore(Store):
 
     # ------------------------------------------------------------ run records
     def put_run_record(self, record: RunRecord) -> None:
+        self._put_run_data(record, dumps(record.to_dict()))
+
+    def _put_run_data(self, record: RunRecord, data: bytes) -> None:
+        """Write ``data`` (``dumps(record.to_dict())``) as the record file of ``record``.
+
+        For PostgresStore, which sends the same bytes to its index.
+        """
         run_id = check_name(record.run_id, "run id")
         if self.experiment_id is not None and record.experiment_id != self.experiment_id:
             raise ScopeError(
                 f"run {run_id} belongs to experiment {record.experiment_id!r} but this store is "
                 f"scoped to {self.experiment_id!r}; write it through a store of its experiment"
             )
-        path = os.path.join(self._folder(run_id), "runs", f"{run_id}.json")
-        self._write(path, dumps(record.to_dict()))
+        folder = self._folder(run_id)
+        self._write(os.path.join(folder, "runs", f"{run_id}.json"), data)
+        note_change(folder, "r", run_id)  # after the rename (see _changes)
 
     def get_run_record(self, run_id: str) -> RunRecord | None:
         check_name(run_id, "run id")
@@ -537,6 +548,7 @@ class FileStore(Store):
         for rel in (("runs", f"{run_id}.json"), ("derived", f"{run_id}.json")):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(os.path.join(folder, *rel))
+                note_change(folder, rel[0][0], run_id)
         for sub in ("results", "artifacts"):
             shutil.rmtree(os.path.join(folder, sub, run_id), ignore_errors=True)
         self._run_folders.pop(run_id, None)
@@ -775,7 +787,9 @@ class FileStore(Store):
             raise ValidationError(
                 f"derived metrics of run {run_id} must be a dict, got {type(values).__name__}"
             )
-        self._write(os.path.join(self._folder(run_id), "derived", f"{run_id}.json"), dumps(values))
+        folder = self._folder(run_id)
+        self._write(os.path.join(folder, "derived", f"{run_id}.json"), dumps(values))
+        note_change(folder, "d", run_id)
 
     def get_derived(self, run_id: str) -> dict[str, Any] | None:
         check_name(run_id, "run id")

@@ -9,21 +9,48 @@ generated column ``fN`` per parameter / metric name, ``gN`` per derived
 name; see :mod:`._sqlite` for the cell encoding), plus the signature
 (inode, mtime_ns, size) of the file each row was read from.
 
-Refresh (at the start of every query, never on the write path): if the
-mtime of ``runs/`` (and ``derived/``) is the one recorded at the last
-listing, nothing was added, replaced or removed there (every write is a
-rename into the folder, which updates its mtime) and the catalog is
-current.  The recorded mtime is only trusted when it was at least
-:data:`DIR_MTIME_MARGIN_NS` older than that listing, so writes within one
-timestamp tick are never missed (host clocks on a shared filesystem must
-agree within that margin).  Otherwise: one ``scandir`` + ``stat`` of the
-folder; only files whose
-signature differs from the catalog's are read (new, rewritten - an atomic
-rewrite always gets a new inode -, or gone).  Temp files of writes in
-progress (``.tmp-*``) are skipped; a record is only ever seen whole because
-writes are atomic renames.  The signature stored is the ``fstat`` of the
-descriptor that was read, so a file replaced between the listing and the
-read is simply read again next time.
+Refresh (at the start of every query, never on the write path), in three
+steps, so its cost follows what changed, not the size of the folder:
+
+1. Nothing to do when the mtimes of ``runs/`` and ``derived/`` are the ones
+   recorded at the last refresh (every write is a rename into the folder,
+   which updates its mtime) and every change log in ``.changes/`` (see
+   :mod:`metalab.store._changes`) has the size and mtime recorded when it was
+   last read (a few ``stat`` calls).  A recorded folder mtime is only trusted
+   when it was at least :data:`DIR_MTIME_MARGIN_NS` older than that refresh,
+   so writes within one timestamp tick are never missed (host clocks on a
+   shared filesystem must agree within that margin).
+2. Otherwise, from the change logs: each log is read from the byte offset
+   consumed last time up to its last complete line (a torn last line is left
+   for next time); just the files it names are read again (``stat`` + read;
+   one that is gone is dropped).  Offsets are keyed by log name and the random
+   id of its header line, and are taken *before* the files are read, so a run
+   written meanwhile is read again by the next refresh.
+3. A full listing (one ``scandir`` + ``stat`` of each folder; only files
+   whose signature differs from the catalog's are read) whenever the logs
+   cannot vouch for every change: a new or rebuilt catalog; no ``.changes``
+   folder (a store written by an older version or another tool); a log that
+   vanished, shrank or got another header id; a ``.unlogged`` marker left in
+   ``runs/`` or ``derived/`` by a writer that could not append its line; a
+   folder whose mtime is newer than the newest log's mtime (a change made
+   without a log line after the last logged one: a file copied in by rsync,
+   removed by hand, or a writer that died between its rename and its append);
+   and at least every :data:`FULL_LISTING_EVERY_S` seconds once changes were
+   taken from the logs.  That last rule bounds how long a change without a
+   log line stays unseen when it is hidden by a later logged write (or by one
+   in the same timestamp tick), and covers lines lost in a power failure.
+
+Temp files of writes in progress (``.tmp-*``) are skipped; a record is only
+ever seen whole because writes are atomic renames.  The signature stored is
+the ``fstat`` of the descriptor that was read, so a file replaced between the
+listing and the read is simply read again next time.
+
+Known limit on NFS: the log is not fsynced, so a line appended on another
+client becomes visible to this host only when that client flushes it
+(usually within seconds; at the latest when the writing process exits).  Until
+then a query here may miss that run unless step 3 lists the folder; the first
+refresh after the flush reads it (step 1 sees the log grow).  On one host
+(any filesystem) a line is visible as soon as its ``write()`` returns.
 
 Concurrency and NFS: every use of the catalog (refresh + query) happens
 while holding ``.catalog/lock``, a lock file created with ``O_CREAT|O_EXCL``
@@ -54,6 +81,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from metalab._internal._json import JSONDecodeError, dumps, loads
+from metalab.store._changes import CHANGES_DIR, HEADER, UNLOGGED
 from metalab.store._query._ast import DYNAMIC, Field, Query, check_fields
 from metalab.store._query._eval import (
     micros_to_iso,
@@ -80,7 +108,13 @@ MAX_FIELDS = 1800
 _COMMIT_EVERY = 20_000
 #: a folder mtime closer than this to the listing time is not trusted (clock ticks, NFS)
 DIR_MTIME_MARGIN_NS = 2_000_000_000
+#: a full listing at least this often when changes were taken from the logs
+#: (bounds how long a change without a log line can stay unseen)
+FULL_LISTING_EVERY_S = 3600.0
 _O_READ = os.O_RDONLY | getattr(os, "O_BINARY", 0)
+_SUBS = ("runs", "derived")
+_KIND = {"runs": "run", "derived": "derived"}
+_LOG_KINDS = {b"r": "runs", b"d": "derived"}
 
 Signature = tuple[int, int, int]
 Progress = Callable[[int, int | None], None]
@@ -130,6 +164,80 @@ def _listing(folder: str) -> dict[str, Signature]:
     return out
 
 
+def _stat_logs(folder: str) -> dict[str, tuple[int, int]] | None:
+    """(size, mtime_ns) of each change log of the folder; None without ``.changes/``."""
+    out: dict[str, tuple[int, int]] = {}
+    try:
+        with os.scandir(os.path.join(folder, CHANGES_DIR)) as it:
+            for entry in it:
+                if entry.name[0] == "." or not entry.name.endswith(".log"):
+                    continue
+                try:
+                    st = entry.stat()
+                except FileNotFoundError:
+                    continue
+                out[entry.name] = (st.st_size, st.st_mtime_ns)
+    except OSError:  # missing, not a folder, not readable: the logs cannot be used
+        return None
+    return out
+
+
+def _read_log(path: str, known: tuple[str, int, int] | None,
+              changed: dict[str, set[str]] | None) -> tuple[str, int, int] | None:
+    """Read one change log past ``known`` = (id, offset, mtime) into ``changed``.
+
+    Returns the log's new (id, offset, mtime), with id "" for a file without a
+    valid header (not a log, or one being created: it holds no line yet).
+    Returns None when the log is not the one read before (other id, shorter).
+    Without ``changed``, just finds where the log ends now (to its last full line).
+    """
+    try:
+        fd = os.open(path, _O_READ)
+    except FileNotFoundError:
+        return None if known is not None and known[0] else ("", 0, 0)
+    except OSError:
+        return None  # unreadable: list the folders instead
+    try:
+        st = os.fstat(fd)
+        head = os.read(fd, 128)
+        end = head.find(b"\n")
+        lid = head[len(HEADER):end].decode("ascii", "replace") if (
+            end > len(HEADER) and head.startswith(HEADER)) else ""
+        if not lid:
+            if known is not None and known[0]:
+                return None  # it had a header before
+            return ("", st.st_size, st.st_mtime_ns)
+        if known is not None and known[0] == lid:
+            offset = known[1]
+            if st.st_size < offset:
+                return None
+        elif known is not None and known[0]:
+            return None  # replaced by another log of the same name
+        else:
+            offset = end + 1  # a new log: from its first line
+        if changed is None:
+            offset = max(offset, st.st_size - 4096)  # only the end of a log is needed
+        os.lseek(fd, offset, os.SEEK_SET)
+        parts = []
+        left = st.st_size - offset  # what fstat saw; later lines are read next time
+        while left > 0 and (chunk := os.read(fd, min(left, 1 << 20))):
+            parts.append(chunk)
+            left -= len(chunk)
+    finally:
+        os.close(fd)
+    data = b"".join(parts)
+    cut = data.rfind(b"\n") + 1  # a torn last line is left for next time
+    if changed is not None:
+        for line in data[:cut].split(b"\n"):
+            if len(line) < 3 or line[1:2] != b" " or line[2:3] == b".":
+                continue
+            sub = _LOG_KINDS.get(line[:1])
+            stem = line[2:].decode("utf-8", "replace")
+            if sub is not None and "/" not in stem and "\x00" not in stem:
+                changed[sub].add(stem)
+    return (lid, offset + cut, st.st_mtime_ns)
+
+
 _SCHEMA = [
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)",
     "CREATE TABLE IF NOT EXISTS files (kind TEXT NOT NULL, file TEXT NOT NULL, ino INTEGER, "
@@ -139,6 +247,8 @@ _SCHEMA = [
     "CREATE TABLE IF NOT EXISTS runs (file TEXT PRIMARY KEY, bad INTEGER NOT NULL DEFAULT 0, "
     "run_id, experiment_id, status, hb, started_us, finished_us, duration_ms, tags)",
     "CREATE TABLE IF NOT EXISTS derived (file TEXT PRIMARY KEY, bad INTEGER NOT NULL DEFAULT 0)",
+    "CREATE TABLE IF NOT EXISTS logs (name TEXT PRIMARY KEY, id TEXT NOT NULL, "
+    "pos INTEGER NOT NULL, mtime INTEGER NOT NULL)",
 ]
 _RUN_BASE = ("file", "bad", "run_id", "experiment_id", "status", "hb", "started_us",
              "finished_us", "duration_ms", "tags")
@@ -158,6 +268,9 @@ class Catalog:
         self.lock_path = os.path.join(self.dir, "lock")
         #: files read by the last refresh (for tests and benchmarks)
         self.last_reads = 0
+        #: whether the last refresh listed the folders, and why (None: it used the logs)
+        self.last_full = False
+        self.last_reason: str | None = None
 
     # ------------------------------------------------------------ locking
     @contextlib.contextmanager
@@ -277,73 +390,166 @@ class Catalog:
 
     # ------------------------------------------------------------ refresh
     def _refresh(self, conn: sqlite3.Connection, progress: Progress | None = None) -> int:
-        reads = 0
-        for kind, sub in (("run", "runs"), ("derived", "derived")):
-            path = os.path.join(self.folder, sub)
-            key = f"dir:{sub}"
+        """Bring the rows up to date (see the module docstring); returns files read."""
+        self.last_reads = 0
+        self.last_full = False
+        self.last_reason = None
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        now = time.time_ns()
+        dirs: dict[str, str] = {}
+        for sub in _SUBS:  # the folders first, then the logs (a line follows its rename)
             try:
-                dir_mtime = str(os.stat(path).st_mtime_ns)
+                dirs[sub] = str(os.stat(os.path.join(self.folder, sub)).st_mtime_ns)
             except FileNotFoundError:
-                dir_mtime = "missing"
-            row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-            if row is not None and row[0] == dir_mtime:
-                continue  # no file was added, replaced or removed since the last listing
-            listed_at = time.time_ns()
-            listing = _listing(path)
-            # trust the folder's mtime next time only if it is clearly older than
-            # this listing (a write in the same clock tick would not change it)
-            trusted = dir_mtime if dir_mtime == "missing" or int(dir_mtime) < listed_at - DIR_MTIME_MARGIN_NS else ""
-            old: dict[str, Signature] = {
-                f: (i, m, s)
-                for f, i, m, s in conn.execute(
-                    "SELECT file, ino, mtime, size FROM files WHERE kind = ?", (kind,)
-                )
-            }
-            changed = [f for f, sig in listing.items() if old.get(f) != sig]
-            gone = [f for f in old if f not in listing]
-            if not changed and not gone:
-                conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                             (key, trusted))
-                continue
-            table = "runs" if kind == "run" else "derived"
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                fields = self._fields(conn)
-                if gone:
-                    conn.executemany(f"DELETE FROM {table} WHERE file = ?", [(f,) for f in gone])
-                    conn.executemany("DELETE FROM files WHERE kind = ? AND file = ?",
-                                     [(kind, f) for f in gone])
-                batch: list[tuple[str, Signature | None, dict[str, Any] | None]] = []
-                for n, stem in enumerate(changed, 1):
-                    got = read_run_file(os.path.join(self.folder, sub, stem + ".json"))
-                    reads += 1
-                    if got is None:
-                        batch.append((stem, None, None))
-                    else:
-                        data, sig = got
-                        try:
-                            doc = loads(data)
-                        except JSONDecodeError:
-                            doc = None
-                        batch.append((stem, sig, doc if type(doc) is dict else None))
-                    if len(batch) >= 2000 or n == len(changed):
-                        self._write_batch(conn, kind, batch, fields)
-                        batch = []
-                        self._touch_lock()
-                        if progress is not None:
-                            progress(n, len(changed))
-                    if n % _COMMIT_EVERY == 0:
-                        conn.execute("COMMIT")
-                        conn.execute("BEGIN IMMEDIATE")
-                conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                             (key, trusted))
-                conn.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-                raise
+                dirs[sub] = "missing"
+        logs = _stat_logs(self.folder)
+        known: dict[str, tuple[str, int, int]] = {
+            name: (lid, offset, mtime)
+            for name, lid, offset, mtime in conn.execute("SELECT name, id, pos, mtime FROM logs")
+        }
+        full_at = int(meta.get("full_at") or 0)
+        overdue = meta.get("logged") == "1" and now - full_at > FULL_LISTING_EVERY_S * 1e9
+        logs_read = (logs or {}).keys() == known.keys() and all(
+            size == known[name][1] and mtime == known[name][2]
+            for name, (size, mtime) in (logs or {}).items()
+        )
+        if ("full_at" in meta and not overdue and logs_read
+                and all(meta.get(f"dir:{sub}") == dirs[sub] for sub in _SUBS)):
+            return 0  # nothing was renamed into or removed from the folders, no new log line
+
+        reason: str | None = None
+        if "full_at" not in meta:
+            reason = "new catalog"
+        elif overdue:
+            reason = f"last full listing older than {FULL_LISTING_EVERY_S:.0f} s"
+        elif logs is None:
+            reason = f"no {CHANGES_DIR} folder (written by an older version or another tool)"
+        elif any(known[n][0] for n in known.keys() - logs.keys()):
+            reason = "a change log vanished"
+        elif any(os.path.lexists(os.path.join(self.folder, sub, UNLOGGED)) for sub in _SUBS):
+            reason = "a writer could not write its change log"
+        else:
+            newest = max((m for n, (_, m) in logs.items() if known.get(n, ("?",))[0] != ""),
+                         default=0)
+            for sub in _SUBS:
+                d = dirs[sub]
+                if d != meta.get(f"seen:{sub}") and d != "missing" and int(d) > newest:
+                    reason = f"{sub}/ changed after the newest change log line"
+        states: dict[str, tuple[str, int, int]] = {}
+        changed: dict[str, set[str]] = {sub: set() for sub in _SUBS}
+        if reason is None:
+            assert logs is not None
+            for name in logs:
+                got = _read_log(os.path.join(self.folder, CHANGES_DIR, name), known.get(name),
+                                changed)
+                if got is None:
+                    reason = "a change log was replaced or truncated"
+                    break
+                states[name] = got
+        if reason is not None:
+            log.debug("catalog %s: full listing (%s)", self.path, reason)
+            self.last_full = True
+            self.last_reason = reason
+            for sub in _SUBS:  # markers go before the listing, which sees their writes
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(self.folder, sub, UNLOGGED))
+            states = {}
+            for name in logs or ():  # where each log ends now: later lines are read next time
+                got = _read_log(os.path.join(self.folder, CHANGES_DIR, name), None, None)
+                if got is not None:
+                    states[name] = got
+        reads = 0
+        conn.execute("BEGIN IMMEDIATE")  # one transaction (one commit) for a small refresh
+        try:
+            reads = self._update(conn, reason is None, changed, progress)
+            self._record(conn, dirs, now, reason, changed, states)
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
         self.last_reads = reads
         return reads
+
+    def _update(self, conn: sqlite3.Connection, from_logs: bool, changed: dict[str, set[str]],
+                progress: Progress | None) -> int:
+        """Read the changed files into the open transaction; returns the files read."""
+        reads = 0
+        for sub in _SUBS:
+            gone: list[str] = []
+            if from_logs:
+                todo = sorted(changed[sub])  # each is read again, or found gone
+                if not todo:
+                    continue
+            else:
+                path = os.path.join(self.folder, sub)
+                listing = _listing(path)
+                old: dict[str, Signature] = {
+                    f: (i, m, s)
+                    for f, i, m, s in conn.execute(
+                        "SELECT file, ino, mtime, size FROM files WHERE kind = ?", (_KIND[sub],)
+                    )
+                }
+                todo = [f for f, sig in listing.items() if old.get(f) != sig]
+                gone = [f for f in old if f not in listing]
+            reads += self._apply(conn, sub, todo, gone, progress)
+        return reads
+
+    @staticmethod
+    def _record(conn: sqlite3.Connection, dirs: dict[str, str], now: int, reason: str | None,
+                changed: dict[str, set[str]], states: dict[str, tuple[str, int, int]]) -> None:
+        """Store what this refresh has seen (folder mtimes, log offsets)."""
+        # trust a folder's mtime next time only if it is clearly older than this
+        # refresh (a write in the same clock tick would not change it)
+        done: list[tuple[str, str]] = []
+        for sub in _SUBS:
+            d = dirs[sub]
+            trusted = d if d == "missing" or int(d) < now - DIR_MTIME_MARGIN_NS else ""
+            done += [(f"dir:{sub}", trusted), (f"seen:{sub}", d)]
+        if reason is not None:
+            done += [("full_at", str(now)), ("logged", "0")]
+        elif any(changed.values()):
+            done.append(("logged", "1"))
+        conn.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", done)
+        conn.execute("DELETE FROM logs")
+        conn.executemany("INSERT INTO logs (name, id, pos, mtime) VALUES (?, ?, ?, ?)",
+                         [(n, *st) for n, st in states.items()])
+
+    def _apply(self, conn: sqlite3.Connection, sub: str, stems: list[str], gone: list[str],
+               progress: Progress | None) -> int:
+        """Read the files ``stems`` of ``sub`` and store them (or drop those that are gone)."""
+        if not stems and not gone:
+            return 0
+        kind = _KIND[sub]
+        table = "runs" if kind == "run" else "derived"
+        fields = self._fields(conn)
+        if gone:
+            conn.executemany(f"DELETE FROM {table} WHERE file = ?", [(f,) for f in gone])
+            conn.executemany("DELETE FROM files WHERE kind = ? AND file = ?",
+                             [(kind, f) for f in gone])
+        base = os.path.join(self.folder, sub, "")
+        batch: list[tuple[str, Signature | None, dict[str, Any] | None]] = []
+        for n, stem in enumerate(stems, 1):
+            got = read_run_file(base + stem + ".json")
+            if got is None:
+                batch.append((stem, None, None))
+            else:
+                data, sig = got
+                try:
+                    doc = loads(data)
+                except JSONDecodeError:
+                    doc = None
+                batch.append((stem, sig, doc if type(doc) is dict else None))
+            if len(batch) >= 2000 or n == len(stems):
+                self._write_batch(conn, kind, batch, fields)
+                batch = []
+                self._touch_lock()
+                if progress is not None:
+                    progress(n, len(stems))
+            if n % _COMMIT_EVERY == 0:  # a long first build keeps its progress
+                conn.execute("COMMIT")
+                conn.execute("BEGIN IMMEDIATE")
+        return len(stems)
 
     def _write_batch(
         self,
@@ -353,7 +559,18 @@ class Catalog:
         fields: dict[tuple[str, str], str],
     ) -> None:
         table = "runs" if kind == "run" else "derived"
-        rows: list[dict[str, Any]] = []
+        prefix = "g" if kind == "derived" else "f"
+        cols = list(_RUN_BASE) if kind == "run" else ["file", "bad"]
+        cols += [c for c in fields.values() if c[0] == prefix]
+        pos = {c: i for i, c in enumerate(cols)}
+        spaces = ("params", "metrics") if kind == "run" else ("derived",)
+        # namespace -> field name -> position of its column in a row
+        index: dict[str, dict[str, int]] = {ns: {} for ns in spaces}
+        for (ns, name), col in fields.items():
+            if ns in index:
+                index[ns][name] = pos[col]
+        seen: dict[tuple[str, tuple[str, ...]], tuple[int, ...]] = {}
+        rows: list[list[Any]] = []
         sigs: list[tuple[str, str, int, int, int]] = []
         gone: list[tuple[str]] = []
         for stem, sig, doc in batch:
@@ -361,35 +578,48 @@ class Catalog:
                 gone.append((stem,))
                 continue
             sigs.append((kind, stem, *sig))
-            row: dict[str, Any] = {"file": stem, "bad": 0}
-            if doc is None:
-                row["bad"] = 1
-            elif kind == "run":
-                row.update(self._run_cells(doc))
-                for ns in ("params", "metrics"):
-                    values = doc.get(ns)
-                    if isinstance(values, dict):
-                        for name, value in values.items():
-                            col = fields.get((ns, name)) or self._add_field(conn, fields, ns, name)
-                            row[col] = encode(value)
-            else:
-                for name, value in doc.items():
-                    col = fields.get(("derived", name)) or self._add_field(
-                        conn, fields, "derived", name)
-                    row[col] = encode(value)
+            row: list[Any] = [None] * len(cols)
+            row[0] = stem
+            row[1] = 0
             rows.append(row)
+            if doc is None:
+                row[1] = 1
+                continue
+            if kind == "run":
+                row[2:10] = self._run_cells(doc)
+                parts = [(ns, doc.get(ns)) for ns in spaces]
+            else:
+                parts = [("derived", doc)]
+            for ns, values in parts:
+                if type(values) is not dict:
+                    continue
+                names = tuple(values)
+                spots = seen.get((ns, names))  # runs of one experiment share their names
+                if spots is None:
+                    where = index[ns]
+                    for name in names:
+                        if name not in where:
+                            col = self._add_field(conn, fields, ns, name)
+                            where[name] = pos[col] = len(cols)
+                            cols.append(col)
+                    spots = seen[(ns, names)] = tuple(where[name] for name in names)
+                if len(row) < len(cols):
+                    row.extend([None] * (len(cols) - len(row)))
+                for i, value in zip(spots, values.values(), strict=True):
+                    t = type(value)
+                    row[i] = value if t is float or t is str else encode(value)
         if gone:
             conn.executemany(f"DELETE FROM {table} WHERE file = ?", gone)
             conn.executemany("DELETE FROM files WHERE kind = ? AND file = ?",
                              [(kind, g[0]) for g in gone])
         if rows:
-            prefix = "g" if kind == "derived" else "f"
-            cols = list(_RUN_BASE) if kind == "run" else ["file", "bad"]
-            cols += [c for c in fields.values() if c[0] == prefix]
-            marks = ", ".join("?" * len(cols))
+            width = len(cols)
+            for row in rows:
+                if len(row) < width:
+                    row.extend([None] * (width - len(row)))
+            marks = ", ".join("?" * width)
             conn.executemany(
-                f"INSERT OR REPLACE INTO {table} ({', '.join(cols)}) VALUES ({marks})",
-                [tuple(r.get(c) for c in cols) for r in rows],
+                f"INSERT OR REPLACE INTO {table} ({', '.join(cols)}) VALUES ({marks})", rows
             )
             conn.executemany(
                 "INSERT OR REPLACE INTO files (kind, file, ino, mtime, size) VALUES (?, ?, ?, ?, ?)",
@@ -397,21 +627,25 @@ class Catalog:
             )
 
     @staticmethod
-    def _run_cells(doc: dict[str, Any]) -> dict[str, Any]:
-        def text(key: str) -> str | None:
-            v = doc.get(key)
-            return v if isinstance(v, str) else None
-
-        return {
-            "run_id": text("run_id"),
-            "experiment_id": text("experiment_id"),
-            "status": text("status"),
-            "hb": parse_time(doc.get("heartbeat_at") or doc.get("started_at")),
-            "started_us": parse_time(doc.get("started_at")),
-            "finished_us": parse_time(doc.get("finished_at")),
-            "duration_ms": encode(norm_number(doc.get("duration_ms"))),
-            "tags": dumps(norm_tags(doc.get("tags"))).decode(),
-        }
+    def _run_cells(doc: dict[str, Any]) -> list[Any]:
+        """The cells of the fixed run columns (``_RUN_BASE[2:]``, in that order)."""
+        get = doc.get
+        run_id, eid, status = get("run_id"), get("experiment_id"), get("status")
+        started = parse_time(get("started_at"))
+        beat = get("heartbeat_at")
+        finished = get("finished_at")
+        duration = get("duration_ms")
+        tags = get("tags")
+        return [
+            run_id if type(run_id) is str else None,
+            eid if type(eid) is str else None,
+            status if type(status) is str else None,
+            parse_time(beat) if beat else started,
+            started,
+            parse_time(finished) if finished else None,
+            duration if type(duration) is float else encode(norm_number(duration)),
+            "[]" if not tags else dumps(norm_tags(tags)).decode(),
+        ]
 
     # ------------------------------------------------------------ public
     def refresh(self, progress: Progress | None = None, *, rebuild: bool = False) -> int:
