@@ -83,3 +83,21 @@ def test_close_sends_queued_changes_and_removes_the_log(make_store, pg_conn, pg_
     store.close()
     assert index_rows(pg_conn, pg_schema) == file_docs(file_root, "exp:1")
     assert not any((file_root / ".metalab-index").rglob("*.log"))
+
+
+def test_index_keeps_the_record_file_bytes(make_store, pg_conn, pg_schema, file_root) -> None:
+    """The writer serialises a record once: the index holds exactly the file's text."""
+    from psycopg import sql
+
+    store = make_store("exp:1")
+    recs = records("exp:1", 3)
+    for r in recs:
+        store.put_run_record(r)
+    store.put_run_record(recs[0].replace(metrics={"loss": 0.5, "note": "é\u2028"}))
+    assert store.flush()
+    texts = dict(pg_conn.execute(sql.SQL("SELECT run_id, record FROM {}").format(
+        sql.Identifier(pg_schema, "run_records"))).fetchall())
+    folder = next(p for p in file_root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    on_disk = {p.stem: p.read_text("utf-8") for p in (folder / "runs").glob("*.json")}
+    assert texts == on_disk and len(texts) == 3
+    assert store.query_runs(where="metrics.loss == 0.5")[0]["run_id"] == recs[0].run_id

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from metalab._errors import CorruptRecordError, NotFoundError, ScopeError, ValidationError
+from metalab.analysis._columns import RunTable
 from metalab.analysis._results import Results
 from metalab.store._base import ErrorCallback, Store
 from metalab.store._config import StoreConfig
@@ -78,7 +79,15 @@ def load_results(
 
     store = _open(store_or_path, experiment_id)
     narrow = experiment_id if not store.is_scoped else None
-    if where is None and columns is None and order_by is None and limit is None:
+    plain = where is None and columns is None and order_by is None and limit is None
+    table = _from_index(store, narrow, where, columns, order_by, limit, plain)
+    if table is not None:
+        table = _valid_rows(store, table, collect)
+        results = Results._from_table(store, table, problems, tell)
+        if table.projected and any(ns == "derived" for ns, _ in table.fields):
+            for (eid, rid), values in zip(table.keys(), table.maps("derived"), strict=True):
+                results._ctx.set_derived(eid, rid, values)
+    elif plain:
         documents = _mark_lost(store.iter_run_documents(narrow, on_error=collect))
         results = Results._build(store, documents, problems, tell)
     else:
@@ -89,8 +98,10 @@ def load_results(
         query = build_query(text, columns=columns, order_by=order_by, limit=limit,
                             keywords=keywords)
         found = store.query_runs(narrow, query)
-        results = Results._build(store, _mark_lost(found), problems, tell,
-                                 keep_order=bool(query.order))
+        # a projection has no heartbeat: its status is already the effective
+        # one (the query engines show a stopped heartbeat as lost)
+        shown = _mark_lost(found) if columns is None else found
+        results = Results._build(store, shown, problems, tell, keep_order=bool(query.order))
         if columns is not None:
             for doc in found:
                 if isinstance(doc.get("derived"), dict):
@@ -105,6 +116,58 @@ def load_results(
             stacklevel=2,
         )
     return results
+
+
+def _from_index(
+    store: Store,
+    narrow: str | None,
+    where: str | Mapping[str, Any] | None,
+    columns: Sequence[str] | None,
+    order_by: str | Sequence[str] | None,
+    limit: int | None,
+    plain: bool,
+) -> RunTable | None:
+    """The runs as columns from the store's query index, or None (no index, or not current).
+
+    Only stores with a ``run_table`` method (PostgresStore) have one: the
+    answer then needs no record parsing; see :class:`RunTable`.
+    """
+    run_table = getattr(store, "run_table", None)
+    fetch = getattr(store, "read_run_documents", None)
+    if not callable(run_table) or not callable(fetch):
+        return None
+    query = None
+    if not plain:
+        from metalab.store._query import build_query
+
+        text = where if where is None or isinstance(where, str) else None
+        keywords = dict(where) if isinstance(where, Mapping) else None
+        query = build_query(text, columns=columns, order_by=order_by, limit=limit,
+                            keywords=keywords)
+    answer = run_table(narrow, query)
+    if answer is None:
+        return None
+    return RunTable.from_index(answer, fetch)
+
+
+def _valid_rows(store: Store, table: RunTable, collect: Any) -> RunTable:
+    """Leave out (and report) rows the file scan would reject (e.g. an unknown status)."""
+    from metalab.model import Status
+
+    known = {s.value for s in Status}
+    bad = [i for i, s in enumerate(table.column("status")) if s not in known]
+    if not bad:
+        return table
+    from metalab.analysis._results import _doc_problem
+
+    for i in bad:
+        doc = {"run_id": table.column("run_id")[i], "status": table.column("status")[i],
+               "experiment_id": table.column("experiment_id")[i]}
+        problem = _doc_problem(doc, store, i)
+        if problem is not None:
+            collect(problem)
+    skip = set(bad)
+    return table.take([i for i in range(len(table)) if i not in skip])
 
 
 def _open(target: Any, experiment_id: str | None) -> Store:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, overload
 from metalab._errors import CorruptRecordError, NotFoundError, ValidationError
 from metalab._internal._atomic import atomic_write_bytes
 from metalab._internal._gc import gc_paused
+from metalab.analysis._columns import RunTable
 from metalab.analysis._context import ResultsContext
 from metalab.analysis._deps import require
 from metalab.analysis._derived import (
@@ -151,6 +152,11 @@ class Results:
     Holds the raw run documents and builds :class:`Run` /
     :class:`~metalab.model.RunRecord` objects only when asked, so loading and
     tabulating many runs stays close to the cost of reading the files.
+    Loaded from a PostgreSQL index it holds columns instead (a
+    :class:`~metalab.analysis._columns.RunTable`): tables, slices and
+    filters on params / metrics / status use them, and the record
+    documents are fetched in batches only when something needs them
+    (``run.record``, :meth:`where`, ...).
 
     Indexing: ``results[i]`` is a :class:`Run`, ``results[a:b]`` a
     :class:`Results`, ``results["<run_id>"]`` the run with that id.  Slices
@@ -165,7 +171,7 @@ class Results:
             :class:`~metalab.CorruptRecordError` whose ``path`` names the file).
     """
 
-    __slots__ = ("_ctx", "_docs", "_index", "_problems", "_runs")
+    __slots__ = ("_cols", "_ctx", "_docs_", "_index", "_problems", "_runs")
 
     def __init__(
         self,
@@ -197,22 +203,71 @@ class Results:
         self._setup(ResultsContext(store, report=report), docs, tuple(problems))
         return self
 
+    @classmethod
+    def _from_table(
+        cls,
+        store: Store,
+        table: RunTable,
+        problems: list[CorruptRecordError],
+        report: Report,
+    ) -> Results:
+        """Runs given as columns (from a query index); documents are built when needed."""
+        self = cls.__new__(cls)
+        self._setup(ResultsContext(store, report=report), None, tuple(problems), table)
+        return self
+
     def _setup(
         self,
         ctx: ResultsContext,
-        docs: tuple[dict[str, Any], ...],
+        docs: tuple[dict[str, Any], ...] | None,
         problems: tuple[CorruptRecordError, ...],
+        cols: RunTable | None = None,
     ) -> None:
         self._ctx = ctx
-        self._docs = docs
+        self._docs_ = docs
+        self._cols = cols
         self._problems = problems
         self._runs: list[Run | None] | None = None
         self._index: dict[str, int] | None = None
 
-    def _derive(self, docs: tuple[dict[str, Any], ...]) -> Results:
+    @property
+    def _docs(self) -> tuple[dict[str, Any], ...]:
+        """The run documents (of a table: the verbatim records, fetched on first use)."""
+        docs = self._docs_
+        if docs is None:
+            table = self._cols
+            assert table is not None
+            with gc_paused():
+                full = table.full_documents()
+                docs = tuple(
+                    doc if doc is not None else table.row_document(i)
+                    for i, doc in enumerate(full)
+                )
+            self._docs_ = docs
+        return docs
+
+    def _take(self, rows: list[int] | slice) -> Results:
+        """The runs at ``rows`` (positions in order, or a slice), keeping the columns."""
         new = Results.__new__(Results)
-        new._setup(self._ctx, docs, self._problems)
+        docs = self._docs_
+        if docs is not None:
+            docs = docs[rows] if isinstance(rows, slice) else tuple(docs[i] for i in rows)
+        cols = self._cols.take(rows) if self._cols is not None else None
+        new._setup(self._ctx, docs, self._problems, cols)
         return new
+
+    def _column(self, name: str) -> list[Any]:
+        """One top-level field of every run (from the columns when there are any)."""
+        if self._cols is not None:
+            return self._cols.column(name)
+        return [d.get(name) for d in self._docs]
+
+    def _eval_docs(self, full: bool) -> Iterable[dict[str, Any]]:
+        """Documents to test filters on: the records, or (``full=False``) rows of the table."""
+        if self._docs_ is not None or self._cols is None or full:
+            return self._docs
+        table = self._cols
+        return (table.row_document(i) for i in range(len(table)))
 
     # -------------------------------------------------------------- basics
     @property
@@ -227,11 +282,11 @@ class Results:
     @property
     def experiments(self) -> list[str]:
         """Sorted ids of the experiments present in this collection."""
-        return sorted({d["experiment_id"] for d in self._docs})
+        return sorted(set(self._column("experiment_id")))
 
     @property
     def run_ids(self) -> list[str]:
-        return [d["run_id"] for d in self._docs]
+        return list(self._column("run_id"))
 
     @property
     def runs(self) -> list[Run]:
@@ -243,23 +298,32 @@ class Results:
         return [run.record for run in self]
 
     def __len__(self) -> int:
-        return len(self._docs)
+        return len(self._cols) if self._cols is not None else len(self._docs)
 
     def __bool__(self) -> bool:
-        return bool(self._docs)
+        return len(self) > 0
 
     def _run_at(self, i: int) -> Run:
         runs = self._runs
         if runs is None:
-            runs = self._runs = [None] * len(self._docs)
+            runs = self._runs = [None] * len(self)
         run = runs[i]
         if run is None:
-            run = runs[i] = Run(self._docs[i], self._ctx)
+            if self._docs_ is None and self._cols is not None:
+                doc = self._cols.row_document(i)  # the record is fetched when needed
+            else:
+                doc = self._docs[i]
+            run = runs[i] = Run(doc, self._ctx)
         return run
 
     def __iter__(self) -> Iterator[Run]:
-        for i in range(len(self._docs)):
-            yield self._run_at(i)
+        n = len(self)
+        for start in range(0, n, 2000):
+            # build the next Run views in one go with the cyclic GC paused (many
+            # small objects next to a large heap of documents: see _internal._gc)
+            with gc_paused():
+                chunk = [self._run_at(i) for i in range(start, min(start + 2000, n))]
+            yield from chunk
 
     @overload
     def __getitem__(self, key: int) -> Run: ...
@@ -270,13 +334,13 @@ class Results:
 
     def __getitem__(self, key: int | str | slice) -> Run | Results:
         if isinstance(key, slice):
-            return self._derive(self._docs[key])
+            return self._take(key)
         if isinstance(key, str):
             index = self._index
             if index is None:
                 index = {}
-                for pos, doc in enumerate(self._docs):
-                    index.setdefault(doc["run_id"], pos)
+                for pos, rid in enumerate(self._column("run_id")):
+                    index.setdefault(rid, pos)
                 self._index = index
             found = index.get(key)
             if found is None:
@@ -285,7 +349,7 @@ class Results:
                 raise NotFoundError(f"no run with id {key!r} in these {len(self)} runs{hint}")
             return self._run_at(found)
         if isinstance(key, int) and not isinstance(key, bool):
-            n = len(self._docs)
+            n = len(self)
             if not -n <= key < n:
                 raise IndexError(f"run index {key} out of range for {n} runs")
             return self._run_at(key % n)
@@ -296,11 +360,11 @@ class Results:
     def __contains__(self, item: object) -> bool:
         if isinstance(item, Run):
             return any(
-                d["run_id"] == item.run_id and d["experiment_id"] == item.experiment_id
-                for d in self._docs
+                r == item.run_id and e == item.experiment_id
+                for e, r in zip(self._column("experiment_id"), self._column("run_id"), strict=True)
             )
         if isinstance(item, str):
-            return any(d["run_id"] == item for d in self._docs)
+            return item in self._column("run_id")
         return False
 
     # ----------------------------------------------------------- selecting
@@ -321,7 +385,7 @@ class Results:
             ValidationError: an unknown status value.
         """
         wanted = _statuses(status)
-        return self._derive(tuple(d for d in self._docs if d["status"] in wanted))
+        return self._take([i for i, s in enumerate(self._column("status")) if s in wanted])
 
     def filter(
         self,
@@ -345,19 +409,21 @@ class Results:
                 lists close names), or a bare name that is both a parameter
                 and a metric.
         """
-        docs: Iterable[dict[str, Any]] = self._docs
+        # (position, document) pairs; a table is tested on its rows, or on
+        # the records when tags are asked for (the table has no tags)
+        pairs: Iterable[tuple[int, dict[str, Any]]] = enumerate(self._eval_docs(tags is not None))
         if status is not None:
             wanted = _statuses(status)
-            docs = [d for d in docs if d["status"] in wanted]
+            pairs = [(i, d) for i, d in pairs if d["status"] in wanted]
         if tags is not None:
             need = {tags} if isinstance(tags, str) else set(tags)
-            docs = [d for d in docs if need.issubset(d.get("tags") or ())]
-        if criteria and self._docs:
+            pairs = [(i, d) for i, d in pairs if need.issubset(d.get("tags") or ())]
+        if criteria and len(self):
             for key, condition in criteria.items():
                 namespace, name = self._resolve_field(key)
                 match = _matcher(condition)
-                docs = [d for d in docs if self._has_match(d, namespace, name, match)]
-        return self._derive(tuple(docs))
+                pairs = [(i, d) for i, d in pairs if self._has_match(d, namespace, name, match)]
+        return self._take([i for i, _ in pairs])
 
     def _has_match(
         self, doc: dict[str, Any], namespace: str, name: str, match: Callable[[Any], bool]
@@ -373,6 +439,8 @@ class Results:
     def _field_names(self, namespace: str) -> list[str]:
         if namespace == "derived":
             return _ordered_keys(self._derived_list())
+        if self._cols is not None and self._docs_ is None:
+            return self._cols.names(namespace)
         return _ordered_keys(d.get(namespace) or {} for d in self._docs)
 
     def _resolve_field(self, key: str) -> tuple[str, str]:
@@ -420,14 +488,16 @@ class Results:
 
         q = build_query(query, keywords=keywords)
         derived = self._derived_list() if q.uses_derived else []
-        check_fields(q, lambda: known_fields(self._docs, (d for d in derived if d)),
-                     any_runs=bool(self._docs))
+        docs = self._docs  # the records (a table holds no tags or heartbeats)
+        check_fields(q, lambda: known_fields(docs, (d for d in derived if d)),
+                     any_runs=bool(docs))
         match = predicate(q.where, lost_cutoff())
         if derived:
-            keep = [doc for doc, der in zip(self._docs, derived, strict=True) if match(doc, der)]
+            keep = [i for i, (doc, der) in enumerate(zip(docs, derived, strict=True))
+                    if match(doc, der)]
         else:
-            keep = [doc for doc in self._docs if match(doc, None)]
-        return self._derive(tuple(keep))
+            keep = [i for i, doc in enumerate(docs) if match(doc, None)]
+        return self._take(keep)
 
     def to_arrow(self, include_derived: bool = True) -> Any:
         """A ``pyarrow.Table`` with the columns of :meth:`to_dataframe`.
@@ -483,12 +553,12 @@ class Results:
 
     # ------------------------------------------------------------- derived
     def _load_derived(self, experiments: Iterable[str] | None = None) -> None:
-        docs = self._docs
+        eids, rids = self._column("experiment_id"), self._column("run_id")
         if experiments is None:
-            experiments = {d["experiment_id"] for d in docs}
+            experiments = set(eids)
 
         def run_ids_of(experiment_id: str) -> set[str]:
-            return {d["run_id"] for d in docs if d["experiment_id"] == experiment_id}
+            return {r for e, r in zip(eids, rids, strict=True) if e == experiment_id}
 
         self._ctx.load_derived(experiments, run_ids_of)
 
@@ -498,7 +568,14 @@ class Results:
         known = self._ctx.derived_snapshot()
         if not known:
             return []
-        return [known.get((d["experiment_id"], d["run_id"])) or {} for d in self._docs]
+        return [known.get(k) or {} for k in zip(self._column("experiment_id"),
+                                                 self._column("run_id"), strict=True)]
+
+    def _maps(self, namespace: str) -> list[dict[str, Any]]:
+        """The ``params`` / ``metrics`` of every run, in order (from the columns if any)."""
+        if self._cols is not None:
+            return self._cols.maps(namespace)
+        return [d.get(namespace) or _EMPTY for d in self._docs]
 
     def compute_derived(
         self,
@@ -562,6 +639,9 @@ class Results:
             MissingDependencyError: pandas is not installed.
         """
         pd = require("pandas", "pandas", "Results.to_dataframe()")
+        if self._cols is not None:
+            return self._table_frame(pd, include_params, include_metrics, include_derived,
+                                     include_record)
         docs = self._docs
         # one pass over the documents (they are scattered in memory: each pass costs)
         run_ids: list[str] = []
@@ -609,6 +689,35 @@ class Results:
                 _add_columns(cols, derived, "derived_")
         return pd.DataFrame(cols, index=pd.RangeIndex(len(docs)))
 
+    def _table_frame(self, pd: Any, include_params: bool, include_metrics: bool,
+                     include_derived: bool, include_record: bool) -> pd.DataFrame:
+        """:meth:`to_dataframe` straight from the columns (no per-run documents)."""
+        table = self._cols
+        assert table is not None
+        cols: dict[str, Any] = {"run_id": pd.Series(table.column("run_id"), dtype=object)}
+        exp_ids = table.column("experiment_id")
+        if include_record:
+            cols["experiment_id"] = pd.Series(exp_ids, dtype=object)
+            cols["status"] = pd.Series(table.column("status"), dtype=object)
+            for name in ("started_at", "finished_at"):
+                cols[name] = pd.to_datetime(
+                    pd.Series(table.column(name), dtype=object), utc=True, format="ISO8601",
+                    errors="coerce",
+                )
+            cols["duration_ms"] = pd.Series(table.column("duration_ms"), dtype="float64")
+        if include_params:
+            for key in table.names("params"):
+                cols[f"param_{key}"] = table.fields[("params", key)]
+        if include_metrics:
+            for key in table.names("metrics"):
+                column = key if key not in cols and key not in _RECORD_COLUMNS else f"metric_{key}"
+                cols[column] = table.fields[("metrics", key)]
+        if include_derived:
+            derived = self._derived_list(set(exp_ids))
+            if derived:
+                _add_columns(cols, derived, "derived_")
+        return pd.DataFrame(cols, index=pd.RangeIndex(len(table)))
+
     def to_csv(self, path: str | os.PathLike[str], **dataframe_kwargs: bool) -> str:
         """Write :meth:`to_dataframe` as CSV to ``path`` atomically; returns the path.
 
@@ -624,8 +733,12 @@ class Results:
         return os.fspath(path)
 
     def _table(self, n: int) -> tuple[list[str], list[list[str]]]:
-        docs = self._docs[: max(n, 0)]
-        multi = len({d["experiment_id"] for d in self._docs}) > 1
+        if self._docs_ is None and self._cols is not None:
+            table = self._cols
+            docs: Any = [table.row_document(i) for i in range(min(max(n, 0), len(table)))]
+        else:
+            docs = self._docs[: max(n, 0)]
+        multi = len(set(self._column("experiment_id"))) > 1
         params = _ordered_keys(d.get("params") or {} for d in docs)
         metrics = _ordered_keys(d.get("metrics") or {} for d in docs)
         headers = ["run_id", *(["experiment"] if multi else []), "status", "duration_ms"]
@@ -665,7 +778,7 @@ class Results:
         return buf.getvalue().rstrip("\n")
 
     def __repr__(self) -> str:
-        counts = Counter(d["status"] for d in self._docs)
+        counts = Counter(self._column("status"))
         by_status = ", ".join(f"{counts[s.value]} {s.value}" for s in Status if counts[s.value])
         exps = self.experiments
         if len(exps) == 1:

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from metalab._errors import NotFoundError, StoreError
+from metalab.analysis._columns import PARTIAL
 from metalab.analysis._deps import require
 from metalab.model import ArtifactDescriptor, ErrorInfo, RunRecord, Status, deserialize
 
@@ -69,6 +70,22 @@ class Run:
         run._record = record
         return run
 
+    def _full(self) -> dict[str, Any]:
+        """The run's whole record document (fetched, with a batch of others, if not held)."""
+        doc = self._doc
+        part = doc.get(PARTIAL)
+        if part is None:
+            return doc
+        table, row = part
+        full = table.full_document(row)
+        if full is None:
+            raise NotFoundError(
+                f"run {self.run_id} is no longer in the store (deleted after load_results); "
+                "load the results again"
+            )
+        self._doc = full
+        return full
+
     # ------------------------------------------------------------ record fields
     @property
     def record(self) -> RunRecord:
@@ -79,7 +96,7 @@ class Run:
         """
         rec = self._record
         if rec is None:
-            rec = RunRecord.from_dict(self._doc, source=f"run record {self.run_id}")
+            rec = RunRecord.from_dict(self._full(), source=f"run record {self.run_id}")
             self._record = rec
         return rec
 
@@ -105,12 +122,13 @@ class Run:
 
     @property
     def tags(self) -> tuple[str, ...]:
-        return tuple(self._doc.get("tags") or ())
+        doc = self._doc if "tags" in self._doc else self._full()
+        return tuple(doc.get("tags") or ())
 
     @property
     def seed(self) -> dict[str, Any]:
         """``{"root_seed": int, "replicate_index": int}``."""
-        return dict(self._doc.get("seed") or {})
+        return dict(self._full().get("seed") or {})
 
     @property
     def error(self) -> ErrorInfo | None:
@@ -239,7 +257,7 @@ class Run:
         """
         payload = self._store.get_data(self.run_id, name)
         if payload is None or payload.get("kind") != "series":
-            available = list(self._doc.get("series") or ())
+            available = list(self._full().get("series") or ())
             raise _missing("metric series", name, self.run_id, available)
         data = payload.get("data") or {}
         steps = data.get("step") or []

@@ -29,38 +29,51 @@ _RECORD_COLUMNS = ("experiment_id", "status", "started_at", "finished_at", "dura
 STATS = ("count", "mean", "std", "sem", "min", "max", "median")
 
 
-def _keys(maps: list[dict[str, Any]]) -> list[str]:
+def _keys(maps: list[dict[str, Any]], sort_each: bool = False) -> list[str]:
+    """Keys in order of first appearance; ``sort_each``: each map's keys taken sorted.
+
+    Record documents hold their keys sorted; objects from the PostgreSQL
+    index (JSONB) do not, so theirs are sorted to give the same columns.
+    """
     seen: dict[str, None] = {}
+    last: Any = None
     for m in maps:
-        for k in m:
+        if sort_each:
+            if m.keys() == last:
+                continue
+            last = m.keys()
+            keys: Any = sorted(m)
+        else:
+            keys = m
+        for k in keys:
             seen.setdefault(k, None)
     return list(seen)
 
 
 def column_lists(results: Results, include_derived: bool = True) -> dict[str, list[Any]]:
     """Column name -> Python values, named as in :meth:`Results.to_dataframe`."""
-    docs = results._docs
-    cols: dict[str, list[Any]] = {"run_id": [d["run_id"] for d in docs]}
-    cols["experiment_id"] = [d["experiment_id"] for d in docs]
-    cols["status"] = [d["status"] for d in docs]
+    col_of = results._column  # from the index's columns when the results have them
+    cols: dict[str, list[Any]] = {"run_id": list(col_of("run_id"))}
+    cols["experiment_id"] = list(col_of("experiment_id"))
+    cols["status"] = list(col_of("status"))
     for name in ("started_at", "finished_at"):
         values = []
-        for d in docs:
+        for text in col_of(name):
             try:
-                values.append(from_iso(d.get(name)))
+                values.append(from_iso(text))
             except (ValueError, TypeError):
                 values.append(None)
         cols[name] = values
     cols["duration_ms"] = [
-        v if isinstance(v := d.get("duration_ms"), int | float) and not isinstance(v, bool)
-        else None
-        for d in docs
+        v if isinstance(v, int | float) and not isinstance(v, bool) else None
+        for v in col_of("duration_ms")
     ]
-    params = [d.get("params") or {} for d in docs]
-    metrics = [d.get("metrics") or {} for d in docs]
-    for k in _keys(params):
+    params = results._maps("params")
+    metrics = results._maps("metrics")
+    indexed = results._cols is not None
+    for k in _keys(params, indexed):
         cols[f"param_{k}"] = [p.get(k) for p in params]
-    for k in _keys(metrics):
+    for k in _keys(metrics, indexed):
         column = f"metric_{k}" if (k in cols or k in _RECORD_COLUMNS) else k
         cols[column] = [m.get(k) for m in metrics]
     if include_derived:
@@ -187,23 +200,25 @@ def aggregate(
     bad = [s for s in stats if s not in STATS]
     if bad or not stats:
         raise ValidationError(f"unknown statistic(s) {bad}; use some of {', '.join(STATS)}")
-    docs = results._docs
-    all_params = _keys([d.get("params") or {} for d in docs])
-    all_metrics = _keys([d.get("metrics") or {} for d in docs])
+    params_of, metrics_of = results._maps("params"), results._maps("metrics")
+    any_runs = bool(params_of)
+    indexed = results._cols is not None
+    all_params = _keys(params_of, indexed)
+    all_metrics = _keys(metrics_of, indexed)
     if isinstance(by, str) and by in ("params", "param"):
         keys = all_params
     else:
         names = [by] if isinstance(by, str) else list(by)
         keys = [n.split(".", 1)[1] if n.startswith(("params.", "param.")) else n for n in names]
         unknown = [k for k in keys if k not in all_params]
-        if unknown and docs:
+        if unknown and any_runs:
             raise ValidationError(
                 f"unknown parameter(s) {unknown} in aggregate(by=...); known: {all_params}"
             )
     chosen = list(metrics) if metrics is not None else all_metrics
     chosen = [m.split(".", 1)[1] if m.startswith(("metrics.", "metric.")) else m for m in chosen]
     unknown = [m for m in chosen if m not in all_metrics]
-    if unknown and docs:
+    if unknown and any_runs:
         raise ValidationError(f"unknown metric(s) {unknown} in aggregate(); known: {all_metrics}")
 
     def hashable(v: Any) -> Any:
@@ -212,11 +227,11 @@ def aggregate(
     frame: dict[str, Any] = {}
     for k in keys:
         frame[f"param_{k}"] = pd.Series(
-            [hashable((d.get("params") or {}).get(k)) for d in docs], dtype=object
+            [hashable(p.get(k)) for p in params_of], dtype=object
         )
     for m in chosen:
         frame[f"__m_{m}"] = pd.to_numeric(
-            pd.Series([(d.get("metrics") or {}).get(m) for d in docs], dtype=object),
+            pd.Series([m_.get(m) for m_ in metrics_of], dtype=object),
             errors="coerce",
         )
     df = pd.DataFrame(frame)

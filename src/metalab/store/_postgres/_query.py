@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from metalab._errors import IndexUnavailableError, StoreError
+from metalab._internal._gc import gc_paused
 from metalab._internal._json import loads
 from metalab._internal._time import to_iso
 from metalab.store._query._ast import DYNAMIC, Query, check_fields
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
     from metalab.store._postgres._index import PostgresIndex
     from metalab.store._postgres._store import PostgresStore
 
-__all__ = ["query_index", "query_runs"]
+__all__ = ["query_index", "query_runs", "table_index", "table_runs"]
 
 log = logging.getLogger("metalab.store.postgres")
 
@@ -106,3 +108,96 @@ def query_runs(
         except (IndexUnavailableError, StoreError, ImportError) as exc:
             store._warn("query", exc)
     return store._files.query_runs(scope, query)
+
+
+def table_index(index: PostgresIndex, experiment_id: str | None, query: Query,
+                cutoff: int) -> dict[str, Any]:
+    """The runs answering ``query`` as columns (see :func:`table_runs`)."""
+    if any(f.ns in DYNAMIC and f.name for f in query.fields()):
+        names, any_runs = _known_fields(index, experiment_id)
+        check_fields(query, lambda: names, any_runs=any_runs)
+    fixed = ["run_id", "status", "started_at"]
+    if experiment_id is None:
+        fixed.append("experiment_id")
+    # (namespace, name) per field; a namespace asked for whole (every run's
+    # object is sent, measured cheaper on the server than one value per field)
+    whole = {"params", "metrics"} if query.columns is None else {
+        f.ns for f in query.columns if f.ns in DYNAMIC and not f.name}
+    fields: list[tuple[str, str]] = [(ns, "") for ns in DYNAMIC if ns in whole]
+    if query.columns is None:
+        fixed += ["finished_at", "duration_ms"]
+    else:
+        for f in query.columns:
+            if f.ns in DYNAMIC:
+                if f.ns not in whole and (f.ns, f.name) not in fields:
+                    fields.append((f.ns, f.name))
+            elif f.ns not in fixed:
+                fixed.append(f.ns)
+    # two statements (top-level fields; params/metrics/derived) that the
+    # index runs at the same time on one snapshot
+    compiler = PgCompiler(cutoff)
+    statements = [compiler.table(query, experiment_id, fixed, [])]
+    if fields:
+        statements.append(compiler.table(query, experiment_id, [], fields))
+    def decode(row: tuple[Any, ...]) -> tuple[Any, ...]:
+        with gc_paused():
+            return (row[0], *(loads(t) for t in row[1:]))
+
+    answers = index.run_tables(statements, decode)
+    counts = {int(a[0]) if a else 0 for a in answers}
+    if len(counts) != 1:  # pragma: no cover - same snapshot and filter: cannot differ
+        raise StoreError("the index answered a load with differing row counts; retry")
+    n = counts.pop()
+    with gc_paused():
+        values = [v for a in answers for v in a[1:]]
+        if not n:
+            values = [[] for _ in fixed + fields]
+        columns: dict[tuple[str, str], list[Any]] = {}
+        objects: dict[str, list[dict[str, Any]]] = {}
+        for (ns, name), column in zip(fields, values[len(fixed):], strict=True):
+            if name:
+                columns[(ns, name)] = column
+                continue
+            maps = objects[ns] = (
+                column if None not in column else [m if m is not None else {} for m in column])
+            keys = sorted(set().union(*maps))
+            same = all(len(m) == len(keys) for m in maps)  # typical sweep: one key set
+            for key in keys:
+                columns[(ns, key)] = (list(map(itemgetter(key), maps)) if same
+                                      else [m.get(key) for m in maps])
+    return {
+        "n": n,
+        "experiment_id": experiment_id,
+        "projected": query.columns is not None,
+        "fixed": dict(zip(fixed, values[: len(fixed)], strict=True)),
+        "fields": columns,
+        "objects": objects,
+    }
+
+
+def table_runs(store: PostgresStore, experiment_id: str | None,
+               query: Query | None) -> dict[str, Any] | None:
+    """The runs of ``query`` as columns from the index; None when it cannot answer.
+
+    One round trip for the rows (plus the field catalog): ``{"n": runs,
+    "experiment_id": the scope or None, "projected": columns were given,
+    "fixed": {"run_id": [...], "status": [...], ...}, "fields": {(namespace,
+    name): [...]}, "objects": {namespace: [each run's whole object]}}`` (whole
+    objects for the namespaces asked for whole).  Values are JSON values as the index holds them
+    (``None`` where a run lacks the field); times are ISO 8601 texts in UTC.
+    None means: the index is unreachable or behind the files; read the files.
+    """
+    query = query if query is not None else build_query(None)
+    scope = experiment_id
+    if store.experiment_id is not None:
+        if experiment_id is not None and experiment_id != store.experiment_id:
+            return {"n": 0, "experiment_id": experiment_id, "projected": query.columns is not None,
+                    "fixed": {}, "fields": {}}
+        scope = store.experiment_id
+    if not store._index_current(scope):
+        return None
+    try:
+        return table_index(store._index, scope, query, lost_cutoff())
+    except (IndexUnavailableError, StoreError, ImportError) as exc:
+        store._warn("load", exc)
+    return None

@@ -3,7 +3,7 @@
 Write path: every write goes to the FileStore first; the call returns once
 the file is written.  In ``index_mode="sync"`` the change is then queued for
 the process's background flusher (see ``_flusher``), which sends it to the
-index within milliseconds, batched with other changes; a line in the
+index within a tenth of a second, batched with other changes; a line in the
 process's in-flight log covers the gap, so a process that dies before the
 flush loses nothing (its log is adopted by the next catch-up).
 If the index cannot be updated (server down, circuit breaker open, any
@@ -40,6 +40,7 @@ from metalab._errors import (
     ScopeError,
     StoreError,
 )
+from metalab._internal._json import dumps
 from metalab.model import ArtifactDescriptor, RunRecord
 from metalab.store._base import ErrorCallback, Store, warn_corrupt
 from metalab.store._file import FileStore, FileStoreConfig
@@ -254,8 +255,9 @@ class PostgresStore(Store):
 
     # ------------------------------------------------------------ run records
     def put_run_record(self, record: RunRecord) -> None:
-        self._files.put_run_record(record)
-        self._index_write(Op(record.experiment_id, "put_run", record.run_id, record.to_dict()))
+        data = dumps(record.to_dict())  # once: the file and the index get the same bytes
+        self._files._put_run_data(record, data)
+        self._index_write(Op(record.experiment_id, "put_run", record.run_id, text=data))
 
     def get_run_record(self, run_id: str) -> RunRecord | None:
         return self._files.get_run_record(run_id)
@@ -333,6 +335,50 @@ class PostgresStore(Store):
         from metalab.store._postgres._query import query_runs
 
         return query_runs(self, experiment_id, where, columns, order_by, limit)
+
+    def run_table(self, experiment_id: str | None = None, query: Any = None
+                  ) -> dict[str, Any] | None:
+        """The runs (of ``query``, a parsed query) as columns from the index, else None.
+
+        Used by :func:`~metalab.analysis.load_results`; see
+        ``_query.table_runs`` for the layout.  None: the index is unreachable
+        or behind the files (read the files instead).
+        """
+        from metalab.store._postgres._query import table_runs
+
+        return table_runs(self, experiment_id, query)
+
+    def read_run_documents(
+        self, keys: list[tuple[str, str]]
+    ) -> dict[tuple[str, str], dict[str, Any]]:
+        """Record documents of many runs (``(experiment_id, run_id)`` keys) at once.
+
+        From the index in pages of :data:`PAGE_SIZE` (one round trip each)
+        when it is current for the experiments, else, and for any run the
+        index lacks, from the files.  Runs found nowhere (or unreadable,
+        reported as a warning) are absent from the answer.
+        """
+        out: dict[tuple[str, str], dict[str, Any]] = {}
+        scope = self.experiment_id if self.experiment_id is not None else (
+            keys[0][0] if keys and all(k[0] == keys[0][0] for k in keys) else None)
+        if keys and self._index_current(scope):
+            try:
+                for i in range(0, len(keys), PAGE_SIZE):
+                    out.update(self._index.record_documents(keys[i:i + PAGE_SIZE]))
+            except (IndexUnavailableError, StoreError, ImportError) as exc:
+                self._warn("read", exc)
+        for eid, rid in keys:
+            if (eid, rid) in out:
+                continue
+            try:
+                rec = self._files_of(eid).get_run_record(rid)
+            except (CorruptRecordError, ScopeError) as exc:
+                if isinstance(exc, CorruptRecordError):
+                    warn_corrupt(exc)
+                continue
+            if rec is not None:
+                out[(eid, rid)] = rec.to_dict()
+        return out
 
     def count_runs(self, experiment_id: str | None = None, status: str | None = None) -> int:
         """Number of runs (index when current, else files)."""
