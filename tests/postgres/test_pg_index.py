@@ -71,6 +71,15 @@ def test_missing_file_root_is_a_clear_error(pg_url: str) -> None:
         PostgresStoreConfig(connection_string=pg_url, file_root="/x", index_mode="later")
 
 
+def test_schema_name_with_percent_is_refused_up_front(tmp_path: Path) -> None:
+    # '%' inside a quoted identifier would be read as a parameter placeholder
+    with pytest.raises(ConfigError, match="without '%'"):
+        PostgresStoreConfig(connection_string="postgresql://u@h/db", file_root=str(tmp_path),
+                            schema="runs%s")
+    with pytest.raises(ConfigError, match="without '%'"):
+        parse_to_config(f"postgresql://u@h/db?file_root={tmp_path}&schema=a%25b")
+
+
 def test_password_hidden_in_repr_and_str(tmp_path: Path) -> None:
     cfg = parse_to_config(f"postgresql://bob:hunter2secret@db.example:5433/x?file_root={tmp_path}")
     for text in (repr(cfg), str(cfg), repr(cfg.connect()), str(cfg.scoped("e:1"))):

@@ -129,12 +129,10 @@ def _from_index(
 ) -> RunTable | None:
     """The runs as columns from the store's query index, or None (no index, or not current).
 
-    Only stores with a ``run_table`` method (PostgresStore) have one: the
+    Only stores with ``supports_run_table`` (PostgresStore) have one: the
     answer then needs no record parsing; see :class:`RunTable`.
     """
-    run_table = getattr(store, "run_table", None)
-    fetch = getattr(store, "read_run_documents", None)
-    if not callable(run_table) or not callable(fetch):
+    if not store.supports_run_table:
         return None
     query = None
     if not plain:
@@ -144,10 +142,10 @@ def _from_index(
         keywords = dict(where) if isinstance(where, Mapping) else None
         query = build_query(text, columns=columns, order_by=order_by, limit=limit,
                             keywords=keywords)
-    answer = run_table(narrow, query)
+    answer = store.run_table(narrow, query)
     if answer is None:
         return None
-    return RunTable.from_index(answer, fetch)
+    return RunTable.from_index(answer, store.read_run_documents)
 
 
 def _valid_rows(store: Store, table: RunTable, collect: Any) -> RunTable:

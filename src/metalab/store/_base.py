@@ -117,6 +117,9 @@ class Store(abc.ABC):
     supports_index: ClassVar[bool] = False
     #: :meth:`query_runs` runs the query in the store (SQL, a catalog), not by a scan
     supports_query: ClassVar[bool] = False
+    #: :meth:`run_table` answers runs as columns and :meth:`read_run_documents`
+    #: fetches many records at once (an index that needs no record parsing)
+    supports_run_table: ClassVar[bool] = False
     #: the store refuses writes
     read_only: ClassVar[bool] = False
 
@@ -219,6 +222,33 @@ class Store(abc.ABC):
                 return None
 
         return run_query(docs, query, derived_of)
+
+    def run_table(self, experiment_id: str | None = None, query: Any = None
+                  ) -> dict[str, Any] | None:
+        """The runs of ``query`` as columns from an index (only if ``supports_run_table``).
+
+        None means the index cannot answer now (unreachable, behind the
+        files): the caller reads the files instead.  This default has no index.
+        """
+        return None
+
+    def read_run_documents(
+        self, keys: list[tuple[str, str]]
+    ) -> dict[tuple[str, str], dict[str, Any]]:
+        """Record documents of many ``(experiment_id, run_id)`` runs at once.
+
+        Runs found nowhere are absent from the answer.  This default reads
+        each record through :meth:`get_run_record` (in the store's scope).
+        """
+        out: dict[tuple[str, str], dict[str, Any]] = {}
+        for eid, rid in keys:
+            try:
+                rec = self.get_run_record(rid)
+            except (CorruptRecordError, ValueError):
+                continue
+            if rec is not None and rec.experiment_id == eid:
+                out[(eid, rid)] = rec.to_dict()
+        return out
 
     @abc.abstractmethod
     def delete_run(self, run_id: str) -> None:

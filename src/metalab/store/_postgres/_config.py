@@ -101,6 +101,13 @@ class PostgresStoreConfig(StoreConfig):
                 f"schema name {self.schema[:40]!r} is longer than {_MAX_IDENTIFIER_BYTES} bytes "
                 "or holds a NUL character; choose a shorter name"
             )
+        if "%" in self.schema:
+            # the driver reads '%' in a statement with parameters as a placeholder,
+            # even inside a quoted identifier
+            raise ConfigError(
+                f"schema name {self.schema[:40]!r} contains '%', which PostgreSQL drivers read "
+                "as a parameter placeholder; choose a name without '%'"
+            )
         object.__setattr__(
             self, "connect_timeout", _as_float("connect_timeout", self.connect_timeout)
         )

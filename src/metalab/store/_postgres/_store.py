@@ -90,6 +90,7 @@ class PostgresStore(Store):
     supports_log_path: ClassVar[bool] = True
     supports_index: ClassVar[bool] = True
     supports_query: ClassVar[bool] = True
+    supports_run_table: ClassVar[bool] = True
 
     def __init__(self, config: PostgresStoreConfig) -> None:
         if not isinstance(config, PostgresStoreConfig):
