@@ -89,11 +89,16 @@ def test_unscoped_store_sees_all_experiments(tmp_path: Path) -> None:
         FileStore(str(tmp_path), experiment_id=eid).put_run_record(make_record("r-" + eid[0], eid))
     loose = FileStore(str(tmp_path))
     loose.put_run_record(make_record("loose", "c:1"))
-    assert json.loads((tmp_path / "_meta.json").read_text())["experiment_id"] is None
+    # a collection store writes a new run into its experiment's folder
+    assert json.loads((tmp_path / "c_1" / "_meta.json").read_text())["experiment_id"] == "c:1"
+    assert json.loads((tmp_path / "c_1" / "runs" / "loose.json").read_text())["run_id"] == "loose"
+    assert not (tmp_path / "runs").exists()
     assert sorted(d["run_id"] for d in loose.iter_run_documents()) == ["loose", "r-a", "r-b"]
     assert [d["run_id"] for d in loose.iter_run_documents("a:1")] == ["r-a"]
     assert [d["run_id"] for d in loose.iter_run_documents("c:1")] == ["loose"]
-    assert loose.list_experiments() == ["a:1", "b:1"]
+    assert loose.list_experiments() == ["a:1", "b:1", "c:1"]
+    loose.put_derived("loose", {"d": 1})
+    assert json.loads((tmp_path / "c_1" / "derived" / "loose.json").read_text()) == {"d": 1}
     # a collection store reads the runs of its experiments where they are
     loose.put_artifact("r-a", "x", b"1", kind="file", format="bin")
     assert (tmp_path / "a_1" / "artifacts" / "r-a" / "x.bin").read_bytes() == b"1"

@@ -146,3 +146,14 @@ def test_corrupt_source_record_skipped(source: Path, tmp_path: Path, caplog) -> 
     report = export_store(str(source), str(tmp_path / "dst"), experiment_id="exp:1")
     assert report.runs == 3
     assert "broken.json" in caplog.text
+
+
+def test_runs_written_through_a_collection_store_are_exported(tmp_path: Path) -> None:
+    collection = FileStore(str(tmp_path / "src"))
+    collection.put_run_record(make_record("r1", "direct:1"))
+    collection.put_artifact("r1", "model", b"w", kind="file", format="bin")
+    report = export_store(source=str(tmp_path / "src"), destination=str(tmp_path / "dst"))
+    assert report.runs == 1
+    raw = json.loads((tmp_path / "dst" / "direct_1" / "runs" / "r1.json").read_text())
+    assert raw["run_id"] == "r1" and raw["experiment_id"] == "direct:1"
+    assert (tmp_path / "dst" / "direct_1" / "artifacts" / "r1" / "model.bin").read_bytes() == b"w"

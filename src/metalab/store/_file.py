@@ -288,6 +288,27 @@ class FileStore(Store):
                 return folder
         return self._dir
 
+    def _record_folder(self, record: RunRecord) -> str:
+        """Where ``record`` is written: where it already is, else its experiment's folder.
+
+        A collection (unscoped) store writes a new run into the folder of the
+        run's experiment (creating its ``_meta.json``, with the same
+        different-id-same-folder check as a scoped store), so the run is
+        found by ``list_experiments``, ``for_experiment`` and ``export_store``.
+        """
+        if self.experiment_id is not None:
+            return self._dir
+        run_id = record.run_id
+        found = self._run_folders.get(run_id)
+        if found is not None:
+            return found
+        if os.path.exists(os.path.join(self._dir, "runs", f"{run_id}.json")):
+            return self._dir  # a run kept at the collection root by an older version
+        child = FileStore(self._config.for_experiment(record.experiment_id))
+        child._ensure_meta()
+        self._run_folders[run_id] = child._dir
+        return child._dir
+
     def _child_experiments(self) -> list[tuple[str, str]]:
         """(folder, real experiment id) of the experiment folders under the root."""
         out: list[tuple[str, str]] = []
@@ -431,7 +452,7 @@ class FileStore(Store):
                 f"run {run_id} belongs to experiment {record.experiment_id!r} but this store is "
                 f"scoped to {self.experiment_id!r}; write it through a store of its experiment"
             )
-        folder = self._folder(run_id)
+        folder = self._record_folder(record)
         self._write(os.path.join(folder, "runs", f"{run_id}.json"), data)
         note_change(folder, "r", run_id)  # after the rename (see _changes)
 
