@@ -304,7 +304,7 @@ class FileStore(Store):
             return found
         if os.path.exists(os.path.join(self._dir, "runs", f"{run_id}.json")):
             return self._dir  # a run kept at the collection root by an older version
-        child = FileStore(self._config.for_experiment(record.experiment_id))
+        child = FileStore(self._config.root, record.experiment_id)
         child._ensure_meta()
         self._run_folders[run_id] = child._dir
         return child._dir
