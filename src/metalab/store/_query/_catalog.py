@@ -99,14 +99,13 @@ import contextlib
 import logging
 import os
 import re
-import socket
 import sqlite3
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from metalab._internal._json import JSONDecodeError, dumps, loads
+from metalab._internal._lockfile import FileLock, LockTimeout
 from metalab.store._changes import CHANGES_DIR, HEADER, UNLOGGED
 from metalab.store._query._ast import DYNAMIC, Field, Query, check_fields
 from metalab.store._query._eval import (
@@ -308,6 +307,7 @@ class Catalog:
         self.dir = os.path.join(folder, CATALOG_DIR)
         self.path = os.path.join(self.dir, CATALOG_FILE)
         self.lock_path = os.path.join(self.dir, "lock")
+        self._lock: FileLock | None = None
         #: files read by the last refresh (for tests and benchmarks)
         self.last_reads = 0
         #: whether the last refresh listed the folders, and why (None: it used the logs)
@@ -321,56 +321,22 @@ class Catalog:
             os.makedirs(self.dir, exist_ok=True)
         except OSError as exc:
             raise CatalogUnavailable(f"cannot create {self.dir}: {exc}") from None
-        deadline = time.monotonic() + wait
-        token = f"{socket.gethostname()} {os.getpid()} {uuid.uuid4().hex}\n".encode()
-        while True:
-            try:
-                fd = os.open(self.lock_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileExistsError:
-                self._break_stale()
-                if time.monotonic() > deadline:
-                    raise CatalogUnavailable(
-                        f"{self.lock_path} is held by another process"
-                    ) from None
-                time.sleep(0.02)
-                continue
-            except OSError as exc:
-                raise CatalogUnavailable(f"cannot lock {self.lock_path}: {exc}") from None
-            try:
-                os.write(fd, token)
-            finally:
-                os.close(fd)
-            break
+        lock = FileLock(self.lock_path, stale=STALE_LOCK_S, poll=0.02)
+        try:
+            lock.acquire(wait)
+        except LockTimeout:
+            raise CatalogUnavailable(f"{self.lock_path} is held by another process") from None
+        except OSError as exc:
+            raise CatalogUnavailable(f"cannot lock {self.lock_path}: {exc}") from None
+        self._lock = lock
         try:
             yield
         finally:
-            with contextlib.suppress(OSError):
-                os.unlink(self.lock_path)
-
-    def _break_stale(self) -> None:
-        try:
-            st = os.stat(self.lock_path)
-        except FileNotFoundError:
-            return
-        if time.time() - st.st_mtime <= STALE_LOCK_S:
-            return
-        aside = f"{self.lock_path}.stale-{uuid.uuid4().hex[:12]}"
-        try:
-            os.rename(self.lock_path, aside)
-        except OSError:
-            return
-        try:
-            if time.time() - os.stat(aside).st_mtime <= STALE_LOCK_S:
-                # a fresh lock was taken meanwhile: give it back
-                with contextlib.suppress(OSError):
-                    os.link(aside, self.lock_path)
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(aside)
+            lock.release()
 
     def _touch_lock(self) -> None:
-        with contextlib.suppress(OSError):
-            os.utime(self.lock_path)
+        if self._lock is not None:
+            self._lock.touch()
 
     # ------------------------------------------------------------ connection
     def _open(self) -> sqlite3.Connection:
