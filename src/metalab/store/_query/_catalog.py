@@ -104,6 +104,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from metalab._internal._gc import gc_paused
 from metalab._internal._json import JSONDecodeError, dumps, loads
 from metalab._internal._lockfile import FileLock, LockTimeout
 from metalab.store._changes import CHANGES_DIR, HEADER, UNLOGGED
@@ -538,17 +539,18 @@ class Catalog:
         base = os.path.join(self.folder, sub, "")
         add, gone_now, read = rows.add, rows.gone.append, read_run_file
         for start in range(0, len(stems), _BATCH):
-            for stem in stems[start:start + _BATCH]:
-                got = read(base + stem + ".json")
-                if got is None:
-                    gone_now(stem)
-                    continue
-                try:
-                    doc = loads(got[0])
-                except JSONDecodeError:
-                    doc = None
-                # each document becomes its row at once (few objects stay alive)
-                add(stem, got[1], doc if type(doc) is dict else None)
+            with gc_paused():  # a batch of parsed documents holds no cycles (see _gc)
+                for stem in stems[start:start + _BATCH]:
+                    got = read(base + stem + ".json")
+                    if got is None:
+                        gone_now(stem)
+                        continue
+                    try:
+                        doc = loads(got[0])
+                    except JSONDecodeError:
+                        doc = None
+                    # each document becomes its row at once (few objects stay alive)
+                    add(stem, got[1], doc if type(doc) is dict else None)
             rows.write()
             self._touch_lock()
             done = min(start + _BATCH, len(stems))
