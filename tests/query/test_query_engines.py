@@ -209,7 +209,7 @@ def test_status_lost_is_what_readers_see(fstore: FileStore) -> None:
 def test_hostile_field_names_inject_nothing(fstore: FileStore, pg_factory: Any,
                                             engine: str) -> None:
     evil = ["x'); DROP TABLE runs; --", 'a"b', "{s}", "%s", "%(p0)s", "f1", "g1 IS NULL OR 1",
-            "é ü", "a.b"]
+            "é ü", "a.b", "back\\slash", "$v", "ключ😀", "new\nline"]
     for i, name in enumerate(evil):
         write_doc(fstore, make_doc(70 + i, params={name: i, "depth": 0}))
     store: Any = fstore if engine == "catalog" else pg_factory(fstore)
@@ -220,6 +220,8 @@ def test_hostile_field_names_inject_nothing(fstore: FileStore, pg_factory: Any,
         found = store.query_runs(where=f'params."{quoted}" = {i}', columns=[f"params.{name}"])
         assert [d["run_id"] for d in found] == [f"r{70 + i:03d}"], name
         assert found[0]["params"] == {name: i}
+        ranged = store.query_runs(where=f'params."{quoted}" < {i + 0.5} and params."{quoted}" >= {i}')
+        assert [d["run_id"] for d in ranged] == [f"r{70 + i:03d}"], name
         kw = store.query_runs(where=build_query(keywords={f"params.{name}": i}))
         assert [d["run_id"] for d in kw] == [f"r{70 + i:03d}"], name
     # everything is still there
