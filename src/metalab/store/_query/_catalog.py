@@ -124,7 +124,7 @@ log = logging.getLogger("metalab.store.catalog")
 
 CATALOG_DIR = ".catalog"
 CATALOG_FILE = "catalog.sqlite"
-CATALOG_VERSION = "1"
+CATALOG_VERSION = "2"
 #: seconds a query waits for another process's refresh before scanning instead
 LOCK_WAIT_S = 30.0
 #: a lock file not touched for this long belongs to a dead process
@@ -141,6 +141,7 @@ FULL_LISTING_EVERY_S = 3600.0
 _O_READ = os.O_RDONLY | getattr(os, "O_BINARY", 0)
 _SUBS = ("runs", "derived")
 _KIND = {"runs": "run", "derived": "derived"}
+_TABLE = {"runs": "runs", "derived": "derived"}
 #: the lines of a change log naming a file of runs/ or derived/ (a name, not a path)
 _LOG_LINES = {
     sub: re.compile(rf"^{kind} ([^\n/\x00.][^\n/\x00]*)$", re.MULTILINE)
@@ -282,16 +283,18 @@ def _read_log(path: str, known: tuple[str, int, int] | None,
 
 _SCHEMA = [
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)",
-    "CREATE TABLE IF NOT EXISTS files (kind TEXT NOT NULL, file TEXT NOT NULL, ino INTEGER, "
-    "mtime INTEGER, size INTEGER, PRIMARY KEY (kind, file)) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS fields (ns TEXT NOT NULL, name TEXT NOT NULL, col TEXT NOT NULL, "
     "PRIMARY KEY (ns, name))",
-    "CREATE TABLE IF NOT EXISTS runs (file TEXT PRIMARY KEY, bad INTEGER NOT NULL DEFAULT 0, "
+    # each row carries the signature (inode, mtime, size) of the file it was read from
+    "CREATE TABLE IF NOT EXISTS runs (file TEXT PRIMARY KEY, ino INTEGER, mtime INTEGER, "
+    "size INTEGER, bad INTEGER NOT NULL DEFAULT 0, "
     "run_id, experiment_id, status, hb, started_us, finished_us, duration_ms, tags)",
-    "CREATE TABLE IF NOT EXISTS derived (file TEXT PRIMARY KEY, bad INTEGER NOT NULL DEFAULT 0)",
+    "CREATE TABLE IF NOT EXISTS derived (file TEXT PRIMARY KEY, ino INTEGER, mtime INTEGER, "
+    "size INTEGER, bad INTEGER NOT NULL DEFAULT 0)",
     "CREATE TABLE IF NOT EXISTS logs (name TEXT PRIMARY KEY, id TEXT NOT NULL, "
     "pos INTEGER NOT NULL, mtime INTEGER NOT NULL)",
 ]
+_SIG_COLUMNS = ("file", "ino", "mtime", "size")
 _RUN_BASE = ("file", "bad", "run_id", "experiment_id", "status", "hb", "started_us",
              "finished_us", "duration_ms", "tags")
 
@@ -501,7 +504,7 @@ class Catalog:
                 old: dict[str, Signature] = {
                     f: (i, m, s)
                     for f, i, m, s in conn.execute(
-                        "SELECT file, ino, mtime, size FROM files WHERE kind = ?", (_KIND[sub],)
+                        f"SELECT file, ino, mtime, size FROM {_TABLE[sub]}"
                     )
                 }
                 todo = [f for f, sig in listing.items() if old.get(f) != sig]
@@ -731,13 +734,13 @@ class _Rows:
         self.kind = kind
         self.table = "runs" if kind == "run" else "derived"
         # (the columns bound; ``bad`` is a constant of each statement)
-        self.base: tuple[str, ...] = _RUN_BASE[:1] + _RUN_BASE[2:] if kind == "run" else ("file",)
+        self.base: tuple[str, ...] = (
+            _SIG_COLUMNS + _RUN_BASE[2:] if kind == "run" else _SIG_COLUMNS)
         self.fields = fields
         #: (namespace, names) -> their columns
         self.names_cols: dict[tuple[str, tuple[str, ...]], tuple[str, ...]] = {}
         #: shape (None: files that are not a JSON object, stored as "bad") -> rows
         self.groups: dict[tuple[tuple[str, tuple[str, ...]], ...] | None, list[list[Any]]] = {}
-        self.sigs: list[tuple[str, int, int, int]] = []
         self.gone: list[str] = []
         self.tags: dict[tuple[Any, ...], str] = {}
         # the key objects of the last run (most runs have the names of the one before)
@@ -749,16 +752,15 @@ class _Rows:
         self.plans: dict[tuple[type, ...], tuple[int, ...]] = {}
 
     def add(self, stem: str, sig: Signature, doc: dict[str, Any] | None) -> None:
-        self.sigs.append((stem, *sig))
         if doc is None:
-            self.groups.setdefault(None, []).append([stem])
+            self.groups.setdefault(None, []).append([stem, *sig])
             return
         parts: tuple[tuple[str, Any], ...]
         if self.kind == "run":
-            row = self._run_cells(stem, doc)
+            row = self._run_cells(stem, sig, doc)
             parts = (("params", doc.get("params")), ("metrics", doc.get("metrics")))
         else:
-            row = [stem]
+            row = [stem, *sig]
             parts = (("derived", doc),)
         shape = []
         plain = _PLAIN_CELL
@@ -803,8 +805,8 @@ class _Rows:
         self.keys[key] = key
         return key
 
-    def _run_cells(self, stem: str, doc: dict[str, Any]) -> list[Any]:
-        """The cells of the fixed run columns (``_RUN_BASE`` but ``bad``, in that order)."""
+    def _run_cells(self, stem: str, sig: Signature, doc: dict[str, Any]) -> list[Any]:
+        """The cells of the fixed run columns (``self.base``, in that order)."""
         get = doc.get
         run_id, eid, status = get("run_id"), get("experiment_id"), get("status")
         started = parse_time(get("started_at"))
@@ -825,6 +827,7 @@ class _Rows:
             tag_cell = dumps(norm_tags(tags)).decode()
         return [
             stem,
+            *sig,
             run_id if type(run_id) is str else None,
             eid if type(eid) is str else None,
             status if type(status) is str else None,
@@ -840,12 +843,10 @@ class _Rows:
         conn, kind, table = self.conn, self.kind, self.table
         if self.gone:
             conn.executemany(f"DELETE FROM {table} WHERE file = ?", [(g,) for g in self.gone])
-            conn.executemany("DELETE FROM files WHERE kind = ? AND file = ?",
-                             [(kind, g) for g in self.gone])
         # (bad, columns, rows) of each statement
         statements: list[tuple[int, tuple[str, ...], list[list[Any]]]] = []
         for keys, rows in self.groups.items():
-            cols = self.base if keys is not None else ("file",)
+            cols = self.base if keys is not None else _SIG_COLUMNS
             for key in keys or ():
                 cols += self.names_cols[key]
             statements.append((int(keys is None), cols, rows))
@@ -872,14 +873,7 @@ class _Rows:
                 for row in rows:
                     row[:] = [encode(c) if type(c) is int else c for c in row]
                 conn.executemany(sql, rows)  # replaces the rows inserted before the error
-        if self.sigs:
-            conn.executemany(  # (kind: one of two constants of ours)
-                f"INSERT OR REPLACE INTO files (kind, file, ino, mtime, size) "
-                f"VALUES ('{kind}', ?, ?, ?, ?)",
-                self.sigs,
-            )
         self.groups.clear()
-        self.sigs.clear()
         self.gone.clear()
         self.last_shape = None
 

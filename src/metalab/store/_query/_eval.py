@@ -64,7 +64,7 @@ def parse_time(value: Any) -> int | None:
     if not isinstance(value, str) or not value:
         return None
     try:
-        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        dt = datetime.fromisoformat(value)  # (Python >= 3.11 reads a trailing "Z")
     except ValueError:
         return None
     return to_micros(dt)
