@@ -44,6 +44,18 @@ def _empty_tables(conn: psycopg.Connection[Any], schema: str) -> None:
         conn.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(schema, table)))
 
 
+def _indexed_then_emptied(make_store: Any, conn: psycopg.Connection[Any], schema: str,
+                          n: int) -> tuple[Any, dict[str, str]]:
+    """A store of ``n`` indexed runs whose index rows were then deleted, and the index defs."""
+    store = make_store("exp:1")
+    for r in records("exp:1", n):
+        store.put_run_record(r)
+    assert store.flush()
+    defs = _index_defs(conn, schema)
+    _empty_tables(conn, schema)
+    return store, defs
+
+
 def test_bulk_rebuild_keeps_every_index_and_key(collection, make_store, pg_conn, pg_schema,
                                                 file_root) -> None:
     a, b = make_store("exp:1"), make_store("exp:2")
@@ -81,12 +93,7 @@ def test_bulk_rebuild_keeps_every_index_and_key(collection, make_store, pg_conn,
 
 def test_interrupted_bulk_rebuild_leaves_indexes_and_marks_behind(make_store, pg_conn, pg_schema,
                                                                   file_root) -> None:
-    store = make_store("exp:1")
-    for r in records("exp:1", 1200):
-        store.put_run_record(r)
-    assert store.flush()
-    defs = _index_defs(pg_conn, pg_schema)
-    _empty_tables(pg_conn, pg_schema)
+    store, defs = _indexed_then_emptied(make_store, pg_conn, pg_schema, 1200)
 
     def boom(done: int, total: int | None) -> None:
         if done >= 1000:
@@ -128,12 +135,7 @@ def test_rebuild_by_a_user_who_does_not_own_the_tables(make_store, pg_conn, pg_s
 
     from metalab.store import PostgresStoreConfig
 
-    owner = make_store("exp:1")
-    for r in records("exp:1", 6):
-        owner.put_run_record(r)
-    assert owner.flush()
-    defs = _index_defs(pg_conn, pg_schema)
-    _empty_tables(pg_conn, pg_schema)
+    _owner, defs = _indexed_then_emptied(make_store, pg_conn, pg_schema, 6)
     role = f"ml_writer_{secrets.token_hex(4)}"
     pg_conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
     try:

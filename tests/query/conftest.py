@@ -14,6 +14,22 @@ from metalab.store import FileStore
 
 
 @pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """``sub/name`` (e.g. ``runs/r001.json``) of every file the FileStore catalog reads."""
+    from metalab.store._query import _catalog
+
+    seen: list[str] = []
+    real = _catalog.read_run_file
+
+    def counting(path: str) -> Any:
+        seen.append("/".join(Path(path).parts[-2:]))
+        return real(path)
+
+    monkeypatch.setattr(_catalog, "read_run_file", counting)
+    return seen
+
+
+@pytest.fixture
 def fstore(tmp_path: Path) -> FileStore:
     store = FileStore(str(tmp_path / "store"), experiment_id="q:1")
     for i in range(20):

@@ -21,20 +21,6 @@ Q = "params.depth >= 2 and metrics.score < 1.5"
 TICK = 0.05
 
 
-@pytest.fixture
-def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Paths of the run/derived files the catalog reads."""
-    seen: list[str] = []
-    real = _catalog.read_run_file
-
-    def counting(path: str) -> Any:
-        seen.append(os.path.basename(path))
-        return real(path)
-
-    monkeypatch.setattr(_catalog, "read_run_file", counting)
-    return seen
-
-
 def test_first_query_builds_the_catalog_later_ones_read_only_changes(
     fstore: FileStore, reads: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -46,14 +32,14 @@ def test_first_query_builds_the_catalog_later_ones_read_only_changes(
     assert fstore.query_runs(where=Q, columns=["metrics"]) == first
     assert reads == []  # nothing changed: no file read
     assert len(fstore.query_runs(where=Q)) == len(first)
-    assert sorted(reads) == sorted(f"{d['run_id']}.json" for d in first)  # whole documents
+    assert sorted(reads) == sorted(f"runs/{d['run_id']}.json" for d in first)  # whole documents
     write_doc(fstore, make_doc(30, params={"depth": 4}, metrics={"score": 0.1}))
     write_doc(fstore, make_doc(3, params={"depth": 0}))  # rewritten: no longer matches
     time.sleep(TICK)  # a deletion by hand, in a later clock tick than the logged writes
     os.unlink(os.path.join(fstore.get_working_directory(), "runs", "r004.json"))
     reads.clear()
     got = fstore.query_runs(where=Q, columns=["params.depth"])
-    assert sorted(reads) == ["r003.json", "r030.json"]
+    assert sorted(reads) == ["runs/r003.json", "runs/r030.json"]
     assert got == Store.query_runs(fstore, where=Q, columns=["params.depth"])
     ids = [d["run_id"] for d in got]
     assert "r030" in ids and "r003" not in ids and "r004" not in ids
@@ -64,7 +50,7 @@ def test_derived_files_are_followed(fstore: FileStore, reads: list[str]) -> None
     fstore.put_derived("r005", {"acc": 0.9})
     reads.clear()
     got = fstore.query_runs(where="derived.acc > 0.5", columns=["derived.acc"])
-    assert reads == ["r005.json"]
+    assert reads == ["derived/r005.json"]
     assert [(d["run_id"], d["derived"]) for d in got] == [("r005", {"acc": 0.9})]
 
 

@@ -30,20 +30,6 @@ TICK = 0.05
 
 
 @pytest.fixture
-def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """``sub/name`` of every run/derived file the catalog reads."""
-    seen: list[str] = []
-    real = _catalog.read_run_file
-
-    def counting(path: str) -> Any:
-        seen.append("/".join(Path(path).parts[-2:]))
-        return real(path)
-
-    monkeypatch.setattr(_catalog, "read_run_file", counting)
-    return seen
-
-
-@pytest.fixture
 def listings(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Folders the catalog listed in full."""
     calls: list[str] = []

@@ -13,7 +13,14 @@ import contextlib
 import os
 import secrets
 
-__all__ = ["TMP_PREFIX", "atomic_copy_file", "atomic_write_bytes", "fsync_dir", "is_temp_name"]
+__all__ = [
+    "TMP_PREFIX",
+    "atomic_copy_file",
+    "atomic_write_bytes",
+    "create_exclusive",
+    "fsync_dir",
+    "is_temp_name",
+]
 
 TMP_PREFIX = ".tmp-"
 
@@ -61,6 +68,33 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, durable: bo
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def create_exclusive(path: str, data: bytes) -> bool:
+    """Create ``path`` holding ``data`` only if it does not exist; False if it does.
+
+    The file appears whole (written to a temp file, fsynced, then hard-linked
+    into place: ``link`` fails if the target exists, so two creators never
+    overwrite each other).  On a filesystem without hard links the temp file
+    is renamed into place after a check for the target (best effort).
+    """
+    if os.path.exists(path):
+        return False
+    tmp = _tmp_path(path)
+    atomic_write_bytes(tmp, data)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        return False
+    except OSError:  # filesystem without hard links: best effort
+        if os.path.exists(path):
+            return False
+        os.replace(tmp, path)
+        return True
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+    return True
 
 
 def atomic_copy_file(

@@ -228,27 +228,16 @@ class Store(abc.ABC):
         """The runs of ``query`` as columns from an index (only if ``supports_run_table``).
 
         None means the index cannot answer now (unreachable, behind the
-        files): the caller reads the files instead.  This default has no index.
+        files): the caller reads the files instead.
         """
-        return None
+        raise NotImplementedError(f"{type(self).__name__} has no run table")
 
     def read_run_documents(
         self, keys: list[tuple[str, str]]
     ) -> dict[tuple[str, str], dict[str, Any]]:
-        """Record documents of many ``(experiment_id, run_id)`` runs at once.
-
-        Runs found nowhere are absent from the answer.  This default reads
-        each record through :meth:`get_run_record` (in the store's scope).
-        """
-        out: dict[tuple[str, str], dict[str, Any]] = {}
-        for eid, rid in keys:
-            try:
-                rec = self.get_run_record(rid)
-            except (CorruptRecordError, ValueError):
-                continue
-            if rec is not None and rec.experiment_id == eid:
-                out[(eid, rid)] = rec.to_dict()
-        return out
+        """Record documents of many ``(experiment_id, run_id)`` runs at once
+        (only if ``supports_run_table``); runs found nowhere are absent."""
+        raise NotImplementedError(f"{type(self).__name__} has no run table")
 
     @abc.abstractmethod
     def delete_run(self, run_id: str) -> None:

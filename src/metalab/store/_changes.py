@@ -30,6 +30,8 @@ import secrets
 import socket
 import threading
 
+from metalab._internal._atomic import create_exclusive
+
 __all__ = ["CHANGES_DIR", "HEADER", "UNLOGGED", "log_file_name", "note_change"]
 
 log = logging.getLogger("metalab.store.changes")
@@ -83,28 +85,9 @@ def _open_log(folder: str) -> int:
     except FileNotFoundError:
         pass
     os.makedirs(changes, exist_ok=True)
-    header = HEADER + secrets.token_hex(8).encode() + b"\n"
-    # the log appears with its header already in it: temp file, then link (fails if it exists)
-    tmp = os.path.join(changes, f".tmp-{log_file_name()}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        os.write(fd, header)
-    finally:
-        os.close(fd)
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        pass  # another process of this host created it meanwhile
-    except OSError:  # no hard links here: create it directly (readers check the header)
-        with contextlib.suppress(FileExistsError):
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
-            try:
-                os.write(fd, header)
-            finally:
-                os.close(fd)
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+    # the log appears with its header already in it (False: another process of
+    # this host created it meanwhile; it is opened below all the same)
+    create_exclusive(path, HEADER + secrets.token_hex(8).encode() + b"\n")
     return os.open(path, flags)
 
 

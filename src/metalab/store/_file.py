@@ -53,7 +53,11 @@ from metalab._errors import (
     StoreError,
     ValidationError,
 )
-from metalab._internal._atomic import TMP_PREFIX, atomic_copy_file, atomic_write_bytes
+from metalab._internal._atomic import (
+    atomic_copy_file,
+    atomic_write_bytes,
+    create_exclusive,
+)
 from metalab._internal._json import JSONDecodeError, dumps, dumps_pretty, loads
 from metalab._internal._lockfile import FileLock, LockTimeout
 from metalab._internal._names import check_name, safe_experiment_id
@@ -162,27 +166,6 @@ def _read_json(path: str, what: str) -> Any:
         ) from exc
 
 
-def _create_exclusive(path: str, data: bytes) -> bool:
-    """Write ``path`` atomically only if it does not exist; False if it does."""
-    if os.path.exists(path):
-        return False
-    tmp = os.path.join(os.path.dirname(path), f"{TMP_PREFIX}{os.path.basename(path)}.{uuid.uuid4().hex[:8]}")
-    atomic_write_bytes(tmp, data)
-    try:
-        os.link(tmp, path)  # fails if the target exists: no overwrite race
-    except FileExistsError:
-        return False
-    except OSError:  # filesystem without hard links: best effort
-        if os.path.exists(path):
-            return False
-        os.replace(tmp, path)
-        return True
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-    return True
-
-
 def _artifact_file_name(name: str, format: str) -> str:
     if not format or name.endswith("." + format):
         return name
@@ -268,13 +251,14 @@ class FileStore(Store):
                 "experiment_id": self.experiment_id,
                 "created_at": to_iso(utcnow()),
             }
-            if not _create_exclusive(os.path.join(self._dir, META_FILE), dumps_pretty(meta)):
+            if not create_exclusive(os.path.join(self._dir, META_FILE), dumps_pretty(meta)):
                 self._check_meta()  # someone else created it meanwhile
         self._meta_ready = True
 
     # ------------------------------------------------------------ folders
-    def _folder(self, run_id: str) -> str:
-        """The experiment folder holding ``run_id`` (always ours when scoped)."""
+    def _known_folder(self, run_id: str) -> str | None:
+        """Our folder when scoped, else where ``run_id`` was found before or the
+        collection root if it holds the run (an older layout); None: look further."""
         if self.experiment_id is not None:
             return self._dir
         found = self._run_folders.get(run_id)
@@ -282,6 +266,13 @@ class FileStore(Store):
             return found
         if os.path.exists(os.path.join(self._dir, "runs", f"{run_id}.json")):
             return self._dir
+        return None
+
+    def _folder(self, run_id: str) -> str:
+        """The experiment folder holding ``run_id`` (always ours when scoped)."""
+        known = self._known_folder(run_id)
+        if known is not None:
+            return known
         for folder, _eid in self._child_experiments():
             if os.path.exists(os.path.join(folder, "runs", f"{run_id}.json")):
                 self._run_folders[run_id] = folder
@@ -296,17 +287,12 @@ class FileStore(Store):
         different-id-same-folder check as a scoped store), so the run is
         found by ``list_experiments``, ``for_experiment`` and ``export_store``.
         """
-        if self.experiment_id is not None:
-            return self._dir
-        run_id = record.run_id
-        found = self._run_folders.get(run_id)
-        if found is not None:
-            return found
-        if os.path.exists(os.path.join(self._dir, "runs", f"{run_id}.json")):
-            return self._dir  # a run kept at the collection root by an older version
+        known = self._known_folder(record.run_id)
+        if known is not None:
+            return known
         child = FileStore(self._config.root, record.experiment_id)
         child._ensure_meta()
-        self._run_folders[run_id] = child._dir
+        self._run_folders[record.run_id] = child._dir
         return child._dir
 
     def _child_experiments(self) -> list[tuple[str, str]]:
@@ -842,7 +828,7 @@ class FileStore(Store):
         data = dumps_pretty(manifest)
         self._ensure_meta()
         os.makedirs(folder, exist_ok=True)
-        while not _create_exclusive(os.path.join(folder, f"{safe}_{compact_ts(ts)}.json"), data):
+        while not create_exclusive(os.path.join(folder, f"{safe}_{compact_ts(ts)}.json"), data):
             ts += timedelta(microseconds=1)  # never overwrite an earlier manifest
 
     def list_experiment_manifests(

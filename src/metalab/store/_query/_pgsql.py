@@ -19,6 +19,7 @@ are UTC, as in Python).
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -66,8 +67,6 @@ _PATH_OP = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "=": "=="}
 
 def _json_key(name: str) -> str:
     """``name`` as a JSON path key: a double-quoted string with JSON escapes."""
-    import json
-
     return json.dumps(name, ensure_ascii=True)
 
 
