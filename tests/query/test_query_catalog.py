@@ -207,3 +207,60 @@ def test_catalog_answers_equal_the_scan_for_every_kind_of_cell(tmp_path: Path) -
     assert sorted(r["metrics"]["big"] for r in big) == sorted(
         float(r["metrics"]["big"]) for r in exact)
     assert {type(r["metrics"]["big"]) for r in big} == {float} and len(big) == 5
+
+
+def _raw(fstore: FileStore, sql: str) -> list[tuple[Any, ...]]:
+    """Rows read from the catalog file itself (not through the catalog's code)."""
+    import sqlite3
+
+    path = os.path.join(fstore.get_working_directory(), ".catalog", "catalog.sqlite")
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+def test_small_changes_go_to_the_delta_and_are_merged_later(
+    fstore: FileStore, reads: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refresh writes only a small table (cheap with random run ids on big
+    stores); the main table takes the delta's rows in one merge."""
+    monkeypatch.setattr(_catalog, "_MERGE_MIN", 5)
+    monkeypatch.setattr(_catalog, "_MERGE_MAX", 5)
+    from metalab.store._changes import note_change
+
+    def files() -> list[str]:
+        return sorted(f[:-5] for f in os.listdir(os.path.join(fstore.get_working_directory(),
+                                                               "runs")))
+
+    first = fstore.query_runs(where=Q, columns=["params.depth"])
+    # 20 files at once (>= the threshold): straight into the main table
+    assert _raw(fstore, "SELECT file FROM runs ORDER BY file") == [(f,) for f in files()]
+    assert _raw(fstore, "SELECT count(*) FROM runs_new") == [(0,)]
+    assert first == Store.query_runs(fstore, where=Q, columns=["params.depth"])
+
+    write_doc(fstore, make_doc(3, params={"depth": 3}, metrics={"score": 0.0}))  # rewritten
+    write_doc(fstore, make_doc(50, params={"depth": 2}, metrics={"score": 0.5}))  # new
+    os.unlink(os.path.join(fstore.get_working_directory(), "runs", "r007.json"))
+    note_change(fstore.get_working_directory(), "r", "r007")
+    reads.clear()
+    got = fstore.query_runs(where=Q, columns=["params.depth"])
+    assert sorted(reads) == ["runs/r003.json", "runs/r007.json", "runs/r050.json"]
+    assert got == Store.query_runs(fstore, where=Q, columns=["params.depth"])
+    assert {d["run_id"] for d in got} >= {"r003", "r050"} and "r007" not in str(got)
+    # the main table is untouched; the delta holds the two rows and a tombstone
+    assert len(_raw(fstore, "SELECT * FROM runs")) == 20
+    assert _raw(fstore, "SELECT file, bad FROM runs_new ORDER BY file") == [
+        ("r003", 0), ("r007", 2), ("r050", 0)]
+
+    for i in (60, 61):  # the delta reaches the threshold: merged
+        write_doc(fstore, make_doc(i, params={"depth": 4}))
+    got = fstore.query_runs(where=Q, columns=["params.depth"])
+    assert got == Store.query_runs(fstore, where=Q, columns=["params.depth"])
+    assert _raw(fstore, "SELECT count(*) FROM runs_new") == [(0,)]
+    assert _raw(fstore, "SELECT file FROM runs ORDER BY file") == [(f,) for f in files()]
+    assert _raw(fstore, "SELECT value FROM meta WHERE key = 'rows:runs'") == [
+        (str(len(files())),)]
+    depth = _raw(fstore, "SELECT f.col FROM fields f WHERE f.ns = 'params' AND f.name = 'depth'")
+    assert _raw(fstore, f"SELECT {depth[0][0]} FROM runs WHERE file = 'r003'") == [(3,)]

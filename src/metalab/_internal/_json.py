@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -36,6 +37,7 @@ def dumps_pretty(obj: Any) -> bytes:
     return orjson.dumps(obj, default=_default, option=_OPTS | orjson.OPT_INDENT_2)
 
 
-def loads(data: bytes | str) -> Any:
-    """Decode JSON; raises :data:`JSONDecodeError` (a ``ValueError``) on bad input."""
-    return orjson.loads(data)
+#: Decode JSON (bytes or str); raises :data:`JSONDecodeError` (a ``ValueError``)
+#: on bad input.  orjson's own function, not a wrapper: bulk reads call it once
+#: per record file, and a Python call level costs about 5 % of a small record's parse.
+loads: Callable[[bytes | str], Any] = orjson.loads

@@ -40,6 +40,23 @@ steps, so its cost follows what changed, not the size of the folder:
    log line stays unseen when it is hidden by a later logged write (or by one
    in the same timestamp tick), and covers lines lost in a power failure.
 
+Main table and delta.  Run ids are hashes, so the names of new run files
+fall at random places among those already catalogued: inserting 1,000 of them
+into the file index of a table of 10^6 rows dirties most of its pages (about
+12 MB written and journaled per refresh, measured 5-6x the cost of reading the
+files).  So each kind keeps two tables with the same columns: the main table
+(``runs``, ``derived``) and a small delta (``runs_new``, ``derived_new``).  A
+refresh writes its rows to the delta (a row per changed file; a file gone is
+a row with ``bad = 2``, a tombstone).  The rows in effect are the view
+``live_runs`` / ``live_derived``: main rows whose file has no delta row, then
+the delta's rows that are not tombstones.  Once the delta has taken
+:data:`_MERGE_MIN` rows, or 1/:data:`_MERGE_FRACTION` of the main table's
+(at most :data:`_MERGE_MAX`), it is merged in the same transaction: main rows
+with a delta row are deleted, the delta's rows inserted, the delta emptied.  A
+refresh of that many files or more (a first build, a big full listing) merges
+first and writes straight to the main table, names sorted.  A file is never
+in both tables' effective rows, and every answer equals a scan's.
+
 Temp files of writes in progress (``.tmp-*``) are skipped; a record is only
 ever seen whole because writes are atomic renames.  The signature stored is
 the ``fstat`` of the descriptor that was read, so a file replaced between the
@@ -124,7 +141,7 @@ log = logging.getLogger("metalab.store.catalog")
 
 CATALOG_DIR = ".catalog"
 CATALOG_FILE = "catalog.sqlite"
-CATALOG_VERSION = "2"
+CATALOG_VERSION = "3"
 #: seconds a query waits for another process's refresh before scanning instead
 LOCK_WAIT_S = 30.0
 #: a lock file not touched for this long belongs to a dead process
@@ -142,6 +159,14 @@ _O_READ = os.O_RDONLY | getattr(os, "O_BINARY", 0)
 _SUBS = ("runs", "derived")
 _KIND = {"runs": "run", "derived": "derived"}
 _TABLE = {"runs": "runs", "derived": "derived"}
+_DELTA = {"runs": "runs_new", "derived": "derived_new"}
+#: the rows in effect (main rows not replaced in the delta, then the delta's)
+_LIVE = {"runs": "live_runs", "derived": "live_derived"}
+#: a delta holding more rows than this (or than 1/_MERGE_FRACTION of its main
+#: table) is merged into the main table
+_MERGE_MIN = 4000
+_MERGE_MAX = 32000
+_MERGE_FRACTION = 8
 #: the lines of a change log naming a file of runs/ or derived/ (a name, not a path)
 _LOG_LINES = {
     sub: re.compile(rf"^{kind} ([^\n/\x00.][^\n/\x00]*)$", re.MULTILINE)
@@ -281,19 +306,38 @@ def _read_log(path: str, known: tuple[str, int, int] | None,
     return (lid, offset + cut, st.st_mtime_ns)
 
 
+_RUN_TABLE_COLUMNS = (
+    "file TEXT PRIMARY KEY, ino INTEGER, mtime INTEGER, size INTEGER, "
+    "bad INTEGER NOT NULL DEFAULT 0")
 _SCHEMA = [
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)",
     "CREATE TABLE IF NOT EXISTS fields (ns TEXT NOT NULL, name TEXT NOT NULL, col TEXT NOT NULL, "
     "PRIMARY KEY (ns, name))",
-    # each row carries the signature (inode, mtime, size) of the file it was read from
-    "CREATE TABLE IF NOT EXISTS runs (file TEXT PRIMARY KEY, ino INTEGER, mtime INTEGER, "
-    "size INTEGER, bad INTEGER NOT NULL DEFAULT 0, "
-    "run_id, experiment_id, status, hb, started_us, finished_us, duration_ms, tags)",
-    "CREATE TABLE IF NOT EXISTS derived (file TEXT PRIMARY KEY, ino INTEGER, mtime INTEGER, "
-    "size INTEGER, bad INTEGER NOT NULL DEFAULT 0)",
+    # each row carries the signature (inode, mtime, size) of the file it was read from;
+    # per kind a main table and its delta (see "Main table and delta" above)
+    *(f"CREATE TABLE IF NOT EXISTS {table} ({_RUN_TABLE_COLUMNS}, "
+      "run_id, experiment_id, status, hb, started_us, finished_us, duration_ms, tags)"
+      for table in ("runs", "runs_new")),
+    *(f"CREATE TABLE IF NOT EXISTS {table} ({_RUN_TABLE_COLUMNS})"
+      for table in ("derived", "derived_new")),
     "CREATE TABLE IF NOT EXISTS logs (name TEXT PRIMARY KEY, id TEXT NOT NULL, "
     "pos INTEGER NOT NULL, mtime INTEGER NOT NULL)",
 ]
+
+
+def _view_sql(sub: str) -> str:
+    """The view of the rows in effect of one kind: main rows the delta does not
+    replace, then the delta's rows of files that exist.  (A correlated NOT
+    EXISTS: SQLite tests it after the query's own conditions, so a selective
+    query probes the delta only for the rows it keeps.)"""
+    main, delta = _TABLE[sub], _DELTA[sub]
+    return (f"CREATE VIEW IF NOT EXISTS {_LIVE[sub]} AS SELECT * FROM {main} m "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {delta} n WHERE n.file = m.file) "
+            f"UNION ALL SELECT * FROM {delta} WHERE bad < {_GONE}")
+
+
+#: bad: 0 a run document, 1 a file that is not a JSON object, 2 (delta only) the file is gone
+_GONE = 2
 _SIG_COLUMNS = ("file", "ino", "mtime", "size")
 _RUN_BASE = ("file", "bad", "run_id", "experiment_id", "status", "hb", "started_us",
              "finished_us", "duration_ms", "tags")
@@ -364,6 +408,8 @@ class Catalog:
                     conn.execute("BEGIN IMMEDIATE")
                     for stmt in _SCHEMA:
                         conn.execute(stmt)
+                    for sub in _SUBS:
+                        conn.execute(_view_sql(sub))
                     conn.execute(
                         "INSERT OR REPLACE INTO meta (key, value) VALUES ('version', ?)",
                         (CATALOG_VERSION,),
@@ -400,7 +446,12 @@ class Catalog:
             raise CatalogUnavailable(f"more than {MAX_FIELDS} distinct field names")
         prefix = "g" if ns == "derived" else "f"
         col = f"{prefix}{len(fields) + 1}"
-        conn.execute(f"ALTER TABLE {'derived' if ns == 'derived' else 'runs'} ADD COLUMN {col}")
+        sub = "derived" if ns == "derived" else "runs"
+        # (the view is made again over the new columns of both tables)
+        conn.execute(f"DROP VIEW IF EXISTS {_LIVE[sub]}")
+        for table in (_TABLE[sub], _DELTA[sub]):
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {col}")
+        conn.execute(_view_sql(sub))
         conn.execute("INSERT INTO fields (ns, name, col) VALUES (?, ?, ?)", (ns, name, col))
         fields[(ns, name)] = col
         return col
@@ -504,7 +555,7 @@ class Catalog:
                 old: dict[str, Signature] = {
                     f: (i, m, s)
                     for f, i, m, s in conn.execute(
-                        f"SELECT file, ino, mtime, size FROM {_TABLE[sub]}"
+                        f"SELECT file, ino, mtime, size FROM {_LIVE[sub]}"
                     )
                 }
                 todo = [f for f, sig in listing.items() if old.get(f) != sig]
@@ -534,15 +585,29 @@ class Catalog:
 
     def _apply(self, conn: sqlite3.Connection, sub: str, stems: list[str], gone: list[str],
                progress: Progress | None) -> int:
-        """Read the files ``stems`` of ``sub`` and store them (or drop those that are gone)."""
+        """Read the files ``stems`` of ``sub`` and store them (or drop those that are gone).
+
+        A small change goes to the delta table; one at least as large as the
+        merge threshold goes straight to the main table (names sorted, so
+        its file index grows in order), after the delta is merged.
+        """
         if not stems and not gone:
             return 0
-        rows = _Rows(conn, _KIND[sub], self._fields(conn))
+        merge_at = self._merge_at(conn, sub)
+        direct = len(stems) + len(gone) >= merge_at
+        if direct:
+            self._merge(conn, sub)
+            stems = sorted(stems)
+        rows = _Rows(conn, _KIND[sub], self._fields(conn),
+                     _TABLE[sub] if direct else _DELTA[sub], tombstones=not direct)
         rows.gone.extend(gone)
         base = os.path.join(self.folder, sub, "")
         add, gone_now, read = rows.add, rows.gone.append, read_run_file
         for start in range(0, len(stems), _BATCH):
-            with gc_paused():  # a batch of parsed documents holds no cycles (see _gc)
+            # a batch of parsed documents holds no cycles (see _gc); the collector
+            # is back on once the batch's rows are written and freed, so their
+            # allocations do not set off a collection
+            with gc_paused():
                 for stem in stems[start:start + _BATCH]:
                     got = read(base + stem + ".json")
                     if got is None:
@@ -554,7 +619,7 @@ class Catalog:
                         doc = None
                     # each document becomes its row at once (few objects stay alive)
                     add(stem, got[1], doc if type(doc) is dict else None)
-            rows.write()
+                rows.write()
             self._touch_lock()
             done = min(start + _BATCH, len(stems))
             if progress is not None:
@@ -563,7 +628,52 @@ class Catalog:
                 conn.execute("COMMIT")
                 conn.execute("BEGIN IMMEDIATE")
         rows.write()  # only files gone, when no stem is read
+        if direct:
+            self._count_main(conn, sub)
+        elif self._delta_rows(conn, sub) >= merge_at:
+            self._merge(conn, sub)
         return len(stems)
+
+    # ------------------------------------------------------------ delta
+    @staticmethod
+    def _main_rows(conn: sqlite3.Connection, sub: str) -> int:
+        row = conn.execute("SELECT value FROM meta WHERE key = ?", (f"rows:{sub}",)).fetchone()
+        if row is None:  # (kept from the last merge or direct write)
+            row = conn.execute(f"SELECT count(*) FROM {_TABLE[sub]}").fetchone()
+        return int(row[0])
+
+    @staticmethod
+    def _count_main(conn: sqlite3.Connection, sub: str) -> int:
+        (n,) = conn.execute(f"SELECT count(*) FROM {_TABLE[sub]}").fetchone()
+        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                     (f"rows:{sub}", str(n)))
+        return int(n)
+
+    @staticmethod
+    def _delta_rows(conn: sqlite3.Connection, sub: str) -> int:
+        """Rows written to the delta since its last merge (rowids only grow meanwhile)."""
+        (n,) = conn.execute(f"SELECT max(rowid) FROM {_DELTA[sub]}").fetchone()
+        return int(n or 0)
+
+    def _merge_at(self, conn: sqlite3.Connection, sub: str) -> int:
+        return min(_MERGE_MAX, max(_MERGE_MIN, self._main_rows(conn, sub) // _MERGE_FRACTION))
+
+    def _merge(self, conn: sqlite3.Connection, sub: str) -> None:
+        """Move the delta's rows into the main table (in the open transaction)."""
+        if not self._delta_rows(conn, sub):
+            return
+        main, delta = _TABLE[sub], _DELTA[sub]
+        n = self._main_rows(conn, sub)
+        cur = conn.execute(f"DELETE FROM {main} WHERE file IN (SELECT file FROM {delta})")
+        n -= max(cur.rowcount, 0)
+        # (the columns of both tables are the same, in the same order; rows are
+        # taken in the delta's order: sorting them by name first measured slower)
+        cur = conn.execute(f"INSERT INTO {main} SELECT * FROM {delta} WHERE bad < {_GONE}")
+        n += max(cur.rowcount, 0)
+        conn.execute(f"DELETE FROM {delta}")
+        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                     (f"rows:{sub}", str(n)))
+        self._touch_lock()
 
     # ------------------------------------------------------------ public
     def refresh(self, progress: Progress | None = None, *, rebuild: bool = False) -> int:
@@ -578,6 +688,24 @@ class Catalog:
                 conn = self._open()
                 try:
                     return self._refresh(conn, progress)
+                finally:
+                    conn.close()
+        except (sqlite3.Error, OSError) as exc:
+            raise CatalogUnavailable(f"catalog {self.path}: {exc}") from exc
+
+    def delta_state(self) -> dict[str, int]:
+        """``{"main_rows", "delta_rows", "merge_at"}`` of the runs tables (for
+        benchmarks and tests; reads the catalog as it is, without a refresh).
+
+        Raises CatalogUnavailable.
+        """
+        try:
+            with self._locked(LOCK_WAIT_S):
+                conn = self._open()
+                try:
+                    return {"main_rows": self._main_rows(conn, "runs"),
+                            "delta_rows": self._delta_rows(conn, "runs"),
+                            "merge_at": self._merge_at(conn, "runs")}
                 finally:
                     conn.close()
         except (sqlite3.Error, OSError) as exc:
@@ -614,14 +742,19 @@ class Catalog:
         fields = self._fields(conn)
 
         def has_values(ns: str, col: str) -> bool:
-            table = "derived" if ns == "derived" else "runs"
-            return conn.execute(
-                f"SELECT 1 FROM {table} WHERE bad = 0 AND {col} IS NOT NULL LIMIT 1"
-            ).fetchone() is not None
+            runs = _LIVE["runs"]
+            if ns != "derived":
+                sql = f"SELECT 1 FROM {runs} WHERE bad = 0 AND {col} IS NOT NULL LIMIT 1"
+            else:  # derived values count only for runs that exist (as in a scan)
+                sql = (f"SELECT 1 FROM {_LIVE['derived']} d WHERE d.bad = 0 AND "
+                       f"d.{col} IS NOT NULL AND EXISTS (SELECT 1 FROM {runs} r "
+                       "WHERE r.file = d.file AND r.bad = 0) LIMIT 1")
+            return conn.execute(sql).fetchone() is not None
 
         named = {(f.ns, f.name) for f in query.fields() if f.ns in DYNAMIC and f.name}
         if named and not all(k in fields and has_values(k[0], fields[k]) for k in named):
-            any_runs = conn.execute("SELECT 1 FROM runs WHERE bad = 0 LIMIT 1").fetchone()
+            any_runs = conn.execute(
+                f"SELECT 1 FROM {_LIVE['runs']} WHERE bad = 0 LIMIT 1").fetchone()
             check_fields(
                 query,
                 lambda: [f"{ns}.{n}" for (ns, n), col in fields.items() if has_values(ns, col)],
@@ -632,7 +765,9 @@ class Catalog:
             col = fields.get((field.ns, field.name))
             if col is None:
                 return None
-            return f"d.{col}" if field.ns == "derived" else f"r.{col}"
+            if field.ns == "derived":  # the delta's row, else the main table's
+                return f"(CASE WHEN dn.file IS NULL THEN d.{col} ELSE dn.{col} END)"
+            return f"r.{col}"
 
         comp = SqliteCompiler(column_of, cutoff)
         where = comp.where(query.where)
@@ -649,8 +784,11 @@ class Catalog:
                     select += f", {column_of(f) or 'NULL'}"
                 elif f.ns != "status":
                     select += f", {comp.expr(f)}"
-        join = " LEFT JOIN derived d ON d.file = r.file" if query.uses_derived else ""
-        sql = f"SELECT {select} FROM runs r{join} WHERE r.bad = 0 AND {where} ORDER BY {order}"
+        join = (f" LEFT JOIN {_TABLE['derived']} d ON d.file = r.file"
+                f" LEFT JOIN {_DELTA['derived']} dn ON dn.file = r.file"
+                if query.uses_derived else "")
+        sql = (f"SELECT {select} FROM {_LIVE['runs']} r{join} WHERE r.bad = 0 AND {where} "
+               f"ORDER BY {order}")
         if query.limit is not None:
             sql += f" LIMIT {comp.bind(query.limit)}"
         return conn.execute(sql, comp.params).fetchall(), fields
@@ -729,24 +867,29 @@ class _Rows:
     """
 
     def __init__(self, conn: sqlite3.Connection, kind: str,
-                 fields: dict[tuple[str, str], str]) -> None:
+                 fields: dict[tuple[str, str], str], table: str, *,
+                 tombstones: bool = False) -> None:
         self.conn = conn
         self.kind = kind
-        self.table = "runs" if kind == "run" else "derived"
+        #: the table written (a main table, or a delta)
+        self.table = table
+        #: files gone are written as rows with ``bad = 2`` (in a delta) instead of deleted
+        self.tombstones = tombstones
         # (the columns bound; ``bad`` is a constant of each statement)
         self.base: tuple[str, ...] = (
             _SIG_COLUMNS + _RUN_BASE[2:] if kind == "run" else _SIG_COLUMNS)
         self.fields = fields
         #: (namespace, names) -> their columns
         self.names_cols: dict[tuple[str, tuple[str, ...]], tuple[str, ...]] = {}
-        #: shape (None: files that are not a JSON object, stored as "bad") -> rows
-        self.groups: dict[tuple[tuple[str, tuple[str, ...]], ...] | None, list[list[Any]]] = {}
+        #: shape (the key of each part, None for a part without values; None:
+        #: files that are not a JSON object, stored as "bad") -> rows
+        self.groups: dict[tuple[Any, ...] | None, list[list[Any]]] = {}
         self.gone: list[str] = []
         self.tags: dict[tuple[Any, ...], str] = {}
         # the key objects of the last run (most runs have the names of the one before)
         self.keys: dict[tuple[str, tuple[str, ...]], tuple[str, tuple[str, ...]]] = {}
         self.last: dict[str, tuple[str, tuple[str, ...]]] = {}
-        self.last_shape: tuple[tuple[str, tuple[str, ...]], ...] | None = None
+        self.last_shape: tuple[Any, ...] | None = None
         self.last_rows: list[list[Any]] = []
         #: the types of a run's values -> the positions of those encode() changes
         self.plans: dict[tuple[type, ...], tuple[int, ...]] = {}
@@ -755,41 +898,48 @@ class _Rows:
         if doc is None:
             self.groups.setdefault(None, []).append([stem, *sig])
             return
-        parts: tuple[tuple[str, Any], ...]
+        part = self._part
         if self.kind == "run":
             row = self._run_cells(stem, sig, doc)
-            parts = (("params", doc.get("params")), ("metrics", doc.get("metrics")))
+            get = doc.get
+            p, m = get("params"), get("metrics")
+            keys: tuple[Any, ...] = (
+                part("params", p, row) if type(p) is dict and p else None,
+                part("metrics", m, row) if type(m) is dict and m else None,
+            )
         else:
             row = [stem, *sig]
-            parts = (("derived", doc),)
-        shape = []
-        plain = _PLAIN_CELL
-        last, plans = self.last, self.plans
-        for ns, values in parts:
-            if type(values) is not dict or not values:
-                continue
-            names = tuple(values)
-            key = last.get(ns)
-            if key is None or key[1] != names:  # (the same names as the last run: fast)
-                key = self._key(ns, names)
-                last[ns] = key
-            shape.append(key)
-            cells = list(values.values())
-            types = tuple(map(type, cells))
-            todo = plans.get(types)  # where the bools, lists, objects are (runs share it)
-            if todo is None:
-                if len(plans) > 1000:  # (a bound for stores whose runs all differ)
-                    plans.clear()
-                todo = plans[types] = tuple(i for i, t in enumerate(types) if t not in plain)
-            for i in todo:
-                v = cells[i]
-                cells[i] = _TRUE_CELL if v is True else _FALSE_CELL if v is False else _cell(v)
-            row += cells
-        keys = tuple(shape)
+            keys = (part("derived", doc, row) if doc else None,)
         if keys != self.last_shape:  # compares the same key objects: fast
             self.last_shape = keys
             self.last_rows = self.groups.setdefault(keys, [])
         self.last_rows.append(row)
+
+    def _part(self, ns: str, values: dict[str, Any], row: list[Any]
+              ) -> tuple[str, tuple[str, ...]]:
+        """Append the cells of one namespace's values to ``row``; returns its shape key."""
+        names = tuple(values)
+        key = self.last.get(ns)
+        if key is None or key[1] != names:  # (the same names as the last run: fast)
+            key = self._key(ns, names)
+            self.last[ns] = key
+        types = tuple(map(type, values.values()))
+        plans = self.plans
+        todo = plans.get(types)  # where the bools, lists, objects are (runs share it)
+        if todo is None:
+            if len(plans) > 1000:  # (a bound for stores whose runs all differ)
+                plans.clear()
+            plain = _PLAIN_CELL
+            todo = plans[types] = tuple(i for i, t in enumerate(types) if t not in plain)
+        if not todo:  # plain values: stored as they are
+            row += values.values()
+            return key
+        cells = list(values.values())
+        for i in todo:
+            v = cells[i]
+            cells[i] = _TRUE_CELL if v is True else _FALSE_CELL if v is False else _cell(v)
+        row += cells
+        return key
 
     def _key(self, ns: str, names: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
         """The one (namespace, names) object of a set of names, with its columns known."""
@@ -842,13 +992,16 @@ class _Rows:
         """Store the rows added (and drop the files gone) in the open transaction."""
         conn, kind, table = self.conn, self.kind, self.table
         if self.gone:
-            conn.executemany(f"DELETE FROM {table} WHERE file = ?", [(g,) for g in self.gone])
+            sql = (f"INSERT OR REPLACE INTO {table} (file, bad) VALUES (?, {_GONE})"
+                   if self.tombstones else f"DELETE FROM {table} WHERE file = ?")
+            conn.executemany(sql, [(g,) for g in self.gone])
         # (bad, columns, rows) of each statement
         statements: list[tuple[int, tuple[str, ...], list[list[Any]]]] = []
         for keys, rows in self.groups.items():
             cols = self.base if keys is not None else _SIG_COLUMNS
             for key in keys or ():
-                cols += self.names_cols[key]
+                if key is not None:
+                    cols += self.names_cols[key]
             statements.append((int(keys is None), cols, rows))
         good = [st for st in statements if not st[0]]
         if len(good) > _MAX_SHAPES:  # many sets of names: one statement, NULL-padded
