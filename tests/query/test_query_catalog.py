@@ -180,8 +180,11 @@ def test_catalog_answers_equal_the_scan_for_every_kind_of_cell(tmp_path: Path) -
         metrics = {"m": values[(i * 3) % len(values)]}
         if i % 5 == 0:  # read as ints SQLite cannot hold: stored as REAL, like encode()
             metrics["big"] = 2**63 if i % 10 else 2**64 - 1
+        odd_times = {1: {"started_at": "2026-01-01T00:00:01"},  # naive: UTC
+                     2: {"started_at": "not a time", "heartbeat_at": 5},
+                     3: {"finished_at": "2026-01-01T00:00:09+02:00", "heartbeat_at": ""}}
         write_doc(store, make_doc(i, params=params, metrics=metrics,
-                                  tags=tag_lists[i % len(tag_lists)]))
+                                  tags=tag_lists[i % len(tag_lists)], **odd_times.get(i, {})))
     runs = os.path.join(store.get_working_directory(), "runs")
     for name, data in (("bad1", b"[1, 2]"), ("bad2", b"{not json")):
         with open(os.path.join(runs, f"{name}.json"), "wb") as fh:
@@ -198,6 +201,8 @@ def test_catalog_answers_equal_the_scan_for_every_kind_of_cell(tmp_path: Path) -
         same("params.flag = false and metrics.m >= 0", ["params.flag"])
         same("params.v contains 1", ["params.v"])
         same("tags contains '1'", ["tags"])
+        same("started_at < '2026-01-01T00:00:02Z' or finished_at is not null",
+             ["started_at", "finished_at", "status"])
         for i in range(0, n_runs, 3):
             write_doc(store, make_doc(i, params={"v": values[i % len(values)], "new": i},
                                       metrics={"m": values[i % len(values)]}))

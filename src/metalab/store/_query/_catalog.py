@@ -114,11 +114,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import operator
 import os
 import re
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from metalab._internal._gc import gc_paused
@@ -181,7 +183,19 @@ _JOURNAL_MODE = "DELETE"
 _PAGE_SIZE = 16384
 _SYNCHRONOUS = "FULL"
 _STR = frozenset({str})
+_FLOAT = frozenset({float})
+_BOOL = {bool}
+#: the keys a run's fixed cells, params and metrics are read from (in that order)
+_RUN_KEY_NAMES = ("run_id", "experiment_id", "status", "started_at", "heartbeat_at",
+                  "finished_at", "duration_ms", "tags", "params", "metrics")
+_RUN_KEYS = operator.itemgetter(*_RUN_KEY_NAMES)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_US = timedelta(microseconds=1)
 _TRUE_CELL, _FALSE_CELL = bytearray(b"\x01"), bytearray(b"\x00")
+#: (only for a column whose values are all booleans: 1 and True are equal keys)
+_BOOL_CELLS = {True: _TRUE_CELL, False: _FALSE_CELL}
+#: (only for a column whose values are all booleans: 1 and True are equal keys)
+_BOOL_CELLS = {True: _TRUE_CELL, False: _FALSE_CELL}
 
 Signature = tuple[int, int, int]
 Progress = Callable[[int, int | None], None]
@@ -861,9 +875,14 @@ class Catalog:
 class _Rows:
     """The rows of a batch of files of one kind, written by :meth:`write`.
 
-    Each row binds just the columns of its names (no NULL padding): its shape
-    is the (namespace, names) of each of its parts, and the runs of one
-    experiment share a few shapes, so a batch is a few ``executemany``.
+    :meth:`add` only collects the parsed documents; :meth:`write` turns the
+    batch into rows column by column (runs of a sweep share their names and
+    value types, so most of the work is done by C loops over whole columns:
+    a column of plain values is bound as it is, only a column holding
+    booleans, lists or objects is converted value by value).  Each row binds
+    just the columns of its names (no NULL padding): its shape is the
+    (namespace, names) of each of its parts, and the runs of one experiment
+    share a few shapes, so a batch is a few ``executemany``.
     """
 
     def __init__(self, conn: sqlite3.Connection, kind: str,
@@ -881,65 +900,19 @@ class _Rows:
         self.fields = fields
         #: (namespace, names) -> their columns
         self.names_cols: dict[tuple[str, tuple[str, ...]], tuple[str, ...]] = {}
-        #: shape (the key of each part, None for a part without values; None:
-        #: files that are not a JSON object, stored as "bad") -> rows
-        self.groups: dict[tuple[Any, ...] | None, list[list[Any]]] = {}
+        #: (stem, signature, document) of each file read
+        self.items: list[tuple[str, Signature, dict[str, Any]]] = []
+        #: the rows of files that are not a JSON object (stored as "bad")
+        self.bad: list[list[Any]] = []
         self.gone: list[str] = []
         self.tags: dict[tuple[Any, ...], str] = {}
-        # the key objects of the last run (most runs have the names of the one before)
         self.keys: dict[tuple[str, tuple[str, ...]], tuple[str, tuple[str, ...]]] = {}
-        self.last: dict[str, tuple[str, tuple[str, ...]]] = {}
-        self.last_shape: tuple[Any, ...] | None = None
-        self.last_rows: list[list[Any]] = []
-        #: the types of a run's values -> the positions of those encode() changes
-        self.plans: dict[tuple[type, ...], tuple[int, ...]] = {}
 
     def add(self, stem: str, sig: Signature, doc: dict[str, Any] | None) -> None:
         if doc is None:
-            self.groups.setdefault(None, []).append([stem, *sig])
-            return
-        part = self._part
-        if self.kind == "run":
-            row = self._run_cells(stem, sig, doc)
-            get = doc.get
-            p, m = get("params"), get("metrics")
-            keys: tuple[Any, ...] = (
-                part("params", p, row) if type(p) is dict and p else None,
-                part("metrics", m, row) if type(m) is dict and m else None,
-            )
+            self.bad.append([stem, *sig])
         else:
-            row = [stem, *sig]
-            keys = (part("derived", doc, row) if doc else None,)
-        if keys != self.last_shape:  # compares the same key objects: fast
-            self.last_shape = keys
-            self.last_rows = self.groups.setdefault(keys, [])
-        self.last_rows.append(row)
-
-    def _part(self, ns: str, values: dict[str, Any], row: list[Any]
-              ) -> tuple[str, tuple[str, ...]]:
-        """Append the cells of one namespace's values to ``row``; returns its shape key."""
-        names = tuple(values)
-        key = self.last.get(ns)
-        if key is None or key[1] != names:  # (the same names as the last run: fast)
-            key = self._key(ns, names)
-            self.last[ns] = key
-        types = tuple(map(type, values.values()))
-        plans = self.plans
-        todo = plans.get(types)  # where the bools, lists, objects are (runs share it)
-        if todo is None:
-            if len(plans) > 1000:  # (a bound for stores whose runs all differ)
-                plans.clear()
-            plain = _PLAIN_CELL
-            todo = plans[types] = tuple(i for i, t in enumerate(types) if t not in plain)
-        if not todo:  # plain values: stored as they are
-            row += values.values()
-            return key
-        cells = list(values.values())
-        for i in todo:
-            v = cells[i]
-            cells[i] = _TRUE_CELL if v is True else _FALSE_CELL if v is False else _cell(v)
-        row += cells
-        return key
+            self.items.append((stem, sig, doc))
 
     def _key(self, ns: str, names: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
         """The one (namespace, names) object of a set of names, with its columns known."""
@@ -955,38 +928,103 @@ class _Rows:
         self.keys[key] = key
         return key
 
-    def _run_cells(self, stem: str, sig: Signature, doc: dict[str, Any]) -> list[Any]:
-        """The cells of the fixed run columns (``self.base``, in that order)."""
-        get = doc.get
-        run_id, eid, status = get("run_id"), get("experiment_id"), get("status")
-        started = parse_time(get("started_at"))
-        beat = get("heartbeat_at")
-        finished = get("finished_at")
-        duration = get("duration_ms")
-        tags = get("tags")
-        tag_cell = "[]"
-        if tags and type(tags) is list and _STR.issuperset(map(type, tags)):
-            tkey = tuple(tags)  # the runs of a sweep share a few lists of tags
-            known = self.tags.get(tkey)
-            if known is None:
-                if len(self.tags) > 1000:
-                    self.tags.clear()
-                known = self.tags[tkey] = dumps(tags).decode()
-            tag_cell = known
-        elif tags:
-            tag_cell = dumps(norm_tags(tags)).decode()
-        return [
-            stem,
-            *sig,
-            run_id if type(run_id) is str else None,
-            eid if type(eid) is str else None,
-            status if type(status) is str else None,
-            parse_time(beat) if beat else started,
-            started,
-            parse_time(finished) if finished else None,
-            duration if type(duration) is float else encode(norm_number(duration)),
-            tag_cell,
-        ]
+    def _run_columns(self, stems: tuple[str, ...], sigs: tuple[Signature, ...],
+                     docs: tuple[dict[str, Any], ...]
+                     ) -> tuple[list[Sequence[Any]], Sequence[Any], Sequence[Any]]:
+        """The columns of the fixed run cells (``self.base``, in that order), then
+        the params and the metrics of each run."""
+        duration: Sequence[Any]
+        try:  # the record documents metalab writes have every key
+            (run_id, eid, status, started_raw, beats, finished_raw, duration, tags_col,
+             params, metrics) = zip(*map(_RUN_KEYS, docs), strict=True)
+        except KeyError:  # written by hand or another tool
+            (run_id, eid, status, started_raw, beats, finished_raw, duration, tags_col,
+             params, metrics) = (tuple(d.get(k) for d in docs) for k in _RUN_KEY_NAMES)
+
+        def text(col: Sequence[Any]) -> Sequence[Any]:
+            if _STR.issuperset(map(type, col)):
+                return col
+            return [v if type(v) is str else None for v in col]
+
+        started = _times(started_raw)
+        hb = started if not any(beats) else [
+            b if b is not None else s for b, s in zip(_times(beats), started, strict=True)]
+        finished = _times(finished_raw)
+        if not _FLOAT.issuperset(map(type, duration)):
+            duration = tuple(v if type(v) is float else encode(norm_number(v)) for v in duration)
+        cache = self.tags
+        tag_cells: list[str] = []
+        for tags in tags_col:
+            cell = "[]"
+            if tags and type(tags) is list and _STR.issuperset(map(type, tags)):
+                tkey = tuple(tags)  # the runs of a sweep share a few lists of tags
+                known = cache.get(tkey)
+                if known is None:
+                    if len(cache) > 1000:
+                        cache.clear()
+                    known = cache[tkey] = dumps(tags).decode()
+                cell = known
+            elif tags:
+                cell = dumps(norm_tags(tags)).decode()
+            tag_cells.append(cell)
+        return ([stems, *zip(*sigs, strict=True), text(run_id), text(eid), text(status),
+                 hb, started, finished, duration, tag_cells], params, metrics)
+
+    @staticmethod
+    def _value_columns(maps: Sequence[dict[str, Any]]) -> list[Sequence[Any]]:
+        """The cells of maps that all have the same keys in the same order, by column."""
+        out: list[Sequence[Any]] = []
+        plain = _PLAIN_CELL
+        for col in zip(*map(dict.values, maps), strict=True):
+            types = set(map(type, col))
+            if plain.issuperset(types):
+                out.append(col)
+            elif types == _BOOL:
+                out.append(list(map(_BOOL_CELLS.__getitem__, col)))
+            else:  # lists, objects, or mixed kinds
+                out.append([v if type(v) in plain else _TRUE_CELL if v is True
+                            else _FALSE_CELL if v is False else _cell(v) for v in col])
+        return out
+
+    def _statements(self) -> list[tuple[int, tuple[str, ...], Sequence[Sequence[Any]]]]:
+        """(bad, columns, rows) of each statement of the batch."""
+        statements: list[tuple[int, tuple[str, ...], Sequence[Sequence[Any]]]] = []
+        if self.bad:
+            statements.append((1, _SIG_COLUMNS, self.bad))
+        if not self.items:
+            return statements
+        stems, sigs, docs = zip(*self.items, strict=True)
+        fixed: list[Sequence[Any]]
+        parts: list[tuple[str, Sequence[Any]]]
+        if self.kind == "run":
+            fixed, params, metrics = self._run_columns(stems, sigs, docs)
+            parts = [("params", params), ("metrics", metrics)]
+        else:
+            fixed = [stems, *zip(*sigs, strict=True)]
+            parts = [("derived", docs)]
+        # the names of each part of each file (runs of a sweep: one set per part)
+        names = [[tuple(v) if type(v) is dict and v else None for v in values]
+                 for _, values in parts]
+        n = len(docs)
+        if all(col.count(col[0]) == n for col in names):
+            groups: dict[tuple[Any, ...], list[int] | None] = {
+                tuple(col[0] for col in names): None}
+        else:
+            groups = {}
+            for i, shape in enumerate(zip(*names, strict=True)):
+                groups.setdefault(shape, []).append(i)  # type: ignore[union-attr]
+        for shape, idx in groups.items():
+            cols = self.base
+            columns = list(fixed) if idx is None else [[c[i] for i in idx] for c in fixed]
+            for (ns, values), part_names in zip(parts, shape, strict=True):
+                if part_names is None:
+                    continue
+                key = self._key(ns, part_names)
+                cols += self.names_cols[key]
+                columns += self._value_columns(values if idx is None
+                                               else [values[i] for i in idx])
+            statements.append((0, cols, list(zip(*columns, strict=True))))
+        return statements
 
     def write(self) -> None:
         """Store the rows added (and drop the files gone) in the open transaction."""
@@ -995,14 +1033,7 @@ class _Rows:
             sql = (f"INSERT OR REPLACE INTO {table} (file, bad) VALUES (?, {_GONE})"
                    if self.tombstones else f"DELETE FROM {table} WHERE file = ?")
             conn.executemany(sql, [(g,) for g in self.gone])
-        # (bad, columns, rows) of each statement
-        statements: list[tuple[int, tuple[str, ...], list[list[Any]]]] = []
-        for keys, rows in self.groups.items():
-            cols = self.base if keys is not None else _SIG_COLUMNS
-            for key in keys or ():
-                if key is not None:
-                    cols += self.names_cols[key]
-            statements.append((int(keys is None), cols, rows))
+        statements = self._statements()
         good = [st for st in statements if not st[0]]
         if len(good) > _MAX_SHAPES:  # many sets of names: one statement, NULL-padded
             spaces = ("params", "metrics") if kind == "run" else ("derived",)
@@ -1023,12 +1054,21 @@ class _Rows:
             try:
                 conn.executemany(sql, rows)
             except OverflowError:  # an integer beyond 64 bits: a REAL, as encode() does
-                for row in rows:
-                    row[:] = [encode(c) if type(c) is int else c for c in row]
-                conn.executemany(sql, rows)  # replaces the rows inserted before the error
-        self.groups.clear()
+                conn.executemany(sql, [[encode(c) if type(c) is int else c for c in row]
+                                       for row in rows])  # (replaces the rows inserted)
+        self.items.clear()
+        self.bad.clear()
         self.gone.clear()
-        self.last_shape = None
+
+
+def _times(values: Sequence[Any]) -> list[int | None]:
+    """``parse_time`` of each value (µs since the epoch, None when absent or not
+    a time); the ISO texts with a zone that metalab writes take a C-only path."""
+    fromiso = datetime.fromisoformat
+    try:
+        return [(fromiso(v) - _EPOCH) // _ONE_US if v else None for v in values]
+    except (TypeError, ValueError):  # a naive time, not a text, not a time
+        return [parse_time(v) if v else None for v in values]
 
 
 def _cell(value: Any) -> Any:
