@@ -151,7 +151,8 @@ STALE_LOCK_S = 120.0
 #: more distinct field names than this: the catalog declines (queries scan)
 MAX_FIELDS = 1800
 _COMMIT_EVERY = 20_000
-_BATCH = 2000  # files per executemany (a divisor of _COMMIT_EVERY)
+_BATCH = 2000  # files between progress reports (a divisor of _COMMIT_EVERY)
+_ROWS_BATCH = 100  # files per executemany (a divisor of _BATCH)
 #: a folder mtime closer than this to the listing time is not trusted (clock ticks, NFS)
 DIR_MTIME_MARGIN_NS = 2_000_000_000
 #: a full listing at least this often when changes were taken from the logs
@@ -622,18 +623,20 @@ class Catalog:
             # is back on once the batch's rows are written and freed, so their
             # allocations do not set off a collection
             with gc_paused():
-                for stem in stems[start:start + _BATCH]:
-                    got = read(base + stem + ".json")
-                    if got is None:
-                        gone_now(stem)
-                        continue
-                    try:
-                        doc = loads(got[0])
-                    except JSONDecodeError:
-                        doc = None
-                    # each document becomes its row at once (few objects stay alive)
-                    add(stem, got[1], doc if type(doc) is dict else None)
-                rows.write()
+                for at in range(start, min(start + _BATCH, len(stems)), _ROWS_BATCH):
+                    for stem in stems[at:at + _ROWS_BATCH]:
+                        got = read(base + stem + ".json")
+                        if got is None:
+                            gone_now(stem)
+                            continue
+                        try:
+                            doc = loads(got[0])
+                        except JSONDecodeError:
+                            doc = None
+                        add(stem, got[1], doc if type(doc) is dict else None)
+                    # rows are built while the documents just parsed are still in
+                    # the CPU caches (measured: 2,000 at a time cost ~3 ms more per 1,000)
+                    rows.write()
             self._touch_lock()
             done = min(start + _BATCH, len(stems))
             if progress is not None:
