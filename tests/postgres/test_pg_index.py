@@ -342,12 +342,71 @@ def test_version_1_index_migrates_to_version_2(collection, pg_conn, pg_schema) -
         assert [d["run_id"] for d in store.query_runs(where="params.i >= 1")] == ["r1", "r2"]
     finally:
         store.close()
-    assert schema_version(pg_conn, pg_schema) == SCHEMA_VERSION == 2
+    assert schema_version(pg_conn, pg_schema) == SCHEMA_VERSION == 3
     cols = {r[0] for r in pg_conn.execute(
         "SELECT column_name FROM information_schema.columns WHERE table_schema = %s "
         "AND table_name = 'runs'", (pg_schema,)).fetchall()}
     assert "record" not in cols and "heartbeat" in cols
     assert index_rows(pg_conn, pg_schema) == {("exp:1", d["run_id"]): d for d in docs}
+
+
+def test_version_2_index_migrates_to_version_3(collection, pg_conn, pg_schema,
+                                                monkeypatch) -> None:
+    """A version-2 index gains the generation and the load cache, and keeps its runs."""
+    from metalab import load_results
+    from metalab.store._postgres import _index
+
+    monkeypatch.setattr(_index, "CACHE_QUIET_S", 0.0)  # answers kept at once
+    from metalab._internal._json import dumps
+    from metalab.store._postgres._schema import MIGRATIONS, SCHEMA_VERSION, schema_version
+
+    def q(text: str) -> sql.Composed:
+        return sql.SQL(text).format(s=sql.Identifier(pg_schema))
+
+    pg_conn.execute(q("CREATE SCHEMA {s}"))
+    pg_conn.execute(q("CREATE TABLE {s}.meta (key text PRIMARY KEY, value text)"))
+    for version in (1, 2):
+        for step in MIGRATIONS[version]:
+            if isinstance(step, str):
+                pg_conn.execute(q(step))
+            else:
+                step(pg_conn, pg_schema)
+    pg_conn.execute(q("INSERT INTO {s}.meta VALUES ('schema_version', '2')"))
+    pg_conn.execute(q("INSERT INTO {s}.experiments (experiment_id, catalog_stale) "
+                      "VALUES ('exp:1', true)"))
+    docs = [make_record(f"r{i}", "exp:1", params={"i": i}).to_dict() for i in range(3)]
+    from psycopg.types.json import Jsonb
+
+    for d in docs:
+        pg_conn.execute(
+            q("INSERT INTO {s}.runs (experiment_id, run_id, status, params, metrics, tags) "
+              "VALUES (%s, %s, %s, %s, %s, %s)"),
+            ("exp:1", d["run_id"], d["status"], Jsonb(d["params"]), Jsonb(d["metrics"]),
+             list(d.get("tags") or [])))
+        pg_conn.execute(q("INSERT INTO {s}.run_records VALUES (%s, %s, %s)"),
+                        ("exp:1", d["run_id"], dumps(d).decode()))
+    store = collection.scoped("exp:1").connect()
+    try:
+        # no run files: the answers can only come from the migrated index
+        loads = [load_results(store) for _ in range(2)]
+        assert [r.run_ids for r in loads] == [["r0", "r1", "r2"]] * 2
+        assert [r["r2"].params for r in loads] == [{"i": 2}] * 2
+        assert store.index.last_table_source == "cache"
+        store.put_run_record(make_record("r3", "exp:1", params={"i": 3}))
+        store.flush()
+        assert sorted(load_results(store).run_ids) == ["r0", "r1", "r2", "r3"]
+        assert store.index.last_table_source == "query"
+    finally:
+        store.close()
+    assert schema_version(pg_conn, pg_schema) == SCHEMA_VERSION == 3
+    row = pg_conn.execute(
+        "SELECT c.relpersistence, a.attstorage FROM pg_class c JOIN pg_namespace n "
+        "ON n.oid = c.relnamespace JOIN pg_attribute a ON a.attrelid = c.oid "
+        "WHERE n.nspname = %s AND c.relname = 'run_table_cache' AND a.attname = 'payload'",
+        (pg_schema,)).fetchone()
+    assert row == ("u", "e")  # unlogged, payload stored uncompressed
+    gens = pg_conn.execute(q("SELECT generation FROM {s}.experiments")).fetchall()
+    assert len(gens) == 1 and gens[0][0] > 0
 
 
 def test_rebuild_refreshes_planner_statistics(make_store, pg_conn, pg_schema, monkeypatch) -> None:

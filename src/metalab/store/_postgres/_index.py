@@ -20,8 +20,11 @@ one connection per call).  After ``fork`` the child opens its own pool.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import logging
 import math
 import os
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -41,7 +44,9 @@ if TYPE_CHECKING:
 
     from metalab.store._postgres._config import PostgresStoreConfig
 
-__all__ = ["RUN_COLUMNS", "CircuitBreaker", "PostgresIndex"]
+__all__ = ["CACHE_MAX_BYTES", "RUN_COLUMNS", "CircuitBreaker", "PostgresIndex"]
+
+log = logging.getLogger("metalab.store.postgres")
 
 #: the columns of the ``runs`` table (the record text is in ``run_records``)
 RUN_COLUMNS = (
@@ -66,6 +71,14 @@ _COPY_CHUNK = 20_000
 POOL_MAX_IDLE = 10.0
 _DERIVED_COLUMNS = ("experiment_id", "run_id", "values", "doc")
 _DERIVED_TYPES = ("text", "text", "jsonb", "text")
+#: a load answer larger than this is not kept in ``run_table_cache``
+CACHE_MAX_BYTES = 256 * 1024 * 1024
+#: a load answer is kept only for an experiment not written for this long: a
+#: sweep still writing would make it stale at once, and keeping it costs the
+#: load about a third more (100k runs, 2026-11-27)
+CACHE_QUIET_S = 5.0
+#: first bytes of a ``run_table_cache`` payload (a changed layout: a new magic)
+_CACHE_MAGIC = b"MLT1"
 
 
 def _typed(field: str, jtype: str, cast: str) -> str:
@@ -262,6 +275,11 @@ class PostgresIndex:
         self._schema_ready = False
         #: set when this object created the index tables (the index was empty)
         self.created_schema = False
+        #: informational (tests, benchmarks): what answered the last
+        #: :meth:`run_tables` call of this object, ``"cache"`` (the kept answer
+        #: of ``run_table_cache``) or ``"query"``; None before the first call.
+        #: Not synchronised between threads
+        self.last_table_source: str | None = None
 
     # ------------------------------------------------------------ messages
     def _scrub(self, text: str) -> str:
@@ -411,16 +429,30 @@ class PostgresIndex:
             "doc = EXCLUDED.doc WHERE {s}.derived.doc IS DISTINCT FROM EXCLUDED.doc"
         )
 
+    def _sequence(self, conn: psycopg.Connection[Any]) -> str:
+        """The generation sequence's name as ``regclass`` input (any schema name)."""
+        from psycopg import sql
+
+        return sql.Identifier(self.schema, "generation_seq").as_string(conn)
+
     def _touch(self, conn: psycopg.Connection[Any], experiment_ids: Iterable[str]) -> None:
+        """Mark the experiments changed, in the writing transaction (every write calls it).
+
+        The field catalog becomes stale and the experiment gets a new
+        ``generation`` (so its cached load answer is no longer used).
+        """
         # one statement (an executemany would enter pipeline mode for each batch)
         conn.execute(
             self._q(
-                "INSERT INTO {s}.experiments (experiment_id, catalog_stale, updated_at) "
-                "SELECT e, true, now() FROM unnest(%s::text[]) AS t(e) "
+                "INSERT INTO {s}.experiments (experiment_id, catalog_stale, updated_at, "
+                "generation) "
+                "SELECT e, true, now(), nextval(%(seq)s::regclass) "
+                "FROM unnest(%(e)s::text[]) AS t(e) "
                 "ON CONFLICT (experiment_id) DO UPDATE "
-                "SET catalog_stale = true, updated_at = now()"
+                "SET catalog_stale = true, updated_at = now(), "
+                "generation = nextval(%(seq)s::regclass)"
             ),
-            (sorted(set(experiment_ids)),),
+            {"e": sorted(set(experiment_ids)), "seq": self._sequence(conn)},
         )
 
     def apply(
@@ -654,6 +686,10 @@ class PostgresIndex:
             # empty tables under an exclusive lock: emptied in this transaction
             # (so COPY may FREEZE the rows) and loaded without indexes
             cur.execute(self._q("TRUNCATE {s}.runs, {s}.run_records, {s}.derived"))
+            # every cached load answer described the rows just removed.  DELETE,
+            # not TRUNCATE: a concurrent load reading the cache holds a lock
+            # TRUNCATE would wait for while that load waits for ``runs``
+            cur.execute(self._q("DELETE FROM {s}.run_table_cache"))
             recreate = self._drop_indexes(cur)
             freeze = sql.SQL(", FREEZE")
         if direct:
@@ -796,7 +832,7 @@ class PostgresIndex:
                 if r[0] not in set(keep_list)
             ]
             for table in ("runs", "run_records", "derived", "experiment_manifests",
-                          "field_catalog", "experiments"):
+                          "field_catalog", "run_table_cache", "experiments"):
                 conn.execute(
                     self._q(f"DELETE FROM {{s}}.{table} WHERE experiment_id = ANY(%s)"), (gone,)
                 )
@@ -912,6 +948,7 @@ class PostgresIndex:
         self,
         statements: list[tuple[str, list[Any]]],
         decode: Callable[[tuple[Any, ...]], tuple[Any, ...]] | None = None,
+        cache: tuple[str, datetime] | None = None,
     ) -> list[tuple[Any, ...]]:
         """Run column queries of ``_pgsql.PgCompiler.table`` on one snapshot; one row each.
 
@@ -924,6 +961,25 @@ class PostgresIndex:
         runs, and the server's work is split over two processes.  If no
         second connection is free at once, it runs after the first on the
         same transaction.
+
+        ``cache``: ``(experiment_id, lost cutoff)``, given only for the
+        default full load of one experiment (the statements depend on
+        nothing else).  In the same REPEATABLE READ snapshot, the
+        experiment's ``generation`` and its ``run_table_cache`` row are read
+        first; the kept answer texts are used (and the statements not run) iff
+        the generations are equal and no running run changes its lost / not
+        lost status at this cutoff (``lost_max < cutoff <= fresh_min``).
+        Otherwise the statements run and their answer texts are kept with the
+        generation read in the snapshot and the heartbeat bounds computed in
+        it.  Every write bumps the generation in its own transaction, so a
+        writer that commits after the snapshot (before or after the cache
+        row is written) leaves the row with an older generation, never used
+        again: a cached answer is always the answer a query would give now.
+        The cache write is guarded by ``generation <=`` (an older snapshot
+        does not replace a newer answer); any error reading or writing the
+        cache (serialization failure, a dropped table, permissions, a read
+        replica) is logged at debug level and the load goes on without it.
+        ``last_table_source`` tells which path answered.
         """
         from psycopg import sql
 
@@ -931,10 +987,28 @@ class PostgresIndex:
             conn.execute("SET LOCAL TimeZone = 'UTC'")
             conn.execute("SET LOCAL work_mem = '64MB'")  # sort the rows in memory
 
+        def fetch(conn: Any, text: str, args: list[Any]) -> tuple[Any, ...] | None:
+            # the JSON texts as the bytes received (orjson parses bytes; the
+            # cache keeps them as they are): no UTF-8 decoding into str
+            cur = conn.cursor()
+            cur.adapters.register_loader("text", _texts_as_bytes())
+            got = cur.execute(self._q(text), args).fetchone()
+            return tuple(got) if got is not None else None
+
+        layout = _cache_layout(statements) if cache is not None else b""
         out: list[tuple[Any, ...] | None] = [None] * len(statements)
+        raw: list[tuple[Any, ...] | None] = [None] * len(statements)
+        self.last_table_source = "query"
         with self.connection() as conn, conn.transaction():
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             prepare(conn)
+            generation: int | None = None
+            if cache is not None:
+                generation, kept, quiet = self._cache_lookup(conn, cache, layout,
+                                                             len(statements))
+                if kept is not None:
+                    self.last_table_source = "cache"
+                    return [decode(r) if decode is not None else _as_text(r) for r in kept]
             worker: threading.Thread | None = None
             if len(statements) == 2 and self._max_size >= 2:
                 row = conn.execute("SELECT pg_export_snapshot()").fetchone()
@@ -948,9 +1022,7 @@ class PostgresIndex:
                             other.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(
                                 sql.Literal(snapshot)))
                             prepare(other)
-                            got = other.execute(self._q(statements[1][0]),
-                                                statements[1][1]).fetchone()
-                        out[1] = tuple(got) if got is not None else None
+                            out[1] = fetch(other, *statements[1])
                     except Exception:  # no free connection, or it failed: run it below
                         out[1] = None
 
@@ -964,12 +1036,93 @@ class PostgresIndex:
                     worker.join()
                     row_i = out[1]
                 if row_i is None:
-                    got = conn.execute(self._q(text), args).fetchone()
-                    row_i = tuple(got) if got is not None else None
-                if decode is not None and row_i is not None:
-                    row_i = decode(row_i)
+                    row_i = fetch(conn, text, args)
+                raw[i] = row_i
+                if row_i is not None:
+                    row_i = decode(row_i) if decode is not None else _as_text(row_i)
                 out[i] = row_i
+            if cache is not None and generation is not None and quiet and None not in raw:
+                self._cache_store(conn, cache, generation, layout,
+                                  [r for r in raw if r is not None])
         return [row if row is not None else () for row in out]
+
+    def _cache_lookup(
+        self, conn: psycopg.Connection[Any], cache: tuple[str, datetime], layout: bytes,
+        rows: int,
+    ) -> tuple[int | None, list[tuple[Any, ...]] | None, bool]:
+        """(the experiment's generation, the kept answer rows if valid, whether
+        the experiment was last written :data:`CACHE_QUIET_S` or more before
+        this snapshot) in this snapshot.
+
+        The payload is read only when the row is valid.  None generation: the
+        experiment has no row (nothing to cache).
+        """
+        eid, cutoff = cache
+        try:
+            with conn.transaction():  # a savepoint: a failure leaves the load going
+                got = conn.execute(
+                    self._q(
+                        "SELECT e.generation, "
+                        "e.updated_at <= now() - make_interval(secs => %(quiet)s), "
+                        "CASE WHEN c.generation = e.generation "
+                        "AND (c.lost_max IS NULL OR c.lost_max < %(cut)s) "
+                        "AND (c.fresh_min IS NULL OR %(cut)s <= c.fresh_min) "
+                        "THEN c.payload END "
+                        "FROM {s}.experiments e LEFT JOIN {s}.run_table_cache c "
+                        "ON c.experiment_id = e.experiment_id WHERE e.experiment_id = %(e)s"
+                    ),
+                    {"e": eid, "cut": cutoff, "quiet": CACHE_QUIET_S},
+                    binary=True,
+                ).fetchone()
+        except _psycopg().Error as exc:
+            if conn.broken:
+                raise
+            log.debug("run table cache of %r not read: %s", eid, self._scrub(str(exc)))
+            return None, None, False
+        if got is None:
+            return None, None, False
+        generation, quiet, payload = int(got[0]), bool(got[1]), got[2]
+        if payload is None:
+            return generation, None, quiet
+        kept = _cache_unpack(payload, layout, rows)
+        if kept is None:
+            log.debug("run table cache of %r has another layout; recomputed", eid)
+        return generation, kept, quiet
+
+    def _cache_store(
+        self, conn: psycopg.Connection[Any], cache: tuple[str, datetime], generation: int,
+        layout: bytes, rows: list[tuple[Any, ...]],
+    ) -> None:
+        """Keep ``rows`` (raw answer texts) as the cached answer at ``generation``."""
+        eid, cutoff = cache
+        from metalab.store._query._pgsql import TIME_RE
+
+        payload = _cache_pack(layout, rows)
+        if len(payload) > CACHE_MAX_BYTES:
+            log.debug("run table cache of %r not written: %d bytes", eid, len(payload))
+            return
+        try:
+            with conn.transaction():
+                conn.execute(
+                    self._q(
+                        "INSERT INTO {s}.run_table_cache "
+                        "(experiment_id, generation, lost_max, fresh_min, built_at, payload) "
+                        "SELECT %(e)s, %(g)s, max(hb) FILTER (WHERE hb < %(cut)s), "
+                        "min(hb) FILTER (WHERE hb >= %(cut)s), now(), %(p)b FROM ("
+                        " SELECT CASE WHEN heartbeat ~ %(re)s THEN heartbeat::timestamptz END"
+                        " AS hb FROM {s}.runs WHERE experiment_id = %(e)s AND status = 'running'"
+                        ") t ON CONFLICT (experiment_id) DO UPDATE SET "
+                        "generation = EXCLUDED.generation, lost_max = EXCLUDED.lost_max, "
+                        "fresh_min = EXCLUDED.fresh_min, built_at = EXCLUDED.built_at, "
+                        "payload = EXCLUDED.payload "
+                        "WHERE {s}.run_table_cache.generation <= EXCLUDED.generation"
+                    ),
+                    {"e": eid, "g": generation, "cut": cutoff, "p": payload, "re": TIME_RE},
+                )
+        except _psycopg().Error as exc:
+            if conn.broken:
+                raise
+            log.debug("run table cache of %r not written: %s", eid, self._scrub(str(exc)))
 
     def page_run_documents(
         self,
@@ -1067,6 +1220,84 @@ class PostgresIndex:
                         "SELECT DISTINCT experiment_id FROM {s}.runs ORDER BY 1")
             ).fetchall()
         return [r[0] for r in rows]
+
+
+def _texts_as_bytes() -> type:
+    """A psycopg loader of ``text`` values as ``bytes`` (made on first use)."""
+    global _BYTES_LOADER
+    if _BYTES_LOADER is None:
+        from psycopg.adapt import Loader
+
+        class TextAsBytes(Loader):
+            def load(self, data: Any) -> bytes:
+                return bytes(data)
+
+        _BYTES_LOADER = TextAsBytes
+    return _BYTES_LOADER
+
+
+_BYTES_LOADER: type | None = None
+
+
+def _as_text(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``row`` with its byte values (JSON texts) as ``str``."""
+    return tuple(bytes(v).decode() if isinstance(v, bytes | memoryview) else v for v in row)
+
+
+def _cache_layout(statements: list[tuple[str, list[Any]]]) -> bytes:
+    """What the kept answer depends on besides the data: the statement texts
+    and their arguments (the cutoff aside), so a metalab that loads other
+    columns never reads another version's payload."""
+    digest = hashlib.sha256()
+    for text, args in statements:
+        digest.update(text.encode())
+        for arg in args:
+            if not isinstance(arg, datetime):
+                digest.update(b"\x00" + repr(arg).encode())
+        digest.update(b"\x01")
+    return digest.digest()[:16]
+
+
+def _cache_pack(layout: bytes, rows: list[tuple[Any, ...]]) -> bytes:
+    """magic, layout, row count; per row its value count, then each value as
+    an 8-byte length and UTF-8 bytes (the count as decimal text)."""
+    parts = [_CACHE_MAGIC, layout, struct.pack("<I", len(rows))]
+    for row in rows:
+        parts.append(struct.pack("<I", len(row)))
+        for value in row:
+            data = value if isinstance(value, bytes) else str(value).encode()
+            parts += [struct.pack("<Q", len(data)), data]
+    return b"".join(parts)
+
+
+def _cache_unpack(payload: bytes, layout: bytes, rows: int) -> list[tuple[Any, ...]] | None:
+    """The rows of :func:`_cache_pack` (count, then memoryviews of the texts);
+    None when the payload has another layout or is damaged."""
+    view = memoryview(payload)
+    head = len(_CACHE_MAGIC) + len(layout)
+    if bytes(view[:head]) != _CACHE_MAGIC + layout or len(view) < head + 4:
+        return None
+    try:
+        (n_rows,) = struct.unpack_from("<I", view, head)
+        pos = head + 4
+        out: list[tuple[Any, ...]] = []
+        for _ in range(n_rows):
+            (n_values,) = struct.unpack_from("<I", view, pos)
+            pos += 4
+            values: list[Any] = []
+            for _ in range(n_values):
+                (size,) = struct.unpack_from("<Q", view, pos)
+                pos += 8
+                if pos + size > len(view):
+                    return None
+                values.append(view[pos:pos + size])
+                pos += size
+            out.append((int(bytes(values[0])), *values[1:]) if values else ())
+    except (struct.error, ValueError):
+        return None
+    if n_rows != rows or pos != len(view):
+        return None
+    return out
 
 
 def _password_of(conninfo: str) -> str | None:
