@@ -567,12 +567,19 @@ class Catalog:
             else:
                 path = os.path.join(self.folder, sub)
                 listing = _listing(path)
+                # the signatures in effect: the main table's, then the delta's
+                # over them (read apart: no per-row probe of the delta)
                 old: dict[str, Signature] = {
                     f: (i, m, s)
                     for f, i, m, s in conn.execute(
-                        f"SELECT file, ino, mtime, size FROM {_LIVE[sub]}"
-                    )
+                        f"SELECT file, ino, mtime, size FROM {_TABLE[sub]}")
                 }
+                for f, i, m, s, bad in conn.execute(
+                        f"SELECT file, ino, mtime, size, bad FROM {_DELTA[sub]}"):
+                    if bad == _GONE:
+                        old.pop(f, None)
+                    else:
+                        old[f] = (i, m, s)
                 todo = [f for f, sig in listing.items() if old.get(f) != sig]
                 gone = [f for f in old if f not in listing]
             reads += self._apply(conn, sub, todo, gone, progress)
