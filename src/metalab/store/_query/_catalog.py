@@ -80,18 +80,19 @@ connection is opened and closed under the lock, so NFS close-to-open
 consistency hands each process the latest file.
 
 Cost of a refresh (issue #5: at most about twice the cost of reading and
-parsing the files it reads).  Each file read becomes its row at once (its
-document is dropped right away, so few objects stay alive for the garbage
-collector); a row binds only the columns of its own names, grouped by shape
-(the names of its params / metrics), so one ``executemany`` per shape, never
-NULL padding (binding ``None`` or ``bytes`` goes through the slow adaptation
-lookup of :mod:`sqlite3`; a boolean or JSON cell is bound as a ``bytearray``,
-the same BLOB); beyond :data:`_MAX_SHAPES` shapes in a batch, one NULL-padded
-statement.  The cell of each value is :func:`._sqlite.encode`'s, computed in
-Python (extracting cells in SQLite from the raw JSON was not done: its text to
-REAL conversion and its JSON output are not guaranteed to equal ``orjson``'s,
-and every engine must give the same answers).  Opening an existing catalog
-writes nothing; the whole refresh is one transaction.
+parsing the files it reads).  Files are read and parsed 100 at a time, and the
+rows of those 100 are built column by column while the documents are still in
+the CPU caches (see :class:`_Rows`); a row binds only the columns of its own
+names, grouped by shape (the names of its params / metrics), so one
+``executemany`` per shape, never NULL padding (binding ``None`` or ``bytes``
+goes through the slow adaptation lookup of :mod:`sqlite3`; a boolean or JSON
+cell is bound as a ``bytearray``, the same BLOB); beyond :data:`_MAX_SHAPES`
+shapes in a batch, one NULL-padded statement.  The cell of each value is
+:func:`._sqlite.encode`'s, computed in Python (extracting cells in SQLite
+from the raw JSON was not done: its text to REAL conversion and its JSON
+output are not guaranteed to equal ``orjson``'s, and every engine must give
+the same answers).  Opening an existing catalog writes nothing; the whole
+refresh is one transaction.
 
 Durability: ``journal_mode = DELETE`` (see NFS below) with ``synchronous =
 FULL``.  A commit syncs the journal before the database is written, so a
