@@ -134,11 +134,14 @@ def table_index(index: PostgresIndex, experiment_id: str | None, query: Query,
             elif f.ns not in fixed:
                 fixed.append(f.ns)
     # two statements (top-level fields; params/metrics/derived) that the
-    # index runs at the same time on one snapshot
+    # index runs at the same time on one snapshot (measured at 100k runs: about
+    # the same server time each; the top-level fields with the metrics against
+    # the params alone was slower)
     compiler = PgCompiler(cutoff)
     statements = [compiler.table(query, experiment_id, fixed, [])]
     if fields:
         statements.append(compiler.table(query, experiment_id, [], fields))
+
     def decode(row: tuple[Any, ...]) -> tuple[Any, ...]:
         with gc_paused():
             return (row[0], *(loads(t) for t in row[1:]))

@@ -329,7 +329,10 @@ class PgCompiler:
         if query.order:
             order, oargs = self.order(query)
         else:
-            order = 'r.started_at NULLS LAST, r.run_id COLLATE "C", r.experiment_id COLLATE "C"'
+            # (one experiment: its id is left out, so the rows come in the
+            # order of the index on (experiment_id, started_at, run_id), unsorted)
+            order = 'r.started_at NULLS LAST, r.run_id COLLATE "C"' + (
+                "" if experiment_id else ', r.experiment_id COLLATE "C"')
             oargs = []
         join = (
             " LEFT JOIN {s}.derived d ON d.experiment_id = r.experiment_id AND d.run_id = r.run_id"
