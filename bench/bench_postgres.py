@@ -226,11 +226,11 @@ def bench_load(url: str, root: Path, n: int, rounds: int = 3) -> dict[str, float
 
     def no_cache(store: object) -> object:  # the cache neither read nor written
         index = pg.index
-        index._cache_lookup = lambda *a: (None, None, False)
+        index.table_cache_lookup = lambda *a: (None, None, False)
         try:
             return load(store)
         finally:
-            del index._cache_lookup
+            del index.table_cache_lookup
 
     for _ in range(rounds):
         times.setdefault("index_load_nocache_s", []).append(timed(no_cache, pg))

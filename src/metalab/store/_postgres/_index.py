@@ -24,7 +24,6 @@ import hashlib
 import logging
 import math
 import os
-import struct
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -77,8 +76,23 @@ CACHE_MAX_BYTES = 256 * 1024 * 1024
 #: sweep still writing would make it stale at once, and keeping it costs the
 #: load about a third more (100k runs, 2026-11-27)
 CACHE_QUIET_S = 5.0
-#: first bytes of a ``run_table_cache`` payload (a changed layout: a new magic)
-_CACHE_MAGIC = b"MLT1"
+#: first bytes of a ``run_table_cache`` payload (a changed layout: a new magic);
+#: then the 16-byte layout digest of the load's statements, then the answer
+_CACHE_MAGIC = b"MLT2"
+#: keeps a load answer with the bounds of its running runs' heartbeats
+_CACHE_STORE_SQL = (
+    "INSERT INTO {s}.run_table_cache "
+    "(experiment_id, generation, lost_max, fresh_min, built_at, payload) "
+    "SELECT %(e)s, %(g)s, max(hb) FILTER (WHERE hb < %(cut)s), "
+    "min(hb) FILTER (WHERE hb >= %(cut)s), now(), %(p)b FROM ("
+    " SELECT CASE WHEN heartbeat ~ %(re)s THEN heartbeat::timestamptz END"
+    " AS hb FROM {s}.runs WHERE experiment_id = %(e)s AND status = 'running'"
+    ") t ON CONFLICT (experiment_id) DO UPDATE SET "
+    "generation = EXCLUDED.generation, lost_max = EXCLUDED.lost_max, "
+    "fresh_min = EXCLUDED.fresh_min, built_at = EXCLUDED.built_at, "
+    "payload = EXCLUDED.payload "
+    "WHERE {s}.run_table_cache.generation <= EXCLUDED.generation"
+)
 
 
 def _typed(field: str, jtype: str, cast: str) -> str:
@@ -851,7 +865,6 @@ class PostgresIndex:
             QueryError: ``namespace`` is not params or metrics.
             IndexUnavailableError / StoreError: as :meth:`connection`.
         """
-        import hashlib
 
         from psycopg import sql
 
@@ -948,12 +961,13 @@ class PostgresIndex:
         self,
         statements: list[tuple[str, list[Any]]],
         decode: Callable[[tuple[Any, ...]], tuple[Any, ...]] | None = None,
-        cache: tuple[str, datetime] | None = None,
     ) -> list[tuple[Any, ...]]:
         """Run column queries of ``_pgsql.PgCompiler.table`` on one snapshot; one row each.
 
         ``decode`` is applied to each row as soon as it arrives (the first
-        row is decoded while the server still works on the second).
+        row is decoded while the server still works on the second).  The
+        JSON texts arrive as ``bytes`` (orjson parses them as they are), as
+        ``str`` without ``decode``.
 
         With two statements and a pool of two or more connections the
         second runs at the same time on another connection that imports the
@@ -961,25 +975,6 @@ class PostgresIndex:
         runs, and the server's work is split over two processes.  If no
         second connection is free at once, it runs after the first on the
         same transaction.
-
-        ``cache``: ``(experiment_id, lost cutoff)``, given only for the
-        default full load of one experiment (the statements depend on
-        nothing else).  In the same REPEATABLE READ snapshot, the
-        experiment's ``generation`` and its ``run_table_cache`` row are read
-        first; the kept answer texts are used (and the statements not run) iff
-        the generations are equal and no running run changes its lost / not
-        lost status at this cutoff (``lost_max < cutoff <= fresh_min``).
-        Otherwise the statements run and their answer texts are kept with the
-        generation read in the snapshot and the heartbeat bounds computed in
-        it.  Every write bumps the generation in its own transaction, so a
-        writer that commits after the snapshot (before or after the cache
-        row is written) leaves the row with an older generation, never used
-        again: a cached answer is always the answer a query would give now.
-        The cache write is guarded by ``generation <=`` (an older snapshot
-        does not replace a newer answer); any error reading or writing the
-        cache (serialization failure, a dropped table, permissions, a read
-        replica) is logged at debug level and the load goes on without it.
-        ``last_table_source`` tells which path answered.
         """
         from psycopg import sql
 
@@ -988,27 +983,16 @@ class PostgresIndex:
             conn.execute("SET LOCAL work_mem = '64MB'")  # sort the rows in memory
 
         def fetch(conn: Any, text: str, args: list[Any]) -> tuple[Any, ...] | None:
-            # the JSON texts as the bytes received (orjson parses bytes; the
-            # cache keeps them as they are): no UTF-8 decoding into str
+            # the JSON texts as the bytes received: no UTF-8 decoding into str
             cur = conn.cursor()
             cur.adapters.register_loader("text", _texts_as_bytes())
             got = cur.execute(self._q(text), args).fetchone()
             return tuple(got) if got is not None else None
 
-        layout = _cache_layout(statements) if cache is not None else b""
         out: list[tuple[Any, ...] | None] = [None] * len(statements)
-        raw: list[tuple[Any, ...] | None] = [None] * len(statements)
-        self.last_table_source = "query"
         with self.connection() as conn, conn.transaction():
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             prepare(conn)
-            generation: int | None = None
-            if cache is not None:
-                generation, kept, quiet = self._cache_lookup(conn, cache, layout,
-                                                             len(statements))
-                if kept is not None:
-                    self.last_table_source = "cache"
-                    return [decode(r) if decode is not None else _as_text(r) for r in kept]
             worker: threading.Thread | None = None
             if len(statements) == 2 and self._max_size >= 2:
                 row = conn.execute("SELECT pg_export_snapshot()").fetchone()
@@ -1037,30 +1021,35 @@ class PostgresIndex:
                     row_i = out[1]
                 if row_i is None:
                     row_i = fetch(conn, text, args)
-                raw[i] = row_i
                 if row_i is not None:
                     row_i = decode(row_i) if decode is not None else _as_text(row_i)
                 out[i] = row_i
-            if cache is not None and generation is not None and quiet and None not in raw:
-                self._cache_store(conn, cache, generation, layout,
-                                  [r for r in raw if r is not None])
         return [row if row is not None else () for row in out]
 
-    def _cache_lookup(
-        self, conn: psycopg.Connection[Any], cache: tuple[str, datetime], layout: bytes,
-        rows: int,
-    ) -> tuple[int | None, list[tuple[Any, ...]] | None, bool]:
-        """(the experiment's generation, the kept answer rows if valid, whether
-        the experiment was last written :data:`CACHE_QUIET_S` or more before
-        this snapshot) in this snapshot.
+    # ------------------------------------------------------------ load cache
+    def table_cache_lookup(
+        self, experiment_id: str, cutoff: int, layout: bytes,
+    ) -> tuple[memoryview | None, int | None, bool]:
+        """The kept answer of the default full load of an experiment, if valid now.
 
-        The payload is read only when the row is valid.  None generation: the
-        experiment has no row (nothing to cache).
+        Returns ``(body, generation, quiet)``: the bytes kept by
+        :meth:`table_cache_store` (None unless the row exists, has
+        ``layout``, was kept at the experiment's current ``generation`` and
+        no running run changes its lost / not lost status at ``cutoff`` (µs):
+        ``lost_max < cutoff <= fresh_min``), the experiment's generation
+        (None: not indexed), and whether it was last written
+        :data:`CACHE_QUIET_S` or more ago.  One short transaction, read
+        *before* the load's own snapshot: an answer computed later and kept
+        with this generation is never used if a write came in between (the
+        write drew a newer generation).  Any error reading the cache (a
+        dropped table, no privilege) is logged at debug level: no body.
         """
-        eid, cutoff = cache
-        try:
-            with conn.transaction():  # a savepoint: a failure leaves the load going
-                got = conn.execute(
+        from metalab.store._query._pgsql import _from_micros
+
+        with self.connection() as conn:
+            try:
+                with conn.transaction():
+                    got = conn.execute(
                     self._q(
                         "SELECT e.generation, "
                         "e.updated_at <= now() - make_interval(secs => %(quiet)s), "
@@ -1071,58 +1060,60 @@ class PostgresIndex:
                         "FROM {s}.experiments e LEFT JOIN {s}.run_table_cache c "
                         "ON c.experiment_id = e.experiment_id WHERE e.experiment_id = %(e)s"
                     ),
-                    {"e": eid, "cut": cutoff, "quiet": CACHE_QUIET_S},
+                    {"e": experiment_id, "cut": _from_micros(cutoff), "quiet": CACHE_QUIET_S},
                     binary=True,
-                ).fetchone()
-        except _psycopg().Error as exc:
-            if conn.broken:
-                raise
-            log.debug("run table cache of %r not read: %s", eid, self._scrub(str(exc)))
-            return None, None, False
+                    ).fetchone()
+            except _psycopg().Error as exc:  # (the connection's own failures: raised)
+                if conn.broken:
+                    raise
+                log.debug("run table cache of %r not read: %s", experiment_id,
+                          self._scrub(str(exc)))
+                return None, None, False
         if got is None:
             return None, None, False
         generation, quiet, payload = int(got[0]), bool(got[1]), got[2]
         if payload is None:
-            return generation, None, quiet
-        kept = _cache_unpack(payload, layout, rows)
-        if kept is None:
-            log.debug("run table cache of %r has another layout; recomputed", eid)
-        return generation, kept, quiet
+            return None, generation, quiet
+        view = memoryview(payload)
+        head = _CACHE_MAGIC + layout
+        if bytes(view[:len(head)]) != head:
+            log.debug("run table cache of %r has another layout; recomputed", experiment_id)
+            return None, generation, quiet
+        return view[len(head):], generation, quiet
 
-    def _cache_store(
-        self, conn: psycopg.Connection[Any], cache: tuple[str, datetime], generation: int,
-        layout: bytes, rows: list[tuple[Any, ...]],
-    ) -> None:
-        """Keep ``rows`` (raw answer texts) as the cached answer at ``generation``."""
-        eid, cutoff = cache
-        from metalab.store._query._pgsql import TIME_RE
+    def table_cache_store(self, experiment_id: str, generation: int, cutoff: int,
+                          layout: bytes, body: bytes) -> None:
+        """Keep ``body`` as the answer of the default full load at ``generation``
+        (read by :meth:`table_cache_lookup` before the load's snapshot).
 
-        payload = _cache_pack(layout, rows)
+        Skipped above :data:`CACHE_MAX_BYTES`; an older generation never
+        replaces a newer one; any error is logged at debug level and ignored.
+        """
+        payload = _CACHE_MAGIC + layout + body
         if len(payload) > CACHE_MAX_BYTES:
-            log.debug("run table cache of %r not written: %d bytes", eid, len(payload))
+            log.debug("run table cache of %r not written: %d bytes", experiment_id, len(payload))
             return
+        self._cache_store(experiment_id, generation, cutoff, payload)
+
+    def _cache_store(self, experiment_id: str, generation: int, cutoff: int,
+                     payload: bytes) -> None:
+        from metalab.store._query._pgsql import TIME_RE, _from_micros
+
         try:
-            with conn.transaction():
-                conn.execute(
-                    self._q(
-                        "INSERT INTO {s}.run_table_cache "
-                        "(experiment_id, generation, lost_max, fresh_min, built_at, payload) "
-                        "SELECT %(e)s, %(g)s, max(hb) FILTER (WHERE hb < %(cut)s), "
-                        "min(hb) FILTER (WHERE hb >= %(cut)s), now(), %(p)b FROM ("
-                        " SELECT CASE WHEN heartbeat ~ %(re)s THEN heartbeat::timestamptz END"
-                        " AS hb FROM {s}.runs WHERE experiment_id = %(e)s AND status = 'running'"
-                        ") t ON CONFLICT (experiment_id) DO UPDATE SET "
-                        "generation = EXCLUDED.generation, lost_max = EXCLUDED.lost_max, "
-                        "fresh_min = EXCLUDED.fresh_min, built_at = EXCLUDED.built_at, "
-                        "payload = EXCLUDED.payload "
-                        "WHERE {s}.run_table_cache.generation <= EXCLUDED.generation"
-                    ),
-                    {"e": eid, "g": generation, "cut": cutoff, "p": payload, "re": TIME_RE},
-                )
-        except _psycopg().Error as exc:
-            if conn.broken:
-                raise
-            log.debug("run table cache of %r not written: %s", eid, self._scrub(str(exc)))
+            with self.connection() as conn:
+                try:
+                    with conn.transaction():
+                        conn.execute(self._q(_CACHE_STORE_SQL), {
+                            "e": experiment_id, "g": generation, "cut": _from_micros(cutoff),
+                            "p": payload, "re": TIME_RE})
+                except _psycopg().Error as exc:
+                    if conn.broken:
+                        raise
+                    log.debug("run table cache of %r not written: %s", experiment_id,
+                              self._scrub(str(exc)))
+        except (IndexUnavailableError, StoreError) as exc:  # the answer is returned anyway
+            log.debug("run table cache of %r not written: %s", experiment_id, exc)
+
 
     def page_run_documents(
         self,
@@ -1242,62 +1233,6 @@ _BYTES_LOADER: type | None = None
 def _as_text(row: tuple[Any, ...]) -> tuple[Any, ...]:
     """``row`` with its byte values (JSON texts) as ``str``."""
     return tuple(bytes(v).decode() if isinstance(v, bytes | memoryview) else v for v in row)
-
-
-def _cache_layout(statements: list[tuple[str, list[Any]]]) -> bytes:
-    """What the kept answer depends on besides the data: the statement texts
-    and their arguments (the cutoff aside), so a metalab that loads other
-    columns never reads another version's payload."""
-    digest = hashlib.sha256()
-    for text, args in statements:
-        digest.update(text.encode())
-        for arg in args:
-            if not isinstance(arg, datetime):
-                digest.update(b"\x00" + repr(arg).encode())
-        digest.update(b"\x01")
-    return digest.digest()[:16]
-
-
-def _cache_pack(layout: bytes, rows: list[tuple[Any, ...]]) -> bytes:
-    """magic, layout, row count; per row its value count, then each value as
-    an 8-byte length and UTF-8 bytes (the count as decimal text)."""
-    parts = [_CACHE_MAGIC, layout, struct.pack("<I", len(rows))]
-    for row in rows:
-        parts.append(struct.pack("<I", len(row)))
-        for value in row:
-            data = value if isinstance(value, bytes) else str(value).encode()
-            parts += [struct.pack("<Q", len(data)), data]
-    return b"".join(parts)
-
-
-def _cache_unpack(payload: bytes, layout: bytes, rows: int) -> list[tuple[Any, ...]] | None:
-    """The rows of :func:`_cache_pack` (count, then memoryviews of the texts);
-    None when the payload has another layout or is damaged."""
-    view = memoryview(payload)
-    head = len(_CACHE_MAGIC) + len(layout)
-    if bytes(view[:head]) != _CACHE_MAGIC + layout or len(view) < head + 4:
-        return None
-    try:
-        (n_rows,) = struct.unpack_from("<I", view, head)
-        pos = head + 4
-        out: list[tuple[Any, ...]] = []
-        for _ in range(n_rows):
-            (n_values,) = struct.unpack_from("<I", view, pos)
-            pos += 4
-            values: list[Any] = []
-            for _ in range(n_values):
-                (size,) = struct.unpack_from("<Q", view, pos)
-                pos += 8
-                if pos + size > len(view):
-                    return None
-                values.append(view[pos:pos + size])
-                pos += size
-            out.append((int(bytes(values[0])), *values[1:]) if values else ())
-    except (struct.error, ValueError):
-        return None
-    if n_rows != rows or pos != len(view):
-        return None
-    return out
 
 
 def _password_of(conninfo: str) -> str | None:

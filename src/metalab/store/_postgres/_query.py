@@ -19,7 +19,7 @@ from metalab._internal._time import to_iso
 from metalab.store._query._ast import DYNAMIC, Query, TrueNode, check_fields
 from metalab.store._query._eval import lost_cutoff
 from metalab.store._query._parser import build_query
-from metalab.store._query._pgsql import PgCompiler, _from_micros
+from metalab.store._query._pgsql import PgCompiler
 
 if TYPE_CHECKING:
     from metalab.store._postgres._index import PostgresIndex
@@ -147,11 +147,20 @@ def table_index(index: PostgresIndex, experiment_id: str | None, query: Query,
             return (row[0], *(loads(t) for t in row[1:]))
 
     # the default full load of one experiment: the server may hand back the
-    # answer texts it kept (``run_table_cache``) while nothing changed
+    # answer it kept (``run_table_cache``) while nothing changed
     default = (experiment_id is not None and query.columns is None and not query.order
                and query.limit is None and isinstance(query.where, TrueNode))
-    cache = (experiment_id, _from_micros(cutoff)) if default and experiment_id else None
-    answers = index.run_tables(statements, decode, cache=cache)
+    generation: int | None = None
+    quiet = False
+    if default and experiment_id is not None:
+        layout = table_layout(statements)
+        body, generation, quiet = index.table_cache_lookup(experiment_id, cutoff, layout)
+        kept = _from_cache(body, experiment_id) if body is not None else None
+        if kept is not None:
+            index.last_table_source = "cache"
+            return kept
+    index.last_table_source = "query"
+    answers = index.run_tables(statements, decode)
     counts = {int(a[0]) if a else 0 for a in answers}
     if len(counts) != 1:  # pragma: no cover - same snapshot and filter: cannot differ
         raise StoreError("the index answered a load with differing row counts; retry")
@@ -166,7 +175,7 @@ def table_index(index: PostgresIndex, experiment_id: str | None, query: Query,
             if name:
                 columns[(ns, name)] = column
                 continue
-            maps = objects[ns] = (
+            maps = (
                 column if None not in column else [m if m is not None else {} for m in column])
             keys = sorted(set().union(*maps))
             # typical sweep: one key set (the distinct object sizes, counted in C)
@@ -174,7 +183,14 @@ def table_index(index: PostgresIndex, experiment_id: str | None, query: Query,
             for key in keys:
                 columns[(ns, key)] = (list(map(itemgetter(key), maps)) if same
                                       else [m.get(key) for m in maps])
-    return {
+            # the whole objects are kept only where the columns cannot stand for
+            # them: a projected namespace, or a value that is JSON null (a column
+            # holds None both for it and for a missing key)
+            if query.columns is not None or (
+                    not same and any(None in m.values() for m in maps)) or (
+                    same and any(None in columns[(ns, key)] for key in keys)):
+                objects[ns] = maps
+    answer = {
         "n": n,
         "experiment_id": experiment_id,
         "projected": query.columns is not None,
@@ -182,6 +198,58 @@ def table_index(index: PostgresIndex, experiment_id: str | None, query: Query,
         "fields": columns,
         "objects": objects,
     }
+    if default and experiment_id is not None and generation is not None and quiet:
+        kept_bytes = _to_cache(answer)
+        if kept_bytes is not None:
+            index.table_cache_store(experiment_id, generation, cutoff, layout, kept_bytes)
+    return answer
+
+
+def table_layout(statements: list[tuple[str, list[Any]]]) -> bytes:
+    """What a kept load answer depends on besides the data: the statement texts
+    and their arguments (the lost cutoff aside), so a metalab that loads other
+    columns never reads another version's answer."""
+    import hashlib
+    from datetime import datetime
+
+    digest = hashlib.sha256()
+    for text, args in statements:
+        digest.update(text.encode())
+        for arg in args:
+            if not isinstance(arg, datetime):
+                digest.update(b"\x00" + repr(arg).encode())
+        digest.update(b"\x01")
+    return digest.digest()[:16]
+
+
+def _to_cache(answer: dict[str, Any]) -> bytes | None:
+    """The bytes kept for a default load's answer (decoded columns, as JSON); None
+    when a value cannot be written back exactly (an integer beyond 64 bits)."""
+    import orjson
+
+    try:
+        return orjson.dumps({
+            "n": answer["n"], "fixed": answer["fixed"],
+            "fields": [[ns, name, col] for (ns, name), col in answer["fields"].items()],
+            "objects": answer["objects"],
+        })
+    except (TypeError, orjson.JSONEncodeError):
+        return None
+
+
+def _from_cache(body: Any, experiment_id: str) -> dict[str, Any] | None:
+    """The answer of :func:`_to_cache`'s bytes; None when they are not such an answer."""
+    try:
+        with gc_paused():
+            got = loads(body)
+        return {
+            "n": int(got["n"]), "experiment_id": experiment_id, "projected": False,
+            "fixed": dict(got["fixed"]),
+            "fields": {(ns, name): col for ns, name, col in got["fields"]},
+            "objects": dict(got["objects"]),
+        }
+    except (ValueError, TypeError, KeyError):
+        return None
 
 
 def table_runs(store: PostgresStore, experiment_id: str | None,
@@ -192,7 +260,9 @@ def table_runs(store: PostgresStore, experiment_id: str | None,
     "experiment_id": the scope or None, "projected": columns were given,
     "fixed": {"run_id": [...], "status": [...], ...}, "fields": {(namespace,
     name): [...]}, "objects": {namespace: [each run's whole object]}}`` (whole
-    objects for the namespaces asked for whole).  Values are JSON values as the index holds them
+    objects for the namespaces asked for whole in ``columns``, and for those
+    holding a JSON null, which a column cannot tell from a missing name; else
+    the columns stand for them).  Values are JSON values as the index holds them
     (``None`` where a run lacks the field); times are ISO 8601 texts in UTC.
     None means: the index is unreachable or behind the files; read the files.
     """

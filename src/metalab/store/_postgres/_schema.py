@@ -23,13 +23,14 @@ Tables (all keyed by experiment, so one experiment can be rebuilt alone):
   runs, records, derived values or manifests (in the writing transaction).
   A sequence, so a dropped and re-created experiment never gets a generation
   it had before.
-* ``run_table_cache`` (schema version 3): per experiment, the answer texts of
-  the default full ``load_results`` (run count and one JSON array text per
-  column, in ``payload``), with the ``generation`` they were computed at and
-  the bounds ``lost_max`` / ``fresh_min`` of the heartbeats of the running
-  runs that were already lost / still fresh then.  It is used only while the
-  generation is unchanged and the current lost cutoff falls between the two
-  bounds (see ``PostgresIndex.run_tables``).  UNLOGGED: a cache, written
+* ``run_table_cache`` (schema version 3): per experiment, the answer of the
+  default full ``load_results`` as the client decoded it (``payload``: a magic,
+  the digest of the load's statements, then JSON columns), with the
+  ``generation`` read before it was computed and the bounds ``lost_max`` /
+  ``fresh_min`` of the heartbeats of the running runs that were already lost
+  / still fresh then.  It is used only while the generation is unchanged and
+  the current lost cutoff falls between the two bounds (see
+  ``PostgresIndex.table_cache_lookup``).  UNLOGGED: a cache, written
   without WAL and emptied after a server crash; deleting its rows (or the
   table, if the schema is rebuilt) only costs the next load a query.  The
   payload is stored uncompressed (``STORAGE EXTERNAL``; measured against the
