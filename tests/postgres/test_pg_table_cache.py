@@ -336,3 +336,24 @@ def test_a_sweep_still_writing_is_not_cached(pg: PostgresStore, pg_conn: Any, pg
     _load(pg)
     assert _cache_row(pg_conn, pg_schema) is not None
     assert _load(pg)[1] == "cache"
+
+
+def test_null_values_and_missing_names_survive_the_cache(pg: PostgresStore, fs: FileStoreConfig
+                                                         ) -> None:
+    """A param that is JSON null and one that some runs lack: the kept answer
+    (columns, plus whole objects where the columns cannot tell them apart)
+    gives the same runs as the files."""
+    pg.put_run_record(make_record("r900", EXP, params={"lr": None, "extra": 1},
+                                  metrics={"loss": None}))
+    pg.put_run_record(make_record("r901", EXP, params={"extra": 2.5}, metrics={}))
+    pg.flush()
+    first, source = _load(pg)
+    second, source2 = _load(pg)
+    assert (source, source2) == ("query", "cache")
+    files = load_results(fs)
+    for res in (first, second):
+        _same(res, files)
+        assert res["r900"].params == {"extra": 1, "lr": None}
+        assert res["r900"].metrics == {"loss": None}
+        assert res["r901"].params == {"extra": 2.5} and res["r901"].metrics == {}
+        assert res["r001"].params == files["r001"].params
