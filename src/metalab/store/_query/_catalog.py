@@ -196,8 +196,6 @@ _ONE_US = timedelta(microseconds=1)
 _TRUE_CELL, _FALSE_CELL = bytearray(b"\x01"), bytearray(b"\x00")
 #: (only for a column whose values are all booleans: 1 and True are equal keys)
 _BOOL_CELLS = {True: _TRUE_CELL, False: _FALSE_CELL}
-#: (only for a column whose values are all booleans: 1 and True are equal keys)
-_BOOL_CELLS = {True: _TRUE_CELL, False: _FALSE_CELL}
 
 Signature = tuple[int, int, int]
 Progress = Callable[[int, int | None], None]
@@ -322,7 +320,7 @@ def _read_log(path: str, known: tuple[str, int, int] | None,
     return (lid, offset + cut, st.st_mtime_ns)
 
 
-_RUN_TABLE_COLUMNS = (
+_FILE_COLUMNS = (
     "file TEXT PRIMARY KEY, ino INTEGER, mtime INTEGER, size INTEGER, "
     "bad INTEGER NOT NULL DEFAULT 0")
 _SCHEMA = [
@@ -331,10 +329,10 @@ _SCHEMA = [
     "PRIMARY KEY (ns, name))",
     # each row carries the signature (inode, mtime, size) of the file it was read from;
     # per kind a main table and its delta (see "Main table and delta" above)
-    *(f"CREATE TABLE IF NOT EXISTS {table} ({_RUN_TABLE_COLUMNS}, "
+    *(f"CREATE TABLE IF NOT EXISTS {table} ({_FILE_COLUMNS}, "
       "run_id, experiment_id, status, hb, started_us, finished_us, duration_ms, tags)"
       for table in ("runs", "runs_new")),
-    *(f"CREATE TABLE IF NOT EXISTS {table} ({_RUN_TABLE_COLUMNS})"
+    *(f"CREATE TABLE IF NOT EXISTS {table} ({_FILE_COLUMNS})"
       for table in ("derived", "derived_new")),
     "CREATE TABLE IF NOT EXISTS logs (name TEXT PRIMARY KEY, id TEXT NOT NULL, "
     "pos INTEGER NOT NULL, mtime INTEGER NOT NULL)",
