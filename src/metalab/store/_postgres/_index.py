@@ -289,10 +289,10 @@ class PostgresIndex:
         self._schema_ready = False
         #: set when this object created the index tables (the index was empty)
         self.created_schema = False
-        #: informational (tests, benchmarks): what answered the last
-        #: :meth:`run_tables` call of this object, ``"cache"`` (the kept answer
-        #: of ``run_table_cache``) or ``"query"``; None before the first call.
-        #: Not synchronised between threads
+        #: informational (tests, benchmarks): what answered the last columnar
+        #: load through this object, ``"cache"`` (the kept answer of
+        #: ``run_table_cache``) or ``"query"`` (:meth:`run_tables`); None before
+        #: the first.  Set by ``_query.table_index``; not synchronised between threads
         self.last_table_source: str | None = None
 
     # ------------------------------------------------------------ messages
