@@ -285,3 +285,45 @@ def test_postgres_store_answers_from_the_files_when_the_server_is_down(fstore: F
         q = "params.depth >= 2 and tags contains 'even'"
         assert pg.query_runs(where=q, columns=["params.depth"]) == Store.query_runs(
             fstore, where=q, columns=["params.depth"])
+
+
+def test_postgres_checks_field_names_without_recomputing_the_field_catalog(
+    fstore: FileStore, pg_factory: Any, pg_url: str
+) -> None:
+    """Writes mark the field catalog stale; a query naming fields asks the runs
+    whether they have them instead of recomputing it (which reads every run
+    and holds the experiment's row against writers), and still rejects a name
+    no run has any more (the stale catalog lists it) with close names."""
+    import psycopg
+    from psycopg import sql
+
+    from metalab import UnknownFieldError
+    from metalab.model import RunRecord
+
+    pg = pg_factory(fstore)
+    assert pg.field_catalog("q:1")  # computed once: not stale
+    pg.put_run_record(RunRecord.from_dict(make_doc(90, params={"fresh": 1.5})))
+    pg.put_run_record(RunRecord.from_dict(make_doc(91, params={"gone_soon": 1})))
+    assert pg.flush()
+    pg.field_catalog("q:1")  # lists gone_soon
+    pg.delete_run("r091")
+    assert pg.flush()
+
+    def stale() -> bool:
+        with psycopg.connect(pg_url) as conn:
+            row = conn.execute(sql.SQL(
+                "SELECT catalog_stale FROM {}.experiments WHERE experiment_id = 'q:1'"
+            ).format(sql.Identifier(pg.config.schema))).fetchone()
+        return bool(row[0])
+
+    assert stale()
+    pg._files.query_runs = None  # answered in SQL (a fallback would raise TypeError)
+    got = pg.query_runs(where="params.fresh > 1", columns=["params.fresh"])
+    assert [d["run_id"] for d in got] == ["r090"]
+    assert stale()  # not recomputed by the query
+    with pytest.raises(UnknownFieldError) as err:
+        pg.query_runs(where="params.gone_soon = 1")
+    with pytest.raises(UnknownFieldError) as err2:
+        pg.query_runs(where="params.dpth = 1")
+    assert "params.depth" in err2.value.suggestions
+    assert "gone_soon" in str(err.value) and stale()

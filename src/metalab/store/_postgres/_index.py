@@ -905,14 +905,18 @@ class PostgresIndex:
             (eid,),
         )
 
-    def field_catalog(self, experiment_id: str) -> list[dict[str, Any]]:
-        """``[{namespace, name, type, count}]`` of one experiment (exact counts)."""
+    def field_catalog(self, experiment_id: str, *, fresh: bool = True) -> list[dict[str, Any]]:
+        """``[{namespace, name, type, count}]`` of one experiment (exact counts).
+
+        ``fresh=False``: the catalog as last computed, without recomputing it
+        after writes (it may lack new names or list names whose runs are gone).
+        """
         with self.connection() as conn, conn.transaction():
             row = conn.execute(
                 self._q("SELECT catalog_stale FROM {s}.experiments WHERE experiment_id = %s "
                         "FOR UPDATE"),
                 (experiment_id,),
-            ).fetchone()
+            ).fetchone() if fresh else None
             if row is not None and row[0]:
                 self._recompute_catalog(conn, experiment_id)
             rows = conn.execute(
@@ -923,6 +927,33 @@ class PostgresIndex:
                 (experiment_id,),
             ).fetchall()
         return [{"namespace": n, "name": m, "type": t, "count": c} for n, m, t, c in rows]
+
+    def fields_present(self, experiment_id: str | None,
+                       keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        """The ``(namespace, name)`` of ``keys`` that some run has with a non-null
+        value (derived values: of a run that exists), in one statement; each
+        test stops at the first such run.  ``experiment_id`` None: any experiment.
+        """
+        if not keys:
+            return set()
+        scope = "r.experiment_id = %(e)s AND " if experiment_id is not None else ""
+        dscope = "d.experiment_id = %(e)s AND " if experiment_id is not None else ""
+        text = (
+            "SELECT k.ns, k.name FROM unnest(%(ns)s::text[], %(names)s::text[]) AS k(ns, name) "
+            "WHERE CASE k.ns "
+            f"WHEN 'params' THEN EXISTS (SELECT 1 FROM {{s}}.runs r WHERE {scope}"
+            "jsonb_typeof(r.params -> k.name) <> 'null') "
+            f"WHEN 'metrics' THEN EXISTS (SELECT 1 FROM {{s}}.runs r WHERE {scope}"
+            "jsonb_typeof(r.metrics -> k.name) <> 'null') "
+            f"ELSE EXISTS (SELECT 1 FROM {{s}}.derived d WHERE {dscope}"
+            "jsonb_typeof(d.\"values\" -> k.name) <> 'null' AND EXISTS (SELECT 1 FROM "
+            "{s}.runs r WHERE r.experiment_id = d.experiment_id AND r.run_id = d.run_id)) END"
+        )
+        with self.connection() as conn:
+            rows = conn.execute(self._q(text), {
+                "e": experiment_id, "ns": [k[0] for k in keys], "names": [k[1] for k in keys],
+            }).fetchall()
+        return {(ns, name) for ns, name in rows}
 
     # ------------------------------------------------------------ reads
     def get_run_document(self, experiment_id: str | None, run_id: str) -> dict[str, Any] | None:
