@@ -182,7 +182,10 @@ def test_catalog_answers_equal_the_scan_for_every_kind_of_cell(tmp_path: Path) -
             metrics["big"] = 2**63 if i % 10 else 2**64 - 1
         odd_times = {1: {"started_at": "2026-01-01T00:00:01"},  # naive: UTC
                      2: {"started_at": "not a time", "heartbeat_at": 5},
-                     3: {"finished_at": "2026-01-01T00:00:09+02:00", "heartbeat_at": ""}}
+                     3: {"finished_at": "2026-01-01T00:00:09+02:00", "heartbeat_at": ""},
+                     # running, started long ago, heartbeat set but not a time: not lost
+                     4: {"status": "running", "heartbeat_at": "garbage"},
+                     5: {"status": "running", "heartbeat_at": 7}}
         write_doc(store, make_doc(i, params=params, metrics=metrics,
                                   tags=tag_lists[i % len(tag_lists)], **odd_times.get(i, {})))
     runs = os.path.join(store.get_working_directory(), "runs")
@@ -203,6 +206,7 @@ def test_catalog_answers_equal_the_scan_for_every_kind_of_cell(tmp_path: Path) -
         same("tags contains '1'", ["tags"])
         same("started_at < '2026-01-01T00:00:02Z' or finished_at is not null",
              ["started_at", "finished_at", "status"])
+        same("status = 'running' or status = 'lost'", ["status"])
         for i in range(0, n_runs, 3):
             write_doc(store, make_doc(i, params={"v": values[i % len(values)], "new": i},
                                       metrics={"m": values[i % len(values)]}))

@@ -956,8 +956,9 @@ class _Rows:
             return [v if type(v) is str else None for v in col]
 
         started = _times(started_raw)
+        # (a heartbeat that is set but not a time gives None, as in a scan: not lost)
         hb = started if not any(beats) else [
-            b if b is not None else s for b, s in zip(_times(beats), started, strict=True)]
+            t if b else s for b, t, s in zip(beats, _times(beats), started, strict=True)]
         finished = _times(finished_raw)
         if not _FLOAT.issuperset(map(type, duration)):
             duration = tuple(v if type(v) is float else encode(norm_number(v)) for v in duration)
