@@ -222,6 +222,13 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def read_files(paths: list[str]) -> None:
+    """The baseline of a refresh: read and parse each file."""
+    for p in paths:
+        with open(p, "rb") as fh:
+            orjson.loads(fh.read())
+
+
 def measure_refresh(folder: str, catalog: Catalog, new: int, cycles: int = 2) -> None:
     """(b): refresh after ``new`` logged runs, round after round, and the
     full-listing fallback.
@@ -252,9 +259,7 @@ def measure_refresh(folder: str, catalog: Catalog, new: int, cycles: int = 2) ->
         assert reads == new, reads
         merges += catalog.delta_state()["delta_rows"] < before + new
         t0 = time.perf_counter()
-        for p in paths:
-            with open(p, "rb") as fh:
-                orjson.loads(fh.read())
+        read_files(paths)
         bases.append(time.perf_counter() - t0)
     base_s = statistics.median(bases)
     log("refresh_rounds", rounds)
@@ -267,16 +272,13 @@ def measure_refresh(folder: str, catalog: Catalog, new: int, cycles: int = 2) ->
     log("refresh_max_s", round(max(times), 4))
     log("refresh_vs_read_median_x", round(statistics.median(times) / base_s, 2))
     log("refresh_vs_read_amortized_x", round(statistics.mean(times) / base_s, 2))
-    start = 0
 
     def read_new() -> None:
-        for p in paths:
-            with open(p, "rb") as fh:
-                orjson.loads(fh.read())
+        read_files(paths)
 
     # the fallback: runs copied in without log lines make the refresh list the folder
     time.sleep(0.05)  # a later timestamp tick than the last logged write
-    paths = write_runs(folder, start, new, 9, logged=False)  # (seed 9: new ids)
+    paths = write_runs(folder, 0, new, 9, logged=False)  # (seed 9: new ids)
     t0 = time.perf_counter()
     reads = catalog.refresh()
     full_s = time.perf_counter() - t0

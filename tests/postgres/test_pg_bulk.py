@@ -56,13 +56,18 @@ def _indexed_then_emptied(make_store: Any, conn: psycopg.Connection[Any], schema
     return store, defs
 
 
+def _two_experiments(make_store, n1: int, n2: int) -> tuple[Any, Any]:
+    """Stores of exp:1 and exp:2 holding ``n1`` and ``n2`` runs (index not yet flushed)."""
+    a, b = make_store("exp:1"), make_store("exp:2")
+    for store, eid, n in ((a, "exp:1", n1), (b, "exp:2", n2)):
+        for r in records(eid, n):
+            store.put_run_record(r)
+    return a, b
+
+
 def test_bulk_rebuild_keeps_every_index_and_key(collection, make_store, pg_conn, pg_schema,
                                                 file_root) -> None:
-    a, b = make_store("exp:1"), make_store("exp:2")
-    for r in records("exp:1", 40):
-        a.put_run_record(r)
-    for r in records("exp:2", 7):
-        b.put_run_record(r)
+    a, _b = _two_experiments(make_store, 40, 7)  # (exp:2 kept open to the end)
     a.put_derived("r00003", {"d": 3})
     # user indexes must survive too, whatever their field names hold
     names = a.create_field_index("params.lr", "params.it's {x} 5%s %%")
@@ -115,11 +120,7 @@ def test_interrupted_bulk_rebuild_leaves_indexes_and_marks_behind(make_store, pg
 def test_rebuild_beside_other_experiment_rows_is_not_bulk(make_store, pg_conn, pg_schema,
                                                           file_root) -> None:
     """With rows of another experiment present the tables are neither emptied nor unindexed."""
-    a, b = make_store("exp:1"), make_store("exp:2")
-    for r in records("exp:1", 5):
-        a.put_run_record(r)
-    for r in records("exp:2", 3):
-        b.put_run_record(r)
+    a, b = _two_experiments(make_store, 5, 3)
     assert a.flush() and b.flush()
     node = _filenode(pg_conn, pg_schema, "runs")
     assert a.rebuild_index() == 5
