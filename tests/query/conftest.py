@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,9 +22,11 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     seen: list[str] = []
     real = _catalog.read_run_file
 
-    def counting(path: str) -> Any:
+    def counting(path: str, dir_fd: int | None = None) -> Any:
+        if dir_fd is not None:  # a name in the folder open as dir_fd (Linux: /proc names it)
+            path = os.path.join(os.readlink(f"/proc/self/fd/{dir_fd}"), path)
         seen.append("/".join(Path(path).parts[-2:]))
-        return real(path)
+        return real(path, dir_fd)
 
     monkeypatch.setattr(_catalog, "read_run_file", counting)
     return seen

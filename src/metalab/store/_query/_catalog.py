@@ -205,10 +205,14 @@ class CatalogUnavailable(Exception):
     """The catalog cannot be used now; scan the files instead."""
 
 
-def read_run_file(path: str) -> tuple[bytes, Signature] | None:
-    """Bytes and (inode, mtime_ns, size) of one file, or None if it is gone."""
+def read_run_file(path: str, dir_fd: int | None = None) -> tuple[bytes, Signature] | None:
+    """Bytes and (inode, mtime_ns, size) of one file, or None if it is gone.
+
+    ``dir_fd``: ``path`` is relative to that open folder (saves resolving the
+    folder's path for each file of a batch: about 8 % of the read time).
+    """
     try:
-        fd = os.open(path, _O_READ)
+        fd = os.open(path, _O_READ, dir_fd=dir_fd)
     except (FileNotFoundError, IsADirectoryError):
         return None
     try:
@@ -224,6 +228,21 @@ def read_run_file(path: str) -> tuple[bytes, Signature] | None:
         return data, (st.st_ino, st.st_mtime_ns, st.st_size)
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def _open_dir(folder: str) -> Iterator[int | None]:
+    """An open descriptor of ``folder`` to read its files through, or None (no
+    ``dir_fd`` support, or the folder is gone: each file is then found gone)."""
+    fd = None
+    if os.open in os.supports_dir_fd:
+        with contextlib.suppress(OSError):
+            fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        yield fd
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 def _listing(folder: str) -> dict[str, Signature]:
@@ -622,7 +641,19 @@ class Catalog:
         rows = _Rows(conn, _KIND[sub], self._fields(conn),
                      _TABLE[sub] if direct else _DELTA[sub], tombstones=not direct)
         rows.gone.extend(gone)
-        base = os.path.join(self.folder, sub, "")
+        folder = os.path.join(self.folder, sub)
+        with _open_dir(folder) as dir_fd:
+            self._read_into(rows, stems, folder, dir_fd, progress, conn)
+        if direct:
+            self._count_main(conn, sub)
+        elif self._delta_rows(conn, sub) >= merge_at:
+            self._merge(conn, sub)
+        return len(stems)
+
+    def _read_into(self, rows: _Rows, stems: list[str], folder: str, dir_fd: int | None,
+                   progress: Progress | None, conn: sqlite3.Connection) -> None:
+        """Read ``stems`` (files of ``folder``, open as ``dir_fd`` if not None) into ``rows``."""
+        base = "" if dir_fd is not None else os.path.join(folder, "")
         add, gone_now, read = rows.add, rows.gone.append, read_run_file
         for start in range(0, len(stems), _BATCH):
             # a batch of parsed documents holds no cycles (see _gc); the collector
@@ -631,7 +662,7 @@ class Catalog:
             with gc_paused():
                 for at in range(start, min(start + _BATCH, len(stems)), _ROWS_BATCH):
                     for stem in stems[at:at + _ROWS_BATCH]:
-                        got = read(base + stem + ".json")
+                        got = read(base + stem + ".json", dir_fd)
                         if got is None:
                             gone_now(stem)
                             continue
@@ -651,11 +682,6 @@ class Catalog:
                 conn.execute("COMMIT")
                 conn.execute("BEGIN IMMEDIATE")
         rows.write()  # only files gone, when no stem is read
-        if direct:
-            self._count_main(conn, sub)
-        elif self._delta_rows(conn, sub) >= merge_at:
-            self._merge(conn, sub)
-        return len(stems)
 
     # ------------------------------------------------------------ delta
     @staticmethod
