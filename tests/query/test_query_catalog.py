@@ -45,6 +45,25 @@ def test_first_query_builds_the_catalog_later_ones_read_only_changes(
     assert "r030" in ids and "r003" not in ids and "r004" not in ids
 
 
+@pytest.mark.parametrize("folder_fd", [True, False], ids=["folder-fd", "paths"])
+def test_refresh_reads_the_same_files_with_or_without_a_folder_descriptor(
+    fstore: FileStore, reads: list[str], monkeypatch: pytest.MonkeyPatch, folder_fd: bool
+) -> None:
+    if not folder_fd:  # (a platform without dir_fd support for os.open)
+        monkeypatch.setattr(_catalog.os, "supports_dir_fd", set())
+    fstore.query_runs(where=Q)
+    write_doc(fstore, make_doc(31, params={"depth": 5}, metrics={"score": 0.2}))
+    fstore.put_derived("r031", {"acc": 0.5})
+    os.unlink(os.path.join(fstore.get_working_directory(), "runs", "r002.json"))
+    write_doc(fstore, make_doc(2, params={"depth": 5}))  # deleted, then written again
+    reads.clear()
+    got = fstore.query_runs(where="derived.acc >= 0.5 or params.depth = 5",
+                            columns=["params.depth", "derived.acc"])
+    assert sorted(reads) == ["derived/r031.json", "runs/r002.json", "runs/r031.json"]
+    assert [(d["run_id"], d["params"], d["derived"]) for d in got] == [
+        ("r002", {"depth": 5}, {}), ("r031", {"depth": 5}, {"acc": 0.5})]
+
+
 def test_derived_files_are_followed(fstore: FileStore, reads: list[str]) -> None:
     assert fstore.query_runs(where="metrics.score >= 0", columns=["status"]) != []
     fstore.put_derived("r005", {"acc": 0.9})
