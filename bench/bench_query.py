@@ -9,12 +9,12 @@
     of the catalog's delta: the median round, and the mean (the amortized
     cost, merges included).  Target: <= 2x.  Also measured apart: the
     full-listing fallback (1,000 more runs copied in without log lines).
+(c) ``load_results(..., columns=30 fields).to_dataframe()`` of about 100k runs
+    from each store.
 
 Run ids are 16 hex digits of a hash, like metalab's, so new runs fall at
 random places among the catalogued ones (sequential ids would flatter the
 catalog's file index).
-(c) ``load_results(..., columns=30 fields).to_dataframe()`` of about 100k runs
-    from each store.
 
 The store (20 params, 10 metrics per run) is written without fsync (a
 benchmark fixture, not the write path); PostgreSQL is bulk-loaded with

@@ -1081,18 +1081,18 @@ class PostgresIndex:
             try:
                 with conn.transaction():
                     got = conn.execute(
-                    self._q(
-                        "SELECT e.generation, "
-                        "e.updated_at <= now() - make_interval(secs => %(quiet)s), "
-                        "CASE WHEN c.generation = e.generation "
-                        "AND (c.lost_max IS NULL OR c.lost_max < %(cut)s) "
-                        "AND (c.fresh_min IS NULL OR %(cut)s <= c.fresh_min) "
-                        "THEN c.payload END "
-                        "FROM {s}.experiments e LEFT JOIN {s}.run_table_cache c "
-                        "ON c.experiment_id = e.experiment_id WHERE e.experiment_id = %(e)s"
-                    ),
-                    {"e": experiment_id, "cut": _from_micros(cutoff), "quiet": CACHE_QUIET_S},
-                    binary=True,
+                        self._q(
+                            "SELECT e.generation, "
+                            "e.updated_at <= now() - make_interval(secs => %(quiet)s), "
+                            "CASE WHEN c.generation = e.generation "
+                            "AND (c.lost_max IS NULL OR c.lost_max < %(cut)s) "
+                            "AND (c.fresh_min IS NULL OR %(cut)s <= c.fresh_min) "
+                            "THEN c.payload END "
+                            "FROM {s}.experiments e LEFT JOIN {s}.run_table_cache c "
+                            "ON c.experiment_id = e.experiment_id WHERE e.experiment_id = %(e)s"
+                        ),
+                        {"e": experiment_id, "cut": _from_micros(cutoff), "quiet": CACHE_QUIET_S},
+                        binary=True,
                     ).fetchone()
             except _psycopg().Error as exc:  # (the connection's own failures: raised)
                 if conn.broken:
@@ -1144,7 +1144,6 @@ class PostgresIndex:
                               self._scrub(str(exc)))
         except (IndexUnavailableError, StoreError) as exc:  # the answer is returned anyway
             log.debug("run table cache of %r not written: %s", experiment_id, exc)
-
 
     def page_run_documents(
         self,

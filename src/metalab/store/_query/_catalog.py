@@ -941,7 +941,6 @@ class _Rows:
         self.bad: list[list[Any]] = []
         self.gone: list[str] = []
         self.tags: dict[tuple[Any, ...], str] = {}
-        self.keys: dict[tuple[str, tuple[str, ...]], tuple[str, tuple[str, ...]]] = {}
 
     def add(self, stem: str, sig: Signature, doc: dict[str, Any] | None) -> None:
         if doc is None:
@@ -949,19 +948,17 @@ class _Rows:
         else:
             self.items.append((stem, sig, doc))
 
-    def _key(self, ns: str, names: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
-        """The one (namespace, names) object of a set of names, with its columns known."""
+    def _columns_of(self, ns: str, names: tuple[str, ...]) -> tuple[str, ...]:
+        """The columns of a set of names of ``ns`` (new names get a column)."""
         key = (ns, names)
-        known = self.keys.get(key)
-        if known is not None:
-            return known
-        fields = self.fields
-        self.names_cols[key] = tuple(
-            fields.get((ns, name)) or Catalog._add_field(self.conn, fields, ns, name)
-            for name in names
-        )
-        self.keys[key] = key
-        return key
+        known = self.names_cols.get(key)
+        if known is None:
+            fields = self.fields
+            known = self.names_cols[key] = tuple(
+                fields.get((ns, name)) or Catalog._add_field(self.conn, fields, ns, name)
+                for name in names
+            )
+        return known
 
     def _run_columns(self, stems: tuple[str, ...], sigs: tuple[Signature, ...],
                      docs: tuple[dict[str, Any], ...]
@@ -1055,8 +1052,7 @@ class _Rows:
             for (ns, values), part_names in zip(parts, shape, strict=True):
                 if part_names is None:
                     continue
-                key = self._key(ns, part_names)
-                cols += self.names_cols[key]
+                cols += self._columns_of(ns, part_names)
                 columns += self._value_columns(values if idx is None
                                                else [values[i] for i in idx])
             statements.append((0, cols, list(zip(*columns, strict=True))))
