@@ -249,11 +249,22 @@ def _raw(fstore: FileStore, sql: str) -> list[tuple[Any, ...]]:
         conn.close()
 
 
-def test_small_changes_go_to_the_delta_and_are_merged_later(
+def _keys_match_rows(fstore: FileStore) -> None:
+    """Each merged row of ``runs`` has one key (CRC-32 of its name, signed), nothing else."""
+    import zlib
+
+    rows = _raw(fstore, "SELECT rid, file FROM runs WHERE rid <= "
+                        "(SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'cold:runs')")
+    assert sorted(_raw(fstore, "SELECT h, rid FROM runs_keys")) == sorted(
+        (zlib.crc32(f.encode()) - 2**31, rid) for rid, f in rows)
+
+
+def test_small_changes_are_appended_and_merged_later(
     fstore: FileStore, reads: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A refresh writes only a small table (cheap with random run ids on big
-    stores); the main table takes the delta's rows in one merge."""
+    """A refresh only appends rows (cheap with random run ids on big stores:
+    no index over the names is touched); a merge keeps each file's newest row
+    and gives it a key."""
     monkeypatch.setattr(_catalog, "_MERGE_MIN", 5)
     monkeypatch.setattr(_catalog, "_MERGE_MAX", 5)
     from metalab.store._changes import note_change
@@ -262,11 +273,16 @@ def test_small_changes_go_to_the_delta_and_are_merged_later(
         return sorted(f[:-5] for f in os.listdir(os.path.join(fstore.get_working_directory(),
                                                                "runs")))
 
+    def cold() -> int:
+        return int(_raw(fstore, "SELECT value FROM meta WHERE key = 'cold:runs'")[0][0])
+
     first = fstore.query_runs(where=Q, columns=["params.depth"])
-    # 20 files at once (>= the threshold): straight into the main table
+    # 20 files (>= the threshold): appended, then merged at once
     assert _raw(fstore, "SELECT file FROM runs ORDER BY file") == [(f,) for f in files()]
-    assert _raw(fstore, "SELECT count(*) FROM runs_new") == [(0,)]
+    assert cold() == _raw(fstore, "SELECT max(rid) FROM runs")[0][0]
+    _keys_match_rows(fstore)
     assert first == Store.query_runs(fstore, where=Q, columns=["params.depth"])
+    merged = _raw(fstore, "SELECT * FROM runs ORDER BY rid")
 
     write_doc(fstore, make_doc(3, params={"depth": 3}, metrics={"score": 0.0}))  # rewritten
     write_doc(fstore, make_doc(50, params={"depth": 2}, metrics={"score": 0.5}))  # new
@@ -277,18 +293,51 @@ def test_small_changes_go_to_the_delta_and_are_merged_later(
     assert sorted(reads) == ["runs/r003.json", "runs/r007.json", "runs/r050.json"]
     assert got == Store.query_runs(fstore, where=Q, columns=["params.depth"])
     assert {d["run_id"] for d in got} >= {"r003", "r050"} and "r007" not in str(got)
-    # the main table is untouched; the delta holds the two rows and a tombstone
-    assert len(_raw(fstore, "SELECT * FROM runs")) == 20
-    assert _raw(fstore, "SELECT file, bad FROM runs_new ORDER BY file") == [
+    # the merged rows are untouched; two rows and a tombstone were appended
+    assert _raw(fstore, f"SELECT * FROM runs WHERE rid <= {cold()} ORDER BY rid") == merged
+    assert _raw(fstore, f"SELECT file, bad FROM runs WHERE rid > {cold()} ORDER BY file") == [
         ("r003", 0), ("r007", 2), ("r050", 0)]
 
-    for i in (60, 61):  # the delta reaches the threshold: merged
+    for i in (60, 61):  # five rows appended since the merge: merged again
         write_doc(fstore, make_doc(i, params={"depth": 4}))
     got = fstore.query_runs(where=Q, columns=["params.depth"])
     assert got == Store.query_runs(fstore, where=Q, columns=["params.depth"])
-    assert _raw(fstore, "SELECT count(*) FROM runs_new") == [(0,)]
+    assert cold() == _raw(fstore, "SELECT max(rid) FROM runs")[0][0]
+    # one row per file on disk (the old r003 and r007 rows and the tombstone are gone)
     assert _raw(fstore, "SELECT file FROM runs ORDER BY file") == [(f,) for f in files()]
+    _keys_match_rows(fstore)
     assert _raw(fstore, "SELECT value FROM meta WHERE key = 'rows:runs'") == [
         (str(len(files())),)]
     depth = _raw(fstore, "SELECT f.col FROM fields f WHERE f.ns = 'params' AND f.name = 'depth'")
     assert _raw(fstore, f"SELECT {depth[0][0]} FROM runs WHERE file = 'r003'") == [(3,)]
+
+
+def test_names_sharing_a_key_are_told_apart(
+    fstore: FileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every name hashed to one key: a merge still replaces exactly the row of
+    the file rewritten or deleted, never another file's."""
+    monkeypatch.setattr(_catalog, "_hash", lambda name: 7)
+    monkeypatch.setattr(_catalog, "_MERGE_MIN", 3)
+    monkeypatch.setattr(_catalog, "_MERGE_MAX", 3)
+    from metalab.store._changes import note_change
+
+    def same() -> None:
+        cols = ["params.depth", "metrics.score"]
+        assert fstore.query_runs(where=Q, columns=cols) == Store.query_runs(
+            fstore, where=Q, columns=cols)
+        assert sorted(d["run_id"] for d in fstore.query_runs()) == sorted(
+            d["run_id"] for d in Store.query_runs(fstore))
+
+    same()  # 20 runs merged, all under key 7
+    for step in range(3):
+        write_doc(fstore, make_doc(step, params={"depth": 9}, metrics={"score": 0.1}))
+        write_doc(fstore, make_doc(40 + step, params={"depth": 3}))
+        os.unlink(os.path.join(fstore.get_working_directory(), "runs", f"r{10 + step:03d}.json"))
+        note_change(fstore.get_working_directory(), "r", f"r{10 + step:03d}")
+        same()
+    rows = _raw(fstore, "SELECT rid, file FROM runs ORDER BY file")
+    assert [f for _, f in rows] == sorted(f[:-5] for f in os.listdir(
+        os.path.join(fstore.get_working_directory(), "runs")))
+    assert sorted(_raw(fstore, "SELECT h, rid FROM runs_keys")) == sorted(
+        (7, rid) for rid, _ in rows)

@@ -40,22 +40,35 @@ steps, so its cost follows what changed, not the size of the folder:
    log line stays unseen when it is hidden by a later logged write (or by one
    in the same timestamp tick), and covers lines lost in a power failure.
 
-Main table and delta.  Run ids are hashes, so the names of new run files
-fall at random places among those already catalogued: inserting 1,000 of them
-into the file index of a table of 10^6 rows dirties most of its pages (about
-12 MB written and journaled per refresh, measured 5-6x the cost of reading the
-files).  So each kind keeps two tables with the same columns: the main table
-(``runs``, ``derived``) and a small delta (``runs_new``, ``derived_new``).  A
-refresh writes its rows to the delta (a row per changed file; a file gone is
-a row with ``bad = 2``, a tombstone).  The rows in effect are the view
-``live_runs`` / ``live_derived``: main rows whose file has no delta row, then
-the delta's rows that are not tombstones.  Once the delta has taken
-:data:`_MERGE_MIN` rows, or 1/:data:`_MERGE_FRACTION` of the main table's
-(at most :data:`_MERGE_MAX`), it is merged in the same transaction: main rows
-with a delta row are deleted, the delta's rows inserted, the delta emptied.  A
-refresh of that many files or more (a first build, a big full listing) merges
-first and writes straight to the main table, names sorted.  A file is never
-in both tables' effective rows, and every answer equals a scan's.
+Runs.  Run ids are hashes, so the names of new run files fall at random
+places among those already catalogued: inserting 1,000 of them into an index
+of the names of 10^6 rows dirties most of its pages (about 12 MB written and
+journaled per refresh, measured 5-6x the cost of reading the files).  So a
+refresh only appends rows to ``runs`` (rid order, no index over names; a
+file gone gets a row with ``bad = 2``, a tombstone), and the rows in effect
+are the view ``live_runs``: each row with no later row of its file among
+those appended since the last merge (``latest``, computed once per
+statement), tombstones left out.  Once :data:`_MERGE_MIN` rows were
+appended, or 1/:data:`_MERGE_FRACTION` of the merged ones (at most
+:data:`_MERGE_MAX`), they are merged in the same transaction: of each file
+only the newest row stays (none for a tombstone), the merged row it replaces
+is deleted, and the rows that stay get a key in ``runs_keys`` (:func:`_hash`
+of the name, rid), through which a later merge finds them.  Rows are never
+copied, and the key table is about half the size of an index of the names
+(15 MB against 27 MB for 10^6 runs, freshly built).
+Merged rows (rid <= ``meta['cold:runs']``) are one per file.
+
+Derived values.  Derived files are written in bulk after the runs, so their
+kind keeps two tables with the same columns: the main table ``derived``
+(keyed by name, so queries join it to runs) and a small delta
+``derived_new``.  A refresh writes its rows to the delta (a file gone is a
+tombstone row).  The rows in effect are ``live_derived``: main rows whose
+file has no delta row, then the delta's rows that are not tombstones.  Once
+the delta holds as many rows as above, it is merged in the same
+transaction; a refresh of that many files or more merges first and writes
+straight to the main table, names sorted.
+
+In both, a file is never counted twice, and every answer equals a scan's.
 
 Temp files of writes in progress (``.tmp-*``) are skipped; a record is only
 ever seen whole because writes are atomic renames.  The signature stored is
@@ -119,7 +132,9 @@ import operator
 import os
 import re
 import sqlite3
+import sys
 import time
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -144,7 +159,7 @@ log = logging.getLogger("metalab.store.catalog")
 
 CATALOG_DIR = ".catalog"
 CATALOG_FILE = "catalog.sqlite"
-CATALOG_VERSION = "3"
+CATALOG_VERSION = "4"
 #: seconds a query waits for another process's refresh before scanning instead
 LOCK_WAIT_S = 30.0
 #: a lock file not touched for this long belongs to a dead process
@@ -160,14 +175,18 @@ DIR_MTIME_MARGIN_NS = 2_000_000_000
 #: (bounds how long a change without a log line can stay unseen)
 FULL_LISTING_EVERY_S = 3600.0
 _O_READ = os.O_RDONLY | getattr(os, "O_BINARY", 0)
+#: how names become bytes (as ``os.fsencode``, without its call per name)
+_FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
 _SUBS = ("runs", "derived")
 _KIND = {"runs": "run", "derived": "derived"}
 _TABLE = {"runs": "runs", "derived": "derived"}
-_DELTA = {"runs": "runs_new", "derived": "derived_new"}
-#: the rows in effect (main rows not replaced in the delta, then the delta's)
+#: (runs have no delta table: their new rows are appended to ``runs`` itself)
+_DELTA = {"derived": "derived_new"}
+#: the rows in effect (see "Runs" and "Derived values" above)
 _LIVE = {"runs": "live_runs", "derived": "live_derived"}
-#: a delta holding more rows than this (or than 1/_MERGE_FRACTION of its main
-#: table) is merged into the main table
+#: the (hash of the name, rid) of each merged row of ``runs``
+_KEYS = "runs_keys"
+#: more new rows than this (or than 1/_MERGE_FRACTION of the merged ones) are merged
 _MERGE_MIN = 4000
 _MERGE_MAX = 32000
 _MERGE_FRACTION = 8
@@ -339,37 +358,52 @@ def _read_log(path: str, known: tuple[str, int, int] | None,
     return (lid, offset + cut, st.st_mtime_ns)
 
 
-_FILE_COLUMNS = (
-    "file TEXT PRIMARY KEY, ino INTEGER, mtime INTEGER, size INTEGER, "
-    "bad INTEGER NOT NULL DEFAULT 0")
+_SIG_SQL = "ino INTEGER, mtime INTEGER, size INTEGER, bad INTEGER NOT NULL DEFAULT 0"
 _SCHEMA = [
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)",
     "CREATE TABLE IF NOT EXISTS fields (ns TEXT NOT NULL, name TEXT NOT NULL, col TEXT NOT NULL, "
     "PRIMARY KEY (ns, name))",
-    # each row carries the signature (inode, mtime, size) of the file it was read from;
-    # per kind a main table and its delta (see "Main table and delta" above)
-    *(f"CREATE TABLE IF NOT EXISTS {table} ({_FILE_COLUMNS}, "
-      "run_id, experiment_id, status, hb, started_us, finished_us, duration_ms, tags)"
-      for table in ("runs", "runs_new")),
-    *(f"CREATE TABLE IF NOT EXISTS {table} ({_FILE_COLUMNS})"
+    # each row carries the signature (inode, mtime, size) of the file it was read from
+    # (see "Runs" and "Derived values" above); rids are never reused
+    f"CREATE TABLE IF NOT EXISTS runs (rid INTEGER PRIMARY KEY AUTOINCREMENT, "
+    f"file TEXT NOT NULL, {_SIG_SQL}, "
+    "run_id, experiment_id, status, hb, started_us, finished_us, duration_ms, tags)",
+    f"CREATE TABLE IF NOT EXISTS {_KEYS} (h INTEGER NOT NULL, rid INTEGER NOT NULL, "
+    "PRIMARY KEY (h, rid)) WITHOUT ROWID",
+    *(f"CREATE TABLE IF NOT EXISTS {table} (file TEXT PRIMARY KEY, {_SIG_SQL})"
       for table in ("derived", "derived_new")),
     "CREATE TABLE IF NOT EXISTS logs (name TEXT PRIMARY KEY, id TEXT NOT NULL, "
     "pos INTEGER NOT NULL, mtime INTEGER NOT NULL)",
+    # runs merged so far: none
+    "INSERT OR IGNORE INTO meta (key, value) VALUES ('cold:runs', '0'), ('rows:runs', '0')",
 ]
+#: (SQLite < 3.35 has no MATERIALIZED hint; it materializes such a CTE all the same)
+_MATERIALIZED = "MATERIALIZED " if sqlite3.sqlite_version_info >= (3, 35) else ""
 
 
 def _view_sql(sub: str) -> str:
-    """The view of the rows in effect of one kind: main rows the delta does not
-    replace, then the delta's rows of files that exist.  (A correlated NOT
-    EXISTS: SQLite tests it after the query's own conditions, so a selective
-    query probes the delta only for the rows it keeps.)"""
+    """The view of the rows in effect of one kind.
+
+    Runs: each row whose file has no later row appended since the last merge
+    (``latest``: the newest rid of each file appended since, computed once
+    per statement), unless it marks the file gone.  Derived values: main rows
+    the delta does not replace, then the delta's rows of files that exist.
+    (Correlated NOT EXISTS: SQLite tests them after the query's own
+    conditions, so a selective query probes only for the rows it keeps.)
+    """
+    if sub == "runs":
+        return (f"CREATE VIEW IF NOT EXISTS {_LIVE[sub]} AS WITH latest AS {_MATERIALIZED}("
+                "SELECT file, max(rid) AS rid FROM runs WHERE rid > "
+                "(SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'cold:runs') "
+                f"GROUP BY file) SELECT * FROM runs m WHERE m.bad < {_GONE} AND NOT EXISTS "
+                "(SELECT 1 FROM latest l WHERE l.file = m.file AND l.rid <> m.rid)")
     main, delta = _TABLE[sub], _DELTA[sub]
     return (f"CREATE VIEW IF NOT EXISTS {_LIVE[sub]} AS SELECT * FROM {main} m "
             f"WHERE NOT EXISTS (SELECT 1 FROM {delta} n WHERE n.file = m.file) "
             f"UNION ALL SELECT * FROM {delta} WHERE bad < {_GONE}")
 
 
-#: bad: 0 a run document, 1 a file that is not a JSON object, 2 (delta only) the file is gone
+#: bad: 0 a run document, 1 a file that is not a JSON object, 2 (new rows only) the file is gone
 _GONE = 2
 _SIG_COLUMNS = ("file", "ino", "mtime", "size")
 _RUN_BASE = ("file", "bad", "run_id", "experiment_id", "status", "hb", "started_us",
@@ -482,7 +516,7 @@ class Catalog:
         sub = "derived" if ns == "derived" else "runs"
         # (the view is made again over the new columns of both tables)
         conn.execute(f"DROP VIEW IF EXISTS {_LIVE[sub]}")
-        for table in (_TABLE[sub], _DELTA[sub]):
+        for table in (_TABLE[sub], *((_DELTA[sub],) if sub in _DELTA else ())):
             conn.execute(f"ALTER TABLE {table} ADD COLUMN {col}")
         conn.execute(_view_sql(sub))
         conn.execute("INSERT INTO fields (ns, name, col) VALUES (?, ?, ?)", (ns, name, col))
@@ -585,19 +619,19 @@ class Catalog:
             else:
                 path = os.path.join(self.folder, sub)
                 listing = _listing(path)
-                # the signatures in effect: the main table's, then the delta's
-                # over them (read apart: no per-row probe of the delta)
-                old: dict[str, Signature] = {
-                    f: (i, m, s)
-                    for f, i, m, s in conn.execute(
-                        f"SELECT file, ino, mtime, size FROM {_TABLE[sub]}")
-                }
-                for f, i, m, s, bad in conn.execute(
-                        f"SELECT file, ino, mtime, size, bad FROM {_DELTA[sub]}"):
-                    if bad == _GONE:
-                        old.pop(f, None)
-                    else:
-                        old[f] = (i, m, s)
+                # the signatures in effect, each row over the earlier ones of its
+                # file (read in order, without a per-row probe)
+                old: dict[str, Signature] = {}
+                selects = (["SELECT file, ino, mtime, size, bad FROM runs ORDER BY rid"]
+                           if sub == "runs" else
+                           [f"SELECT file, ino, mtime, size, bad FROM {t}"
+                            for t in (_TABLE[sub], _DELTA[sub])])
+                for select in selects:
+                    for f, i, m, s, bad in conn.execute(select):
+                        if bad == _GONE:
+                            old.pop(f, None)
+                        else:
+                            old[f] = (i, m, s)
                 todo = [f for f, sig in listing.items() if old.get(f) != sig]
                 gone = [f for f in old if f not in listing]
             reads += self._apply(conn, sub, todo, gone, progress)
@@ -634,12 +668,15 @@ class Catalog:
         if not stems and not gone:
             return 0
         merge_at = self._merge_at(conn, sub)
-        direct = len(stems) + len(gone) >= merge_at
-        if direct:
-            self._merge(conn, sub)
-            stems = sorted(stems)
-        rows = _Rows(conn, _KIND[sub], self._fields(conn),
-                     _TABLE[sub] if direct else _DELTA[sub], tombstones=not direct)
+        if sub == "runs":  # appended, merged once enough are new
+            table, direct = _TABLE[sub], False
+        else:
+            direct = len(stems) + len(gone) >= merge_at
+            if direct:
+                self._merge(conn, sub)
+                stems = sorted(stems)
+            table = _TABLE[sub] if direct else _DELTA[sub]
+        rows = _Rows(conn, _KIND[sub], self._fields(conn), table, tombstones=not direct)
         rows.gone.extend(gone)
         folder = os.path.join(self.folder, sub)
         with _open_dir(folder) as dir_fd:
@@ -699,8 +736,17 @@ class Catalog:
         return int(n)
 
     @staticmethod
-    def _delta_rows(conn: sqlite3.Connection, sub: str) -> int:
-        """Rows written to the delta since its last merge (rowids only grow meanwhile)."""
+    def _cold(conn: sqlite3.Connection) -> int:
+        """The last rid of ``runs`` merged (later ones are new)."""
+        (value,) = conn.execute("SELECT value FROM meta WHERE key = 'cold:runs'").fetchone()
+        return int(value)
+
+    @classmethod
+    def _delta_rows(cls, conn: sqlite3.Connection, sub: str) -> int:
+        """Rows written since the last merge (rids and the delta's rowids only grow meanwhile)."""
+        if sub == "runs":
+            (n,) = conn.execute("SELECT max(rid) FROM runs").fetchone()
+            return max(int(n or 0) - cls._cold(conn), 0)
         (n,) = conn.execute(f"SELECT max(rowid) FROM {_DELTA[sub]}").fetchone()
         return int(n or 0)
 
@@ -709,6 +755,9 @@ class Catalog:
 
     def _merge(self, conn: sqlite3.Connection, sub: str) -> None:
         """Move the delta's rows into the main table (in the open transaction)."""
+        if sub == "runs":
+            self._merge_runs(conn)
+            return
         if not self._delta_rows(conn, sub):
             return
         main, delta = _TABLE[sub], _DELTA[sub]
@@ -723,6 +772,50 @@ class Catalog:
         conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
                      (f"rows:{sub}", str(n)))
         self._touch_lock()
+
+    def _merge_runs(self, conn: sqlite3.Connection) -> None:
+        """Merge the rows of ``runs`` appended since the last merge (in the open
+        transaction): of each file only its newest row stays (none if that
+        marks the file gone), the merged row it replaces is deleted, and the
+        rows that stay get their key in :data:`_KEYS`."""
+        cold = self._cold(conn)
+        latest: dict[str, tuple[int, int]] = {}
+        drop: list[int] = []
+        for rid, file, bad in conn.execute(
+                "SELECT rid, file, bad FROM runs WHERE rid > ? ORDER BY rid", (cold,)):
+            prev = latest.get(file)
+            if prev is not None:
+                drop.append(prev[0])
+            latest[file] = (rid, bad)
+        if not latest:
+            return
+        last = max(rid for rid, _ in latest.values())
+        hashes = {f: _hash(f) for f in latest}
+        keys = sorted((hashes[f], rid) for f, (rid, bad) in latest.items() if bad != _GONE)
+        replaced = self._merged_rows(conn, hashes)
+        drop += [rid for _, rid in replaced]
+        drop += [rid for rid, bad in latest.values() if bad == _GONE]
+        conn.executemany("DELETE FROM runs WHERE rid = ?", [(rid,) for rid in drop])
+        conn.executemany(f"DELETE FROM {_KEYS} WHERE h = ? AND rid = ?", replaced)
+        conn.executemany(f"INSERT INTO {_KEYS} (h, rid) VALUES (?, ?)", keys)
+        n = self._main_rows(conn, "runs") - len(replaced) + len(keys)
+        conn.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                         [("cold:runs", str(max(last, cold))), ("rows:runs", str(n))])
+        self._touch_lock()
+
+    def _merged_rows(self, conn: sqlite3.Connection,
+                     hashes: dict[str, int]) -> list[tuple[int, int]]:
+        """``(h, rid)`` of the merged rows of the files ``hashes`` maps to their
+        :func:`_hash` (at most one each): found by the hash in :data:`_KEYS`,
+        then the name compared.  (The hashes travel as one JSON array: a
+        temporary table of them measured three times slower.)"""
+        if not self._main_rows(conn, "runs"):
+            return []
+        found = conn.execute(
+            f"SELECT k.h, k.rid, r.file FROM json_each(?) j CROSS JOIN {_KEYS} k "
+            "ON k.h = j.value JOIN runs r ON r.rid = k.rid",
+            (dumps(sorted(set(hashes.values()))).decode(),)).fetchall()
+        return [(h, rid) for h, rid, file in found if hashes.get(file) == h]
 
     # ------------------------------------------------------------ public
     def refresh(self, progress: Progress | None = None, *, rebuild: bool = False) -> int:
@@ -790,14 +883,23 @@ class Catalog:
     ) -> tuple[list[tuple[Any, ...]], dict[tuple[str, str], str]]:
         fields = self._fields(conn)
 
+        # derived values of a run: its delta row, else its main row
+        derived_join = (f" LEFT JOIN {_TABLE['derived']} d ON d.file = r.file"
+                        f" LEFT JOIN {_DELTA['derived']} dn ON dn.file = r.file")
+
+        def derived_cell(col: str) -> str:
+            return f"(CASE WHEN dn.file IS NULL THEN d.{col} ELSE dn.{col} END)"
+
         def has_values(ns: str, col: str) -> bool:
             runs = _LIVE["runs"]
             if ns != "derived":
                 sql = f"SELECT 1 FROM {runs} WHERE bad = 0 AND {col} IS NOT NULL LIMIT 1"
+            elif conn.execute(f"SELECT 1 FROM {_LIVE['derived']} WHERE bad = 0 AND "
+                              f"{col} IS NOT NULL LIMIT 1").fetchone() is None:
+                return False
             else:  # derived values count only for runs that exist (as in a scan)
-                sql = (f"SELECT 1 FROM {_LIVE['derived']} d WHERE d.bad = 0 AND "
-                       f"d.{col} IS NOT NULL AND EXISTS (SELECT 1 FROM {runs} r "
-                       "WHERE r.file = d.file AND r.bad = 0) LIMIT 1")
+                sql = (f"SELECT 1 FROM {runs} r{derived_join} WHERE r.bad = 0 AND "
+                       f"{derived_cell(col)} IS NOT NULL LIMIT 1")
             return conn.execute(sql).fetchone() is not None
 
         named = {(f.ns, f.name) for f in query.fields() if f.ns in DYNAMIC and f.name}
@@ -814,9 +916,7 @@ class Catalog:
             col = fields.get((field.ns, field.name))
             if col is None:
                 return None
-            if field.ns == "derived":  # the delta's row, else the main table's
-                return f"(CASE WHEN dn.file IS NULL THEN d.{col} ELSE dn.{col} END)"
-            return f"r.{col}"
+            return derived_cell(col) if field.ns == "derived" else f"r.{col}"
 
         comp = SqliteCompiler(column_of, cutoff)
         where = comp.where(query.where)
@@ -833,9 +933,7 @@ class Catalog:
                     select += f", {column_of(f) or 'NULL'}"
                 elif f.ns != "status":
                     select += f", {comp.expr(f)}"
-        join = (f" LEFT JOIN {_TABLE['derived']} d ON d.file = r.file"
-                f" LEFT JOIN {_DELTA['derived']} dn ON dn.file = r.file"
-                if query.uses_derived else "")
+        join = derived_join if query.uses_derived else ""
         sql = (f"SELECT {select} FROM {_LIVE['runs']} r{join} WHERE r.bad = 0 AND {where} "
                f"ORDER BY {order}")
         if query.limit is not None:
@@ -1086,11 +1184,20 @@ class _Rows:
             try:
                 conn.executemany(sql, rows)
             except OverflowError:  # an integer beyond 64 bits: a REAL, as encode() does
+                # (the rows inserted before it are replaced: by file in a table keyed
+                # by file, by the newer rows of their files in ``runs``)
                 conn.executemany(sql, [[encode(c) if type(c) is int else c for c in row]
-                                       for row in rows])  # (replaces the rows inserted)
+                                       for row in rows])
         self.items.clear()
         self.bad.clear()
         self.gone.clear()
+
+
+def _hash(name: str) -> int:
+    """The key of a merged row of ``runs``: the CRC-32 of its file name as a
+    signed 32-bit integer (4 bytes in a record, so the key table stays small;
+    names sharing a key are told apart by the name itself)."""
+    return zlib.crc32(name.encode(_FS_ENCODING, _FS_ERRORS)) - 0x80000000
 
 
 def _times(values: Sequence[Any]) -> list[int | None]:
