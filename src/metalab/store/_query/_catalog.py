@@ -47,8 +47,8 @@ journaled per refresh, measured 5-6x the cost of reading the files).  So a
 refresh only appends rows to ``runs`` (rid order, no index over names; a
 file gone gets a row with ``bad = 2``, a tombstone), and the rows in effect
 are the view ``live_runs``: each row with no later row of its file among
-those appended since the last merge (``latest``, computed once per
-statement), tombstones left out.  Once :data:`_MERGE_MIN` rows were
+those appended since the last merge (``latest``, found once per query),
+tombstones left out.  Once :data:`_MERGE_MIN` rows were
 appended, or 1/:data:`_MERGE_FRACTION` of the merged ones (at most
 :data:`_MERGE_MAX`), they are merged in the same transaction: of each file
 only the newest row stays (none for a tombstone), the merged row it replaces
@@ -377,26 +377,22 @@ _SCHEMA = [
     # runs merged so far: none
     "INSERT OR IGNORE INTO meta (key, value) VALUES ('cold:runs', '0'), ('rows:runs', '0')",
 ]
-#: (SQLite < 3.35 has no MATERIALIZED hint; it materializes such a CTE all the same)
-_MATERIALIZED = "MATERIALIZED " if sqlite3.sqlite_version_info >= (3, 35) else ""
 
 
 def _view_sql(sub: str) -> str:
     """The view of the rows in effect of one kind.
 
-    Runs: each row whose file has no later row appended since the last merge
-    (``latest``: the newest rid of each file appended since, computed once
-    per statement), unless it marks the file gone.  Derived values: main rows
-    the delta does not replace, then the delta's rows of files that exist.
-    (Correlated NOT EXISTS: SQLite tests them after the query's own
+    Runs (a temporary view, made by :meth:`Catalog._live_runs` for one
+    connection): each row whose file has no later row appended since the last
+    merge (``temp.latest``), unless it marks the file gone.  Derived values:
+    main rows the delta does not replace, then the delta's rows of files that
+    exist.  (Correlated NOT EXISTS: SQLite tests them after the query's own
     conditions, so a selective query probes only for the rows it keeps.)
     """
     if sub == "runs":
-        return (f"CREATE VIEW IF NOT EXISTS {_LIVE[sub]} AS WITH latest AS {_MATERIALIZED}("
-                "SELECT file, max(rid) AS rid FROM runs WHERE rid > "
-                "(SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'cold:runs') "
-                f"GROUP BY file) SELECT * FROM runs m WHERE m.bad < {_GONE} AND NOT EXISTS "
-                "(SELECT 1 FROM latest l WHERE l.file = m.file AND l.rid <> m.rid)")
+        return (f"CREATE TEMP VIEW IF NOT EXISTS {_LIVE[sub]} AS SELECT * FROM main.runs m "
+                f"WHERE m.bad < {_GONE} AND NOT EXISTS (SELECT 1 FROM temp.latest l "
+                "WHERE l.file = m.file AND l.rid <> m.rid)")
     main, delta = _TABLE[sub], _DELTA[sub]
     return (f"CREATE VIEW IF NOT EXISTS {_LIVE[sub]} AS SELECT * FROM {main} m "
             f"WHERE NOT EXISTS (SELECT 1 FROM {delta} n WHERE n.file = m.file) "
@@ -475,8 +471,7 @@ class Catalog:
                     conn.execute("BEGIN IMMEDIATE")
                     for stmt in _SCHEMA:
                         conn.execute(stmt)
-                    for sub in _SUBS:
-                        conn.execute(_view_sql(sub))
+                    conn.execute(_view_sql("derived"))  # (runs: see _live_runs)
                     conn.execute(
                         "INSERT OR REPLACE INTO meta (key, value) VALUES ('version', ?)",
                         (CATALOG_VERSION,),
@@ -513,12 +508,13 @@ class Catalog:
             raise CatalogUnavailable(f"more than {MAX_FIELDS} distinct field names")
         prefix = "g" if ns == "derived" else "f"
         col = f"{prefix}{len(fields) + 1}"
-        sub = "derived" if ns == "derived" else "runs"
-        # (the view is made again over the new columns of both tables)
-        conn.execute(f"DROP VIEW IF EXISTS {_LIVE[sub]}")
-        for table in (_TABLE[sub], *((_DELTA[sub],) if sub in _DELTA else ())):
-            conn.execute(f"ALTER TABLE {table} ADD COLUMN {col}")
-        conn.execute(_view_sql(sub))
+        if ns == "derived":  # (the view is made again over the new columns of both tables)
+            conn.execute(f"DROP VIEW IF EXISTS {_LIVE['derived']}")
+            for table in (_TABLE["derived"], _DELTA["derived"]):
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {col}")
+            conn.execute(_view_sql("derived"))
+        else:  # (the view of runs is made per use, over all columns: see _live_runs)
+            conn.execute(f"ALTER TABLE {_TABLE['runs']} ADD COLUMN {col}")
         conn.execute("INSERT INTO fields (ns, name, col) VALUES (?, ?, ?)", (ns, name, col))
         fields[(ns, name)] = col
         return col
@@ -881,10 +877,26 @@ class Catalog:
         read = self._row_reader(query.columns, fields)
         return [read(row) for row in rows]
 
+    def _live_runs(self, conn: sqlite3.Connection) -> None:
+        """Make the temporary view ``live_runs`` for this connection (see "Runs"
+        above): the newest row of each file appended since the last merge is
+        found once, into a temporary table keyed by the name, which every
+        statement of the query then probes (a CTE in the view computed it again
+        for each statement: with 31,000 rows appended to 10^6, a selective
+        query naming two fields took 0.35 s, now 0.25 s; 0.22 s with none)."""
+        conn.execute(f"DROP VIEW IF EXISTS temp.{_LIVE['runs']}")
+        conn.execute("DROP TABLE IF EXISTS temp.latest")
+        conn.execute("CREATE TEMP TABLE latest (file TEXT PRIMARY KEY, rid INTEGER NOT NULL) "
+                     "WITHOUT ROWID")
+        conn.execute("INSERT INTO temp.latest (file, rid) SELECT file, max(rid) FROM main.runs "
+                     "WHERE rid > ? GROUP BY file", (self._cold(conn),))
+        conn.execute(_view_sql("runs"))
+
     def _select(
         self, conn: sqlite3.Connection, query: Query, cutoff: int
     ) -> tuple[list[tuple[Any, ...]], dict[tuple[str, str], str]]:
         fields = self._fields(conn)
+        self._live_runs(conn)
 
         # derived values of a run: its delta row, else its main row
         derived_join = (f" LEFT JOIN {_TABLE['derived']} d ON d.file = r.file"
