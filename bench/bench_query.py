@@ -229,6 +229,17 @@ def read_files(paths: list[str]) -> None:
             orjson.loads(fh.read())
 
 
+def read_files_os(paths: list[str]) -> None:
+    """The same with the os-level calls the catalog uses (no file object per
+    file): a stricter baseline, logged beside the first."""
+    for p in paths:
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            orjson.loads(os.read(fd, os.fstat(fd).st_size + 1))
+        finally:
+            os.close(fd)
+
+
 def measure_refresh(folder: str, catalog: Catalog, new: int, cycles: int = 2) -> None:
     """(b): refresh after ``new`` logged runs, round after round, and the
     full-listing fallback.
@@ -248,6 +259,7 @@ def measure_refresh(folder: str, catalog: Catalog, new: int, cycles: int = 2) ->
     seed = 1000
     times: list[float] = []
     bases: list[float] = []
+    os_bases: list[float] = []
     merges = 0
     for rnd in range(rounds):
         paths = write_runs(folder, 0, new, seed + rnd, logged=True)
@@ -261,6 +273,9 @@ def measure_refresh(folder: str, catalog: Catalog, new: int, cycles: int = 2) ->
         t0 = time.perf_counter()
         read_files(paths)
         bases.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        read_files_os(paths)
+        os_bases.append(time.perf_counter() - t0)
     base_s = statistics.median(bases)
     log("refresh_rounds", rounds)
     log("refresh_first_merge_after_rounds", per_cycle)
@@ -272,6 +287,10 @@ def measure_refresh(folder: str, catalog: Catalog, new: int, cycles: int = 2) ->
     log("refresh_max_s", round(max(times), 4))
     log("refresh_vs_read_median_x", round(statistics.median(times) / base_s, 2))
     log("refresh_vs_read_amortized_x", round(statistics.mean(times) / base_s, 2))
+    os_s = statistics.median(os_bases)
+    log("read_new_files_os_median_s", round(os_s, 4))
+    log("refresh_vs_os_read_median_x", round(statistics.median(times) / os_s, 2))
+    log("refresh_vs_os_read_amortized_x", round(statistics.mean(times) / os_s, 2))
 
     def read_new() -> None:
         read_files(paths)
