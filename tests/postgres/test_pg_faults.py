@@ -104,3 +104,27 @@ def test_breaker_skips_calls_while_open(tmp_path: Path, monkeypatch) -> None:
     assert calls == 1
     assert len(store.list_run_records()) == 200
     store.close()
+
+
+def test_server_settings_are_passed_and_checked() -> None:
+    """``start_server(settings=...)`` starts the server with those parameters;
+    a name that is not a parameter name is refused before anything runs."""
+    import shutil
+    import tempfile
+
+    import psycopg
+
+    from metalab import ConfigError
+
+    folder = Path(tempfile.mkdtemp(prefix="metalab-pgset-"))  # (the server user reaches /tmp)
+    shutil.rmtree(folder)
+    with pytest.raises(ConfigError, match="not a parameter name"):
+        start_server(folder, fast=True, settings={"work_mem = 1; x": "8MB"})
+    assert not folder.exists()
+    info = start_server(folder, fast=True, settings={"work_mem": "8MB", "max_parallel_workers": 3})
+    try:
+        with psycopg.connect(info.url) as conn:
+            assert conn.execute("SHOW work_mem").fetchone() == ("8MB",)
+            assert conn.execute("SHOW max_parallel_workers").fetchone() == ("3",)
+    finally:
+        stop_server(folder, mode="immediate", remove=True)

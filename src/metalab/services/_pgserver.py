@@ -26,11 +26,13 @@ import contextlib
 import glob
 import os
 import pwd
+import re
 import shlex
 import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +50,9 @@ __all__ = [
     "start_server",
     "stop_server",
 ]
+
+#: a server parameter name (``shared_buffers``, ``auto_explain.log_min_duration``)
+_SETTING_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 
 STATE_FILE = "metalab-server.json"
 _LOOPBACK = "127.0.0.1"
@@ -260,6 +265,21 @@ def server_status(data_dir: str | os.PathLike[str]) -> ServerInfo | None:
     )
 
 
+def _settings_options(settings: Mapping[str, str | int] | None) -> list[str]:
+    """``-c name=value`` options of ``settings``; ConfigError for a name that is
+    not a server parameter name."""
+    opts: list[str] = []
+    for name, value in (settings or {}).items():
+        if not isinstance(name, str) or not _SETTING_RE.match(name):
+            raise ConfigError(
+                f"server setting {name!r} is not a parameter name (letters, digits, "
+                "'_' and '.', e.g. 'shared_buffers')")
+        if not isinstance(value, str | int) or "\x00" in str(value):
+            raise ConfigError(f"server setting {name}: give a text or an integer value")
+        opts += ["-c", f"{name}={value}"]
+    return opts
+
+
 def start_server(
     data_dir: str | os.PathLike[str],
     *,
@@ -271,6 +291,7 @@ def start_server(
     fast: bool = False,
     max_connections: int = 200,
     timeout: float = 60.0,
+    settings: Mapping[str, str | int] | None = None,
 ) -> ServerInfo:
     """Create (first time) and start the server kept in ``data_dir``; idempotent.
 
@@ -285,6 +306,9 @@ def start_server(
         fast: turn off fsync / synchronous_commit (throwaway test servers).
         max_connections: server connection limit.
         timeout: seconds to wait for the server to accept connections.
+        settings: more server parameters for this start (``-c name=value``),
+            e.g. ``{"shared_buffers": "4GB"}``; a server already running keeps
+            its own (stop it first).
 
     Returns:
         the running server; ``info.locator(file_root)`` gives the store locator.
@@ -294,6 +318,7 @@ def start_server(
             message quotes the server log).
         ConfigError: bad arguments (e.g. root without an unprivileged user).
     """
+    extra = _settings_options(settings)
     folder = Path(data_dir).absolute()
     existing = server_status(folder)
     if existing is not None and existing.running:
@@ -347,6 +372,7 @@ def start_server(
         ]
         if fast:
             opts += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+        opts += extra
         res = _run(
             [pg_ctl, "-D", str(pgdata), "-l", str(log_file), "-w", "-t", str(int(timeout)),
              "-o", shlex.join(opts), "start"],
