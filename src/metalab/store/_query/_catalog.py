@@ -657,9 +657,10 @@ class Catalog:
                progress: Progress | None) -> int:
         """Read the files ``stems`` of ``sub`` and store them (or drop those that are gone).
 
-        A small change goes to the delta table; one at least as large as the
-        merge threshold goes straight to the main table (names sorted, so
-        its file index grows in order), after the delta is merged.
+        Runs: rows appended, merged once enough are new.  Derived values: a
+        small change goes to the delta table; one at least as large as the
+        merge threshold goes straight to the main table (names sorted, so its
+        file index grows in order), after the delta is merged.
         """
         if not stems and not gone:
             return 0
@@ -750,7 +751,9 @@ class Catalog:
         return min(_MERGE_MAX, max(_MERGE_MIN, self._main_rows(conn, sub) // _MERGE_FRACTION))
 
     def _merge(self, conn: sqlite3.Connection, sub: str) -> None:
-        """Move the delta's rows into the main table (in the open transaction)."""
+        """Merge the rows written since the last merge (in the open transaction):
+        for runs see :meth:`_merge_runs`; derived values move from the delta
+        into the main table."""
         if sub == "runs":
             self._merge_runs(conn)
             return
@@ -835,8 +838,9 @@ class Catalog:
             raise CatalogUnavailable(f"catalog {self.path}: {exc}") from exc
 
     def delta_state(self) -> dict[str, int]:
-        """``{"main_rows", "delta_rows", "merge_at"}`` of the runs tables (for
-        benchmarks and tests; reads the catalog as it is, without a refresh).
+        """``{"main_rows", "delta_rows", "merge_at"}`` of ``runs``: rows merged, rows
+        appended since, and how many trigger a merge (for benchmarks and tests;
+        reads the catalog as it is, without a refresh).
 
         Raises CatalogUnavailable.
         """
@@ -1040,7 +1044,8 @@ class _Rows:
         self.kind = kind
         #: the table written (a main table, or a delta)
         self.table = table
-        #: files gone are written as rows with ``bad = 2`` (in a delta) instead of deleted
+        #: files gone are written as rows with ``bad = 2`` (appended runs, a delta)
+        #: instead of deleted
         self.tombstones = tombstones
         # (the columns bound; ``bad`` is a constant of each statement)
         self.base: tuple[str, ...] = (
