@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 from metalab._errors import IndexUnavailableError, StoreError
 from metalab._internal._gc import gc_paused
 from metalab._internal._json import loads
-from metalab._internal._time import to_iso
 from metalab.store._query._ast import DYNAMIC, Query, TrueNode, check_fields
 from metalab.store._query._eval import lost_cutoff
 from metalab.store._query._parser import build_query
@@ -79,7 +78,7 @@ def query_index(index: PostgresIndex, experiment_id: str | None, query: Query,
     for row in rows:
         doc: dict[str, Any] = {
             "run_id": row[0], "experiment_id": row[1], "status": row[2],
-            "started_at": to_iso(row[3]),
+            "started_at": row[3],  # (ISO texts made by the server)
         }
         for kind, ns, name, i in plan:
             value = row[i]
@@ -92,7 +91,7 @@ def query_index(index: PostgresIndex, experiment_id: str | None, query: Query,
                 if value and (v := value.get(name)) is not None:
                     bucket[name] = v
             elif kind == "time":
-                doc[ns] = to_iso(value)
+                doc[ns] = value
             elif kind == "tags":
                 doc[ns] = list(value or [])
             else:
