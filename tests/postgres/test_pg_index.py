@@ -442,6 +442,13 @@ def test_field_index_serves_range_filters(make_store, pg_conn, pg_schema) -> Non
     store.put_run_record(make_record("r9999", "exp:1", params={"lr": "high", odd: "z"}))
     assert store.flush()
     where = f"params.lr < 0.1 and metrics.score >= 0.5 and params.{odd!r} <= 3 and params.s > 2"
+    from metalab.store._postgres._query import _compiler
+    from metalab.store._query._eval import lost_cutoff
+    from metalab.store._query._parser import build_query
+
+    q = build_query("params.lr < 0.05")
+    # without an index on the field the comparison is sent as the JSON path test alone
+    assert "jsonb_typeof" not in _compiler(store._index, q, lost_cutoff()).select(q, "exp:1")[0]
     before = store.query_runs(where=where, columns=["params.lr", "metrics.score"])
     names = store.create_field_index("params.lr", "metrics.score", f"params.{odd}")
     assert len(set(names)) == 3
@@ -451,11 +458,7 @@ def test_field_index_serves_range_filters(make_store, pg_conn, pg_schema) -> Non
     assert {r["run_id"] for r in store.query_runs(where="not params.lr < 0.5")} == {
         f"r{i:04d}" for i in range(150, 300)} | {"r9999"}
     # the planner can use the index (sequential scans disabled to see that it is usable)
-    from metalab.store._query._eval import lost_cutoff
-    from metalab.store._query._parser import build_query
-    from metalab.store._query._pgsql import PgCompiler
-
-    text, args, _ = PgCompiler(lost_cutoff()).select(build_query("params.lr < 0.05"), "exp:1")
+    text, args, _ = _compiler(store._index, q, lost_cutoff()).select(q, "exp:1")
     with pg_conn.transaction():
         pg_conn.execute("SET LOCAL enable_seqscan = off")
         plan = "\n".join(r[0] for r in pg_conn.execute(

@@ -134,8 +134,15 @@ def _subset(source: str, names: list[str] | None) -> tuple[str, list[Any]]:
 class PgCompiler:
     """Builds the SELECT of one query (call :meth:`select`)."""
 
-    def __init__(self, cutoff: int) -> None:
+    def __init__(self, cutoff: int,
+                 indexed: frozenset[tuple[str, str]] | None = None) -> None:
+        """``indexed``: the ``(namespace, name)`` of the params/metrics fields that
+        have an expression index (``PostgresIndex.create_field_index``); a top
+        level numeric comparison on any other field is sent as the JSON path
+        test alone.  None (unknown): every such comparison is sent in both forms.
+        """
         self.cutoff = cutoff
+        self.indexed = indexed
 
     # ------------------------------------------------------------ fields
     def acc(self, field: Field) -> _Acc:
@@ -181,9 +188,12 @@ class PgCompiler:
             from psycopg.types.json import Jsonb
 
             path = f"strict $.{_json_key(acc.args[0])} {_PATH_OP[op]} $v"
-            return (f"(jsonb_path_match({acc.column}, %s::jsonpath, %s, true) "
-                    f"AND {number_sql(acc.column, '%s')} {op} %s)",
-                    [path, Jsonb({"v": float(lit)}), *acc.args, *acc.args, float(lit)])
+            match = f"jsonb_path_match({acc.column}, %s::jsonpath, %s, true)"
+            margs = [path, Jsonb({"v": float(lit)})]
+            if self.indexed is not None and (acc.column[2:], acc.args[0]) not in self.indexed:
+                return match, margs  # (no index to match: the plain form would cost 4 %)
+            return (f"({match} AND {number_sql(acc.column, '%s')} {op} %s)",
+                    [*margs, *acc.args, *acc.args, float(lit)])
         test = acc.test(k)
         if test is None or (k == "boolean" and op not in ("=", "!=")):
             return "false", []
@@ -357,7 +367,7 @@ class PgCompiler:
         return f"SELECT {', '.join(aggs)} FROM ({sub}) t", all_args
 
     # ------------------------------------------------------------ select
-    def select(self, query: Query, experiment_id: str | None
+    def select(self, query: Query, experiment_id: str | None, *, columnar: bool = False
                ) -> tuple[str, list[Any], list[tuple[str, str, str, int]]]:
         """(SQL template with ``{s}`` for the schema, args, plan of the projected columns).
 
@@ -365,7 +375,10 @@ class PgCompiler:
         (times come as ISO texts, see :func:`_iso`);
         params/metrics/derived columns read one JSON object per namespace and
         row holding only the requested keys (a bare ``params`` column: the
-        whole object), so only the requested values travel.
+        whole object), so only the requested values travel.  ``columnar``
+        (a projected query only): one row instead, the run count and then one
+        JSON array text per selected column, runs in order (the select index
+        of the plan is then the position among the arrays).
         """
         cols: list[str] = []
         args: list[Any] = []
@@ -416,9 +429,15 @@ class PgCompiler:
         if experiment_id is not None:
             scope = "r.experiment_id = %s AND "
             sargs = [experiment_id]
+        if columnar:
+            cols = [f"{c} AS c{i}" for i, c in enumerate(cols)]
         sql = f"SELECT {', '.join(cols)} FROM {{s}}.runs r{records}{join} WHERE {scope}{where} ORDER BY {order}"
         all_args = args + sargs + wargs + oargs
         if query.limit is not None:
             sql += " LIMIT %s"
             all_args.append(query.limit)
+        if columnar:
+            # (the aggregates read the ordered subquery's rows in its order)
+            aggs = ["count(*)"] + [f"coalesce(json_agg(t.c{i}), '[]')::text" for i in range(len(cols))]
+            sql = f"SELECT {', '.join(aggs)} FROM ({sql}) t"
         return sql, all_args, plan
