@@ -250,13 +250,16 @@ def _raw(fstore: FileStore, sql: str) -> list[tuple[Any, ...]]:
 
 
 def _keys_match_rows(fstore: FileStore) -> None:
-    """Each merged row of ``runs`` has one key (CRC-32 of its name, signed), nothing else."""
+    """Each merged row of ``runs`` has one key (CRC-32 of its name, signed), nothing else;
+    every row carries the key of its name."""
     import zlib
 
     rows = _raw(fstore, "SELECT rid, file FROM runs WHERE rid <= "
                         "(SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'cold:runs')")
     assert sorted(_raw(fstore, "SELECT h, rid FROM runs_keys")) == sorted(
         (zlib.crc32(f.encode()) - 2**31, rid) for rid, f in rows)
+    assert all(h == zlib.crc32(f.encode()) - 2**31
+               for f, h in _raw(fstore, "SELECT file, h FROM runs"))
 
 
 def test_small_changes_are_appended_and_merged_later(
@@ -298,8 +301,10 @@ def test_small_changes_are_appended_and_merged_later(
     assert _raw(fstore, f"SELECT file, bad FROM runs WHERE rid > {cold()} ORDER BY file") == [
         ("r003", 0), ("r007", 2), ("r050", 0)]
 
-    for i in (60, 61):  # five rows appended since the merge: merged again
+    for i in (60, 61):  # six rows appended since the merge: merged again
         write_doc(fstore, make_doc(i, params={"depth": 4}))
+    # r003 again: the newest of its two appended rows is the one kept
+    write_doc(fstore, make_doc(3, params={"depth": 5}, metrics={"score": 0.0}))
     got = fstore.query_runs(where=Q, columns=["params.depth"])
     assert got == Store.query_runs(fstore, where=Q, columns=["params.depth"])
     assert cold() == _raw(fstore, "SELECT max(rid) FROM runs")[0][0]
@@ -309,7 +314,7 @@ def test_small_changes_are_appended_and_merged_later(
     assert _raw(fstore, "SELECT value FROM meta WHERE key = 'rows:runs'") == [
         (str(len(files())),)]
     depth = _raw(fstore, "SELECT f.col FROM fields f WHERE f.ns = 'params' AND f.name = 'depth'")
-    assert _raw(fstore, f"SELECT {depth[0][0]} FROM runs WHERE file = 'r003'") == [(3,)]
+    assert _raw(fstore, f"SELECT {depth[0][0]} FROM runs WHERE file = 'r003'") == [(5,)]
 
 
 def test_names_sharing_a_key_are_told_apart(
@@ -317,7 +322,7 @@ def test_names_sharing_a_key_are_told_apart(
 ) -> None:
     """Every name hashed to one key: a merge still replaces exactly the row of
     the file rewritten or deleted, never another file's."""
-    monkeypatch.setattr(_catalog, "_hash", lambda name: 7)
+    monkeypatch.setattr(_catalog, "_hashes", lambda names: [7] * len(list(names)))
     monkeypatch.setattr(_catalog, "_MERGE_MIN", 3)
     monkeypatch.setattr(_catalog, "_MERGE_MAX", 3)
     from metalab.store._changes import note_change
@@ -341,3 +346,29 @@ def test_names_sharing_a_key_are_told_apart(
         os.path.join(fstore.get_working_directory(), "runs")))
     assert sorted(_raw(fstore, "SELECT h, rid FROM runs_keys")) == sorted(
         (7, rid) for rid, _ in rows)
+
+
+def test_runs_written_after_a_merge_that_dropped_the_last_row_are_seen(
+    fstore: FileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A merge whose last appended row is a tombstone deletes the table's top
+    rows; rids are then handed out again from below, and the catalog must
+    still tell the new rows from the merged ones."""
+    monkeypatch.setattr(_catalog, "_MERGE_MIN", 1)
+    monkeypatch.setattr(_catalog, "_MERGE_MAX", 1)
+    from metalab.store._changes import note_change
+
+    cols = ["params.depth"]
+    assert fstore.query_runs(where=Q, columns=cols) == Store.query_runs(fstore, where=Q, columns=cols)
+    top = _raw(fstore, "SELECT max(rid) FROM runs")[0][0]
+    last = _raw(fstore, f"SELECT file FROM runs WHERE rid = {top}")[0][0]
+    os.unlink(os.path.join(fstore.get_working_directory(), "runs", f"{last}.json"))
+    note_change(fstore.get_working_directory(), "r", last)
+    assert last not in {d["run_id"] for d in fstore.query_runs()}  # tombstone, merged
+    assert _raw(fstore, "SELECT max(rid) FROM runs")[0][0] < top
+    write_doc(fstore, make_doc(70, params={"depth": 3}, metrics={"score": 0.5}))  # a reused rid
+    write_doc(fstore, make_doc(71, params={"depth": 3}, metrics={"score": 0.5}))
+    got = fstore.query_runs(where=Q, columns=cols)
+    assert {"r070", "r071"} <= {d["run_id"] for d in got}
+    assert got == Store.query_runs(fstore, where=Q, columns=cols)
+    _keys_match_rows(fstore)
