@@ -88,7 +88,7 @@ def query_index(index: PostgresIndex, experiment_id: str | None, query: Query,
         return [loads(r[0]) for r in rows]
     with gc_paused():
         columns = [loads(t) for t in rows[0][1:]] if rows and rows[0][0] else []
-        return [_projected(row, plan) for row in zip(*columns)]
+        return [_projected(row, plan) for row in zip(*columns, strict=True)]
 
 
 def _projected(row: tuple[Any, ...], plan: list[tuple[str, str, str, int]]) -> dict[str, Any]:
