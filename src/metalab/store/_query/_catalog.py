@@ -1172,9 +1172,10 @@ class _Rows:
             fixed = [stems, *zip(*sigs, strict=True)]
             parts = [("derived", docs)]
         # the names of each part of each file (runs of a sweep: one set per part)
-        names = [list(map(tuple, values)) if _DICT.issuperset(map(type, values)) and all(values)
-                 else [tuple(v) if type(v) is dict and v else None for v in values]
-                 for _, values in parts]
+        names: list[list[tuple[Any, ...] | None]] = [
+            list(map(tuple, values)) if _DICT.issuperset(map(type, values)) and all(values)
+            else [tuple(v) if type(v) is dict and v else None for v in values]
+            for _, values in parts]
         n = len(docs)
         if all(col.count(col[0]) == n for col in names):
             groups: dict[tuple[Any, ...], list[int] | None] = {
