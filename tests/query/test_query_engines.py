@@ -327,3 +327,35 @@ def test_postgres_checks_field_names_without_recomputing_the_field_catalog(
         pg.query_runs(where="params.dpth = 1")
     assert "params.depth" in err2.value.suggestions
     assert "gone_soon" in str(err.value) and stale()
+
+
+@pytest.mark.parametrize("engine", ["catalog", "postgres"])
+def test_comparisons_with_infinite_and_nan_numbers_agree_with_a_scan(
+        fstore: FileStore, pg_factory: Any, engine: str) -> None:
+    """A literal beyond the float range (``1e999``) is infinite; a NaN given in
+    the keyword form compares false except by ``!=``: as in Python, on every
+    engine (the server's own order puts NaN above every number)."""
+    write_doc(fstore, make_doc(80, params={"x": 1e300, "depth": 0}))
+    write_doc(fstore, make_doc(81, params={"x": -5, "depth": 0}))
+    write_doc(fstore, make_doc(82, params={"x": "text", "depth": 0}))
+    store: Any = fstore if engine == "catalog" else pg_factory(fstore)
+    if engine == "postgres":
+        def no_fallback(*args: Any, **kwargs: Any) -> Any:
+            raise AssertionError("the query fell back to the files instead of SQL")
+        store._files.query_runs = no_fallback
+    checked = 0
+    for lit in (float("inf"), float("-inf"), float("nan")):
+        for op in ("=", "!=", "<", "<=", ">", ">="):
+            for top in (True, False):  # a conjunct of the filter, or under OR
+                node = Compare(Field("params", "x"), op, lit)
+                where = node if top else Or((node, build_query("params.depth = 99").where))
+                q = Query(where=where, columns=(Field("params", "x"),))
+                got = [d["run_id"] for d in store.query_runs(where=q)]
+                assert got == [d["run_id"] for d in Store.query_runs(fstore, where=q)], (op, lit)
+                checked += bool(got)
+    assert checked  # (some queries match runs)
+    assert [d["run_id"] for d in store.query_runs(where="params.x < 1e999")] == ["r080", "r081"]
+    huge = "1" + "0" * 400  # an integer beyond the float range
+    for q in (f"params.x < {huge}", f"params.x >= -{huge}", f"params.x = {huge}",
+              f"params.x in ({huge}, -5)", f"params.x contains {huge}"):
+        assert store.query_runs(where=q) == Store.query_runs(fstore, where=q), q

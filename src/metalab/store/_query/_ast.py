@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -39,6 +40,7 @@ from metalab._errors import QueryError, UnknownFieldError
 
 __all__ = [
     "DYNAMIC",
+    "FALSE",
     "FIXED",
     "And",
     "Between",
@@ -53,10 +55,12 @@ __all__ = [
     "Query",
     "StartsWith",
     "TrueNode",
+    "as_float",
     "check_fields",
     "fields_of",
     "kind_of",
     "to_micros",
+    "without_nan",
 ]
 
 #: namespaces whose members are user-defined names
@@ -202,6 +206,50 @@ class Query:
     @property
     def uses_derived(self) -> bool:
         return any(f.ns == "derived" for f in self.fields())
+
+
+def as_float(value: Any) -> float:
+    """A number literal as a float; an integer beyond the float range is infinite
+    (it compares with every stored number as infinity does: stored numbers are
+    finite floats or integers within 64 bits)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
+def _is_nan(value: Any) -> bool:
+    return type(value) is float and value != value
+
+
+#: a filter that matches no run (both SQL compilers write ``NOT true`` for it)
+FALSE: Node = Not(TrueNode())
+
+
+def without_nan(node: Node) -> Node:
+    """``node`` with no NaN literal, matching the same runs (for the SQL engines).
+
+    In Python (the scan) every comparison with NaN is false except ``!=``,
+    while SQLite binds NaN as NULL and PostgreSQL orders it above every
+    number.  Stored values are never NaN or infinite (JSON has neither), so
+    ``x != nan`` is ``x >= -inf`` (x is a number), and ``=``, ``<``, ...,
+    ``between`` with a NaN bound and ``contains`` of NaN or an infinity
+    match nothing; NaN drops out of an ``in`` list.
+    """
+    if isinstance(node, And | Or):
+        return type(node)(tuple(without_nan(n) for n in node.items))
+    if isinstance(node, Not):
+        return Not(without_nan(node.item))
+    if isinstance(node, Compare) and _is_nan(node.value):
+        return Compare(node.field, ">=", -math.inf) if node.op == "!=" else FALSE
+    if isinstance(node, Between) and (_is_nan(node.low) or _is_nan(node.high)):
+        return FALSE
+    if isinstance(node, In) and any(map(_is_nan, node.values)):
+        return In(node.field, tuple(v for v in node.values if not _is_nan(v)), node.negate)
+    if (isinstance(node, Contains) and kind_of(node.value) == "number"
+            and not math.isfinite(as_float(node.value))):
+        return FALSE  # (no stored list holds NaN or an infinity)
+    return node
 
 
 def fields_of(node: Node) -> list[Field]:

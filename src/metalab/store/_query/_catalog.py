@@ -145,7 +145,7 @@ from metalab._internal._gc import gc_paused
 from metalab._internal._json import JSONDecodeError, dumps, loads
 from metalab._internal._lockfile import FileLock, LockTimeout
 from metalab.store._changes import CHANGES_DIR, HEADER, UNLOGGED
-from metalab.store._query._ast import DYNAMIC, Field, Query, check_fields
+from metalab.store._query._ast import DYNAMIC, Field, Query, check_fields, without_nan
 from metalab.store._query._eval import (
     micros_to_iso,
     norm_number,
@@ -946,7 +946,7 @@ class Catalog:
             return derived_cell(col) if field.ns == "derived" else f"r.{col}"
 
         comp = SqliteCompiler(column_of, cutoff)
-        where = comp.where(query.where)
+        where = comp.where(without_nan(query.where))
         order = comp.order(query)
         if query.columns is None:
             select = "r.file"

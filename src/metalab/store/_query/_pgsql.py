@@ -20,6 +20,7 @@ are UTC, as in Python).
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -37,7 +38,9 @@ from metalab.store._query._ast import (
     Query,
     StartsWith,
     TrueNode,
+    as_float,
     kind_of,
+    without_nan,
 )
 
 __all__ = ["TIME_RE", "PgCompiler", "number_sql"]
@@ -172,12 +175,14 @@ class PgCompiler:
         if acc.kind == "time":
             return _from_micros(lit)
         if kind_of(lit) == "number":
-            return float(lit)
+            return as_float(lit)
         return lit
 
     def _cmp(self, acc: _Acc, op: str, lit: Any, top: bool = False) -> tuple[str, list[Any]]:
         k = kind_of(lit)
-        if top and k == "number" and op != "!=" and acc.kind == "json" and acc.column:
+        number = as_float(lit) if k == "number" else math.nan
+        if (top and k == "number" and op != "!=" and acc.kind == "json" and acc.column
+                and math.isfinite(number)):
             # a conjunct of the whole filter: NULL (not a number) drops the row
             # like false does, and the plain form can use an expression index.
             # The same test as a strict JSON path goes first: the server
@@ -185,15 +190,17 @@ class PgCompiler:
             # per row than the plain form on a full scan); strict mode makes a
             # missing key or a non-number an (ignored) error, i.e. no match,
             # so the two tests agree and the pair means the plain form alone.
-            from psycopg.types.json import Jsonb
-
-            path = f"strict $.{_json_key(acc.args[0])} {_PATH_OP[op]} $v"
-            match = f"jsonb_path_match({acc.column}, %s::jsonpath, %s, true)"
-            margs = [path, Jsonb({"v": float(lit)})]
+            # The number is written into the path (a bound parameter, like the
+            # whole path; an integer exactly): 3 % cheaper on a full scan than
+            # a path variable.  (Infinite or NaN numbers take the form below.)
+            operand = repr(lit if type(lit) is int else number)
+            path = f"strict $.{_json_key(acc.args[0])} {_PATH_OP[op]} {operand}"
+            match = f"jsonb_path_match({acc.column}, %s::jsonpath, '{{{{}}}}', true)"
+            margs = [path]
             if self.indexed is not None and (acc.column[2:], acc.args[0]) not in self.indexed:
                 return match, margs  # (no index to match: the plain form would cost 4 %)
             return (f"({match} AND {number_sql(acc.column, '%s')} {op} %s)",
-                    [*margs, *acc.args, *acc.args, float(lit)])
+                    [*margs, *acc.args, *acc.args, number])
         test = acc.test(k)
         if test is None or (k == "boolean" and op not in ("=", "!=")):
             return "false", []
@@ -343,7 +350,7 @@ class PgCompiler:
                 continue
             inner.append(f"{source} -> %s AS c{len(inner)}")
             args.append(name)
-        where, wargs = self.where(query.where, top=True)
+        where, wargs = self.where(without_nan(query.where), top=True)
         if query.order:
             order, oargs = self.order(query)
         else:
@@ -412,7 +419,7 @@ class PgCompiler:
                     plan.append((acc.kind, f.ns, "", len(cols)))
                     cols.append(_iso(acc.sql) if acc.kind == "time" else acc.sql)
                     args += acc.args
-        where, wargs = self.where(query.where, top=True)
+        where, wargs = self.where(without_nan(query.where), top=True)
         order, oargs = self.order(query)
         uses_derived = query.uses_derived
         # whole documents come from run_records; a projection reads runs only

@@ -32,6 +32,7 @@ from metalab.store._query._ast import (
     Query,
     StartsWith,
     TrueNode,
+    as_float,
     kind_of,
 )
 
@@ -51,7 +52,7 @@ def encode(value: Any) -> Any:
     if value is False:
         return _FALSE
     if isinstance(value, int):
-        return value if -_INT64 <= value < _INT64 else float(value)
+        return value if -_INT64 <= value < _INT64 else as_float(value)
     if isinstance(value, float | str):
         return value
     return b"J" + dumps(value)
