@@ -282,6 +282,20 @@ def measure_refresh(folder: str, catalog: Catalog, new: int, cycles: int = 2) ->
     bases: list[float] = []
     os_bases: list[float] = []
     merges = 0
+    from metalab.store._query import build_query
+    from metalab.store._query._eval import lost_cutoff
+
+    selective = build_query(WHERE, columns=COLUMNS)
+    pending_query: dict[int, float] = {}  # rows waiting for a merge -> query time
+
+    def query_now() -> None:
+        """The selective query through the catalog as it is (no refresh due):
+        once right after a merge, once with the most rows a query meets
+        waiting for one."""
+        waiting = catalog.delta_state()["delta_rows"]
+        pending_query[waiting] = best_of(
+            lambda: catalog.query(selective, lost_cutoff()), repeat=3)
+
     def baselines(paths: list[str]) -> None:
         t0 = time.perf_counter()
         read_files(paths)
@@ -291,6 +305,10 @@ def measure_refresh(folder: str, catalog: Catalog, new: int, cycles: int = 2) ->
         os_bases.append(time.perf_counter() - t0)
 
     for rnd in range(rounds):
+        state = catalog.delta_state()
+        if len(pending_query) < 2 and (
+                state["delta_rows"] + new >= state["merge_at"] or not state["delta_rows"]):
+            query_now()  # (the next refresh merges, or the last one did)
         paths = write_runs(folder, 0, new, seed + rnd, logged=True)
         # the first to read a file just written pays about 1 ms more per 1,000
         # (measured): the refresh and the baselines take turns at going first
@@ -320,6 +338,8 @@ def measure_refresh(folder: str, catalog: Catalog, new: int, cycles: int = 2) ->
     log("read_new_files_os_median_s", round(os_s, 4))
     log("refresh_vs_os_read_median_x", round(statistics.median(times) / os_s, 2))
     log("refresh_vs_os_read_amortized_x", round(statistics.mean(times) / os_s, 2))
+    log("catalog_query_s_by_rows_waiting_for_a_merge",
+        {k: round(v, 4) for k, v in sorted(pending_query.items())})
 
     def read_new() -> None:
         read_files(paths)

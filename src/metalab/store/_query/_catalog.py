@@ -52,11 +52,15 @@ tombstones left out.  Once :data:`_MERGE_MIN` rows were
 appended, or 1/:data:`_MERGE_FRACTION` of the merged ones (at most
 :data:`_MERGE_MAX`), they are merged in the same transaction: of each file
 only the newest row stays (none for a tombstone), the merged row it replaces
-is deleted, and the rows that stay get a key in ``runs_keys`` (:func:`_hash`
-of the name, rid), through which a later merge finds them.  Rows are never
-copied, and the key table is about half the size of an index of the names
-(15 MB against 27 MB for 10^6 runs, freshly built).
-Merged rows (rid <= ``meta['cold:runs']``) are one per file.
+is deleted, and the rows that stay get a key in ``runs_keys`` (``h``, the
+key of the name that each row carries from when it was appended, see
+:func:`_hashes`; rid), through which a later merge finds them.  Rows are
+never copied, and the key table is about half the size of an index of the
+names (15 MB against 27 MB for 10^6 runs, freshly built).  Merged rows (rid
+<= ``meta['cold:runs']``) are one per file; the mark is the highest rid left
+after a merge, and a new row's rid is above every rid in the table, so rows
+appended later are always above it (a rid freed at the top by a merge may be
+handed out again; nothing refers to it any more).
 
 Derived values.  Derived files are written in bulk after the runs, so their
 kind keeps two tables with the same columns: the main table ``derived``
