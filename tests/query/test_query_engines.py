@@ -354,6 +354,12 @@ def test_comparisons_with_infinite_and_nan_numbers_agree_with_a_scan(
                 assert got == [d["run_id"] for d in Store.query_runs(fstore, where=q)], (op, lit)
                 checked += bool(got)
     assert checked  # (some queries match runs)
+    x = Field("params", "x")
+    for node in (In(x, (float("nan"), -5)), In(x, (float("nan"),), True),
+                 Between(x, float("nan"), 10), Between(x, float("-inf"), float("inf")),
+                 Contains(x, float("inf")), Not(Compare(x, "<", float("nan")))):
+        q = Query(where=node)
+        assert store.query_runs(where=q) == Store.query_runs(fstore, where=q), node
     assert [d["run_id"] for d in store.query_runs(where="params.x < 1e999")] == ["r080", "r081"]
     huge = "1" + "0" * 400  # an integer beyond the float range
     for q in (f"params.x < {huge}", f"params.x >= -{huge}", f"params.x = {huge}",

@@ -1123,7 +1123,7 @@ class _Rows:
     def _tag_cells(self, tags_col: Sequence[Any]) -> list[str]:
         """The ``tags`` cell of each run (JSON text of its list of tags); the runs
         of a sweep share a few lists, each encoded once (C loops when every
-        run's tags are a list of hashable values)."""
+        run's tags are a list of texts, as metalab writes them)."""
         cache = self.tags
         if (_LIST.issuperset(map(type, tags_col))
                 and _STR.issuperset(map(type, itertools.chain.from_iterable(tags_col)))):
