@@ -212,6 +212,8 @@ _SYNCHRONOUS = "FULL"
 _STR = frozenset({str})
 _FLOAT = frozenset({float})
 _DICT = frozenset({dict})
+#: cells that are their own value (no NULL, no blob)
+_PLAIN_VALUE = frozenset({float, int, str})
 _LIST = frozenset({list})
 _BOOL = {bool}
 #: the keys a run's fixed cells, params and metrics are read from (in that order)
@@ -974,38 +976,50 @@ class Catalog:
     @staticmethod
     def _row_reader(columns: tuple[Field, ...], fields: dict[tuple[str, str], str]
                     ) -> Callable[[tuple[Any, ...]], dict[str, Any]]:
-        """A function turning one SELECT row into a projected document."""
-        plan: list[tuple[str, str, str, int]] = []  # (kind, ns, name, index)
+        """A function turning one SELECT row into a projected document.
+
+        The values of a namespace are consecutive cells: a run whose cells
+        are all plain numbers or texts (a typical sweep) gets its dict from
+        one ``zip`` of names and cells; other runs go value by value (NULL:
+        left out; a blob: decoded).
+        """
+        # (kind, ns, names of a "dyn" slice, first index, end index)
+        plan: list[tuple[str, str, tuple[str, ...], int, int]] = []
         i = 4
         for f in columns:
             if f.ns in DYNAMIC:
-                names = [n for (ns, n) in fields if ns == f.ns] if not f.name else [f.name]
-                plan.append(("ns", f.ns, "", -1))
-                for name in names:
-                    plan.append(("dyn", f.ns, name, i))
-                    i += 1
+                names = tuple(n for (ns, n) in fields if ns == f.ns) if not f.name else (f.name,)
+                if plan and plan[-1][0] == "dyn" and plan[-1][1] == f.ns:  # one slice
+                    _, ns, before, start, _ = plan.pop()
+                    plan.append(("dyn", ns, before + names, start, i + len(names)))
+                else:
+                    plan.append(("dyn", f.ns, names, i, i + len(names)))
+                i += len(names)
             elif f.ns in ("started_at", "finished_at"):
-                plan.append(("time", f.ns, "", i))
+                plan.append(("time", f.ns, (), i, i + 1))
                 i += 1
             elif f.ns == "tags":
-                plan.append(("tags", f.ns, "", i))
+                plan.append(("tags", f.ns, (), i, i + 1))
                 i += 1
             elif f.ns != "status":
-                plan.append(("plain", f.ns, "", i))
+                plan.append(("plain", f.ns, (), i, i + 1))
                 i += 1
+        plain = _PLAIN_VALUE
 
         def read(row: tuple[Any, ...]) -> dict[str, Any]:
             out: dict[str, Any] = {
                 "run_id": row[0], "experiment_id": row[1], "status": row[2],
                 "started_at": micros_to_iso(row[3]),
             }
-            for kind, ns, name, j in plan:
+            for kind, ns, names, j, end in plan:
                 if kind == "dyn":
-                    v = row[j]
-                    if v is not None:
-                        out[ns][name] = decode(v) if type(v) is bytes else v
-                elif kind == "ns":
-                    out.setdefault(ns, {})
+                    cells = row[j:end]
+                    bucket = out.setdefault(ns, {})
+                    if plain.issuperset(map(type, cells)):
+                        bucket.update(zip(names, cells))
+                    else:
+                        bucket.update({n: decode(v) if type(v) is bytes else v
+                                       for n, v in zip(names, cells) if v is not None})
                 elif kind == "time":
                     out[ns] = micros_to_iso(row[j])
                 elif kind == "tags":
