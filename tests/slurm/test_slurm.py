@@ -190,12 +190,17 @@ def test_two_launches_never_run_a_run_twice_at_once(tmp_path):
     exp = make_exp(slurm_ops.sleeper, counter, xs=(1, 2, 3), replicates=1, sleep=1.0)
     first = metalab.run(exp, store=store, executor=SlurmExecutor(poll_interval=0.2))
     second = metalab.run(exp, store=store, executor=SlurmExecutor(poll_interval=0.2))
-    assert first.wait(timeout=60) and second.wait(timeout=60)
+    # (each assertion says what it saw: this test failed once in a full local run,
+    # 2026-11-27, without its message kept)
+    done = (first.wait(timeout=60), second.wait(timeout=60))
     execs = executions(counter)
+    seen = {k: r["status"] for k, r in records(store).items()}
+    assert done == (True, True), (done, first.status, second.status, seen, execs)
     assert_never_concurrent(execs)
     assert all(len(v) == 1 for v in execs.values()), execs
-    assert {r["status"] for r in records(store).values()} == {"success"}
-    assert first.status.success == 3 and second.status.success == 3
+    assert set(seen.values()) == {"success"}, seen
+    assert (first.status.success, second.status.success) == (3, 3), (
+        first.status, second.status, seen)
 
 
 def test_reconnect_after_submitting_process_was_killed(tmp_path):
