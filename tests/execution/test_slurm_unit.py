@@ -162,3 +162,38 @@ def test_slurm_executor_is_only_for_whole_experiments(tmp_path):
     with pytest.raises(metalab.ExecutionError, match=r"metalab\.run"):
         SlurmExecutor().submit(None)  # type: ignore[arg-type]
     assert os.environ.get("METALAB_NEVER_SET") is None
+
+
+def test_a_handle_waits_for_a_run_another_launch_is_executing(tmp_path, monkeypatch):
+    """This submission's jobs left the queue without running ``r1`` (another
+    launch's worker holds it, heart-beating): the run is still running, not lost,
+    and ends with that worker's final record.  A run last written by one of this
+    submission's own tasks that left the queue is lost at once, as before.
+    (The queue is faked here; tests/slurm runs two real launches.)"""
+    from datetime import UTC, datetime
+
+    from metalab.execution._slurm import SlurmRunHandle
+    from metalab.model import Provenance, RunRecord, Status
+    from metalab.store import FileStore, FileStoreConfig
+
+    store = FileStore(FileStoreConfig(root=str(tmp_path), experiment_id="sl:1"))
+    now = datetime.now(UTC)
+
+    def running(rid: str, worker: str) -> None:
+        store.put_run_record(RunRecord(run_id=rid, experiment_id="sl:1", status=Status.RUNNING,
+                                       started_at=now, heartbeat_at=now,
+                                       provenance=Provenance(worker_id=worker)))
+
+    running("r1", "slurm-900_0@node2")  # another launch's array job
+    running("r2", "slurm-111_1@node1")  # a task of this submission, gone from the queue
+    handle = SlurmRunHandle(store, {"experiment_id": "sl:1", "total_runs": 2,
+                                    "submission_id": "s", "arrays": [{"job_id": "111"}]},
+                            ["r1", "r2"])
+    monkeypatch.setattr(handle, "_squeue", lambda: {"pending": 0, "running": 0})
+    for _ in range(3):
+        status = handle.poll()
+    assert (status.running, status.lost, handle.done) == (1, 1, False)
+    store.put_run_record(store.get_run_record("r1").replace(  # type: ignore[union-attr]
+        status=Status.SUCCESS, finished_at=datetime.now(UTC)))
+    status = handle.poll()
+    assert (status.success, status.lost, handle.done) == (1, 1, True)

@@ -37,7 +37,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Set
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -583,7 +583,9 @@ class SlurmRunHandle:
     are derived from that polling, in the order runs were seen to end.  The
     submission has ended when every submitted run has a final record, or
     when its jobs left the queue: runs then still ``running`` count as lost
-    (their worker died) and runs never started as cancelled.  Thread-safe.
+    (their worker died) and runs never started as cancelled, except a run
+    another launch's worker is executing (live heartbeat), which is waited for
+    (its final record, or lost once the heartbeat stops).  Thread-safe.
     """
 
     def __init__(
@@ -770,10 +772,13 @@ class SlurmRunHandle:
             now = datetime.now(UTC)
             lost_after = float(self._sub.get("lost_after") or 60.0)
             ended: list[tuple[str, dict[str, Any], str]] = []
+            elsewhere: set[str] = set()  # runs another launch's worker is executing now
             for rid, doc in docs.items():
                 if not self._of_this_submission(doc):
                     continue
                 status = effective_status(doc, now, lost_after)
+                if status == "running" and not self._our_worker(doc):
+                    elsewhere.add(rid)
                 if status == "running":
                     if self._state.get(rid) != "running":
                         self._state[rid] = "running"
@@ -789,9 +794,23 @@ class SlurmRunHandle:
                     self._queue_empty_polls = 0
                 else:
                     self._queue_empty_polls += 1
+            # (our jobs gone: what is still open ends now, except runs another
+            # launch is executing, whose final record or stopped heartbeat is
+            # waited for)
             if not self._open or self._queue_empty_polls >= 2:
-                self._settle()
+                self._settle(keep=elsewhere)
             return self._status_nolock()
+
+    def _our_worker(self, doc: dict[str, Any]) -> bool:
+        """Whether the record was written by a task of this submission's jobs
+        (worker id ``slurm-<job>_<task>@host``).  Any other worker is another
+        launch's: its run is waited for while its heartbeat is live."""
+        provenance = doc.get("provenance")
+        worker = provenance.get("worker_id") if isinstance(provenance, dict) else None
+        if not isinstance(worker, str) or not worker.startswith("slurm-"):
+            return False
+        job = worker[len("slurm-"):].split("_", 1)[0].split("@", 1)[0]
+        return job in self.job_ids
 
     def _status_nolock(self) -> RunStatus:
         self._last_poll = time.monotonic()
@@ -839,15 +858,18 @@ class SlurmRunHandle:
             )
         )
 
-    def _settle(self) -> None:
-        """The jobs left the queue: account for every run without a final record."""
-        for rid in sorted(self._open):
+    def _settle(self, keep: Set[str] = frozenset()) -> None:
+        """The jobs left the queue: account for every run without a final record
+        (except ``keep``: runs another launch is executing); finished when none
+        is left open."""
+        for rid in sorted(self._open - keep):
             if self._state.get(rid) == "running":
                 self._end(rid, "lost", None)
             else:
                 self._end(rid, "cancelled", None, reason="its array task ended before running it "
                           "(scancel, time limit or a failed task; see the SLURM logs); resume to run it")
-        self._finish()
+        if not self._open:
+            self._finish()
 
     def _finish(self) -> None:
         if self._finished.is_set():

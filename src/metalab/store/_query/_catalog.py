@@ -1016,10 +1016,11 @@ class Catalog:
                     cells = row[j:end]
                     bucket = out.setdefault(ns, {})
                     if plain.issuperset(map(type, cells)):
-                        bucket.update(zip(names, cells))
+                        bucket.update(zip(names, cells, strict=True))
                     else:
                         bucket.update({n: decode(v) if type(v) is bytes else v
-                                       for n, v in zip(names, cells) if v is not None})
+                                       for n, v in zip(names, cells, strict=True)
+                                       if v is not None})
                 elif kind == "time":
                     out[ns] = micros_to_iso(row[j])
                 elif kind == "tags":
