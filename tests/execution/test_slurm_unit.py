@@ -197,3 +197,16 @@ def test_a_handle_waits_for_a_run_another_launch_is_executing(tmp_path, monkeypa
         status=Status.SUCCESS, finished_at=datetime.now(UTC)))
     status = handle.poll()
     assert (status.success, status.lost, handle.done) == (1, 1, True)
+
+    # cancelled: a run another launch is executing is not waited for
+    running("r3", "slurm-900_1@node2")
+    cancelled = SlurmRunHandle(store, {"experiment_id": "sl:1", "total_runs": 1,
+                                       "submission_id": "s2", "arrays": [{"job_id": "112"}]},
+                               ["r3"])
+    monkeypatch.setattr(cancelled, "_squeue", lambda: {"pending": 0, "running": 0})
+    monkeypatch.setattr("metalab.execution._slurm._run_cmd", lambda *a, **k: type(
+        "P", (), {"returncode": 0, "stderr": ""})())
+    cancelled.cancel()
+    for _ in range(3):
+        status = cancelled.poll()
+    assert (status.cancelled, status.running, cancelled.done) == (1, 0, True)

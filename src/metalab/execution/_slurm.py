@@ -860,8 +860,12 @@ class SlurmRunHandle:
 
     def _settle(self, keep: Set[str] = frozenset()) -> None:
         """The jobs left the queue: account for every run without a final record
-        (except ``keep``: runs another launch is executing); finished when none
-        is left open."""
+        (except ``keep``: runs another launch is executing, unless this
+        submission was cancelled); finished when none is left open."""
+        if self._cancelled:
+            for rid in sorted(self._open & keep):
+                self._end(rid, "cancelled", None, reason="this submission was cancelled; "
+                          "another launch is executing the run")
         for rid in sorted(self._open - keep):
             if self._state.get(rid) == "running":
                 self._end(rid, "lost", None)
