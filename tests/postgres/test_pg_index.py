@@ -21,6 +21,7 @@ from metalab.store import (
     export_store,
     parse_to_config,
 )
+from metalab.store._base import Store
 from metalab.testing import make_record
 
 
@@ -457,6 +458,15 @@ def test_field_index_serves_range_filters(make_store, pg_conn, pg_schema) -> Non
     # under NOT a comparison with a non-number is false, so its negation holds
     assert {r["run_id"] for r in store.query_runs(where="not params.lr < 0.5")} == {
         f"r{i:04d}" for i in range(150, 300)} | {"r9999"}
+    # integers beyond 2^53: the exact answer, though their float forms are equal
+    store.put_run_record(make_record("r8000", "exp:1", params={"lr": 2**53 + 1}))
+    store.put_run_record(make_record("r8001", "exp:1", params={"lr": 2**53}))
+    assert store.flush()
+    for big, edge in ((f"params.lr > {2**53}", {"r8000"}), (f"params.lr < {2**53 + 1}", {"r8001"}),
+                      (f"params.lr >= {2**53 + 1}", {"r8000"}), (f"params.lr = {2**53}", {"r8001"})):
+        got = {r["run_id"] for r in store.query_runs(where=big)}
+        assert got == {r["run_id"] for r in Store.query_runs(store, where=big)}, big
+        assert got & {"r8000", "r8001"} == edge, big
     # the planner can use the index (sequential scans disabled to see that it is usable)
     text, args, _ = _compiler(store._index, q, lost_cutoff()).select(q, "exp:1")
     with pg_conn.transaction():

@@ -9,10 +9,12 @@ Each atomic predicate is a ``CASE`` whose type test runs before the typed
 comparison and whose ``ELSE`` is false, so predicates are never NULL and
 ``NOT`` is plain negation, as in the in-memory engine.  The exception: a
 numeric comparison on a params/metrics field that is a conjunct of the whole
-filter (not under ``NOT`` / ``OR``) is the plain ``number_sql(...) < %s``,
-NULL for a non-number, which drops the row exactly as false does there, and
-which an expression index made by ``PostgresIndex.create_field_index``
-matches.  Strings compare with ``COLLATE "C"`` (code point order, like
+filter (not under ``NOT`` / ``OR``) is a strict SQL/JSON path test (no match
+for a missing key or a non-number, which drops the row exactly as false does
+there; numbers compared exactly), and, for a field with an expression index
+made by ``PostgresIndex.create_field_index``, also the plain
+``number_sql(...) <= %s`` that index matches (a float comparison that never
+excludes a row the exact test keeps).  Strings compare with ``COLLATE "C"`` (code point order, like
 Python).  The query must run with ``TimeZone = 'UTC'`` (times without a zone
 are UTC, as in Python).
 """
@@ -199,7 +201,11 @@ class PgCompiler:
             margs = [path]
             if self.indexed is not None and (acc.column[2:], acc.args[0]) not in self.indexed:
                 return match, margs  # (no index to match: the plain form would cost 4 %)
-            return (f"({match} AND {number_sql(acc.column, '%s')} {op} %s)",
+            # (the float form only narrows the rows for an index, never past the
+            # exact path test: x < n implies float(x) <= float(n), so < and > are
+            # sent as <= and >=; integers beyond 2^53 round)
+            loose = {"<": "<=", ">": ">="}.get(op, op)
+            return (f"({match} AND {number_sql(acc.column, '%s')} {loose} %s)",
                     [*margs, *acc.args, *acc.args, number])
         test = acc.test(k)
         if test is None or (k == "boolean" and op not in ("=", "!=")):
