@@ -6,7 +6,7 @@
 (b) incremental catalog refresh after 1,000 new runs (written with their
     change-log lines, as the FileStore writes them) against reading and
     parsing those 1,000 files, round after round over two whole merge cycles
-    of the catalog's delta: the median round, and the mean (the amortized
+    of the catalog (rows appended, then merged): the median round, and the mean (the amortized
     cost, merges included).  Target: <= 2x.  Also measured apart: the
     full-listing fallback (1,000 more runs copied in without log lines).
 (c) ``load_results(..., columns=30 fields).to_dataframe()`` of about 100k runs
@@ -267,9 +267,9 @@ def measure_refresh(folder: str, catalog: Catalog, new: int, cycles: int = 2) ->
     Each round adds ``new`` runs (random ids, change-log lines as the FileStore
     writes them), refreshes, and reads and parses the same files (the
     baseline, measured in the same round; every other round before the
-    refresh, so neither is always the first reader).  Refreshes write to the catalog's
-    delta; every ``merge_at`` rows the delta is merged into the main table,
-    which makes that round slower.  The rounds cover ``cycles`` whole merge
+    refresh, so neither is always the first reader).  Refreshes append rows
+    to the catalog; every ``merge_at`` appended rows are merged, which makes
+    that round slower.  The rounds cover ``cycles`` whole merge
     cycles, so the mean over them is the amortized cost, merges included.
     """
     catalog.refresh()

@@ -777,9 +777,9 @@ class SlurmRunHandle:
                 if not self._of_this_submission(doc):
                     continue
                 status = effective_status(doc, now, lost_after)
-                if status == "running" and not self._our_worker(doc):
-                    elsewhere.add(rid)
                 if status == "running":
+                    if not self._our_worker(doc):
+                        elsewhere.add(rid)
                     if self._state.get(rid) != "running":
                         self._state[rid] = "running"
                         self._events.emit(Event(EventKind.RUN_STARTED, rid, self._experiment_id))

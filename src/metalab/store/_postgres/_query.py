@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from metalab._errors import IndexUnavailableError, StoreError
 from metalab._internal._gc import gc_paused
 from metalab._internal._json import loads
-from metalab.store._query._ast import DYNAMIC, Query, TrueNode, check_fields
+from metalab.store._query._ast import DYNAMIC, Query, TrueNode, check_fields, fields_of
 from metalab.store._query._eval import lost_cutoff
 from metalab.store._query._parser import build_query
 from metalab.store._query._pgsql import PgCompiler
@@ -58,9 +58,9 @@ def _check_named_fields(index: PostgresIndex, experiment_id: str | None,
 
 
 def _compiler(index: PostgresIndex, query: Query, cutoff: int) -> PgCompiler:
-    """The compiler of ``query``, told which of its params/metrics fields have an
-    expression index (the plain numeric test is sent only for those)."""
-    keys = sorted({(f.ns, f.name) for f in query.fields()
+    """The compiler of ``query``, told which params/metrics fields of its filter
+    have an expression index (the plain numeric test is sent only for those)."""
+    keys = sorted({(f.ns, f.name) for f in fields_of(query.where)
                    if f.ns in ("params", "metrics") and f.name})
     return PgCompiler(cutoff, frozenset(index.indexed_fields(keys)))
 

@@ -83,6 +83,14 @@ def _iso(column: str) -> str:
             "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
 
 
+def _as_arrays(sub: str, n: int) -> str:
+    """One row over the ordered SELECT ``sub`` (columns ``c0`` .. ``c{n-1}``): its row
+    count, then each column as the text of one JSON array (the aggregates read
+    the subquery's rows in its order)."""
+    aggs = ["count(*)"] + [f"coalesce(json_agg(t.c{i}), '[]')::text" for i in range(n)]
+    return f"SELECT {', '.join(aggs)} FROM ({sub}) t"
+
+
 def _from_micros(us: int) -> datetime:
     return _EPOCH + timedelta(microseconds=us)
 
@@ -185,16 +193,14 @@ class PgCompiler:
         number = as_float(lit) if k == "number" else math.nan
         if (top and k == "number" and op != "!=" and acc.kind == "json" and acc.column
                 and math.isfinite(number)):
-            # a conjunct of the whole filter: NULL (not a number) drops the row
-            # like false does, and the plain form can use an expression index.
-            # The same test as a strict JSON path goes first: the server
-            # evaluates it in one pass over the object (about a third cheaper
-            # per row than the plain form on a full scan); strict mode makes a
-            # missing key or a non-number an (ignored) error, i.e. no match,
-            # so the two tests agree and the pair means the plain form alone.
-            # The number is written into the path (a bound parameter, like the
-            # whole path; an integer exactly): 3 % cheaper on a full scan than
-            # a path variable.  (Infinite or NaN numbers take the form below.)
+            # a conjunct of the whole filter, as a strict JSON path test: the
+            # server evaluates it in one pass over the object (about a third
+            # cheaper per row than the plain form on a full scan); strict mode
+            # makes a missing key or a non-number an (ignored) error, i.e. no
+            # match, which drops the row as false does.  The number is written
+            # into the path (a bound parameter, like the whole path; an integer
+            # exactly): 3 % cheaper than a path variable.  (Infinite or NaN
+            # numbers take the form below.)
             operand = repr(lit if type(lit) is int else number)
             path = f"strict $.{_json_key(acc.args[0])} {_PATH_OP[op]} {operand}"
             match = f"jsonb_path_match({acc.column}, %s::jsonpath, '{{{{}}}}', true)"
@@ -376,8 +382,7 @@ class PgCompiler:
         if query.limit is not None:
             sub += " LIMIT %s"
             all_args.append(query.limit)
-        aggs = ["count(*)"] + [f"coalesce(json_agg(t.c{i}), '[]')::text" for i in range(len(inner))]
-        return f"SELECT {', '.join(aggs)} FROM ({sub}) t", all_args
+        return _as_arrays(sub, len(inner)), all_args
 
     # ------------------------------------------------------------ select
     def select(self, query: Query, experiment_id: str | None, *, columnar: bool = False
@@ -450,7 +455,5 @@ class PgCompiler:
             sql += " LIMIT %s"
             all_args.append(query.limit)
         if columnar:
-            # (the aggregates read the ordered subquery's rows in its order)
-            aggs = ["count(*)"] + [f"coalesce(json_agg(t.c{i}), '[]')::text" for i in range(len(cols))]
-            sql = f"SELECT {', '.join(aggs)} FROM ({sql}) t"
+            sql = _as_arrays(sql, len(cols))
         return sql, all_args, plan
