@@ -81,9 +81,39 @@ def test_store_list_json(collection: Path) -> None:
 
 
 def test_store_list_empty(tmp_path: Path) -> None:
-    result = invoke("store", "list", "--store", str(tmp_path / "nothing"), "--json")
+    (tmp_path / "empty").mkdir()
+    result = invoke("store", "list", "--store", str(tmp_path / "empty"), "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.output) == {}
+
+
+@pytest.mark.parametrize("command", [
+    ["store", "list", "--store"],
+    ["store", "list", "--json", "--store"],
+    ["runs", "ls", "--store"],
+    ["runs", "ls", "-w", "params.i = 1", "--store"],
+    ["runs", "show", "0000000000000000", "--store"],
+    ["store", "reindex", "--store"],
+    ["store", "export", "--to", "elsewhere", "--from"],
+])
+def test_a_store_path_that_names_nothing_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, [*command, "./typo"])
+    assert result.exit_code == 1, result.output
+    assert "Error: no store at" in result.output and "typo" in result.output
+    assert "the folder does not exist" in result.output
+    assert "no runs match" not in result.output and "copied" not in result.output
+    assert not (tmp_path / "typo").exists()  # nothing was created there
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_runs_ls_of_an_experiment_the_store_lacks_is_an_error(collection: Path) -> None:
+    result = CliRunner().invoke(cli, ["runs", "ls", "-s", str(collection), "-e", "alpah:1"])
+    assert result.exit_code == 1, result.output
+    assert "'alpah:1' is not in this store" in result.output
+    assert "'alpha:1'" in result.output and "'beta:2'" in result.output
 
 
 @pytest.mark.parametrize("command", ["export", "import"])

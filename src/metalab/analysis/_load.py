@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from metalab._errors import CorruptRecordError, NotFoundError, ScopeError, ValidationError
+from metalab._errors import CorruptRecordError, ScopeError, ValidationError
 from metalab.analysis._columns import RunTable
 from metalab.analysis._results import Results
 from metalab.store._base import ErrorCallback, Store
@@ -180,14 +179,9 @@ def _open(target: Any, experiment_id: str | None) -> Store:
         return _narrow(config.connect(), config, experiment_id=None, strict=False)
     if isinstance(target, str | os.PathLike):
         from metalab.store import parse_to_config
+        from metalab.store._factory import require_existing
 
-        config = parse_to_config(os.fspath(target))
-        root = getattr(config, "root", None)
-        if isinstance(root, str) and not os.path.isdir(root):
-            raise NotFoundError(
-                f"no results at {root}: the folder does not exist. Pass the folder given to "
-                "metalab.run(store=...) (the collection root) or an experiment folder"
-            )
+        config = require_existing(parse_to_config(os.fspath(target)), target)
         if experiment_id is not None:
             if config.is_scoped:
                 config = config.scoped(experiment_id)  # ScopeError if it differs
@@ -232,12 +226,9 @@ def _narrow(
     elif experiment_id not in experiments:
         if not strict:
             return store
-        close = difflib.get_close_matches(experiment_id, experiments, n=3)
-        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        listed = ", ".join(map(repr, experiments)) or "none"
-        raise NotFoundError(
-            f"experiment {experiment_id!r} is not in this store; it holds: {listed}.{hint}"
-        )
+        from metalab.store._factory import require_experiment
+
+        require_experiment(store, experiment_id, experiments)
     try:
         scoped = config.scoped(experiment_id).connect()
     except (ScopeError, NotImplementedError):  # pragma: no cover - odd backends

@@ -22,12 +22,26 @@ def runs() -> None:
 
 
 def _open(locator: str, experiment_id: str | None) -> Any:
-    from metalab.store import create_store
+    """The store ``locator`` names, scoped to ``experiment_id`` if given.
 
-    store = create_store(locator)
-    if experiment_id is not None and not store.is_scoped:
-        store = store.config.scoped(experiment_id).connect()
-    return store
+    Raises NotFoundError for a folder that does not exist or an experiment
+    the store does not hold (a typo must not read as "no runs").
+    """
+    from metalab.store import parse_to_config
+    from metalab.store._factory import require_existing, require_experiment
+
+    store = require_existing(parse_to_config(locator), locator).connect()
+    if experiment_id is None:
+        return store
+    try:
+        require_experiment(store, experiment_id)
+    except BaseException:
+        store.close()
+        raise
+    if store.is_scoped:
+        return store
+    with store:  # (the scoped store has connections of its own)
+        return store.config.scoped(experiment_id).connect()
 
 
 def _flatten(doc: dict[str, Any]) -> dict[str, Any]:
@@ -160,9 +174,11 @@ def reindex(locator: str) -> None:
     A FileStore rebuilds its catalog (.catalog/ in each experiment folder); a
     PostgreSQL store rebuilds its index tables.
     """
-    from metalab.store import create_store
+    from metalab.store import parse_to_config
+    from metalab.store._factory import require_existing
 
-    with create_store(locator) as store, progress_callback("Indexing runs") as progress:
+    config = require_existing(parse_to_config(locator), locator)
+    with config.connect() as store, progress_callback("Indexing runs") as progress:
         if hasattr(store, "reindex_catalog"):
             n = store.reindex_catalog(progress)
             click.echo(f"catalog rebuilt: {n} files read")

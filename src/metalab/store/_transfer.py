@@ -19,7 +19,7 @@ from metalab._errors import ConfigError, CorruptRecordError, ScopeError
 from metalab.model import RunRecord
 from metalab.store._base import Store, warn_corrupt
 from metalab.store._config import StoreConfig
-from metalab.store._factory import parse_to_config
+from metalab.store._factory import parse_to_config, require_existing, require_experiment
 
 __all__ = ["TransferReport", "export_store"]
 
@@ -83,10 +83,14 @@ def export_store(
     record is written last so an interrupted copy is finished by the next one.
 
     Raises:
+        NotFoundError: the source folder does not exist, or the source does
+            not hold ``experiment_id``.
         ScopeError: a scoped source or destination names another experiment.
         ConfigError: source and destination are the same store.
     """
-    src_cfg = _config_of(source)
+    src_cfg = require_existing(
+        _config_of(source), source if isinstance(source, str | os.PathLike) else None
+    )
     dst_cfg = _config_of(destination)
     if src_cfg.unscoped() == dst_cfg.unscoped():
         raise ConfigError("source and destination are the same store; pick another destination")
@@ -95,6 +99,8 @@ def export_store(
             raise ScopeError(
                 f"the source is scoped to {src_cfg.experiment_id!r}, not {experiment_id!r}"
             )
+        with src_cfg.connect() as held:
+            require_experiment(held, experiment_id)
         experiments = [experiment_id]
     elif src_cfg.experiment_id is not None:
         experiments = [src_cfg.experiment_id]
