@@ -150,6 +150,30 @@ def test_store_export_twice_skips_unless_overwrite(collection: Path, tmp_path: P
     assert "runs=4" in forced.output.replace(" ", "")
 
 
+def _failing_step(n: int) -> None:
+    raise ValueError(f"step {n} diverged")
+
+
+def test_runs_show_prints_the_traceback_of_a_failed_run(tmp_path: Path) -> None:
+    from metalab.model import ErrorInfo
+    from metalab.store import FileStoreConfig
+
+    try:
+        _failing_step(7)
+    except ValueError as exc:
+        error = ErrorInfo.from_exception(exc)
+    root = tmp_path / "experiments"
+    with FileStoreConfig(root=str(root)).scoped("crash:1").connect() as store:
+        store.put_run_record(RunRecord(run_id="r1", experiment_id="crash:1",
+                                       status=Status.FAILED, error=error))
+    result = invoke("runs", "show", "r1", "-s", str(root))
+    assert result.exit_code == 0, result.output
+    assert "error: ValueError: step 7 diverged" in result.output
+    assert "Traceback (most recent call last):" in result.output
+    assert "in _failing_step" in result.output
+    assert 'raise ValueError(f"step {n} diverged")' in result.output
+
+
 def test_missing_required_option_is_a_usage_error() -> None:
     result = CliRunner().invoke(cli, ["store", "export", "--to", "x"])
     assert result.exit_code == 2

@@ -127,7 +127,8 @@ def ls_cmd(locator: str, experiment_id: str | None, where: str | None, columns: 
 @click.option("--log-lines", type=int, default=20, show_default=True,
               help="How many last lines of each log to show.")
 def show_cmd(run_id: str, locator: str, experiment_id: str | None, log_lines: int) -> None:
-    """Show one run: params, metrics, artifacts and its last log lines."""
+    """Show one run: params, metrics, the error and traceback of a failed run,
+    artifacts and its last log lines."""
     from metalab._errors import NotFoundError
 
     with _open(locator, experiment_id) as store:
@@ -154,6 +155,11 @@ def show_cmd(run_id: str, locator: str, experiment_id: str | None, log_lines: in
                 click.echo(f"  {k} = {_cell(v)}")
         if rec.error is not None:
             click.echo(f"error: {rec.error.type}: {rec.error.message}")
+            trace = rec.error.traceback.rstrip("\n")
+            if trace:
+                click.echo("traceback:")
+                for line in trace.splitlines():
+                    click.echo(f"  | {line}")
         click.echo("artifacts:" + ("" if rec.artifacts else " (none)"))
         for a in rec.artifacts:
             click.echo(f"  {a.name} ({a.kind}, {a.format or '-'}, {a.size_bytes} bytes)")
