@@ -1,0 +1,164 @@
+"""No-op sweep benchmark against the physical baseline, measured in the same run.
+
+A sweep of N no-op runs with the default executor (``SerialExecutor``) on a
+FileStore (``metalab.run`` until it returns: bulk pass over stored records,
+manifest, and per run: claim, ``running`` record, attempt log, operation,
+final record, claim release) against the least a durable sweep must do: one
+atomic durable write of one record per run (temp file in the same folder,
+``write``, ``fsync``, ``rename``), with the bytes serialised beforehand.
+Target: <= 1.5x the baseline's time.
+
+The disk is shared and noisy: rounds alternate baseline and sweep, each in a
+fresh folder on the same disk; the ratio is the median of the per-round
+ratios.  Each round also counts fsyncs (one per final record is what the
+sweep should need).
+
+Usage: python bench/bench_sweep.py [--runs 3000] [--rounds 3] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _bench_ops import noop
+from _common import machine
+
+import metalab
+from metalab import Experiment, grid, seeds
+from metalab._internal._json import dumps
+from metalab._internal._time import utcnow
+from metalab.model import Provenance, RunRecord, Status
+
+
+def make(n: int) -> Experiment:
+    return Experiment(name="sweep", version="1", context={}, operation=noop,
+                      params=grid(x=list(range(n))), seeds=seeds(0, 1))
+
+
+def final_payloads(exp: Experiment) -> list[tuple[str, bytes]]:
+    """(run id, bytes) of a final record per run, shaped like the ones a sweep writes."""
+    out = []
+    prov = Provenance.current(executor="serial", worker_id="serial-0")
+    for spec in exp.iter_specs():
+        now = utcnow()
+        rec = RunRecord(run_id=spec.run_id, experiment_id=spec.experiment_id, status=Status.SUCCESS,
+                        context_fingerprint=spec.context_fingerprint,
+                        params_fingerprint=spec.params_fingerprint,
+                        seed_fingerprint=spec.seed_fingerprint, params=dict(spec.params),
+                        seed=spec.seed.to_dict(), started_at=now, heartbeat_at=now, finished_at=now,
+                        duration_ms=0.1, provenance=prov)
+        out.append((spec.run_id, dumps(rec.to_dict())))
+    return out
+
+
+def raw_round(payloads: list[tuple[str, bytes]], folder: Path) -> float:
+    """Temp file + write + fsync + rename of one record per run."""
+    folder.mkdir(parents=True)
+    d = str(folder)
+    t0 = time.perf_counter()
+    for run_id, data in payloads:
+        tmp = os.path.join(d, f".tmp-{run_id}.json")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, os.path.join(d, f"{run_id}.json"))
+    return time.perf_counter() - t0
+
+
+class FsyncCounter:
+    """Counts os.fsync calls (the sweep runs in this process)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self._orig = os.fsync
+
+    def __enter__(self) -> FsyncCounter:
+        def counting(fd: int) -> None:
+            self.calls += 1
+            self._orig(fd)
+
+        os.fsync = counting  # type: ignore[assignment]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.fsync = self._orig  # type: ignore[assignment]
+
+
+def sweep_round(exp: Experiment, folder: Path) -> tuple[float, int]:
+    with FsyncCounter() as fsyncs:
+        t0 = time.perf_counter()
+        handle = metalab.run(exp, store=str(folder))
+        elapsed = time.perf_counter() - t0
+    st = handle.status
+    if st.success != st.total:
+        raise SystemExit(f"the sweep did not succeed: {st}")
+    return elapsed, fsyncs.calls
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=3000)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--dir", type=Path, default=None, help="folder on the disk to measure (default: temp)")
+    args = ap.parse_args()
+    n = args.runs
+    exp = make(n)
+    payloads = final_payloads(exp)
+    tmp = Path(tempfile.mkdtemp(prefix="metalab-bench-sweep-", dir=args.dir))
+    try:
+        # warm imports and the first-run costs (platform probe, log routing) untimed
+        metalab.run(make(2), store=str(tmp / "warm"))
+        t_raw, t_sweep, ratios, fsyncs = [], [], [], []
+        for _ in range(args.rounds):
+            os.sync()
+            a = raw_round(payloads, tmp / f"raw-{secrets.token_hex(4)}")
+            os.sync()
+            b, f = sweep_round(exp, tmp / f"sweep-{secrets.token_hex(4)}")
+            t_raw.append(a)
+            t_sweep.append(b)
+            fsyncs.append(f)
+            ratios.append(b / a)
+        result = {
+            "machine": machine(),
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "runs": n,
+            "rounds": args.rounds,
+            "bytes_per_record": round(sum(len(p) for _, p in payloads) / n),
+            "raw_s": t_raw,
+            "sweep_s": t_sweep,
+            "ratios": ratios,
+            "ratio_median": statistics.median(ratios),
+            "fsyncs_per_run": [f / n for f in fsyncs],
+        }
+        print(f"no-op sweep of {n} runs, SerialExecutor, FileStore ({result['bytes_per_record']} B/record)")
+        for i, (a, b, f) in enumerate(zip(t_raw, t_sweep, fsyncs, strict=True)):
+            print(f"  round {i + 1}: raw {a:7.3f} s ({a / n * 1000:.3f} ms/run)   sweep {b:7.3f} s "
+                  f"({b / n * 1000:.3f} ms/run)   ratio {b / a:.2f}x   fsyncs/run {f / n:.2f}")
+        print(f"  ratio per round: median {result['ratio_median']:.2f}x, range {min(ratios):.2f}-"
+              f"{max(ratios):.2f}x (target <= 1.5x)")
+        print("machine:", json.dumps(result["machine"]))
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(result, indent=2))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
