@@ -116,6 +116,16 @@ def test_runs_ls_of_an_experiment_the_store_lacks_is_an_error(collection: Path) 
     assert "'alpha:1'" in result.output and "'beta:2'" in result.output
 
 
+def test_store_list_and_export_with_a_deleted_meta_file(collection: Path, tmp_path: Path) -> None:
+    (collection / "alpha_1" / "_meta.json").unlink()
+    result = invoke("store", "list", "--store", str(collection), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["alpha:1"] == {"total": 3, "failed": 1, "success": 2}
+    copied = invoke("store", "export", "--from", str(collection), "--to", str(tmp_path / "copy"))
+    assert copied.exit_code == 0, copied.output
+    assert "experiments=2" in copied.output and "runs=4" in copied.output
+
+
 @pytest.mark.parametrize("command", ["export", "import"])
 def test_store_transfer_copies_runs(collection: Path, tmp_path: Path, command: str) -> None:
     dest = tmp_path / "copy"

@@ -64,6 +64,7 @@ from metalab._internal._names import check_name, safe_experiment_id
 from metalab._internal._time import compact_ts, to_iso, utcnow
 from metalab.model import ArtifactDescriptor, RunRecord
 from metalab.store._base import ErrorCallback, Store, warn_corrupt
+from metalab.store._base import log as _log
 from metalab.store._changes import note_change
 from metalab.store._config import StoreConfig
 from metalab.store.locator import LocatorInfo
@@ -200,6 +201,8 @@ class FileStore(Store):
         self._meta_ready = False
         # unscoped stores: run id -> experiment folder it was found in
         self._run_folders: dict[str, str] = {}
+        # folders without _meta.json: runs/ mtime -> (experiment ids of the records, records)
+        self._record_ids_seen: dict[str, tuple[int, frozenset[str], int]] = {}
         self._check_meta()
 
     # ------------------------------------------------------------ identity
@@ -296,7 +299,13 @@ class FileStore(Store):
         return child._dir
 
     def _child_experiments(self) -> list[tuple[str, str]]:
-        """(folder, real experiment id) of the experiment folders under the root."""
+        """(folder, real experiment id) of the experiment folders under the root.
+
+        A folder is an experiment folder when its ``_meta.json`` names the
+        experiment or, without that file, when its run records name one (see
+        :meth:`_recover_meta`).  A meta file that cannot be parsed is
+        reported (``warn_corrupt``) and its folder left out.
+        """
         out: list[tuple[str, str]] = []
         try:
             entries = sorted(os.scandir(self._dir), key=lambda e: e.name)
@@ -312,9 +321,99 @@ class FileStore(Store):
             except CorruptRecordError as exc:
                 warn_corrupt(exc)
                 continue
-            if isinstance(meta, dict) and isinstance(meta.get("experiment_id"), str):
+            if meta is None:
+                recovered = self._recover_meta(entry.path)
+                if recovered is not None:
+                    out.append((entry.path, recovered))
+            elif isinstance(meta, dict) and isinstance(meta.get("experiment_id"), str):
                 out.append((entry.path, meta["experiment_id"]))
         return out
+
+    def _record_ids(self, folder: str) -> tuple[frozenset[str], int, bool]:
+        """(experiment ids named by the run records of ``folder``, number of
+        records, whether they were read now).
+
+        Remembered per folder until ``runs/`` changes (its mtime), so a folder
+        that stays without a meta file is read once, not at every look.
+        Unreadable records are left to the readers of the runs to report.
+        """
+        try:
+            mtime = os.stat(os.path.join(folder, "runs")).st_mtime_ns
+        except OSError:
+            return frozenset(), 0, True
+        seen = self._record_ids_seen.get(folder)
+        if seen is not None and seen[0] == mtime:
+            return seen[1], seen[2], False
+        ids: set[str] = set()
+        count = 0
+        for doc in self._iter_folder(folder, lambda exc: None):
+            eid = doc.get("experiment_id")
+            if isinstance(eid, str) and eid:
+                ids.add(eid)
+                count += 1
+        self._record_ids_seen[folder] = (mtime, frozenset(ids), count)
+        return frozenset(ids), count, True
+
+    def _recover_meta(self, folder: str) -> str | None:
+        """The experiment of a folder that has no ``_meta.json``, from its run records.
+
+        When the records all name one experiment, its meta file is rebuilt
+        (created exclusively: if a writer creates it at the same moment, that
+        file is kept and read) and a warning names the folder; if it cannot
+        be written (a read-only folder), the folder is still read as that
+        experiment and a warning says so.  Records naming several
+        experiments: None (the folder is left out) with a warning naming the
+        folder and the ids.  No records: None, silently (not an experiment
+        folder, or one holding no runs).  A store object warns once per
+        state of ``runs/``, not at every look.
+        """
+        ids, count, fresh = self._record_ids(folder)
+        if len(ids) > 1:
+            if fresh:
+                _log.warning(
+                    "folder %s has no %s and its run records name several experiments (%s); "
+                    "it is left out. Restore its %s from a backup, or move the records of "
+                    "each experiment into a folder of its own",
+                    folder, META_FILE, ", ".join(map(repr, sorted(ids))), META_FILE,
+                )
+            return None
+        if not ids:
+            return None
+        (eid,) = ids
+        if not fresh:  # could not be rebuilt (reported then); the records still say eid
+            return eid
+        path = os.path.join(folder, META_FILE)
+        meta = {
+            "format": META_FORMAT,
+            "layout_version": LAYOUT_VERSION,
+            "experiment_id": eid,
+            "created_at": to_iso(utcnow()),
+            "rebuilt_from_run_records": count,
+        }
+        try:
+            created = create_exclusive(path, dumps_pretty(meta))
+        except OSError as exc:
+            _log.warning(
+                "experiment folder %s has no %s; its %d run record(s) name experiment %r, so it "
+                "is read as that experiment, but the file could not be rebuilt (%s). Make the "
+                "folder writable (a later listing rebuilds it) or restore the file",
+                folder, META_FILE, count, eid, exc,
+            )
+            return eid
+        self._record_ids_seen.pop(folder, None)
+        if not created:  # written meanwhile by a store of this folder: it decides
+            try:
+                other = _read_json(path, "store metadata file")
+            except CorruptRecordError as exc:
+                warn_corrupt(exc)
+                return None
+            found = other.get("experiment_id") if isinstance(other, dict) else None
+            return found if isinstance(found, str) else None
+        _log.warning(
+            "experiment folder %s had no %s; rebuilt it from its %d run record(s), which all "
+            "name experiment %r", folder, META_FILE, count, eid,
+        )
+        return eid
 
     def _write(self, path: str, data: bytes) -> None:
         self._ensure_meta()
@@ -867,5 +966,9 @@ class FileStore(Store):
         meta = _read_json(os.path.join(self._dir, META_FILE), "store metadata file")
         if isinstance(meta, dict) and isinstance(meta.get("experiment_id"), str):
             ids.add(meta["experiment_id"])
+        else:
+            # runs in the root itself (an experiment folder opened as a path, or an
+            # older layout): their records name their experiments
+            ids.update(self._record_ids(self._dir)[0])
         return sorted(ids)
 
