@@ -77,7 +77,7 @@ class MemoryStore(Store):
     def _items(self, kind: str) -> dict[Any, Any]:
         return self.data.setdefault(kind, {})  # type: ignore[no-any-return]
 
-    def put_run_record(self, record: RunRecord) -> None:
+    def put_run_record(self, record: RunRecord, *, durable: bool = True) -> None:
         self._items("runs")[record.run_id] = record.to_dict()
 
     def get_run_record(self, run_id: str) -> RunRecord | None:

@@ -1,10 +1,11 @@
 """Atomic, durable file writes.
 
 Every file metalab writes goes through :func:`atomic_write_bytes`: the bytes go
-to a temp file in the *same* folder, are fsynced, and the temp file is renamed
-over the target.  A reader sees either the old file or the new one, never a
-half-written one, and a crash leaves at most a stray ``.tmp-*`` file that
-readers ignore.  Rename is atomic on POSIX filesystems including NFS.
+to a temp file in the *same* folder, are fsynced where the file must survive a
+power loss, and the temp file is renamed over the target.  A reader sees
+either the old file or the new one, never a half-written one, and a crash
+leaves at most a stray ``.tmp-*`` file that readers ignore.  Rename is
+atomic on POSIX filesystems including NFS.
 """
 
 from __future__ import annotations
@@ -38,10 +39,17 @@ def _tmp_path(path: str) -> str:
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, durable: bool = True) -> None:
     """Write ``data`` to ``path`` atomically (temp file, fsync, rename).
 
-    Creates the parent folder if needed.  ``durable=False`` skips the fsync
-    (used only for caches that can be rebuilt).  Thread- and process-safe:
-    concurrent writers of one path each rename a complete file; the last
-    rename wins.
+    Creates the parent folder if needed (tried only when the temp file
+    cannot be created, so a write to an existing folder costs no extra
+    system call).  With ``durable=True`` the temp file is fsynced before
+    the rename, so after a power loss ``path`` holds the old or the new
+    bytes, never unwritten ones; the folder is not fsynced (see
+    :func:`fsync_dir`), so the rename itself may still be undone by a power
+    loss.  ``durable=False`` skips the fsync: for files that are re-created
+    when lost (``running`` records, heartbeats, caches); a reader still
+    never sees a partial file while the machine is up (``kill -9`` included).
+    Thread- and process-safe: concurrent writers of one path each rename a
+    complete file; the last rename wins.
 
     Raises:
         OSError: the folder cannot be written.

@@ -92,7 +92,9 @@ class Heartbeat:
                     return
                 try:
                     self._store.touch_heartbeat(self._record.run_id, self._owner)
-                    self._store.put_run_record(self._record.replace(heartbeat_at=utcnow()))
+                    self._store.put_run_record(
+                        self._record.replace(heartbeat_at=utcnow()), durable=False
+                    )
                 except Exception as exc:
                     log.warning("heartbeat of run %s failed: %s", self._record.run_id, exc)
 

@@ -227,7 +227,7 @@ def _execute_claimed(
         provenance=provenance,
         attempt=attempt,
     )
-    store.put_run_record(running)
+    store.put_run_record(running, durable=False)  # re-created if lost: no fsync needed
     heartbeat = Heartbeat(store, running, owner, heartbeat_interval()).start()
     if on_started is not None:
         try:

@@ -140,8 +140,18 @@ class Store(abc.ABC):
 
     # ------------------------------------------------------------- run records
     @abc.abstractmethod
-    def put_run_record(self, record: RunRecord) -> None:
-        """Write (create or replace) the record of ``record.run_id`` atomically."""
+    def put_run_record(self, record: RunRecord, *, durable: bool = True) -> None:
+        """Write (create or replace) the record of ``record.run_id`` atomically.
+
+        Readers see the previous record or the new one, never a partial one,
+        whatever ``durable`` says.  With ``durable=True`` (the default) the
+        record's contents are on stable storage before it becomes visible,
+        so a power loss or OS crash never turns it into a damaged record.
+        ``durable=False`` may skip that (no fsync): for records the executor
+        re-creates anyway (``running`` records and their heartbeats), whose
+        loss in a power cut only means the run restarts.  Each store says
+        what else its durable write guarantees.
+        """
 
     @abc.abstractmethod
     def get_run_record(self, run_id: str) -> RunRecord | None:

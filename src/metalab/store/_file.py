@@ -415,9 +415,9 @@ class FileStore(Store):
         )
         return eid
 
-    def _write(self, path: str, data: bytes) -> None:
+    def _write(self, path: str, data: bytes, *, durable: bool = True) -> None:
         self._ensure_meta()
-        atomic_write_bytes(path, data)
+        atomic_write_bytes(path, data, durable=durable)
 
     # ------------------------------------------------------- claims (NFS-safe)
     # ``.claims/{run_id}.claim`` holds the owner; its mtime is the heartbeat.
@@ -523,10 +523,24 @@ class FileStore(Store):
                 os.unlink(path)
 
     # ------------------------------------------------------------ run records
-    def put_run_record(self, record: RunRecord) -> None:
-        self._put_run_data(record, dumps(record.to_dict()))
+    def put_run_record(self, record: RunRecord, *, durable: bool = True) -> None:
+        """Write ``runs/{run_id}.json`` atomically (see :meth:`Store.put_run_record`).
 
-    def _put_run_data(self, record: RunRecord, data: bytes) -> None:
+        ``durable=True``: the temp file is fsynced before it is renamed into
+        place, so the name never points to unwritten bytes.  The folder is
+        not fsynced: the rename reaches the disk with the filesystem's next
+        journal commit (ext4: any later fsync on the filesystem, at the
+        latest after its commit interval, 5 s by default), so a power loss
+        right after a write may bring back the record it replaced (a
+        ``running`` record: the run is then executed again), never a damaged
+        one.  ``durable=False``: no fsync; after a power loss the file may be
+        missing, older, or (on filesystems that delay allocation) empty,
+        which readers report as a corrupt record and the next launch
+        overwrites.  A process killed with ``kill -9`` loses neither.
+        """
+        self._put_run_data(record, dumps(record.to_dict()), durable=durable)
+
+    def _put_run_data(self, record: RunRecord, data: bytes, *, durable: bool = True) -> None:
         """Write ``data`` (``dumps(record.to_dict())``) as the record file of ``record``.
 
         For PostgresStore, which sends the same bytes to its index.
@@ -538,7 +552,7 @@ class FileStore(Store):
                 f"scoped to {self.experiment_id!r}; write it through a store of its experiment"
             )
         folder = self._record_folder(record)
-        self._write(os.path.join(folder, "runs", f"{run_id}.json"), data)
+        self._write(os.path.join(folder, "runs", f"{run_id}.json"), data, durable=durable)
         note_change(folder, "r", run_id)  # after the rename (see _changes)
 
     def get_run_record(self, run_id: str) -> RunRecord | None:

@@ -255,9 +255,11 @@ class PostgresStore(Store):
                     self._warn("catch-up", exc)
 
     # ------------------------------------------------------------ run records
-    def put_run_record(self, record: RunRecord) -> None:
+    def put_run_record(self, record: RunRecord, *, durable: bool = True) -> None:
+        """Write the record file (as :meth:`FileStore.put_run_record`, ``durable`` included),
+        then hand the same bytes to the index (queued or journaled, see ``index_mode``)."""
         data = dumps(record.to_dict())  # once: the file and the index get the same bytes
-        self._files._put_run_data(record, data)
+        self._files._put_run_data(record, data, durable=durable)
         self._index_write(Op(record.experiment_id, "put_run", record.run_id, text=data))
 
     def get_run_record(self, run_id: str) -> RunRecord | None:

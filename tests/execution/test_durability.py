@@ -1,0 +1,123 @@
+"""Which writes of a run are made durable (fsync) and which are only atomic.
+
+Only the final record must survive a power loss; the ``running`` record,
+heartbeats, claims and logs are re-created when a lost run restarts, so
+they are written atomically (temp file + rename) without an fsync.  Each
+test records what is on disk in the file being fsynced at that moment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+
+from metalab.definition import Experiment, grid, operation, seeds
+from metalab.execution import SerialExecutor, ThreadExecutor, run
+from metalab.model import RunRecord, Status
+from metalab.store import FileStore
+
+pytestmark = pytest.mark.skipif(
+    not os.path.isdir("/proc/self/fd"), reason="names fsynced files through /proc/self/fd"
+)
+
+
+@operation
+def noop(params):
+    return None
+
+
+@operation
+def slow_noop(params):
+    time.sleep(0.35)  # several heartbeats at METALAB_HEARTBEAT_INTERVAL=0.05
+
+
+class FsyncLog:
+    """Replaces os.fsync; remembers the path and contents of every fsynced file."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls: list[tuple[str, bytes]] = []
+        real = os.fsync
+
+        def fsync(fd: int) -> None:
+            path = os.readlink(f"/proc/self/fd/{fd}")
+            data = b""
+            if os.path.isfile(path):
+                with open(path, "rb") as fh:
+                    data = fh.read()
+            self.calls.append((path, data))
+            real(fd)
+
+        monkeypatch.setattr(os, "fsync", fsync)
+
+    def run_records(self) -> list[dict]:
+        """Run records (JSON objects with a run_id and a status) that were fsynced."""
+        out = []
+        for path, data in self.calls:
+            if f"{os.sep}runs{os.sep}" not in path:
+                continue
+            doc = json.loads(data)
+            assert isinstance(doc, dict) and "status" in doc, (path, data)
+            out.append(doc)
+        return out
+
+
+def exp(op, n: int) -> Experiment:
+    return Experiment(name="dur", version="1", context={}, operation=op,
+                      params=grid(x=list(range(n))), seeds=seeds(0, 1))
+
+
+@pytest.mark.parametrize("executor", [SerialExecutor, lambda: ThreadExecutor(2)],
+                         ids=["serial", "thread"])
+def test_a_sweep_fsyncs_each_final_record_once_and_no_running_record(
+    tmp_path, monkeypatch, executor
+):
+    fsyncs = FsyncLog(monkeypatch)
+    handle = run(exp(noop, 4), store=tmp_path, executor=executor())
+    handle.wait()
+    assert handle.status.success == 4
+    durable = fsyncs.run_records()
+    assert sorted(d["status"] for d in durable) == ["success"] * 4
+    assert len({d["run_id"] for d in durable}) == 4
+    # what is left: the folder's meta file and the manifest (once per sweep), no per-run extras
+    others = [p for p, _ in fsyncs.calls if f"{os.sep}runs{os.sep}" not in p]
+    assert len(others) <= 3, others
+
+
+def test_heartbeats_are_not_fsynced(tmp_path, monkeypatch):
+    monkeypatch.setenv("METALAB_HEARTBEAT_INTERVAL", "0.05")
+    fsyncs = FsyncLog(monkeypatch)
+    renamed: list[str] = []
+    real_replace = os.replace
+
+    def replace(src, dst):  # type: ignore[no-untyped-def]
+        renamed.append(os.fspath(dst))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    handle = run(exp(slow_noop, 1), store=tmp_path)
+    assert handle.status.success == 1
+    record_writes = [p for p in renamed if f"{os.sep}runs{os.sep}" in p]
+    # running record, at least two heartbeats, final record: only the final one is fsynced
+    assert len(record_writes) >= 4, record_writes
+    assert [d["status"] for d in fsyncs.run_records()] == ["success"]
+    stored = FileStore(tmp_path, "dur:1").list_run_records()
+    assert [r.status for r in stored] == [Status.SUCCESS]
+
+
+def test_put_run_record_durable_keyword(tmp_path, monkeypatch):
+    store = FileStore(tmp_path, "dur:1")
+    rec = RunRecord(run_id="r1", experiment_id="dur:1", status=Status.RUNNING)
+    store.put_run_record(rec)  # creates the folder and its meta file
+    fsyncs = FsyncLog(monkeypatch)
+    store.put_run_record(rec, durable=False)
+    assert fsyncs.calls == []
+    assert store.get_run_record("r1") == rec
+    done = rec.replace(status=Status.SUCCESS)
+    store.put_run_record(done)
+    assert [d["status"] for d in fsyncs.run_records()] == ["success"]
+    assert store.get_run_record("r1") == done
+    leftovers = [n for n in os.listdir(tmp_path / "dur_1" / "runs") if n != "r1.json"]
+    assert leftovers == []
