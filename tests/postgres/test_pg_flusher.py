@@ -48,10 +48,8 @@ def test_later_change_of_a_run_wins_within_a_batch(make_store, pg_conn, pg_schem
     assert index_rows(pg_conn, pg_schema)[("exp:1", recs[2].run_id)]["metrics"] == {"loss": 0.25}
 
 
-def test_process_killed_before_flush_loses_nothing(make_store, pg_conn, pg_schema,
-                                                   file_root) -> None:
-    make_store("exp:1").index.ping()  # the index tables exist before the sweep
-    parent = make_store("exp:1")
+def _child_dies_before_flush(parent) -> None:
+    """A forked child writes 25 runs whose index changes never leave it, then dies hard."""
     pid = os.fork()
     if pid == 0:  # child: queue writes that never reach the index, then die hard
         code = 1
@@ -65,14 +63,37 @@ def test_process_killed_before_flush_loses_nothing(make_store, pg_conn, pg_schem
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.WEXITSTATUS(status) == 0
+
+
+def test_process_killed_before_flush_loses_nothing(make_store, pg_conn, pg_schema,
+                                                   file_root) -> None:
+    make_store("exp:1").index.ping()  # the index tables exist before the sweep
+    parent = make_store("exp:1")
+    _child_dies_before_flush(parent)
     assert index_rows(pg_conn, pg_schema) == {}  # the child sent nothing
     assert parent.index_is_behind()  # its orphaned in-flight log says so
-    assert len(parent.list_run_records()) == 25  # so reads use the files
+    # so reads use the files (a deferred store: it never starts a catch-up itself)
+    assert len(make_store("exp:1", index_mode="deferred").list_run_records()) == 25
     report = parent.reconcile()
     assert report["replayed"] == 25
     assert index_rows(pg_conn, pg_schema) == file_docs(file_root, "exp:1")
     assert not parent.index_is_behind()
     assert not any((file_root / ".metalab-index").rglob("*.log"))  # adopted and removed
+
+
+def test_a_read_starts_the_catch_up_of_a_dead_writers_log(make_store, pg_conn, pg_schema,
+                                                          file_root) -> None:
+    make_store("exp:1").index.ping()
+    parent = make_store("exp:1")
+    _child_dies_before_flush(parent)
+    reader = make_store("exp:1")
+    assert len(reader.list_run_records()) == 25  # from the files, and a catch-up starts
+    deadline = time.monotonic() + 10
+    while index_rows(pg_conn, pg_schema) != file_docs(file_root, "exp:1"):
+        assert time.monotonic() < deadline, "the index never caught up without reconcile()"
+        time.sleep(0.1)
+    assert not reader.index_is_behind()
+    assert not any((file_root / ".metalab-index").rglob("*.log"))
 
 
 def test_close_sends_queued_changes_and_removes_the_log(make_store, pg_conn, pg_schema,

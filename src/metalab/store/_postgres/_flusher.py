@@ -19,6 +19,13 @@ Nothing is lost on the way:
 * if the queue is full (the server is slower than the writers) new changes go
   straight to the journal as pending items instead of waiting.
 
+After a failed batch (or a failed catch-up) the thread stays up and calls the
+store's catch-up again once the circuit breaker lets it try (doubling waits,
+at most the breaker's cap), until one succeeds or the flusher is closed: the
+changes journaled while the server was away reach the index without another
+write of this process.  :meth:`IndexFlusher.request_catch_up` asks for such a
+catch-up at once (reads do, when they find the journal not empty).
+
 :meth:`IndexFlusher.flush` waits until every change queued so far is in the
 index (or journaled); the store calls it before bulk reads, so a process
 always reads its own writes, and on ``close()``.  Every live flusher is also
@@ -143,7 +150,10 @@ class IndexFlusher:
         manifests_of: reads the manifest list of an experiment from the files
             (called at flush time, so the latest list is sent).
         after_flush: called in the flusher thread after each successful batch
-            (the store uses it for catch-up); its errors are logged.
+            (the store uses it for catch-up); if it raises, ``catch_up`` is
+            retried later.
+        catch_up: replays the journal (``PostgresStore.catch_up``); called in
+            the flusher thread when a retry is due or was requested.
         exit_timeout: seconds to wait at interpreter exit.
     """
 
@@ -154,6 +164,7 @@ class IndexFlusher:
         manifests_of: Callable[[str], list[tuple[datetime, dict[str, Any]]]],
         after_flush: Callable[[], None] | None = None,
         *,
+        catch_up: Callable[[], object] | None = None,
         exit_timeout: float = 10.0,
     ) -> None:
         self.pid = os.getpid()
@@ -164,6 +175,7 @@ class IndexFlusher:
         self.target = journal.folder
         self._manifests_of = manifests_of
         self._after_flush = after_flush
+        self._catch_up = catch_up
         self._cond = threading.Condition()
         self._queue: list[tuple[int, Op]] = []
         self._latest: dict[Key, int] = {}  # key -> seq of its last unsettled change
@@ -176,6 +188,9 @@ class IndexFlusher:
         self._closed = False
         self._thread: threading.Thread | None = None
         self._warned_at = 0.0
+        self._catch_up_due = False  # run ``catch_up`` at ``_catch_up_at`` (monotonic)
+        self._catch_up_at = 0.0
+        self._backoff = 0.0  # seconds between failed catch-ups (doubling)
         with _LIVE_LOCK:
             _LIVE.add(self)
 
@@ -204,10 +219,7 @@ class IndexFlusher:
             self._queue.append((seq, op))
             self._submitted = seq
             if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="metalab-index-flusher", daemon=True
-                )
-                self._thread.start()
+                self._start_thread()
             elif len(self._queue) == 1 or len(self._queue) >= FLUSH_BATCH:
                 self._cond.notify_all()
 
@@ -223,15 +235,36 @@ class IndexFlusher:
             self._cond.notify_all()
             while self._finished < target:
                 if self._thread is None and self._queue:  # thread ended: start another
-                    self._thread = threading.Thread(
-                        target=self._run, name="metalab-index-flusher", daemon=True
-                    )
-                    self._thread.start()
+                    self._start_thread()
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return False
                 self._cond.wait(left)
             return True
+
+    def request_catch_up(self) -> None:
+        """Run ``catch_up`` in the flusher thread soon (returns at once).
+
+        A retry already scheduled after a failure keeps its time.
+        """
+        if self._catch_up is None:
+            return
+        with self._cond:
+            if self._closed:
+                return
+            if not self._catch_up_due:
+                self._catch_up_due = True
+                self._catch_up_at = time.monotonic()
+            self._start_thread()
+            self._cond.notify_all()
+
+    def _start_thread(self) -> None:
+        """Start the sending thread if none runs (caller holds ``_cond``)."""
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, name="metalab-index-flusher", daemon=True
+            )
+            self._thread.start()
 
     def close(self, timeout: float | None = None) -> bool:
         """Flush, then stop the thread; later changes are journaled directly.
@@ -270,10 +303,28 @@ class IndexFlusher:
             with self._cond:
                 idle_since = time.monotonic()
                 while not self._queue:
-                    if self._closed or time.monotonic() - idle_since > IDLE_EXIT:
+                    if self._closed:
+                        self._thread = None
+                        return
+                    if self._catch_up_due:  # the thread stays up for it
+                        left = self._catch_up_at - time.monotonic()
+                        if left <= 0:
+                            break
+                        self._cond.wait(left)
+                        continue
+                    if time.monotonic() - idle_since > IDLE_EXIT:
                         self._thread = None
                         return
                     self._cond.wait(IDLE_EXIT)
+                if not self._queue:  # a catch-up is due
+                    self._catch_up_due = False
+                    catch_up_now = True
+                else:
+                    catch_up_now = False
+            if catch_up_now:
+                self._run_catch_up(self._catch_up)
+                continue
+            with self._cond:
                 if not self._urgent and len(self._queue) < FLUSH_BATCH:
                     self._cond.wait(FLUSH_DELAY)  # let a batch gather
                 batch, self._queue = self._queue, []
@@ -287,9 +338,38 @@ class IndexFlusher:
                 self._finished = max(self._finished, batch[-1][0])
                 self._cond.notify_all()
 
+    def _run_catch_up(self, hook: Callable[[], object] | None) -> None:
+        """Call ``hook`` (a catch-up); on failure schedule a retry of ``catch_up``."""
+        if hook is None:
+            return
+        try:
+            hook()
+        except BaseException as exc:  # the thread must survive anything
+            self._catch_up_failed(exc)
+            return
+        with self._cond:
+            self._backoff = 0.0
+
+    def _catch_up_failed(self, exc: BaseException | None) -> None:
+        """Schedule a catch-up once the breaker allows (waits double, up to its cap)."""
+        breaker = self._index.breaker
+        with self._cond:
+            if self._catch_up is None or self._closed:
+                return
+            self._backoff = min(max(2 * self._backoff, breaker.base), breaker.cap)
+            self._catch_up_at = time.monotonic() + max(breaker.retry_in(), self._backoff)
+            self._catch_up_due = True
+            self._cond.notify_all()
+        if exc is not None:
+            now = time.monotonic()
+            if now - self._warned_at > 30.0:  # one line per half minute
+                self._warned_at = now
+                log.warning("index catch-up failed, retried later: %s", exc)
+
     def _send(self, batch: list[tuple[int, Op]]) -> None:
         if not self._index.breaker.allow():
             self._settle(batch, ok=False)
+            self._catch_up_failed(None)
             return
         runs: dict[tuple[str, str], dict[str, Any] | bytes] = {}
         derived: dict[tuple[str, str], dict[str, Any]] = {}
@@ -320,17 +400,14 @@ class IndexFlusher:
             )
         except (IndexUnavailableError, StoreError, ImportError) as exc:
             self._settle(batch, ok=False)
+            self._catch_up_failed(None)
             now = time.monotonic()
             if now - self._warned_at > 30.0:  # one line per half minute, not one per batch
                 self._warned_at = now
                 log.warning("index update deferred to the catch-up journal: %s", exc)
             return
         self._settle(batch, ok=True)
-        if self._after_flush is not None:
-            try:
-                self._after_flush()
-            except Exception as exc:
-                log.warning("index catch-up after flush failed: %s", exc)
+        self._run_catch_up(self._after_flush)
 
     def _settle(self, batch: list[tuple[int, Op]], *, ok: bool) -> None:
         """Mark the changes of ``batch`` settled; if not ``ok``, journal them first.

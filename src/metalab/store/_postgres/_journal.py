@@ -221,7 +221,41 @@ class Journal:
         return out
 
     def is_behind(self, experiment_id: str | None) -> bool:
-        """True if the index may miss changes of ``experiment_id`` (``None``: of any)."""
+        """True if the index may miss changes of ``experiment_id`` (``None``: of any).
+
+        Counts changes still in flight in any process (live or dead, this one
+        included), pending items and dirty marks.  The in-flight logs are
+        read first: a change leaves its log only after it is in the index or
+        pending, so no change slips between the two looks.
+        """
+        return self.in_flight(experiment_id) or self.has_backlog(experiment_id, orphans=False)
+
+    def in_flight(self, experiment_id: str | None) -> bool:
+        """True if a non-empty in-flight log (of any process) lists ``experiment_id``.
+
+        ``None``: lists anything.  Logs are emptied by their owner once every
+        change they list is in the index or pending, so this is False soon
+        after the writers of the experiment went idle.
+        """
+        needle = None if experiment_id is None else b'"e":' + dumps(experiment_id) + b","
+        try:
+            with os.scandir(self._inflight) as it:
+                paths = [e.path for e in it if e.name.endswith(".log")]
+        except FileNotFoundError:
+            return False
+        for path in paths:
+            try:
+                with open(path, "rb") as fh:
+                    data = fh.read()
+            except FileNotFoundError:
+                continue
+            if data and (needle is None or needle in data):
+                return True
+        return False
+
+    def has_backlog(self, experiment_id: str | None, *, orphans: bool = True) -> bool:
+        """True if pending items, dirty marks (or, with ``orphans``, orphaned
+        in-flight logs) name ``experiment_id`` (``None``: any experiment)."""
         try:
             dirty = [n for n in os.listdir(self._dirty) if not n.startswith(TMP_PREFIX)]
         except FileNotFoundError:
@@ -229,13 +263,22 @@ class Journal:
         if experiment_id is None:
             if dirty:
                 return True
-            return self.has_pending() or self.has_orphans()
+            return self.has_pending() or (orphans and self.has_orphans())
         if f"{ALL}.json" in dirty or f"{_exp_key(experiment_id)}.json" in dirty:
             return True
         return (
             _has_entries(os.path.join(self._pending, _exp_key(experiment_id)))
-            or self.has_orphans()
+            or (orphans and self.has_orphans())
         )
+
+    def needs_catch_up(self, experiment_id: str | None) -> bool:
+        """True if a catch-up of a store scoped to ``experiment_id`` (``None``:
+        unscoped) has work: pending items of any experiment, orphaned in-flight
+        logs, or a dirty mark of an experiment of the scope."""
+        if self.has_pending() or self.has_orphans():
+            return True
+        return any(e is not None and (experiment_id is None or e == experiment_id)
+                   for e in self.dirty_experiments())
 
     def has_pending(self) -> bool:
         """True if some item is pending."""

@@ -40,7 +40,7 @@ from metalab._errors import (
     ScopeError,
     StoreError,
 )
-from metalab._internal._json import dumps
+from metalab._internal._json import dumps, encode_values
 from metalab.model import ArtifactDescriptor, RunRecord
 from metalab.store._base import ErrorCallback, Store, warn_corrupt
 from metalab.store._file import FileStore, FileStoreConfig
@@ -59,6 +59,24 @@ PAGE_SIZE = 5000
 CATCH_UP_INTERVAL = 2.0
 
 Progress = Callable[[int, int | None], None]
+
+#: one catch-up at a time per journal folder in a process, so a catch-up that
+#: returns (an explicit ``reconcile()``) never leaves one of a background
+#: thread still working on items it cannot see
+_CATCH_UP_LOCKS: dict[str, threading.Lock] = {}
+_CATCH_UP_LOCKS_LOCK = threading.Lock()
+
+
+def _catch_up_lock(folder: str) -> threading.Lock:
+    with _CATCH_UP_LOCKS_LOCK:
+        found = _CATCH_UP_LOCKS.get(folder)
+        if found is None:
+            found = _CATCH_UP_LOCKS[folder] = threading.Lock()
+        return found
+
+
+# a forked child gets fresh locks (a parent's thread may have held one at the fork)
+os.register_at_fork(after_in_child=_CATCH_UP_LOCKS.clear)
 
 
 def _derived_lookup(files: FileStore) -> Callable[[str], dict[str, Any] | None]:
@@ -108,6 +126,7 @@ class PostgresStore(Store):
         self._index = PostgresIndex(config)
         self._lock = threading.Lock()
         self._next_catch_up = 0.0  # look at the journal on the first successful write
+        self._next_catch_up_request = 0.0  # reads ask for a catch-up at most this often
         self._warned_at = 0.0
         self._scoped_files: dict[str, FileStore] = {}
         self._flusher: IndexFlusher | None = None
@@ -161,6 +180,9 @@ class PostgresStore(Store):
     def release_claim(self, run_id: str, owner: str) -> None:
         self._files.release_claim(run_id, owner)
 
+    def claim_holder(self, run_id: str) -> tuple[str, float] | None:
+        return self._files.claim_holder(run_id)
+
     def close(self) -> None:
         """Send queued index changes (bounded wait), then release connections."""
         flusher = self._flusher
@@ -200,6 +222,18 @@ class PostgresStore(Store):
             self._scoped_files[experiment_id] = found
         return found
 
+    def _replay_files(self, experiment_id: str) -> FileStore:
+        """A FileStore scoped to ``experiment_id``, also outside this store's scope
+        (catch-up replays every experiment's journal)."""
+        if experiment_id == self.experiment_id:
+            return self._files
+        found = self._scoped_files.get(experiment_id)
+        if found is None:
+            found = FileStore(FileStoreConfig(root=self._files.config.root,
+                                              experiment_id=experiment_id))
+            self._scoped_files[experiment_id] = found
+        return found
+
     def _experiment_of_run(self, run_id: str) -> str | None:
         if self.experiment_id is not None:
             return self.experiment_id
@@ -226,6 +260,7 @@ class PostgresStore(Store):
                         self._journal,
                         lambda eid: self._files_of(eid).list_experiment_manifests(eid),
                         self._after_flush,
+                        catch_up=self._background_catch_up,
                         exit_timeout=self._flush_timeout(),
                     )
         return flusher
@@ -238,7 +273,25 @@ class PostgresStore(Store):
         self._get_flusher().submit(op)
 
     def _after_flush(self) -> None:
-        """Runs in the flusher thread after each successful batch."""
+        """Runs in the flusher thread after each successful batch.
+
+        Catches up at most every :data:`CATCH_UP_INTERVAL` seconds.  Raises
+        what :meth:`catch_up` raises (the flusher then retries later).
+        """
+        self._note_created_schema()
+        if time.monotonic() >= self._next_catch_up:
+            self._next_catch_up = time.monotonic() + CATCH_UP_INTERVAL
+            if self._journal.needs_catch_up(self.experiment_id):
+                self.catch_up()
+
+    def _background_catch_up(self) -> None:
+        """The flusher's retry, or a catch-up a read asked for (flusher thread)."""
+        self._note_created_schema()
+        self._next_catch_up = time.monotonic() + CATCH_UP_INTERVAL
+        if self._journal.needs_catch_up(self.experiment_id):
+            self.catch_up()
+
+    def _note_created_schema(self) -> None:
         if self._index.created_schema:
             # a fresh index beside existing files: every experiment must be synced
             self._index.created_schema = False
@@ -246,13 +299,6 @@ class PostgresStore(Store):
             for eid in root.list_experiments():
                 self._journal.mark_dirty(eid)
             self._next_catch_up = 0.0
-        if time.monotonic() >= self._next_catch_up:
-            self._next_catch_up = time.monotonic() + CATCH_UP_INTERVAL
-            if self._journal.is_behind(self.experiment_id):
-                try:
-                    self.catch_up()
-                except (IndexUnavailableError, StoreError) as exc:
-                    self._warn("catch-up", exc)
 
     # ------------------------------------------------------------ run records
     def put_run_record(self, record: RunRecord, *, durable: bool = True) -> None:
@@ -294,11 +340,34 @@ class PostgresStore(Store):
         yield from self._iter_docs(experiment_id, str(status), warn_corrupt)
 
     def _index_current(self, experiment_id: str | None) -> bool:
-        return (
-            self.flush()
-            and self._index.breaker.allow()
-            and not self._journal.is_behind(experiment_id)
-        )
+        """True if reads of ``experiment_id`` (``None``: of all) may use the index.
+
+        False while this process's queue cannot be sent, the server is
+        unreachable, any process (a worker of this sweep included) still has
+        changes of the experiment in flight, or the journal lists some; in
+        the last case (``sync`` mode) a catch-up is started in the background
+        so later reads find the index current.
+        """
+        if not (self.flush() and self._index.breaker.allow()):
+            return False
+        # in-flight first: a change leaves a log only once it is indexed or pending
+        if self._journal.in_flight(experiment_id):
+            if self._journal.has_orphans():  # a writer died before sending: adopt its log
+                self._request_catch_up()
+            return False  # a live writer sends its changes within a fraction of a second
+        if self._journal.has_backlog(experiment_id, orphans=False):
+            self._request_catch_up()
+            return False
+        return True
+
+    def _request_catch_up(self) -> None:
+        if self._config.index_mode != "sync":
+            return  # deferred: this process never writes to the index by itself
+        now = time.monotonic()
+        if now < self._next_catch_up_request:
+            return
+        self._next_catch_up_request = now + CATCH_UP_INTERVAL
+        self._get_flusher().request_catch_up()
 
     def _iter_docs(
         self, experiment_id: str | None, status: str | None, report: ErrorCallback
@@ -449,6 +518,7 @@ class PostgresStore(Store):
 
     # ------------------------------------------------------------ derived
     def put_derived(self, run_id: str, values: dict[str, Any]) -> None:
+        values = encode_values(values)  # (the stored form: JSONB has no NaN / infinity)
         self._files.put_derived(run_id, values)
         eid = self._experiment_of_run(run_id)
         if eid is not None:
@@ -516,7 +586,8 @@ class PostgresStore(Store):
     def index_is_behind(self) -> bool:
         """True if the index may miss changes of this store's scope.
 
-        Waits for this process's queued changes first.
+        Waits for this process's queued changes first; changes other live
+        processes have not sent yet count as missing.
         """
         self.flush()
         return self._journal.is_behind(self.experiment_id)
@@ -524,13 +595,24 @@ class PostgresStore(Store):
     def catch_up(self) -> int:
         """Replay the journal (changes the index missed) from the files.
 
+        Pending items of every experiment are replayed, also on a store
+        scoped to one experiment (the index is shared; a sweep that outlived
+        a server restart so brings back the changes other sweeps journaled).
+        Experiments marked dirty are re-synced only within this store's scope
+        (a whole experiment is :meth:`reconcile`'s job).
+
         Returns the number of items replayed.  Safe to run in several
-        processes at once.
+        processes at once; within a process, catch-ups of one file root and
+        index run one after the other.
 
         Raises:
             IndexUnavailableError: the index cannot be reached (the items stay
                 in the journal).
         """
+        with _catch_up_lock(self._journal.folder):
+            return self._catch_up()
+
+    def _catch_up(self) -> int:
         total = 0
         self._journal.adopt_orphans()  # changes of processes that died before flushing
         dirty = [
@@ -542,7 +624,7 @@ class PostgresStore(Store):
             total += len(dirty)
         kept: set[str] = set()
         while True:
-            items = self._journal.claim(self.experiment_id, limit=2000)
+            items = self._journal.claim(None, limit=2000)
             if not items:
                 return total
             if all(i.path.split(".claimed-")[0] in kept for i in items):
@@ -569,9 +651,7 @@ class PostgresStore(Store):
         no_derived: list[tuple[str, str]] = []
         manifests: dict[str, list[tuple[datetime, dict[str, Any]]]] = {}
         for item in items:
-            if self.experiment_id is not None and item.experiment_id != self.experiment_id:
-                continue
-            files = self._files_of(item.experiment_id)
+            files = self._replay_files(item.experiment_id)
             if item.kind == "manifests":
                 manifests[item.experiment_id] = files.list_experiment_manifests(item.experiment_id)
                 continue
