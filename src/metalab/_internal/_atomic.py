@@ -11,6 +11,7 @@ atomic on POSIX filesystems including NFS.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 
@@ -78,30 +79,83 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, durable: bo
         raise
 
 
-def create_exclusive(path: str, data: bytes) -> bool:
+#: errors of ``link`` meaning "this filesystem has no hard links"
+_NO_LINKS = frozenset(
+    e for e in (getattr(errno, n, None) for n in ("EPERM", "ENOTSUP", "EOPNOTSUPP", "ENOSYS"))
+    if e is not None
+)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def create_exclusive(path: str, data: bytes, *, durable: bool = True) -> bool:
     """Create ``path`` holding ``data`` only if it does not exist; False if it does.
 
-    The file appears whole (written to a temp file, fsynced, then hard-linked
-    into place: ``link`` fails if the target exists, so two creators never
-    overwrite each other).  On a filesystem without hard links the temp file
-    is renamed into place after a check for the target (best effort).
+    The file appears whole: ``data`` goes to a temp file in the same folder
+    (fsynced unless ``durable=False``), which is then hard-linked into place
+    (``link`` fails if the target exists, so two creators never overwrite
+    each other) and removed.  The parent folder is created if missing.  On a
+    filesystem without hard links the target itself is created with
+    ``O_EXCL`` and written (still exclusive, but a reader may see it empty
+    for an instant).  Whatever fails, nothing created here is left behind:
+    the temp file (or the half-written target) is removed before the error
+    propagates.  Thread- and process-safe.
+
+    Raises:
+        OSError: the folder cannot be written (ENOSPC, EACCES, ...).
     """
     if os.path.exists(path):
         return False
     tmp = _tmp_path(path)
-    atomic_write_bytes(tmp, data)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
     try:
-        os.link(tmp, path)
-    except FileExistsError:
-        return False
-    except OSError:  # filesystem without hard links: best effort
-        if os.path.exists(path):
+        fd = os.open(tmp, flags, 0o644)
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        fd = os.open(tmp, flags, 0o644)
+    try:
+        try:
+            _write_all(fd, data)
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
             return False
-        os.replace(tmp, path)
+        except OSError as exc:
+            if exc.errno not in _NO_LINKS:
+                raise
+            return _create_in_place(path, data, durable)
         return True
     finally:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+
+
+def _create_in_place(path: str, data: bytes, durable: bool) -> bool:
+    """``create_exclusive`` without hard links: O_EXCL create, write, remove on failure."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return False
+    try:
+        try:
+            _write_all(fd, data)
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
     return True
 
 

@@ -1,13 +1,20 @@
-"""A cross-process lock made of one file created with ``O_CREAT | O_EXCL``.
+"""A cross-process lock made of one file created exclusively.
 
-Creation with ``O_EXCL`` is atomic on local filesystems and on NFSv3+, so this
-works where ``fcntl``/``flock`` locks are unreliable (NFS, some FUSE
-filesystems).  The lock file holds ``host pid token`` for whoever debugs a
-stuck lock.  A holder that died leaves its file behind: a lock file whose
-mtime is older than ``stale`` seconds is moved aside under a unique name
-(only one contender's rename can succeed) and, if the file moved aside turns
-out to be fresh after all (taken over meanwhile), it is linked back.
-Holders of long critical sections call :meth:`FileLock.touch` to stay fresh.
+The lock file appears whole (:func:`~metalab._internal._atomic.create_exclusive`:
+written to a temp file, then hard-linked into place, which fails if the file
+exists; atomic on local filesystems and on NFSv3+), so this works where
+``fcntl``/``flock`` locks are unreliable (NFS, some FUSE filesystems).  The
+file holds the holder's owner string (:mod:`metalab._internal._owner`).
+
+A holder that died leaves its file behind.  Such a file is *stale* and is
+broken (:func:`~metalab._internal._owner.holder_is_stale`): at once when its
+owner is certainly dead (this host and boot, pid gone or reused), when it is
+empty or unreadable debris older than a short grace, and otherwise when its
+mtime is older than ``stale`` seconds.  A stale file is moved aside under a
+unique name (only one contender's rename can succeed); if the file moved aside
+turns out to belong to a live holder after all (taken over meanwhile), it is
+linked back.  Holders of long critical sections call :meth:`FileLock.touch`
+to stay fresh.
 
 Thread/process safety: one :class:`FileLock` object may be used by several
 threads; each ``acquire`` competes like a separate process would.
@@ -17,10 +24,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import time
 import uuid
 from collections.abc import Iterator
+
+from metalab._internal._atomic import create_exclusive
+from metalab._internal._owner import holder_is_stale, new_owner, owner_label
 
 __all__ = ["FileLock", "LockTimeout"]
 
@@ -51,25 +60,19 @@ class FileLock:
             OSError: the lock file cannot be created (read-only folder, ...).
         """
         deadline = time.monotonic() + wait
-        token = f"{socket.gethostname()} {os.getpid()} {uuid.uuid4().hex}\n".encode()
+        token = f"{new_owner()}\n".encode()
         delay = self.poll
         while True:
-            try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileExistsError:
-                self._break_stale()
-                if time.monotonic() > deadline:
-                    raise LockTimeout(f"{self.path} is held by another process") from None
-                time.sleep(delay)
-                delay = min(delay * 2, 0.2)
-                continue
-            try:
-                os.write(fd, token)
-            finally:
-                os.close(fd)
-            return
+            if create_exclusive(self.path, token, durable=False):
+                return
+            self._break_stale()
+            if time.monotonic() > deadline:
+                raise LockTimeout(f"{self.path} is held by {self.holder_text()}") from None
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
 
     def release(self) -> None:
+        """Remove the lock file (idempotent; errors are ignored)."""
         with contextlib.suppress(OSError):
             os.unlink(self.path)
 
@@ -87,12 +90,36 @@ class FileLock:
         with contextlib.suppress(OSError):
             os.utime(self.path)
 
-    def _break_stale(self) -> None:
+    @staticmethod
+    def _holder(path: str) -> tuple[str, float] | None:
+        """(owner line, age in seconds) of a lock file; ``""`` if empty or unreadable; None if gone."""
         try:
-            st = os.stat(self.path)
+            st = os.stat(path)
         except FileNotFoundError:
-            return
-        if time.time() - st.st_mtime <= self.stale:
+            return None
+        except OSError:
+            return "", float("inf")
+        try:
+            with open(path, "rb") as fh:
+                holder = fh.read(4096).decode("utf-8", "replace").split("\n", 1)[0]
+        except FileNotFoundError:
+            return None
+        except OSError:
+            holder = ""
+        return holder, time.time() - st.st_mtime
+
+    def holder_text(self) -> str:
+        """Who holds the lock, for messages: ``host:pid (last touched N s ago)``."""
+        held = self._holder(self.path)
+        if held is None:
+            return "nobody any more"
+        holder, age = held
+        when = f"last touched {age:.0f} s ago" if age != float("inf") else "unreadable"
+        return f"{owner_label(holder)} ({when})" if holder else f"an empty lock file ({when})"
+
+    def _break_stale(self) -> None:
+        held = self._holder(self.path)
+        if held is None or not holder_is_stale(held[0], held[1], self.stale):
             return
         aside = f"{self.path}.stale-{uuid.uuid4().hex[:12]}"
         try:
@@ -100,8 +127,9 @@ class FileLock:
         except OSError:
             return
         try:
-            if time.time() - os.stat(aside).st_mtime <= self.stale:
-                # a fresh lock was taken meanwhile: give it back
+            moved = self._holder(aside)
+            if moved is not None and moved[0] != held[0] and not holder_is_stale(*moved, self.stale):
+                # a live holder took the lock meanwhile: give it back
                 with contextlib.suppress(OSError):
                     os.link(aside, self.path)
         finally:

@@ -1,26 +1,27 @@
 """Claims and heartbeats: honest ``running`` records.
 
 Before a worker executes a run it claims it in the store
-(:meth:`Store.try_claim`, an atomic exclusive create), so two launches of
-one experiment never execute the same run at the same time.  While the
-operation runs, a :class:`Heartbeat` thread refreshes the claim and the
-``heartbeat_at`` of the ``running`` record every
-:func:`heartbeat_interval` seconds.  A worker killed with ``kill -9`` (or a
-lost node) stops the heartbeat: readers then show the run as ``lost``
-(:func:`metalab.store._base.effective_status`) and the next launch takes the
-stale claim over.
+(:meth:`Store.try_claim`, an atomic exclusive create naming the owner, see
+:mod:`metalab._internal._owner`), so two launches of one experiment never
+execute the same run at the same time.  While the operation runs, a
+:class:`Heartbeat` thread refreshes the claim and the ``heartbeat_at`` of the
+``running`` record every :func:`heartbeat_interval` seconds.  A worker killed
+with ``kill -9`` (or a lost node) stops the heartbeat: readers then show the
+run as ``lost`` (:func:`metalab.store._base.effective_status`).  The next
+launch takes the claim over at once when its owner is certainly dead (same
+host and boot, pid gone), otherwise once the heartbeat is older than
+:func:`~metalab.store._base.lost_after_seconds`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
-import uuid
 from typing import TYPE_CHECKING
 
 from metalab._errors import ExecutionError
+from metalab._internal import _owner
 from metalab._internal._time import utcnow
 from metalab.model import RunRecord
 
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_HEARTBEAT_INTERVAL_S",
     "ClaimedElsewhereError",
+    "CompletedElsewhereError",
     "Heartbeat",
     "heartbeat_interval",
     "new_owner",
@@ -53,12 +55,32 @@ def heartbeat_interval() -> float:
 
 
 def new_owner() -> str:
-    """A claim owner unique to this execution: ``host:pid:random``."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:10]}"
+    """A claim owner unique to this execution: ``host:pid:boot:pidns:start:token``.
+
+    See :mod:`metalab._internal._owner` for the fields and the liveness rule.
+    """
+    return _owner.new_owner()
 
 
 class ClaimedElsewhereError(ExecutionError):
-    """The run is being executed by another launch right now (its claim is live)."""
+    """The run is being executed by another launch right now (its claim is live).
+
+    Attributes:
+        run_id: the run.
+        holder: the owner string of the claim (``""`` if unknown).
+    """
+
+    def __init__(self, message: str, run_id: str = "", holder: str = "") -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.holder = holder
+
+    def __reduce__(self) -> tuple[object, ...]:  # keeps the attributes across processes
+        return (type(self), (str(self), self.run_id, self.holder))
+
+
+class CompletedElsewhereError(ClaimedElsewhereError):
+    """Another launch completed the run (its ``success`` record exists) before this one got to it."""
 
 
 class Heartbeat:

@@ -310,7 +310,10 @@ class Store(abc.ABC):
         """Store a JSON document ``payload`` as structured data ``name`` of ``run_id``.
 
         ``payload`` holds ``data`` plus optional ``kind`` ("data" or "series"),
-        ``dtype``, ``shape`` and ``metadata``.
+        ``dtype``, ``shape`` and ``metadata``.  The values of a series may be
+        infinite or NaN floats: they are stored as the texts ``"Infinity"``,
+        ``"-Infinity"``, ``"NaN"`` (see :mod:`metalab._internal._json`), as
+        :meth:`get_data` returns them.
         """
 
     @abc.abstractmethod
@@ -324,7 +327,11 @@ class Store(abc.ABC):
     # ------------------------------------------------------------------ derived
     @abc.abstractmethod
     def put_derived(self, run_id: str, values: dict[str, Any]) -> None:
-        """Store derived metrics of ``run_id`` (replaces earlier ones)."""
+        """Store derived metrics of ``run_id`` (replaces earlier ones).
+
+        An infinite or NaN float value is stored as its text (``"Infinity"``,
+        ``"-Infinity"``, ``"NaN"``), as :meth:`get_derived` returns it.
+        """
 
     @abc.abstractmethod
     def get_derived(self, run_id: str) -> dict[str, Any] | None:
@@ -364,13 +371,26 @@ class Store(abc.ABC):
     def try_claim(self, run_id: str, owner: str, stale_after: float) -> bool:
         """Claim ``run_id`` for ``owner`` before executing it; False if someone else holds it.
 
-        A claim whose heartbeat (:meth:`touch_heartbeat`) is older than
-        ``stale_after`` seconds is stale and is taken over.  Claims keep two
-        launches of one experiment from executing a run at the same time; a
-        store without claim support (``supports_claims = False``) always
-        returns True.
+        ``owner`` is an owner string (``host:pid:boot:pidns:start:token``, see
+        :mod:`metalab._internal._owner`); ``owner`` itself may re-claim.  A
+        stale claim is taken over: at once when its owner is certainly dead
+        (this host and boot, pid gone, a zombie or reused), when it is empty
+        or unreadable debris older than a two-second grace, and otherwise once
+        its heartbeat (:meth:`touch_heartbeat`) is older than ``stale_after``
+        seconds.  Claims keep two launches of one experiment from executing a
+        run at the same time; a store without claim support
+        (``supports_claims = False``) always returns True.
+
+        Raises:
+            OSError / StoreError: the claim cannot be written (disk full,
+                read-only folder); nothing is left behind.
         """
         return True
+
+    def claim_holder(self, run_id: str) -> tuple[str, float] | None:
+        """(owner string, seconds since its last heartbeat) of the claim on
+        ``run_id``, live or stale; None if unclaimed (always None without claim support)."""
+        return None
 
     def touch_heartbeat(self, run_id: str, owner: str) -> bool:
         """Refresh the claim of ``run_id``; False if ``owner`` no longer holds it."""

@@ -31,6 +31,7 @@ import socket
 import threading
 
 from metalab._internal._atomic import create_exclusive
+from metalab._internal._owner import boot_id
 
 __all__ = ["CHANGES_DIR", "HEADER", "UNLOGGED", "log_file_name", "note_change"]
 
@@ -69,10 +70,7 @@ def log_file_name() -> str:
     global _name
     if _name is None:
         host = re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname() or "host").lstrip(".")
-        boot = "0"
-        with contextlib.suppress(OSError), open("/proc/sys/kernel/random/boot_id") as fh:
-            boot = re.sub(r"[^0-9a-f]", "", fh.read())[:8] or "0"
-        _name = f"{host or 'host'}-{boot}.log"
+        _name = f"{host or 'host'}-{boot_id()[:8] or '0'}.log"
     return _name
 
 
