@@ -61,6 +61,7 @@ from metalab._internal._atomic import (
 from metalab._internal._json import JSONDecodeError, dumps, dumps_pretty, loads
 from metalab._internal._lockfile import FileLock, LockTimeout
 from metalab._internal._names import check_name, safe_experiment_id
+from metalab._internal._owner import holder_is_stale
 from metalab._internal._time import compact_ts, to_iso, utcnow
 from metalab.model import ArtifactDescriptor, RunRecord
 from metalab.store._base import ErrorCallback, Store, warn_corrupt
@@ -420,11 +421,15 @@ class FileStore(Store):
         atomic_write_bytes(path, data, durable=durable)
 
     # ------------------------------------------------------- claims (NFS-safe)
-    # ``.claims/{run_id}.claim`` holds the owner; its mtime is the heartbeat.
-    # Creation uses O_CREAT|O_EXCL (atomic on local filesystems and NFSv3+).
-    # A stale claim is removed only by the holder of ``{claim}.takeover``
-    # (itself an O_EXCL file), who re-checks staleness under it, moves the
-    # claim aside under a unique name and then competes with O_EXCL again.
+    # ``.claims/{run_id}.claim`` holds the owner string (first line, see
+    # metalab._internal._owner); its mtime is the heartbeat.  The file appears
+    # whole (create_exclusive: temp file hard-linked into place, which fails if
+    # the claim exists; atomic on local filesystems and NFSv3+), so an empty
+    # claim can only be debris.  A stale claim (holder_is_stale: dead owner at
+    # once, empty debris after a grace, else heartbeat older than
+    # ``stale_after``) is removed only by the holder of ``{claim}.takeover``
+    # (itself a lock file naming its owner), who re-checks staleness under it,
+    # moves the claim aside under a unique name and then competes again.
     supports_claims: ClassVar[bool] = True
 
     def _claim_path(self, run_id: str) -> str:
@@ -433,35 +438,50 @@ class FileStore(Store):
 
     @staticmethod
     def _read_claim(path: str) -> tuple[str, float] | None:
-        """(owner, mtime) of a claim file, or None if it is gone."""
+        """(owner, mtime) of a claim file, or None if it is gone.
+
+        An empty or unreadable claim gives the owner ``""`` (debris of a
+        writer that died, or of a full disk); it counts as stale after a
+        short grace (:func:`~metalab._internal._owner.holder_is_stale`).
+        """
         try:
             with open(path, "rb") as fh:
                 st = os.fstat(fh.fileno())
-                owner = fh.read(4096).decode("utf-8", "replace").split("\n", 1)[0]
+                try:
+                    owner = fh.read(4096).decode("utf-8", "replace").split("\n", 1)[0]
+                except OSError:
+                    owner = ""
         except FileNotFoundError:
             return None
+        except OSError:
+            try:
+                return "", os.stat(path).st_mtime
+            except FileNotFoundError:
+                return None
+            except OSError:
+                return "", 0.0
         return owner, st.st_mtime
+
+    def claim_holder(self, run_id: str) -> tuple[str, float] | None:
+        """(owner string, seconds since its last heartbeat) of the claim on ``run_id``; None if unclaimed."""
+        held = self._read_claim(self._claim_path(run_id))
+        if held is None:
+            return None
+        return held[0], max(0.0, time.time() - held[1])
 
     def try_claim(self, run_id: str, owner: str, stale_after: float) -> bool:
         """Claim ``run_id`` for ``owner`` (see :meth:`Store.try_claim`).
 
         Safe between threads, processes and hosts sharing the folder (NFS:
         heartbeats are file mtimes, so clocks of the hosts should agree
-        within a fraction of ``stale_after``).
+        within a fraction of ``stale_after``).  If writing the claim fails
+        (disk full, ...), nothing is left behind and the OSError propagates.
         """
         path = self._claim_path(run_id)
         self._ensure_meta()
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        data = f"{owner}\n{to_iso(utcnow())}\n".encode()
         for _ in range(4):
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileExistsError:
-                pass
-            else:
-                try:
-                    os.write(fd, f"{owner}\n{to_iso(utcnow())}\n".encode())
-                finally:
-                    os.close(fd)
+            if create_exclusive(path, data, durable=False):
                 return True
             held = self._read_claim(path)
             if held is None:
@@ -471,26 +491,23 @@ class FileStore(Store):
                 with contextlib.suppress(OSError):
                     os.utime(path)
                 return True
-            if time.time() - mtime <= stale_after:
-                return False  # a live claim (possibly still being written)
+            if not holder_is_stale(holder, time.time() - mtime, stale_after):
+                return False  # a live claim
             if not self._remove_stale_claim(path, stale_after):
                 return False
         return False
 
     def _remove_stale_claim(self, path: str, stale_after: float) -> bool:
         """Delete a stale claim under an exclusive takeover lock; True if the way is free."""
-        lock = f"{path}.takeover"
+        lock = FileLock(f"{path}.takeover", stale=stale_after)
         try:
-            os.close(os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
-        except FileExistsError:
-            with contextlib.suppress(OSError):
-                if time.time() - os.stat(lock).st_mtime > stale_after:
-                    os.unlink(lock)  # the taker died mid-takeover
-            return False
+            lock.acquire(wait=0.0)
+        except LockTimeout:
+            return False  # another launch is taking it over (or died doing so: broken next time)
         try:
             held = self._read_claim(path)  # re-read under the lock: it may have changed
             if held is not None:
-                if time.time() - held[1] <= stale_after:
+                if not holder_is_stale(held[0], time.time() - held[1], stale_after):
                     return False
                 aside = f"{path}.stale-{uuid.uuid4().hex[:12]}"
                 try:
@@ -501,8 +518,7 @@ class FileStore(Store):
                     os.unlink(aside)
             return True
         finally:
-            with contextlib.suppress(OSError):
-                os.unlink(lock)
+            lock.release()
 
     def touch_heartbeat(self, run_id: str, owner: str) -> bool:
         path = self._claim_path(run_id)
@@ -688,8 +704,8 @@ class FileStore(Store):
         except LockTimeout:
             raise StoreError(
                 f"the artifact manifest of run {run_id} stayed locked for {MANIFEST_LOCK_WAIT_S:.0f} s "
-                f"({lock.path}); another process is writing artifacts of this run. Retry later, or "
-                f"delete that lock file if no process is writing to this run"
+                f"by {lock.holder_text()} ({lock.path}), which is writing artifacts of this run. "
+                f"Retry later, or delete that lock file if that process no longer runs"
             ) from None
         try:
             yield
