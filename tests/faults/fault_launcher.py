@@ -1,14 +1,17 @@
 """A launcher the fault tests kill with ``kill -9`` (run as a script, in its own session).
 
 Usage: ``python fault_launcher.py MODE ROOT COUNTER_DIR N [DEST]`` with MODE one of
-``process`` / ``thread`` (a sweep), ``rebuild`` (rebuild the query catalog in a
+``process`` / ``thread`` (a sweep; prints the handle's final counts as JSON), ``rebuild`` (rebuild the query catalog in a
 loop), ``export`` (export ROOT to DEST in a loop).  Prints ``ready`` just before
 the work starts, so the killer can aim at the work rather than at start-up.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import sys
+from pathlib import Path
 
 from fault_ops import make_experiment
 
@@ -23,7 +26,15 @@ def main() -> None:
     if mode in ("process", "thread"):
         executor = ProcessExecutor(max_workers=2) if mode == "process" else ThreadExecutor(4)
         print("ready", flush=True)
-        metalab.run(exp, store=root, executor=executor).wait()
+        handle = metalab.run(exp, store=root, executor=executor)
+        handle.wait()
+        counts = dataclasses.asdict(handle.status)
+        # what the files hold at the moment the handle says it is finished
+        counts["files_success"] = sum(
+            json.loads(p.read_bytes()).get("status") == "success"
+            for p in Path(root, "faults_1", "runs").glob("*.json")
+        )
+        print(json.dumps(counts), flush=True)
     elif mode == "rebuild":
         store = FileStore(root, exp.experiment_id)
         print("ready", flush=True)
