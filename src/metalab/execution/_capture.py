@@ -14,7 +14,7 @@ import os
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 from metalab._errors import ExecutionError, ValidationError
 from metalab._internal import _json
@@ -60,8 +60,13 @@ def to_scalar(name: str, value: Any) -> int | float | bool | str:
 class RunLog:
     """Append-only text log ``name`` of one run, written line by line.
 
-    Uses a local file opened in append mode when the store offers one
-    (``supports_log_path``), else ``store.append_log``.  Thread-safe.
+    Uses a local file opened once for appending when the store offers one
+    (``supports_log_path``), else ``store.append_log``.  Each line is one
+    unbuffered ``write`` (readers see it at once; not fsynced: a log that a
+    power loss cuts short is still a log).  Text that is not valid Unicode
+    is written with ``?`` in its place.  Thread-safe.
+
+    Raises (on construction): OSError if the log file cannot be opened.
     """
 
     def __init__(self, store: Store, run_id: str, name: str = "run") -> None:
@@ -69,19 +74,31 @@ class RunLog:
         self._run_id = run_id
         self._name = name
         self._lock = threading.Lock()
-        self._fh: TextIO | None = None
+_APPEND_FLAGS = (
+    os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+)
+
+
+def _open_append(path: str) -> int:
+    try:
+        return os.open(path, _APPEND_FLAGS, 0o644)
+    except FileNotFoundError:  # its folder was removed after log_path() made it
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        return os.open(path, _APPEND_FLAGS, 0o644)
+
+
+        self._fd: int | None = None
         if store.supports_log_path:
-            path = Path(store.log_path(run_id, name))
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+            self._fd = _open_append(store.log_path(run_id, name))
 
     def write(self, text: str) -> None:
         if not text.endswith("\n"):
             text += "\n"
         with self._lock:
-            if self._fh is not None:
-                self._fh.write(text)
-                self._fh.flush()
+            if self._fd is not None:
+                view = memoryview(text.encode("utf-8", "replace"))
+                while view:
+                    view = view[os.write(self._fd, view):]
             else:
                 self._store.append_log(self._run_id, self._name, text)
 
@@ -90,10 +107,10 @@ class RunLog:
 
     def close(self) -> None:
         with self._lock:
-            if self._fh is not None:
+            if self._fd is not None:
                 with contextlib.suppress(OSError):
-                    self._fh.close()
-                self._fh = None
+                    os.close(self._fd)
+                self._fd = None
 
 
 _CURRENT_LOG: contextvars.ContextVar[RunLog | None] = contextvars.ContextVar(

@@ -427,6 +427,12 @@ class FileStore(Store):
     # the claim exists; atomic on local filesystems and NFSv3+), so an empty
     # claim can only be debris.  A stale claim (holder_is_stale: dead owner at
     # once, empty debris after a grace, else heartbeat older than
+    @staticmethod
+    def _ensure_dir(folder: str) -> None:
+        """Create ``folder`` if missing (one ``stat`` when it exists, as it nearly always does)."""
+        if not os.path.isdir(folder):
+            os.makedirs(folder, exist_ok=True)
+
     # ``stale_after``) is removed only by the holder of ``{claim}.takeover``
     # (itself a lock file naming its owner), who re-checks staleness under it,
     # moves the claim aside under a unique name and then competes again.
@@ -873,7 +879,7 @@ class FileStore(Store):
         """Path of log ``name`` (its folder is created so it can be opened for append)."""
         path = self._log_file(self._folder(run_id), run_id, name)
         self._ensure_meta()
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        self._ensure_dir(os.path.dirname(path))
         return path
 
     # ------------------------------------------------------------ structured data
