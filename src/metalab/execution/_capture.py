@@ -57,6 +57,19 @@ def to_scalar(name: str, value: Any) -> int | float | bool | str:
 
 
 # --------------------------------------------------------------------------- logs
+_APPEND_FLAGS = (
+    os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+)
+
+
+def _open_append(path: str) -> int:
+    try:
+        return os.open(path, _APPEND_FLAGS, 0o644)
+    except FileNotFoundError:  # its folder was removed after log_path() made it
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        return os.open(path, _APPEND_FLAGS, 0o644)
+
+
 class RunLog:
     """Append-only text log ``name`` of one run, written line by line.
 
@@ -74,19 +87,6 @@ class RunLog:
         self._run_id = run_id
         self._name = name
         self._lock = threading.Lock()
-_APPEND_FLAGS = (
-    os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
-)
-
-
-def _open_append(path: str) -> int:
-    try:
-        return os.open(path, _APPEND_FLAGS, 0o644)
-    except FileNotFoundError:  # its folder was removed after log_path() made it
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        return os.open(path, _APPEND_FLAGS, 0o644)
-
-
         self._fd: int | None = None
         if store.supports_log_path:
             self._fd = _open_append(store.log_path(run_id, name))

@@ -420,6 +420,12 @@ class FileStore(Store):
         self._ensure_meta()
         atomic_write_bytes(path, data, durable=durable)
 
+    @staticmethod
+    def _ensure_dir(folder: str) -> None:
+        """Create ``folder`` if missing (one ``stat`` when it exists, as it nearly always does)."""
+        if not os.path.isdir(folder):
+            os.makedirs(folder, exist_ok=True)
+
     # ------------------------------------------------------- claims (NFS-safe)
     # ``.claims/{run_id}.claim`` holds the owner string (first line, see
     # metalab._internal._owner); its mtime is the heartbeat.  The file appears
@@ -427,12 +433,6 @@ class FileStore(Store):
     # the claim exists; atomic on local filesystems and NFSv3+), so an empty
     # claim can only be debris.  A stale claim (holder_is_stale: dead owner at
     # once, empty debris after a grace, else heartbeat older than
-    @staticmethod
-    def _ensure_dir(folder: str) -> None:
-        """Create ``folder`` if missing (one ``stat`` when it exists, as it nearly always does)."""
-        if not os.path.isdir(folder):
-            os.makedirs(folder, exist_ok=True)
-
     # ``stale_after``) is removed only by the holder of ``{claim}.takeover``
     # (itself a lock file naming its owner), who re-checks staleness under it,
     # moves the claim aside under a unique name and then competes again.
