@@ -129,6 +129,7 @@ VALUES: list[tuple[str, Callable[[], Any]]] = [
     ("set ints in string order", lambda: {9, 10, 100}),
     ("set strings", lambda: {"pear", "apple", "fig", "b", "B", "\u00e9"}),
     ("set mixed", lambda: {1, "1", None, 2.5, b"1", (1, 2), False}),
+    ("set of lists", lambda: {(1, 2), (10,), ("1",)}),
     ("set of dataclasses", lambda: {Pair(b=1, a=2), Pair(b=2, a=1)}),
     ("frozenset", lambda: frozenset({"y", "x"})),
     ("dict empty", lambda: {}),
@@ -355,6 +356,10 @@ GOLDEN: dict[str, tuple[bytes, str, str]] = {
     'set mixed': (
         b'{"$s":["1",1,[1,2],false,null,{"$b":"31"},{"$f":"2.5"}]}',
         '69a53ef80eb21107', 'f9a5f2f152782d68',
+    ),
+    'set of lists': (
+        b'{"$s":[["1"],[1,2],[10]]}',
+        'c03e5ef8e6fdeb76', 'a0328f42975ff98b',
     ),
     'set of dataclasses': (
         b'{"$s":[{"$dc":["Pair",{"a":1,"b":2}]},{"$dc":["Pair",{"a":2,"b":1}]}]}',

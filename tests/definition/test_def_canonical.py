@@ -357,6 +357,9 @@ def test_documented_equalities() -> None:
         ({"d": {1: math.inf}}, "at 'params.d.1'"),
         ({"d": {(1, "a"): -math.inf}}, "at \"params.d.(1, 'a')\""),
         ({"d": {"k": math.nan, 2: 0}}, "at 'params.d.k'"),
+        ({"d": {Rank.SPADES: math.nan}}, "at 'params.d.<Rank.SPADES: 2>'"),
+        ({"d": {PurePosixPath("p"): math.nan}}, "at \"params.d.PurePosixPath('p')\""),
+        ({"d": {None: math.nan}}, "at 'params.d.None'"),
         ({"b": Box(math.nan)}, "at 'params.b.x'"),
         ({"h": Hooked([0, math.nan])}, "at 'params.h[1]'"),
         ({"e": [enum.Enum("Bad", {"NAN": math.nan}).NAN]}, "at 'params.e[0]'"),  # type: ignore[attr-defined]
