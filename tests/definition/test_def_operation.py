@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import pickle
 import sys
@@ -67,16 +68,49 @@ def test_names_refs_and_code_hash(opmod: ModuleType) -> None:
     assert Operation(dynamic["f"]).code_hash == ""
 
 
-def test_code_hash_ignores_indentation() -> None:
-    def outer() -> Operation:
-        @operation
-        def op(params: Any) -> Any:
-            return params
+INDENTED_SRC = """
+from metalab.definition import operation
 
-        return op
+def outer():
+    @operation
+    def op(params):
+        return params
 
-    op = outer()
-    assert len(op.code_hash) == 16
+    return op
+
+class Holder:
+    @operation
+    def op(params):
+        return params
+"""
+
+DEDENTED_SRC = """
+from metalab.definition import operation
+
+@operation
+def op(params):
+    return params
+"""
+
+
+def test_code_hash_ignores_indentation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An operation defined inside a function or class hashes like its dedented twin
+    at the top level of a module (and unlike a twin with another body)."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    modules = {"ml_indented": INDENTED_SRC, "ml_dedented": DEDENTED_SRC,
+               "ml_changed": DEDENTED_SRC.replace("return params", "return params  # edited")}
+    loaded = {}
+    for name, src in modules.items():
+        (tmp_path / f"{name}.py").write_text(src)
+        loaded[name] = importlib.import_module(name)
+        monkeypatch.delitem(sys.modules, name)
+    twin = loaded["ml_dedented"].op.code_hash
+    assert len(twin) == 16
+    assert loaded["ml_indented"].outer().code_hash == twin
+    assert loaded["ml_indented"].Holder.op.code_hash == twin
+    assert loaded["ml_changed"].op.code_hash != twin
+    dedented = '@operation\ndef op(params):\n    return params\n'
+    assert twin == hashlib.sha256(dedented.encode("utf-8")).hexdigest()[:16]
 
 
 @pytest.mark.parametrize(
