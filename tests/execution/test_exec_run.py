@@ -381,10 +381,29 @@ def test_store_instance_and_bad_arguments(tmp_path):
         ThreadExecutor(0)
 
 
-def test_progress_bar_runs(tmp_path):
-    exp = make_exp(exec_ops.basic, tmp_path, xs=(1, 2), replicates=1)
+def test_progress_bar_shows_the_counts_and_latest_metrics(tmp_path, capsys, monkeypatch):
+    import rich.console
+
+    # the bar draws on rich's shared console: a wide one, so no column is cut short
+    monkeypatch.setattr("rich._console", rich.console.Console(width=200))
+    flag = tmp_path / "fail.flag"
+    flag.write_text("")
+    exp = make_exp(exec_ops.basic, tmp_path, xs=(1, 2, 3), replicates=1, fail_flag=str(flag))
     handle = run(exp, store=tmp_path, progress=True)
-    assert handle.status.success == 2
+    assert (handle.status.success, handle.status.failed) == (2, 1)
+    out = capsys.readouterr().out
+    assert "exp:1" in out
+    assert "3/3" in out
+    assert "ok 2 failed 1 running 0" in out
+    assert "y=6 seed_index=0" in out  # the metrics of the last run that succeeded (x=3)
+    flag.unlink()
+    run(exp, store=tmp_path, progress=True)  # resume: the two successes are skipped
+    out = capsys.readouterr().out
+    assert "3/3" in out
+    assert "ok 1 failed 0 running 0 skipped 2" in out
+    assert "y=4" in out
+    run(exp, store=tmp_path)  # no bar unless asked
+    assert capsys.readouterr().out == ""
 
 
 def test_sigterm_during_serial_run_gives_cancelled_record(tmp_path):
