@@ -27,8 +27,10 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -110,12 +112,78 @@ def sweep_round(exp: Experiment, folder: Path) -> tuple[float, int]:
     return elapsed, fsyncs.calls
 
 
+class PhaseTimer:
+    """Wall time spent in the main steps of each run (``--breakdown``; wrappers cost ~1 us each)."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, float] = {}
+        self._undo: list[tuple[Any, str, Any]] = []
+
+    def _wrap(self, owner: Any, attr: str, label: Callable[..., str]) -> None:
+        orig = getattr(owner, attr)
+        totals = self.totals
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return orig(*args, **kwargs)
+            finally:
+                key = label(*args, **kwargs)
+                totals[key] = totals.get(key, 0.0) + time.perf_counter() - t0
+
+        setattr(owner, attr, timed)
+        self._undo.append((owner, attr, orig))
+
+    def __enter__(self) -> PhaseTimer:
+        from metalab.definition import Experiment as Exp
+        from metalab.execution import _capture, _claims
+        from metalab.store import FileStore
+
+        def specs(exp: Any, *a: Any, **k: Any) -> Any:
+            t0 = time.perf_counter()
+            out = list(orig_specs(exp))
+            self.totals["run specs (ids, fingerprints)"] = time.perf_counter() - t0
+            return iter(out)
+
+        orig_specs = Exp.iter_specs
+        Exp.iter_specs = specs  # type: ignore[method-assign]
+        self._undo.append((Exp, "iter_specs", orig_specs))
+        self._wrap(FileStore, "try_claim", lambda *a, **k: "claim")
+        self._wrap(FileStore, "release_claim", lambda *a, **k: "claim release")
+        self._wrap(FileStore, "get_run_record", lambda *a, **k: "record read before the run")
+        self._wrap(FileStore, "put_run_record", lambda *a, durable=True, **k:
+                   "final record (fsync)" if durable else "running record (no fsync)")
+        self._wrap(_claims.Heartbeat, "start", lambda *a, **k: "heartbeat thread start/stop")
+        self._wrap(_claims.Heartbeat, "stop", lambda *a, **k: "heartbeat thread start/stop")
+        for attr in ("__init__", "write", "close"):
+            self._wrap(_capture.RunLog, attr, lambda *a, **k: "attempt log")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for owner, attr, orig in reversed(self._undo):
+            setattr(owner, attr, orig)
+
+
+def breakdown(exp: Experiment, folder: Path, n: int, raw_s: float) -> dict[str, float]:
+    """ms per run spent in each step of a sweep (one extra round, not counted in the ratio)."""
+    with PhaseTimer() as timer:
+        total, _ = sweep_round(exp, folder)
+    out = {k: v / n * 1000 for k, v in sorted(timer.totals.items(), key=lambda kv: -kv[1])}
+    out["everything else (runner, executor, records, operation call)"] = (
+        total - sum(timer.totals.values())) / n * 1000
+    out["total"] = total / n * 1000
+    out["raw baseline of the same round"] = raw_s / n * 1000
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=3000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--dir", type=Path, default=None, help="folder on the disk to measure (default: temp)")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="one more round with the time of each step of a run measured")
     args = ap.parse_args()
     n = args.runs
     exp = make(n)
@@ -152,6 +220,15 @@ def main() -> None:
                   f"({b / n * 1000:.3f} ms/run)   ratio {b / a:.2f}x   fsyncs/run {f / n:.2f}")
         print(f"  ratio per round: median {result['ratio_median']:.2f}x, range {min(ratios):.2f}-"
               f"{max(ratios):.2f}x (target <= 1.5x)")
+        if args.breakdown:
+            os.sync()
+            a = raw_round(payloads, tmp / f"raw-{secrets.token_hex(4)}")
+            os.sync()
+            parts = breakdown(exp, tmp / f"sweep-{secrets.token_hex(4)}", n, a)
+            result["breakdown_ms_per_run"] = parts
+            print("  breakdown of one more round (ms per run):")
+            for k, v in parts.items():
+                print(f"    {v:7.3f}  {k}")
         print("machine:", json.dumps(result["machine"]))
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -166,6 +166,17 @@ class StoreContractTests:
         assert store.get_run_record("r1") == done
         assert [r.status for r in store.list_run_records()] == [Status.FAILED]
 
+    def test_record_not_durable_is_still_read_back(self, store: Store, raw: RawAccess) -> None:
+        # what a worker does: the running record without durability, then the final one
+        running = make_record("r1", status=Status.RUNNING)
+        store.put_run_record(running, durable=False)
+        assert store.get_run_record("r1") == running
+        assert raw.run_document("r1") == running.to_dict()
+        done = make_record("r1", status=Status.SUCCESS, metrics={"loss": 1})
+        store.put_run_record(done, durable=True)
+        assert store.get_run_record("r1") == done
+        assert [r.status for r in store.list_run_records()] == [Status.SUCCESS]
+
     def test_list_records(self, store: Store) -> None:
         recs = {f"r{i}": make_record(f"r{i}", params={"i": i}) for i in range(5)}
         for r in recs.values():
