@@ -85,20 +85,26 @@ def test_effective_status_marks_stale_running_as_lost():
 
 
 @operation
-def slow(params, runtime):
-    time.sleep(float(params["x"]))
+def held(context):
+    """Runs while the file ``context['hold']`` exists (at most 30 s)."""
+    end = time.monotonic() + 30
+    while os.path.exists(context["hold"]) and time.monotonic() < end:
+        time.sleep(0.02)
     return {"ok": 1}
 
 
 def test_heartbeat_refreshes_the_running_record(tmp_path, monkeypatch):
     monkeypatch.setenv("METALAB_HEARTBEAT_INTERVAL", "0.1")
-    exp = Experiment(name="hb", version="1", context={}, operation=slow, params=grid(x=[1.0]),
-                     seeds=seeds(0, 1))
+    hold = tmp_path / "hold"
+    hold.write_text("x")
+    exp = Experiment(name="hb", version="1", context={"hold": str(hold)}, operation=held,
+                     params=grid(x=[1.0]), seeds=seeds(0, 1))
     handle = run(exp, store=tmp_path, executor=ThreadExecutor(1))
     runs = tmp_path / "hb_1" / "runs"
     seen = set()
-    deadline = time.monotonic() + 5
-    while not handle.done and time.monotonic() < deadline:
+    # the operation runs until released: wait for three heartbeats, however slow the machine
+    deadline = time.monotonic() + 25
+    while len(seen) < 3 and not handle.done and time.monotonic() < deadline:
         for p in runs.glob("*.json"):
             try:
                 doc = json.loads(p.read_text())
@@ -107,6 +113,7 @@ def test_heartbeat_refreshes_the_running_record(tmp_path, monkeypatch):
             if doc["status"] == "running":
                 seen.add(doc["heartbeat_at"])
         time.sleep(0.03)
+    hold.unlink()
     handle.wait()
     assert len(seen) >= 3, seen  # the heartbeat moved while the op ran
     (rec,) = [json.loads(p.read_text()) for p in runs.glob("*.json")]
@@ -114,17 +121,28 @@ def test_heartbeat_refreshes_the_running_record(tmp_path, monkeypatch):
     assert list((tmp_path / "hb_1" / ".claims").iterdir()) == []  # claim released
 
 
-def test_run_claimed_by_another_launch_is_skipped(tmp_path):
+def test_run_claimed_by_another_launch_is_waited_for_not_skipped(tmp_path):
     exp = Experiment(name="cl", version="1", context={}, operation=exec_ops.failing,
                      params=grid(x=[1]), seeds=seeds(0, 1))
     rid = exp.spec(0).run_id
     store = FileStore(tmp_path, "cl:1")
-    assert store.try_claim(rid, "someone-else", 60)
+    assert store.try_claim(rid, "someone-else", 60)  # live: fresh heartbeat, owner not known dead
     events = []
-    handle = run(exp, store=tmp_path, on_event=events.append)
-    assert handle.status.skipped == 1 and handle.status.failed == 0
-    assert [e.kind.value for e in events] == ["run_skipped"]
+    handle = run(exp, store=tmp_path, executor=ThreadExecutor(1), on_event=events.append)
+    deadline = time.monotonic() + 10
+    while handle.status.elsewhere == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    st = handle.status
+    assert (st.elsewhere, st.skipped, st.done, handle.done) == (1, 0, 0, False), st
+    assert handle.claimed_elsewhere[rid].startswith("claimed by someone-else, heartbeat ")
     assert store.get_run_record(rid) is None
+    assert [e.kind.value for e in events] == []
+    store.release_claim(rid, "someone-else")  # that launch gave up without a record
+    assert handle.wait(timeout=30)
+    st = handle.status
+    assert (st.failed, st.elsewhere, st.skipped, st.done) == (1, 0, 0, 1), st
+    assert store.get_run_record(rid).status.value == "failed"  # type: ignore[union-attr]
+    assert [e.kind.value for e in events] == ["run_started", "run_failed"]
 
 
 def test_kill9_mid_run_then_lost_then_resume(tmp_path, monkeypatch):
@@ -149,18 +167,25 @@ def test_kill9_mid_run_then_lost_then_resume(tmp_path, monkeypatch):
     proc = subprocess.Popen([sys.executable, str(script)], env=env)
     runs = tmp_path / "store" / "k9_1" / "runs"
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and not list(runs.glob("*.json")):
+    # killed while the operation executes (it has counted itself and waits for `block`)
+    while time.monotonic() < deadline and not (list(runs.glob("*.json"))
+                                               and list(counter.iterdir())):
         time.sleep(0.05)
-    time.sleep(0.3)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     block.unlink()
     (doc,) = [json.loads(p.read_text()) for p in runs.glob("*.json")]  # no corrupt record
     assert doc["status"] == "running"
     monkeypatch.setenv("METALAB_LOST_AFTER", "1")
-    time.sleep(1.2)
-    res = metalab.load_results(tmp_path / "store")
-    assert [r.status for r in res] == [metalab.Status.LOST]
+    # lost once the last heartbeat is more than 1 s old
+    deadline = time.monotonic() + 20
+    statuses = []
+    while time.monotonic() < deadline:
+        statuses = [r.status for r in metalab.load_results(tmp_path / "store")]
+        if statuses != [metalab.Status.RUNNING]:
+            break
+        time.sleep(0.05)
+    assert statuses == [metalab.Status.LOST]
     # resume takes the stale claim over and finishes everything
     exp = Experiment(name="k9", version="1", context=context, operation=exec_ops.blocking,
                      params=grid(x=[1, 2]), seeds=seeds(0, 1))
