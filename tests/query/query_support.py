@@ -38,3 +38,31 @@ def make_doc(i: int, experiment_id: str = "q:1", **changes: Any) -> dict[str, An
     }
     doc.update(changes)
     return doc
+
+
+def wait_for_a_later_tick(store: FileStore) -> None:
+    """Return once a file changed now gets a later mtime than ``runs/`` and every
+    change log of the store: a change made after this lands in a later filesystem
+    timestamp tick than the writes before it (ticks are coarse: 1-10 ms, more on
+    some filesystems), however slow the machine."""
+    import glob
+    import os
+    import time
+
+    folder = store.get_working_directory()
+    paths = [os.path.join(folder, "runs"), *glob.glob(os.path.join(folder, ".changes", "*"))]
+    newest = max(os.stat(p).st_mtime_ns for p in paths if os.path.exists(p))
+    probe = os.path.join(os.path.dirname(folder), ".tick-probe")  # same filesystem
+    with open(probe, "w"):
+        pass
+    deadline = time.monotonic() + 30
+    try:
+        while True:
+            os.utime(probe)  # the filesystem's clock, as a write would see it
+            if os.stat(probe).st_mtime_ns > newest:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError("the filesystem clock did not advance in 30 s")
+            time.sleep(0.001)
+    finally:
+        os.unlink(probe)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from query_support import make_doc, write_doc
+from query_support import make_doc, wait_for_a_later_tick, write_doc
 
 from metalab import StoreError
 from metalab.store import FileStore
@@ -17,8 +17,6 @@ from metalab.store._base import Store
 from metalab.store._query import Catalog, _catalog
 
 Q = "params.depth >= 2 and metrics.score < 1.5"
-#: longer than a filesystem timestamp tick (coarse kernel clock: 1-10 ms)
-TICK = 0.05
 
 
 def test_first_query_builds_the_catalog_later_ones_read_only_changes(
@@ -35,7 +33,7 @@ def test_first_query_builds_the_catalog_later_ones_read_only_changes(
     assert sorted(reads) == sorted(f"runs/{d['run_id']}.json" for d in first)  # whole documents
     write_doc(fstore, make_doc(30, params={"depth": 4}, metrics={"score": 0.1}))
     write_doc(fstore, make_doc(3, params={"depth": 0}))  # rewritten: no longer matches
-    time.sleep(TICK)  # a deletion by hand, in a later clock tick than the logged writes
+    wait_for_a_later_tick(fstore)  # a deletion by hand, in a later tick than the logged writes
     os.unlink(os.path.join(fstore.get_working_directory(), "runs", "r004.json"))
     reads.clear()
     got = fstore.query_runs(where=Q, columns=["params.depth"])
@@ -85,7 +83,7 @@ def test_unchanged_folder_skips_the_listing(fstore: FileStore, monkeypatch: pyte
     write_doc(fstore, make_doc(40))
     assert "r040" in [d["run_id"] for d in fstore.query_runs()]
     assert calls == []  # the change log named the new file: still no listing
-    time.sleep(TICK)
+    wait_for_a_later_tick(fstore)
     write_doc(fstore, make_doc(41), logged=False)  # copied in by hand
     assert "r041" in [d["run_id"] for d in fstore.query_runs()]
     assert calls  # runs/ changed after the newest log line: listed again

@@ -12,21 +12,17 @@ import multiprocessing
 import os
 import shutil
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from query_support import make_doc, write_doc
+from query_support import make_doc, wait_for_a_later_tick, write_doc
 
 from metalab.model import RunRecord, Status
 from metalab.store import FileStore, export_store
 from metalab.store._base import Store
 from metalab.store._changes import CHANGES_DIR, HEADER, UNLOGGED
 from metalab.store._query import Catalog, _catalog
-
-#: longer than a filesystem timestamp tick (coarse kernel clock: 1-10 ms)
-TICK = 0.05
 
 
 @pytest.fixture
@@ -109,7 +105,7 @@ def test_run_copied_in_by_hand_is_found_by_a_full_listing(
     catalog = Catalog(fstore.get_working_directory())
     catalog.refresh()
     fstore.put_run_record(record(40))
-    time.sleep(TICK)
+    wait_for_a_later_tick(fstore)
     write_doc(fstore, make_doc(41), logged=False)  # e.g. rsync'ed in: no log line
     listings.clear()
     assert catalog.refresh() == 2  # r040 (named by the log) would be read anyway
@@ -120,7 +116,7 @@ def test_run_copied_in_by_hand_is_found_by_a_full_listing(
 
 def test_file_deleted_by_hand_disappears(fstore: FileStore) -> None:
     assert "r004" in ids(fstore)
-    time.sleep(TICK)
+    wait_for_a_later_tick(fstore)
     os.unlink(os.path.join(fstore.get_working_directory(), "runs", "r004.json"))
     assert "r004" not in ids(fstore)
     assert ids(fstore) == scan_ids(fstore)
