@@ -166,7 +166,7 @@ def test_slurm_executor_is_only_for_whole_experiments(tmp_path):
 
 def test_a_handle_waits_for_a_run_another_launch_is_executing(tmp_path, monkeypatch):
     """This submission's jobs left the queue without running ``r1`` (another
-    launch's worker holds it, heart-beating): the run is still running, not lost,
+    launch's worker holds it, heart-beating): the run is counted ``elsewhere``, not lost,
     and ends with that worker's final record.  A run last written by one of this
     submission's own tasks that left the queue is lost at once, as before.
     (The queue is faked here; tests/slurm runs two real launches.)"""
@@ -192,7 +192,8 @@ def test_a_handle_waits_for_a_run_another_launch_is_executing(tmp_path, monkeypa
     monkeypatch.setattr(handle, "_squeue", lambda: {"pending": 0, "running": 0})
     for _ in range(3):
         status = handle.poll()
-    assert (status.running, status.lost, handle.done) == (1, 1, False)
+    # (counted apart from this submission's own running runs)
+    assert (status.elsewhere, status.running, status.lost, handle.done) == (1, 0, 1, False)
     store.put_run_record(store.get_run_record("r1").replace(  # type: ignore[union-attr]
         status=Status.SUCCESS, finished_at=datetime.now(UTC)))
     status = handle.poll()

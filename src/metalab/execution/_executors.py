@@ -153,6 +153,7 @@ class ProcessExecutor(Executor):
         self._listener: threading.Thread | None = None
         self._started_callbacks: dict[str, Callable[[str, str, datetime], None]] = {}
         self._ids = itertools.count()
+        self._closers: list[threading.Thread] = []
 
     def _get_pool(self) -> cf.ProcessPoolExecutor:
         with self._lock:
@@ -207,19 +208,53 @@ class ProcessExecutor(Executor):
                 self._cancel_event.set()
 
     def shutdown(self, wait: bool = True) -> None:
+        """Stop the workers (idempotent).
+
+        ``wait=False`` returns at once; a background thread then waits for
+        the workers to exit, keeping the queues they were started with alive
+        until then (workers still starting would otherwise fail to attach to
+        them and print tracebacks).  ``wait=True`` also waits for such
+        earlier shutdowns.
+        """
         with self._lock:
             pool, self._pool = self._pool, None
-            queue, self._queue = self._queue, None
-            listener, self._listener = self._listener, None
+            parts = (self._queue, self._cancel_event, self._listener)
+            self._queue = self._listener = None
         if pool is not None:
-            pool.shutdown(wait=wait, cancel_futures=True)
-        if queue is not None:
-            try:
-                queue.put(None)
-            except (OSError, ValueError):
-                pass
-            if listener is not None and wait and listener is not threading.current_thread():
-                listener.join(timeout=5)
+            if wait:
+                _close_pool(pool, *parts)
+            else:
+                closer = threading.Thread(
+                    target=_close_pool, args=(pool, *parts), name="metalab-process-shutdown",
+                    daemon=True,
+                )
+                closer.start()
+                with self._lock:
+                    self._closers = [t for t in self._closers if t.is_alive()] + [closer]
+        if wait:
+            with self._lock:
+                closers, self._closers = self._closers, []
+            for t in closers:
+                if t is not threading.current_thread():
+                    t.join()
 
     def __repr__(self) -> str:
         return f"ProcessExecutor(max_workers={self.max_workers})"
+
+
+def _close_pool(pool: cf.ProcessPoolExecutor, queue: Any, cancel_event: Any, listener: Any) -> None:
+    """Wait for the workers of ``pool`` to exit, then stop its event listener.
+
+    ``queue`` and ``cancel_event`` are held until the workers have exited:
+    dropping them earlier unlinks their semaphores while workers may still
+    be starting.
+    """
+    pool.shutdown(wait=True, cancel_futures=True)
+    if queue is not None:
+        try:
+            queue.put(None)
+        except (OSError, ValueError):
+            pass
+        if listener is not None and listener is not threading.current_thread():
+            listener.join(timeout=5)
+    del cancel_event

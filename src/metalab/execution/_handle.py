@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+import dataclasses
+import errno
 import logging
+import os
+import shlex
 import threading
 import time
 from dataclasses import dataclass
@@ -11,30 +15,50 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from metalab._errors import ExecutionError
-from metalab.execution._claims import ClaimedElsewhereError
+from metalab._internal._owner import holder_is_stale, owner_label
+from metalab.execution._claims import ClaimedElsewhereError, CompletedElsewhereError
 from metalab.execution._events import Event, EventDispatcher, EventKind
-from metalab.execution._worker import NotStartedError, is_interrupt
+from metalab.execution._worker import (
+    FinalRecordNotSavedError,
+    NotStartedError,
+    _os_error_of,
+    is_interrupt,
+)
 from metalab.model import ErrorInfo, RunRecord, Status
 
 if TYPE_CHECKING:
     from metalab.execution._executors import Executor
+    from metalab.execution._worker import Job
     from metalab.store._base import Store
 
 __all__ = ["RunHandle", "RunStatus"]
 
 log = logging.getLogger("metalab.execution")
 
+_FINAL = (Status.SUCCESS, Status.FAILED, Status.CANCELLED)
+_DISK_FULL_ERRNOS = frozenset(
+    e for e in (getattr(errno, "ENOSPC", None), getattr(errno, "EDQUOT", None)) if e is not None
+)
+_DISK_FULL_TEXTS = ("No space left on device", "Disk quota exceeded")
+
 
 @dataclass(frozen=True, slots=True)
 class RunStatus:
     """Counts of one submission.
 
-    ``total`` is every run of the experiment; ``skipped`` already succeeded
-    earlier (resume).  ``success``/``failed``/``cancelled`` count runs that
-    ended in this submission (``cancelled`` includes queued runs that never
-    started because of :meth:`RunHandle.cancel`).  ``done = success + failed
-    + cancelled + skipped`` and ``pending = total - done - running``, so a
-    finished submission has ``done == total``.
+    ``total`` is every run of the experiment.  ``skipped`` runs were not
+    executed by this submission because a ``success`` record already existed
+    when it got to them (resume; including a success another launch wrote
+    just before).  ``success``/``failed``/``cancelled`` count runs that ended
+    during this submission with that final record (``cancelled`` includes
+    queued runs that never started because of :meth:`RunHandle.cancel`).
+    ``lost`` runs ended but their final record could not be written (the
+    store shows them running, then lost).  ``elsewhere`` runs are being
+    executed by another live launch (their claim is live): they are waited for
+    and counted by their final record once it exists, or executed here if that
+    launch dies (see :attr:`RunHandle.claimed_elsewhere`).  ``done = success +
+    failed + cancelled + skipped + lost`` and ``pending = total - done -
+    running - elsewhere``, so a finished submission has ``done == total``.
     """
 
     total: int
@@ -46,17 +70,43 @@ class RunStatus:
     pending: int
     skipped: int
     lost: int = 0
+    elsewhere: int = 0
 
     @property
     def finished(self) -> bool:
         return self.done >= self.total
 
 
+def _disk_full(exc: BaseException | None, text: str = "") -> OSError | bool:
+    """The disk-full OSError in ``exc``'s chain, True if only the text says so, else False."""
+    if exc is not None:
+        cause = _os_error_of(exc)
+        if cause is not None and cause.errno in _DISK_FULL_ERRNOS:
+            return cause
+        if getattr(exc, "errno", None) in _DISK_FULL_ERRNOS:
+            return True
+        text = text or str(exc)
+    return any(t in text for t in _DISK_FULL_TEXTS) or "[Errno 28]" in text
+
+
+def _first_line(text: str) -> str:
+    line = (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+    return line if len(line) <= 200 else line[:197] + "..."
+
+
 class RunHandle:
     """A submission of an experiment: status, waiting, results, cancellation.
 
-    Thread-safe.  Executors are shut down when every run has ended.
+    Thread-safe.  Executors are shut down when every run has ended.  A run
+    another live launch is executing is waited for (its final record is
+    polled); if that launch dies first, the run is executed here.  When the
+    submission has ended, failures are reported once on the
+    ``metalab.execution`` logger: a WARNING with their count and the first
+    error line, or an ERROR naming the folder when the disk is full.
     """
+
+    #: seconds between two looks at runs claimed by another launch (at most; grows with their number)
+    ELSEWHERE_POLL_S = 0.25
 
     def __init__(
         self,
@@ -82,10 +132,18 @@ class RunHandle:
         self._success = 0
         self._failed = 0
         self._cancelled = 0
+        self._lost = 0
         self._running: set[str] = set()
         self._ended: set[str] = set()
         self._futures: dict[str, cf.Future[Any]] = {}
+        self._jobs: dict[str, Job] = {}
+        self._elsewhere: dict[str, str] = {}  # run id -> owner string of its claim ("" unknown)
+        self._poller: threading.Thread | None = None
+        self._warned_elsewhere = False
+        # (run id, "Type: first line", disk-full OSError / True / False) in order of failure
+        self._problems: list[tuple[str, str, OSError | bool]] = []
         self._submitting = True
+        self._finishing = False
         self._finished = threading.Event()
         self._shutdown_done = False
         self._interrupted = False
@@ -108,8 +166,9 @@ class RunHandle:
     def status(self) -> RunStatus:
         """A consistent snapshot of the counts (see :class:`RunStatus`)."""
         with self._lock:
-            done = self._success + self._failed + self._cancelled + self._skipped
+            done = self._success + self._failed + self._cancelled + self._skipped + self._lost
             running = len(self._running)
+            elsewhere = len(self._elsewhere)
             return RunStatus(
                 total=self._total,
                 done=done,
@@ -117,9 +176,30 @@ class RunHandle:
                 failed=self._failed,
                 cancelled=self._cancelled,
                 running=running,
-                pending=max(0, self._total - done - running),
+                pending=max(0, self._total - done - running - elsewhere),
                 skipped=self._skipped,
+                lost=self._lost,
+                elsewhere=elsewhere,
             )
+
+    @property
+    def claimed_elsewhere(self) -> dict[str, str]:
+        """Runs another live launch is executing: run id -> ``"claimed by host:pid,
+        heartbeat 3 s ago"`` (read from the store now)."""
+        with self._lock:
+            ids = sorted(self._elsewhere)
+        out: dict[str, str] = {}
+        for rid in ids:
+            try:
+                held = self._store.claim_holder(rid)
+            except Exception as exc:
+                out[rid] = f"claim unreadable ({type(exc).__name__}: {exc})"
+                continue
+            if held is None:
+                out[rid] = "claim released; waiting for its final record"
+            else:
+                out[rid] = f"claimed by {owner_label(held[0])}, heartbeat {held[1]:.0f} s ago"
+        return out
 
     @property
     def done(self) -> bool:
@@ -135,10 +215,13 @@ class RunHandle:
             self._skipped += 1
         self._events.emit(Event(EventKind.RUN_SKIPPED, run_id, self._experiment_id, reason=reason))
 
-    def _track(self, run_id: str, fut: cf.Future[Any]) -> None:
+    def _track(self, run_id: str, fut: cf.Future[Any], job: Job | None = None) -> None:
         with self._lock:
             self._expected += 1
             self._futures[run_id] = fut
+            if job is not None:
+                self._jobs[run_id] = job
+
         def _done(f: cf.Future[Any]) -> None:
             self._on_done(run_id, f)
 
@@ -171,7 +254,7 @@ class RunHandle:
             self._end(run_id, fut.result())
         elif isinstance(exc, NotStartedError):
             self._end(run_id, None, reason="cancelled before it started")
-        elif isinstance(exc, ClaimedElsewhereError):
+        elif isinstance(exc, CompletedElsewhereError):
             with self._lock:
                 if run_id in self._ended:
                     return
@@ -182,10 +265,123 @@ class RunHandle:
                 Event(EventKind.RUN_SKIPPED, run_id, self._experiment_id, reason=str(exc))
             )
             self._check_finished()
+        elif isinstance(exc, ClaimedElsewhereError):
+            self._claimed_elsewhere(run_id, exc.holder)
+        elif isinstance(exc, FinalRecordNotSavedError):
+            log.debug("run %s: %s", run_id, exc)
+            self._end(run_id, None, error=ErrorInfo.from_exception(exc), lost=True, exc=exc)
         else:
-            log.error("run %s could not be executed: %s: %s", run_id, type(exc).__name__, exc)
-            self._end(run_id, None, error=ErrorInfo.from_exception(exc))
+            log.debug("run %s could not be executed: %s: %s", run_id, type(exc).__name__, exc)
+            self._end(run_id, None, error=ErrorInfo.from_exception(exc), exc=exc)
 
+    # ------------------------------------------------- runs claimed elsewhere
+    def _claimed_elsewhere(self, run_id: str, holder: str) -> None:
+        """Another live launch holds the claim: wait for it (see the class docstring)."""
+        if self._cancel_flag.is_set():
+            self._end(run_id, None, reason="this submission was cancelled; another launch is "
+                      "executing the run")
+            return
+        first = False
+        with self._lock:
+            if run_id in self._ended:
+                return
+            self._running.discard(run_id)
+            self._elsewhere[run_id] = holder
+            if not self._warned_elsewhere:
+                self._warned_elsewhere = first = True
+            if self._poller is None:
+                self._poller = threading.Thread(
+                    target=self._poll_elsewhere, name="metalab-claimed-elsewhere", daemon=True
+                )
+                self._poller.start()
+        if first:
+            log.warning(
+                "run %s of %s is being executed by another launch (claimed by %s); this submission "
+                "waits for its final record, and runs it here if that launch dies "
+                "(handle.claimed_elsewhere lists such runs)",
+                run_id, self._experiment_id, owner_label(holder) if holder else "an unknown owner",
+            )
+
+    def _poll_elsewhere(self) -> None:
+        while True:
+            with self._lock:
+                ids = list(self._elsewhere)
+                if not ids:
+                    self._poller = None
+                    return
+            for rid in ids:
+                try:
+                    self._look_elsewhere(rid)
+                except Exception:
+                    log.exception("checking run %s claimed by another launch failed (retrying)", rid)
+            self._finished.wait(min(5.0, max(self.ELSEWHERE_POLL_S, 0.002 * len(ids))))
+
+    def _look_elsewhere(self, rid: str) -> None:
+        """One look at a run another launch holds: its final record ends it here; a
+        claim that is gone or stale (its owner died) sends the run to the executor."""
+        from metalab.store._base import lost_after_seconds
+
+        if self._cancel_flag.is_set():
+            with self._lock:
+                self._elsewhere.pop(rid, None)
+            self._end(rid, None, reason="this submission was cancelled; another launch is "
+                      "executing the run")
+            return
+        job = self._jobs.get(rid)
+        try:
+            rec = self._store.get_run_record(rid)
+        except Exception as exc:
+            log.debug("reading run %s failed: %s", rid, exc)
+            rec = None
+        if rec is not None and rec.status in _FINAL and job is not None and (
+            (rec.status is Status.SUCCESS and job.resume) or rec.attempt >= job.attempt
+        ):
+            with self._lock:
+                self._elsewhere.pop(rid, None)
+            self._end(rid, rec)
+            return
+        held = self._store.claim_holder(rid)
+        if held is not None and not holder_is_stale(held[0], held[1], lost_after_seconds()):
+            with self._lock:
+                if rid in self._elsewhere:
+                    self._elsewhere[rid] = held[0]
+            return
+        if job is None:  # (not submitted by this handle: nothing to run again)
+            return
+        if held is None:
+            # released: the holder may have written its final record just before
+            try:
+                rec = self._store.get_run_record(rid)
+            except Exception:
+                rec = None
+            if rec is not None and rec.status in _FINAL and (
+                (rec.status is Status.SUCCESS and job.resume) or rec.attempt >= job.attempt
+            ):
+                with self._lock:
+                    self._elsewhere.pop(rid, None)
+                self._end(rid, rec)
+                return
+        attempt = max(job.attempt, rec.attempt + 1 if rec is not None else 1)
+        again = dataclasses.replace(job, attempt=attempt)
+        with self._lock:
+            if self._elsewhere.pop(rid, None) is None:
+                return
+            self._jobs[rid] = again
+        log.info("run %s: the launch that held it is gone; running it here", rid)
+        try:
+            fut = self._executor.submit(again)
+        except Exception as exc:
+            self._end(rid, None, error=ErrorInfo.from_exception(exc), exc=exc)
+            return
+        with self._lock:
+            self._futures[rid] = fut
+
+        def _done(f: cf.Future[Any]) -> None:
+            self._on_done(rid, f)
+
+        fut.add_done_callback(_done)
+
+    # ------------------------------------------------------------- endings
     def _end(
         self,
         run_id: str,
@@ -193,11 +389,14 @@ class RunHandle:
         *,
         reason: str | None = None,
         error: ErrorInfo | None = None,
+        lost: bool = False,
+        exc: BaseException | None = None,
     ) -> None:
         with self._lock:
             if run_id in self._ended:
                 return
             self._ended.add(run_id)
+            self._elsewhere.pop(run_id, None)
             was_running = run_id in self._running
             self._running.discard(run_id)
             if record is not None:
@@ -206,12 +405,20 @@ class RunHandle:
                 status = Status.FAILED
             else:
                 status = Status.CANCELLED
-            if status is Status.SUCCESS:
+            if lost:
+                self._lost += 1
+            elif status is Status.SUCCESS:
                 self._success += 1
             elif status is Status.FAILED:
                 self._failed += 1
             else:
                 self._cancelled += 1
+            info = record.error if record is not None else error
+            if lost or status is Status.FAILED:
+                text = f"{info.type}: {_first_line(info.message)}" if info else "failed"
+                self._problems.append(
+                    (run_id, text, _disk_full(exc, info.message if info else ""))
+                )
             if is_interrupt(record):
                 self._interrupted = True
         if record is not None and not was_running:
@@ -248,18 +455,71 @@ class RunHandle:
 
     def _check_finished(self) -> None:
         with self._lock:
-            if self._finished.is_set() or self._submitting:
+            if self._finishing or self._submitting:
                 return
             if len(self._ended) < self._expected:
                 return
-            self._finished.set()
+            self._finishing = True
         # outside the lock: hooks may read the status or take other locks
-        self._shutdown_executor(wait=False)
-        for cb in self._on_finish:
+        try:
+            self._shutdown_executor(wait=False)
+            for cb in self._on_finish:
+                try:
+                    cb()
+                except Exception:
+                    log.exception("finish hook failed (ignored)")
             try:
-                cb()
+                self._report()
             except Exception:
-                log.exception("finish hook failed (ignored)")
+                log.exception("the end-of-run report failed (ignored)")
+        finally:
+            # (after the report: whoever waits for the handle sees it logged)
+            self._finished.set()
+
+    def _report(self) -> None:
+        """Once, when the submission has ended: what failed, or that the disk is full."""
+        with self._lock:
+            problems = list(self._problems)
+            total = self._total
+            lost = self._lost
+        if not problems:
+            return
+        full = [(rid, text, df) for rid, text, df in problems if df]
+        if full:
+            folder = ""
+            for _rid, _text, df in full:
+                if isinstance(df, OSError) and df.filename:
+                    folder = os.path.dirname(str(df.filename))
+                    break
+            if getattr(self._store, "supports_working_directory", False):
+                try:
+                    folder = self._store.get_working_directory()
+                except Exception:
+                    pass
+            where = f" in {folder}" if folder else ""
+            unsaved = f"; {lost} of them ended but their final record could not be written" if lost else ""
+            log.error(
+                "No space left on device%s: %d of %d runs of %s could not be executed or "
+                "recorded%s. Free space there, then run the experiment again (resume=True keeps "
+                "the runs that succeeded and runs the others)",
+                where, len(full), total, self._experiment_id, unsaved,
+            )
+            problems = [p for p in problems if not p[2]]
+            if not problems:
+                return
+        rid, text, _ = problems[0]
+        log.warning(
+            "%d of %d runs failed; first: run %s: %s (metalab runs show %s%s for the traceback)",
+            len(problems), total, rid, text, rid, self._store_hint(),
+        )
+
+    def _store_hint(self) -> str:
+        """`` -s ROOT -e ID`` for a file store (no locator of other stores: it may hold a password)."""
+        config = getattr(self._store, "config", None)
+        root = getattr(config, "root", None)
+        if getattr(config, "scheme", "") != "file" or not isinstance(root, str):
+            return " -s STORE"
+        return f" -s {shlex.quote(root)} -e {shlex.quote(self._experiment_id)}"
 
     def _shutdown_executor(self, wait: bool) -> None:
         if self._shutdown_done and not wait:
@@ -277,7 +537,8 @@ class RunHandle:
         Queued runs never start; running in-process runs see
         ``runtime.cancelled`` (and end ``cancelled`` if they stop through
         ``runtime.check_cancelled()``); runs in worker processes are told the
-        same through a shared flag.  Returns at once; use :meth:`wait`.
+        same through a shared flag; runs another launch is executing count as
+        cancelled at once (not waited for).  Returns at once; use :meth:`wait`.
         """
         self._cancel_flag.set()
         try:
@@ -286,8 +547,12 @@ class RunHandle:
             log.exception("could not signal cancellation to %r", self._executor)
         with self._lock:
             futures = list(self._futures.values())
+            elsewhere = list(self._elsewhere)
         for fut in futures:
             fut.cancel()
+        for rid in elsewhere:  # not waited for any more
+            self._end(rid, None, reason="this submission was cancelled; another launch is "
+                      "executing the run")
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until every run has ended; True if so, False on timeout.

@@ -132,7 +132,8 @@ def run(
         store: ``None`` (``"./experiments"``), a path or locator, a
             ``StoreConfig`` or a ``Store``; always scoped to the experiment.
         executor: where runs execute; default :class:`SerialExecutor` (in this
-            thread: every run has ended when ``run`` returns).  With
+            thread: every run has ended when ``run`` returns, including runs
+            another live launch was executing, which are waited for).  With
             :class:`SlurmExecutor` the runs are queued as job arrays and a
             :class:`SlurmRunHandle` is returned at once.
         resume: skip runs whose stored record is ``success``; rerun the rest.
@@ -144,7 +145,14 @@ def run(
             only warn).
 
     The experiment manifest (with all run ids) is stored once per call.  The
-    executor is shut down when every run has ended.
+    executor is shut down when every run has ended.  A run claimed by another
+    live launch is neither executed nor counted as skipped: the handle waits
+    for its final record (``RunStatus.elsewhere``), and executes it here if
+    that launch dies; a claim whose owner is certainly dead (this host: pid
+    gone) is taken over at once, so a resume right after ``kill -9`` runs
+    everything.  When the submission has ended, failures are reported once on
+    the ``metalab.execution`` logger (count and first error line; an ERROR
+    naming the folder when the disk is full).
 
     Raises:
         ConfigError / ScopeError: bad store.  ValidationError: bad arguments
@@ -280,7 +288,7 @@ def run(
                     resume=resume,
                 )
                 fut = executor.submit(job)
-                handle._track(spec.run_id, fut)
+                handle._track(spec.run_id, fut, job)
                 if fut.done() and not fut.cancelled() and fut.exception() is None:
                     record = fut.result()
                     if is_interrupt(record):
@@ -300,6 +308,10 @@ def run(
         if exit_instead:
             raise SystemExit(128 + signal.SIGTERM)
         raise KeyboardInterrupt
+    if isinstance(executor, SerialExecutor) and not handle.done:
+        # runs another launch is executing: a serial run() returns when every run has ended
+        with _sigterm_as_exit():
+            handle.wait()
     return handle
 
 

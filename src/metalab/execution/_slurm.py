@@ -609,6 +609,7 @@ class SlurmRunHandle:
         self._lock = threading.RLock()
         self._state: dict[str, str] = {}  # run id -> running/success/failed/cancelled/lost
         self._open: set[str] = set(self._run_ids)
+        self._elsewhere: set[str] = set()  # open runs another launch's worker was executing at the last poll
         self._queue = {"pending": 0, "running": 0}
         self._queue_empty_polls = 0
         self._finished = threading.Event()
@@ -668,24 +669,14 @@ class SlurmRunHandle:
 
     @property
     def status(self) -> RunStatus:
-        """Counts from the store's records plus ``squeue`` (polls if the last poll is old)."""
+        """Counts from the store's records plus ``squeue`` (polls if the last poll is old).
+
+        A run another launch's worker is executing counts in ``elsewhere``
+        (not ``running``) until it ends.
+        """
         self._maybe_poll()
         with self._lock:
-            counts = {"success": 0, "failed": 0, "cancelled": 0, "running": 0, "lost": 0}
-            for state in self._state.values():
-                counts[state] += 1
-            done = counts["success"] + counts["failed"] + counts["cancelled"] + counts["lost"] + self._skipped
-            return RunStatus(
-                total=self._total,
-                done=done,
-                success=counts["success"],
-                failed=counts["failed"],
-                cancelled=counts["cancelled"],
-                running=counts["running"],
-                pending=max(0, self._total - done - counts["running"]),
-                skipped=self._skipped,
-                lost=counts["lost"],
-            )
+            return self._counts()
 
     @property
     def queue(self) -> dict[str, int]:
@@ -797,6 +788,7 @@ class SlurmRunHandle:
             # (our jobs gone: what is still open ends now, except runs another
             # launch is executing, whose final record or stopped heartbeat is
             # waited for)
+            self._elsewhere = elsewhere
             if not self._open or self._queue_empty_polls >= 2:
                 self._settle(keep=elsewhere)
             return self._status_nolock()
@@ -814,15 +806,20 @@ class SlurmRunHandle:
 
     def _status_nolock(self) -> RunStatus:
         self._last_poll = time.monotonic()
+        return self._counts()
+
+    def _counts(self) -> RunStatus:
         counts = {"success": 0, "failed": 0, "cancelled": 0, "running": 0, "lost": 0}
         for state in self._state.values():
             counts[state] += 1
+        elsewhere = len(self._elsewhere & self._open)
+        running = max(0, counts["running"] - elsewhere)
         done = counts["success"] + counts["failed"] + counts["cancelled"] + counts["lost"] + self._skipped
         return RunStatus(
             total=self._total, done=done, success=counts["success"], failed=counts["failed"],
-            cancelled=counts["cancelled"], running=counts["running"],
-            pending=max(0, self._total - done - counts["running"]), skipped=self._skipped,
-            lost=counts["lost"],
+            cancelled=counts["cancelled"], running=running,
+            pending=max(0, self._total - done - running - elsewhere), skipped=self._skipped,
+            lost=counts["lost"], elsewhere=elsewhere,
         )
 
     def _end(self, rid: str, status: str, doc: dict[str, Any] | None, reason: str | None = None) -> None:

@@ -51,7 +51,12 @@ def run_task(submission_path: str, task_index: int) -> int:
     from metalab.definition import load_operation
     from metalab.execution._claims import ClaimedElsewhereError
     from metalab.execution._slurm import _load_experiment, position_to_index, range_starts
-    from metalab.execution._worker import _redirect_std, execute_run, is_interrupt
+    from metalab.execution._worker import (
+        FinalRecordNotSavedError,
+        _redirect_std,
+        execute_run,
+        is_interrupt,
+    )
     from metalab.model import Status
     from metalab.store._config import StoreConfig
 
@@ -108,7 +113,7 @@ def run_task(submission_path: str, task_index: int) -> int:
                     derived_metrics=derived,
                     skip_if_succeeded=True,
                 )
-        except ClaimedElsewhereError as exc:
+        except (ClaimedElsewhereError, FinalRecordNotSavedError) as exc:
             print(f"metalab: {exc}", flush=True)
             continue
         print(f"metalab: run {spec.run_id} (index {spec.index}) ended {record.status.value}", flush=True)

@@ -23,11 +23,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from metalab._errors import RunCancelledError
+from metalab._errors import ExecutionError, RunCancelledError
+from metalab._internal._owner import owner_label
 from metalab._internal._time import to_iso, utcnow
 from metalab.execution._capture import Capture, RunLog, is_scalar, route_logging, to_scalar
 from metalab.execution._claims import (
     ClaimedElsewhereError,
+    CompletedElsewhereError,
     Heartbeat,
     heartbeat_interval,
     new_owner,
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
     from metalab.store._base import Store
 
 __all__ = [
+    "FinalRecordNotSavedError",
     "Job",
     "NotStartedError",
     "RunPayload",
@@ -57,6 +60,41 @@ DerivedSpec = Sequence[Any]  # callables or "module:func" strings
 
 class NotStartedError(RunCancelledError):
     """A queued run was not started because the submission was cancelled."""
+
+
+class FinalRecordNotSavedError(ExecutionError):
+    """The run ended but its final record could not be written (the store still shows it running).
+
+    Attributes:
+        run_id: the run.  status: the status the record would have had.
+        errno: the ``errno`` of the underlying OSError (e.g. ENOSPC), or None.
+        filename: the file that could not be written, or ``""``.
+    """
+
+    def __init__(
+        self, message: str, run_id: str = "", status: str = "", errno: int | None = None,
+        filename: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.status = status
+        self.errno = errno
+        self.filename = filename
+
+    def __reduce__(self) -> tuple[object, ...]:  # keeps the attributes across processes
+        return (type(self), (str(self), self.run_id, self.status, self.errno, self.filename))
+
+
+def _os_error_of(exc: BaseException) -> OSError | None:
+    """The first OSError in ``exc``'s cause/context chain (itself included)."""
+    seen = 0
+    cur: BaseException | None = exc
+    while cur is not None and seen < 10:
+        if isinstance(cur, OSError) and cur.errno is not None:
+            return cur
+        cur = cur.__cause__ or cur.__context__
+        seen += 1
+    return None
 
 
 def is_interrupt(record: RunRecord | None) -> bool:
@@ -145,14 +183,15 @@ def execute_run(
     ``capture``), then writes one final record.  Exceptions of the operation
     never escape: they become a ``failed`` record (``cancelled`` for
     KeyboardInterrupt, SystemExit and :class:`~metalab.RunCancelledError`).
-    If the final write fails, the error is logged at ERROR level and the
-    unsaved record is returned.
-
     Raises:
         ClaimedElsewhereError: another launch holds a live claim on the run
             (nothing was written; the operation is not called).
-        StoreError / OSError: the initial ``running`` record cannot be written
-            (the operation is then not called).
+            :class:`CompletedElsewhereError` (a subclass): another launch
+            completed the run meanwhile (``skip_if_succeeded``).
+        StoreError / OSError: the claim or the initial ``running`` record
+            cannot be written (the operation is then not called).
+        FinalRecordNotSavedError: the run ended but its final record could
+            not be written (the store still shows it as running).
     """
     run_id: str = spec.run_id
     owner = new_owner()
@@ -160,9 +199,17 @@ def execute_run(
         from metalab.store._base import lost_after_seconds
 
         if not store.try_claim(run_id, owner, lost_after_seconds()):
+            try:
+                held = store.claim_holder(run_id)
+            except Exception:
+                held = None
+            holder = held[0] if held else ""
+            who = f"claimed by {owner_label(holder)}" if holder else "live claim"
             raise ClaimedElsewhereError(
-                f"run {run_id} is being executed by another launch right now (live claim); "
-                "it was not started here"
+                f"run {run_id} is being executed by another launch right now ({who}); "
+                "it was not started here",
+                run_id,
+                holder,
             )
         if skip_if_succeeded:
             # another launch may have finished it between our last read and the claim
@@ -172,7 +219,9 @@ def execute_run(
                 done = None
             if done is not None and done.status is Status.SUCCESS:
                 store.release_claim(run_id, owner)
-                raise ClaimedElsewhereError(f"run {run_id} was completed by another launch meanwhile")
+                raise CompletedElsewhereError(
+                    f"run {run_id} was completed by another launch meanwhile", run_id
+                )
     try:
         return _execute_claimed(
             spec, op, context, store, owner,
@@ -292,15 +341,18 @@ def _execute_claimed(
             pass
         try:
             store.put_run_record(final)
-        except Exception:
-            log.error(
-                "run %s: the final %s record could NOT be written; the store still shows it "
-                "as running. Check the store and rerun with resume=True",
+        except Exception as exc:
+            log.debug("run %s: the final record could not be written", run_id, exc_info=True)
+            cause = _os_error_of(exc)
+            raise FinalRecordNotSavedError(
+                f"run {run_id} ended {status.value}, but its final record could NOT be written "
+                f"({type(exc).__name__}: {exc}); the store still shows it as running. Fix the "
+                "store and run again with resume=True",
                 run_id,
                 status.value,
-                exc_info=True,
-            )
-            return final
+                cause.errno if cause is not None else None,
+                str(cause.filename or "") if cause is not None else "",
+            ) from exc
         if status is Status.SUCCESS and derived_metrics:
             _compute_derived(store, final, derived_metrics)
         return final
@@ -494,7 +546,9 @@ def process_entry(payload: RunPayload, redirect: bool = True) -> RunRecord:
     Raises:
         NotStartedError: the submission was cancelled before this run began.
         OperationImportError: the worker cannot import the operation.
-        ClaimedElsewhereError: another launch is executing this run.
+        ClaimedElsewhereError: another launch is executing this run (or
+            completed it: CompletedElsewhereError).
+        FinalRecordNotSavedError: see :func:`execute_run`.
     """
     cancel = _WorkerState.cancel_event
     if cancel is not None and cancel.is_set():
