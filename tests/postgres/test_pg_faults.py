@@ -39,7 +39,10 @@ def test_server_stopped_mid_sweep_then_back(own_server, tmp_path: Path, fast_bre
         assert len(store.list_run_records()) == 50  # from the files
         assert password not in caplog.text
         start_server(folder)
-        time.sleep(0.6)  # let the back-off pass
+        deadline = time.monotonic() + 30
+        while not store.index.breaker.allow():  # until the back-off has passed
+            assert time.monotonic() < deadline, store.index.breaker.retry_in()
+            time.sleep(0.01)
         for r in recs[50:]:  # the first write after recovery catches up
             store.put_run_record(r)
         assert not store.index_is_behind()
