@@ -162,9 +162,10 @@ def test_kill9_worker_then_resume(tmp_path):
     assert st.lost == 1 and st.success == 2, st
     # readers: the record still says running; after the heartbeat timeout it reads as lost
     assert records(store)[victim_run]["status"] == "running"
-    time.sleep(2.2)
-    res = metalab.load_results(store)
-    assert [r.run_id for r in res if r.status is metalab.Status.LOST] == [victim_run]
+    def lost_runs() -> list[str]:
+        return [r.run_id for r in metalab.load_results(store) if r.status is metalab.Status.LOST]
+
+    assert wait_for(lost_runs, timeout=30) == [victim_run]  # once its heartbeat is too old
     from click.testing import CliRunner
 
     from metalab.cli import cli
