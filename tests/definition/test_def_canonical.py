@@ -459,3 +459,11 @@ def test_self_references_are_errors_not_recursion_errors() -> None:
     for value in (loop_dict, loop_map, box, hook, _under(5000, 0)):
         with pytest.raises(CanonicalizationError, match="nested more than 200 levels"):
             canonical_bytes(value)
+
+
+def test_without_a_path_errors_are_at_the_top_level() -> None:
+    for encode in (canonical_bytes, fingerprint):
+        with pytest.raises(CanonicalizationError, match=r"^nan at the top level has no"):
+            encode(math.nan)
+        with pytest.raises(CanonicalizationError, match=r"^value at '\[0\]"):
+            encode(_under(300, 0))
