@@ -42,6 +42,8 @@ __all__ = [
     "DYNAMIC",
     "FALSE",
     "FIXED",
+    "MAX_NESTING",
+    "MAX_NODE_DEPTH",
     "And",
     "Between",
     "Compare",
@@ -56,6 +58,7 @@ __all__ = [
     "StartsWith",
     "TrueNode",
     "as_float",
+    "check_depth",
     "check_fields",
     "fields_of",
     "kind_of",
@@ -76,6 +79,12 @@ FIXED: dict[str, str] = {
     "tags": "tags",
 }
 NAMESPACE_ALIASES = {"param": "params", "metric": "metrics"}
+#: how many levels of parentheses and ``not`` a filter text may nest
+MAX_NESTING = 100
+#: how deep a filter tree (And / Or / Not above a predicate) may be: every tree
+#: parsed from text fits (each text level adds at most an Or and an And node),
+#: and every engine walks this deep well within Python's recursion limit
+MAX_NODE_DEPTH = 2 * MAX_NESTING + 8
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -186,15 +195,41 @@ class Not(Node):
     item: Node
 
 
+def check_depth(node: Node, text: str = "") -> Node:
+    """Return ``node`` if its tree is at most :data:`MAX_NODE_DEPTH` deep.
+
+    Iterative (safe for any depth). Raises QueryError for a deeper tree.
+    """
+    stack = [(node, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_NODE_DEPTH:
+            raise QueryError(
+                f"the filter nests more than {MAX_NODE_DEPTH} levels deep (and / or / not); "
+                "build it with fewer levels, e.g. one And or Or of many items", text,
+            )
+        if isinstance(item, And | Or):
+            stack.extend((sub, depth + 1) for sub in item.items)
+        elif isinstance(item, Not):
+            stack.append((item.item, depth + 1))
+    return node
+
+
 @dataclasses.dataclass(frozen=True)
 class Query:
-    """A checked query: filter, projection (None = whole documents), ordering, limit."""
+    """A checked query: filter, projection (None = whole documents), ordering, limit.
+
+    Raises QueryError when built with a filter deeper than :data:`MAX_NODE_DEPTH`.
+    """
 
     where: Node = TrueNode()
     columns: tuple[Field, ...] | None = None
     order: tuple[tuple[Field, bool], ...] = ()  # (field, descending)
     limit: int | None = None
     text: str = dataclasses.field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        check_depth(self.where, self.text)
 
     def fields(self) -> list[Field]:
         """Every field the query refers to (filter, columns, ordering)."""
@@ -237,7 +272,10 @@ def without_nan(node: Node) -> Node:
     match nothing; NaN drops out of an ``in`` list.
     """
     if isinstance(node, And | Or):
-        return type(node)(tuple(without_nan(n) for n in node.items))
+        items = []
+        for n in node.items:  # (a loop: one stack frame per tree level)
+            items.append(without_nan(n))
+        return type(node)(tuple(items))
     if isinstance(node, Not):
         return Not(without_nan(node.item))
     if isinstance(node, Compare) and _is_nan(node.value):
@@ -253,13 +291,18 @@ def without_nan(node: Node) -> Node:
 
 
 def fields_of(node: Node) -> list[Field]:
-    """The fields a filter refers to, in order of appearance."""
-    if isinstance(node, And | Or):
-        return [f for item in node.items for f in fields_of(item)]
-    if isinstance(node, Not):
-        return fields_of(node.item)
-    field = getattr(node, "field", None)
-    return [field] if isinstance(field, Field) else []
+    """The fields a filter refers to, in order of appearance (iterative)."""
+    out: list[Field] = []
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, And | Or):
+            stack.extend(reversed(item.items))
+        elif isinstance(item, Not):
+            stack.append(item.item)
+        elif isinstance(field := getattr(item, "field", None), Field):
+            out.append(field)
+    return out
 
 
 def check_fields(

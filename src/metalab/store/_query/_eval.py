@@ -151,16 +151,51 @@ def _cmp(op: str, value: Any, lit: Any) -> bool:
 Pred = Callable[[dict[str, Any], dict[str, Any] | None], bool]
 
 
+def _members(values: tuple[Any, ...]) -> Callable[[Any], bool]:
+    """``v -> v equals one of values`` (same kind, as :func:`_same`), by set lookups.
+
+    Numbers share one set (``1`` and ``1.0`` are equal, with equal hashes);
+    NaN never equals, so it is left out (a stored NaN is then no member).
+    """
+    sets: dict[str, set[Any]] = {"number": set(), "string": set(), "boolean": set()}
+    for x in values:
+        k = kind_of(x)
+        if k in sets and x == x:
+            sets[k].add(x)
+
+    def member(v: Any) -> bool:
+        found = sets.get(kind_of(v))
+        return found is not None and v == v and v in found
+    return member
+
+
 def predicate(node: Node, cutoff: int) -> Pred:
-    """Compile a filter to a Python function ``(doc, derived) -> bool``."""
+    """Compile a filter to a Python function ``(doc, derived) -> bool``.
+
+    Recursive over the tree, one stack frame per level when compiling and when
+    evaluating (trees are at most ``MAX_NODE_DEPTH`` deep, see :class:`Query`).
+    """
     if isinstance(node, TrueNode):
         return lambda d, der: True
-    if isinstance(node, And):
-        parts = [predicate(n, cutoff) for n in node.items]
-        return lambda d, der: all(p(d, der) for p in parts)
-    if isinstance(node, Or):
-        parts = [predicate(n, cutoff) for n in node.items]
-        return lambda d, der: any(p(d, der) for p in parts)
+    if isinstance(node, And | Or):
+        parts = []
+        for n in node.items:
+            parts.append(predicate(n, cutoff))
+        # (loops, not all()/any() over a generator: a frame less per level)
+        if isinstance(node, And):
+            def every(d: dict[str, Any], der: Any) -> bool:
+                for p in parts:  # noqa: SIM110
+                    if not p(d, der):
+                        return False
+                return True
+            return every
+
+        def some(d: dict[str, Any], der: Any) -> bool:
+            for p in parts:  # noqa: SIM110
+                if p(d, der):
+                    return True
+            return False
+        return some
     if isinstance(node, Not):
         inner = predicate(node.item, cutoff)
         return lambda d, der: not inner(d, der)
@@ -169,13 +204,14 @@ def predicate(node: Node, cutoff: int) -> Pred:
         op, lit = node.op, node.value
         return lambda d, der: _cmp(op, get(d, der), lit)
     if isinstance(node, In):
-        values, negate = node.values, node.negate
+        negate = node.negate
+        is_member = _members(node.values)
 
         def member(d: dict[str, Any], der: Any) -> bool:
             v = get(d, der)
             if kind_of(v) not in _RANK:
                 return False
-            hit = any(_same(v, x) for x in values)
+            hit = is_member(v)
             return not hit if negate else hit
         return member
     if isinstance(node, Between):

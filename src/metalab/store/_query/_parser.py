@@ -18,7 +18,8 @@ Grammar (keywords are case-insensitive)::
 
 Names after the namespace may contain letters, digits, ``_``, ``-`` and dots
 (``params.opt.lr`` is the parameter named ``opt.lr``); quote anything else.
-Strings use single or double quotes with backslash escapes.
+Strings use single or double quotes with backslash escapes.  Parentheses and
+``not`` nest at most :data:`~._ast.MAX_NESTING` (100) levels deep.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from metalab._errors import QueryError, QuerySyntaxError, UnknownFieldError
 from metalab.store._query._ast import (
     DYNAMIC,
     FIXED,
+    MAX_NESTING,
     NAMESPACE_ALIASES,
     And,
     Between,
@@ -45,6 +47,7 @@ from metalab.store._query._ast import (
     Query,
     StartsWith,
     TrueNode,
+    check_depth,
     check_literal,
     normalize_order,
 )
@@ -55,6 +58,7 @@ _KEYWORDS = frozenset({
     "and", "or", "not", "in", "between", "startswith", "contains", "is", "null", "true", "false",
 })
 _OPS = ("==", "!=", "<=", ">=", "<>", "=", "<", ">")
+_OP_START = frozenset("=!<>")
 _NUMBER = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SUB = re.compile(r"[A-Za-z0-9_\-]+(?:\.[A-Za-z0-9_\-]+)*")
@@ -114,7 +118,7 @@ def _tokenize(text: str) -> list[_Tok]:
             toks.append(_Tok("string", string, i))
             i = j
             continue
-        op = next((o for o in _OPS if text.startswith(o, i)), None)
+        op = next((o for o in _OPS if text.startswith(o, i)), None) if c in _OP_START else None
         if op is not None:
             toks.append(_Tok("op", {"==": "=", "<>": "!="}.get(op, op), i))
             i += len(op)
@@ -205,6 +209,7 @@ class _Parser:
         self.text = text
         self.toks = _tokenize(text)
         self.i = 0
+        self.depth = 0  # levels of '(' and 'not' around the current token
 
     def peek(self) -> _Tok:
         return self.toks[self.i]
@@ -244,12 +249,26 @@ class _Parser:
             items.append(self.unary())
         return items[0] if len(items) == 1 else And(tuple(items))
 
+    def enter(self) -> _Tok:
+        """Take a '(' or 'not', one level deeper (a bounded recursion)."""
+        tok = self.take()
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise QuerySyntaxError(
+                f"the filter nests more than {MAX_NESTING} levels of parentheses and 'not'; "
+                "write it with fewer levels (join conditions with and / or, drop double 'not')",
+                self.text, tok.pos,
+            )
+        return tok
+
     def unary(self) -> Node:
         if self.is_kw("not"):
-            self.take()
-            return Not(self.unary())
+            self.enter()
+            node: Node = Not(self.unary())
+            self.depth -= 1
+            return node
         if self.peek().kind == "(":
-            open_tok = self.take()
+            open_tok = self.enter()
             node = self.or_expr()
             if self.peek().kind != ")":
                 raise QuerySyntaxError(
@@ -257,6 +276,7 @@ class _Parser:
                     f"{self.peek().describe()}", self.text, self.peek().pos,
                 )
             self.take()
+            self.depth -= 1
             return node
         return self.predicate()
 
@@ -414,7 +434,8 @@ def parse(text: str) -> Node:
     """Parse a filter string into an AST (an empty string matches every run).
 
     Raises:
-        QuerySyntaxError: malformed text (the message points at the position).
+        QuerySyntaxError: malformed text (the message points at the position),
+            also parentheses and ``not`` nested more than 100 levels deep.
         UnknownFieldError: a field outside params/metrics/derived and the
             top-level fields.
         QueryError: a literal that can never match its field.
@@ -480,13 +501,14 @@ def build_query(
     most that many runs.
 
     Raises:
-        QueryError (and subclasses): see :func:`parse`; a negative limit.
+        QueryError (and subclasses): see :func:`parse`; a negative limit; a
+            filter tree deeper than :data:`~._ast.MAX_NODE_DEPTH`.
     """
     text = where if isinstance(where, str) else ""
     if where is None or isinstance(where, str):
         node = parse(where or "")
     elif isinstance(where, Node):
-        node = where
+        node = check_depth(where)
     else:
         raise QuerySyntaxError(f"where must be a query string, got {type(where).__name__}")
     if keywords:

@@ -225,13 +225,21 @@ class PgCompiler:
 
     # ------------------------------------------------------------ filter
     def where(self, node: Node, top: bool = False) -> tuple[str, list[Any]]:
-        """SQL of ``node``; ``top``: the node is a conjunct of the whole filter."""
+        """SQL of ``node``; ``top``: the node is a conjunct of the whole filter.
+
+        One Python stack frame per tree level (PostgreSQL flattens long
+        ``and`` / ``or`` chains itself)."""
         if isinstance(node, TrueNode):
             return "true", []
         if isinstance(node, And | Or):
-            subs = [self.where(n, top and isinstance(node, And)) for n in node.items]
+            subs: list[str] = []
+            sub_args: list[Any] = []
+            for n in node.items:
+                sub, item_args = self.where(n, top and isinstance(node, And))
+                subs.append(sub)
+                sub_args += item_args
             joiner = " AND " if isinstance(node, And) else " OR "
-            return "(" + joiner.join(p for p, _ in subs) + ")", [a for _, sa in subs for a in sa]
+            return "(" + joiner.join(subs) + ")", sub_args
         if isinstance(node, Not):
             inner, args = self.where(node.item)
             return f"(NOT {inner})", args

@@ -1,8 +1,12 @@
 """Compile a :class:`Query` to SQLite over the FileStore catalog tables.
 
-Every value is a bound parameter (``:pN``); the only identifiers written into
+Every value is a bound parameter (``?N``); the only identifiers written into
 the SQL are the catalog's own generated column names (``f12`` / ``g3``, checked
-against a strict pattern), never a user-given name.
+against a strict pattern), never a user-given name.  The numbers and strings
+of an ``in`` list are one parameter, a JSON array read with ``json_each`` (a
+parameter each made a 50,000-value list take seconds to prepare).  Long
+``and`` / ``or`` chains are written as balanced trees of parentheses: SQLite
+refuses expressions more than 1,000 levels deep.
 
 Cell encoding (see :func:`encode`): numbers as INTEGER/REAL, strings as
 TEXT, booleans as a one-byte BLOB, lists and objects as a BLOB ``b"J" +
@@ -13,6 +17,8 @@ negation, as in the in-memory engine.
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from collections.abc import Callable
 from typing import Any
@@ -89,6 +95,35 @@ _JSON_KIND = {
 }
 
 
+def _balanced(parts: list[str], joiner: str) -> str:
+    """``parts`` joined by ``joiner`` as a balanced tree of parentheses (depth log2 n),
+    to be put in parentheses by the caller."""
+    if not parts:
+        return "1" if joiner == " AND " else "0"
+    while len(parts) > 2:
+        paired = [f"({parts[i]}{joiner}{parts[i + 1]})" for i in range(0, len(parts) - 1, 2)]
+        if len(parts) % 2:
+            paired.append(parts[-1])
+        parts = paired
+    return joiner.join(parts)
+
+
+def _as_json_list(cells: list[Any]) -> tuple[str, list[Any]]:
+    """(JSON array text of the cells ``json_each`` reads back unchanged, the other cells).
+
+    Finite numbers within 64 bits and strings without NUL go into the array
+    (``json_each`` ends a text at NUL; JSON has no infinity); the rest are
+    bound one by one.
+    """
+    listed: list[Any] = []
+    single: list[Any] = []
+    for cell in cells:
+        ok = (isinstance(cell, str) and "\0" not in cell) or (
+            isinstance(cell, float) and math.isfinite(cell)) or isinstance(cell, int)
+        (listed if ok else single).append(cell)
+    return json.dumps(listed, ensure_ascii=False, allow_nan=False), single
+
+
 class SqliteCompiler:
     """Builds the SELECT of one query.
 
@@ -99,12 +134,13 @@ class SqliteCompiler:
     def __init__(self, column_of: Callable[[Field], str | None], cutoff: int) -> None:
         self.column_of = column_of
         self.cutoff = cutoff
-        self.params: dict[str, Any] = {}
+        self.params: list[Any] = []
 
     def bind(self, value: Any) -> str:
-        key = f"p{len(self.params)}"
-        self.params[key] = value
-        return f":{key}"
+        """The placeholder of a new parameter, ``?N`` (numbered: SQLite looks a
+        named one up among the earlier names, quadratic in their count)."""
+        self.params.append(value)
+        return f"?{len(self.params)}"
 
     def expr(self, field: Field) -> str:
         ns = field.ns
@@ -131,12 +167,14 @@ class SqliteCompiler:
         return f"({test} AND {c} {op} {self.bind(_lit(lit))})"
 
     def where(self, node: Node) -> str:
+        """SQL of a filter (never NULL); one Python stack frame per tree level."""
         if isinstance(node, TrueNode):
             return "1"
-        if isinstance(node, And):
-            return "(" + " AND ".join(self.where(n) for n in node.items) + ")"
-        if isinstance(node, Or):
-            return "(" + " OR ".join(self.where(n) for n in node.items) + ")"
+        if isinstance(node, And | Or):
+            parts = []
+            for n in node.items:
+                parts.append(self.where(n))
+            return "(" + _balanced(parts, " AND " if isinstance(node, And) else " OR ") + ")"
         if isinstance(node, Not):
             return f"(NOT {self.where(node.item)})"
         c = self.expr(node.field)  # type: ignore[attr-defined]
@@ -145,13 +183,19 @@ class SqliteCompiler:
         if isinstance(node, Between):
             return f"({self._cmp(c, '>=', node.low)} AND {self._cmp(c, '<=', node.high)})"
         if isinstance(node, In):
-            groups: dict[str, list[Any]] = {}
+            groups: dict[str, dict[Any, None]] = {}
             for v in node.values:
-                groups.setdefault(kind_of(v), []).append(v)
+                if v == v:  # (NaN equals nothing: in the scan it matches no run)
+                    groups.setdefault(kind_of(v), {})[_lit(v)] = None
             parts = []
-            for kind, values in groups.items():
-                marks = ", ".join(self.bind(_lit(v)) for v in values)
-                parts.append(f"({_KIND_TEST[kind].format(c=c)} AND {c} IN ({marks}))")
+            for kind, cells in groups.items():
+                listed, single = _as_json_list(list(cells))
+                tests = []
+                if listed != "[]":
+                    tests.append(f"{c} IN (SELECT value FROM json_each({self.bind(listed)}))")
+                if single:
+                    tests.append(f"{c} IN ({', '.join(self.bind(cell) for cell in single)})")
+                parts.append(f"({_KIND_TEST[kind].format(c=c)} AND ({' OR '.join(tests)}))")
             hit = "(" + " OR ".join(parts) + ")" if parts else "0"
             if not node.negate:
                 return hit
