@@ -285,7 +285,10 @@ def test_run_finished_by_the_launch_holding_it_is_not_executed_again(tmp_path):
     store.release_claim(rid, "another-launch")
     t.join(timeout=30)
     assert done.is_set()
-    assert events[-1].startswith("status RunStatus(total=1, done=1, success=1"), events
+    # counted as skipped (succeeded without this launch executing it), not as success
+    assert events[-1].startswith("status RunStatus(total=1, done=1, success=0, failed=0, "
+                                 "cancelled=0, running=0, pending=0, skipped=1"), events
+    assert events[:-1] == ["run_skipped"], events
     assert len(list(counter.iterdir())) == 1  # executed once (by the other launch)
 
 

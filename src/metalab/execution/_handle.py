@@ -46,17 +46,19 @@ _DISK_FULL_TEXTS = ("No space left on device", "Disk quota exceeded")
 class RunStatus:
     """Counts of one submission.
 
-    ``total`` is every run of the experiment.  ``skipped`` runs were not
-    executed by this submission because a ``success`` record already existed
-    when it got to them (resume; including a success another launch wrote
-    just before).  ``success``/``failed``/``cancelled`` count runs that ended
-    during this submission with that final record (``cancelled`` includes
-    queued runs that never started because of :meth:`RunHandle.cancel`).
+    ``total`` is every run of the experiment.  ``skipped`` runs succeeded
+    without this submission executing them: a ``success`` record existed when
+    it got to them (resume), or another launch completed them while this one
+    waited.  ``success``/``failed``/``cancelled`` count runs this submission
+    executed (``failed`` also counts a run another launch was executing that
+    ended ``failed`` while this one waited; ``cancelled`` includes queued runs
+    that never started because of :meth:`RunHandle.cancel`), so the
+    ``success`` counts of concurrent launches add up to the runs executed.
     ``lost`` runs ended but their final record could not be written (the
     store shows them running, then lost).  ``elsewhere`` runs are being
-    executed by another live launch (their claim is live): they are waited for
-    and counted by their final record once it exists, or executed here if that
-    launch dies (see :attr:`RunHandle.claimed_elsewhere`).  ``done = success +
+    executed by another live launch (their claim is live): they are waited
+    for and then counted as above, or executed here if that launch dies (see
+    :attr:`RunHandle.claimed_elsewhere`).  ``done = success +
     failed + cancelled + skipped + lost`` and ``pending = total - done -
     running - elsewhere``, so a finished submission has ``done == total``.
     """
@@ -255,16 +257,7 @@ class RunHandle:
         elif isinstance(exc, NotStartedError):
             self._end(run_id, None, reason="cancelled before it started")
         elif isinstance(exc, CompletedElsewhereError):
-            with self._lock:
-                if run_id in self._ended:
-                    return
-                self._ended.add(run_id)
-                self._running.discard(run_id)
-                self._skipped += 1
-            self._events.emit(
-                Event(EventKind.RUN_SKIPPED, run_id, self._experiment_id, reason=str(exc))
-            )
-            self._check_finished()
+            self._end_skipped(run_id, str(exc))
         elif isinstance(exc, ClaimedElsewhereError):
             self._claimed_elsewhere(run_id, exc.holder)
         elif isinstance(exc, FinalRecordNotSavedError):
@@ -273,6 +266,26 @@ class RunHandle:
         else:
             log.debug("run %s could not be executed: %s: %s", run_id, type(exc).__name__, exc)
             self._end(run_id, None, error=ErrorInfo.from_exception(exc), exc=exc)
+
+    def _end_skipped(self, run_id: str, reason: str) -> None:
+        """A run found succeeded (by another launch) when this submission got to it."""
+        with self._lock:
+            if run_id in self._ended:
+                return
+            self._ended.add(run_id)
+            self._elsewhere.pop(run_id, None)
+            self._running.discard(run_id)
+            self._skipped += 1
+        self._events.emit(Event(EventKind.RUN_SKIPPED, run_id, self._experiment_id, reason=reason))
+        self._check_finished()
+
+    def _end_elsewhere(self, run_id: str, record: RunRecord, holder: str) -> None:
+        """A run another launch executed while this submission waited ended with ``record``."""
+        if record.status is Status.SUCCESS:
+            who = f" ({owner_label(holder)})" if holder else ""
+            self._end_skipped(run_id, f"completed by another launch{who} while this one waited")
+        else:
+            self._end(run_id, record)
 
     # ------------------------------------------------- runs claimed elsewhere
     def _claimed_elsewhere(self, run_id: str, holder: str) -> None:
@@ -336,9 +349,7 @@ class RunHandle:
         if rec is not None and rec.status in _FINAL and job is not None and (
             (rec.status is Status.SUCCESS and job.resume) or rec.attempt >= job.attempt
         ):
-            with self._lock:
-                self._elsewhere.pop(rid, None)
-            self._end(rid, rec)
+            self._end_elsewhere(rid, rec, self._elsewhere.get(rid, ""))
             return
         held = self._store.claim_holder(rid)
         if held is not None and not holder_is_stale(held[0], held[1], lost_after_seconds()):
@@ -357,9 +368,7 @@ class RunHandle:
             if rec is not None and rec.status in _FINAL and (
                 (rec.status is Status.SUCCESS and job.resume) or rec.attempt >= job.attempt
             ):
-                with self._lock:
-                    self._elsewhere.pop(rid, None)
-                self._end(rid, rec)
+                self._end_elsewhere(rid, rec, self._elsewhere.get(rid, ""))
                 return
         attempt = max(job.attempt, rec.attempt + 1 if rec is not None else 1)
         again = dataclasses.replace(job, attempt=attempt)
