@@ -310,8 +310,12 @@ def run(
         raise KeyboardInterrupt
     if isinstance(executor, SerialExecutor) and not handle.done:
         # runs another launch is executing: a serial run() returns when every run has ended
-        with _sigterm_as_exit():
-            handle.wait()
+        try:
+            with _sigterm_as_exit():
+                handle.wait()
+        except BaseException:  # Ctrl-C (wait() cancels) or SIGTERM: stop waiting for them
+            handle.cancel()
+            raise
     return handle
 
 
