@@ -166,3 +166,124 @@ def test_from_dict_errors() -> None:
         StoreConfig.from_dict({"root": "/x"})
     with pytest.raises(errors.ConfigError, match="unknown field"):
         StoreConfig.from_dict({"root": "/x", "_type": "file", "bogus": 1})
+
+
+# ------------------------------------------------------------ secrets with awkward characters
+# Each secret is made of distinctive pieces around the characters that break naive
+# scrubbing; a message leaks if any piece shows (a partial leak such as "ss word" counts).
+AWKWARD_SECRETS = ["Aq9@Zx7 Wv5", "Aq9:Zx7/Wv5", "Aq9?Zx7#Wv5", "Aq9%Zx7%41Wv5", "Aq9 Zx7",
+                   "Aq9@Zx7:Wv5?Kp3#Lm4%Rt6 Yu8", "1234/Aq9@Zx7", "Aq9'Zx7\"Wv5"]
+
+
+def _pieces(secret: str) -> list[str]:
+    import re
+
+    return [p for p in re.split(r"[^A-Za-z0-9]+", secret) if len(p) >= 3 and not p.isdigit()]
+
+
+def _leaks(secret: str, *texts: str) -> list[str]:
+    return [p for p in _pieces(secret) for t in texts if p in t]
+
+
+def _locators(secret: str, root: str) -> list[tuple[str, bool]]:
+    """(locator, well formed?) with the secret raw and percent-encoded."""
+    from urllib.parse import quote
+
+    out = []
+    for pw in dict.fromkeys([secret, quote(secret, safe="")]):
+        out += [
+            (f"postgresql://u:{pw}@host:99999/db?file_root={root}", False),   # bad port
+            (f"postgresql://u:{pw}@host:port/db?file_root={root}", False),    # not a port
+            (f"postgresql://u:{pw}@host/db?file_root={root}&a=1&a=2", False),  # query twice
+            (f"postgresql://u:{pw}@host/db", False),                          # no file_root
+            (f"nosuch://u:{pw}@host/db", False),                              # unknown scheme
+            (f"postgresql://u:{pw}@host:5432/db?file_root={root}", pw != secret),
+        ]
+    return out
+
+
+@pytest.mark.parametrize("secret", AWKWARD_SECRETS)
+def test_no_error_path_shows_a_password_with_awkward_characters(
+    secret: str, tmp_path: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    from urllib.parse import quote
+
+    from metalab.store import PostgresStoreConfig, create_store
+
+    caplog.set_level("DEBUG")
+    for locator, well_formed in _locators(secret, str(tmp_path)):
+        for attempt in (parse_to_config, create_store,
+                        lambda loc: parse_to_config(loc, bogus_option=1)):
+            try:
+                got = attempt(locator)
+            except errors.MetalabError as exc:
+                assert not _leaks(secret, str(exc), repr(exc)), (locator, str(exc))
+                continue
+            assert not _leaks(secret, repr(got), str(got)), (locator, repr(got))
+        if well_formed:  # the parsed password is the secret; workers still get it
+            cfg = parse_to_config(locator)
+            assert isinstance(cfg, PostgresStoreConfig)
+            assert parse_locator(cfg.to_dict()["connection_string"]).password == secret
+            assert StoreConfig.from_dict(cfg.to_dict()) == cfg
+            assert not _leaks(secret, repr(cfg.scoped("e:1")), repr(parse_locator(locator)))
+    # a config built by hand from a raw connection string, URI or key=value form
+    escaped = secret.replace("\\", "\\\\").replace("'", "\\'")
+    for conn in (f"postgresql://u:{secret}@host:5432/db", f"postgresql://u:{quote(secret)}@h/db",
+                 f"host=h user=u password='{escaped}' dbname=db"):
+        cfg = PostgresStoreConfig(connection_string=conn, file_root=str(tmp_path))
+        assert not _leaks(secret, repr(cfg), str(cfg), cfg.display_target), (conn, repr(cfg))
+        assert cfg.to_dict()["connection_string"] == conn
+        try:
+            PostgresStoreConfig(connection_string=conn)
+        except errors.ConfigError as exc:
+            assert not _leaks(secret, str(exc)), str(exc)
+    assert not _leaks(secret, caplog.text)
+
+
+@pytest.mark.parametrize("secret", AWKWARD_SECRETS)
+def test_redact_hides_awkward_passwords_in_free_text_and_keeps_the_rest(secret: str) -> None:
+    from urllib.parse import quote
+
+    from metalab._internal._redact import redact
+
+    for pw in (secret, quote(secret, safe="")):
+        for text in (
+            f"cannot reach postgresql://alice:{pw}@db.example:5432/lab; is it running?",
+            f"store locator 'postgresql://alice:{pw}@db.example:99999/lab' is bad",
+            f'copy "postgresql://alice:{pw}@a/x" to "postgresql://bob:{pw}@b/y" failed',
+            f"dsn host=a user=alice password='{secret.replace(chr(39), chr(92) + chr(39))}' x=1",
+            f"postgresql://alice@db/lab?password={quote(secret, safe='')}&sslmode=require",
+        ):
+            shown = redact(text)
+            assert not _leaks(secret, shown), (text, shown)
+            assert "***" in shown
+            assert "alice" in shown or "***@" in shown
+    well = redact(f"cannot reach postgresql://alice:{quote(secret, safe='')}@db.example:5432/lab; ok")
+    assert well == "cannot reach postgresql://alice:***@db.example:5432/lab; ok"
+
+
+def test_a_raw_slash_in_a_password_is_an_error_not_a_path() -> None:
+    # '/' ends the host part: '12/Aq9@h' cannot be told from port 12 and path '/Aq9@h'
+    with pytest.raises(errors.ConfigError, match="%2F") as info:
+        parse_locator("postgresql://u:12/Aq9Zx7@h/db")
+    assert "Aq9Zx7" not in str(info.value)
+    info2 = parse_locator("postgresql://u:Aq9?Zx7#Wv5@h:5432/db?sslmode=require#frag")
+    assert (info2.user, info2.password, info2.host, info2.port, info2.path, info2.query) == (
+        "u", "Aq9?Zx7#Wv5", "h", 5432, "/db", {"sslmode": "require"})
+
+
+@pytest.mark.parametrize("secret", AWKWARD_SECRETS)
+def test_configs_shipped_to_slurm_workers_carry_no_password(secret: str) -> None:
+    import json
+    from urllib.parse import quote
+
+    from metalab.execution._slurm import sanitize_store_config
+
+    clean = sanitize_store_config({
+        "_type": "postgresql", "file_root": "/shared",
+        "connection_string": f"postgresql://bob:{quote(secret, safe='')}@db:5432/lab?sslmode=require",
+        "raw": f"postgresql://bob:{secret}@db:5432/lab",
+        "dsn": f"host=db password='{secret.replace(chr(39), chr(92) + chr(39))}' x=1",
+    })
+    assert not _leaks(secret, json.dumps(clean)), clean
+    assert clean["connection_string"] == "postgresql://bob@db:5432/lab?sslmode=require"

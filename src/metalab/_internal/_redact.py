@@ -1,16 +1,155 @@
-"""Keep secrets out of reprs, logs and errors."""
+"""Keep secrets out of reprs, logs and errors: the one place that hides passwords.
+
+:func:`split_uri` finds the parts of a locator the way
+:func:`metalab.store.parse_locator` reads them (it uses this function), so the
+password :func:`redact` hides is exactly the one the store would use.  Text
+that does not split cleanly (a malformed locator, or one whose password holds
+a raw ``/``) loses its whole user part instead: everything between ``://``
+and the last ``@`` of the locator.  Pure functions, thread-safe.
+"""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
-__all__ = ["redact"]
+__all__ = ["UriParts", "is_secret_key", "redact", "redact_locator", "split_uri"]
 
-_PW_IN_URI = re.compile(r"(?P<pre>[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<post>@)")
-_PW_KV = re.compile(r"(?P<pre>\bpassword\s*=\s*)(?P<pw>'[^']*'|\"[^\"]*\"|[^\s&;]+)", re.IGNORECASE)
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
+_SECRET_NAME = r"[A-Za-z0-9_]*(?:password|passwd|pwd|secret|token)"
+# a secret key=value pair of a query string or a libpq "key=value ..." string
+_SECRET_KV = re.compile(
+    r"(?P<pre>(?<![A-Za-z0-9_])" + _SECRET_NAME + r"\s*=\s*)"
+    r"(?P<value>'(?:[^'\\]|\\.)*'?|\"(?:[^\"\\]|\\.)*\"?|[^\s&;]*)",
+    re.IGNORECASE,
+)
+_HOST_PORT = re.compile(r"^(?:\[[^\]/?#@]*\]|[^/?#:@\[\]]*)(?::(?P<port>[^/?#@]*))?$")
 
 
-def redact(text: str) -> str:
-    """Replace passwords in URIs (``user:pw@host``) and ``password=...`` pairs by ``***``."""
-    text = _PW_IN_URI.sub(lambda m: f"{m.group('pre')}***{m.group('post')}", text)
-    return _PW_KV.sub(lambda m: f"{m.group('pre')}***", text)
+@dataclass(frozen=True)
+class UriParts:
+    """Where the parts of ``scheme://[userinfo@]host[:port][/path][?query][#fragment]`` are.
+
+    The user part ends at the last ``@`` before the first ``/`` after
+    ``://`` (so a password may hold raw ``@ : ? #`` and spaces, not ``/``).
+    Texts are raw (still percent-encoded).  ``start``: index just after
+    ``://``; ``at``: index of the ``@`` ending the user part, -1 without one.
+    """
+
+    scheme: str
+    start: int
+    at: int
+    userinfo: str | None
+    authority: str
+    path: str
+    query: str
+    fragment: str
+
+    @property
+    def clean(self) -> bool:
+        """The split is certain: a well-formed ``host[:port]`` (numeric port in
+        range) and no ``@`` after the user part (one in the path or query
+        suggests a password with a raw ``/``)."""
+        m = _HOST_PORT.match(self.authority)
+        if m is None or "@" in self.path + self.query + self.fragment:
+            return False
+        port = m.group("port")
+        return not port or (port.isdigit() and 0 < int(port) < 65536)
+
+
+def is_secret_key(name: str) -> bool:
+    """Is a query / ``key=value`` name one whose value is a secret (``password``,
+    ``sslpassword``, ``token``, ``client_secret``...)?"""
+    return re.fullmatch(_SECRET_NAME, name, re.IGNORECASE) is not None
+
+
+def split_uri(text: str) -> UriParts | None:
+    """The parts of a ``scheme://...`` text (None for anything else)."""
+    m = _SCHEME.match(text)
+    if m is None:
+        return None
+    start = m.end()
+    rest = text[start:]
+    slash = rest.find("/")
+    at = rest.rfind("@", 0, slash if slash >= 0 else len(rest))
+    tail = rest[at + 1:]
+    tail, _, fragment = tail.partition("#")
+    tail, _, query = tail.partition("?")
+    slash = tail.find("/")
+    authority, path = (tail, "") if slash < 0 else (tail[:slash], tail[slash:])
+    return UriParts(
+        scheme=text[: start - 3], start=start, at=start + at if at >= 0 else -1,
+        userinfo=rest[:at] if at >= 0 else None, authority=authority, path=path,
+        query=query, fragment=fragment,
+    )
+
+
+def redact_locator(text: str, *, remove: bool = False) -> str:
+    """One locator ``text`` (``scheme://...``) with the password of its user part
+    hidden as ``***`` (``remove``: taken out with its ``:``); a user part whose
+    end is unclear is hidden (removed) whole.  Other text is returned as it is;
+    query parameters are left alone (see :func:`redact`)."""
+    parts = split_uri(text)
+    if parts is None:
+        return text
+    start = parts.start
+    if parts.clean:
+        if parts.userinfo is None or ":" not in parts.userinfo:
+            return text
+        colon = start + parts.userinfo.index(":")
+        return text[:colon] + ("" if remove else ":***") + text[parts.at:]
+    # not certain where the password ends: hide the whole user part
+    last_at = text.rfind("@", start)
+    if last_at >= 0:
+        return text[:start] + ("" if remove else "***@") + text[last_at + 1:]
+    # no '@' at all: a "port" that is no number may be a password without a host
+    colon = parts.authority.rfind(":")
+    if colon >= 0 and not parts.authority[colon + 1:].isdigit():
+        end = start + len(parts.authority)
+        return text[:start + colon] + ("" if remove else ":***") + text[end:]
+    return text
+
+
+def _candidates(text: str) -> list[tuple[int, int]]:
+    """Spans of the locators in free text: from ``scheme://`` to the closing quote
+    when one opens it, else to the end of the line (or the next locator)."""
+    starts = [m.start() for m in _SCHEME.finditer(text)]
+    spans = []
+    for i, begin in enumerate(starts):
+        line_end = text.find("\n", begin)
+        end = len(text) if line_end < 0 else line_end
+        if i + 1 < len(starts):
+            end = min(end, starts[i + 1])
+        quote = text[begin - 1] if begin and text[begin - 1] in "'\"" else ""
+        if quote:
+            close = text.rfind(quote, begin, end)
+            if close >= 0:
+                end = close
+        spans.append((begin, end))
+    return spans
+
+
+def redact(text: str, *, remove: bool = False) -> str:
+    """``text`` with every password hidden as ``***`` (``remove``: taken out).
+
+    Covers locators anywhere in the text (``scheme://user:password@host...``,
+    the password raw or percent-encoded, with ``@ : ? # %`` or spaces in it)
+    and secret ``key=value`` pairs (``password=``, ``token=``..., in query
+    strings and libpq ``key=value`` strings, quoted or not).  ``remove`` (for
+    configs sent to workers, which read the password from their environment)
+    drops the password and its ``:``, or a whole unclear user part, and the
+    secret pairs.
+    """
+    out: list[str] = []
+    pos = 0
+    for begin, end in _candidates(text):
+        out.append(text[pos:begin])
+        out.append(redact_locator(text[begin:end], remove=remove))
+        pos = end
+    out.append(text[pos:])
+    text = "".join(out)
+    if remove:
+        text = _SECRET_KV.sub("", text)
+        text = re.sub(r"([?&;])[&;]+", r"\1", text)
+        return text.rstrip("?&; ")
+    return _SECRET_KV.sub(lambda m: f"{m.group('pre')}***", text)

@@ -40,11 +40,11 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence, Set
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 from metalab._errors import ExecutionError, NotFoundError, ValidationError
 from metalab._internal import _json
 from metalab._internal._atomic import atomic_write_bytes
+from metalab._internal._redact import redact
 from metalab._internal._time import compact_ts, to_iso, utcnow
 from metalab.execution._events import Event, EventCallback, EventDispatcher, EventKind
 from metalab.execution._executors import Executor
@@ -322,21 +322,7 @@ def range_starts(ranges: Sequence[Sequence[int]]) -> list[int]:
 
 # ---------------------------------------------------------------- secrets
 def _strip_password(text: str) -> str:
-    if "://" in text:
-        try:
-            parts = urlsplit(text)
-        except ValueError:
-            return text
-        if parts.password is not None:
-            host = parts.hostname or ""
-            if ":" in host:
-                host = f"[{host}]"
-            netloc = (parts.username or "") + "@" + host if parts.username else host
-            if parts.port:
-                netloc += f":{parts.port}"
-            text = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-    text = re.sub(r"\bpassword\s*=\s*('[^']*'|\"[^\"]*\"|[^\s&;]+)[&;]?", "", text, flags=re.IGNORECASE)
-    return text.rstrip("?&; ")
+    return redact(text, remove=True)
 
 
 def sanitize_store_config(config: dict[str, Any]) -> dict[str, Any]:

@@ -8,10 +8,14 @@ value that store configs read in ``from_locator``.  Two families exist:
   absolute;
 * ``scheme://[user[:password]@]host[:port]/path?key=value&...`` for every other
   scheme.  User, password, path and query values are percent-decoded; every
-  query parameter is kept.
+  query parameter is kept.  The user part ends at the last ``@`` before the
+  first ``/`` (see :func:`metalab._internal._redact.split_uri`): a password
+  may hold raw ``@ : ? #`` and spaces, but a ``/`` must be written ``%2F``.
 
 A password never shows up in ``repr``/``str`` of a :class:`LocatorInfo` nor in
-the error messages raised here.  Parsing is pure (no I/O) and thread-safe.
+the error messages raised here (they show the locator through
+:func:`~metalab._internal._redact.redact`, which splits it the same way).
+Parsing is pure (no I/O) and thread-safe.
 """
 
 from __future__ import annotations
@@ -22,20 +26,14 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 from metalab._errors import ConfigError
-from metalab._internal._redact import redact
+from metalab._internal._redact import is_secret_key, redact, split_uri
 
 __all__ = ["LocatorInfo", "parse_locator"]
 
 _SCHEME_RE = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://")
 _WINDOWS_DRIVE_RE = re.compile(r"^[A-Za-z]:([\\/]|$)")
-# authority = [user[:password]@]host[:port]; a password may contain '@' and ':'
-# but '/', '?' and '#' must be percent-encoded.
-_AUTHORITY_RE = re.compile(
-    r"^(?:(?P<user>[^:/?#@]*)(?::(?P<password>[^/?#]*))?@)?"
-    r"(?P<host>\[[^\]/?#]*\]|[^/?#:@]*)"
-    r"(?::(?P<port>[^/?#@]*))?$"
-)
-_SECRET_KEYS = frozenset({"password", "passwd", "pwd", "secret", "token"})
+# host[:port] (the user part is split off first, see split_uri)
+_HOST_PORT_RE = re.compile(r"^(?P<host>\[[^\]/?#]*\]|[^/?#:@]*)(?::(?P<port>[^/?#@]*))?$")
 
 
 @dataclass(frozen=True)
@@ -117,7 +115,7 @@ class LocatorInfo:
 
 
 def _masked_query(query: dict[str, str]) -> dict[str, str]:
-    return {k: ("***" if k.lower() in _SECRET_KEYS else v) for k, v in query.items()}
+    return {k: ("***" if is_secret_key(k) else v) for k, v in query.items()}
 
 
 def _local_path(path: str) -> str:
@@ -171,17 +169,14 @@ def parse_locator(locator: str | os.PathLike[str]) -> LocatorInfo:
 
     scheme = m.group("scheme").lower()
     shown = redact(text)
-    rest = text[m.end():]
-    rest, _, _fragment = rest.partition("#")
-    rest, _, query_text = rest.partition("?")
-    # the authority ends at the first '/' after the (optional) user info
-    at = rest.rfind("@", 0, rest.find("/") if "/" in rest else len(rest))
-    slash = rest.find("/", at + 1)
-    authority, path = (rest, "") if slash < 0 else (rest[:slash], rest[slash:])
-    query = _parse_query(query_text, shown)
-
     if scheme == "file":
         # file:///abs, file://localhost/abs; file://~/x and file://./rel are relative forms
+        rest = text[m.end():]
+        rest, _, _fragment = rest.partition("#")
+        rest, _, query_text = rest.partition("?")
+        slash = rest.find("/")
+        authority, path = (rest, "") if slash < 0 else (rest[:slash], rest[slash:])
+        query = _parse_query(query_text, shown)
         if authority.lower() == "localhost":
             authority = ""
         local = unquote(authority + path)
@@ -189,26 +184,40 @@ def parse_locator(locator: str | os.PathLike[str]) -> LocatorInfo:
             raise ConfigError(f"store locator {shown!r} names no path; use 'file:///abs/path'")
         return LocatorInfo(scheme="file", path=_local_path(local), query=query)
 
-    am = _AUTHORITY_RE.match(authority)
+    parts = split_uri(text)
+    assert parts is not None  # (text starts with scheme://)
+    query = _parse_query(parts.query, shown)
+    am = _HOST_PORT_RE.match(parts.authority)
     if am is None:
         raise ConfigError(
-            f"store locator {shown!r} has a malformed host part; percent-encode '/', '?' and "
-            "'#' inside user names and passwords"
+            f"store locator {shown!r} has a malformed host part; percent-encode '/' inside "
+            "user names and passwords as %2F"
+        )
+    if "@" in parts.path:
+        raise ConfigError(
+            f"store locator {shown!r} has an '@' after the host: percent-encode '/' inside a "
+            "password as %2F (and '@' in a database name as %40)"
         )
     port_text = am.group("port")
     port: int | None = None
     if port_text:
         if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            # (a port that is no number is not echoed: it may be part of a password)
+            number = f" {port_text}" if port_text.isdigit() else ""
             raise ConfigError(
-                f"store locator {shown!r} has an invalid port {port_text!r}; "
-                "use a number between 1 and 65535"
+                f"store locator {shown!r} has an invalid port{number}; "
+                "use a number between 1 and 65535 (and write '/' in a password as %2F)"
             )
         port = int(port_text)
     host = am.group("host") or None
     if host and host.startswith("["):
         host = host[1:-1]
-    user = am.group("user")
-    password = am.group("password")
+    user: str | None = None
+    password: str | None = None
+    if parts.userinfo is not None:
+        user, colon, pw = parts.userinfo.partition(":")
+        password = pw if colon else None
+    path = parts.path
     return LocatorInfo(
         scheme=scheme,
         host=unquote(host) if host else None,

@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from metalab._errors import ConfigError
 from metalab._internal._names import safe_experiment_id
-from metalab._internal._redact import redact
+from metalab._internal._redact import redact, redact_locator
 from metalab.store._config import StoreConfig
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ class PostgresStoreConfig(StoreConfig):
                 "truth: records, logs, artifacts) live. Pass it as "
                 "PostgresStoreConfig(..., file_root='/shared/experiments'), as "
                 "create_store(uri, file_root=...), or in the URI as "
-                f"'{redact(self.connection_string.split('?')[0])}?file_root=/shared/experiments'"
+                f"'{redact(self.connection_string).split('?')[0]}?file_root=/shared/experiments'"
             )
         object.__setattr__(self, "file_root", os.path.abspath(os.path.expanduser(root)))
         if not isinstance(self.schema, str) or not self.schema:
@@ -205,11 +205,14 @@ def conninfo_params(conninfo: str) -> dict[str, str]:
     """Parse a libpq URI or ``key=value`` string without the driver (for messages/keys).
 
     Only the keys ``host``, ``port``, ``dbname``, ``user`` are guaranteed; a
-    string that cannot be parsed gives ``{}``.
+    string that cannot be parsed gives ``{}``.  The password is never read (a
+    URI is split as :func:`~metalab._internal._redact.split_uri` does, so one
+    with ``@ ? #`` or a raw ``/`` cannot put pieces of it in the host or dbname).
     """
     text = conninfo.strip()
     out: dict[str, str] = {}
     if "://" in text:
+        text = redact_locator(text, remove=True)
         try:
             parts = urlsplit(text)
             out.update(dict(parse_qsl(parts.query)))
