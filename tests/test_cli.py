@@ -120,7 +120,8 @@ def test_store_list_and_export_with_a_deleted_meta_file(collection: Path, tmp_pa
     (collection / "alpha_1" / "_meta.json").unlink()
     result = invoke("store", "list", "--store", str(collection), "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["alpha:1"] == {"total": 3, "failed": 1, "success": 2}
+    assert json.loads(result.stdout)["alpha:1"] == {"total": 3, "failed": 1, "success": 2}
+    assert "Warning:" in result.stderr and "alpha_1" in result.stderr  # the rebuild is told
     copied = invoke("store", "export", "--from", str(collection), "--to", str(tmp_path / "copy"))
     assert copied.exit_code == 0, copied.output
     assert "experiments=2" in copied.output and "runs=4" in copied.output

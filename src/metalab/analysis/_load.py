@@ -91,12 +91,14 @@ def load_results(
         results = Results._build(store, documents, problems, tell)
     else:
         from metalab.store._query import build_query
+        from metalab.store._records import problems_to
 
         text = where if where is None or isinstance(where, str) else None
         keywords = dict(where) if isinstance(where, Mapping) else None
         query = build_query(text, columns=columns, order_by=order_by, limit=limit,
                             keywords=keywords)
-        found = store.query_runs(narrow, query)
+        with problems_to(collect):  # the files the query skipped
+            found = store.query_runs(narrow, query)
         # a projection has no heartbeat: its status is already the effective
         # one (the query engines show a stopped heartbeat as lost)
         shown = _mark_lost(found) if columns is None else found

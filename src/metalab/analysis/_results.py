@@ -25,7 +25,8 @@ from metalab.analysis._derived import (
     resolve_derived_many,
 )
 from metalab.analysis._run import Run
-from metalab.model import RECORD_SCHEMA_VERSION, RunRecord, Status
+from metalab.model import RunRecord, Status
+from metalab.store._records import record_problem
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -60,31 +61,14 @@ def _default_report(exc: CorruptRecordError) -> None:
 
 
 def _doc_problem(doc: Any, store: Store, position: int) -> CorruptRecordError | None:
-    """Cheap structural check of a raw run document (no full parse)."""
-    if not isinstance(doc, dict):
-        return CorruptRecordError(
-            f"run record #{position} is not a JSON object", None
-        )
-    run_id = doc.get("run_id")
-    version = doc.get("schema_version", 1)
-    started = doc.get("started_at")
-    if (
-        isinstance(run_id, str)
-        and isinstance(doc.get("experiment_id"), str)
-        and doc.get("status") in _STATUS_VALUES
-        and type(version) is int
-        and version <= RECORD_SCHEMA_VERSION
-        and (started is None or isinstance(started, str))
-    ):
+    """Cheap structural check of a raw run document (no full parse): the rule of
+    :func:`~metalab.store._records.record_problem`, which every reader applies."""
+    why = record_problem(doc)
+    if why is None:
         return None
-    source = _record_source(store, run_id, position)
-    if type(version) is not int or version > RECORD_SCHEMA_VERSION:
-        why = (
-            f"has schema_version {version!r}, newer than this metalab understands "
-            f"({RECORD_SCHEMA_VERSION}); upgrade metalab to read it"
-        )
-    else:
-        why = "lacks a valid run_id, experiment_id, status or started_at"
+    if type(doc) is not dict:
+        return CorruptRecordError(f"run record #{position} {why}", None)
+    source = _record_source(store, doc.get("run_id"), position)
     return CorruptRecordError(f"run record {source} {why}", source)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,9 +33,36 @@ class MetalabGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with _warnings_to_stderr():
+                return super().invoke(ctx)
         except (MetalabError, OSError) as exc:
             raise click.ClickException(error_message(exc)) from None
+
+
+class _StderrHandler(logging.Handler):
+    """Prints metalab's warnings (e.g. a file skipped by a query) as ``Warning: ...`` on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            click.echo(f"Warning: {redact(record.getMessage())}", err=True)
+        except Exception:  # a warning must never break the command
+            self.handleError(record)
+
+
+@contextmanager
+def _warnings_to_stderr() -> Iterator[None]:
+    """While a command runs, show the library's logged warnings on stderr (once,
+    however deeply command groups nest); the output on stdout stays clean."""
+    logger = logging.getLogger("metalab")
+    if any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        yield
+        return
+    handler = _StderrHandler(logging.WARNING)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
 
 
 @contextmanager

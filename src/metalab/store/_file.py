@@ -679,6 +679,14 @@ class FileStore(Store):
                         f"run record {path} is not a JSON object; it was skipped", path
                     ))
                     continue
+                rid, eid = doc.get("run_id"), doc.get("experiment_id")
+                if type(rid) is not str or not rid or type(eid) is not str or not eid:
+                    # (no run without its ids: never a blank run in a listing or an index)
+                    report(CorruptRecordError(
+                        f"run record {path} lacks a valid run_id or experiment_id; it was "
+                        "skipped", path
+                    ))
+                    continue
                 yield doc
 
     def delete_run(self, run_id: str) -> None:

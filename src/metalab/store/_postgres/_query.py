@@ -137,10 +137,46 @@ def query_runs(
         scope = store.experiment_id
     if store._index_current(scope):
         try:
-            return query_index(store._index, scope, query, lost_cutoff())
+            return _runs_only(store, scope, query)
         except (IndexUnavailableError, StoreError, ImportError) as exc:
             store._warn("query", exc)
     return store._files.query_runs(scope, query)
+
+
+def _runs_only(store: PostgresStore, scope: str | None, query: Query) -> list[dict[str, Any]]:
+    """The index's answer without the rows of records that are not runs (an unknown
+    status, ...; see :func:`~metalab.store._records.record_problem`), each
+    reported with its file as the file scan does; with a ``limit``, asked again
+    for more rows until the answer is as long as the scan's."""
+    import contextlib
+    import dataclasses
+    import os
+
+    from metalab._errors import CorruptRecordError, MetalabError
+    from metalab.store._records import record_problem, report_problem
+
+    cutoff = lost_cutoff()
+    asked = query
+    while True:
+        found = query_index(store._index, scope, asked, cutoff)
+        kept = [d for d in found if record_problem(d) is None]
+        if (query.limit is None or len(kept) >= query.limit or asked.limit is None
+                or len(found) < asked.limit):
+            break
+        asked = dataclasses.replace(asked, limit=asked.limit + len(found) - len(kept))
+    for doc in found:
+        why = record_problem(doc)
+        if why is None:
+            continue
+        rid, eid = doc.get("run_id"), doc.get("experiment_id")
+        path: str | None = None
+        if isinstance(rid, str) and rid and isinstance(eid, str) and eid:
+            with contextlib.suppress(ValueError, MetalabError):  # ids no file could have
+                folder = store._files_of(eid).get_working_directory()
+                path = os.path.join(folder, "runs", f"{rid}.json")
+        named = path or f"(run_id {rid!r}, experiment_id {eid!r}) in the index"
+        report_problem(CorruptRecordError(f"run record {named} {why}; it was skipped", path))
+    return kept[: query.limit] if query.limit is not None else kept
 
 
 def table_index(index: PostgresIndex, experiment_id: str | None, query: Query,

@@ -148,6 +148,7 @@ from typing import Any
 from metalab._internal._gc import gc_paused
 from metalab._internal._json import JSONDecodeError, dumps, loads
 from metalab._internal._lockfile import FileLock, LockTimeout
+from metalab.model import RECORD_SCHEMA_VERSION
 from metalab.store._changes import CHANGES_DIR, HEADER, UNLOGGED
 from metalab.store._query._ast import DYNAMIC, Field, Query, check_fields, without_nan
 from metalab.store._query._eval import (
@@ -158,6 +159,7 @@ from metalab.store._query._eval import (
     predicate,
 )
 from metalab.store._query._sqlite import COLUMN_RE, SqliteCompiler, decode, encode
+from metalab.store._records import STATUS_VALUES, parse_record, record_problem, report_problem
 
 __all__ = ["CATALOG_DIR", "Catalog", "CatalogUnavailable", "read_run_file"]
 
@@ -165,7 +167,7 @@ log = logging.getLogger("metalab.store.catalog")
 
 CATALOG_DIR = ".catalog"
 CATALOG_FILE = "catalog.sqlite"
-CATALOG_VERSION = "5"
+CATALOG_VERSION = "7"
 #: seconds a query waits for another process's refresh before scanning instead
 LOCK_WAIT_S = 30.0
 #: a lock file not touched for this long belongs to a dead process
@@ -218,7 +220,7 @@ _LIST = frozenset({list})
 _BOOL = {bool}
 #: the keys a run's fixed cells, params and metrics are read from (in that order)
 _RUN_KEY_NAMES = ("run_id", "experiment_id", "status", "started_at", "heartbeat_at",
-                  "finished_at", "duration_ms", "tags", "params", "metrics")
+                  "finished_at", "duration_ms", "tags", "params", "metrics", "schema_version")
 _RUN_KEYS = operator.itemgetter(*_RUN_KEY_NAMES)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US = timedelta(microseconds=1)
@@ -388,6 +390,8 @@ _SCHEMA = [
     "pos INTEGER NOT NULL, mtime INTEGER NOT NULL)",
     # runs merged so far: none
     "INSERT OR IGNORE INTO meta (key, value) VALUES ('cold:runs', '0'), ('rows:runs', '0')",
+    # the rows of files that are not run records (few): every query names them
+    "CREATE INDEX IF NOT EXISTS runs_bad ON runs (file) WHERE bad = 1",
 ]
 
 
@@ -411,7 +415,8 @@ def _view_sql(sub: str) -> str:
             f"UNION ALL SELECT * FROM {delta} WHERE bad < {_GONE}")
 
 
-#: bad: 0 a run document, 1 a file that is not a JSON object, 2 (new rows only) the file is gone
+#: bad: 0 a run document, 1 a file that is not a run record (see ``record_problem``: never a
+#: row of a query, named in a warning by each query), 2 (new rows only) the file is gone
 _GONE = 2
 _SIG_COLUMNS = ("file", "ino", "mtime", "size")
 _RUN_BASE = ("file", "bad", "run_id", "experiment_id", "status", "hb", "started_us",
@@ -885,10 +890,14 @@ class Catalog:
                 try:
                     self._refresh(conn)
                     rows, fields = self._select(conn, query, cutoff)
+                    # (the partial index runs_bad: no scan of the runs)
+                    bad = [f for (f,) in conn.execute(
+                        f"SELECT file FROM {_LIVE['runs']} WHERE bad = 1 ORDER BY file")]
                 finally:
                     conn.close()
         except (sqlite3.Error, OSError) as exc:
             raise CatalogUnavailable(f"catalog {self.path}: {exc}") from exc
+        self._report_bad(bad)
         if query.columns is None:
             return self._documents(rows, query, cutoff)
         read = self._row_reader(query.columns, fields)
@@ -1038,17 +1047,33 @@ class Catalog:
         recheck = None if query.uses_derived else predicate(query.where, cutoff)
         docs = []
         for (stem,) in rows:
-            got = read_run_file(os.path.join(self.folder, "runs", stem + ".json"))
+            path = os.path.join(self.folder, "runs", stem + ".json")
+            got = read_run_file(path)
             if got is None:
                 continue
-            try:
-                doc = loads(got[0])
-            except JSONDecodeError:
+            doc = parse_record(path, got[0])
+            if isinstance(doc, Exception):  # spoilt since the refresh
+                report_problem(doc)
                 continue
-            if type(doc) is not dict or (recheck is not None and not recheck(doc, None)):
+            if recheck is not None and not recheck(doc, None):
                 continue
             docs.append(doc)
         return docs
+
+    def _report_bad(self, stems: list[str]) -> None:
+        """Report each file of ``stems`` (rows marked bad) that is still not a run record.
+
+        Read again for the reason (they are few); one mended or removed since
+        the refresh is left for the next refresh to catalogue.
+        """
+        for stem in stems:
+            path = os.path.join(self.folder, "runs", stem + ".json")
+            got = read_run_file(path)
+            if got is None:
+                continue
+            problem = parse_record(path, got[0])
+            if isinstance(problem, Exception):
+                report_problem(problem)
 
 
 class _Rows:
@@ -1114,10 +1139,12 @@ class _Rows:
         duration: Sequence[Any]
         try:  # the record documents metalab writes have every key
             (run_id, eid, status, started_raw, beats, finished_raw, duration, tags_col,
-             params, metrics) = zip(*map(_RUN_KEYS, docs), strict=True)
+             params, metrics, versions) = zip(*map(_RUN_KEYS, docs), strict=True)
         except KeyError:  # written by hand or another tool
             (run_id, eid, status, started_raw, beats, finished_raw, duration, tags_col,
-             params, metrics) = (tuple(d.get(k) for d in docs) for k in _RUN_KEY_NAMES)
+             params, metrics, versions) = (tuple(d.get(k) for d in docs) for k in _RUN_KEY_NAMES)
+        if not _all_runs(run_id, eid, status, started_raw, versions):
+            raise _NotRuns
 
         def text(col: Sequence[Any]) -> Sequence[Any]:
             if _STR.issuperset(map(type, col)):
@@ -1215,6 +1242,17 @@ class _Rows:
             statements.append((0, cols, list(zip(*columns, strict=True))))
         return statements
 
+    def _set_aside_invalid(self) -> None:
+        """Move the run documents that are not run records (see ``record_problem``:
+        no run_id, an unknown status, ...) to the bad rows: never a row of a run."""
+        keep = []
+        for item in self.items:
+            if record_problem(item[2]) is None:
+                keep.append(item)
+            else:
+                self.bad.append([item[0], *item[1]])
+        self.items = keep
+
     def write(self) -> None:
         """Store the rows added (and drop the files gone) in the open transaction."""
         conn, kind, table = self.conn, self.kind, self.table
@@ -1225,7 +1263,11 @@ class _Rows:
             sql = (f"INSERT OR REPLACE INTO {table} (file, bad) VALUES (?, {_GONE})"
                    if self.tombstones else f"DELETE FROM {table} WHERE file = ?")
             conn.executemany(sql, [(g,) for g in self.gone])
-        statements = self._statements()
+        try:
+            statements = self._statements()
+        except _NotRuns:  # (raised before anything is written)
+            self._set_aside_invalid()
+            statements = self._statements()
         good = [st for st in statements if not st[0]]
         if len(good) > _MAX_SHAPES:  # many sets of names: one statement, NULL-padded
             spaces = ("params", "metrics") if kind == "run" else ("derived",)
@@ -1256,6 +1298,28 @@ class _Rows:
 
 
 _encode_name = functools.partial(str.encode, encoding=_FS_ENCODING, errors=_FS_ERRORS)
+_STR_OR_NONE = frozenset({str, type(None)})
+_INT_OR_NONE = frozenset({int, type(None)})
+_KNOWN_VERSIONS = frozenset({None, *range(1, RECORD_SCHEMA_VERSION + 1)})
+
+
+class _NotRuns(Exception):
+    """A batch holds documents that are not run records (see ``_all_runs``)."""
+
+
+def _all_runs(run_id: Sequence[Any], eid: Sequence[Any], status: Sequence[Any],
+              started: Sequence[Any], versions: Sequence[Any]) -> bool:
+    """Whether every document of a batch (given by these columns, a schema
+    version None meaning absent) is a run record by ``record_problem``'s rule;
+    C loops over the columns (each set test after the type test that makes it safe)."""
+    return bool(
+        _STR.issuperset(map(type, run_id)) and all(run_id)
+        and _STR.issuperset(map(type, eid)) and all(eid)
+        and _STR.issuperset(map(type, status)) and STATUS_VALUES.issuperset(status)
+        and _STR_OR_NONE.issuperset(map(type, started))
+        and _INT_OR_NONE.issuperset(map(type, versions))
+        and (_KNOWN_VERSIONS.issuperset(versions) or max(
+            v for v in versions if v is not None) <= RECORD_SCHEMA_VERSION))
 
 
 def _hashes(names: Iterable[str]) -> list[int]:

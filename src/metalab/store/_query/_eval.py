@@ -330,6 +330,13 @@ def known_fields(docs: Iterable[dict[str, Any]], derived: Iterable[dict[str, Any
     return names
 
 
+def _named_by_ids(doc: Any) -> str:
+    """How a skipped document is named when its file is unknown."""
+    if type(doc) is not dict:
+        return f"of type {type(doc).__name__}"
+    return f"(run_id {doc.get('run_id')!r}, experiment_id {doc.get('experiment_id')!r})"
+
+
 def run_query(
     docs: Iterable[dict[str, Any]],
     query: Query,
@@ -337,14 +344,20 @@ def run_query(
     cutoff: int | None = None,
     *,
     check: bool = True,
+    source_of: Callable[[dict[str, Any]], str] | None = None,
 ) -> list[dict[str, Any]]:
     """Evaluate ``query`` over documents: filter, order, limit, project.
 
     ``derived_of(doc)`` gives a run's derived values (called only when the
     query uses derived fields).  Unknown fields raise UnknownFieldError
-    (``check``).
+    (``check``).  A document that is not a run record (see
+    :func:`~metalab.store._records.record_problem`) is skipped and reported
+    (:func:`~metalab.store._records.report_problem`), named by
+    ``source_of(doc)`` (its file) or else by its ids.
     """
+    from metalab._errors import CorruptRecordError
     from metalab.store._query._ast import check_fields
+    from metalab.store._records import record_problem, report_problem
 
     cut = lost_cutoff() if cutoff is None else cutoff
     pred = predicate(query.where, cut)
@@ -356,6 +369,12 @@ def run_query(
     any_runs = False
     hits: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
     for d in docs:
+        why = record_problem(d)
+        if why is not None:
+            source = (source_of or _named_by_ids)(d)
+            report_problem(CorruptRecordError(f"run record {source} {why}; it was skipped",
+                                              source if source_of else None))
+            continue
         any_runs = True
         der = derived_of(d) if need_derived and derived_of else None
         if names_needed:

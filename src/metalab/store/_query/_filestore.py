@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from metalab._errors import StoreError
 from metalab.store._query._ast import Query
-from metalab.store._query._catalog import Catalog, CatalogUnavailable, Progress
-from metalab.store._query._eval import lost_cutoff
+from metalab.store._query._catalog import Catalog, CatalogUnavailable, Progress, read_run_file
+from metalab.store._query._eval import lost_cutoff, run_query
 from metalab.store._query._parser import build_query
+from metalab.store._records import parse_record, report_problem
 
 if TYPE_CHECKING:
     from metalab.store._file import FileStore
@@ -59,9 +60,11 @@ def query_filestore(
     order_by: Sequence[str] | str | None,
     limit: int | None,
 ) -> list[dict[str, Any]]:
-    """:meth:`Store.query_runs` for a FileStore (catalog first, scan as fallback)."""
-    from metalab.store._base import Store
+    """:meth:`Store.query_runs` for a FileStore (catalog first, scan as fallback).
 
+    Files that are not run records are skipped and reported, naming each
+    file (see :mod:`metalab.store._records`), by both ways.
+    """
     query = where if isinstance(where, Query) else build_query(
         where, columns=columns, order_by=order_by, limit=limit
     )
@@ -71,7 +74,53 @@ def query_filestore(
             return Catalog(folder).query(query, lost_cutoff())
         except CatalogUnavailable as exc:
             log.info("querying by scanning the files (catalog unavailable: %s)", exc)
-    return Store.query_runs(store, experiment_id, query)
+    return _scan(store, experiment_id, query)
+
+
+def _scan(store: FileStore, experiment_id: str | None, query: Query) -> list[dict[str, Any]]:
+    """Answer ``query`` by reading every record file in scope (the in-memory engine)."""
+    from metalab._errors import CorruptRecordError
+
+    def derived_of(doc: dict[str, Any]) -> dict[str, Any] | None:
+        try:
+            return store.get_derived(doc["run_id"])
+        except (CorruptRecordError, ValueError):
+            return None
+
+    return run_query(_scan_documents(store, experiment_id), query, derived_of)
+
+
+def _scan_documents(store: FileStore, experiment_id: str | None) -> Iterator[dict[str, Any]]:
+    """The run documents in scope (as ``iter_run_documents``), each file that is not a
+    run record reported by its path (the name of a file need not be its run id)."""
+    scope = experiment_id if experiment_id is not None else store.experiment_id
+    root = store.get_working_directory()
+    if store.experiment_id is not None:
+        folders: list[tuple[str, bool]] = (
+            [(root, False)] if scope == store.experiment_id else [])
+    else:  # the root's own runs (older layout) need a look at their experiment id
+        folders = [(root, scope is not None)] + [
+            (f, False) for f, eid in store._child_experiments() if scope in (None, eid)]
+    for folder, check_id in folders:
+        runs = os.path.join(folder, "runs")
+        try:
+            names = sorted(n for n in os.listdir(runs) if n[0] != "." and n.endswith(".json"))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for name in names:
+            path = os.path.join(runs, name)
+            got = read_run_file(path)
+            if got is None:
+                continue  # deleted meanwhile
+            doc = parse_record(path, got[0])
+            if isinstance(doc, Exception):
+                report_problem(doc)
+                continue
+            if check_id and doc["experiment_id"] != scope:
+                continue
+            if folder != root:
+                store._run_folders[doc["run_id"]] = folder  # (for derived_of)
+            yield doc
 
 
 def reindex_filestore(store: FileStore, progress: Progress | None = None) -> int:
