@@ -641,3 +641,125 @@ def test_run_query_checks_field_names() -> None:
                      check=False) == []
     assert run_query([], Query(Compare(Field("params", "lrr"), "=", 1)), cutoff=CUT) == []
     assert run_query(docs, Query(Compare(Field("params", "lr"), "=", 0.1)), cutoff=CUT) == docs
+
+
+def test_lost_cutoff_uses_utc_whatever_the_local_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "Asia/Kolkata")  # UTC+05:30, no daylight saving
+    time.tzset()
+    try:
+        before = time.time_ns() // 1000
+        got = lost_cutoff(lost_after=0)
+        after = time.time_ns() // 1000
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert before <= got <= after
+
+
+def test_derived_values_reach_every_kind_of_node() -> None:
+    d = Field("derived", "d")
+    doc = _doc("r", status="running", heartbeat_at="2001-09-09T01:46:39Z")
+    der = {"d": 5, "s": "abc", "l": [1, 2]}
+    lost = Compare(Field("status"), "=", "lost")
+    for node in (
+        And((Compare(d, "=", 5), lost)), Or((Compare(d, "=", 9), Compare(d, ">", 4))),
+        Or((lost, Compare(d, "=", 9))), Not(Compare(d, "!=", 5)), Not(Not(lost)),
+        In(d, (5, 6)), Between(d, 5, 5), StartsWith(Field("derived", "s"), "ab"),
+        Contains(Field("derived", "l"), 2), IsNull(d, negate=True),
+        And((Or((Not(Compare(d, "<", 5)), IsNull(d))), Between(d, 0, 9))),
+    ):
+        assert _match(node, doc, der), node
+        assert not _match(Not(node), doc, der), node
+
+
+def test_identity_order_of_documents_without_text_ids() -> None:
+    pairs = [({"experiment_id": "B:1", "run_id": "a"}, None),
+             ({"experiment_id": None, "run_id": "z"}, None),
+             ({"experiment_id": "A:1", "run_id": 7}, None),
+             ({"experiment_id": "A:1", "run_id": "B"}, None)]
+    keys = sorted(_eval._identity_key(p) for p in pairs)
+    assert keys == [("", "z"), ("A:1", ""), ("A:1", "B"), ("B:1", "a")]
+    ordered = sort_documents(pairs, ((Field("params", "x"), False),), CUT)
+    assert [(d["experiment_id"], d["run_id"]) for d, _ in ordered] == [
+        (None, "z"), ("A:1", 7), ("A:1", "B"), ("B:1", "a")]
+
+
+def test_run_query_orders_by_experiment_then_run_id() -> None:
+    docs = [{**_doc("b"), "experiment_id": "B:1"}, {**_doc("a"), "experiment_id": "B:1"},
+            {**_doc("z"), "experiment_id": "A:1"}, {**_doc("Z"), "experiment_id": "a:1"}]
+    assert [(d["experiment_id"], d["run_id"]) for d in run_query(docs, Query(), cutoff=CUT)] == [
+        ("A:1", "z"), ("B:1", "a"), ("B:1", "b"), ("a:1", "Z")]
+
+
+def test_run_query_keeps_the_cutoff_it_is_given() -> None:
+    docs = [_doc("r", status="running", heartbeat_at="2001-09-09T01:46:40Z")]
+    running = Query(Compare(Field("status"), "=", "running"), (Field("status"),))
+    assert run_query(docs, running, cutoff=CUT) == [
+        {"run_id": "r", "experiment_id": "e:1", "status": "running", "started_at": None}]
+    assert run_query(docs, running) == []  # with the current time it is lost
+
+
+def test_run_query_knows_fields_from_every_document_and_namespace() -> None:
+    docs = [_doc("a", params={"lr": 0.1}, metrics={"acc": 0.5}), _doc("b", params={"n": 1})]
+    for node in (Compare(Field("params", "lr"), "=", 0.1), Compare(Field("metrics", "acc"), ">", 0)):
+        assert [d["run_id"] for d in run_query(docs, Query(node), cutoff=CUT)] == ["a"]
+    got = run_query(docs, Query(TrueNode(), (Field("derived", "twice"),)),
+                    lambda doc: {"twice": 2 * len(doc["run_id"])}, cutoff=CUT)
+    assert [d["derived"] for d in got] == [{"twice": 2}, {"twice": 2}]
+
+
+def test_projected_columns_of_each_kind() -> None:
+    doc = _doc("r", started_at="2001-09-09T03:46:40+02:00", metrics={"m": 0.5, "inf": "Infinity"})
+    cols = (Field("metrics", "m"), Field("metrics", "inf"), Field("started_at"), Field("status"))
+    assert project(doc, None, cols, CUT) == {
+        "run_id": "r", "experiment_id": "e:1", "status": "success",
+        "started_at": "2001-09-09T01:46:40.000000Z", "metrics": {"m": 0.5, "inf": "Infinity"}}
+
+
+def test_non_finite_metrics_are_numbers_in_filters_and_order() -> None:
+    """Metrics and derived values stored as "Infinity", "-Infinity" or "NaN" are those
+    numbers (a param holding such a text stays a text); NaN sorts after every number."""
+    m, d = Field("metrics", "m"), Field("derived", "v")
+    docs = {k: _doc(k, metrics={"m": v}, params={"x": v})
+            for k, v in {"inf": "Infinity", "ninf": "-Infinity", "nan": "NaN", "big": 1e308,
+                         "neg": -1.0, "zero": 0}.items()}
+
+    def hits(node: Node, derived: Any = None) -> set[str]:
+        return {k for k, doc in docs.items() if _match(node, doc, derived and derived.get(k))}
+
+    assert hits(Compare(m, ">", 1e308)) == {"inf"}
+    assert hits(Compare(m, "<", -1e308)) == {"ninf"}
+    assert hits(Compare(m, "!=", 0)) == {"inf", "ninf", "nan", "big", "neg"}
+    assert hits(Compare(P, "=", "Infinity")) == {"inf"}  # a param text stays a text
+    assert hits(Compare(P, ">", 1e308)) == set()
+    derived = {k: {"v": doc["metrics"]["m"]} for k, doc in docs.items()}
+    assert hits(Compare(d, ">", 1e308), derived) == {"inf"}
+    items = [(doc, derived[k]) for k, doc in docs.items()]
+    assert [doc["run_id"] for doc, _ in sort_documents(items, ((m, False),), CUT)] == [
+        "ninf", "neg", "zero", "big", "inf", "nan"]
+    assert [doc["run_id"] for doc, _ in sort_documents(items, ((d, True),), CUT)] == [
+        "nan", "inf", "big", "zero", "neg", "ninf"]
+
+
+def test_run_query_skips_and_names_documents_that_are_not_runs() -> None:
+    from metalab.store._records import problems_to
+
+    good = _doc("good")
+    bad = [["not", "a", "dict"], {**_doc(""), "run_id": ""}, {**_doc("s"), "status": "weird"}]
+    seen: list[Any] = []
+    with problems_to(seen.append):
+        assert run_query([bad[0], good, *bad[1:]], Query(), cutoff=CUT) == [good]
+    assert [str(e) for e in seen] == [
+        "run record of type list is not a JSON object; it was skipped",
+        "run record (run_id '', experiment_id 'e:1') lacks a valid run_id (it holds ''); "
+        "it was skipped",
+        "run record (run_id 's', experiment_id 'e:1') lacks a valid status (it holds 'weird'); "
+        "it was skipped",
+    ]
+    assert [e.path for e in seen] == [None, None, None]
+    seen.clear()
+    with problems_to(seen.append):
+        run_query([good, bad[2]], Query(), cutoff=CUT, source_of=lambda doc: "runs/s.json")
+    assert [(str(e), e.path) for e in seen] == [
+        ("run record runs/s.json lacks a valid status (it holds 'weird'); it was skipped",
+         "runs/s.json")]
