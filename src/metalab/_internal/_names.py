@@ -4,6 +4,12 @@ Artifact, log and data names are *refused* when they could escape their folder
 or confuse readers; experiment ids are *mapped* to a safe folder name (the
 real id is kept in ``_meta.json`` so two ids that map to one folder are
 detected, never mixed).
+
+Lengths: a name has at most 200 characters, and a file name made from it (the
+name with its run id, format or suffix, see ``check_name(file_name=...)``) at
+most :data:`MAX_FILE_NAME_BYTES` bytes in UTF-8: file systems count bytes
+(255 per name), and an atomic write adds a temp prefix and suffix.  A
+non-ASCII character takes 2 to 4 bytes.
 """
 
 from __future__ import annotations
@@ -12,19 +18,29 @@ import re
 
 from metalab._errors import InvalidNameError
 
-__all__ = ["MAX_NAME_LENGTH", "check_name", "safe_experiment_id"]
+__all__ = ["MAX_FILE_NAME_BYTES", "MAX_NAME_LENGTH", "check_name", "safe_experiment_id"]
 
 MAX_NAME_LENGTH = 200
+#: bytes of a file name metalab writes: 255 (NAME_MAX) less the 14 bytes its
+#: temp file adds (".tmp-" + name + "." + 8 hex digits, see _atomic)
+MAX_FILE_NAME_BYTES = 255 - 14
+#: what a manifest file adds to a safe experiment id: "_" + compact_ts + ".json"
+_MANIFEST_SUFFIX_BYTES = len("_20260101T000000000000Z.json")
 _BAD_CHARS = re.compile(r"[/\\\x00-\x1f\x7f]")
 _UNSAFE_FOLDER_CHARS = re.compile(r"[^\w.+\-]")
 
 
-def check_name(name: object, what: str = "name") -> str:
+def check_name(name: object, what: str = "name", *, file_name: str | None = None) -> str:
     """Return ``name`` if it is safe as one path component, else raise.
 
     A safe name is a non-empty string of at most 200 characters with no path
-    separator (``/`` or ``\\``), no control character (including NUL), that is
-    not ``.`` or ``..`` and does not start with ``.`` (hidden and temp files).
+    separator (``/`` or ``\\``), no control character (including NUL), no
+    character that has no UTF-8 form (a lone surrogate), that is not ``.`` or
+    ``..`` and does not start with ``.`` (hidden and temp files).
+    ``file_name``: the name of the file written for it (e.g.
+    ``f"{run_id}_{name}.log"``), checked to be at most
+    :data:`MAX_FILE_NAME_BYTES` bytes; without it (a JSON key such as a
+    metric name) only the 200 characters count.
 
     Raises:
         InvalidNameError: with the reason and an example of a valid name.
@@ -40,12 +56,34 @@ def check_name(name: object, what: str = "name") -> str:
         problem = "contains a path separator or control character"
     elif name.startswith("."):
         problem = "starts with '.'"
+    elif not _encodable(name):
+        problem = "contains a character with no UTF-8 form (a lone surrogate)"
     if problem:
         raise InvalidNameError(
-            f"{what} {name!r} {problem}; use letters, digits and '_', '-', '.' "
+            f"{what} {_short(name)} {problem}; use letters, digits and '_', '-', '.' "
             f"(for example 'model_weights' or 'loss-curve.v2')"
         )
+    if file_name is not None:
+        size = len(file_name.encode("utf-8", "surrogatepass"))
+        if size > MAX_FILE_NAME_BYTES:
+            raise InvalidNameError(
+                f"{what} {_short(name)} makes the file name {_short(file_name)} {size} bytes "
+                f"long in UTF-8; at most {MAX_FILE_NAME_BYTES} bytes fit (a non-ASCII "
+                "character takes 2 to 4 bytes): use a shorter name"
+            )
     return name
+
+
+def _encodable(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _short(text: str) -> str:
+    return repr(text) if len(text) <= 60 else f"{text[:40]!r}... ({len(text)} characters)"
 
 
 def safe_experiment_id(experiment_id: str) -> str:
@@ -58,7 +96,9 @@ def safe_experiment_id(experiment_id: str) -> str:
     ``_meta.json``.
 
     Raises:
-        InvalidNameError: the id is empty, not a string or too long.
+        InvalidNameError: the id is empty, not a string, longer than 200
+            characters, or its folder name is so long in UTF-8 bytes that its
+            manifest file names (``{folder}_{timestamp}.json``) would not fit.
     """
     if not isinstance(experiment_id, str) or not experiment_id:
         raise InvalidNameError(
@@ -71,4 +111,11 @@ def safe_experiment_id(experiment_id: str) -> str:
     safe = _UNSAFE_FOLDER_CHARS.sub("_", experiment_id)
     if safe.startswith("."):
         safe = "_" + safe[1:]
+    size = len(safe.encode("utf-8", "surrogatepass"))
+    if size > MAX_FILE_NAME_BYTES - _MANIFEST_SUFFIX_BYTES:
+        raise InvalidNameError(
+            f"experiment id {_short(experiment_id)} makes the folder name {size} bytes long in "
+            f"UTF-8; at most {MAX_FILE_NAME_BYTES - _MANIFEST_SUFFIX_BYTES} bytes fit (a "
+            "non-ASCII character takes 2 to 4 bytes): use a shorter experiment name"
+        )
     return safe

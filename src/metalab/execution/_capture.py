@@ -234,7 +234,8 @@ class Capture:
             InvalidNameError: bad name.  ValidationError: non-scalar value, a
             non-integer step, or ``name`` is already a data item.
         """
-        check_name(name, "metric name")
+        # (a stepped metric becomes the data file "{name}.json": its length counts in bytes)
+        check_name(name, "metric name", file_name=None if step is None else f"{name}.json")
         scalar = to_scalar(name, value)
         with self._lock:
             self._check_open()
@@ -259,7 +260,7 @@ class Capture:
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         """Record several metrics at once (see :meth:`metric`)."""
         for name in metrics:
-            check_name(name, "metric name")
+            check_name(name, "metric name", file_name=None if step is None else f"{name}.json")
             to_scalar(name, metrics[name])
         for name, value in metrics.items():
             self.metric(name, value, step=step)

@@ -756,6 +756,7 @@ class FileStore(Store):
         if fmt:
             check_name(fmt, "artifact format")
         file_name = check_name(_artifact_file_name(name, fmt), "artifact file name")
+        check_name(name, "artifact name", file_name=file_name)  # (its length in bytes)
         if not isinstance(source, bytes | bytearray | memoryview | os.PathLike):
             raise ValidationError(
                 f"artifact {name!r}: source must be bytes or a path, got {type(source).__name__}"
@@ -828,7 +829,7 @@ class FileStore(Store):
     # ------------------------------------------------------------ logs
     def _log_file(self, folder: str, run_id: str, name: str) -> str:
         check_name(run_id, "run id")
-        check_name(name, "log name")
+        check_name(name, "log name", file_name=f"{run_id}_{name}.log")
         return os.path.join(folder, "logs", f"{run_id}_{name}.log")
 
     def append_log(self, run_id: str, name: str, text: str) -> None:
@@ -893,7 +894,7 @@ class FileStore(Store):
     # ------------------------------------------------------------ structured data
     def put_data(self, run_id: str, name: str, payload: dict[str, Any]) -> None:
         check_name(run_id, "run id")
-        check_name(name, "data name")
+        check_name(name, "data name", file_name=f"{name}.json")
         if not isinstance(payload, dict) or "data" not in payload:
             raise ValidationError(
                 f"data {name!r} of run {run_id}: payload must be a dict with a 'data' key"
@@ -915,7 +916,7 @@ class FileStore(Store):
 
     def get_data(self, run_id: str, name: str) -> dict[str, Any] | None:
         check_name(run_id, "run id")
-        check_name(name, "data name")
+        check_name(name, "data name", file_name=f"{name}.json")
         path = os.path.join(self._folder(run_id), "results", run_id, f"{name}.json")
         doc = _read_json(path, "structured data file")
         if doc is not None and not isinstance(doc, dict):
