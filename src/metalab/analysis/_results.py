@@ -45,7 +45,8 @@ _NAMESPACES = {
     "metric": "metrics",
     "derived": "derived",
 }
-_RECORD_COLUMNS = ("experiment_id", "status", "started_at", "finished_at", "duration_ms")
+_RECORD_COLUMNS = ("experiment_id", "status", "started_at", "finished_at", "duration_ms",
+                   "context_fingerprint")
 
 _cell = reprlib.Repr()
 _cell.maxstring = 40
@@ -613,8 +614,10 @@ class Results:
         """One row per run, built column-wise from the stored documents.
 
         Columns: ``run_id``; with ``include_record`` ``experiment_id``,
-        ``status``, ``started_at``, ``finished_at`` (UTC timestamps) and
-        ``duration_ms``; then ``param_<name>`` for parameters, metric names
+        ``status``, ``started_at``, ``finished_at`` (UTC timestamps),
+        ``duration_ms`` and ``context_fingerprint`` (the fingerprint of the
+        context the run was made with: runs of one experiment id made with
+        two contexts differ in it; None when the record has none); then ``param_<name>`` for parameters, metric names
         as they are (``metric_<name>`` if a name clashes with a column
         above), and ``derived_<name>`` for derived metrics.  Missing values
         are ``NaN``/``None``.
@@ -634,11 +637,13 @@ class Results:
         started: list[str | None] = []
         finished: list[str | None] = []
         durations: list[Any] = []
+        contexts: list[str | None] = []
         param_maps: list[dict[str, Any]] = []
         metric_maps: list[dict[str, Any]] = []
         add_run, add_exp, add_status = run_ids.append, exp_ids.append, statuses.append
         add_start, add_finish, add_dur = started.append, finished.append, durations.append
         add_params, add_metrics = param_maps.append, metric_maps.append
+        add_context = contexts.append
         for d in docs:
             get = d.get
             add_run(d["run_id"])
@@ -647,6 +652,7 @@ class Results:
             add_start(get("started_at"))
             add_finish(get("finished_at"))
             add_dur(get("duration_ms"))
+            add_context(get("context_fingerprint") or None)
             add_params(get("params") or _EMPTY)
             add_metrics(get("metrics") or _EMPTY)
         cols: dict[str, Any] = {"run_id": pd.Series(run_ids, dtype=object)}
@@ -663,6 +669,7 @@ class Results:
                 cols["duration_ms"] = pd.to_numeric(
                     pd.Series(durations, dtype=object), errors="coerce"
                 )
+            cols["context_fingerprint"] = pd.Series(contexts, dtype=object)
         if include_params:
             _add_columns(cols, param_maps, "param_")
         if include_metrics:
@@ -689,6 +696,8 @@ class Results:
                     errors="coerce",
                 )
             cols["duration_ms"] = pd.Series(table.column("duration_ms"), dtype="float64")
+            cols["context_fingerprint"] = pd.Series(
+                [v or None for v in table.column("context_fingerprint")], dtype=object)
         if include_params:
             for key in table.names("params"):
                 cols[f"param_{key}"] = table.fields[("params", key)]

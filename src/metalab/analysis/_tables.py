@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 __all__ = ["STATS", "aggregate", "column_lists", "metric_series", "to_arrow", "to_parquet",
            "to_polars"]
 
-_RECORD_COLUMNS = ("experiment_id", "status", "started_at", "finished_at", "duration_ms")
+_RECORD_COLUMNS = ("experiment_id", "status", "started_at", "finished_at", "duration_ms",
+                   "context_fingerprint")
 #: statistics accepted by :func:`aggregate`
 STATS = ("count", "mean", "std", "sem", "min", "max", "median")
 
@@ -68,6 +69,7 @@ def column_lists(results: Results, include_derived: bool = True) -> dict[str, li
         v if isinstance(v, int | float) and not isinstance(v, bool) else None
         for v in col_of("duration_ms")
     ]
+    cols["context_fingerprint"] = [v or None for v in col_of("context_fingerprint")]
     params = results._maps("params")
     metrics = results._maps("metrics")
     indexed = results._cols is not None

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from metalab._errors import ExecutionError, OperationImportError, ValidationError
 from metalab._internal._time import to_iso, utcnow
+from metalab.execution._context_check import warn_context_change
 from metalab.execution._events import EventCallback, EventDispatcher
 from metalab.execution._executors import Executor, SerialExecutor
 from metalab.execution._handle import RunHandle
@@ -209,6 +210,7 @@ def run(
             previous[rid] = (str(doc.get("status", "")), attempt)
 
     _warn_code_change(scoped, experiment)
+    warn_context_change(scoped, experiment)
     submitted_at = utcnow()
     manifest = experiment.manifest(run_ids=[s.run_id for s in specs])
     manifest["submitted_at"] = to_iso(submitted_at)

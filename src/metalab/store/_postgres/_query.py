@@ -192,7 +192,7 @@ def table_index(index: PostgresIndex, experiment_id: str | None, query: Query,
         f.ns for f in query.columns if f.ns in DYNAMIC and not f.name}
     fields: list[tuple[str, str]] = [(ns, "") for ns in DYNAMIC if ns in whole]
     if query.columns is None:
-        fixed += ["finished_at", "duration_ms"]
+        fixed += ["finished_at", "duration_ms", "context_fingerprint"]
     else:
         for f in query.columns:
             if f.ns in DYNAMIC:
