@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import sys
 from typing import Any
@@ -105,12 +106,15 @@ def test_compute_derived_for_run_drops_bad_outputs(sweep: Any, caplog: Any) -> N
             [
                 lambda r: [1, 2],  # not a dict
                 lambda r: {"ok": 1, "obj": object(), 3: "x"},  # unencodable value, bad key
-                lambda r: {"nan": float("nan")},
+                lambda r: {"nan": float("nan"), "nested": [1.0, float("inf")], "text": "NaN"},
             ],
         )
-    assert values == {"ok": 1, "nan": None}
+    nan = values.pop("nan")
+    assert values == {"ok": 1} and math.isnan(nan)  # (kept: stored as "NaN", read as NaN)
     assert "must return a dict" in caplog.text
     assert "'obj'" in caplog.text and "run0" in caplog.text
+    assert "'nested'" in caplog.text and "inside a list or object" in caplog.text
+    assert "the text 'NaN'" in caplog.text and "reserved" in caplog.text
 
 
 def test_derived_on_store_without_working_directory(memory_store: Any) -> None:

@@ -1,13 +1,39 @@
-"""Fast JSON encoding (orjson) with one set of options for the whole project."""
+"""Fast JSON encoding (orjson) with one set of options for the whole project.
+
+Non-finite numbers.  JSON has no infinity or NaN (orjson writes them as
+``null``, and strict parsers, orjson included, reject Python's ``Infinity`` /
+``NaN`` literals), so where metalab stores a number that a user may record as
+non-finite (metrics, derived values, the values of a metric series) the file
+holds the JSON text ``"Infinity"``, ``"-Infinity"`` or ``"NaN"`` instead: the
+files stay strict JSON for every reader (jq, JavaScript, PostgreSQL JSONB),
+and these texts are what Python's ``float()`` and JavaScript's ``Number()``
+parse into those numbers.  In those places the three texts always mean the
+numbers: capture refuses them as text metrics.  :func:`encode_number` /
+:func:`encode_values` write this form, :func:`decode_number` /
+:func:`decode_values` read it; other JSON (params, data, tags) is left alone.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
 import orjson
 
-__all__ = ["JSONDecodeError", "dumps", "dumps_pretty", "loads"]
+__all__ = [
+    "NON_FINITE_TEXTS",
+    "JSONDecodeError",
+    "decode_list",
+    "decode_number",
+    "decode_values",
+    "dumps",
+    "dumps_pretty",
+    "encode_list",
+    "encode_number",
+    "encode_values",
+    "loads",
+]
 
 JSONDecodeError = orjson.JSONDecodeError
 
@@ -41,3 +67,62 @@ def dumps_pretty(obj: Any) -> bytes:
 #: on bad input.  orjson's own function, not a wrapper: bulk reads call it once
 #: per record file, and a Python call level costs about 5 % of a small record's parse.
 loads: Callable[[bytes | str], Any] = orjson.loads
+
+
+# ------------------------------------------------------------- non-finite numbers
+#: the stored text of each non-finite number -> the number (one NaN object, so
+#: decoded values compare equal by identity in containers)
+NON_FINITE_TEXTS: dict[str, float] = {"Infinity": math.inf, "-Infinity": -math.inf,
+                                      "NaN": math.nan}
+_TEXTS = frozenset(NON_FINITE_TEXTS)
+_GET_NUMBER = NON_FINITE_TEXTS.get
+
+
+def _non_finite(value: Any) -> bool:
+    return isinstance(value, float) and not math.isfinite(value)
+
+
+def encode_number(value: Any) -> Any:
+    """``value`` as stored: a non-finite float becomes its text, anything else is kept."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
+    return value
+
+
+def decode_number(value: Any) -> Any:
+    """A stored value as a Python value: one of the three texts becomes its float."""
+    return _GET_NUMBER(value, value) if type(value) is str else value
+
+
+def encode_values(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` (metric name -> value) as stored; the same dict when nothing changes."""
+    if not any(map(_non_finite, values.values())):
+        return values
+    return {k: encode_number(v) for k, v in values.items()}
+
+
+def decode_values(values: dict[str, Any]) -> dict[str, Any]:
+    """Stored ``values`` (name -> value) as Python values; the same dict when nothing changes."""
+    try:
+        if _TEXTS.isdisjoint(values.values()):
+            return values
+    except TypeError:  # a list or object among the values (written by another tool)
+        pass
+    return {k: _GET_NUMBER(v, v) if type(v) is str else v for k, v in values.items()}
+
+
+def encode_list(values: list[Any]) -> list[Any]:
+    """The values of a series as stored; the same list when nothing changes."""
+    if not any(map(_non_finite, values)):
+        return values
+    return [encode_number(v) for v in values]
+
+
+def decode_list(values: list[Any]) -> list[Any]:
+    """Stored series values as Python values; the same list when nothing changes."""
+    try:
+        if _TEXTS.isdisjoint(values):
+            return values
+    except TypeError:
+        pass
+    return [_GET_NUMBER(v, v) if type(v) is str else v for v in values]

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from metalab._internal._gc import gc_paused
+from metalab._internal._json import decode_list, decode_values
 
 __all__ = ["PARTIAL", "RunTable"]
 
@@ -26,6 +27,16 @@ PARTIAL = "\x00metalab.partial"
 RECORD_BATCH = 5000
 
 Fetch = Callable[[list[tuple[str, str]]], dict[tuple[str, str], dict[str, Any]]]
+#: the namespaces whose stored values may be non-finite numbers in text form
+_NUMBERS = frozenset({"metrics", "derived"})
+
+
+def _decoded(doc: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A record document with its metrics as Python values (see :func:`decode_values`)."""
+    if doc is None or type(metrics := doc.get("metrics")) is not dict:
+        return doc
+    values = decode_values(metrics)
+    return doc if values is metrics else {**doc, "metrics": values}
 
 
 class _Source:
@@ -67,13 +78,21 @@ class RunTable:
 
     @classmethod
     def from_index(cls, answer: dict[str, Any], fetch: Fetch) -> RunTable:
-        """Build from the answer of ``PostgresStore.run_table``."""
+        """Build from the answer of ``PostgresStore.run_table``.
+
+        Metrics and derived values stored as ``"Infinity"``, ``"-Infinity"``
+        or ``"NaN"`` become those floats (the answer holds stored values).
+        """
         n = int(answer["n"])
         fixed = dict(answer["fixed"])
         if "experiment_id" not in fixed:
             fixed["experiment_id"] = [answer["experiment_id"]] * n
-        return cls(n, fixed, dict(answer["fields"]), _Source(fetch), bool(answer["projected"]),
-                   dict(answer.get("objects") or {}))
+        fields = {key: decode_list(values) if key[0] in _NUMBERS else values
+                  for key, values in answer["fields"].items()}
+        objects = {ns: [decode_values(m) if type(m) is dict else m for m in maps]
+                   if ns in _NUMBERS else maps
+                   for ns, maps in (answer.get("objects") or {}).items()}
+        return cls(n, fixed, fields, _Source(fetch), bool(answer["projected"]), objects)
 
     def __len__(self) -> int:
         return self._n
@@ -175,7 +194,7 @@ class RunTable:
                 chunk = missing[j:j + RECORD_BATCH]
                 found = source.fetch(chunk)
                 for key in chunk:
-                    source.cache[key] = found.get(key)  # type: ignore[assignment]
+                    source.cache[key] = _decoded(found.get(key))  # type: ignore[assignment]
             docs = [source.cache.get(k) for k in keys]
         statuses = self.column("status")[start:stop]
         out: list[dict[str, Any] | None] = []

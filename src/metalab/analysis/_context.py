@@ -16,6 +16,7 @@ from typing import Any
 
 from metalab._errors import CorruptRecordError, ScopeError
 from metalab._internal._atomic import is_temp_name
+from metalab._internal._json import decode_values
 from metalab.store._base import Store
 
 __all__ = ["ResultsContext"]
@@ -71,8 +72,10 @@ class ResultsContext:
         return self._read_one(experiment_id, run_id)
 
     def set_derived(self, experiment_id: str, run_id: str, values: dict[str, Any]) -> None:
+        """Keep ``values`` as the run's derived values (stored texts of
+        non-finite numbers, ``"Infinity"`` ..., become the floats)."""
         with self._lock:
-            self._derived[(experiment_id, run_id)] = values
+            self._derived[(experiment_id, run_id)] = decode_values(values)
 
     def _read_one(self, experiment_id: str, run_id: str) -> dict[str, Any] | None:
         try:
@@ -80,7 +83,7 @@ class ResultsContext:
         except CorruptRecordError as exc:
             self._problem(exc)
             return None
-        return dict(value) if value is not None else None
+        return dict(decode_values(value)) if value is not None else None
 
     def _problem(self, exc: CorruptRecordError) -> None:
         if self._report is not None:
@@ -121,7 +124,7 @@ class ResultsContext:
                     self._problem(exc)
                     continue
                 if value is not None:
-                    found[(experiment_id, run_id)] = dict(value)
+                    found[(experiment_id, run_id)] = dict(decode_values(value))
             with self._lock:
                 if experiment_id in self._scanned:
                     continue

@@ -1,7 +1,9 @@
 """Derived metrics: values computed from a finished run after the fact.
 
 A derived-metric function takes a :class:`~metalab.analysis.Run` and returns a
-dict of JSON values (``{"auc": 0.93}``).  Functions are given either as
+dict of JSON values (``{"auc": 0.93}``); a value may also be an infinite or
+NaN float, stored as the text ``"Infinity"``, ``"-Infinity"`` or ``"NaN"``
+and read back as the float (see :mod:`metalab._internal._json`).  Functions are given either as
 callables (any callable works in-process, lambdas included) or as
 ``"package.module:function"`` references, which is the form to use when the
 computation must be repeatable from another process or the command line.
@@ -119,6 +121,19 @@ def _normalize(value: Any) -> Any:
         return _INVALID
 
 
+def _non_finite_inside(value: Any) -> bool:
+    """Does a list / object / array hold a NaN or an infinity (JSON would write null)?"""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(map(_non_finite_inside, value.values()))
+    if isinstance(value, list | tuple):
+        return any(map(_non_finite_inside, value))
+    if type(value).__module__ == "numpy" and hasattr(value, "tolist"):
+        return _non_finite_inside(value.tolist())
+    return False
+
+
 def compute_derived_for_run(
     run: Run, fns: DerivedFn | str | Iterable[DerivedFn | str]
 ) -> dict[str, Any]:
@@ -128,7 +143,11 @@ def compute_derived_for_run(
     keys that are not strings or values that are not JSON-encodable is
     reported with a warning on the ``metalab.analysis`` logger naming the run
     and the function; its (offending) output is dropped and the others go on.
-    Non-finite floats (NaN, inf) are stored as ``None``.
+    A value that is an infinite or NaN float is kept as such (numpy scalars
+    become Python ones); one inside a list or object cannot be stored (JSON
+    has no such numbers) and is reported and dropped like other bad values,
+    as is a text ``"Infinity"``, ``"-Infinity"`` or ``"NaN"`` (reserved for
+    those numbers in the stored files).
 
     Raises:
         ValidationError: only when a reference in ``fns`` cannot be resolved.
@@ -157,14 +176,32 @@ def compute_derived_for_run(
                     name, key, run.run_id,
                 )
                 continue
+            if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:
+                value = value.item()
             if isinstance(value, float) and not math.isfinite(value):
-                value = None
+                merged[key] = float(value)  # (stored as its text, see the module docstring)
+                continue
             value = _normalize(value)
             if value is _INVALID:
                 log.warning(
                     "derived metric %s returned a value for %r that is not JSON-encodable "
                     "(%s) for run %s; ignoring it",
                     name, key, type(out[key]).__name__, run.run_id,
+                )
+                continue
+            if isinstance(value, str) and value in _json.NON_FINITE_TEXTS:
+                log.warning(
+                    "derived metric %s returned the text %r for %r for run %s: that text is "
+                    "reserved for the number %r in stored files; return the float instead; "
+                    "ignoring it", name, value, key, run.run_id, _json.NON_FINITE_TEXTS[value],
+                )
+                continue
+            if isinstance(value, list | dict) and _non_finite_inside(out[key]):
+                log.warning(
+                    "derived metric %s returned a value for %r holding NaN or an infinity "
+                    "inside a list or object for run %s; JSON cannot store it there (return "
+                    "such numbers as values of their own); ignoring it",
+                    name, key, run.run_id,
                 )
                 continue
             merged[key] = value

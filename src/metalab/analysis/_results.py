@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, overload
 from metalab._errors import CorruptRecordError, NotFoundError, ValidationError
 from metalab._internal._atomic import atomic_write_bytes
 from metalab._internal._gc import gc_paused
+from metalab._internal._json import NON_FINITE_TEXTS, decode_values
 from metalab.analysis._columns import RunTable
 from metalab.analysis._context import ResultsContext
 from metalab.analysis._deps import require
@@ -854,11 +855,18 @@ def _valid_documents(
     keep_order: bool = False,
 ) -> tuple[dict[str, Any], ...]:
     docs = []
+    texts = NON_FINITE_TEXTS.keys()
     with gc_paused():  # bulk parse: see metalab._internal._gc
         for pos, doc in enumerate(documents):
             problem = _doc_problem(doc, store, pos)
             if problem is None:
-                docs.append(doc)
+                # metrics stored as "Infinity" / "-Infinity" / "NaN" are those floats
+                metrics = doc.get("metrics")
+                try:
+                    plain = type(metrics) is not dict or texts.isdisjoint(metrics.values())
+                except TypeError:  # a list or object among the values
+                    plain = False
+                docs.append(doc if plain else {**doc, "metrics": decode_values(metrics)})
             else:
                 collect(problem)
                 report(problem)

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from metalab._errors import NotFoundError, StoreError
+from metalab._internal._json import decode_list
 from metalab.analysis._columns import PARTIAL
 from metalab.analysis._deps import require
 from metalab.model import ArtifactDescriptor, ErrorInfo, RunRecord, Status, deserialize
@@ -66,7 +67,9 @@ class Run:
         record = store.get_run_record(run_id)
         if record is None:
             raise NotFoundError(f"the store has no run {run_id!r}; list them with load_results()")
-        run = cls(record.to_dict(), ResultsContext(store))
+        doc = record.to_dict()
+        doc["metrics"] = dict(record.metrics)  # (floats, not their stored texts)
+        run = cls(doc, ResultsContext(store))
         run._record = record
         return run
 
@@ -228,7 +231,8 @@ class Run:
 
         When the payload records a ``dtype`` and ``shape`` and numpy is
         installed, the value comes back as a numpy array of that dtype and
-        shape; otherwise as the stored JSON value.
+        shape; otherwise as the stored JSON value (for a metric series,
+        ``{"step": [...], "value": [...]}`` with non-finite values as floats).
 
         Raises:
             NotFoundError: no such item (the message lists the available ones).
@@ -239,6 +243,9 @@ class Run:
         value = payload.get("data")
         dtype = payload.get("dtype")
         shape = payload.get("shape")
+        if payload.get("kind") == "series" and isinstance(value, dict) and isinstance(
+                value.get("value"), list):
+            value = {**value, "value": decode_list(value["value"])}
         if dtype is not None and shape is not None:
             try:
                 import numpy as np

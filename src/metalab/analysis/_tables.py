@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from metalab._errors import CorruptRecordError, ValidationError
 from metalab._internal._atomic import atomic_write_bytes
-from metalab._internal._json import dumps
+from metalab._internal._json import decode_list, dumps
 from metalab._internal._time import from_iso
 from metalab.analysis._deps import require
 
@@ -170,7 +170,7 @@ def metric_series(results: Results, names: str | Iterable[str]) -> Any:
             exp_ids += [doc["experiment_id"]] * n
             series_names += [name] * n
             steps += s[:n]
-            values += v[:n]
+            values += decode_list(v[:n])  # ("Infinity", "NaN" ... are the floats)
     return pd.DataFrame({
         "run_id": pd.Series(run_ids, dtype=object),
         "experiment_id": pd.Series(exp_ids, dtype=object),

@@ -41,15 +41,27 @@ def is_scalar(value: Any) -> bool:
 def to_scalar(name: str, value: Any) -> int | float | bool | str:
     """Validate a metric value; numpy scalars become Python scalars.
 
+    Floats may be infinite or NaN (stored as the texts ``"Infinity"``,
+    ``"-Infinity"``, ``"NaN"``, read back as floats; see
+    :mod:`metalab._internal._json`), so those three texts are refused as
+    text values: they would read back as numbers.
+
     Raises:
-        ValidationError: the value is not an int, float, bool or str.
+        ValidationError: the value is not an int, float, bool or str, or is
+            one of the three reserved texts.
     """
-    if isinstance(value, bool | int | float | str):
+    if not isinstance(value, bool | int | float | str) and is_scalar(value):
+        value = value.item()
+    if isinstance(value, bool | int | float):
         return value
-    if is_scalar(value):
-        item = value.item()
-        if isinstance(item, bool | int | float | str):
-            return item
+    if isinstance(value, str):
+        if value in _json.NON_FINITE_TEXTS:
+            raise ValidationError(
+                f"metric {name!r}: the text {value!r} is reserved for the number "
+                f"{_json.NON_FINITE_TEXTS[value]!r} in run files; record the float "
+                f"(float({value!r})) or another text"
+            )
+        return value
     raise ValidationError(
         f"metric {name!r} must be an int, float, bool or str, got {type(value).__name__}; "
         "store arrays and nested values with capture.data() instead"
@@ -190,9 +202,10 @@ class Capture:
     """What an operation records about its run.
 
     * ``metric(name, value, step=None)``: a scalar (int, float, bool, str;
-      NaN allowed).  Without ``step`` it goes into the run record's
-      ``metrics``; with ``step`` it is buffered and stored as a separate
-      series (listed in ``RunRecord.series``) so records stay small.
+      infinite and NaN floats are kept, see :func:`to_scalar`).  Without
+      ``step`` it goes into the run record's ``metrics``; with ``step`` it is
+      buffered and stored as a separate series (listed in
+      ``RunRecord.series``) so records stay small.
     * ``data(name, obj)``: JSON value or numpy array, written at once.
     * ``artifact(name, obj_or_path)``: a file or a serialized object.
     * ``log(msg)`` / ``logger``: lines streamed to the run's ``run`` log.
@@ -378,7 +391,8 @@ class Capture:
                 order = sorted(range(len(steps)), key=steps.__getitem__)
                 payload = {
                     "kind": "series",
-                    "data": {"step": [steps[i] for i in order], "value": [values[i] for i in order]},
+                    "data": {"step": [steps[i] for i in order],
+                             "value": _json.encode_list([values[i] for i in order])},
                     "dtype": None,
                     "shape": None,
                     "metadata": {},

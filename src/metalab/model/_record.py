@@ -9,6 +9,10 @@ data, logs and artifact bytes live in their own files so the record stays small.
 Records are plain values: build them, ``to_dict()`` them, ``from_dict()`` them.
 ``from_dict`` accepts every schema version this code can read and raises
 :class:`~metalab.CorruptRecordError` with the reason for anything else.
+
+A metric may be an infinite or NaN float: the document holds the JSON text
+``"Infinity"``, ``"-Infinity"`` or ``"NaN"`` in its place (strict JSON; see
+:mod:`metalab._internal._json`), and ``from_dict`` reads it back as the float.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from metalab._errors import CorruptRecordError
+from metalab._internal._json import decode_values, encode_values
 from metalab._internal._time import from_iso, to_iso
 
 __all__ = [
@@ -200,7 +205,7 @@ class RunRecord:
         params: the resolved parameters of the run (JSON values).
         seed: ``{"root_seed": int, "replicate_index": int}``.
         metrics: scalar metrics (stepped series are stored separately; their
-            names are listed in ``series``).
+            names are listed in ``series``); floats may be infinite or NaN.
         data: names of structured data items the run stored.
         series: names of stepped metric series the run stored.
         heartbeat_at: last sign of life of a ``running`` run.
@@ -258,7 +263,7 @@ class RunRecord:
             "finished_at": to_iso(self.finished_at),
             "heartbeat_at": to_iso(self.heartbeat_at),
             "duration_ms": self.duration_ms,
-            "metrics": self.metrics,
+            "metrics": encode_values(self.metrics),
             "data": list(self.data),
             "series": list(self.series),
             "artifacts": [a.to_dict() for a in self.artifacts],
@@ -304,7 +309,7 @@ class RunRecord:
                 finished_at=from_iso(d.get("finished_at")),
                 heartbeat_at=from_iso(d.get("heartbeat_at")),
                 duration_ms=d.get("duration_ms"),
-                metrics=d.get("metrics") or {},
+                metrics=decode_values(d.get("metrics") or {}),
                 data=tuple(d.get("data") or ()),
                 series=tuple(d.get("series") or ()),
                 artifacts=tuple(ArtifactDescriptor.from_dict(a) for a in d.get("artifacts") or ()),

@@ -58,7 +58,14 @@ from metalab._internal._atomic import (
     atomic_write_bytes,
     create_exclusive,
 )
-from metalab._internal._json import JSONDecodeError, dumps, dumps_pretty, loads
+from metalab._internal._json import (
+    JSONDecodeError,
+    dumps,
+    dumps_pretty,
+    encode_list,
+    encode_values,
+    loads,
+)
 from metalab._internal._lockfile import FileLock, LockTimeout
 from metalab._internal._names import check_name, safe_experiment_id
 from metalab._internal._owner import holder_is_stale
@@ -911,6 +918,10 @@ class FileStore(Store):
             "shape": payload.get("shape"),
             "metadata": payload.get("metadata") or {},
         }
+        series = doc["data"]
+        if kind == "series" and isinstance(series, dict) and isinstance(series.get("value"), list):
+            # (an infinite or NaN point is written as its text: "Infinity", ...; see _json)
+            doc["data"] = {**series, "value": encode_list(series["value"])}
         path = os.path.join(self._folder(run_id), "results", run_id, f"{name}.json")
         self._write(path, dumps(doc))
 
@@ -939,7 +950,9 @@ class FileStore(Store):
                 f"derived metrics of run {run_id} must be a dict, got {type(values).__name__}"
             )
         folder = self._folder(run_id)
-        self._write(os.path.join(folder, "derived", f"{run_id}.json"), dumps(values))
+        # (an infinite or NaN value is written as its text: "Infinity", ...; see _json)
+        self._write(os.path.join(folder, "derived", f"{run_id}.json"),
+                    dumps(encode_values(values)))
         note_change(folder, "d", run_id)
 
     def get_derived(self, run_id: str) -> dict[str, Any] | None:

@@ -95,6 +95,12 @@ _CACHE_STORE_SQL = (
 )
 
 
+#: the JSON type of a metrics / derived value ``k.value`` in the field catalog: the
+#: texts of non-finite numbers ("Infinity", see metalab._internal._json) are numbers
+_NUMBER_TYPE = ("(CASE WHEN k.value IN ('\"Infinity\"'::jsonb, '\"-Infinity\"'::jsonb, "
+                "'\"NaN\"'::jsonb) THEN 'number' ELSE jsonb_typeof(k.value) END)")
+
+
 def _typed(field: str, jtype: str, cast: str) -> str:
     return (f"CASE WHEN jsonb_typeof(j->'{field}') = '{jtype}' "
             f"THEN (j->>'{field}')::{cast} END")
@@ -134,10 +140,18 @@ _FROM_TEXT_SQL = (
 )
 
 
-def field_index_name(namespace: str, name: str) -> str:
+def field_index_name(namespace: str, name: str, *, form: int = 2) -> str:
     """The name :meth:`PostgresIndex.create_field_index` gives the index of one field
-    (a digest of the field name: any name fits PostgreSQL's 63-byte limit)."""
-    digest = hashlib.sha256(f"{namespace}\x00{name}".encode()).hexdigest()[:16]
+    (a digest of the field name: any name fits PostgreSQL's 63-byte limit).
+
+    An index of a metrics field on the expression of ``form`` 1 (which reads a
+    stored ``"Infinity"`` as no number) has the name of ``form=1``: it no
+    longer matches the queries, and :meth:`PostgresIndex.create_field_index`
+    replaces it.
+    """
+    key = f"{namespace}\x00{name}" + ("\x00number-texts" if namespace == "metrics"
+                                      and form >= 2 else "")
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     return f"runs_{namespace}_{digest}_idx"
 
 
@@ -866,7 +880,10 @@ class PostgresIndex:
         The index is on ``(experiment_id, <number value of the field>)``, the
         expression the query compiler emits for a numeric comparison that is
         a conjunct of the whole filter, so such filters read only matching
-        rows.  Every write of a run updates it (a small cost per index).
+        rows.  Every write of a run updates it (a small cost per index).  The
+        value of a metric includes a stored ``"Infinity"`` / ``"-Infinity"``;
+        an index made by an earlier metalab on the metric without them is
+        dropped (queries no longer use it).
 
         Raises:
             QueryError: ``namespace`` is not params or metrics.
@@ -882,10 +899,15 @@ class PostgresIndex:
         index_name = field_index_name(namespace, name)
         with self.connection() as conn:
             key = sql.Literal(name).as_string(conn)
-            expr = number_sql(namespace, key).replace("{", "{{").replace("}", "}}")
+            expr = number_sql(namespace, key, namespace == "metrics")
+            expr = expr.replace("{", "{{").replace("}", "}}")
             conn.execute(sql.SQL(
                 f"CREATE INDEX IF NOT EXISTS {{i}} ON {{s}}.runs (experiment_id, {expr})"
             ).format(i=sql.Identifier(index_name), s=sql.Identifier(self.schema)))
+            old = field_index_name(namespace, name, form=1)
+            if old != index_name:  # (an index on the earlier expression: unused now)
+                conn.execute(sql.SQL("DROP INDEX IF EXISTS {s}.{i}").format(
+                    i=sql.Identifier(old), s=sql.Identifier(self.schema)))
             conn.execute(self._q("ANALYZE {s}.runs"))  # statistics of the new expression
         return index_name
 
@@ -898,9 +920,9 @@ class PostgresIndex:
                 "SELECT %(e)s, ns, name, type, count(*) FROM ("
                 " SELECT 'params' AS ns, k.key AS name, jsonb_typeof(k.value) AS type"
                 "  FROM {s}.runs r, jsonb_each(r.params) k WHERE r.experiment_id = %(e)s"
-                " UNION ALL SELECT 'metrics', k.key, jsonb_typeof(k.value)"
+                f" UNION ALL SELECT 'metrics', k.key, {_NUMBER_TYPE}"
                 "  FROM {s}.runs r, jsonb_each(r.metrics) k WHERE r.experiment_id = %(e)s"
-                " UNION ALL SELECT 'derived', k.key, jsonb_typeof(k.value)"
+                f" UNION ALL SELECT 'derived', k.key, {_NUMBER_TYPE}"
                 '  FROM {s}.derived d, jsonb_each(d."values") k WHERE d.experiment_id = %(e)s'
                 ") f GROUP BY ns, name, type"
             ),

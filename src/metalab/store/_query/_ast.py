@@ -266,10 +266,12 @@ def without_nan(node: Node) -> Node:
 
     In Python (the scan) every comparison with NaN is false except ``!=``,
     while SQLite binds NaN as NULL and PostgreSQL orders it above every
-    number.  Stored values are never NaN or infinite (JSON has neither), so
-    ``x != nan`` is ``x >= -inf`` (x is a number), and ``=``, ``<``, ...,
-    ``between`` with a NaN bound and ``contains`` of NaN or an infinity
-    match nothing; NaN drops out of an ``in`` list.
+    number.  So ``x != nan`` is ``x != 0 or x = 0`` (x is a number: a stored
+    NaN too, which is unequal to 0), and ``=``, ``<``, ..., ``between`` with a
+    NaN bound match nothing; NaN drops out of an ``in`` list.  A stored list
+    never holds NaN or an infinity (only metrics and derived values that are
+    numbers may be non-finite, see :mod:`metalab._internal._json`), so
+    ``contains`` of one matches nothing.
     """
     if isinstance(node, And | Or):
         items = []
@@ -279,7 +281,9 @@ def without_nan(node: Node) -> Node:
     if isinstance(node, Not):
         return Not(without_nan(node.item))
     if isinstance(node, Compare) and _is_nan(node.value):
-        return Compare(node.field, ">=", -math.inf) if node.op == "!=" else FALSE
+        if node.op == "!=":
+            return Or((Compare(node.field, "!=", 0), Compare(node.field, "=", 0)))
+        return FALSE
     if isinstance(node, Between) and (_is_nan(node.low) or _is_nan(node.high)):
         return FALSE
     if isinstance(node, In) and any(map(_is_nan, node.values)):

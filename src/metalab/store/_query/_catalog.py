@@ -134,6 +134,7 @@ import contextlib
 import functools
 import itertools
 import logging
+import math
 import operator
 import os
 import re
@@ -146,7 +147,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from metalab._internal._gc import gc_paused
-from metalab._internal._json import JSONDecodeError, dumps, loads
+from metalab._internal._json import NON_FINITE_TEXTS, JSONDecodeError, dumps, loads
 from metalab._internal._lockfile import FileLock, LockTimeout
 from metalab.model import RECORD_SCHEMA_VERSION
 from metalab.store._changes import CHANGES_DIR, HEADER, UNLOGGED
@@ -158,7 +159,7 @@ from metalab.store._query._eval import (
     parse_time,
     predicate,
 )
-from metalab.store._query._sqlite import COLUMN_RE, SqliteCompiler, decode, encode
+from metalab.store._query._sqlite import COLUMN_RE, NAN, SqliteCompiler, decode, encode
 from metalab.store._records import STATUS_VALUES, parse_record, record_problem, report_problem
 
 __all__ = ["CATALOG_DIR", "Catalog", "CatalogUnavailable", "read_run_file"]
@@ -216,6 +217,14 @@ _FLOAT = frozenset({float})
 _DICT = frozenset({dict})
 #: cells that are their own value (no NULL, no blob)
 _PLAIN_VALUE = frozenset({float, int, str})
+#: the namespaces whose values may be non-finite numbers, stored as texts
+#: (see metalab._internal._json): their cells and those texts
+_NUMBER_SPACES = frozenset({"metrics", "derived"})
+_NUMBER_TEXTS = frozenset(NON_FINITE_TEXTS)
+_NUMBER_CELLS: dict[str, Any] = {"Infinity": math.inf, "-Infinity": -math.inf,
+                                 "NaN": bytearray(NAN)}
+#: a REAL infinity read from a metrics / derived cell -> its stored text
+_INFINITY_TEXTS = {math.inf: "Infinity", -math.inf: "-Infinity"}
 _LIST = frozenset({list})
 _BOOL = {bool}
 #: the keys a run's fixed cells, params and metrics are read from (in that order)
@@ -990,19 +999,22 @@ class Catalog:
         The values of a namespace are consecutive cells: a run whose cells
         are all plain numbers or texts (a typical sweep) gets its dict from
         one ``zip`` of names and cells; other runs go value by value (NULL:
-        left out; a blob: decoded).
+        left out; a blob: decoded).  Values come out as the files hold them:
+        an infinite metrics / derived cell as ``"Infinity"`` / ``"-Infinity"``
+        (a NaN cell decodes to ``"NaN"``).
         """
-        # (kind, ns, names of a "dyn" slice, first index, end index)
+        # (kind, ns, names of a "dyn" / "num" slice, first index, end index)
         plan: list[tuple[str, str, tuple[str, ...], int, int]] = []
         i = 4
         for f in columns:
             if f.ns in DYNAMIC:
                 names = tuple(n for (ns, n) in fields if ns == f.ns) if not f.name else (f.name,)
-                if plan and plan[-1][0] == "dyn" and plan[-1][1] == f.ns:  # one slice
+                kind = "num" if f.ns in _NUMBER_SPACES else "dyn"
+                if plan and plan[-1][0] == kind and plan[-1][1] == f.ns:  # one slice
                     _, ns, before, start, _ = plan.pop()
-                    plan.append(("dyn", ns, before + names, start, i + len(names)))
+                    plan.append((kind, ns, before + names, start, i + len(names)))
                 else:
-                    plan.append(("dyn", f.ns, names, i, i + len(names)))
+                    plan.append((kind, f.ns, names, i, i + len(names)))
                 i += len(names)
             elif f.ns in ("started_at", "finished_at"):
                 plan.append(("time", f.ns, (), i, i + 1))
@@ -1014,6 +1026,7 @@ class Catalog:
                 plan.append(("plain", f.ns, (), i, i + 1))
                 i += 1
         plain = _PLAIN_VALUE
+        infinities = _INFINITY_TEXTS
 
         def read(row: tuple[Any, ...]) -> dict[str, Any]:
             out: dict[str, Any] = {
@@ -1021,13 +1034,16 @@ class Catalog:
                 "started_at": micros_to_iso(row[3]),
             }
             for kind, ns, names, j, end in plan:
-                if kind == "dyn":
+                if kind == "dyn" or kind == "num":
                     cells = row[j:end]
                     bucket = out.setdefault(ns, {})
-                    if plain.issuperset(map(type, cells)):
+                    if plain.issuperset(map(type, cells)) and (
+                            kind == "dyn" or infinities.keys().isdisjoint(cells)):
                         bucket.update(zip(names, cells, strict=True))
                     else:
-                        bucket.update({n: decode(v) if type(v) is bytes else v
+                        bucket.update({n: decode(v) if type(v) is bytes
+                                       else infinities.get(v, v) if kind == "num"
+                                       and type(v) is float else v
                                        for n, v in zip(names, cells, strict=True)
                                        if v is not None})
                 elif kind == "time":
@@ -1181,19 +1197,33 @@ class _Rows:
         return list(map(_tags_cell, tags_col))
 
     @staticmethod
-    def _value_columns(maps: Sequence[dict[str, Any]]) -> list[Sequence[Any]]:
-        """The cells of maps that all have the same keys in the same order, by column."""
+    def _value_columns(maps: Sequence[dict[str, Any]], numbers: bool = False
+                       ) -> list[Sequence[Any]]:
+        """The cells of maps that all have the same keys in the same order, by column.
+
+        ``numbers``: metrics or derived values, whose texts ``"Infinity"``,
+        ``"-Infinity"`` and ``"NaN"`` are numbers (cells: a REAL infinity, the
+        NaN blob; see :mod:`._sqlite`); only a column holding texts is checked.
+        """
         out: list[Sequence[Any]] = []
         plain = _PLAIN_CELL
         for col in zip(*map(dict.values, maps), strict=True):
             types = set(map(type, col))
             if plain.issuperset(types):
-                out.append(col)
+                cells: Sequence[Any] = col
             elif types == _BOOL:
-                out.append(list(map(_BOOL_CELLS.__getitem__, col)))
+                cells = list(map(_BOOL_CELLS.__getitem__, col))
             else:  # lists, objects, or mixed kinds
-                out.append([v if type(v) in plain else _TRUE_CELL if v is True
-                            else _FALSE_CELL if v is False else _cell(v) for v in col])
+                cells = [v if type(v) in plain else _TRUE_CELL if v is True
+                         else _FALSE_CELL if v is False else _cell(v) for v in col]
+            if numbers and str in types:
+                try:
+                    texts = not _NUMBER_TEXTS.isdisjoint(col)
+                except TypeError:  # (a list or object in the column: look at each cell)
+                    texts = True
+                if texts:
+                    cells = [_NUMBER_CELLS.get(c, c) if type(c) is str else c for c in cells]
+            out.append(cells)
         return out
 
     def _statements(self) -> list[tuple[int, tuple[str, ...], Sequence[Sequence[Any]]]]:
@@ -1238,7 +1268,8 @@ class _Rows:
                     continue
                 cols += self._columns_of(ns, part_names)
                 columns += self._value_columns(values if idx is None
-                                               else [values[i] for i in idx])
+                                               else [values[i] for i in idx],
+                                               ns in _NUMBER_SPACES)
             statements.append((0, cols, list(zip(*columns, strict=True))))
         return statements
 

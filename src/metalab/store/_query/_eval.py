@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from metalab._internal._json import decode_number
 from metalab._internal._time import to_iso
 from metalab.store._query._ast import (
     And,
@@ -95,19 +96,33 @@ def norm_number(value: Any) -> Any:
     return value if kind_of(value) == "number" else None
 
 
-def getter(field: Field, cutoff: int) -> Getter:
-    """A function (doc, derived) -> the field's value (normalised for fixed fields)."""
+def getter(field: Field, cutoff: int, *, stored: bool = False) -> Getter:
+    """A function (doc, derived) -> the field's value (normalised for fixed fields).
+
+    A metrics or derived value stored as ``"Infinity"``, ``"-Infinity"`` or
+    ``"NaN"`` is that float (see :mod:`metalab._internal._json`), unless
+    ``stored`` (the value as the document holds it, for projections).  A
+    whole namespace is always as stored.
+    """
     ns, name = field.ns, field.name
     if ns == "derived":
         if not name:
             return lambda d, der: {k: v for k, v in (der or {}).items() if v is not None}
-        return lambda d, der: (der or {}).get(name)
+        if stored:
+            return lambda d, der: (der or {}).get(name)
+        return lambda d, der: decode_number((der or {}).get(name))
     if ns in ("params", "metrics"):
         if not name:
             def whole(d: dict[str, Any], der: Any) -> Any:
                 m = d.get(ns)
                 return {k: v for k, v in m.items() if v is not None} if isinstance(m, dict) else {}
             return whole
+
+        if ns == "metrics" and not stored:
+            def number(d: dict[str, Any], der: Any) -> Any:
+                m = d.get(ns)
+                return decode_number(m.get(name)) if isinstance(m, dict) else None
+            return number
 
         def dyn(d: dict[str, Any], der: Any) -> Any:
             m = d.get(ns)
@@ -250,6 +265,8 @@ def _identity_key(pair: tuple[dict[str, Any], Any]) -> tuple[str, str]:
 
 def _rank_value(value: Any) -> tuple[int, Any]:
     rank = _RANK.get(kind_of(value), 3)
+    if rank == 0:  # NaN after every other number (+inf included), as PostgreSQL orders it
+        return 0, ((1, 0) if value != value else (0, value))
     return rank, (value if rank < 3 else None)
 
 
@@ -290,8 +307,8 @@ def project(doc: dict[str, Any], derived: dict[str, Any] | None, columns: tuple[
 
     Always ``run_id``, ``experiment_id``, ``status`` (as a reader sees it) and
     ``started_at`` (ISO, UTC); params/metrics/derived columns go into nested
-    dicts (present when any of their columns was asked for); missing and null
-    values are left out.
+    dicts (present when any of their columns was asked for), with the values
+    as the documents hold them; missing and null values are left out.
     """
     out: dict[str, Any] = {
         "run_id": doc.get("run_id"),
@@ -305,7 +322,7 @@ def project(doc: dict[str, Any], derived: dict[str, Any] | None, columns: tuple[
             if not f.name:
                 bucket.update(getter(f, cutoff)(doc, derived))
             else:
-                v = getter(f, cutoff)(doc, derived)
+                v = getter(f, cutoff, stored=True)(doc, derived)
                 if v is not None:
                     bucket[f.name] = v
         elif f.ns in ("started_at", "finished_at"):

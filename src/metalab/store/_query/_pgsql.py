@@ -55,15 +55,29 @@ TIME_RE = (
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def number_sql(column: str, key: str) -> str:
+def number_sql(column: str, key: str, numbers: bool = False) -> str:
     """The float value of ``column -> key`` when it is a JSON number, else NULL.
 
     ``key`` is SQL (a placeholder in queries, a literal in index DDL).  A
     query and an expression index built from the same text match, so a top
-    level numeric comparison can use an index on that field.
+    level numeric comparison can use an index on that field.  ``numbers``
+    (metrics): the texts ``"Infinity"`` / ``"-Infinity"`` are those numbers
+    too (a stored ``"NaN"`` gives NULL: it matches no comparison).
     """
-    return (f"(CASE WHEN jsonb_typeof({column} -> {key}) = 'number' "
-            f"THEN ({column} -> {key})::float8 END)")
+    if not numbers:
+        return (f"(CASE WHEN jsonb_typeof({column} -> {key}) = 'number' "
+                f"THEN ({column} -> {key})::float8 END)")
+    return (f"(CASE jsonb_typeof({column} -> {key}) WHEN 'number' "
+            f"THEN ({column} -> {key})::float8 WHEN 'string' THEN "
+            f"(CASE {column} ->> {key} WHEN 'Infinity' THEN 'Infinity'::float8 "
+            "WHEN '-Infinity' THEN '-Infinity'::float8 END) END)")
+
+
+#: the stored texts of non-finite numbers as JSONB (see metalab._internal._json)
+_NON_FINITE = "('\"Infinity\"'::jsonb, '\"-Infinity\"'::jsonb, '\"NaN\"'::jsonb)"
+#: the JSON path test a stored infinity passes for each comparison with a finite number
+_PATH_INFINITY = {">": '"Infinity"', ">=": '"Infinity"', "<": '"-Infinity"',
+                  "<=": '"-Infinity"'}
 
 
 #: query comparison -> SQL/JSON path comparison
@@ -96,17 +110,31 @@ def _from_micros(us: int) -> datetime:
 
 
 class _Acc:
-    """How to test and read one field in SQL (text with ``%s`` placeholders + args)."""
+    """How to test and read one field in SQL (text with ``%s`` placeholders + args).
 
-    def __init__(self, kind: str, sql: str, args: list[Any], column: str = "") -> None:
+    ``numbers`` (metrics and derived values): the JSON texts ``"Infinity"``,
+    ``"-Infinity"`` and ``"NaN"`` are numbers, not texts; the number value
+    of ``"NaN"`` is NULL (see :meth:`value`), so comparisons are wrapped in
+    ``COALESCE`` with their answer for NaN (true for ``!=`` only, as in Python).
+    """
+
+    def __init__(self, kind: str, sql: str, args: list[Any], column: str = "",
+                 numbers: bool = False) -> None:
         self.kind = kind  # "json", "string", "time", "number", "tags"
         self.sql = sql
         self.args = args
         self.column = column  # the JSONB column of a params/metrics field
+        self.numbers = numbers
 
     def test(self, k: str) -> tuple[str, list[Any]] | None:
         v, a = self.sql, self.args
         if self.kind == "json":
+            if self.numbers and k == "number":
+                return (f"(jsonb_typeof({v}) = 'number' OR ({v}) IN {_NON_FINITE})",
+                        list(a) + list(a))
+            if self.numbers and k == "string":
+                return (f"(jsonb_typeof({v}) = 'string' AND ({v}) NOT IN {_NON_FINITE})",
+                        list(a) + list(a))
             return f"jsonb_typeof({v}) = '{_JSON_TYPE[k]}'", list(a)
         if self.kind == "string":
             return (f"{v} IS NOT NULL", list(a)) if k == "string" else None
@@ -114,9 +142,19 @@ class _Acc:
             return (f"{v} IS NOT NULL", list(a)) if k == "number" else None
         return None
 
-    def value(self, k: str) -> tuple[str, list[Any]]:
+    def value(self, k: str, order: bool = False) -> tuple[str, list[Any]]:
+        """SQL of the value as kind ``k`` (only valid where ``test(k)`` holds).
+
+        A stored ``"NaN"`` of a ``numbers`` field is NULL, or NaN for ``order``
+        (PostgreSQL orders NaN after every number, as the scan does).
+        """
         v, a = self.sql, list(self.args)
         if self.kind == "json":
+            if k == "number" and self.numbers:
+                text = f"(({v}) #>> '{{{{}}}}')::float8"
+                return (f"(CASE jsonb_typeof({v}) WHEN 'number' THEN ({v})::float8 "
+                        f"ELSE {text if order else f'NULLIF({text}, {_NAN_SQL})'} END)",
+                        a + a + a)
             if k == "number":
                 return f"({v})::float8", a
             if k == "string":
@@ -128,6 +166,7 @@ class _Acc:
 
 
 _JSON_TYPE = {"number": "number", "string": "string", "boolean": "boolean"}
+_NAN_SQL = "'NaN'::float8"
 
 
 def _subset(source: str, names: list[str] | None) -> tuple[str, list[Any]]:
@@ -161,9 +200,10 @@ class PgCompiler:
     def acc(self, field: Field) -> _Acc:
         ns = field.ns
         if ns in ("params", "metrics"):
-            return _Acc("json", f"r.{ns} -> %s", [field.name], column=f"r.{ns}")
+            return _Acc("json", f"r.{ns} -> %s", [field.name], column=f"r.{ns}",
+                        numbers=ns == "metrics")
         if ns == "derived":
-            return _Acc("json", 'd."values" -> %s', [field.name])
+            return _Acc("json", 'd."values" -> %s', [field.name], numbers=True)
         if ns == "status":
             return _Acc(
                 "string",
@@ -202,7 +242,10 @@ class PgCompiler:
             # exactly): 3 % cheaper than a path variable.  (Infinite or NaN
             # numbers take the form below.)
             operand = repr(lit if type(lit) is int else number)
-            path = f"strict $.{_json_key(acc.args[0])} {_PATH_OP[op]} {operand}"
+            key = _json_key(acc.args[0])
+            path = f"strict $.{key} {_PATH_OP[op]} {operand}"
+            if acc.numbers and op in _PATH_INFINITY:  # a stored "Infinity" / "-Infinity"
+                path += f" || $.{key} == {_PATH_INFINITY[op]}"
             match = f"jsonb_path_match({acc.column}, %s::jsonpath, '{{{{}}}}', true)"
             margs = [path]
             if self.indexed is not None and (acc.column[2:], acc.args[0]) not in self.indexed:
@@ -211,15 +254,19 @@ class PgCompiler:
             # exact path test: x < n implies float(x) <= float(n), so < and > are
             # sent as <= and >=; integers beyond 2^53 round)
             loose = {"<": "<=", ">": ">="}.get(op, op)
-            return (f"({match} AND {number_sql(acc.column, '%s')} {loose} %s)",
-                    [*margs, *acc.args, *acc.args, number])
+            number_form = number_sql(acc.column, "%s", acc.numbers)
+            return (f"({match} AND {number_form} {loose} %s)",
+                    [*margs, *acc.args * number_form.count("%s"), number])
         test = acc.test(k)
         if test is None or (k == "boolean" and op not in ("=", "!=")):
             return "false", []
         value, vargs = acc.value(k)
         sql_op = "<>" if op == "!=" else op
+        compared = f"{value} {sql_op} %s"
+        if acc.numbers and k == "number":  # (a stored NaN: NULL; unequal to every number)
+            compared = f"COALESCE({compared}, {'true' if op == '!=' else 'false'})"
         return (
-            f"(CASE WHEN {test[0]} THEN {value} {sql_op} %s ELSE false END)",
+            f"(CASE WHEN {test[0]} THEN {compared} ELSE false END)",
             test[1] + vargs + [self._bind(acc, lit)],
         )
 
@@ -261,7 +308,10 @@ class PgCompiler:
                 if test is None:
                     continue
                 value, vargs = acc.value(k)
-                parts.append(f"(CASE WHEN {test[0]} THEN {value} = ANY(%s) ELSE false END)")
+                hit_k = f"{value} = ANY(%s)"
+                if acc.numbers and k == "number":  # (a stored NaN: NULL, no member)
+                    hit_k = f"COALESCE({hit_k}, false)"
+                parts.append(f"(CASE WHEN {test[0]} THEN {hit_k} ELSE false END)")
                 args += test[1] + vargs + [[self._bind(acc, v) for v in values]]
             hit = "(" + " OR ".join(parts) + ")" if parts else "false"
             if not node.negate:
@@ -302,10 +352,13 @@ class PgCompiler:
             return "false", []
         elem = Jsonb([lit])
         if isinstance(lit, str):
+            # (a metrics / derived "Infinity" ... is a number, not a text)
+            text = f"({v}) NOT IN {_NON_FINITE} AND " if acc.numbers else ""
             return (
-                f"(CASE jsonb_typeof({v}) WHEN 'string' THEN strpos(({v}) #>> '{{{{}}}}', %s) > 0 "
+                f"(CASE jsonb_typeof({v}) WHEN 'string' THEN {text}"
+                f"strpos(({v}) #>> '{{{{}}}}', %s) > 0 "
                 f"WHEN 'array' THEN ({v}) @> %s ELSE false END)",
-                a + a + [lit] + a + [elem],
+                a + (a if acc.numbers else []) + a + [lit] + a + [elem],
             )
         return f"(CASE WHEN jsonb_typeof({v}) = 'array' THEN ({v}) @> %s ELSE false END)", a + a + [elem]
 
@@ -318,17 +371,25 @@ class PgCompiler:
             direction = " DESC" if desc else ""
             v, a = acc.sql, acc.args
             if acc.kind == "json":
-                parts.append(
-                    f"(CASE jsonb_typeof({v}) WHEN 'number' THEN 0 WHEN 'string' THEN 1 "
-                    "WHEN 'boolean' THEN 2 ELSE 3 END)"
-                )
-                args += a
-                for k in ("number", "string", "boolean"):
-                    value, vargs = acc.value(k)
+                if acc.numbers:  # ("Infinity", "-Infinity", "NaN" are numbers)
                     parts.append(
-                        f"(CASE WHEN jsonb_typeof({v}) = '{k}' THEN {value} END){direction}"
+                        f"(CASE WHEN ({v}) IN {_NON_FINITE} THEN 0 ELSE "
+                        f"(CASE jsonb_typeof({v}) WHEN 'number' THEN 0 WHEN 'string' THEN 1 "
+                        "WHEN 'boolean' THEN 2 ELSE 3 END) END)"
                     )
-                    args += a + vargs
+                    args += a + a
+                else:
+                    parts.append(
+                        f"(CASE jsonb_typeof({v}) WHEN 'number' THEN 0 WHEN 'string' THEN 1 "
+                        "WHEN 'boolean' THEN 2 ELSE 3 END)"
+                    )
+                    args += a
+                for k in ("number", "string", "boolean"):
+                    test = acc.test(k)
+                    assert test is not None
+                    value, vargs = acc.value(k, order=True)
+                    parts.append(f"(CASE WHEN {test[0]} THEN {value} END){direction}")
+                    args += test[1] + vargs
             else:
                 parts.append(f"(CASE WHEN {v} IS NULL THEN 3 ELSE 0 END)")
                 args += a

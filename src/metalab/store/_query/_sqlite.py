@@ -10,7 +10,12 @@ refuses expressions more than 1,000 levels deep.
 
 Cell encoding (see :func:`encode`): numbers as INTEGER/REAL, strings as
 TEXT, booleans as a one-byte BLOB, lists and objects as a BLOB ``b"J" +
-JSON``, null and missing as NULL.  Every atomic predicate is written so it is
+JSON``, null and missing as NULL.  A metrics or derived value stored as the
+text ``"Infinity"`` / ``"-Infinity"`` is that REAL (it is a number, see
+:mod:`metalab._internal._json`), one stored as ``"NaN"`` the BLOB ``b"NaN"``
+(:data:`NAN`; SQLite would store a NaN REAL as NULL): it is a number that
+every comparison but ``!=`` finds false (as in Python), not null, ordered
+after ``+inf``.  Every atomic predicate is written so it is
 never NULL (a type test guards each comparison), so ``NOT`` is plain
 negation, as in the in-memory engine.
 """
@@ -42,10 +47,14 @@ from metalab.store._query._ast import (
     kind_of,
 )
 
-__all__ = ["COLUMN_RE", "SqliteCompiler", "decode", "encode"]
+__all__ = ["COLUMN_RE", "NAN", "SqliteCompiler", "decode", "encode"]
 
 COLUMN_RE = re.compile(r"^[fg][0-9]{1,6}$")
 _TRUE, _FALSE = b"\x01", b"\x00"
+#: the cell of a NaN metrics / derived value (decodes to its stored text "NaN")
+NAN = b"NaN"
+#: SQL: the cell ``{c}`` is a NaN (0 or 1, never NULL)
+_IS_NAN = "{c} IS X'4E614E'"
 _INT64 = 2**63
 
 
@@ -65,11 +74,14 @@ def encode(value: Any) -> Any:
 
 
 def decode(cell: Any) -> Any:
+    """A cell as the stored JSON value (a NaN cell: the text ``"NaN"``)."""
     if isinstance(cell, bytes):
         if cell == _TRUE:
             return True
         if cell == _FALSE:
             return False
+        if cell == NAN:
+            return "NaN"
         return loads(cell[1:])
     return cell
 
@@ -86,7 +98,8 @@ _KIND_TEST = {
     "boolean": "(typeof({c}) = 'blob' AND length({c}) = 1)",
 }
 _RANK = (
-    "(CASE WHEN typeof({c}) IN ('integer','real') THEN 0 WHEN typeof({c}) = 'text' THEN 1 "
+    "(CASE WHEN typeof({c}) IN ('integer','real') OR {c} IS X'4E614E' THEN 0 "
+    "WHEN typeof({c}) = 'text' THEN 1 "
     "WHEN typeof({c}) = 'blob' AND length({c}) = 1 THEN 2 ELSE 3 END)"
 )
 _JSON_KIND = {
@@ -164,6 +177,8 @@ class SqliteCompiler:
         if kind == "boolean" and op not in ("=", "!="):
             return "0"
         test = _KIND_TEST[kind].format(c=c)
+        if op == "!=" and kind == "number":  # (NaN is unequal to every number)
+            return f"(({test} AND {c} != {self.bind(_lit(lit))}) OR {_IS_NAN.format(c=c)})"
         return f"({test} AND {c} {op} {self.bind(_lit(lit))})"
 
     def where(self, node: Node) -> str:
@@ -199,7 +214,8 @@ class SqliteCompiler:
             hit = "(" + " OR ".join(parts) + ")" if parts else "0"
             if not node.negate:
                 return hit
-            scalar = "(" + " OR ".join(_KIND_TEST[k].format(c=c) for k in _KIND_TEST) + ")"
+            scalar = "(" + " OR ".join([*(_KIND_TEST[k].format(c=c) for k in _KIND_TEST),
+                                        _IS_NAN.format(c=c)]) + ")"
             return f"({scalar} AND NOT {hit})"
         if isinstance(node, StartsWith):
             p = self.bind(node.prefix)
