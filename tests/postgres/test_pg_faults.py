@@ -7,6 +7,7 @@ import os
 import time
 from pathlib import Path
 
+import psycopg
 import pytest
 from pg_helpers import file_docs, index_rows, records
 
@@ -14,6 +15,7 @@ from metalab._errors import IndexUnavailableError
 from metalab.services import start_server, stop_server
 from metalab.store import PostgresStoreConfig, parse_to_config
 from metalab.store._postgres import _store
+from metalab.store._postgres._index import CircuitBreaker
 
 
 def test_server_stopped_mid_sweep_then_back(own_server, tmp_path: Path, fast_breaker,
@@ -99,6 +101,8 @@ def test_breaker_skips_calls_while_open(tmp_path: Path, monkeypatch) -> None:
         return real()
 
     monkeypatch.setattr(store.index, "_get_pool", counting)
+    # a back-off longer than the test: any second call would be one the breaker let through
+    monkeypatch.setattr(CircuitBreaker, "base", 60.0)
     t = time.perf_counter()
     for r in records("e:1", 200):
         store.put_run_record(r)
@@ -131,3 +135,48 @@ def test_server_settings_are_passed_and_checked() -> None:
             assert conn.execute("SHOW max_parallel_workers").fetchone() == ("3",)
     finally:
         stop_server(folder, mode="immediate", remove=True)
+
+
+def test_catch_up_of_a_scoped_store_replays_other_experiments(make_store, pg_conn, pg_schema,
+                                                              file_root) -> None:
+    """A sweep's store is scoped to its experiment; its catch-up still replays what
+    other experiments left in the journal (the index is shared)."""
+    sweep = make_store("exp:1")
+    sweep.index.ping()
+    other = make_store("exp:2", index_mode="deferred")  # journals, never writes the index
+    for r in records("exp:2", 15):
+        other.put_run_record(r)
+    other.put_experiment_manifest("exp:2", {"m": 2})
+    assert other.index_is_behind()
+    assert sweep.catch_up() == 16  # 15 runs and the manifests of exp:2
+    assert index_rows(pg_conn, pg_schema, "exp:2") == file_docs(file_root, "exp:2")
+    assert not other.index_is_behind()
+    assert len(other.index.manifests("exp:2")) == 1
+
+
+def test_flusher_retries_the_catch_up_once_the_server_is_back(own_server, tmp_path: Path,
+                                                              fast_breaker) -> None:
+    """Changes journaled while the server was down reach the index without another
+    write, read or reconcile() of the process: its flusher retries by itself."""
+    info, folder, password = own_server
+    url = f"postgresql://{info.user}:{password}@{info.host}:{info.port}/{info.dbname}"
+    cfg = parse_to_config(f"{url}?file_root={tmp_path}&schema=retry&connect_timeout=5")
+    store = cfg.scoped("exp:1").connect()
+    try:
+        store.index.ping()
+        stop_server(folder, mode="fast")
+        for r in records("exp:1", 30):
+            store.put_run_record(r)
+        assert store.flush()  # sent or journaled: journaled, the server is down
+        start_server(folder)
+        deadline = time.monotonic() + 15
+        while True:  # (index_is_behind() reads the journal: it starts no catch-up)
+            if not store.index_is_behind():
+                with psycopg.connect(url, autocommit=True) as conn:
+                    assert index_rows(conn, "retry") == file_docs(tmp_path, "exp:1")
+                break
+            assert time.monotonic() < deadline, "the journaled changes never reached the index"
+            time.sleep(0.1)
+    finally:
+        start_server(folder)
+        store.close()

@@ -345,19 +345,28 @@ class IndexFlusher:
         try:
             hook()
         except BaseException as exc:  # the thread must survive anything
-            self._catch_up_failed(exc)
+            self._schedule_catch_up(exc)
             return
         with self._cond:
             self._backoff = 0.0
 
-    def _catch_up_failed(self, exc: BaseException | None) -> None:
-        """Schedule a catch-up once the breaker allows (waits double, up to its cap)."""
+    def _schedule_catch_up(self, exc: BaseException | None) -> None:
+        """Run ``catch_up`` once the circuit breaker allows a try.
+
+        ``exc``: a catch-up attempt failed with it; the waits between failed
+        attempts double (from the breaker's base to its cap) also for errors
+        that do not open the breaker.  ``None``: changes were journaled (a
+        failed batch, or the breaker was open); the wait does not grow.
+        """
         breaker = self._index.breaker
         with self._cond:
             if self._catch_up is None or self._closed:
                 return
-            self._backoff = min(max(2 * self._backoff, breaker.base), breaker.cap)
-            self._catch_up_at = time.monotonic() + max(breaker.retry_in(), self._backoff)
+            if exc is not None:
+                self._backoff = min(max(2 * self._backoff, breaker.base), breaker.cap)
+            at = time.monotonic() + max(breaker.retry_in(), self._backoff)
+            if not self._catch_up_due or exc is not None or at < self._catch_up_at:
+                self._catch_up_at = at
             self._catch_up_due = True
             self._cond.notify_all()
         if exc is not None:
@@ -369,7 +378,7 @@ class IndexFlusher:
     def _send(self, batch: list[tuple[int, Op]]) -> None:
         if not self._index.breaker.allow():
             self._settle(batch, ok=False)
-            self._catch_up_failed(None)
+            self._schedule_catch_up(None)
             return
         runs: dict[tuple[str, str], dict[str, Any] | bytes] = {}
         derived: dict[tuple[str, str], dict[str, Any]] = {}
@@ -400,13 +409,17 @@ class IndexFlusher:
             )
         except (IndexUnavailableError, StoreError, ImportError) as exc:
             self._settle(batch, ok=False)
-            self._catch_up_failed(None)
+            self._schedule_catch_up(None)
             now = time.monotonic()
             if now - self._warned_at > 30.0:  # one line per half minute, not one per batch
                 self._warned_at = now
                 log.warning("index update deferred to the catch-up journal: %s", exc)
             return
         self._settle(batch, ok=True)
+        with self._cond:  # the server answers: a scheduled catch-up need not wait
+            self._backoff = 0.0
+            if self._catch_up_due:
+                self._catch_up_at = time.monotonic()
         self._run_catch_up(self._after_flush)
 
     def _settle(self, batch: list[tuple[int, Op]], *, ok: bool) -> None:
