@@ -159,3 +159,51 @@ def test_record_round_trip_keeps_non_finite_metrics() -> None:
     assert back.metrics["a"] == math.inf and back.metrics["b"] == -math.inf
     assert math.isnan(back.metrics["c"]) and back.metrics["d"] == 1 and back.metrics["e"] == "x"
     assert back.to_dict() == doc
+
+
+def _data_op(params: dict[str, Any], capture: Any) -> None:
+    import numpy as np
+
+    capture.data("arr", np.array([[1.5, np.inf], [np.nan, -np.inf]], dtype=params["dtype"]))
+    capture.data("scalar", np.float64("nan"))
+    capture.data("ints", np.arange(3))
+    try:
+        capture.data("lst", [1.0, float("inf")])
+    except ValidationError as exc:
+        capture.metric("refused", str(exc))
+
+
+def test_numpy_float_data_keeps_non_finite_elements_and_other_data_refuses_them(
+        tmp_path: Any) -> None:
+    import numpy as np
+
+    exp = metalab.Experiment(name="nfd", version="1", context={}, operation=_data_op,
+                             params=metalab.grid(dtype=["float32", "float64"]),
+                             seeds=metalab.seeds(0))
+    root = str(tmp_path / "lab")
+    metalab.run(exp, store=root).result()
+    results = load_results(root, experiment_id="nfd:1")
+    assert len(results) == 2
+    for run in results:
+        assert run.status is Status.SUCCESS
+        arr = run.data("arr")
+        assert arr.dtype == np.dtype(run.params["dtype"]) and arr.shape == (2, 2)
+        assert arr[0, 0] == 1.5 and arr[0, 1] == np.inf and np.isnan(arr[1, 0])
+        assert arr[1, 1] == -np.inf
+        assert np.isnan(run.data("scalar")) and run.data("ints").tolist() == [0, 1, 2]
+        assert "NaN or an infinity" in run.metrics["refused"]
+        assert "lst" not in run.list_data()
+        path = os.path.join(root, "nfd_1", "results", run.run_id, "arr.json")
+        with open(path, encoding="utf-8") as fh:
+            assert json.load(fh)["data"] == [[1.5, "Infinity"], ["NaN", "-Infinity"]]
+
+
+def test_store_put_data_refuses_non_finite_values_outside_series(tmp_path: Any) -> None:
+    with FileStoreConfig(root=str(tmp_path), experiment_id="e:1").connect() as store:
+        with pytest.raises(ValidationError, match="NaN or an infinity"):
+            store.put_data("r1", "d", {"data": {"a": [math.nan]}})
+        store.put_data("r1", "s", {"kind": "series", "data": {"step": [0, 1],
+                                                               "value": [math.inf, None]}})
+        assert store.get_data("r1", "s")["data"]["value"] == ["Infinity", None]
+        store.put_derived("r1", {"d": -math.inf, "n": None})
+        assert store.get_derived("r1") == {"d": "-Infinity", "n": None}

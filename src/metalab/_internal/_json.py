@@ -11,6 +11,9 @@ parse into those numbers.  In those places the three texts always mean the
 numbers: capture refuses them as text metrics.  :func:`encode_number` /
 :func:`encode_values` write this form, :func:`decode_number` /
 :func:`decode_values` read it; other JSON (params, data, tags) is left alone.
+The same texts stand for the elements of a numpy float array stored as data
+(its ``dtype`` says they are numbers); other data cannot hold such numbers
+(:func:`has_non_finite` finds them, and capture refuses them).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ __all__ = [
     "encode_list",
     "encode_number",
     "encode_values",
+    "has_non_finite",
     "loads",
 ]
 
@@ -116,6 +120,20 @@ def encode_list(values: list[Any]) -> list[Any]:
     if not any(map(_non_finite, values)):
         return values
     return [encode_number(v) for v in values]
+
+
+def has_non_finite(value: Any) -> bool:
+    """Does ``value`` (a float, or lists / tuples / dicts / numpy arrays of values)
+    hold a NaN or an infinity anywhere (which :func:`dumps` would write as null)?"""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(map(has_non_finite, value.values()))
+    if isinstance(value, list | tuple):
+        return any(map(has_non_finite, value))
+    if type(value).__module__ == "numpy" and hasattr(value, "tolist"):
+        return has_non_finite(value.tolist())
+    return False
 
 
 def decode_list(values: list[Any]) -> list[Any]:

@@ -121,19 +121,6 @@ def _normalize(value: Any) -> Any:
         return _INVALID
 
 
-def _non_finite_inside(value: Any) -> bool:
-    """Does a list / object / array hold a NaN or an infinity (JSON would write null)?"""
-    if isinstance(value, float):
-        return not math.isfinite(value)
-    if isinstance(value, dict):
-        return any(map(_non_finite_inside, value.values()))
-    if isinstance(value, list | tuple):
-        return any(map(_non_finite_inside, value))
-    if type(value).__module__ == "numpy" and hasattr(value, "tolist"):
-        return _non_finite_inside(value.tolist())
-    return False
-
-
 def compute_derived_for_run(
     run: Run, fns: DerivedFn | str | Iterable[DerivedFn | str]
 ) -> dict[str, Any]:
@@ -196,7 +183,7 @@ def compute_derived_for_run(
                     "ignoring it", name, value, key, run.run_id, _json.NON_FINITE_TEXTS[value],
                 )
                 continue
-            if isinstance(value, list | dict) and _non_finite_inside(out[key]):
+            if isinstance(value, list | dict) and _json.has_non_finite(out[key]):
                 log.warning(
                     "derived metric %s returned a value for %r holding NaN or an infinity "
                     "inside a list or object for run %s; JSON cannot store it there (return "

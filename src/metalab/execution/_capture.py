@@ -68,6 +68,24 @@ def to_scalar(name: str, value: Any) -> int | float | bool | str:
     )
 
 
+def _array_data(array: Any) -> Any:
+    """A numpy array's elements as JSON values: an infinite or NaN element of a
+    float array becomes its text ``"Infinity"`` / ``"-Infinity"`` / ``"NaN"``
+    (the stored ``dtype`` reads it back as the number; see _json)."""
+    if getattr(array.dtype, "kind", "") != "f" or not array.size:
+        return array.tolist()
+    import numpy as np
+
+    array = np.asarray(array)  # (a numpy scalar too)
+    if np.isfinite(array).all():
+        return array.tolist()
+    cells = array.astype(object)
+    cells[np.isnan(array)] = "NaN"
+    cells[np.isposinf(array)] = "Infinity"
+    cells[np.isneginf(array)] = "-Infinity"
+    return cells.tolist()
+
+
 # --------------------------------------------------------------------------- logs
 _APPEND_FLAGS = (
     os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
@@ -282,26 +300,37 @@ class Capture:
     def data(self, name: str, obj: Any, metadata: dict[str, Any] | None = None) -> None:
         """Store structured data ``name`` now (JSON value or numpy array).
 
+        A NaN or infinite element of a numpy float array is kept (stored as
+        its text, read back by ``Run.data`` as the number); JSON values other
+        than such arrays cannot hold one.
+
         Raises:
             InvalidNameError, ValidationError: bad name, name used by a
-            stepped metric, or a value that is not JSON-serializable.
+            stepped metric, a value that is not JSON-serializable, or a NaN or
+            infinity outside a numpy float array.
         """
         check_name(name, "data name")
         payload: dict[str, Any] = {"kind": "data", "dtype": None, "shape": None}
         if type(obj).__module__ == "numpy" and hasattr(obj, "tolist") and hasattr(obj, "dtype"):
-            payload["data"] = obj.tolist()
+            payload["data"] = _array_data(obj)
             payload["dtype"] = str(obj.dtype)
             payload["shape"] = list(getattr(obj, "shape", ()))
         else:
             payload["data"] = obj
         payload["metadata"] = dict(metadata or {})
         try:
-            _json.dumps(payload)
+            encoded = _json.dumps(payload)
         except TypeError as exc:
             raise ValidationError(
                 f"data {name!r} is not JSON-serializable ({exc}); store it with "
                 "capture.artifact(name, obj, kind='pickle') instead"
             ) from exc
+        if b"null" in encoded and _json.has_non_finite(payload):
+            raise ValidationError(
+                f"data {name!r} holds NaN or an infinity, which JSON cannot store (it would "
+                "read back as null); pass it as a numpy float array (such elements are "
+                "kept), or store it with capture.artifact(name, obj, kind='pickle')"
+            )
         with self._lock:
             self._check_open()
             if name in self._series:

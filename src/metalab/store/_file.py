@@ -64,6 +64,7 @@ from metalab._internal._json import (
     dumps_pretty,
     encode_list,
     encode_values,
+    has_non_finite,
     loads,
 )
 from metalab._internal._lockfile import FileLock, LockTimeout
@@ -922,8 +923,15 @@ class FileStore(Store):
         if kind == "series" and isinstance(series, dict) and isinstance(series.get("value"), list):
             # (an infinite or NaN point is written as its text: "Infinity", ...; see _json)
             doc["data"] = {**series, "value": encode_list(series["value"])}
+        data = dumps(doc)
+        if b"null" in data and has_non_finite(doc):  # (JSON would hold null instead)
+            raise ValidationError(
+                f"data {name!r} of run {run_id} holds NaN or an infinity, which JSON cannot "
+                "store; only the values of a series may be such floats (as the texts "
+                "'NaN', 'Infinity', '-Infinity' elsewhere)"
+            )
         path = os.path.join(self._folder(run_id), "results", run_id, f"{name}.json")
-        self._write(path, dumps(doc))
+        self._write(path, data)
 
     def get_data(self, run_id: str, name: str) -> dict[str, Any] | None:
         check_name(run_id, "run id")
