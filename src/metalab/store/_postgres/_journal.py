@@ -20,7 +20,9 @@ it is cheap).  The owner holds an exclusive ``flock`` on its log while it
 lives and empties it whenever everything listed is settled (sent, or turned
 into pending items).  A log nobody holds a lock on belongs to a process that
 died before flushing: :meth:`Journal.adopt_orphans` (run by every catch-up)
-turns its lines into pending items and deletes it.
+turns its lines into pending items and deletes it.  A non-empty log, live or
+not, means the index may miss the changes it names (:meth:`Journal.in_flight`),
+so readers use the files meanwhile.
 
 Thread/process safe.  Never holds secrets.
 """

@@ -15,8 +15,10 @@ writes never contact the database; they only note the change.
 Read path: bulk reads (``iter_run_documents`` / ``list_run_records``) first
 wait for this process's queued changes (a process reads its own writes), then
 come from the index, one query per page of runs, unless the index is unreachable
-or known to be behind the files for that experiment; then they come from the
-files.  Single-item reads, artifacts, logs, data and manifests are read from
+or may be behind the files for that experiment (journal items, or changes
+another process has not sent yet: its in-flight log names them); then they
+come from the files, and a journal that is not empty gets a background
+catch-up.  Single-item reads, artifacts, logs, data and manifests are read from
 the files (one small file: as fast as a round trip, and always current).
 
 Thread/process safety: as the FileStore.  Several processes may write and
