@@ -735,10 +735,12 @@ def test_non_finite_metrics_are_numbers_in_filters_and_order() -> None:
     derived = {k: {"v": doc["metrics"]["m"]} for k, doc in docs.items()}
     assert hits(Compare(d, ">", 1e308), derived) == {"inf"}
     items = [(doc, derived[k]) for k, doc in docs.items()]
-    assert [doc["run_id"] for doc, _ in sort_documents(items, ((m, False),), CUT)] == [
-        "ninf", "neg", "zero", "big", "inf", "nan"]
-    assert [doc["run_id"] for doc, _ in sort_documents(items, ((d, True),), CUT)] == [
-        "nan", "inf", "big", "zero", "neg", "ninf"]
+    for start in range(len(items)):  # NaN first, last, anywhere in the input
+        turned = items[start:] + items[:start]
+        assert [doc["run_id"] for doc, _ in sort_documents(turned, ((m, False),), CUT)] == [
+            "ninf", "neg", "zero", "big", "inf", "nan"]
+        assert [doc["run_id"] for doc, _ in sort_documents(turned, ((d, True),), CUT)] == [
+            "nan", "inf", "big", "zero", "neg", "ninf"]
 
 
 def test_run_query_skips_and_names_documents_that_are_not_runs() -> None:
