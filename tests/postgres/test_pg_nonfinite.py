@@ -24,7 +24,10 @@ def _derived(run: Run) -> dict[str, Any]:
 
 
 def test_non_finite_metrics_round_trip_through_the_index(collection: PostgresStoreConfig,
-                                                        file_root: Any) -> None:
+                                                        file_root: Any, monkeypatch: Any) -> None:
+    from metalab.store._postgres import _index
+
+    monkeypatch.setattr(_index, "CACHE_QUIET_S", 3600.0)  # (no answer kept yet)
     exp = metalab.Experiment(name="nf", version="1", context={}, operation=_op,
                              params=metalab.grid(which=list(VALUES)), seeds=metalab.seeds(0))
     metalab.run(exp, store=collection, derived_metrics=[_derived]).result()
@@ -35,6 +38,11 @@ def test_non_finite_metrics_round_trip_through_the_index(collection: PostgresSto
         results = load_results(pg)
         assert pg._index.last_table_source == "query"  # (from the index's columns)
         df = results.to_dataframe().set_index("param_which")
+        monkeypatch.setattr(_index, "CACHE_QUIET_S", 0.0)  # (kept, then answered from it)
+        load_results(pg)
+        cached = load_results(pg).to_dataframe().set_index("param_which")
+        assert pg._index.last_table_source == "cache"
+        assert str(cached["x"].dtype) == "float64" and cached["x"].equals(df["x"])
         assert str(df["x"].dtype) == "float64"
         assert df.loc["pinf", "x"] == math.inf and df.loc["ninf", "x"] == -math.inf
         assert math.isnan(df.loc["nan", "x"]) and df.loc["one", "x"] == 1.5
@@ -60,3 +68,17 @@ def test_non_finite_metrics_round_trip_through_the_index(collection: PostgresSto
     # the same answers from the files
     files = load_results(FileStoreConfig(root=str(file_root), experiment_id="nf:1"))
     assert files.to_dataframe().set_index("param_which")["x"].equals(df["x"])
+
+
+def test_answers_without_non_finite_texts_are_marked(collection: PostgresStoreConfig) -> None:
+    """The index's load answer says when no value is such a text (nothing to convert)."""
+    from metalab.store._postgres._query import table_runs
+
+    exp = metalab.Experiment(name="fin", version="1", context={}, operation=_op,
+                             params=metalab.grid(which=["one"]), seeds=metalab.seeds(0))
+    metalab.run(exp, store=collection).result()
+    with collection.scoped("fin:1").connect() as pg:
+        assert pg.flush()
+        answer = table_runs(pg, None, None)
+        assert answer is not None and answer["number_texts"] is False
+        assert answer["fields"][("metrics", "x")] == [1.5]

@@ -87,11 +87,13 @@ class RunTable:
         fixed = dict(answer["fixed"])
         if "experiment_id" not in fixed:
             fixed["experiment_id"] = [answer["experiment_id"]] * n
-        fields = {key: decode_list(values) if key[0] in _NUMBERS else values
-                  for key, values in answer["fields"].items()}
-        objects = {ns: [decode_values(m) if type(m) is dict else m for m in maps]
-                   if ns in _NUMBERS else maps
-                   for ns, maps in (answer.get("objects") or {}).items()}
+        fields = dict(answer["fields"])
+        objects = dict(answer.get("objects") or {})
+        if answer.get("number_texts", True):  # (False: the index's texts hold none)
+            fields = {key: decode_list(values) if key[0] in _NUMBERS else values
+                      for key, values in fields.items()}
+            objects = {ns: [decode_values(m) if type(m) is dict else m for m in maps]
+                       if ns in _NUMBERS else maps for ns, maps in objects.items()}
         return cls(n, fixed, fields, _Source(fetch), bool(answer["projected"]), objects)
 
     def __len__(self) -> int:

@@ -210,8 +210,10 @@ def table_index(index: PostgresIndex, experiment_id: str | None, query: Query,
         statements.append(compiler.table(query, experiment_id, [], fields))
 
     def decode(row: tuple[Any, ...]) -> tuple[Any, ...]:
+        # (the values, then whether the texts of non-finite numbers may be among them)
         with gc_paused():
-            return (row[0], *(loads(t) for t in row[1:]))
+            return (row[0], *(loads(t) for t in row[1:]),
+                    any(map(_may_hold_number_texts, row[1:])))
 
     # the default full load of one experiment: the server may hand back the
     # answer it kept (``run_table_cache``) while nothing changed
@@ -233,7 +235,8 @@ def table_index(index: PostgresIndex, experiment_id: str | None, query: Query,
         raise StoreError("the index answered a load with differing row counts; retry")
     n = counts.pop()
     with gc_paused():
-        values = [v for a in answers for v in a[1:]]
+        values = [v for a in answers for v in a[1:-1]]
+        number_texts = bool(fields) and bool(answers[-1] and answers[-1][-1])
         if not n:
             values = [[] for _ in fixed + fields]
         columns: dict[tuple[str, str], list[Any]] = {}
@@ -264,12 +267,25 @@ def table_index(index: PostgresIndex, experiment_id: str | None, query: Query,
         "fixed": dict(zip(fixed, values[: len(fixed)], strict=True)),
         "fields": columns,
         "objects": objects,
+        "number_texts": number_texts,
     }
     if default and experiment_id is not None and generation is not None and quiet:
         kept_bytes = _to_cache(answer)
         if kept_bytes is not None:
             index.table_cache_store(experiment_id, generation, cutoff, layout, kept_bytes)
     return answer
+
+
+def _may_hold_number_texts(text: Any) -> bool:
+    """Might a JSON text hold ``"Infinity"``, ``"-Infinity"`` or ``"NaN"`` (how the
+    index stores non-finite metrics, see metalab._internal._json)?  A substring
+    search of the text, much cheaper than looking at every decoded value."""
+    if isinstance(text, str):
+        return 'Infinity"' in text or '"NaN"' in text
+    if isinstance(text, bytes | bytearray | memoryview):
+        data = bytes(text) if isinstance(text, memoryview) else text
+        return b'Infinity"' in data or b'"NaN"' in data
+    return True
 
 
 def table_layout(statements: list[tuple[str, list[Any]]]) -> bytes:
@@ -314,6 +330,7 @@ def _from_cache(body: Any, experiment_id: str) -> dict[str, Any] | None:
             "fixed": dict(got["fixed"]),
             "fields": {(ns, name): col for ns, name, col in got["fields"]},
             "objects": dict(got["objects"]),
+            "number_texts": _may_hold_number_texts(body),
         }
     except (ValueError, TypeError, KeyError):
         return None
@@ -329,8 +346,10 @@ def table_runs(store: PostgresStore, experiment_id: str | None,
     name): [...]}, "objects": {namespace: [each run's whole object]}}`` (whole
     objects for the namespaces asked for whole in ``columns``, and for those
     holding a JSON null, which a column cannot tell from a missing name; else
-    the columns stand for them).  Values are JSON values as the index holds them
-    (``None`` where a run lacks the field); times are ISO 8601 texts in UTC.
+    the columns stand for them), "number_texts": False when no value of a
+    params/metrics/derived field is a text of a non-finite number}.  Values are JSON
+    values as the index holds them (``None`` where a run lacks the field; a
+    non-finite metric is its text, ``"Infinity"`` ...); times are ISO 8601 texts in UTC.
     None means: the index is unreachable or behind the files; read the files.
     """
     query = query if query is not None else build_query(None)
