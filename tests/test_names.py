@@ -151,3 +151,11 @@ def test_a_stepped_metric_too_long_in_bytes_fails_its_run_at_once(tmp_path: obje
     assert run.status.value == "failed"
     assert run.error is not None and run.error.type == "InvalidNameError"
     assert "bytes" in run.error.message
+
+
+def test_an_experiment_id_with_a_lone_surrogate_is_refused(tmp_path: object) -> None:
+    from metalab.store import FileStore
+
+    with pytest.raises(InvalidNameError, match="UTF-8"):
+        FileStore(f"{tmp_path}/s", experiment_id="e\ud800:1")
+    assert not os.path.exists(f"{tmp_path}/s")

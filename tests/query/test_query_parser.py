@@ -305,3 +305,14 @@ def test_postgres_answers_long_lists_long_chains_and_deep_nesting_as_the_scan(
         got = small.query_runs(None, text, columns=["params.depth"])
         assert got == Store.query_runs(fstore, None, text, columns=["params.depth"]), text[:40]
         assert 0 < len(got) < 20
+
+
+def test_a_lone_surrogate_is_a_syntax_error_at_its_position(fstore: FileStore) -> None:
+    with pytest.raises(QuerySyntaxError) as info:
+        parse("params.name in ('a', '\ud800')")
+    assert info.value.position == 22
+    str(info.value).encode("utf-8")  # the message itself can be printed
+    with pytest.raises(QueryError):
+        fstore.query_runs(None, build_query(keywords={"params.name": "\ud800"}))
+    with pytest.raises(QuerySyntaxError):
+        fstore.query_runs(None, None, columns=["params.\ud800"])

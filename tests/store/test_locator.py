@@ -287,3 +287,30 @@ def test_configs_shipped_to_slurm_workers_carry_no_password(secret: str) -> None
     })
     assert not _leaks(secret, json.dumps(clean)), clean
     assert clean["connection_string"] == "postgresql://bob@db:5432/lab?sslmode=require"
+
+
+@pytest.mark.parametrize("locator", [
+    "file://:Aq9Zx7@db",                          # a file URI takes no user or password
+    "file://u:Aq9/Zx7@db",
+    "file://:Aq9#Zx7@db",
+    "host=h user=u password='Aq9 Zx7' dbname=db",  # a libpq string is no folder
+    "postgresql://:Aq9@/Zx7?=Wv5@db",              # raw '/': the rest lands in the query
+    "postgresql://:Aq9;Zx7://Wv5@db",              # a scheme-like text inside the password
+])
+def test_ambiguous_locators_are_refused_without_showing_the_password(locator: str) -> None:
+    from metalab._internal._redact import redact
+
+    with pytest.raises(errors.ConfigError) as info:
+        parse_locator(locator)
+    assert not _leaks("Aq9 Zx7 Wv5", str(info.value)), str(info.value)
+    assert not _leaks("Aq9 Zx7 Wv5", redact(f"bad {locator!r}"), redact(f"bad {locator}"))
+
+
+def test_redact_keeps_quoted_values_whole_and_other_pairs_visible() -> None:
+    from metalab._internal._redact import redact
+
+    assert redact("host=h password='a b' user='u'") == "host=h password=*** user='u'"
+    assert redact("password='ab\\' cd' x=1") == "password=*** x=1"
+    shown = redact(repr("host=h password='Aq9\"Zx7 Wv5' dbname=db"))
+    assert not _leaks("Aq9 Zx7 Wv5", shown) and "dbname=db" in shown
+    assert redact("a?sslpassword=Aq9Zx7&token=Wv5x&b=1") == "a?sslpassword=***&token=***&b=1"

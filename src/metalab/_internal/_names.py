@@ -97,7 +97,7 @@ def safe_experiment_id(experiment_id: str) -> str:
 
     Raises:
         InvalidNameError: the id is empty, not a string, longer than 200
-            characters, or its folder name is so long in UTF-8 bytes that its
+            characters, holds a lone surrogate, or its folder name is so long in UTF-8 bytes that its
             manifest file names (``{folder}_{timestamp}.json``) would not fit.
     """
     if not isinstance(experiment_id, str) or not experiment_id:
@@ -107,6 +107,11 @@ def safe_experiment_id(experiment_id: str) -> str:
     if len(experiment_id) > MAX_NAME_LENGTH:
         raise InvalidNameError(
             f"experiment id {experiment_id[:40]!r}... is longer than {MAX_NAME_LENGTH} characters"
+        )
+    if not _encodable(experiment_id):
+        raise InvalidNameError(
+            f"experiment id {_short(experiment_id)} contains a character with no UTF-8 form "
+            "(a lone surrogate); it cannot be stored"
         )
     safe = _UNSAFE_FOLDER_CHARS.sub("_", experiment_id)
     if safe.startswith("."):

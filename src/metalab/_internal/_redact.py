@@ -11,18 +11,25 @@ and the last ``@`` of the locator.  Pure functions, thread-safe.
 from __future__ import annotations
 
 import re
+import string
 from dataclasses import dataclass
 
 __all__ = ["UriParts", "is_secret_key", "redact", "redact_locator", "split_uri"]
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
 _SECRET_NAME = r"[A-Za-z0-9_]*(?:password|passwd|pwd|secret|token)"
-# a secret key=value pair of a query string or a libpq "key=value ..." string
+# A secret key=value pair of a query string or a libpq "key=value ..." string.
+# A quoted value ends at the first quote (or quote escaped by a repr) that is
+# followed by another "key=" or the end of the line, so a quote escaped inside
+# the password does not end it; with no such end, the rest of the line is hidden.
+_VALUE_END = r"(?=\s+[A-Za-z_][\w.]*\s*=|[ \t]*(?:$|\n))"
 _SECRET_KV = re.compile(
-    r"(?P<pre>(?<![A-Za-z0-9_])" + _SECRET_NAME + r"\s*=\s*)"
-    r"(?P<value>'(?:[^'\\]|\\.)*'?|\"(?:[^\"\\]|\\.)*\"?|[^\s&;]*)",
-    re.IGNORECASE,
+    r"(?P<pre>(?<![A-Za-z0-9_])" + _SECRET_NAME + r"\s*=\s*)(?P<value>"
+    r"\\?'.*?\\?'" + _VALUE_END + r"|\\?\".*?\\?\"" + _VALUE_END
+    + r"|\\?['\"][^\n]*|[^\s&;]*)",
+    re.IGNORECASE | re.MULTILINE,
 )
+_GLUE = frozenset(string.ascii_letters + string.digits + "+.-:@/%_")
 _HOST_PORT = re.compile(r"^(?:\[[^\]/?#@]*\]|[^/?#:@\[\]]*)(?::(?P<port>[^/?#@]*))?$")
 
 
@@ -98,9 +105,12 @@ def redact_locator(text: str, *, remove: bool = False) -> str:
             return text
         colon = start + parts.userinfo.index(":")
         return text[:colon] + ("" if remove else ":***") + text[parts.at:]
-    # not certain where the password ends: hide the whole user part
+    # not certain where the password ends: hide the whole user part (when there
+    # can be a password: a ':' before the last '@')
     last_at = text.rfind("@", start)
     if last_at >= 0:
+        if ":" not in text[start:last_at]:
+            return text
         return text[:start] + ("" if remove else "***@") + text[last_at + 1:]
     # no '@' at all: a "port" that is no number may be a password without a host
     colon = parts.authority.rfind(":")
@@ -111,15 +121,17 @@ def redact_locator(text: str, *, remove: bool = False) -> str:
 
 
 def _candidates(text: str) -> list[tuple[int, int]]:
-    """Spans of the locators in free text: from ``scheme://`` to the closing quote
-    when one opens it, else to the end of the line (or the next locator)."""
-    starts = [m.start() for m in _SCHEME.finditer(text)]
-    spans = []
-    for i, begin in enumerate(starts):
+    """Spans of the locators in free text: from ``scheme://`` to the last matching
+    quote on the line when a quote opens it, else to the end of the line.  A
+    ``scheme://`` inside an earlier span (a password may hold one) or glued to
+    other characters starts nothing."""
+    spans: list[tuple[int, int]] = []
+    for m in _SCHEME.finditer(text):
+        begin = m.start()
+        if (spans and begin < spans[-1][1]) or (begin and text[begin - 1] in _GLUE):
+            continue
         line_end = text.find("\n", begin)
         end = len(text) if line_end < 0 else line_end
-        if i + 1 < len(starts):
-            end = min(end, starts[i + 1])
         quote = text[begin - 1] if begin and text[begin - 1] in "'\"" else ""
         if quote:
             close = text.rfind(quote, begin, end)

@@ -147,7 +147,8 @@ def parse_locator(locator: str | os.PathLike[str]) -> LocatorInfo:
     """Parse a store locator (a local path or a URI) into a :class:`LocatorInfo`.
 
     Raises:
-        ConfigError: the locator is empty or malformed (bad port, bad query).
+        ConfigError: the locator is empty or malformed (bad port, bad query,
+            a raw ``/`` in a password, a path holding ``password=...``).
             The message never contains the password.
     """
     if isinstance(locator, os.PathLike):
@@ -164,6 +165,12 @@ def parse_locator(locator: str | os.PathLike[str]) -> LocatorInfo:
         )
     m = _SCHEME_RE.match(text)
     if m is None or _WINDOWS_DRIVE_RE.match(text):
+        if redact(text) != text:  # a "password=..." pair: a libpq string, not a folder
+            raise ConfigError(
+                f"store locator {redact(text)!r} looks like a connection string with a "
+                "password, not a folder; write it as 'postgresql://user@host/db?file_root="
+                "/folder' and keep the password in PGPASSWORD or ~/.pgpass"
+            )
         # a plain path is taken as given (a folder name may end with a space)
         return LocatorInfo(scheme="file", path=_local_path(locator))
 
@@ -177,6 +184,13 @@ def parse_locator(locator: str | os.PathLike[str]) -> LocatorInfo:
         slash = rest.find("/")
         authority, path = (rest, "") if slash < 0 else (rest[:slash], rest[slash:])
         query = _parse_query(query_text, shown)
+        uri = split_uri(text)
+        if ("@" in authority or (uri is not None and uri.userinfo is not None)
+                or (":" in authority and not re.fullmatch(r"[A-Za-z]:", authority))):
+            raise ConfigError(
+                f"store locator {shown!r} names a user, password or port; a file:// locator "
+                "takes none: write 'file:///abs/path' or the path itself"
+            )
         if authority.lower() == "localhost":
             authority = ""
         local = unquote(authority + path)
@@ -193,7 +207,9 @@ def parse_locator(locator: str | os.PathLike[str]) -> LocatorInfo:
             f"store locator {shown!r} has a malformed host part; percent-encode '/' inside "
             "user names and passwords as %2F"
         )
-    if "@" in parts.path:
+    has_password = parts.userinfo is not None and ":" in parts.userinfo
+    if "@" in parts.path or (has_password and "@" in parts.query + parts.fragment):
+        # (a raw '/' in the password would put the rest of it there)
         raise ConfigError(
             f"store locator {shown!r} has an '@' after the host: percent-encode '/' inside a "
             "password as %2F (and '@' in a database name as %40)"

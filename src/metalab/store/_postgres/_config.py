@@ -8,12 +8,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import re
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from metalab._errors import ConfigError
 from metalab._internal._names import safe_experiment_id
-from metalab._internal._redact import redact, redact_locator
+from metalab._internal._redact import redact, redact_locator, split_uri
 from metalab.store._config import StoreConfig
 
 if TYPE_CHECKING:
@@ -205,13 +206,15 @@ def conninfo_params(conninfo: str) -> dict[str, str]:
     """Parse a libpq URI or ``key=value`` string without the driver (for messages/keys).
 
     Only the keys ``host``, ``port``, ``dbname``, ``user`` are guaranteed; a
-    string that cannot be parsed gives ``{}``.  The password is never read (a
-    URI is split as :func:`~metalab._internal._redact.split_uri` does, so one
-    with ``@ ? #`` or a raw ``/`` cannot put pieces of it in the host or dbname).
+    string that cannot be parsed gives ``{}``.  A URI is split as
+    :func:`~metalab._internal._redact.split_uri` does and the password of its
+    user part is not read, so one with ``@ ? #`` or a raw ``/`` cannot put
+    pieces of it in the host or dbname; ``key=value`` values may be quoted
+    (``'...'`` with ``\\'`` and ``\\\\`` escapes, as libpq reads them).
     """
     text = conninfo.strip()
     out: dict[str, str] = {}
-    if "://" in text:
+    if split_uri(text) is not None:
         text = redact_locator(text, remove=True)
         try:
             parts = urlsplit(text)
@@ -228,11 +231,15 @@ def conninfo_params(conninfo: str) -> dict[str, str]:
         except ValueError:
             return {}
         return out
-    for token in text.split():
-        key, sep, value = token.partition("=")
-        if sep:
-            out[key.strip()] = value.strip().strip("'")
+    for m in _KV_PAIR.finditer(text):
+        value = m.group("value")
+        if value.startswith("'"):
+            value = re.sub(r"\\(.)", r"\1", value[1:-1] if value.endswith("'") else value[1:])
+        out[m.group("key")] = value
     return out
+
+
+_KV_PAIR = re.compile(r"(?P<key>[A-Za-z_]\w*)\s*=\s*(?P<value>'(?:[^'\\]|\\.)*'?|\S*)")
 
 
 def strip_params(conninfo: str, keys: tuple[str, ...]) -> str:

@@ -189,6 +189,7 @@ def parse_field(text: str, *, query: str | None = None, pos: int | None = None) 
     """
     if not isinstance(text, str) or not text.strip():
         raise QuerySyntaxError(f"a field name must be a non-empty string, got {text!r}")
+    _check_encodable(text, "the field name")
     ns, dot, rest = text.partition(".")
     if dot and rest and NAMESPACE_ALIASES.get(ns, ns) in DYNAMIC and rest[0] not in "\"'":
         # outside the query text a name needs no quoting: take it as it is
@@ -390,6 +391,8 @@ def _check(field: Field, value: Any, op: str, text: str, pos: int | None) -> Any
     if isinstance(value, list | tuple | dict):
         raise QueryError(f"{field.path} {op}: compare with a number, string or boolean",
                          text, pos)
+    if isinstance(value, str):
+        _check_encodable(value, f"the value compared with {field.path}")
     return check_literal(field, value, op, text, pos)
 
 
@@ -412,6 +415,7 @@ def _is_null(field: Field, negate: bool, text: str, pos: int | None) -> Node:
 def _startswith(field: Field, value: Any, text: str, pos: int | None) -> Node:
     if not isinstance(value, str):
         raise QueryError("startswith needs a string such as \"res\"", text, pos)
+    _check_encodable(value, "the prefix")
     if field.kind in ("time", "number", "tags") or field.whole_namespace:
         raise QueryError(f"startswith applies to strings, not to {field.path}", text, field.pos)
     return StartsWith(field, value)
@@ -426,6 +430,8 @@ def _contains(field: Field, value: Any, text: str, pos: int | None) -> Node:
         )
     if field.ns == "tags" and not isinstance(value, str):
         raise QueryError("tags hold strings: use tags contains \"name\"", text, pos)
+    if isinstance(value, str):
+        _check_encodable(value, "the value of contains")
     return Contains(field, value)
 
 
@@ -442,7 +448,21 @@ def parse(text: str) -> Node:
     """
     if not isinstance(text, str):
         raise QuerySyntaxError(f"a query must be a string, got {type(text).__name__}")
+    _check_encodable(text, "the query")
     return _Parser(text).parse()
+
+
+def _check_encodable(text: str, what: str) -> None:
+    """Raise QuerySyntaxError at the first character with no UTF-8 form (a lone
+    surrogate): no store can hold or compare it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        shown = text.encode("utf-8", "backslashreplace").decode("utf-8")
+        raise QuerySyntaxError(
+            f"{what} holds a character with no UTF-8 form (a lone surrogate); remove it",
+            shown, exc.start,
+        ) from None
 
 
 def from_keywords(criteria: Mapping[str, Any]) -> Node:
