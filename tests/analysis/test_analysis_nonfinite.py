@@ -207,3 +207,18 @@ def test_store_put_data_refuses_non_finite_values_outside_series(tmp_path: Any) 
         assert store.get_data("r1", "s")["data"]["value"] == ["Infinity", None]
         store.put_derived("r1", {"d": -math.inf, "n": None})
         assert store.get_derived("r1") == {"d": "-Infinity", "n": None}
+
+
+def test_derived_values_reach_any_store_in_the_stored_form(memory_store: Any) -> None:
+    """A store of another backend gets the JSON texts (it need not know the rule)."""
+    from analysis_support import make_record
+
+    from metalab.analysis import Results
+
+    memory_store.put_run_record(make_record("m0", metrics={"loss": math.nan}))
+    results = Results(memory_store, memory_store.iter_run_documents())
+    results.compute_derived(lambda run: {"worst": math.inf, "loss": run.metrics["loss"]})
+    assert memory_store.get_derived("m0") == {"worst": "Infinity", "loss": "NaN"}
+    again = load_results(memory_store)
+    assert again["m0"].derived["worst"] == math.inf and math.isnan(again["m0"].derived["loss"])
+    assert math.isnan(again["m0"].metrics["loss"])

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, overload
 from metalab._errors import CorruptRecordError, NotFoundError, ValidationError
 from metalab._internal._atomic import atomic_write_bytes
 from metalab._internal._gc import gc_paused
-from metalab._internal._json import NON_FINITE_TEXTS, decode_values
+from metalab._internal._json import NON_FINITE_TEXTS, decode_values, encode_values
 from metalab.analysis._columns import RunTable
 from metalab.analysis._context import ResultsContext
 from metalab.analysis._deps import require
@@ -600,7 +600,7 @@ class Results:
                     "store is read-only: derived metrics of run %s are kept in memory only", rid
                 )
             else:
-                store.put_derived(rid, merged)
+                store.put_derived(rid, encode_values(merged))  # (inf, NaN: as texts)
             ctx.set_derived(eid, rid, merged)
         return self
 

@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from metalab._errors import ExecutionError, RunCancelledError
+from metalab._internal._json import encode_values
 from metalab._internal._owner import owner_label
 from metalab._internal._time import to_iso, utcnow
 from metalab.execution._capture import Capture, RunLog, is_scalar, route_logging, to_scalar
@@ -146,7 +147,7 @@ def _compute_derived(store: Store, record: RunRecord, fns: DerivedSpec) -> None:
         run = Run.from_store(store, record.run_id)
         values = compute_derived_for_run(run, list(fns))
         if values:
-            store.put_derived(record.run_id, values)
+            store.put_derived(record.run_id, encode_values(values))  # (inf, NaN: as texts)
     except Exception as exc:
         log.warning("derived metrics of run %s could not be computed: %s", record.run_id, exc)
 
