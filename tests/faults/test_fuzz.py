@@ -174,15 +174,15 @@ def _encodable(text: str) -> bool:
     return True
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: a parameter or metric key with a lone "
-                   "surrogate reaches the JSON encoder, which raises a raw TypeError")
 def test_record_keys_with_a_lone_surrogate(tmp_path: Path) -> None:
     from metalab.store import FileStore
 
     store = FileStore(str(tmp_path / "store"), experiment_id="e:1")
-    with pytest.raises(MetalabError):
-        store.put_run_record(RunRecord(run_id="r1", experiment_id="e:1", status=Status.SUCCESS,
-                                       params={"\ud800": 1}))
+    for params, metrics in (({"\ud800": 1}, {}), ({"a": "x\udfff"}, {}), ({}, {"m": "\ud800"})):
+        with pytest.raises(MetalabError, match="lone surrogate"):
+            store.put_run_record(RunRecord(run_id="r1", experiment_id="e:1", status=Status.SUCCESS,
+                                           params=params, metrics=metrics))
+    assert not list((tmp_path / "store").rglob("r1.json"))  # nothing half-written
 
 
 # ---------------------------------------------------------------------- locators

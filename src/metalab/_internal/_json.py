@@ -24,9 +24,12 @@ from typing import Any
 
 import orjson
 
+from metalab._errors import ValidationError
+
 __all__ = [
     "NON_FINITE_TEXTS",
     "JSONDecodeError",
+    "UnencodableTextError",
     "decode_list",
     "decode_number",
     "decode_values",
@@ -57,14 +60,41 @@ def _default(obj: Any) -> Any:
     raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
 
 
+class UnencodableTextError(ValidationError, TypeError):
+    """A text in a value to store is not valid Unicode (a lone surrogate such as ``"\\ud800"``).
+
+    A :class:`~metalab.ValidationError` (so callers see metalab's own error)
+    and a ``TypeError`` (what JSON encoders raise for values they cannot
+    encode, which callers may already handle).
+    """
+
+
+def _encode(obj: Any, option: int) -> bytes:
+    try:
+        return orjson.dumps(obj, default=_default, option=option)
+    except TypeError as exc:
+        if "surrogates not allowed" not in str(exc):
+            raise
+        raise UnencodableTextError(
+            "a text (a key or a value) holds a lone surrogate, which is not valid Unicode and "
+            "cannot be stored as UTF-8 JSON; decode your input with errors='replace' or remove "
+            "the character"
+        ) from None
+
+
 def dumps(obj: Any) -> bytes:
-    """Encode ``obj`` as compact UTF-8 JSON with sorted keys."""
-    return orjson.dumps(obj, default=_default, option=_OPTS)
+    """Encode ``obj`` as compact UTF-8 JSON with sorted keys.
+
+    Raises:
+        UnencodableTextError: a key or text holds a lone surrogate.
+        TypeError: a value of a type JSON cannot hold.
+    """
+    return _encode(obj, _OPTS)
 
 
 def dumps_pretty(obj: Any) -> bytes:
-    """Encode ``obj`` as indented JSON (for human-read files such as manifests)."""
-    return orjson.dumps(obj, default=_default, option=_OPTS | orjson.OPT_INDENT_2)
+    """Encode ``obj`` as indented JSON (for human-read files such as manifests); raises as :func:`dumps`."""
+    return _encode(obj, _OPTS | orjson.OPT_INDENT_2)
 
 
 #: Decode JSON (bytes or str); raises :data:`JSONDecodeError` (a ``ValueError``)
