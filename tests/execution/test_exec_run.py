@@ -450,3 +450,20 @@ def test_ctrl_c_during_result_cancels_and_reraises(tmp_path, interactive_sigint)
     st = handle.status
     assert st.cancelled == 4 and st.done == 4
     assert {r["status"] for r in raw_records(tmp_path).values()} == {"cancelled"}
+
+
+def test_result_holds_exactly_the_runs_of_the_submission(tmp_path):
+    # the grid under one experiment id changed between submissions: result() of the
+    # second submission holds its own runs (run before or now), not the first grid's
+    first = run(make_exp(exec_ops.basic, tmp_path, xs=(1, 2, 3)), store=tmp_path)
+    assert len(first.result()) == 6
+    exp2 = make_exp(exec_ops.basic, tmp_path, xs=(3, 4))
+    second = run(exp2, store=tmp_path)
+    assert (second.status.skipped, second.status.success) == (2, 2)
+    res = second.result()
+    assert sorted(res.run_ids) == sorted(s.run_id for s in exp2.iter_specs())
+    assert sorted(r.params["x"] for r in res) == [3, 3, 4, 4]
+    assert len(raw_records(tmp_path)) == 8  # every run stays in the store
+    with ThreadExecutor(2) as ex:
+        third = run(exp2, store=tmp_path, executor=ex, resume=False)
+        assert len(third.result()) == 4

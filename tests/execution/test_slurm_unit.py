@@ -211,3 +211,17 @@ def test_a_handle_waits_for_a_run_another_launch_is_executing(tmp_path, monkeypa
     for _ in range(3):
         status = cancelled.poll()
     assert (status.cancelled, status.running, cancelled.done) == (1, 0, True)
+
+
+def test_result_holds_only_the_runs_of_the_submission(tmp_path):
+    def exp(xs):
+        return Experiment(name="sub", version="1", context={"root": str(tmp_path)},
+                          operation=exec_ops.basic, params=grid(x=list(xs)), seeds=seeds(0, 1))
+
+    metalab.run(exp([1, 2, 3]), store=tmp_path).result()
+    handle = metalab.run(exp([3, 4]), store=tmp_path, executor=SlurmExecutor(dry_run=True))
+    assert handle.wait(timeout=1)
+    # x=3 succeeded before (skipped here), x=4 was only queued (dry run): runs of the
+    # first grid (x=1, 2) stay in the store but are not this submission's result
+    assert [r.params["x"] for r in handle.result()] == [3]
+    assert len(metalab.load_results(tmp_path)) == 3

@@ -373,6 +373,14 @@ class Results:
         wanted = _statuses(status)
         return self._take([i for i, s in enumerate(self._column("status")) if s in wanted])
 
+    def subset(self, run_ids: Iterable[str]) -> Results:
+        """The runs whose id is in ``run_ids``, in this collection's order.
+
+        Ids this collection does not hold are ignored.
+        """
+        wanted = set(run_ids)
+        return self._take([i for i, rid in enumerate(self.run_ids) if rid in wanted])
+
     def filter(
         self,
         status: Status | str | Iterable[Status | str] | None = None,

@@ -10,6 +10,7 @@ import os
 import shlex
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from metalab.execution._worker import Job
     from metalab.store._base import Store
 
-__all__ = ["RunHandle", "RunStatus"]
+__all__ = ["RunHandle", "RunStatus", "submission_results"]
 
 log = logging.getLogger("metalab.execution")
 
@@ -96,6 +97,22 @@ def _first_line(text: str) -> str:
     return line if len(line) <= 200 else line[:197] + "..."
 
 
+def submission_results(store: Store, run_ids: Sequence[str] | None) -> Any:
+    """The stored runs of one submission: its ``run_ids`` (all runs of the store's experiment if None).
+
+    The experiment may hold other runs under the same id (an earlier grid, a
+    changed seed plan); they are not part of this submission's result.
+    """
+    from metalab.analysis import load_results
+
+    results = load_results(store)
+    if run_ids is None:
+        return results
+    if len(results) == len(run_ids) and set(results.run_ids) == set(run_ids):
+        return results
+    return results.subset(run_ids)
+
+
 class RunHandle:
     """A submission of an experiment: status, waiting, results, cancellation.
 
@@ -120,8 +137,10 @@ class RunHandle:
         dispatcher: EventDispatcher,
         cancel_flag: threading.Event,
         on_finish: list[Any] | None = None,
+        run_ids: Sequence[str] | None = None,
     ) -> None:
         self._store = store
+        self._run_ids = tuple(run_ids) if run_ids is not None else None
         self._experiment_id = experiment_id
         self._executor = executor
         self._events = dispatcher
@@ -594,9 +613,7 @@ class RunHandle:
                 f"{st.pending + st.running} run(s) of {self._experiment_id!r} still pending or "
                 f"running after {timeout} s; call result() again to keep waiting or cancel()"
             )
-        from metalab.analysis import load_results
-
-        return load_results(self._store)
+        return submission_results(self._store, self._run_ids)
 
     def __enter__(self) -> RunHandle:
         return self

@@ -259,6 +259,7 @@ def run(
         dispatcher=dispatcher,
         cancel_flag=cancel_flag,
         on_finish=finish_hooks,
+        run_ids=[spec.run_id for spec in specs],
     )
     metadata = dict(getattr(experiment, "metadata", None) or {})
     pending = []

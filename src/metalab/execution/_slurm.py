@@ -48,7 +48,7 @@ from metalab._internal._redact import redact
 from metalab._internal._time import compact_ts, to_iso, utcnow
 from metalab.execution._events import Event, EventCallback, EventDispatcher, EventKind
 from metalab.execution._executors import Executor
-from metalab.execution._handle import RunStatus
+from metalab.execution._handle import RunStatus, submission_results
 from metalab.model import ErrorInfo
 
 if TYPE_CHECKING:
@@ -551,6 +551,7 @@ class SlurmExecutor(Executor):
         run_ids = [spec.run_id for spec, _ in pending]
         handle = SlurmRunHandle(
             store, doc, run_ids, progress=progress, on_event=on_event, skipped_ids=skipped,
+            all_run_ids=manifest.get("run_ids"),
         )
         return handle
 
@@ -583,9 +584,12 @@ class SlurmRunHandle:
         progress: bool = False,
         on_event: EventCallback | None = None,
         skipped_ids: Sequence[str] = (),
+        all_run_ids: Sequence[str] | None = None,
     ) -> None:
         self._store = store
         self._sub = submission
+        #: every run of the submission (queued or skipped), for result()
+        self._all_run_ids = tuple(all_run_ids) if all_run_ids is not None else None
         self._experiment_id = str(submission["experiment_id"])
         self._run_ids = list(run_ids)
         self._baseline: dict[str, int] = dict(submission.get("baseline") or {})
@@ -899,9 +903,7 @@ class SlurmRunHandle:
                 f"{st.pending + st.running} run(s) of {self._experiment_id!r} still pending or running "
                 f"after {timeout} s; call result() again to keep waiting, or cancel()"
             )
-        from metalab.analysis import load_results
-
-        return load_results(self._store)
+        return submission_results(self._store, self._all_run_ids)
 
     def cancel(self) -> None:
         """``scancel`` every array of the submission (returns at once; use :meth:`wait`).
@@ -1000,13 +1002,15 @@ def reconnect(
     doc = load_submission(sub_path)
     run_ids_all = manifest.get("run_ids") if manifest else None
     ranges = doc["pending"]
-    if isinstance(run_ids_all, list):
-        run_ids = [str(run_ids_all[i]) for start, stop in ranges for i in range(start, stop)]
-    else:  # rebuild from the shipped experiment
+    if not isinstance(run_ids_all, list):  # rebuild from the shipped experiment
         path = os.path.join(os.path.dirname(sub_path), doc["experiment_file"])
         exp = _load_experiment(path, doc)[0]
-        run_ids = [exp.spec(i).run_id for start, stop in ranges for i in range(start, stop)]
-    return SlurmRunHandle(scoped, doc, run_ids, progress=progress, on_event=on_event)
+        run_ids_all = [spec.run_id for spec in exp.iter_specs()]
+    run_ids = [str(run_ids_all[i]) for start, stop in ranges for i in range(start, stop)]
+    return SlurmRunHandle(
+        scoped, doc, run_ids, progress=progress, on_event=on_event,
+        all_run_ids=[str(rid) for rid in run_ids_all],
+    )
 
 
 def _placeholder_operation(params: Any) -> None:  # pragma: no cover - never called
