@@ -88,10 +88,16 @@ def _env() -> dict[str, str]:
     return env
 
 
-def launch_and_kill(args: list[str], rng: random.Random, window: float) -> bool:
+def launch_and_kill(
+    args: list[str], rng: random.Random, window: float, started: Path | None = None
+) -> bool:
     """Start the launcher, kill its process group ``uniform(0, window)`` s after ``ready``.
 
-    Returns True if the launcher was still working when killed.
+    With ``started`` (a folder the work fills, e.g. the counter of executions),
+    the moment is counted from the first file appearing there instead, so the
+    kill lands inside the work however long start-up took (process pools
+    start slowly on a loaded machine); one trial in eight still kills during
+    start-up.  Returns True if the launcher was still working when killed.
     """
     proc = subprocess.Popen(
         [sys.executable, str(LAUNCHER), *args],
@@ -106,6 +112,10 @@ def launch_and_kill(args: list[str], rng: random.Random, window: float) -> bool:
         proc.kill()
         proc.wait()
         raise RuntimeError(f"the fault launcher did not start ({line!r}); run it by hand: {args}")
+    if started is not None and rng.random() >= 1 / 8:
+        deadline = time.monotonic() + STUCK_AFTER_S
+        while time.monotonic() < deadline and proc.poll() is None and not any(started.iterdir()):
+            time.sleep(0.005)
     time.sleep(rng.uniform(0.0, window))
     alive = proc.poll() is None
     try:
@@ -205,8 +215,11 @@ def sweep_trial(mode: str, base: Path, seed: int, n: int = 24) -> Outcome:
     rng = random.Random(seed)
     root, counter = base / "store", base / "count"
     counter.mkdir(parents=True)
-    window = 3.0 if mode == "process" else 1.2
-    out.killed_mid_work = launch_and_kill([mode, str(root), str(counter), str(n)], rng, window)
+    # the work takes ~0.5 s on 4 threads and ~1 s on 2 processes after the first run starts
+    window = 1.0 if mode == "process" else 0.5
+    out.killed_mid_work = launch_and_kill(
+        [mode, str(root), str(counter), str(n)], rng, window, started=counter
+    )
     exp = make_experiment(str(counter), n)
     folder = root / "faults_1"
     before = read_raw(folder, out)

@@ -35,7 +35,7 @@ def faulty_work(context, params, seeds, runtime, capture):
     return {"z": x + 0.5}
 
 
-def make_experiment(counter_dir: str, n: int, sleep: float = 0.02) -> Experiment:
+def make_experiment(counter_dir: str, n: int, sleep: float = 0.04) -> Experiment:
     """The same experiment in the launcher and in the checking test (same run ids)."""
     return Experiment(
         name="faults",
