@@ -20,10 +20,12 @@ from metalab.store import FileStoreConfig, PostgresStore, PostgresStoreConfig
 from metalab.testing import make_record
 
 EXP = "exp:1"
-NOW = datetime.now(UTC).replace(microsecond=0)
 
 
 def _records() -> list[RunRecord]:
+    # "now" when the records are written: a heartbeat taken at import time would read
+    # as lost once the suite has run for longer than the lost limit before this test
+    now = datetime.now(UTC).replace(microsecond=0)
     out = []
     for i in range(23):
         params: dict[str, Any] = {"lr": [0.1, 0.01, 0.001][i % 3], "width": 32 * (1 + i % 2),
@@ -40,10 +42,10 @@ def _records() -> list[RunRecord]:
             status = Status.FAILED
             kw["error"] = ErrorInfo(type="ValueError", message=f"bad {i}", traceback="tb")
         if i == 9:  # a worker that died long ago: shown as lost
-            status, kw["heartbeat_at"], kw["finished_at"] = Status.RUNNING, NOW - timedelta(days=2), None
+            status, kw["heartbeat_at"], kw["finished_at"] = Status.RUNNING, now - timedelta(days=2), None
         if i == 10:  # still alive
-            status, kw["heartbeat_at"], kw["finished_at"] = Status.RUNNING, NOW, None
-        start = (NOW - timedelta(days=1) + timedelta(seconds=i * 7 % 23)) if i != 11 else None
+            status, kw["heartbeat_at"], kw["finished_at"] = Status.RUNNING, now, None
+        start = (now - timedelta(days=1) + timedelta(seconds=i * 7 % 23)) if i != 11 else None
         out.append(make_record(
             f"r{i:03d}", EXP, status=status, params=params, metrics=metrics,
             tags=("grid", f"t{i % 3}"), seed={"root_seed": 7, "replicate_index": i % 3},
