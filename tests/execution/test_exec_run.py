@@ -467,3 +467,19 @@ def test_result_holds_exactly_the_runs_of_the_submission(tmp_path):
     with ThreadExecutor(2) as ex:
         third = run(exp2, store=tmp_path, executor=ex, resume=False)
         assert len(third.result()) == 4
+
+
+@pytest.mark.parametrize(("value", "match"), [(2**70, "beyond 64 bits"), (b"ab", "bytes")])
+def test_a_parameter_json_cannot_hold_is_refused_before_any_run(tmp_path, value, match):
+    # such values have run ids (the canonical encoding accepts them), but no run record
+    # could hold them: run() says so, with what to do, before anything executes
+    import metalab
+
+    counter = tmp_path / "count"
+    counter.mkdir()
+    exp = Experiment(name="big", version="1", context={"counter_dir": str(counter)},
+                     operation=exec_ops.basic, params=grid(x=[1], extra=[value]), seeds=seeds(0, 1))
+    with pytest.raises(metalab.ValidationError, match=match):
+        run(exp, store=tmp_path)
+    assert not list(counter.iterdir())
+    assert not list(tmp_path.rglob("runs/*.json"))

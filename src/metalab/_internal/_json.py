@@ -29,7 +29,7 @@ from metalab._errors import ValidationError
 __all__ = [
     "NON_FINITE_TEXTS",
     "JSONDecodeError",
-    "UnencodableTextError",
+    "UnencodableValueError",
     "decode_list",
     "decode_number",
     "decode_values",
@@ -60,25 +60,37 @@ def _default(obj: Any) -> Any:
     raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
 
 
-class UnencodableTextError(ValidationError, TypeError):
-    """A text in a value to store is not valid Unicode (a lone surrogate such as ``"\\ud800"``).
+class UnencodableValueError(ValidationError, TypeError):
+    """A value to store has no JSON form: a text with a lone surrogate (``"\\ud800"``), an
+    integer beyond 64 bits, bytes, or an object of another type.
 
-    A :class:`~metalab.ValidationError` (so callers see metalab's own error)
-    and a ``TypeError`` (what JSON encoders raise for values they cannot
-    encode, which callers may already handle).
+    A :class:`~metalab.ValidationError` (so callers see metalab's own error,
+    saying what to do) and a ``TypeError`` (what JSON encoders raise for values
+    they cannot encode, which callers may already handle).
     """
+
+
+#: (text in the encoder's message, what to tell the user)
+_UNENCODABLE_HINTS = (
+    ("surrogates not allowed",
+     "a text (a key or a value) holds a lone surrogate, which is not valid Unicode and cannot "
+     "be stored as UTF-8 JSON; decode your input with errors='replace' or remove the character"),
+    ("exceeds 64-bit range",
+     "an integer beyond 64 bits cannot be stored in a JSON record; store it as text (str(value))"),
+)
 
 
 def _encode(obj: Any, option: int) -> bytes:
     try:
         return orjson.dumps(obj, default=_default, option=option)
     except TypeError as exc:
-        if "surrogates not allowed" not in str(exc):
-            raise
-        raise UnencodableTextError(
-            "a text (a key or a value) holds a lone surrogate, which is not valid Unicode and "
-            "cannot be stored as UTF-8 JSON; decode your input with errors='replace' or remove "
-            "the character"
+        text = str(exc)
+        for needle, hint in _UNENCODABLE_HINTS:
+            if needle in text:
+                raise UnencodableValueError(hint) from None
+        raise UnencodableValueError(
+            f"a value cannot be stored as JSON ({text}); store bytes as text (value.hex()) or "
+            "as an artifact, and other objects as plain data (numbers, texts, lists, dicts)"
         ) from None
 
 
@@ -86,8 +98,7 @@ def dumps(obj: Any) -> bytes:
     """Encode ``obj`` as compact UTF-8 JSON with sorted keys.
 
     Raises:
-        UnencodableTextError: a key or text holds a lone surrogate.
-        TypeError: a value of a type JSON cannot hold.
+        UnencodableValueError: a value has no JSON form (see the class).
     """
     return _encode(obj, _OPTS)
 
