@@ -65,8 +65,8 @@ def final_payloads(exp: Experiment) -> list[tuple[str, bytes]]:
     return out
 
 
-def raw_round(payloads: list[tuple[str, bytes]], folder: Path) -> float:
-    """Temp file + write + fsync + rename of one record per run."""
+def raw_round(payloads: list[tuple[str, bytes]], folder: Path, dir_fsync: bool = False) -> float:
+    """Temp file + write + fsync + rename of one record per run (+ folder fsync if asked)."""
     folder.mkdir(parents=True)
     d = str(folder)
     t0 = time.perf_counter()
@@ -79,6 +79,12 @@ def raw_round(payloads: list[tuple[str, bytes]], folder: Path) -> float:
         finally:
             os.close(fd)
         os.replace(tmp, os.path.join(d, f"{run_id}.json"))
+        if dir_fsync:
+            dfd = os.open(d, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
     return time.perf_counter() - t0
 
 
@@ -225,6 +231,9 @@ def main() -> None:
             a = raw_round(payloads, tmp / f"raw-{secrets.token_hex(4)}")
             os.sync()
             parts = breakdown(exp, tmp / f"sweep-{secrets.token_hex(4)}", n, a)
+            os.sync()
+            parts["raw baseline with a folder fsync after each rename"] = raw_round(
+                payloads, tmp / f"raw-{secrets.token_hex(4)}", dir_fsync=True) / n * 1000
             result["breakdown_ms_per_run"] = parts
             print("  breakdown of one more round (ms per run):")
             for k, v in parts.items():

@@ -16,8 +16,9 @@ Folder of one experiment (``{root}/{safe_experiment_id(id)}/`` when scoped,
 
 Connecting reads at most ``_meta.json``; nothing is created until the first
 write.  Every file is written with :func:`~metalab._internal._atomic.atomic_write_bytes`
-(temp file, fsync, rename), so readers never see partial files and need no
-locks.  Artifact URIs are relative to the experiment folder, so a store can be
+(temp file, fsync, rename; no fsync for ``running`` records and heartbeats, see
+:meth:`FileStore.put_run_record`), so readers never see partial files and need
+no locks.  Artifact URIs are relative to the experiment folder, so a store can be
 copied or rsynced elsewhere and still be read.
 
 Thread/process safety: all methods may be called concurrently from several
