@@ -93,7 +93,7 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-def create_exclusive(path: str, data: bytes, *, durable: bool = True) -> bool:
+def create_exclusive(path: str, data: bytes, *, durable: bool = True, in_place: bool = False) -> bool:
     """Create ``path`` holding ``data`` only if it does not exist; False if it does.
 
     The file appears whole: ``data`` goes to a temp file in the same folder
@@ -106,9 +106,16 @@ def create_exclusive(path: str, data: bytes, *, durable: bool = True) -> bool:
     the temp file (or the half-written target) is removed before the error
     propagates.  Thread- and process-safe.
 
+    ``in_place=True`` always creates the target itself with ``O_EXCL`` and
+    writes it (one file created instead of two, for small files written on a
+    hot path whose readers treat an empty file as being written, such as
+    claims).
+
     Raises:
         OSError: the folder cannot be written (ENOSPC, EACCES, ...).
     """
+    if in_place:
+        return _create_in_place(path, data, durable)
     if os.path.exists(path):
         return False
     tmp = _tmp_path(path)
@@ -141,10 +148,17 @@ def create_exclusive(path: str, data: bytes, *, durable: bool = True) -> bool:
 
 def _create_in_place(path: str, data: bytes, durable: bool) -> bool:
     """``create_exclusive`` without hard links: O_EXCL create, write, remove on failure."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = os.open(path, flags, 0o644)
     except FileExistsError:
         return False
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        try:
+            fd = os.open(path, flags, 0o644)
+        except FileExistsError:
+            return False
     try:
         try:
             _write_all(fd, data)

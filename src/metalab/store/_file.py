@@ -496,7 +496,9 @@ class FileStore(Store):
         self._ensure_meta()
         data = f"{owner}\n{to_iso(utcnow())}\n".encode()
         for _ in range(4):
-            if create_exclusive(path, data, durable=False):
+            # created in place: one file per claim on the hot path; a reader that finds
+            # it still empty treats it as being written (holder_is_stale's grace)
+            if create_exclusive(path, data, durable=False, in_place=True):
                 return True
             held = self._read_claim(path)
             if held is None:
