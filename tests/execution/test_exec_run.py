@@ -168,13 +168,32 @@ def test_logs_stream_during_run_and_python_logging_is_captured(tmp_path):
 
 
 def test_rerun_appends_attempt_header(tmp_path):
-    exp = make_exp(exec_ops.basic, tmp_path, xs=(1,), replicates=1)
+    exp = make_exp(exec_ops.logging_op, tmp_path, xs=(1,), replicates=1)
     run(exp, store=tmp_path)
     run(exp, store=tmp_path, resume=False)
     (rec,) = raw_records(tmp_path).values()
     text = (exp_dir(tmp_path) / "logs" / f"{rec['run_id']}_run.log").read_text()
     assert "attempt 1 started" in text and "attempt 2 started" in text
+    assert text.index("attempt 1 ended") < text.index("attempt 2 started")
+    assert text.count("hello from 1") == 2
     assert rec["attempt"] == 2
+
+
+def test_a_run_without_output_leaves_no_log_and_a_rerun_marks_an_earlier_log(tmp_path):
+    quiet = make_exp(exec_ops.basic, tmp_path, xs=(1,), replicates=1, name="quiet")
+    run(quiet, store=tmp_path)
+    assert not (exp_dir(tmp_path, "quiet") / "logs").exists() or not any(
+        (exp_dir(tmp_path, "quiet") / "logs").iterdir())
+    # a run that logged, rerun by an attempt that does not: its log says attempt 2 ran
+    chatty = make_exp(exec_ops.logging_op, tmp_path, xs=(1,), replicates=1, name="same")
+    run(chatty, store=tmp_path)
+    silent = make_exp(exec_ops.basic, tmp_path, xs=(1,), replicates=1, name="same")
+    assert [s.run_id for s in silent.iter_specs()] == [s.run_id for s in chatty.iter_specs()]
+    run(silent, store=tmp_path, resume=False)
+    (rec,) = raw_records(tmp_path, "same").values()
+    text = (exp_dir(tmp_path, "same") / "logs" / f"{rec['run_id']}_run.log").read_text()
+    *_, started, ended = text.splitlines()
+    assert "=== attempt 2 started" in started and "=== attempt 2 ended: success" in ended
 
 
 def test_concurrent_thread_runs_do_not_mix_logs(tmp_path):

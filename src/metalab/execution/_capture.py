@@ -109,28 +109,55 @@ class RunLog:
     power loss cuts short is still a log).  Text that is not valid Unicode
     is written with ``?`` in its place.  Thread-safe.
 
+    With ``header`` (the worker's "attempt N started" line) the log file is
+    created only when the run writes something: a run without output leaves
+    no log file (one file less per run of a large sweep), and then
+    :meth:`end` writes nothing either.  A log an earlier attempt left gets
+    the header at once, so its last lines never pass for this attempt's.
+
     Raises (on construction): OSError if the log file cannot be opened.
     """
 
-    def __init__(self, store: Store, run_id: str, name: str = "run") -> None:
+    def __init__(self, store: Store, run_id: str, name: str = "run", header: str | None = None) -> None:
         self._store = store
         self._run_id = run_id
         self._name = name
         self._lock = threading.Lock()
         self._fd: int | None = None
+        self._path: str | None = None
+        self._pending = ""  # header lines waiting for the first write
         if store.supports_log_path:
-            self._fd = _open_append(store.log_path(run_id, name))
+            self._path = store.log_path(run_id, name)
+            if header is None:
+                self._fd = _open_append(self._path)
+            else:
+                try:  # a log of an earlier attempt: continue it now
+                    self._fd = os.open(self._path, _APPEND_FLAGS & ~os.O_CREAT)
+                except FileNotFoundError:
+                    self._pending = _as_line(header)
+        if header is not None and not self._pending:
+            self.write(header)
 
     def write(self, text: str) -> None:
-        if not text.endswith("\n"):
-            text += "\n"
+        text = _as_line(text)
         with self._lock:
+            if self._pending:
+                text, self._pending = self._pending + text, ""
+            if self._fd is None and self._path is not None:
+                self._fd = _open_append(self._path)
             if self._fd is not None:
                 view = memoryview(text.encode("utf-8", "replace"))
                 while view:
                     view = view[os.write(self._fd, view):]
             else:
                 self._store.append_log(self._run_id, self._name, text)
+
+    def end(self, text: str) -> None:
+        """Write ``text`` if the log exists (anything was written); else leave no file."""
+        with self._lock:
+            if self._pending:
+                return
+        self.write(text)
 
     def line(self, level: str, message: str) -> None:
         self.write(f"{to_iso(utcnow())} {level.upper():<8} {message}")
@@ -141,6 +168,10 @@ class RunLog:
                 with contextlib.suppress(OSError):
                     os.close(self._fd)
                 self._fd = None
+
+
+def _as_line(text: str) -> str:
+    return text if text.endswith("\n") else text + "\n"
 
 
 _CURRENT_LOG: contextvars.ContextVar[RunLog | None] = contextvars.ContextVar(

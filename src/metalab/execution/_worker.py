@@ -285,17 +285,17 @@ def _execute_claimed(
         except Exception:
             log.exception("run %s: start notification failed (ignored)", run_id)
 
-    run_log = RunLog(store, run_id, "run")
+    run_log = RunLog(
+        store, run_id, "run",
+        header=f"{to_iso(started_at)} === attempt {attempt} started "
+        f"(run {run_id}, worker {worker_id or '-'}, executor {executor}) ===",
+    )
     runtime = Runtime(run_id, spec.experiment_id, worker_id, metadata, cancel_flag)
     capture = Capture(store, run_id, run_log, experiment_id=spec.experiment_id)
     status = Status.SUCCESS
     error: ErrorInfo | None = None
     returned: Any = None
     try:
-        run_log.write(
-            f"{to_iso(started_at)} === attempt {attempt} started "
-            f"(run {run_id}, worker {worker_id or '-'}, executor {executor}) ==="
-        )
         with route_logging(run_log):
             try:
                 returned = op(
@@ -334,7 +334,7 @@ def _execute_claimed(
             warnings=tuple(warnings),
         )
         try:
-            run_log.write(
+            run_log.end(
                 f"{to_iso(finished_at)} === attempt {attempt} ended: {status.value} "
                 f"after {duration_ms:.0f} ms ==="
             )
