@@ -2,7 +2,9 @@
 
 Only the final record must survive a power loss; the ``running`` record,
 heartbeats, claims and logs are re-created when a lost run restarts, so
-they are written atomically (temp file + rename) without an fsync.  Each
+they are written atomically (temp file + rename) without an fsync.  A
+first attempt shorter than its first heartbeat writes no ``running`` record
+at all.  Each
 test records what is on disk in the file being fsynced at that moment.
 """
 
@@ -121,3 +123,78 @@ def test_put_run_record_durable_keyword(tmp_path, monkeypatch):
     assert store.get_run_record("r1") == done
     leftovers = [n for n in os.listdir(tmp_path / "dur_1" / "runs") if n != "r1.json"]
     assert leftovers == []
+
+
+def _record_renames(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Paths under runs/ that os.replace put in place, in order."""
+    renamed: list[str] = []
+    real_replace = os.replace
+
+    def replace(src, dst):  # type: ignore[no-untyped-def]
+        if f"{os.sep}runs{os.sep}" in os.fspath(dst):
+            renamed.append(os.fspath(dst))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    return renamed
+
+
+def test_a_short_first_attempt_writes_only_its_final_record(tmp_path, monkeypatch):
+    renamed = _record_renames(monkeypatch)
+    handle = run(exp(noop, 4), store=tmp_path)
+    assert handle.status.success == 4
+    # one record file write per run: no running record for runs shorter than the first beat
+    assert len(renamed) == 4 and len(set(renamed)) == 4, renamed
+
+
+def _raw_status(folder: str, run_id: str) -> tuple[str, int] | None:
+    path = os.path.join(folder, "dur_1", "runs", f"{run_id}.json")
+    try:
+        with open(path, "rb") as fh:
+            doc = json.load(fh)
+    except FileNotFoundError:
+        return None
+    return doc["status"], doc["attempt"]
+
+
+@operation
+def watch_own_record(params, runtime, capture):
+    """Records what the raw record file says at the start and once a running record appears."""
+    at_start = _raw_status(params["folder"], runtime.run_id)
+    capture.metric("record_at_start", "none" if at_start is None else f"{at_start[0]}/{at_start[1]}")
+    deadline = time.monotonic() + 10
+    seen = at_start
+    while (seen is None or seen[0] != "running") and time.monotonic() < deadline:
+        time.sleep(0.02)
+        seen = _raw_status(params["folder"], runtime.run_id)
+    capture.metric("record_later", "none" if seen is None else f"{seen[0]}/{seen[1]}")
+    if params["fail_first"] and at_start is None:
+        raise RuntimeError("first attempt fails on purpose")
+
+
+def test_a_longer_first_attempt_shows_running_from_its_first_heartbeat(tmp_path, monkeypatch):
+    monkeypatch.setenv("METALAB_HEARTBEAT_INTERVAL", "0.1")
+    e = Experiment(name="dur", version="1", context={}, operation=watch_own_record,
+                   params=grid(folder=[str(tmp_path)], fail_first=[False]), seeds=seeds(0, 1))
+    handle = run(e, store=tmp_path)
+    assert handle.status.success == 1
+    (rec,) = FileStore(tmp_path, "dur:1").list_run_records()
+    assert rec.metrics["record_at_start"] == "none"  # claimed, not yet shown as running
+    assert rec.metrics["record_later"] == "running/1"  # written by the first heartbeat
+
+
+def test_a_new_attempt_replaces_the_earlier_record_at_once(tmp_path, monkeypatch):
+    # the heartbeat would come only after 10 s: the running record seen is the one written at start
+    monkeypatch.setenv("METALAB_HEARTBEAT_INTERVAL", "10")
+    e = Experiment(name="dur", version="1", context={}, operation=watch_own_record,
+                   params=grid(folder=[str(tmp_path)], fail_first=[True]), seeds=seeds(0, 1))
+    first = run(e, store=tmp_path)
+    assert first.status.failed == 1
+    (failed,) = FileStore(tmp_path, "dur:1").list_run_records()
+    assert failed.status is Status.FAILED
+    second = run(e, store=tmp_path, resume=True)
+    assert second.status.success == 1
+    (rec,) = FileStore(tmp_path, "dur:1").list_run_records()
+    assert rec.attempt == 2
+    # never "failed" while the second attempt ran: its running record replaced it at once
+    assert rec.metrics["record_at_start"] == "running/2"

@@ -42,6 +42,10 @@ log = logging.getLogger("metalab.execution")
 
 #: seconds between two heartbeats of a running run
 DEFAULT_HEARTBEAT_INTERVAL_S = 10.0
+#: seconds after its start at which a first run (no earlier record) gets its
+#: ``running`` record: the first heartbeat.  Until then its claim alone says
+#: that it runs; a run that ends sooner writes only its final record.
+RUNNING_RECORD_AFTER_S = 1.0
 
 
 def heartbeat_interval() -> float:
@@ -101,14 +105,14 @@ class _Beater:
         self._due: dict[Heartbeat, float] = {}
         self._thread: threading.Thread | None = None
 
-    def add(self, beat: Heartbeat) -> None:
+    def add(self, beat: Heartbeat, first_in: float) -> None:
         if self._pid != os.getpid():  # first use, or a forked child: the thread is not there
             self._pid = os.getpid()
             self._cond = threading.Condition()
             self._due = {}
             self._thread = None
         with self._cond:
-            self._due[beat] = time.monotonic() + beat.interval
+            self._due[beat] = time.monotonic() + first_in
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="metalab-heartbeat", daemon=True)
                 self._thread.start()
@@ -140,22 +144,30 @@ class Heartbeat:
     """Refreshes the claim and the ``running`` record of one run every ``interval`` seconds.
 
     The beats come from one background thread shared by all runs of the
-    process.  :meth:`stop` returns only when no heartbeat write of this run
+    process.  The first beat comes after ``first_in`` seconds (default:
+    ``interval``); each beat rewrites the ``running`` record, so a run whose
+    ``running`` record was not written at its start gets one then.  :meth:`stop` returns only when no heartbeat write of this run
     is in progress and none will follow, so the caller may then write the
     final record without a late heartbeat overwriting it.  Write errors are
     logged and retried at the next beat.  Thread-safe.
     """
 
-    def __init__(self, store: Store, record: RunRecord, owner: str, interval: float) -> None:
+    def __init__(
+        self, store: Store, record: RunRecord, owner: str, interval: float,
+        first_in: float | None = None,
+    ) -> None:
         self._store = store
         self._record = record
         self._owner = owner
         self.interval = interval
+        self._first_in = interval if first_in is None else min(first_in, interval)
         self._lock = threading.Lock()
         self._stopped = False
+        #: True once a beat has written the ``running`` record
+        self.wrote_record = False
 
     def start(self) -> Heartbeat:
-        _BEATER.add(self)
+        _BEATER.add(self, self._first_in)
         return self
 
     def beat(self) -> None:
@@ -168,6 +180,7 @@ class Heartbeat:
                 self._store.put_run_record(
                     self._record.replace(heartbeat_at=utcnow()), durable=False
                 )
+                self.wrote_record = True
             except Exception as exc:
                 log.warning("heartbeat of run %s failed: %s", self._record.run_id, exc)
 

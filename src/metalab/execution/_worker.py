@@ -29,6 +29,7 @@ from metalab._internal._owner import owner_label
 from metalab._internal._time import to_iso, utcnow
 from metalab.execution._capture import Capture, RunLog, is_scalar, route_logging, to_scalar
 from metalab.execution._claims import (
+    RUNNING_RECORD_AFTER_S,
     ClaimedElsewhereError,
     CompletedElsewhereError,
     Heartbeat,
@@ -64,7 +65,7 @@ class NotStartedError(RunCancelledError):
 
 
 class FinalRecordNotSavedError(ExecutionError):
-    """The run ended but its final record could not be written (the store still shows it running).
+    """The run ended but its final record could not be written (the store shows it running, or not at all).
 
     Attributes:
         run_id: the run.  status: the status the record would have had.
@@ -179,8 +180,10 @@ def execute_run(
     :func:`~metalab.execution._claims.heartbeat_interval` seconds until the
     final record is written; the claim is released afterwards.
 
-    Writes a ``running`` record, then calls the operation with the arguments
-    it declares (``context``, ``params``, ``seeds``, ``runtime``,
+    Writes a ``running`` record (at once for ``attempt > 1``, which replaces
+    the earlier attempt's record; else at the first heartbeat, after
+    :data:`~metalab.execution._claims.RUNNING_RECORD_AFTER_S`), calls the
+    operation with the arguments it declares (``context``, ``params``, ``seeds``, ``runtime``,
     ``capture``), then writes one final record.  Exceptions of the operation
     never escape: they become a ``failed`` record (``cancelled`` for
     KeyboardInterrupt, SystemExit and :class:`~metalab.RunCancelledError`).
@@ -189,10 +192,12 @@ def execute_run(
             (nothing was written; the operation is not called).
             :class:`CompletedElsewhereError` (a subclass): another launch
             completed the run meanwhile (``skip_if_succeeded``).
-        StoreError / OSError: the claim or the initial ``running`` record
-            cannot be written (the operation is then not called).
+        StoreError / OSError: the claim (or, for ``attempt > 1``, the
+            initial ``running`` record) cannot be written (the operation is
+            then not called).
         FinalRecordNotSavedError: the run ended but its final record could
-            not be written (the store still shows it as running).
+            not be written (the store shows it as running, as its earlier
+            attempt's record, or not at all).
     """
     run_id: str = spec.run_id
     owner = new_owner()
@@ -277,8 +282,15 @@ def _execute_claimed(
         provenance=provenance,
         attempt=attempt,
     )
-    store.put_run_record(running, durable=False)  # re-created if lost: no fsync needed
-    heartbeat = Heartbeat(store, running, owner, heartbeat_interval()).start()
+    if attempt > 1:
+        # an earlier attempt's record is there: replace it now, or readers would show
+        # its status while this attempt runs (no fsync: re-created if lost)
+        store.put_run_record(running, durable=False)
+    # a first attempt's running record is the first heartbeat's (RUNNING_RECORD_AFTER_S):
+    # a short run writes one record instead of two; its claim says meanwhile that it runs
+    heartbeat = Heartbeat(
+        store, running, owner, heartbeat_interval(), first_in=RUNNING_RECORD_AFTER_S
+    ).start()
     if on_started is not None:
         try:
             on_started(run_id, worker_id, started_at)
@@ -345,9 +357,14 @@ def _execute_claimed(
         except Exception as exc:
             log.debug("run %s: the final record could not be written", run_id, exc_info=True)
             cause = _os_error_of(exc)
+            shows = (
+                "the store still shows it as running"
+                if attempt > 1 or heartbeat.wrote_record
+                else "the store holds no record of it"
+            )
             raise FinalRecordNotSavedError(
                 f"run {run_id} ended {status.value}, but its final record could NOT be written "
-                f"({type(exc).__name__}: {exc}); the store still shows it as running. Fix the "
+                f"({type(exc).__name__}: {exc}); {shows}. Fix the "
                 "store and run again with resume=True",
                 run_id,
                 status.value,
