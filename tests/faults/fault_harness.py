@@ -60,11 +60,13 @@ class Tally:
         self.killed_mid_work += int(outcome.killed_mid_work)
         self.problems.extend(f"seed {outcome.seed}: {p}" for p in outcome.problems)
 
-    def line(self) -> str:
-        return (
+    def line(self, kills: bool = True) -> str:
+        """The scoreboard line; ``kills=False`` for trials that kill nothing."""
+        line = (
             f"{self.name}: tried {self.tried} / lost {self.lost} / corrupt {self.corrupt} / "
-            f"misreported {self.misreported} (killed mid-work {self.killed_mid_work})"
+            f"misreported {self.misreported}"
         )
+        return f"{line} (killed mid-work {self.killed_mid_work})" if kills else line
 
 
 @dataclasses.dataclass
