@@ -144,8 +144,8 @@ class Heartbeat:
     """Refreshes the claim and the ``running`` record of one run every ``interval`` seconds.
 
     The beats come from one background thread shared by all runs of the
-    process.  The first beat comes after ``first_in`` seconds (default:
-    ``interval``); each beat rewrites the ``running`` record, so a run whose
+    process.  The first beat comes after ``first_in`` seconds (default, or
+    if not positive: ``interval``); each beat rewrites the ``running`` record, so a run whose
     ``running`` record was not written at its start gets one then.  :meth:`stop` returns only when no heartbeat write of this run
     is in progress and none will follow, so the caller may then write the
     final record without a late heartbeat overwriting it.  Write errors are
@@ -160,7 +160,7 @@ class Heartbeat:
         self._record = record
         self._owner = owner
         self.interval = interval
-        self._first_in = interval if first_in is None else min(first_in, interval)
+        self._first_in = interval if first_in is None or first_in <= 0 else min(first_in, interval)
         self._lock = threading.Lock()
         self._stopped = False
         #: True once a beat has written the ``running`` record

@@ -110,6 +110,8 @@ def run_task(submission_path: str, task_index: int) -> int:
                     worker_id=worker_id,
                     attempt=attempt,
                     metadata=metadata,
+                    # the handle learns of the start from the record: write it at once
+                    running_record_after=0.0,
                     derived_metrics=derived,
                     skip_if_succeeded=True,
                 )

@@ -168,6 +168,7 @@ def execute_run(
     derived_metrics: DerivedSpec = (),
     claim: bool = True,
     skip_if_succeeded: bool = False,
+    running_record_after: float = RUNNING_RECORD_AFTER_S,
 ) -> RunRecord:
     """Run ``op`` for ``spec`` and return the final record (already stored).
 
@@ -182,7 +183,8 @@ def execute_run(
 
     Writes a ``running`` record (at once for ``attempt > 1``, which replaces
     the earlier attempt's record; else at the first heartbeat, after
-    :data:`~metalab.execution._claims.RUNNING_RECORD_AFTER_S`), calls the
+    ``running_record_after`` seconds: launchers that learn of a run's start
+    only from the store, like the SLURM handle, pass 0), calls the
     operation with the arguments it declares (``context``, ``params``, ``seeds``, ``runtime``,
     ``capture``), then writes one final record.  Exceptions of the operation
     never escape: they become a ``failed`` record (``cancelled`` for
@@ -233,6 +235,7 @@ def execute_run(
             spec, op, context, store, owner,
             executor=executor, worker_id=worker_id, attempt=attempt, metadata=metadata,
             cancel_flag=cancel_flag, on_started=on_started, derived_metrics=derived_metrics,
+            running_record_after=running_record_after,
         )
     finally:
         if claim:
@@ -256,6 +259,7 @@ def _execute_claimed(
     cancel_flag: CancelFlag | None,
     on_started: StartedCallback | None,
     derived_metrics: DerivedSpec,
+    running_record_after: float,
 ) -> RunRecord:
     run_id: str = spec.run_id
     started_at = utcnow()
@@ -282,14 +286,14 @@ def _execute_claimed(
         provenance=provenance,
         attempt=attempt,
     )
-    if attempt > 1:
+    if attempt > 1 or running_record_after <= 0:
         # an earlier attempt's record is there: replace it now, or readers would show
         # its status while this attempt runs (no fsync: re-created if lost)
         store.put_run_record(running, durable=False)
-    # a first attempt's running record is the first heartbeat's (RUNNING_RECORD_AFTER_S):
-    # a short run writes one record instead of two; its claim says meanwhile that it runs
+    # else the running record is the first heartbeat's (running_record_after): a short
+    # run writes one record instead of two; its claim says meanwhile that it runs
     heartbeat = Heartbeat(
-        store, running, owner, heartbeat_interval(), first_in=RUNNING_RECORD_AFTER_S
+        store, running, owner, heartbeat_interval(), first_in=running_record_after
     ).start()
     if on_started is not None:
         try:
@@ -359,7 +363,7 @@ def _execute_claimed(
             cause = _os_error_of(exc)
             shows = (
                 "the store still shows it as running"
-                if attempt > 1 or heartbeat.wrote_record
+                if attempt > 1 or running_record_after <= 0 or heartbeat.wrote_record
                 else "the store holds no record of it"
             )
             raise FinalRecordNotSavedError(
