@@ -153,6 +153,29 @@ def test_empty_claim_file_is_debris_after_a_short_grace(tmp_path):
     assert claim.read_text().startswith("me\n")
 
 
+def test_run_with_an_empty_claim_is_waited_for_then_taken_over(tmp_path, caplog):
+    # what kill -9 between the claim's exclusive create and its write leaves behind
+    counter = tmp_path / "count"
+    counter.mkdir()
+    exp = Experiment(name="cl", version="1", context={"counter_dir": str(counter)},
+                     operation=liveness_ops.napping, params=grid(x=[1, 2]), seeds=seeds(0, 1))
+    rid = exp.spec(0).run_id
+    store = FileStore(tmp_path, "cl:1")
+    assert store.try_claim("other", "x", 60)  # creates the folders
+    store.release_claim("other", "x")
+    Path(store.get_working_directory(), ".claims", f"{rid}.claim").write_bytes(b"")
+    t0 = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="metalab"):
+        handle = run(exp, store=tmp_path)
+    assert handle.wait(timeout=30)
+    st = handle.status
+    assert (st.success, st.elsewhere, st.skipped, st.done) == (2, 0, 0, 2), st
+    assert time.monotonic() - t0 >= 1.5  # the grace of an empty claim
+    assert "a claim file that is still empty" in caplog.text, caplog.text
+    assert {d["status"] for d in _raw(tmp_path / "cl_1").values()} == {"success"}
+    assert _claims(tmp_path / "cl_1") == []
+
+
 def _enospc_on_write(monkeypatch: pytest.MonkeyPatch) -> None:
     real = os.write
 

@@ -331,7 +331,10 @@ class RunHandle:
                 "run %s of %s is being executed by another launch (claimed by %s); this submission "
                 "waits for its final record, and runs it here if that launch dies "
                 "(handle.claimed_elsewhere lists such runs)",
-                run_id, self._experiment_id, owner_label(holder) if holder else "an unknown owner",
+                run_id, self._experiment_id, owner_label(holder) if holder else (
+                    "a claim file that is still empty: being written, or left by a launch "
+                    "that died, and then taken over after 2 s"
+                ),
             )
 
     def _poll_elsewhere(self) -> None:
