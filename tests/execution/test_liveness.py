@@ -428,3 +428,37 @@ def test_orderly_shutdown_prints_no_traceback(tmp_path, mode):
         if mode != "cancel":
             assert b"skipped=8" in out, out.decode()
         assert b"Traceback" not in err and b"SemLock" not in err, err.decode()
+
+
+def test_a_damaged_record_is_executed_again_and_replaced(tmp_path):
+    counter = tmp_path / "count"
+    counter.mkdir()
+    exp = Experiment(name="cl", version="1", context={"counter_dir": str(counter)},
+                     operation=liveness_ops.napping, params=grid(x=[2]), seeds=seeds(0, 1))
+    assert run(exp, store=tmp_path).status.success == 1
+    (path,) = (tmp_path / "cl_1" / "runs").glob("*.json")
+    path.write_bytes(b'{"run_id": "trunc')  # a record cut short (hand edit, bad copy)
+    handle = run(exp, store=tmp_path)
+    assert handle.status.success == 1 and handle.status.skipped == 0, handle.status
+    assert len(list(counter.iterdir())) == 2  # executed again
+    assert json.loads(path.read_text())["status"] == "success"
+
+
+def test_a_record_that_cannot_be_read_after_the_claim_is_not_executed_over(tmp_path, monkeypatch):
+    # an I/O error is not "no record": the run may have succeeded; executing could repeat it
+    counter = tmp_path / "count"
+    counter.mkdir()
+    exp = Experiment(name="cl", version="1", context={"counter_dir": str(counter)},
+                     operation=liveness_ops.napping, params=grid(x=[2]), seeds=seeds(0, 1))
+
+    def unreadable(self, run_id):  # type: ignore[no-untyped-def]
+        raise OSError(errno.EIO, os.strerror(errno.EIO), f"{run_id}.json")
+
+    monkeypatch.setattr(FileStore, "get_run_record", unreadable)
+    handle = run(exp, store=tmp_path)
+    assert handle.wait(timeout=30)
+    st = handle.status
+    assert (st.failed, st.success, st.done) == (1, 0, 1), st
+    assert list(counter.iterdir()) == []  # the operation was not called
+    assert _claims(tmp_path / "cl_1") == []  # and the claim was released
+    assert _raw(tmp_path / "cl_1") == {}

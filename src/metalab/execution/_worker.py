@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from metalab._errors import ExecutionError, RunCancelledError
+from metalab._errors import CorruptRecordError, ExecutionError, RunCancelledError
 from metalab._internal._json import encode_values
 from metalab._internal._owner import owner_label
 from metalab._internal._time import to_iso, utcnow
@@ -195,8 +195,10 @@ def execute_run(
             :class:`CompletedElsewhereError` (a subclass): another launch
             completed the run meanwhile (``skip_if_succeeded``).
         StoreError / OSError: the claim (or, for ``attempt > 1``, the
-            initial ``running`` record) cannot be written (the operation is
-            then not called).
+            initial ``running`` record) cannot be written, or with
+            ``skip_if_succeeded`` the run's record cannot be read for a
+            reason other than a damaged file (the operation is then not
+            called).
         FinalRecordNotSavedError: the run ended but its final record could
             not be written (the store shows it as running, as its earlier
             attempt's record, or not at all).
@@ -223,8 +225,13 @@ def execute_run(
             # another launch may have finished it between our last read and the claim
             try:
                 done = store.get_run_record(run_id)
-            except Exception:
-                done = None
+            except CorruptRecordError:
+                done = None  # unreadable (readers skip it): executing again replaces it
+            except BaseException:
+                # unknown (I/O error, database down): executing could repeat a finished run
+                with contextlib.suppress(Exception):  # the read's error is the one to report
+                    store.release_claim(run_id, owner)
+                raise
             if done is not None and done.status is Status.SUCCESS:
                 store.release_claim(run_id, owner)
                 raise CompletedElsewhereError(
