@@ -3,6 +3,8 @@
 Functions here take a :class:`~metalab.analysis.Results` and are exposed as
 its methods (``to_arrow``, ``to_polars``, ``to_parquet``, ``metric_series``,
 ``aggregate``).  pyarrow, polars and pandas are imported only when called.
+They see a Results only through :class:`ResultsView` (what they read of
+it), so this module does not import ``_results``, which imports it.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from metalab._errors import CorruptRecordError, ValidationError
 from metalab._internal._atomic import atomic_write_bytes
@@ -19,7 +21,25 @@ from metalab._internal._time import from_iso
 from metalab.analysis._deps import require
 
 if TYPE_CHECKING:
-    from metalab.analysis._results import Results
+    from metalab.analysis._columns import RunTable
+    from metalab.analysis._context import ResultsContext
+
+
+class ResultsView(Protocol):
+    """What the functions of this module read of a :class:`~metalab.analysis.Results`."""
+
+    _ctx: ResultsContext
+    _cols: RunTable | None
+
+    @property
+    def _docs(self) -> tuple[dict[str, Any], ...]: ...
+
+    def _column(self, name: str) -> list[Any]: ...
+
+    def _maps(self, namespace: str) -> list[dict[str, Any]]: ...
+
+    def _derived_list(self, experiments: Iterable[str] | None = None) -> list[dict[str, Any]]: ...
+
 
 __all__ = ["STATS", "aggregate", "column_lists", "metric_series", "to_arrow", "to_parquet",
            "to_polars"]
@@ -51,7 +71,7 @@ def _keys(maps: list[dict[str, Any]], sort_each: bool = False) -> list[str]:
     return list(seen)
 
 
-def column_lists(results: Results, include_derived: bool = True) -> dict[str, list[Any]]:
+def column_lists(results: ResultsView, include_derived: bool = True) -> dict[str, list[Any]]:
     """Column name -> Python values, named as in :meth:`Results.to_dataframe`."""
     col_of = results._column  # from the index's columns when the results have them
     cols: dict[str, list[Any]] = {"run_id": list(col_of("run_id"))}
@@ -98,7 +118,7 @@ def _arrow_array(pa: Any, values: list[Any]) -> Any:
         )
 
 
-def to_arrow(results: Results, include_derived: bool = True) -> Any:
+def to_arrow(results: ResultsView, include_derived: bool = True) -> Any:
     """A ``pyarrow.Table`` with the columns of :meth:`Results.to_dataframe`.
 
     A column whose values have no common Arrow type (e.g. ints and strings)
@@ -117,13 +137,13 @@ def to_arrow(results: Results, include_derived: bool = True) -> Any:
     return pa.table(arrays)
 
 
-def to_polars(results: Results, include_derived: bool = True) -> Any:
+def to_polars(results: ResultsView, include_derived: bool = True) -> Any:
     """A ``polars.DataFrame`` (built from :func:`to_arrow`)."""
     pl = require("polars", "polars", "Results.to_polars()")
     return pl.from_arrow(to_arrow(results, include_derived))
 
 
-def to_parquet(results: Results, path: str | os.PathLike[str], include_derived: bool = True) -> str:
+def to_parquet(results: ResultsView, path: str | os.PathLike[str], include_derived: bool = True) -> str:
     """Write :func:`to_arrow` as Parquet to ``path`` atomically; returns the path."""
     require("pyarrow", "pandas", "Results.to_parquet()")
     import pyarrow.parquet as pq
@@ -134,7 +154,7 @@ def to_parquet(results: Results, path: str | os.PathLike[str], include_derived: 
     return os.fspath(path)
 
 
-def metric_series(results: Results, names: str | Iterable[str]) -> Any:
+def metric_series(results: ResultsView, names: str | Iterable[str]) -> Any:
     """The stepped series ``names`` of every run as one long pandas DataFrame.
 
     Columns ``run_id``, ``experiment_id``, ``name``, ``step``, ``value``; runs
@@ -181,7 +201,7 @@ def metric_series(results: Results, names: str | Iterable[str]) -> Any:
 
 
 def aggregate(
-    results: Results,
+    results: ResultsView,
     by: str | Sequence[str] = "params",
     metrics: Sequence[str] | None = None,
     stats: Sequence[str] = ("mean", "std", "count"),
