@@ -462,3 +462,57 @@ def test_a_record_that_cannot_be_read_after_the_claim_is_not_executed_over(tmp_p
     assert list(counter.iterdir()) == []  # the operation was not called
     assert _claims(tmp_path / "cl_1") == []  # and the claim was released
     assert _raw(tmp_path / "cl_1") == {}
+
+
+_BEATS_SCRIPT = """
+import os, sys, threading, time
+from metalab.execution._claims import Heartbeat
+from metalab.model import RunRecord, Status
+
+class Counting:  # the two store calls a heartbeat makes
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.beats = {}
+    def touch_heartbeat(self, run_id, owner):
+        with self.lock:
+            self.beats[run_id] = self.beats.get(run_id, 0) + 1
+        return True
+    def put_run_record(self, record, durable=True):
+        pass
+
+def beat_many(store, n):
+    barrier = threading.Barrier(n)
+    hbs = []
+    def start(i):
+        barrier.wait()  # first use of the shared thread from n threads at once
+        rec = RunRecord(run_id=f"r{i}", experiment_id="e:1", status=Status.RUNNING)
+        hbs.append(Heartbeat(store, rec, "me", 0.05).start())
+    threads = [threading.Thread(target=start, args=(i,)) for i in range(n)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (len(store.beats) < n or min(store.beats.values()) < 3):
+        time.sleep(0.01)
+    [h.stop() for h in hbs]
+    names = [t.name for t in threading.enumerate() if t.name == "metalab-heartbeat"]
+    return len(store.beats), min(store.beats.values(), default=0), len(names)
+
+print("parent", *beat_many(Counting(), 16), flush=True)
+pid = os.fork()
+if pid == 0:
+    print("child", *beat_many(Counting(), 8), flush=True)
+    os._exit(0)
+os.waitpid(pid, 0)
+"""
+
+
+def test_every_heartbeat_beats_from_one_thread_also_after_fork():
+    out = subprocess.run([sys.executable, "-c", f"import sys; sys.path[:0] = [{str(SRC)!r}]\n"
+                          + _BEATS_SCRIPT], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    seen = {w[0]: tuple(map(int, w[1:])) for w in (ln.split() for ln in out.stdout.splitlines())}
+    assert set(seen) == {"parent", "child"}, out.stdout
+    for who, n in (("parent", 16), ("child", 8)):
+        runs, fewest_beats, threads = seen[who]
+        # every run beat (at least three times), from one heartbeat thread in each process
+        assert (runs, threads) == (n, 1) and fewest_beats >= 3, (who, out.stdout)

@@ -96,21 +96,22 @@ class _Beater:
     (a slow disk) only delays the other runs' beats, which are due every
     :func:`heartbeat_interval` seconds and read as lost only after
     :func:`~metalab.store._base.lost_after_seconds` (several intervals).
-    Restarted in a child after ``fork``.
+    Started on first use; a child made by ``fork`` starts afresh (the
+    parent's thread is not there, and the parent's runs are not its own).
     """
 
     def __init__(self) -> None:
-        self._pid = -1
         self._cond = threading.Condition()
         self._due: dict[Heartbeat, float] = {}
         self._thread: threading.Thread | None = None
 
+    def reset_after_fork(self) -> None:
+        """In a child made by ``fork``: no thread, no runs (the lock may have been held)."""
+        self._cond = threading.Condition()
+        self._due = {}
+        self._thread = None
+
     def add(self, beat: Heartbeat, first_in: float) -> None:
-        if self._pid != os.getpid():  # first use, or a forked child: the thread is not there
-            self._pid = os.getpid()
-            self._cond = threading.Condition()
-            self._due = {}
-            self._thread = None
         with self._cond:
             self._due[beat] = time.monotonic() + first_in
             if self._thread is None:
@@ -138,6 +139,8 @@ class _Beater:
 
 
 _BEATER = _Beater()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_BEATER.reset_after_fork)
 
 
 class Heartbeat:
@@ -145,11 +148,12 @@ class Heartbeat:
 
     The beats come from one background thread shared by all runs of the
     process.  The first beat comes after ``first_in`` seconds (default, or
-    if not positive: ``interval``); each beat rewrites the ``running`` record, so a run whose
-    ``running`` record was not written at its start gets one then.  :meth:`stop` returns only when no heartbeat write of this run
-    is in progress and none will follow, so the caller may then write the
-    final record without a late heartbeat overwriting it.  Write errors are
-    logged and retried at the next beat.  Thread-safe.
+    if not positive: ``interval``); each beat rewrites the ``running``
+    record, so a run whose ``running`` record was not written at its start
+    gets one then.  :meth:`stop` returns only when no heartbeat write of this
+    run is in progress and none will follow, so the caller may then write
+    the final record without a late heartbeat overwriting it.  Write errors
+    are logged and retried at the next beat.  Thread-safe.
     """
 
     def __init__(
