@@ -12,7 +12,7 @@ from typing import Any
 from metalab._internal._names import safe_experiment_id
 from metalab.store._base import Store
 from metalab.store._config import ConfigRegistry, StoreConfig
-from metalab.store._factory import DEFAULT_STORE_ROOT, create_store, parse_to_config
+from metalab.store._factory import DEFAULT_STORE_ROOT, create_store, make_store, parse_to_config
 from metalab.store._file import FileStore, FileStoreConfig
 from metalab.store._transfer import TransferReport, export_store
 from metalab.store.locator import LocatorInfo, parse_locator
@@ -30,6 +30,7 @@ __all__ = [
     "TransferReport",
     "create_store",
     "export_store",
+    "make_store",
     "parse_locator",
     "parse_to_config",
     "safe_experiment_id",

@@ -8,16 +8,19 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from metalab._errors import ConfigError, NotFoundError
+from metalab._errors import ConfigError, NotFoundError, ValidationError
 from metalab.store._base import Store
 from metalab.store._config import ConfigRegistry, StoreConfig
 from metalab.store.locator import parse_locator
 
-__all__ = ["DEFAULT_STORE_ROOT", "create_store", "parse_to_config", "require_existing",
-           "require_experiment"]
+__all__ = ["DEFAULT_STORE_ROOT", "StoreLike", "create_store", "make_config", "make_store",
+           "parse_to_config", "require_existing", "require_experiment"]
 
-#: where stores go when the user names none
+#: where stores go when the user names none (the only default folder of metalab)
 DEFAULT_STORE_ROOT = "./experiments"
+
+#: what :func:`make_store` accepts
+StoreLike = Store | StoreConfig | str | os.PathLike[str] | None
 
 
 def parse_to_config(locator: str | os.PathLike[str] | StoreConfig, **kwargs: Any) -> StoreConfig:
@@ -53,10 +56,106 @@ def parse_to_config(locator: str | os.PathLike[str] | StoreConfig, **kwargs: Any
 
 
 def create_store(locator: str | os.PathLike[str] | StoreConfig, **kwargs: Any) -> Store:
-    """Connect to the store a locator or config describes (see :func:`parse_to_config`)."""
-    store: Store = parse_to_config(locator, **kwargs).connect()
-    return store
+    """Connect to the store a locator or config describes (see :func:`parse_to_config`).
 
+    ``kwargs`` (``experiment_id`` included) go to :func:`parse_to_config`
+    unchanged; the connection is made by :func:`make_store`.
+    """
+    return make_store(parse_to_config(locator, **kwargs))
+
+
+def make_config(
+    store_like: StoreLike,
+    *,
+    experiment_id: str | None = None,
+    must_exist: bool = False,
+    **options: Any,
+) -> StoreConfig:
+    """The :class:`StoreConfig` :func:`make_store` connects, without connecting.
+
+    Same inputs, options and errors as :func:`make_store`; a ``Store`` gives
+    its config.  No I/O except the folder check of ``must_exist``.
+    """
+    shown: str | os.PathLike[str] | None = None
+    base: StoreConfig | str | os.PathLike[str]
+    if isinstance(store_like, Store):
+        base = store_like.config
+    elif isinstance(store_like, StoreConfig):
+        base = store_like
+    elif store_like is None:
+        base = shown = DEFAULT_STORE_ROOT
+    elif isinstance(store_like, str | os.PathLike):
+        base = shown = store_like
+    else:
+        raise ValidationError(
+            "a store is named by None (the default folder "
+            f"{DEFAULT_STORE_ROOT!r}), a folder path, a locator string ('file://...', "
+            "'postgresql://...'), a StoreConfig or a Store; got "
+            f"{type(store_like).__name__}"
+        )
+    config = parse_to_config(base, **options)
+    if must_exist:
+        require_existing(config, shown)
+    if experiment_id is not None:
+        config = config.scoped(experiment_id)
+    return config
+
+
+def make_store(
+    store_like: StoreLike,
+    *,
+    experiment_id: str | None = None,
+    must_exist: bool = False,
+    **options: Any,
+) -> Store:
+    """The store ``store_like`` names: the one rule every entry point uses.
+
+    ``run(store=...)``, ``load_results``, ``export_store``, ``reconnect`` and
+    the command line all turn what the user gave into a store here.
+
+    ==========================  ================================================
+    ``store_like``              gives
+    ==========================  ================================================
+    ``None``                    the folder :data:`DEFAULT_STORE_ROOT`
+                                (``"./experiments"``, relative to the current
+                                directory at the time of the call)
+    a :class:`Store`            the same object; with ``experiment_id`` or
+                                ``options`` that change its config, a new
+                                connection to the changed config
+    a :class:`StoreConfig`      a new connection to it
+    a path (``str`` or          :func:`parse_to_config` of it (a folder, a
+    ``os.PathLike``) or a       ``file://`` URI or a registered scheme such as
+    locator string              ``postgresql://``), then as a config
+    ==========================  ================================================
+
+    ``experiment_id`` scopes the result (:meth:`StoreConfig.scoped`: a store
+    already scoped to that experiment is kept; one scoped to another is an
+    error).  ``options`` replace fields of a config, or go to the scheme's
+    ``from_locator`` for a locator (as :func:`parse_to_config` does).
+    ``must_exist=True`` is for readers: a store kept in a folder that does not
+    exist is an error (:func:`require_existing`), so a mistyped path reads as
+    "no store at ./typo" rather than as an empty store.  Writers leave it
+    ``False`` (their first write creates the folder).
+
+    Thread safety: holds no state of its own; safe to call from any number of
+    threads at once.  Each call returns a new connection (except the
+    pass-through of a ``Store``), whose own rules apply to sharing it.
+
+    Raises:
+        ValidationError: ``store_like`` is of none of the types above.
+        ConfigError: the locator or an option is invalid
+            (``UnknownSchemeError``: no store is registered for the scheme).
+        ScopeError: the store or config is scoped to another experiment.
+        NotFoundError: ``must_exist`` and the store's folder does not exist
+            (the message names the path as the user gave it).
+    """
+    config = make_config(
+        store_like, experiment_id=experiment_id, must_exist=must_exist, **options
+    )
+    if isinstance(store_like, Store) and config == store_like.config:
+        return store_like
+    store: Store = config.connect()
+    return store
 
 
 def require_existing(config: StoreConfig, shown: str | os.PathLike[str] | None = None) -> StoreConfig:
