@@ -13,6 +13,7 @@ from metalab.analysis._columns import RunTable
 from metalab.analysis._results import Results
 from metalab.store._base import ErrorCallback, Store
 from metalab.store._config import StoreConfig
+from metalab.store._factory import make_config, make_store
 
 __all__ = ["load_results"]
 
@@ -20,7 +21,7 @@ log = logging.getLogger("metalab.analysis")
 
 
 def load_results(
-    store_or_path: str | os.PathLike[str] | StoreConfig | Store,
+    store_or_path: str | os.PathLike[str] | StoreConfig | Store | None,
     experiment_id: str | None = None,
     *,
     on_error: ErrorCallback | None = None,
@@ -32,8 +33,9 @@ def load_results(
     """Read the runs of a store into a :class:`Results`.
 
     ``store_or_path`` is a folder path or locator (``"./experiments"``,
-    ``"file:///data/exp"``), a :class:`~metalab.store.StoreConfig` or an open
-    :class:`~metalab.store.Store`.
+    ``"file:///data/exp"``), a :class:`~metalab.store.StoreConfig`, an open
+    :class:`~metalab.store.Store`, or ``None`` for the default folder
+    ``"./experiments"`` (the rule of :func:`metalab.store.make_store`).
 
     * With ``experiment_id`` only that experiment's runs are read (a
       collection path is narrowed to the experiment's folder).
@@ -63,6 +65,8 @@ def load_results(
         ScopeError: ``experiment_id`` differs from the one the config or
             store is already scoped to.
         ConfigError: the locator is invalid.
+        ValidationError: ``store_or_path`` is none of the above, or a bad
+            ``experiment_id``.
     """
     problems: list[CorruptRecordError] = []
 
@@ -177,23 +181,15 @@ def _open(target: Any, experiment_id: str | None) -> Store:
     if isinstance(target, Store):
         return _open_store(target, experiment_id)
     if isinstance(target, StoreConfig):
-        config = target.scoped(experiment_id) if experiment_id is not None else target
-        return _narrow(config.connect(), config, experiment_id=None, strict=False)
-    if isinstance(target, str | os.PathLike):
-        from metalab.store import parse_to_config
-        from metalab.store._factory import require_existing
-
-        config = require_existing(parse_to_config(os.fspath(target)), target)
-        if experiment_id is not None:
-            if config.is_scoped:
-                config = config.scoped(experiment_id)  # ScopeError if it differs
-                return config.connect()
-            return _narrow(config.connect(), config, experiment_id=experiment_id, strict=True)
-        return _narrow(config.connect(), config, experiment_id=None, strict=False)
-    raise ValidationError(
-        f"load_results needs a path, a locator string, a StoreConfig or a Store, "
-        f"got {type(target).__name__}"
-    )
+        store = make_store(target, experiment_id=experiment_id)
+        return _narrow(store, store.config, experiment_id=None, strict=False)
+    # None (the default folder), a path or a locator; make_config rejects anything else
+    config = make_config(target, must_exist=True)
+    if experiment_id is not None:
+        if config.is_scoped:
+            return make_store(config, experiment_id=experiment_id)  # ScopeError if it differs
+        return _narrow(make_store(config), config, experiment_id=experiment_id, strict=True)
+    return _narrow(make_store(config), config, experiment_id=None, strict=False)
 
 
 def _open_store(store: Store, experiment_id: str | None) -> Store:
@@ -232,7 +228,7 @@ def _narrow(
 
         require_experiment(store, experiment_id, experiments)
     try:
-        scoped = config.scoped(experiment_id).connect()
+        scoped = make_store(config, experiment_id=experiment_id)
     except (ScopeError, NotImplementedError):  # pragma: no cover - odd backends
         return store
     if not isinstance(scoped, Store) or experiment_id not in scoped.list_experiments():

@@ -25,17 +25,16 @@ DEFAULT_DATA_DIR = os.path.join("~", ".local", "share", "metalab", "postgres")
 def _postgres_store(locator: str, experiment_id: str | None) -> Any:
     """Open ``locator`` as a PostgresStore (scoped to ``experiment_id`` if given)."""
     from metalab._errors import ConfigError
-    from metalab.store import PostgresStoreConfig, parse_to_config
+    from metalab.store import PostgresStoreConfig
+    from metalab.store._factory import make_config, make_store
 
-    config = parse_to_config(locator)
+    config = make_config(locator)
     if not isinstance(config, PostgresStoreConfig):
         raise ConfigError(
             f"{redact(locator)} is not a PostgreSQL store; this command needs a locator like "
             "'postgresql://user@host:5432/db?file_root=/path/to/files'"
         )
-    if experiment_id is not None:
-        config = config.scoped(experiment_id)
-    return config.connect()
+    return make_store(config, experiment_id=experiment_id)
 
 
 _store_option = click.option(

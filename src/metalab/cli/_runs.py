@@ -27,10 +27,9 @@ def _open(locator: str, experiment_id: str | None) -> Any:
     Raises NotFoundError for a folder that does not exist or an experiment
     the store does not hold (a typo must not read as "no runs").
     """
-    from metalab.store import parse_to_config
-    from metalab.store._factory import require_existing, require_experiment
+    from metalab.store._factory import make_store, require_experiment
 
-    store = require_existing(parse_to_config(locator), locator).connect()
+    store = make_store(locator, must_exist=True)
     if experiment_id is None:
         return store
     try:
@@ -41,7 +40,7 @@ def _open(locator: str, experiment_id: str | None) -> Any:
     if store.is_scoped:
         return store
     with store:  # (the scoped store has connections of its own)
-        return store.config.scoped(experiment_id).connect()
+        return make_store(store, experiment_id=experiment_id)
 
 
 def _flatten(doc: dict[str, Any]) -> dict[str, Any]:
@@ -180,11 +179,12 @@ def reindex(locator: str) -> None:
     A FileStore rebuilds its catalog (.catalog/ in each experiment folder); a
     PostgreSQL store rebuilds its index tables.
     """
-    from metalab.store import parse_to_config
-    from metalab.store._factory import require_existing
+    from metalab.store._factory import make_store
 
-    config = require_existing(parse_to_config(locator), locator)
-    with config.connect() as store, progress_callback("Indexing runs") as progress:
+    with (
+        make_store(locator, must_exist=True) as store,
+        progress_callback("Indexing runs") as progress,
+    ):
         if hasattr(store, "reindex_catalog"):
             n = store.reindex_catalog(progress)
             click.echo(f"catalog rebuilt: {n} files read")

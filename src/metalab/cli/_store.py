@@ -78,12 +78,11 @@ def import_cmd(source: str, destination: str, experiment_id: str | None, overwri
 
 
 def _status_counts(locator: str) -> dict[str, dict[str, int]]:
-    from metalab.store import parse_to_config
     from metalab.store._base import effective_status
-    from metalab.store._factory import require_existing
+    from metalab.store._factory import make_store
 
     out: dict[str, dict[str, int]] = {}
-    with require_existing(parse_to_config(locator), locator).connect() as st:
+    with make_store(locator, must_exist=True) as st:
         for exp_id in sorted(st.list_experiments()):
             counts = Counter(effective_status(d) or "?" for d in st.iter_run_documents(exp_id))
             out[exp_id] = {"total": sum(counts.values()), **dict(sorted(counts.items()))}

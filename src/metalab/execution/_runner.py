@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import os
 import pickle
 import signal
 import threading
@@ -24,37 +23,9 @@ from metalab.model import Status
 if TYPE_CHECKING:
     from metalab.execution._slurm import SlurmRunHandle
 
-__all__ = ["resolve_store", "run"]
+__all__ = ["run"]
 
 log = logging.getLogger("metalab.execution")
-
-DEFAULT_STORE = "./experiments"
-
-
-def resolve_store(store: Any, experiment_id: str) -> Any:
-    """A store scoped to ``experiment_id`` from None, a locator, a config or a store.
-
-    Raises:
-        ConfigError / ScopeError: the locator is invalid, or the store or
-            config is already scoped to another experiment.
-    """
-    from metalab.store._base import Store
-    from metalab.store._config import StoreConfig
-    from metalab.store._factory import parse_to_config
-
-    if isinstance(store, Store):
-        config = store.config.scoped(experiment_id)
-        if config == store.config:
-            return store
-        return config.connect()
-    if store is None:
-        store = DEFAULT_STORE
-    if not isinstance(store, str | os.PathLike | StoreConfig):
-        raise ValidationError(
-            f"store must be a path, a locator string, a StoreConfig or a Store, got "
-            f"{type(store).__name__}"
-        )
-    return parse_to_config(store).scoped(experiment_id).connect()
 
 
 def _check_derived(derived_metrics: Any) -> tuple[Any, ...]:
@@ -130,8 +101,9 @@ def run(
 
     Args:
         experiment: a :class:`~metalab.Experiment`.
-        store: ``None`` (``"./experiments"``), a path or locator, a
-            ``StoreConfig`` or a ``Store``; always scoped to the experiment.
+        store: ``None`` (the folder ``"./experiments"``), a path or locator, a
+            ``StoreConfig`` or a ``Store`` (see :func:`metalab.store.make_store`);
+            always scoped to the experiment.
         executor: where runs execute; default :class:`SerialExecutor` (in this
             thread: every run has ended when ``run`` returns, including runs
             another live launch was executing, which are waited for).  With
@@ -194,7 +166,9 @@ def run(
         if not getattr(op, "ref", ""):
             raise OperationImportError(f"operation {op!r} has no importable reference")
 
-    scoped = resolve_store(store, experiment_id)
+    from metalab.store._factory import make_store
+
+    scoped = make_store(store, experiment_id=experiment_id)
     experiment.context_fingerprint  # noqa: B018 - resolve (and validate) the context once
     specs = list(experiment.iter_specs())
 

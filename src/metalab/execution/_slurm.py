@@ -961,8 +961,8 @@ def reconnect(
 ) -> SlurmRunHandle:
     """A handle on the latest SLURM submission of an experiment, from any process.
 
-    ``store`` is what was given to ``metalab.run`` (a path, locator, config
-    or store).  ``experiment_id`` may be omitted when the store is scoped or
+    ``store`` is what was given to ``metalab.run`` (``None``, a path,
+    locator, config or store: see :func:`metalab.store.make_store`).  ``experiment_id`` may be omitted when the store is scoped or
     holds exactly one experiment.
 
     Raises:
@@ -970,27 +970,20 @@ def reconnect(
             SLURM one.  ValidationError: several experiments and no
             ``experiment_id``.
     """
-    from metalab.execution._runner import resolve_store
-    from metalab.store._base import Store
-    from metalab.store._factory import parse_to_config
+    from metalab.store._factory import make_store
 
     if experiment_id is None:
-        if isinstance(store, Store):
-            experiment_id = store.experiment_id
-            unscoped = store
-        else:
-            config = parse_to_config(store) if not hasattr(store, "connect") else store
-            experiment_id = config.experiment_id
-            unscoped = config.connect()
+        store = make_store(store)
+        experiment_id = store.experiment_id
         if experiment_id is None:
-            found = unscoped.list_experiments()
+            found = store.list_experiments()
             if len(found) != 1:
                 raise ValidationError(
                     f"the store holds {len(found)} experiments ({', '.join(sorted(found)) or 'none'}); "
                     "pass experiment_id='name:version' to reconnect"
                 )
             experiment_id = found[0]
-    scoped = resolve_store(store, experiment_id)
+    scoped = make_store(store, experiment_id=experiment_id)
     manifest = scoped.get_experiment_manifest(experiment_id)
     sub = (manifest or {}).get("submission")
     if not isinstance(sub, dict) or sub.get("kind") != "slurm":

@@ -19,7 +19,7 @@ from metalab._errors import ConfigError, CorruptRecordError, ScopeError
 from metalab.model import RunRecord
 from metalab.store._base import Store, warn_corrupt
 from metalab.store._config import StoreConfig
-from metalab.store._factory import parse_to_config, require_existing, require_experiment
+from metalab.store._factory import make_config, make_store, require_experiment
 
 __all__ = ["TransferReport", "export_store"]
 
@@ -40,12 +40,6 @@ class TransferReport:
     manifests: int = 0
 
 
-def _config_of(target: Store | StoreConfig | str | os.PathLike[str]) -> StoreConfig:
-    if isinstance(target, Store):
-        return target.config
-    return parse_to_config(target)
-
-
 def _comparable(doc: dict[str, Any]) -> dict[str, Any]:
     """A record document without the parts that differ per store (artifact ids, uris)."""
     out = dict(doc)
@@ -60,8 +54,8 @@ def _comparable(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def export_store(
-    source: Store | StoreConfig | str | os.PathLike[str],
-    destination: Store | StoreConfig | str | os.PathLike[str],
+    source: Store | StoreConfig | str | os.PathLike[str] | None,
+    destination: Store | StoreConfig | str | os.PathLike[str] | None,
     *,
     experiment_id: str | None = None,
     overwrite: bool = False,
@@ -70,8 +64,10 @@ def export_store(
     """Copy one experiment (or every experiment of a collection) to another store.
 
     Args:
-        source, destination: stores, configs or locators.  An unscoped
-            destination receives each experiment in its own scope.
+        source, destination: stores, configs, paths or locators, or ``None``
+            for the default folder (the rule of
+            :func:`~metalab.store.make_store`).  An unscoped destination
+            receives each experiment in its own scope.
         experiment_id: copy only this experiment (default: the source's scope,
             or all experiments of an unscoped source).
         overwrite: also copy runs whose destination record is identical.
@@ -86,12 +82,12 @@ def export_store(
         NotFoundError: the source folder does not exist, or the source does
             not hold ``experiment_id``.
         ScopeError: a scoped source or destination names another experiment.
-        ConfigError: source and destination are the same store.
+        ConfigError: source and destination are the same store, or a
+            locator is invalid.
+        ValidationError: a source or destination of none of the types above.
     """
-    src_cfg = require_existing(
-        _config_of(source), source if isinstance(source, str | os.PathLike) else None
-    )
-    dst_cfg = _config_of(destination)
+    src_cfg = make_config(source, must_exist=True)
+    dst_cfg = make_config(destination)
     if src_cfg.unscoped() == dst_cfg.unscoped():
         raise ConfigError("source and destination are the same store; pick another destination")
     if experiment_id is not None:
@@ -99,13 +95,13 @@ def export_store(
             raise ScopeError(
                 f"the source is scoped to {src_cfg.experiment_id!r}, not {experiment_id!r}"
             )
-        with src_cfg.connect() as held:
+        with make_store(src_cfg) as held:
             require_experiment(held, experiment_id)
         experiments = [experiment_id]
     elif src_cfg.experiment_id is not None:
         experiments = [src_cfg.experiment_id]
     else:
-        collection = src_cfg.connect()
+        collection = make_store(src_cfg)
         try:
             experiments = list(collection.list_experiments())
         finally:
@@ -122,9 +118,9 @@ def export_store(
     try:
         plan: list[tuple[str, Store, Store, list[dict[str, Any]]]] = []
         for eid in experiments:
-            src = src_cfg.for_experiment(eid).connect() if not src_cfg.is_scoped else src_cfg.connect()
+            src = make_store(src_cfg, experiment_id=eid)
             opened.append(src)
-            dst = dst_cfg.for_experiment(eid).connect() if not dst_cfg.is_scoped else dst_cfg.connect()
+            dst = make_store(dst_cfg, experiment_id=eid)
             opened.append(dst)
             plan.append((eid, src, dst, list(src.iter_run_documents(eid, on_error=warn_corrupt))))
         total = sum(len(docs) for *_, docs in plan)
