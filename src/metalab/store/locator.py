@@ -22,7 +22,10 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 from metalab._errors import ConfigError
@@ -39,6 +42,11 @@ _HOST_PORT_RE = re.compile(r"^(?P<host>\[[^\]/?#]*\]|[^/?#:@]*)(?::(?P<port>[^/?
 @dataclass(frozen=True)
 class LocatorInfo:
     """A parsed store locator (immutable).
+
+    Every field is read-only, ``query`` included (a read-only mapping over
+    the locator's own copy), so a LocatorInfo can be hashed, shared between
+    threads and used as a dict key.  Use :meth:`with_query` (or build a new
+    one) to change it.
 
     Attributes:
         scheme: lower-case scheme (``"file"`` for local paths).
@@ -58,11 +66,17 @@ class LocatorInfo:
     user: str | None = None
     password: str | None = field(default=None, repr=False)
     path: str = ""
-    query: dict[str, str] = field(default_factory=dict)
+    query: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        # own copy, so a caller's dict cannot change this value afterwards
-        object.__setattr__(self, "query", dict(self.query))
+        # a read-only view of an own copy: neither the caller's dict nor a reader
+        # of this value can change it afterwards
+        object.__setattr__(self, "query", MappingProxyType(dict(self.query)))
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # (a read-only mapping does not pickle; rebuild from a plain copy)
+        return (type(self), (self.scheme, self.host, self.port, self.user, self.password,
+                             self.path, dict(self.query)))
 
     def __hash__(self) -> int:
         return hash(
@@ -114,7 +128,7 @@ class LocatorInfo:
                            self.path, query)
 
 
-def _masked_query(query: dict[str, str]) -> dict[str, str]:
+def _masked_query(query: Mapping[str, str]) -> dict[str, str]:
     return {k: ("***" if is_secret_key(k) else v) for k, v in query.items()}
 
 
