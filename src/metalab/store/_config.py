@@ -22,6 +22,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from metalab._errors import ConfigError, ScopeError, UnknownSchemeError
+from metalab._internal._redact import is_secret_key, redact
 
 if TYPE_CHECKING:
     from metalab.store.locator import LocatorInfo
@@ -206,9 +207,27 @@ class StoreConfig(abc.ABC):
             store.close()
 
     # --------------------------------------------------------- serialisation
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-safe dict with a ``_type`` key naming the scheme."""
+    def to_dict(self, *, include_password: bool = True) -> dict[str, Any]:
+        """A JSON-safe dict with a ``_type`` key naming the scheme.
+
+        ``StoreConfig.from_dict(config.to_dict()) == config``, passwords
+        included (a worker in another process needs them).  With
+        ``include_password=False`` every secret is left out, for anything
+        written to a file or shown: fields named like a secret (``password``,
+        ``token``, ``..._secret``) are dropped, and the password of every
+        locator or connection string in a text field (``user:password@``, a
+        ``password=`` pair) is removed by the same rule that redacts messages
+        (:func:`~metalab._internal._redact.redact`).  A worker given such a
+        dict reads the password from its environment (``PGPASSWORD``,
+        ``~/.pgpass`` for PostgreSQL).  Pure; thread-safe.
+        """
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if not include_password:
+            d = {
+                k: redact(v, remove=True) if isinstance(v, str) else v
+                for k, v in d.items()
+                if not is_secret_key(k)
+            }
         d["_type"] = self.scheme
         return d
 

@@ -153,9 +153,6 @@ class FileStoreConfig(StoreConfig):
             )
         return cls(root=info.path, experiment_id=k_id if k_id is not None else q_id)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"root": self.root, "experiment_id": self.experiment_id, "_type": self.scheme}
-
 
 def _read_bytes(path: str) -> bytes:
     with open(path, "rb") as fh:
