@@ -153,6 +153,10 @@ class FileStoreConfig(StoreConfig):
             )
         return cls(root=info.path, experiment_id=k_id if k_id is not None else q_id)
 
+    def to_dict(self, *, include_password: bool = True) -> dict[str, Any]:
+        """``{"root", "experiment_id", "_type"}`` (a folder holds no secret to leave out)."""
+        return {"root": self.root, "experiment_id": self.experiment_id, "_type": self.scheme}
+
 
 def _read_bytes(path: str) -> bytes:
     with open(path, "rb") as fh:
