@@ -135,44 +135,116 @@ def run(
         in this thread (the submission is cancelled first; the interrupted
         run is recorded as ``cancelled``, queued runs never start).
     """
-    for attr in ("experiment_id", "iter_specs", "manifest", "operation"):
-        if not hasattr(experiment, attr):
-            raise ValidationError(
-                f"run() needs a metalab.Experiment, got {type(experiment).__name__} "
-                f"(missing {attr!r})"
-            )
-    if executor is None:
-        executor = SerialExecutor()
-    elif not isinstance(executor, Executor):
-        raise ValidationError(
-            f"executor must be a metalab Executor (SerialExecutor, ThreadExecutor, "
-            f"ProcessExecutor, DaskExecutor, SlurmExecutor), got {type(executor).__name__}"
-        )
+    _check_arguments(experiment, executor)
+    executor = SerialExecutor() if executor is None else executor
     derived = _check_derived(derived_metrics)
     experiment_id: str = experiment.experiment_id
-    op = experiment.operation
-    context_blob: Callable[[], bytes] | None = None
-    if not getattr(executor, "in_process", True):
-        pickle.dumps(op)  # raises OperationImportError for lambdas / local functions
-        try:
-            blob = pickle.dumps(experiment.context)
-        except Exception as exc:
-            raise ExecutionError(
-                f"the context of {experiment_id!r} cannot be pickled for {executor.name} "
-                f"workers ({type(exc).__name__}: {exc}); use plain data, dataclasses or "
-                "FilePath markers in the context"
-            ) from exc
-        context_blob = functools.partial(bytes, blob)
-        if not getattr(op, "ref", ""):
-            raise OperationImportError(f"operation {op!r} has no importable reference")
+    context_blob = _shippable_context(experiment, executor)
 
     from metalab.store._factory import make_store
 
     scoped = make_store(store, experiment_id=experiment_id)
     experiment.context_fingerprint  # noqa: B018 - resolve (and validate) the context once
     specs = list(experiment.iter_specs())
+    previous = _previous_runs(scoped)
+    _warn_code_change(scoped, experiment)
+    warn_context_change(scoped, experiment)
+    submitted_at = utcnow()
+    manifest = _submission_manifest(experiment, specs, executor, resume, submitted_at)
+    pending, skipped = _split_resumed(specs, previous, resume)
 
-    # one bulk pass over stored records: status and attempt of every known run
+    submit_experiment = getattr(executor, "submit_experiment", None)
+    if submit_experiment is not None:
+        # batch executors (SLURM) write the manifest and queue everything themselves
+        return submit_experiment(
+            experiment, scoped, pending=pending, skipped=skipped, manifest=manifest,
+            progress=progress, on_event=on_event, derived_metrics=derived,
+        )
+    scoped.put_experiment_manifest(experiment_id, manifest, timestamp=submitted_at)
+    return _run_here(
+        experiment, scoped, executor, specs, pending, skipped,
+        derived=derived, context_blob=context_blob, resume=resume, progress=progress,
+        on_event=on_event,
+    )
+
+
+def _run_here(
+    experiment: Any,
+    scoped: Any,
+    executor: Executor,
+    specs: list[Any],
+    pending: list[tuple[Any, int]],
+    skipped: list[str],
+    *,
+    derived: tuple[Any, ...],
+    context_blob: Callable[[], bytes] | None,
+    resume: bool,
+    progress: bool,
+    on_event: EventCallback | None,
+) -> RunHandle:
+    """Submit the runs to an executor of single runs; see :func:`run` for the waiting."""
+    experiment_id: str = experiment.experiment_id
+    handle = _new_handle(scoped, experiment_id, specs, executor, progress, on_event)
+    for run_id in skipped:
+        handle._skip(run_id, "already succeeded (resume=True)")
+    interrupt = _submit_pending(
+        handle, experiment, scoped, executor, pending, derived, context_blob, resume
+    )
+    if interrupt is not None:
+        # the interrupt hit a run executing in this thread: stop the caller too
+        handle.wait()
+        if interrupt == "SystemExit":
+            raise SystemExit(128 + signal.SIGTERM)
+        raise KeyboardInterrupt
+    if isinstance(executor, SerialExecutor) and not handle.done:
+        # runs another launch is executing: a serial run() returns when every run has ended
+        try:
+            with _sigterm_as_exit():
+                handle.wait()
+        except BaseException:  # Ctrl-C (wait() cancels) or SIGTERM: stop waiting for them
+            handle.cancel()
+            raise
+    return handle
+
+
+def _check_arguments(experiment: Any, executor: Any) -> None:
+    """ValidationError unless ``experiment`` looks like an Experiment and ``executor`` is None or an Executor."""
+    for attr in ("experiment_id", "iter_specs", "manifest", "operation"):
+        if not hasattr(experiment, attr):
+            raise ValidationError(
+                f"run() needs a metalab.Experiment, got {type(experiment).__name__} "
+                f"(missing {attr!r})"
+            )
+    if executor is not None and not isinstance(executor, Executor):
+        raise ValidationError(
+            f"executor must be a metalab Executor (SerialExecutor, ThreadExecutor, "
+            f"ProcessExecutor, DaskExecutor, SlurmExecutor), got {type(executor).__name__}"
+        )
+
+
+def _shippable_context(experiment: Any, executor: Executor) -> Callable[[], bytes] | None:
+    """For an out-of-process executor: check the operation and context can be
+    shipped, and return the pickled context (pickled once, for every job).
+    ``None`` for in-process executors."""
+    if getattr(executor, "in_process", True):
+        return None
+    op = experiment.operation
+    pickle.dumps(op)  # raises OperationImportError for lambdas / local functions
+    try:
+        blob = pickle.dumps(experiment.context)
+    except Exception as exc:
+        raise ExecutionError(
+            f"the context of {experiment.experiment_id!r} cannot be pickled for {executor.name} "
+            f"workers ({type(exc).__name__}: {exc}); use plain data, dataclasses or "
+            "FilePath markers in the context"
+        ) from exc
+    if not getattr(op, "ref", ""):
+        raise OperationImportError(f"operation {op!r} has no importable reference")
+    return functools.partial(bytes, blob)
+
+
+def _previous_runs(scoped: Any) -> dict[str, tuple[str, int]]:
+    """Status and attempt of every stored run, in one bulk pass over the records."""
     previous: dict[str, tuple[str, int]] = {}
     for doc in scoped.iter_run_documents():
         rid = doc.get("run_id")
@@ -182,38 +254,44 @@ def run(
             except (TypeError, ValueError):
                 attempt = 1
             previous[rid] = (str(doc.get("status", "")), attempt)
+    return previous
 
-    _warn_code_change(scoped, experiment)
-    warn_context_change(scoped, experiment)
-    submitted_at = utcnow()
-    manifest = experiment.manifest(run_ids=[s.run_id for s in specs])
+
+def _submission_manifest(
+    experiment: Any, specs: list[Any], executor: Executor, resume: bool, submitted_at: Any
+) -> dict[str, Any]:
+    manifest: dict[str, Any] = experiment.manifest(run_ids=[s.run_id for s in specs])
     manifest["submitted_at"] = to_iso(submitted_at)
     manifest["executor"] = executor.name
     manifest["resume"] = bool(resume)
+    return manifest
 
-    submit_experiment = getattr(executor, "submit_experiment", None)
-    if submit_experiment is not None:
-        # batch executors (SLURM) write the manifest and queue everything themselves
-        batch: list[tuple[Any, int]] = []
-        skipped: list[str] = []
-        for spec in specs:
-            status, attempt = previous.get(spec.run_id, ("", 0))
-            if resume and status == Status.SUCCESS.value:
-                skipped.append(spec.run_id)
-            else:
-                batch.append((spec, attempt))
-        return submit_experiment(
-            experiment,
-            scoped,
-            pending=batch,
-            skipped=skipped,
-            manifest=manifest,
-            progress=progress,
-            on_event=on_event,
-            derived_metrics=derived,
-        )
-    scoped.put_experiment_manifest(experiment_id, manifest, timestamp=submitted_at)
 
+def _split_resumed(
+    specs: list[Any], previous: dict[str, tuple[str, int]], resume: bool
+) -> tuple[list[tuple[Any, int]], list[str]]:
+    """``(pending, skipped)``: ``(spec, previous attempt)`` of the runs to execute,
+    and the ids of the runs ``resume`` skips because they already succeeded."""
+    pending: list[tuple[Any, int]] = []
+    skipped: list[str] = []
+    for spec in specs:
+        status, attempt = previous.get(spec.run_id, ("", 0))
+        if resume and status == Status.SUCCESS.value:
+            skipped.append(spec.run_id)
+        else:
+            pending.append((spec, attempt))
+    return pending, skipped
+
+
+def _new_handle(
+    scoped: Any,
+    experiment_id: str,
+    specs: list[Any],
+    executor: Executor,
+    progress: bool,
+    on_event: EventCallback | None,
+) -> RunHandle:
+    """The handle of an in-process submission, with its progress bar and event callback."""
     dispatcher = EventDispatcher()
     finish_hooks: list[Any] = []
     if progress:
@@ -224,28 +302,37 @@ def run(
         finish_hooks.append(display.stop)
     if on_event is not None:
         dispatcher.add(on_event)
-    cancel_flag = threading.Event()
-    handle = RunHandle(
+    return RunHandle(
         scoped,
         experiment_id,
         total=len(specs),
         executor=executor,
         dispatcher=dispatcher,
-        cancel_flag=cancel_flag,
+        cancel_flag=threading.Event(),
         on_finish=finish_hooks,
         run_ids=[spec.run_id for spec in specs],
     )
-    metadata = dict(getattr(experiment, "metadata", None) or {})
-    pending = []
-    for spec in specs:
-        status, attempt = previous.get(spec.run_id, ("", 0))
-        if resume and status == Status.SUCCESS.value:
-            handle._skip(spec.run_id, "already succeeded (resume=True)")
-        else:
-            pending.append((spec, attempt))
 
-    interrupted_here = False
-    exit_instead = False
+
+def _submit_pending(
+    handle: RunHandle,
+    experiment: Any,
+    scoped: Any,
+    executor: Executor,
+    pending: list[tuple[Any, int]],
+    derived: tuple[Any, ...],
+    context_blob: Callable[[], bytes] | None,
+    resume: bool,
+) -> str | None:
+    """Hand every pending run to ``executor`` until the submission is cancelled.
+
+    Returns the type of interrupt (``"KeyboardInterrupt"`` or ``"SystemExit"``)
+    that hit a run executing in this thread, else None.  Any other exception
+    cancels the submission and propagates.
+    """
+    cancel_flag = handle._cancel_flag
+    metadata = dict(getattr(experiment, "metadata", None) or {})
+    interrupt: str | None = None
     try:
         with _sigterm_as_exit():
             for spec, attempt in pending:
@@ -253,7 +340,7 @@ def run(
                     break
                 job = Job(
                     spec=spec,
-                    operation=op,
+                    operation=experiment.operation,
                     context=experiment.context,
                     store=scoped,
                     attempt=attempt + 1,
@@ -269,31 +356,16 @@ def run(
                 if fut.done() and not fut.cancelled() and fut.exception() is None:
                     record = fut.result()
                     if is_interrupt(record):
-                        interrupted_here = True
-                        exit_instead = record.error.type == "SystemExit"
+                        interrupt = record.error.type
     except KeyboardInterrupt:
-        interrupted_here = True
+        interrupt = interrupt or "KeyboardInterrupt"  # a SIGTERM seen first still wins
         handle.cancel()
     except BaseException:
         handle.cancel()
         _close_submission(handle, pending)
         raise
     _close_submission(handle, pending)
-    if interrupted_here:
-        # the interrupt hit a run executing in this thread: stop the caller too
-        handle.wait()
-        if exit_instead:
-            raise SystemExit(128 + signal.SIGTERM)
-        raise KeyboardInterrupt
-    if isinstance(executor, SerialExecutor) and not handle.done:
-        # runs another launch is executing: a serial run() returns when every run has ended
-        try:
-            with _sigterm_as_exit():
-                handle.wait()
-        except BaseException:  # Ctrl-C (wait() cancels) or SIGTERM: stop waiting for them
-            handle.cancel()
-            raise
-    return handle
+    return interrupt
 
 
 def _close_submission(handle: RunHandle, pending: list[Any]) -> None:
