@@ -206,37 +206,7 @@ def execute_run(
     run_id: str = spec.run_id
     owner = new_owner()
     if claim:
-        from metalab.store._base import lost_after_seconds
-
-        if not store.try_claim(run_id, owner, lost_after_seconds()):
-            try:
-                held = store.claim_holder(run_id)
-            except Exception:
-                held = None
-            holder = held[0] if held else ""
-            who = f"claimed by {owner_label(holder)}" if holder else "live claim"
-            raise ClaimedElsewhereError(
-                f"run {run_id} is being executed by another launch right now ({who}); "
-                "it was not started here",
-                run_id,
-                holder,
-            )
-        if skip_if_succeeded:
-            # another launch may have finished it between our last read and the claim
-            try:
-                done = store.get_run_record(run_id)
-            except CorruptRecordError:
-                done = None  # unreadable (readers skip it): executing again replaces it
-            except BaseException:
-                # unknown (I/O error, database down): executing could repeat a finished run
-                with contextlib.suppress(Exception):  # the read's error is the one to report
-                    store.release_claim(run_id, owner)
-                raise
-            if done is not None and done.status is Status.SUCCESS:
-                store.release_claim(run_id, owner)
-                raise CompletedElsewhereError(
-                    f"run {run_id} was completed by another launch meanwhile", run_id
-                )
+        _claim(store, run_id, owner, skip_if_succeeded=skip_if_succeeded)
     try:
         return _execute_claimed(
             spec, op, context, store, owner,
@@ -250,6 +220,42 @@ def execute_run(
                 store.release_claim(run_id, owner)
             except Exception as exc:
                 log.warning("could not release the claim of run %s: %s", run_id, exc)
+
+
+def _claim(store: Store, run_id: str, owner: str, *, skip_if_succeeded: bool) -> None:
+    """Claim ``run_id`` for ``owner``; see :func:`execute_run` for what it raises."""
+    from metalab.store._base import lost_after_seconds
+
+    if not store.try_claim(run_id, owner, lost_after_seconds()):
+        try:
+            held = store.claim_holder(run_id)
+        except Exception as exc:  # the holder only names the other launch in the message
+            log.debug("run %s: could not read who holds its claim: %s", run_id, exc)
+            held = None
+        holder = held[0] if held else ""
+        who = f"claimed by {owner_label(holder)}" if holder else "live claim"
+        raise ClaimedElsewhereError(
+            f"run {run_id} is being executed by another launch right now ({who}); "
+            "it was not started here",
+            run_id,
+            holder,
+        )
+    if skip_if_succeeded:
+        # another launch may have finished it between our last read and the claim
+        try:
+            done = store.get_run_record(run_id)
+        except CorruptRecordError:
+            done = None  # unreadable (readers skip it): executing again replaces it
+        except BaseException:
+            # unknown (I/O error, database down): executing could repeat a finished run
+            with contextlib.suppress(Exception):  # the read's error is the one to report
+                store.release_claim(run_id, owner)
+            raise
+        if done is not None and done.status is Status.SUCCESS:
+            store.release_claim(run_id, owner)
+            raise CompletedElsewhereError(
+                f"run {run_id} was completed by another launch meanwhile", run_id
+            )
 
 
 def _execute_claimed(
@@ -271,29 +277,9 @@ def _execute_claimed(
     run_id: str = spec.run_id
     started_at = utcnow()
     t0 = time.perf_counter()
-    provenance = Provenance.current(
-        code_hash=getattr(op, "code_hash", "") or "",
-        operation_ref=getattr(op, "ref", "") or "",
-        executor=executor,
-        worker_id=worker_id,
-    )
-    seed = spec.seed.to_dict() if hasattr(spec.seed, "to_dict") else dict(spec.seed)
-    running = RunRecord(
-        run_id=run_id,
-        experiment_id=spec.experiment_id,
-        status=Status.RUNNING,
-        context_fingerprint=spec.context_fingerprint,
-        params_fingerprint=spec.params_fingerprint,
-        seed_fingerprint=spec.seed_fingerprint,
-        params=dict(spec.params),
-        seed=seed,
-        tags=tuple(spec.tags),
-        started_at=started_at,
-        heartbeat_at=started_at,
-        provenance=provenance,
-        attempt=attempt,
-    )
-    if attempt > 1 or running_record_after <= 0:
+    running = _running_record(spec, op, executor, worker_id, attempt, started_at)
+    running_written_at_once = attempt > 1 or running_record_after <= 0
+    if running_written_at_once:
         # an earlier attempt's record is there: replace it now, or readers would show
         # its status while this attempt runs (no fsync: re-created if lost)
         store.put_run_record(running, durable=False)
@@ -315,80 +301,143 @@ def _execute_claimed(
     )
     runtime = Runtime(run_id, spec.experiment_id, worker_id, metadata, cancel_flag)
     capture = Capture(store, run_id, run_log, experiment_id=spec.experiment_id)
-    status = Status.SUCCESS
-    error: ErrorInfo | None = None
-    returned: Any = None
     try:
         with route_logging(run_log):
-            try:
-                returned = op(
-                    context=context,
-                    params=dict(spec.params),
-                    seeds=spec.seed,
-                    runtime=runtime,
-                    capture=capture,
-                )
-            except RunCancelledError as exc:
-                status, error = Status.CANCELLED, ErrorInfo.from_exception(exc)
-            except (KeyboardInterrupt, SystemExit) as exc:
-                status, error = Status.CANCELLED, _cancelled_error(exc)
-            except Exception as exc:
-                status, error = Status.FAILED, ErrorInfo.from_exception(exc)
-                log.debug("run %s failed: %s", run_id, exc)
+            status, error, returned = _call_operation(op, spec, context, runtime, capture)
         heartbeat.stop()
-        metrics, data, series, artifacts, warnings = capture._finish()
-        if status is Status.SUCCESS:
-            try:
-                _merge_returned(returned, metrics, warnings)
-            except Exception as exc:  # a bad returned metric fails the run
-                status, error = Status.FAILED, ErrorInfo.from_exception(exc)
-        finished_at = utcnow()
-        duration_ms = (time.perf_counter() - t0) * 1000.0
-        final = running.replace(
-            status=status,
-            finished_at=finished_at,
-            heartbeat_at=finished_at,
-            duration_ms=duration_ms,
-            metrics=metrics,
-            data=data,
-            series=series,
-            artifacts=artifacts,
-            error=error,
-            warnings=tuple(warnings),
+        final = _final_record(running, capture, status, error, returned, t0)
+        _end_log(run_log, final, attempt)
+        _put_final_record(
+            store, final, running_shown=running_written_at_once or heartbeat.wrote_record
         )
-        try:
-            run_log.end(
-                f"{to_iso(finished_at)} === attempt {attempt} ended: {status.value} "
-                f"after {duration_ms:.0f} ms ==="
-            )
-        except Exception:
-            pass
-        try:
-            store.put_run_record(final)
-        except Exception as exc:
-            log.debug("run %s: the final record could not be written", run_id, exc_info=True)
-            cause = _os_error_of(exc)
-            shows = (
-                "the store still shows it as running"
-                if attempt > 1 or running_record_after <= 0 or heartbeat.wrote_record
-                else "the store holds no record of it"
-            )
-            raise FinalRecordNotSavedError(
-                f"run {run_id} ended {status.value}, but its final record could NOT be written "
-                f"({type(exc).__name__}: {exc}); {shows}. Fix the "
-                "store and run again with resume=True",
-                run_id,
-                status.value,
-                cause.errno if cause is not None else None,
-                str(cause.filename or "") if cause is not None else "",
-            ) from exc
-        if status is Status.SUCCESS and derived_metrics:
+        if final.status is Status.SUCCESS and derived_metrics:
             _compute_derived(store, final, derived_metrics)
         return final
     finally:
         heartbeat.stop()
         runtime._cleanup()
         run_log.close()
+
+
+def _running_record(
+    spec: Any, op: Any, executor: str, worker_id: str, attempt: int, started_at: datetime
+) -> RunRecord:
+    """The ``running`` record of this attempt of ``spec``'s run."""
+    provenance = Provenance.current(
+        code_hash=getattr(op, "code_hash", "") or "",
+        operation_ref=getattr(op, "ref", "") or "",
+        executor=executor,
+        worker_id=worker_id,
+    )
+    seed = spec.seed.to_dict() if hasattr(spec.seed, "to_dict") else dict(spec.seed)
+    return RunRecord(
+        run_id=spec.run_id,
+        experiment_id=spec.experiment_id,
+        status=Status.RUNNING,
+        context_fingerprint=spec.context_fingerprint,
+        params_fingerprint=spec.params_fingerprint,
+        seed_fingerprint=spec.seed_fingerprint,
+        params=dict(spec.params),
+        seed=seed,
+        tags=tuple(spec.tags),
+        started_at=started_at,
+        heartbeat_at=started_at,
+        provenance=provenance,
+        attempt=attempt,
+    )
+
+
+def _call_operation(
+    op: Any, spec: Any, context: Any, runtime: Runtime, capture: Capture
+) -> tuple[Status, ErrorInfo | None, Any]:
+    """Call the operation; ``(status, error, returned value)``.  Its exceptions
+    never escape: they become ``failed`` (``cancelled`` for interrupts and
+    RunCancelledError)."""
+    try:
+        returned = op(
+            context=context,
+            params=dict(spec.params),
+            seeds=spec.seed,
+            runtime=runtime,
+            capture=capture,
+        )
+    except RunCancelledError as exc:
+        return Status.CANCELLED, ErrorInfo.from_exception(exc), None
+    except (KeyboardInterrupt, SystemExit) as exc:
+        return Status.CANCELLED, _cancelled_error(exc), None
+    except Exception as exc:
+        log.debug("run %s failed: %s", spec.run_id, exc)
+        return Status.FAILED, ErrorInfo.from_exception(exc), None
+    return Status.SUCCESS, None, returned
+
+
+def _final_record(
+    running: RunRecord,
+    capture: Capture,
+    status: Status,
+    error: ErrorInfo | None,
+    returned: Any,
+    t0: float,
+) -> RunRecord:
+    """The final record: what the run captured (and, on success, returned)."""
+    metrics, data, series, artifacts, warnings = capture._finish()
+    if status is Status.SUCCESS:
+        try:
+            _merge_returned(returned, metrics, warnings)
+        except Exception as exc:  # a bad returned metric fails the run
+            status, error = Status.FAILED, ErrorInfo.from_exception(exc)
+    finished_at = utcnow()
+    return running.replace(
+        status=status,
+        finished_at=finished_at,
+        heartbeat_at=finished_at,
+        duration_ms=(time.perf_counter() - t0) * 1000.0,
+        metrics=metrics,
+        data=data,
+        series=series,
+        artifacts=artifacts,
+        error=error,
+        warnings=tuple(warnings),
+    )
+
+
+def _end_log(run_log: RunLog, final: RunRecord, attempt: int) -> None:
+    """Write the "attempt N ended" line of the run's log."""
+    try:
+        run_log.end(
+            f"{to_iso(final.finished_at)} === attempt {attempt} ended: {final.status.value} "
+            f"after {final.duration_ms:.0f} ms ==="
+        )
+    except Exception as exc:
+        # the line is only a marker for readers of the log; the final record must
+        # still be written (and reports a broken store if that is the cause)
+        log.debug("run %s: could not write the end of its log: %s", final.run_id, exc)
+
+
+def _put_final_record(store: Store, final: RunRecord, *, running_shown: bool) -> None:
+    """Store ``final``; FinalRecordNotSavedError if it cannot be written.
+
+    ``running_shown``: whether the store already holds this attempt's ``running`` record.
+    """
+    try:
+        store.put_run_record(final)
+    except Exception as exc:
+        log.debug("run %s: the final record could not be written", final.run_id, exc_info=True)
+        cause = _os_error_of(exc)
+        shows = (
+            "the store still shows it as running"
+            if running_shown
+            else "the store holds no record of it"
+        )
+        raise FinalRecordNotSavedError(
+            f"run {final.run_id} ended {final.status.value}, but its final record could NOT be written "
+            f"({type(exc).__name__}: {exc}); {shows}. Fix the "
+            "store and run again with resume=True",
+            final.run_id,
+            final.status.value,
+            cause.errno if cause is not None else None,
+            str(cause.filename or "") if cause is not None else "",
+        ) from exc
 
 
 # --------------------------------------------------------------------- jobs
@@ -507,7 +556,7 @@ def _redirect_std(store: Store, run_id: str) -> Iterator[None]:
     saved: list[tuple[int, int]] = []
     temps: list[tuple[str, str]] = []
     for fd, name, stream in ((1, "stdout", sys.stdout), (2, "stderr", sys.stderr)):
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception):  # a closed or replaced stream: nothing to keep
             stream.flush()
         if store.supports_log_path:
             path = store.log_path(run_id, name)
@@ -524,7 +573,7 @@ def _redirect_std(store: Store, run_id: str) -> Iterator[None]:
         yield
     finally:
         for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):  # as above: the fds are restored regardless
                 stream.flush()
         for fd, copy in saved:
             os.dup2(copy, fd)
