@@ -453,66 +453,14 @@ class SlurmExecutor(Executor):
         sub_dir = _submission_dir(store, submission_id)
         log_dir = os.path.join(sub_dir, "logs")
         os.makedirs(log_dir, exist_ok=True)
-        try:
-            blob = pickle.dumps(_experiment_parts(experiment, derived_metrics), protocol=5)
-        except Exception as exc:
-            raise ExecutionError(
-                f"the definition of {experiment.experiment_id!r} cannot be pickled for SLURM "
-                f"workers ({type(exc).__name__}: {exc}); use plain data in context and params"
-            ) from exc
-        atomic_write_bytes(os.path.join(sub_dir, EXPERIMENT_FILE), blob)
+        _write_experiment_file(sub_dir, experiment, derived_metrics)
 
-        indices = [spec.index for spec, _ in pending]
-        ranges = encode_ranges(indices)
-        baseline = {spec.run_id: attempt for spec, attempt in pending if attempt}
-        chunk = cfg.chunk_size
-        n_tasks = -(-len(indices) // chunk)
-        if cfg.max_array_size is None:
-            limit = cluster_max_array_size()
-        elif self.dry_run:
-            limit = cfg.max_array_size
-        else:
-            limit = min(cfg.max_array_size, cluster_max_array_size())
-        arrays: list[dict[str, Any]] = [
-            {"offset": off, "count": min(limit, n_tasks - off), "job_id": None}
-            for off in range(0, n_tasks, limit)
-        ]
-        from metalab.execution._claims import heartbeat_interval
-        from metalab.store._base import lost_after_seconds
-
-        python = cfg.python or sys.executable
         sub_path = os.path.join(sub_dir, SUBMISSION_FILE)
-        doc: dict[str, Any] = {
-            "format": SUBMISSION_FORMAT,
-            "version": 1,
-            "submission_id": submission_id,
-            "experiment_id": experiment.experiment_id,
-            "submitted_at": manifest.get("submitted_at") or to_iso(utcnow()),
-            "store": sanitize_store_config(store.config.to_dict()),
-            "operation_ref": experiment.operation.ref,
-            "experiment_file": EXPERIMENT_FILE,
-            "context_fingerprint": experiment.context_fingerprint,
-            "total_runs": experiment.total_runs,
-            "skipped": len(skipped),
-            "pending": ranges,
-            "n_pending": len(indices),
-            "chunk_size": chunk,
-            "n_tasks": n_tasks,
-            "arrays": arrays,
-            "baseline": baseline,
-            "metadata": dict(getattr(experiment, "metadata", None) or {}),
-            "heartbeat_interval": heartbeat_interval(),
-            "lost_after": lost_after_seconds(),
-            "sys_path": [p for p in sys.path if p and os.path.isdir(p)],
-            "config": cfg.to_dict(),
-            "script": SCRIPT_FILE,
-            "dry_run": self.dry_run,
-            "cancelled": False,
-        }
+        doc = self._submission_doc(experiment, store, submission_id, pending, skipped, manifest)
         script = render_sbatch_script(
             cfg,
             job_name=cfg.job_name or re.sub(r"[^A-Za-z0-9_.-]", "_", f"metalab-{experiment.name}")[:100],
-            python=python,
+            python=cfg.python or sys.executable,
             submission=sub_path,
             log_dir=log_dir,
             workdir=os.getcwd(),
@@ -524,29 +472,7 @@ class SlurmExecutor(Executor):
         store.put_experiment_manifest(experiment.experiment_id, manifest)
 
         if not self.dry_run:
-            previous_job: str | None = None
-            try:
-                for arr in arrays:
-                    args = ["sbatch", "--parsable", f"--array=0-{arr['count'] - 1}" + (
-                        f"%{cfg.max_concurrent}" if cfg.max_concurrent else "")]
-                    if cfg.max_concurrent and previous_job:
-                        args.append(f"--dependency=afterany:{previous_job}")
-                    args += [os.path.join(sub_dir, SCRIPT_FILE), str(arr["offset"])]
-                    proc = _run_cmd(args)
-                    if proc.returncode != 0:
-                        raise ExecutionError(
-                            f"sbatch refused the job (exit {proc.returncode}): "
-                            f"{(proc.stderr or proc.stdout).strip()}; script: {os.path.join(sub_dir, SCRIPT_FILE)}"
-                        )
-                    arr["job_id"] = previous_job = proc.stdout.strip().split(";")[0]
-            except BaseException:
-                queued = [a["job_id"] for a in arrays if a["job_id"]]
-                if queued:
-                    _run_cmd(["scancel", *queued])
-                doc["cancelled"] = True
-                atomic_write_bytes(sub_path, _json.dumps_pretty(doc))
-                raise
-            atomic_write_bytes(sub_path, _json.dumps_pretty(doc))
+            self._queue_arrays(doc, sub_dir)
 
         run_ids = [spec.run_id for spec, _ in pending]
         handle = SlurmRunHandle(
@@ -554,6 +480,111 @@ class SlurmExecutor(Executor):
             all_run_ids=manifest.get("run_ids"),
         )
         return handle
+
+    def _array_limit(self) -> int:
+        """The most tasks one array may hold: the configured limit, capped by the cluster's."""
+        cfg = self.config
+        if cfg.max_array_size is None:
+            return cluster_max_array_size()
+        if self.dry_run:
+            return cfg.max_array_size
+        return min(cfg.max_array_size, cluster_max_array_size())
+
+    def _submission_doc(
+        self,
+        experiment: Any,
+        store: Store,
+        submission_id: str,
+        pending: Sequence[tuple[Any, int]],
+        skipped: Sequence[str],
+        manifest: dict[str, Any],
+    ) -> dict[str, Any]:
+        """The submission manifest (``submission.json``), its arrays not yet queued."""
+        from metalab.execution._claims import heartbeat_interval
+        from metalab.store._base import lost_after_seconds
+
+        cfg = self.config
+        indices = [spec.index for spec, _ in pending]
+        chunk = cfg.chunk_size
+        n_tasks = -(-len(indices) // chunk)
+        limit = self._array_limit()
+        arrays: list[dict[str, Any]] = [
+            {"offset": off, "count": min(limit, n_tasks - off), "job_id": None}
+            for off in range(0, n_tasks, limit)
+        ]
+        return {
+            "format": SUBMISSION_FORMAT,
+            "version": 1,
+            "submission_id": submission_id,
+            "experiment_id": experiment.experiment_id,
+            "submitted_at": manifest.get("submitted_at") or to_iso(utcnow()),
+            "store": sanitize_store_config(store.config.to_dict()),
+            "operation_ref": experiment.operation.ref,
+            "experiment_file": EXPERIMENT_FILE,
+            "context_fingerprint": experiment.context_fingerprint,
+            "total_runs": experiment.total_runs,
+            "skipped": len(skipped),
+            "pending": encode_ranges(indices),
+            "n_pending": len(indices),
+            "chunk_size": chunk,
+            "n_tasks": n_tasks,
+            "arrays": arrays,
+            "baseline": {spec.run_id: attempt for spec, attempt in pending if attempt},
+            "metadata": dict(getattr(experiment, "metadata", None) or {}),
+            "heartbeat_interval": heartbeat_interval(),
+            "lost_after": lost_after_seconds(),
+            "sys_path": [p for p in sys.path if p and os.path.isdir(p)],
+            "config": cfg.to_dict(),
+            "script": SCRIPT_FILE,
+            "dry_run": self.dry_run,
+            "cancelled": False,
+        }
+
+    def _queue_arrays(self, doc: dict[str, Any], sub_dir: str) -> None:
+        """``sbatch`` every array of ``doc`` and record the job ids in its file.
+
+        On any failure the arrays already queued are cancelled and the
+        submission file says ``cancelled``.
+        """
+        cfg = self.config
+        sub_path = os.path.join(sub_dir, SUBMISSION_FILE)
+        script_path = os.path.join(sub_dir, SCRIPT_FILE)
+        arrays: list[dict[str, Any]] = doc["arrays"]
+        previous_job: str | None = None
+        try:
+            for arr in arrays:
+                args = ["sbatch", "--parsable", f"--array=0-{arr['count'] - 1}" + (
+                    f"%{cfg.max_concurrent}" if cfg.max_concurrent else "")]
+                if cfg.max_concurrent and previous_job:
+                    args.append(f"--dependency=afterany:{previous_job}")
+                args += [script_path, str(arr["offset"])]
+                proc = _run_cmd(args)
+                if proc.returncode != 0:
+                    raise ExecutionError(
+                        f"sbatch refused the job (exit {proc.returncode}): "
+                        f"{(proc.stderr or proc.stdout).strip()}; script: {script_path}"
+                    )
+                arr["job_id"] = previous_job = proc.stdout.strip().split(";")[0]
+        except BaseException:
+            queued = [a["job_id"] for a in arrays if a["job_id"]]
+            if queued:
+                _run_cmd(["scancel", *queued])
+            doc["cancelled"] = True
+            atomic_write_bytes(sub_path, _json.dumps_pretty(doc))
+            raise
+        atomic_write_bytes(sub_path, _json.dumps_pretty(doc))
+
+
+def _write_experiment_file(sub_dir: str, experiment: Any, derived_metrics: tuple[Any, ...]) -> None:
+    """Pickle the experiment's definition (without the operation) into ``experiment.pkl``."""
+    try:
+        blob = pickle.dumps(_experiment_parts(experiment, derived_metrics), protocol=5)
+    except Exception as exc:
+        raise ExecutionError(
+            f"the definition of {experiment.experiment_id!r} cannot be pickled for SLURM "
+            f"workers ({type(exc).__name__}: {exc}); use plain data in context and params"
+        ) from exc
+    atomic_write_bytes(os.path.join(sub_dir, EXPERIMENT_FILE), blob)
 
 
 # ------------------------------------------------------------------ handle
@@ -823,7 +854,8 @@ class SlurmRunHandle:
         if doc is not None and isinstance(doc.get("error"), dict):
             try:
                 error = ErrorInfo.from_dict(doc["error"])
-            except Exception:
+            except Exception as exc:  # the event still reports the run's end, without its error
+                log.debug("run %s: its record's error is malformed: %s", rid, exc)
                 error = None
         kind = {
             "success": EventKind.RUN_FINISHED,

@@ -24,6 +24,9 @@ __all__ = ["main", "run_task"]
 
 log = logging.getLogger("metalab.execution")
 
+#: exit code of a task stopped by SIGTERM (the shell's 128 + signal number)
+EXIT_SIGTERM = 128 + signal.SIGTERM
+
 
 class _BrokenOperation:
     """Stands in for an operation that cannot be imported: every call fails with the import error."""
@@ -41,7 +44,7 @@ class _BrokenOperation:
 
 
 def _sigterm(signum: int, frame: Any) -> None:
-    raise SystemExit(128 + signum)
+    raise SystemExit(EXIT_SIGTERM)
 
 
 def run_task(submission_path: str, task_index: int) -> int:
@@ -62,12 +65,7 @@ def run_task(submission_path: str, task_index: int) -> int:
 
     with open(submission_path, "rb") as fh:
         sub = _json.loads(fh.read())
-    for path in reversed(sub.get("sys_path") or []):
-        if path not in sys.path:
-            sys.path.insert(0, path)
-    for key, name in (("heartbeat_interval", "METALAB_HEARTBEAT_INTERVAL"), ("lost_after", "METALAB_LOST_AFTER")):
-        if sub.get(key) and not os.environ.get(name):
-            os.environ[name] = str(sub[key])
+    _adopt_submitter_settings(sub)
     ranges = sub["pending"]
     starts = range_starts(ranges)
     chunk = int(sub["chunk_size"])
@@ -86,9 +84,7 @@ def run_task(submission_path: str, task_index: int) -> int:
     except OperationImportError as exc:
         print(f"metalab: ERROR: {exc}", file=sys.stderr, flush=True)
         op = _BrokenOperation(ref, exc)
-    job = os.environ.get("SLURM_ARRAY_JOB_ID") or os.environ.get("SLURM_JOB_ID", "?")
-    task = os.environ.get("SLURM_ARRAY_TASK_ID", "?")
-    worker_id = f"slurm-{job}_{task}@{socket.gethostname()}"
+    worker_id = _worker_id()
     with contextlib.suppress(ValueError, OSError):
         signal.signal(signal.SIGTERM, _sigterm)
     metadata = dict(sub.get("metadata") or {})
@@ -121,8 +117,26 @@ def run_task(submission_path: str, task_index: int) -> int:
         print(f"metalab: run {spec.run_id} (index {spec.index}) ended {record.status.value}", flush=True)
         if is_interrupt(record):
             print("metalab: stopped by SIGTERM; the remaining runs of this task were not started", flush=True)
-            return 143
+            return EXIT_SIGTERM
     return 0
+
+
+def _adopt_submitter_settings(sub: dict[str, Any]) -> None:
+    """Import path, heartbeat interval and lost-after delay of the submitting process
+    (environment variables set on the node win)."""
+    for path in reversed(sub.get("sys_path") or []):
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    for key, name in (("heartbeat_interval", "METALAB_HEARTBEAT_INTERVAL"), ("lost_after", "METALAB_LOST_AFTER")):
+        if sub.get(key) and not os.environ.get(name):
+            os.environ[name] = str(sub[key])
+
+
+def _worker_id() -> str:
+    """``slurm-{array job}_{task}@{host}``: names this task in run records."""
+    job = os.environ.get("SLURM_ARRAY_JOB_ID") or os.environ.get("SLURM_JOB_ID", "?")
+    task = os.environ.get("SLURM_ARRAY_TASK_ID", "?")
+    return f"slurm-{job}_{task}@{socket.gethostname()}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run_task(args[0], offset + task)
     except SystemExit as exc:  # SIGTERM between runs
-        return int(exc.code) if isinstance(exc.code, int) else 143
+        return int(exc.code) if isinstance(exc.code, int) else EXIT_SIGTERM
 
 
 if __name__ == "__main__":
