@@ -57,6 +57,29 @@ _SETTING_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 STATE_FILE = "metalab-server.json"
 _LOOPBACK = "127.0.0.1"
 
+#: mode of the server folder: PostgreSQL refuses a data folder others can read
+_PRIVATE_DIR_MODE = 0o700
+#: mode of the temporary password file handed to initdb (owner only)
+_PRIVATE_FILE_MODE = 0o600
+#: tries to start the server on a fresh free port when the chosen one was taken meanwhile
+_START_ATTEMPTS = 3
+#: pause before try n+1 of a start is n times this (seconds)
+_START_RETRY_BACKOFF_S = 0.2
+#: seconds the pg_ctl process gets beyond its own ``-t`` wait before it is killed
+_PG_CTL_GRACE_S = 30
+#: most characters of a program's output or server log quoted in an error message
+_ERROR_TAIL_CHARS = 2000
+#: most characters of createdb's output quoted in an error message
+_CREATEDB_ERROR_CHARS = 1000
+#: timeout (seconds) of short probes: ``pg_config --bindir``, ``test -x``
+_PROBE_TIMEOUT_S = 10
+#: timeout (seconds) of ``pg_ctl status``
+_STATUS_TIMEOUT_S = 30
+#: timeout (seconds) of ``createdb``
+_CREATEDB_TIMEOUT_S = 60
+#: timeout (seconds) of other programs (``initdb``, ``pg_ctl stop``)
+_COMMAND_TIMEOUT_S = 120
+
 
 class PostgresServerError(MetalabError):
     """The local PostgreSQL server could not be created, started or stopped."""
@@ -113,7 +136,7 @@ def find_pg_binary(name: str) -> str:
     if pg_config:
         with contextlib.suppress(OSError, subprocess.SubprocessError):
             out = subprocess.run(
-                [pg_config, "--bindir"], capture_output=True, text=True, timeout=10, check=False
+                [pg_config, "--bindir"], capture_output=True, text=True, timeout=_PROBE_TIMEOUT_S, check=False
             )
             if out.returncode == 0 and out.stdout.strip():
                 candidates.append(out.stdout.strip())
@@ -188,7 +211,7 @@ def _run(
     cmd: list[str],
     as_user: pwd.struct_passwd | None,
     *,
-    timeout: float = 120,
+    timeout: float = _COMMAND_TIMEOUT_S,
     extra_env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     kwargs: dict[str, Any] = {}
@@ -217,7 +240,7 @@ def _chown_tree(path: Path, entry: pwd.struct_passwd) -> None:
 
 def _check_traversable(path: Path, entry: pwd.struct_passwd) -> None:
     """The server user must be able to reach ``path``; say so clearly if not."""
-    probe = _run(["test", "-x", str(path.parent)], entry, timeout=10)
+    probe = _run(["test", "-x", str(path.parent)], entry, timeout=_PROBE_TIMEOUT_S)
     if probe.returncode != 0:
         raise PostgresServerError(
             f"the OS user {entry.pw_name!r} that runs PostgreSQL cannot reach {path.parent}; "
@@ -253,7 +276,7 @@ def server_status(data_dir: str | os.PathLike[str]) -> ServerInfo | None:
     if state is None or not (_pgdata(folder) / "PG_VERSION").exists():
         return None
     entry = _pick_os_user(state.get("os_user")) if os.geteuid() == 0 else None
-    res = _run([find_pg_binary("pg_ctl"), "-D", str(_pgdata(folder)), "status"], entry, timeout=30)
+    res = _run([find_pg_binary("pg_ctl"), "-D", str(_pgdata(folder)), "status"], entry, timeout=_STATUS_TIMEOUT_S)
     return ServerInfo(
         data_dir=str(folder),
         host=_LOOPBACK,
@@ -325,74 +348,27 @@ def start_server(
         return existing
     entry = _pick_os_user(os_user)
     initdb, pg_ctl = find_pg_binary("initdb"), find_pg_binary("pg_ctl")
-    folder.mkdir(parents=True, exist_ok=True)
-    if entry is not None:
-        _chown_tree(folder, entry)
-        _check_traversable(folder, entry)
-    os.chmod(folder, 0o700)
+    _prepare_folder(folder, entry)
     pgdata = _pgdata(folder)
     state = _read_state(folder) or {}
     if not (pgdata / "PG_VERSION").exists():
-        if pgdata.exists():
-            shutil.rmtree(pgdata)  # a half-finished initdb from an earlier attempt
-        cmd = [initdb, "-D", str(pgdata), "-U", user, "-E", "UTF8", "--locale=C.UTF-8"]
-        pwfile = folder / ".pwfile"
-        if password is not None:
-            fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(password + "\n")
-            if entry is not None:
-                os.chown(pwfile, entry.pw_uid, entry.pw_gid)
-            cmd += ["-A", "scram-sha-256", f"--pwfile={pwfile}"]
-        else:
-            cmd += ["-A", "trust"]
-        if fast:
-            cmd.append("--no-sync")
-        try:
-            res = _run(cmd, entry)
-        finally:
-            with contextlib.suppress(OSError):
-                pwfile.unlink()
-        if res.returncode != 0:
-            raise PostgresServerError(
-                f"initdb failed for {pgdata} (exit {res.returncode}): "
-                f"{(res.stderr or res.stdout).strip()[-2000:]}"
-            )
+        _initdb(initdb, folder, user=user, password=password, fast=fast, entry=entry)
         state = {}
     log_file = folder / "server.log"
     last_error = ""
-    for attempt in range(3):
+    for attempt in range(_START_ATTEMPTS):
         chosen = port or (
             int(state["port"]) if state.get("port") and _port_free(int(state["port"])) else None
         ) or _free_port()
-        opts = [
-            "-p", str(chosen), "-k", str(folder),
-            "-c", f"listen_addresses={_LOOPBACK}",
-            "-c", f"max_connections={int(max_connections)}",
-        ]
-        if fast:
-            opts += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
-        opts += extra
+        opts = _start_options(folder, chosen, max_connections=max_connections, fast=fast) + extra
         res = _run(
             [pg_ctl, "-D", str(pgdata), "-l", str(log_file), "-w", "-t", str(int(timeout)),
              "-o", shlex.join(opts), "start"],
             entry,
-            timeout=timeout + 30,
+            timeout=timeout + _PG_CTL_GRACE_S,
         )
         if res.returncode == 0:
-            new_state = {
-                "port": chosen,
-                "host": _LOOPBACK,
-                "user": user,
-                "dbname": dbname,
-                "os_user": entry.pw_name if entry else None,
-                "auth": "scram-sha-256" if password is not None else "trust",
-            }
-            atomic_write_bytes(_state_path(folder), dumps_pretty(new_state))
-            if entry is not None:
-                os.chown(_state_path(folder), entry.pw_uid, entry.pw_gid)
-            info = ServerInfo(str(folder), _LOOPBACK, chosen, user, dbname, True,
-                              entry.pw_name if entry else pwd.getpwuid(os.geteuid()).pw_name)
+            info = _record_started(folder, chosen, user, dbname, password, entry)
             if dbname != "postgres":
                 _create_database(info, password, entry)
             return info
@@ -400,9 +376,93 @@ def start_server(
         if port is not None:
             break
         state = {}
-        time.sleep(0.2 * (attempt + 1))
-    raise PostgresServerError(f"PostgreSQL did not start from {pgdata}: {last_error[-2000:]}")
+        time.sleep(_START_RETRY_BACKOFF_S * (attempt + 1))
+    raise PostgresServerError(
+        f"PostgreSQL did not start from {pgdata}: {last_error[-_ERROR_TAIL_CHARS:]}"
+    )
 
+
+def _prepare_folder(folder: Path, entry: pwd.struct_passwd | None) -> None:
+    """Create ``folder``, hand it to the server's OS user, and make it private."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if entry is not None:
+        _chown_tree(folder, entry)
+        _check_traversable(folder, entry)
+    os.chmod(folder, _PRIVATE_DIR_MODE)
+
+
+def _initdb(
+    initdb: str,
+    folder: Path,
+    *,
+    user: str,
+    password: str | None,
+    fast: bool,
+    entry: pwd.struct_passwd | None,
+) -> None:
+    """Create the server's data folder (``initdb``); PostgresServerError if that fails."""
+    pgdata = _pgdata(folder)
+    if pgdata.exists():
+        shutil.rmtree(pgdata)  # left by an initdb that did not finish
+    cmd = [initdb, "-D", str(pgdata), "-U", user, "-E", "UTF8", "--locale=C.UTF-8"]
+    pwfile = folder / ".pwfile"
+    if password is not None:
+        fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, _PRIVATE_FILE_MODE)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(password + "\n")
+        if entry is not None:
+            os.chown(pwfile, entry.pw_uid, entry.pw_gid)
+        cmd += ["-A", "scram-sha-256", f"--pwfile={pwfile}"]
+    else:
+        cmd += ["-A", "trust"]
+    if fast:
+        cmd.append("--no-sync")
+    try:
+        res = _run(cmd, entry)
+    finally:
+        with contextlib.suppress(OSError):
+            pwfile.unlink()
+    if res.returncode != 0:
+        raise PostgresServerError(
+            f"initdb failed for {pgdata} (exit {res.returncode}): "
+            f"{(res.stderr or res.stdout).strip()[-_ERROR_TAIL_CHARS:]}"
+        )
+
+
+def _start_options(folder: Path, port: int, *, max_connections: int, fast: bool) -> list[str]:
+    """The server options of ``pg_ctl start -o``: loopback only, socket in ``folder``."""
+    opts = [
+        "-p", str(port), "-k", str(folder),
+        "-c", f"listen_addresses={_LOOPBACK}",
+        "-c", f"max_connections={int(max_connections)}",
+    ]
+    if fast:
+        opts += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+    return opts
+
+
+def _record_started(
+    folder: Path,
+    port: int,
+    user: str,
+    dbname: str,
+    password: str | None,
+    entry: pwd.struct_passwd | None,
+) -> ServerInfo:
+    """Write the state file of a server that just started; its ServerInfo."""
+    state = {
+        "port": port,
+        "host": _LOOPBACK,
+        "user": user,
+        "dbname": dbname,
+        "os_user": entry.pw_name if entry else None,
+        "auth": "scram-sha-256" if password is not None else "trust",
+    }
+    atomic_write_bytes(_state_path(folder), dumps_pretty(state))
+    if entry is not None:
+        os.chown(_state_path(folder), entry.pw_uid, entry.pw_gid)
+    return ServerInfo(str(folder), _LOOPBACK, port, user, dbname, True,
+                      entry.pw_name if entry else pwd.getpwuid(os.geteuid()).pw_name)
 
 def _tail(path: Path, n: int = 15) -> str:
     try:
@@ -416,12 +476,12 @@ def _create_database(info: ServerInfo, password: str | None, entry: pwd.struct_p
     res = _run(
         [createdb, "-h", info.host, "-p", str(info.port), "-U", info.user, info.dbname],
         entry,
-        timeout=60,
+        timeout=_CREATEDB_TIMEOUT_S,
         extra_env={"PGPASSWORD": password} if password else None,
     )
     if res.returncode != 0 and "already exists" not in res.stderr:
         raise PostgresServerError(
-            f"could not create database {info.dbname!r}: {res.stderr.strip()[-1000:]}"
+            f"could not create database {info.dbname!r}: {res.stderr.strip()[-_CREATEDB_ERROR_CHARS:]}"
         )
 
 
@@ -447,7 +507,7 @@ def stop_server(
         res = _run(
             [find_pg_binary("pg_ctl"), "-D", str(_pgdata(folder)), "-m", mode, "-w", "stop"],
             entry,
-            timeout=120,
+            timeout=_COMMAND_TIMEOUT_S,
         )
         if res.returncode != 0 and server_status(folder) is not None:
             still = server_status(folder)
