@@ -19,6 +19,9 @@ __all__ = ["load_results"]
 
 log = logging.getLogger("metalab.analysis")
 
+#: unreadable files named in load_results' warning (the rest are counted)
+_NAMED_PROBLEMS = 3
+
 
 def load_results(
     store_or_path: str | os.PathLike[str] | StoreConfig | Store | None,
@@ -85,42 +88,79 @@ def load_results(
     plain = where is None and columns is None and order_by is None and limit is None
     table = _from_index(store, narrow, where, columns, order_by, limit, plain)
     if table is not None:
-        table = _valid_rows(store, table, collect)
-        results = Results._from_table(store, table, problems, tell)
-        if table.projected and any(ns == "derived" for ns, _ in table.fields):
-            for (eid, rid), values in zip(table.keys(), table.maps("derived"), strict=True):
-                results._ctx.set_derived(eid, rid, values)
+        results = _results_of_table(store, table, problems, collect, tell)
     elif plain:
         documents = _mark_lost(store.iter_run_documents(narrow, on_error=collect))
         results = Results._build(store, documents, problems, tell)
     else:
-        from metalab.store._query import build_query
-        from metalab.store._records import problems_to
-
-        text = where if where is None or isinstance(where, str) else None
-        keywords = dict(where) if isinstance(where, Mapping) else None
-        query = build_query(text, columns=columns, order_by=order_by, limit=limit,
-                            keywords=keywords)
-        with problems_to(collect):  # the files the query skipped
-            found = store.query_runs(narrow, query)
-        # a projection has no heartbeat: its status is already the effective
-        # one (the query engines show a stopped heartbeat as lost)
-        shown = _mark_lost(found) if columns is None else found
-        results = Results._build(store, shown, problems, tell, keep_order=bool(query.order))
-        if columns is not None:
-            for doc in found:
-                if isinstance(doc.get("derived"), dict):
-                    results._ctx.set_derived(doc["experiment_id"], doc["run_id"], doc["derived"])
-    if problems and on_error is None:
-        shown = ", ".join(str(p.path or p) for p in problems[:3])
-        more = f" and {len(problems) - 3} more" if len(problems) > 3 else ""
-        warnings.warn(
-            f"load_results skipped {len(problems)} unreadable run file(s): {shown}{more}; "
-            "see results.problems",
-            UserWarning,
-            stacklevel=2,
+        results = _query_results(
+            store, narrow, where, columns, order_by, limit, problems, collect, tell
         )
+    if problems and on_error is None:
+        _warn_skipped(problems)
     return results
+
+
+def _results_of_table(
+    store: Store,
+    table: RunTable,
+    problems: list[CorruptRecordError],
+    collect: ErrorCallback,
+    tell: ErrorCallback,
+) -> Results:
+    """Results of the rows the store's index answered (rows of damaged files dropped)."""
+    table = _valid_rows(store, table, collect)
+    results = Results._from_table(store, table, problems, tell)
+    if table.projected and any(ns == "derived" for ns, _ in table.fields):
+        for (eid, rid), values in zip(table.keys(), table.maps("derived"), strict=True):
+            results._ctx.set_derived(eid, rid, values)
+    return results
+
+
+def _query_results(
+    store: Store,
+    narrow: str | None,
+    where: str | Mapping[str, Any] | None,
+    columns: Sequence[str] | None,
+    order_by: str | Sequence[str] | None,
+    limit: int | None,
+    problems: list[CorruptRecordError],
+    collect: ErrorCallback,
+    tell: ErrorCallback,
+) -> Results:
+    """Results of a query the store answers (:meth:`Store.query_runs`)."""
+    from metalab.store._query import build_query
+    from metalab.store._records import problems_to
+
+    text = where if where is None or isinstance(where, str) else None
+    keywords = dict(where) if isinstance(where, Mapping) else None
+    query = build_query(text, columns=columns, order_by=order_by, limit=limit,
+                        keywords=keywords)
+    with problems_to(collect):  # the files the query skipped
+        found = store.query_runs(narrow, query)
+    # a projection has no heartbeat: its status is already the effective
+    # one (the query engines show a stopped heartbeat as lost)
+    shown = _mark_lost(found) if columns is None else found
+    results = Results._build(store, shown, problems, tell, keep_order=bool(query.order))
+    if columns is not None:
+        for doc in found:
+            if isinstance(doc.get("derived"), dict):
+                results._ctx.set_derived(doc["experiment_id"], doc["run_id"], doc["derived"])
+    return results
+
+
+def _warn_skipped(problems: list[CorruptRecordError]) -> None:
+    """One UserWarning (attributed to the caller of load_results) summarising ``problems``."""
+    shown = ", ".join(str(p.path or p) for p in problems[:_NAMED_PROBLEMS])
+    more = (
+        f" and {len(problems) - _NAMED_PROBLEMS} more" if len(problems) > _NAMED_PROBLEMS else ""
+    )
+    warnings.warn(
+        f"load_results skipped {len(problems)} unreadable run file(s): {shown}{more}; "
+        "see results.problems",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def _from_index(
