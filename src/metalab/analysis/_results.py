@@ -94,7 +94,7 @@ def _same(value: Any, target: Any) -> bool:
         return False
     try:
         return bool(value == target)
-    except Exception:
+    except Exception:  # == raised, or gave no truth value (an array): not a match
         return False
 
 

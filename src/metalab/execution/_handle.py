@@ -385,7 +385,10 @@ class RunHandle:
             # released: the holder may have written its final record just before
             try:
                 rec = self._store.get_run_record(rid)
-            except Exception:
+            except Exception as exc:
+                # read as absent: the run is handed out again; with resume its job
+                # reads the record once more after claiming and stops if it cannot
+                log.debug("run %s: could not read its record after the claim ended: %s", rid, exc)
                 rec = None
             if rec is not None and rec.status in _FINAL and (
                 (rec.status is Status.SUCCESS and job.resume) or rec.attempt >= job.attempt
@@ -525,8 +528,8 @@ class RunHandle:
             if getattr(self._store, "supports_working_directory", False):
                 try:
                     folder = self._store.get_working_directory()
-                except Exception:
-                    pass
+                except Exception as exc:  # the message then names the file's folder
+                    log.debug("could not get the store's folder for the report: %s", exc)
             where = f" in {folder}" if folder else ""
             unsaved = f"; {lost} of them ended but their final record could not be written" if lost else ""
             log.error(
