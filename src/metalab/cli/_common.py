@@ -13,13 +13,35 @@ import click
 from metalab._errors import MetalabError
 from metalab._internal._redact import redact
 
-__all__ = ["MetalabGroup", "error_message", "progress_callback"]
+__all__ = ["MetalabGroup", "error_message", "open_store", "progress_callback"]
 
 
 def error_message(exc: BaseException) -> str:
     """The user-facing message for a library error, with passwords removed."""
     text = str(exc) or type(exc).__name__
     return redact(text)
+
+
+def open_store(locator: str, experiment_id: str | None) -> Any:
+    """The store ``locator`` names, scoped to ``experiment_id`` if given.
+
+    Raises NotFoundError for a folder that does not exist or an experiment
+    the store does not hold (a typo must not read as "no runs").
+    """
+    from metalab.store._factory import make_store, require_experiment
+
+    store = make_store(locator, must_exist=True)
+    if experiment_id is None:
+        return store
+    try:
+        require_experiment(store, experiment_id)
+    except BaseException:
+        store.close()
+        raise
+    if store.is_scoped:
+        return store
+    with store:  # (the scoped store has connections of its own)
+        return make_store(store, experiment_id=experiment_id)
 
 
 class MetalabGroup(click.Group):
@@ -66,7 +88,7 @@ def _warnings_to_stderr() -> Iterator[None]:
 
 
 @contextmanager
-def progress_callback(description: str) -> Iterator[Callable[[int, int], None] | None]:
+def progress_callback(description: str) -> Iterator[Callable[[int, int | None], None] | None]:
     """Yield a ``callback(done, total)`` drawing a rich progress bar on stderr.
 
     Yields ``None`` when stderr is not a terminal (pipes, CI logs), so nothing
@@ -88,7 +110,7 @@ def progress_callback(description: str) -> Iterator[Callable[[int, int], None] |
     ) as bar:
         task = bar.add_task(description, total=None)
 
-        def update(done: int, total: int) -> None:
+        def update(done: int, total: int | None) -> None:
             bar.update(task, completed=done, total=total)
 
         yield update

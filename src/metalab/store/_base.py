@@ -3,16 +3,60 @@
 A store holds the results of runs of one experiment (a *scoped* store) or of
 a collection of experiments (an *unscoped* store).  The primitives below are
 the whole contract; everything else (Results, transfer, the runner) is built on
-them.  Optional features are declared with ``supports_*`` class flags rather
-than discovered by type checks.
+them.
+
+Capabilities:
+    Optional features are declared with ``supports_*`` class flags, and the
+    code that needs a feature reads the flag (never ``isinstance`` or
+    ``hasattr``).  A method behind a flag the store does not set raises
+    ``NotImplementedError`` (the claim methods instead behave as if every
+    claim succeeded):
+
+    * ``supports_working_directory``: :meth:`Store.get_working_directory`
+      names a local folder (workers run in it, transfers copy extra files
+      from it).
+    * ``supports_log_path``: :meth:`Store.log_path` gives a local file that
+      may be appended to directly (log capture).
+    * ``supports_index``: :meth:`Store.rebuild_index` rebuilds a query index
+      from the files (``metalab store rebuild-index``).
+    * ``supports_run_table``: :meth:`Store.run_table` and
+      :meth:`Store.read_run_documents` answer from an index
+      (``load_results`` uses them).
+    * ``supports_claims``: :meth:`Store.try_claim` really keeps two launches
+      apart (without it, a claim always succeeds).
+
+Read-only stores:
+    A store whose :attr:`Store.read_only` is True refuses every method that
+    writes (:data:`WRITE_METHODS`) with :class:`ReadOnlyStoreError` before
+    anything is written.  The refusal is one guard, installed on those
+    methods by :meth:`Store.__init_subclass__` for every subclass; a backend
+    only says whether it is read-only.  A read-only FileStore
+    (``FileStoreConfig(read_only=True)``, locator ``?read_only=true``) also
+    writes nothing when it reads: queries scan the files instead of using
+    the catalog, and a missing ``_meta.json`` is not rebuilt.
 
 Concurrency contract (all backends):
     * Every write is atomic: a concurrent reader sees the old value or the new
       one, never a partial one.  Concurrent writes of the same item: last
-      writer wins.
-    * Methods are safe to call from several threads and several processes
-      (and hosts, on a shared filesystem) at once.
-    * Reads never take locks.
+      writer wins.  ``append_log`` adds to the end of the log (FileStore:
+      ``O_APPEND``), visible to readers at once.
+    * A store object may be shared by threads; methods are safe to call from
+      several threads and several processes (and hosts, on a shared
+      filesystem) at once.  Stores pickle as their config and reconnect on
+      load, which is how they reach other processes.
+    * Reads of single items and bulk reads of records (``get_*``,
+      ``iter_run_documents``, ``list_*``) take no locks.
+    * Locks are taken only where a read-modify-write spans files: the
+      artifact manifest of one run (``put_artifact``, a lock file per run),
+      claims (``try_claim``, exclusive create), and a FileStore's query
+      catalog (``query_runs`` and ``rebuild_index`` hold the folder's
+      ``.catalog`` lock file while they refresh and read it; a lock held too
+      long, or a folder that cannot be written, makes the query scan the
+      files instead, with the same answers).  All of these are lock files,
+      so they exclude other threads, processes and hosts alike.
+    * PostgresStore: the same for its files; its index is written by a
+      background thread per process and is never required for correctness
+      (see :mod:`metalab.store._postgres._store`).
 
 Errors:
     * Bad names raise :class:`~metalab.InvalidNameError` before anything is
@@ -21,18 +65,22 @@ Errors:
       ``open_*`` raise :class:`~metalab.NotFoundError`.
     * Files that exist but cannot be parsed raise (or, in bulk reads, report
       through ``on_error``) :class:`~metalab.CorruptRecordError` naming the file.
+    * Writes to a read-only store raise :class:`ReadOnlyStoreError`.
+    * Failures of the medium (disk full, permissions) raise ``OSError`` or
+      :class:`~metalab.StoreError`.
 """
 
 from __future__ import annotations
 
 import abc
+import functools
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
-from metalab._errors import CorruptRecordError
+from metalab._errors import CorruptRecordError, StoreError
 from metalab.model import ArtifactDescriptor, RunRecord
 
 if TYPE_CHECKING:
@@ -40,7 +88,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_LOST_AFTER_S",
+    "WRITE_METHODS",
     "ErrorCallback",
+    "Progress",
+    "ReadOnlyStoreError",
     "Store",
     "effective_status",
     "lost_after_seconds",
@@ -50,6 +101,57 @@ __all__ = [
 log = logging.getLogger("metalab.store")
 
 ErrorCallback = Callable[[CorruptRecordError], None]
+#: ``progress(done, total_or_None)``, called while a long operation goes on
+Progress = Callable[[int, int | None], None]
+
+
+class ReadOnlyStoreError(StoreError):
+    """A write was asked of a store opened read-only; nothing was written.
+
+    Attributes:
+        method: the refused method (``"put_run_record"``, ...).
+    """
+
+    def __init__(self, message: str, method: str = "") -> None:
+        super().__init__(message)
+        self.method = method
+
+
+#: the methods of :class:`Store` that write; a read-only store refuses them all
+WRITE_METHODS = frozenset({
+    "put_run_record", "delete_run", "put_artifact", "append_log", "log_path",
+    "put_data", "put_derived", "put_experiment_manifest",
+    "try_claim", "touch_heartbeat", "release_claim", "rebuild_index",
+})
+
+_GUARD_MARK = "_metalab_write_guard"
+
+
+def _guard_write(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` refusing to run on a read-only store (the one read-only check)."""
+    if getattr(fn, _GUARD_MARK, False):
+        return fn
+    name = fn.__name__
+
+    @functools.wraps(fn)
+    def guarded(self: Store, *args: Any, **kwargs: Any) -> Any:
+        if self.read_only:
+            raise ReadOnlyStoreError(
+                f"{self!r} is read-only, so {name}() was refused and nothing was written; "
+                "open the store without read_only to write to it",
+                name,
+            )
+        return fn(self, *args, **kwargs)
+
+    setattr(guarded, _GUARD_MARK, True)
+    return guarded
+
+
+def _guard_writes(cls: type) -> None:
+    for name in WRITE_METHODS:
+        fn = cls.__dict__.get(name)
+        if callable(fn) and not getattr(fn, "__isabstractmethod__", False):
+            setattr(cls, name, _guard_write(fn))
 
 
 def warn_corrupt(err: CorruptRecordError) -> None:
@@ -107,27 +209,48 @@ def effective_status(
 
 
 class Store(abc.ABC):
-    """Abstract base of all stores.  See the module docstring for the contract."""
+    """Abstract base of all stores.  See the module docstring for the contract.
+
+    Subclasses implement the abstract methods, set the ``supports_*`` flags of
+    the optional features they have, and say whether they are
+    :attr:`read_only`; the write methods (:data:`WRITE_METHODS`) of every
+    subclass are wrapped so that a read-only store refuses them.
+    """
 
     #: the store can name a local folder holding this experiment's files
     supports_working_directory: ClassVar[bool] = False
     #: ``log_path()`` gives a local file that may be appended to directly
     supports_log_path: ClassVar[bool] = False
-    #: the store keeps a query index that can be rebuilt from files
+    #: the store keeps a query index that :meth:`rebuild_index` rebuilds from the files
     supports_index: ClassVar[bool] = False
-    #: :meth:`query_runs` runs the query in the store (SQL, a catalog), not by a scan
-    supports_query: ClassVar[bool] = False
+    #: what the number :meth:`rebuild_index` returns counts (for messages)
+    index_unit: ClassVar[str] = "items"
     #: :meth:`run_table` answers runs as columns and :meth:`read_run_documents`
     #: fetches many records at once (an index that needs no record parsing)
     supports_run_table: ClassVar[bool] = False
-    #: the store refuses writes
-    read_only: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _guard_writes(cls)
+
+    @property
+    def read_only(self) -> bool:
+        """True if this store refuses writes (:class:`ReadOnlyStoreError`).
+
+        False unless the backend says otherwise (a FileStore opened with
+        ``read_only=True``).
+        """
+        return False
 
     # ------------------------------------------------------------------ identity
     @property
     @abc.abstractmethod
     def config(self) -> StoreConfig:
-        """The config this store was connected from (``config.connect()`` rebuilds it)."""
+        """The config this store was connected from (``config.connect()`` rebuilds it).
+
+        Raises:
+            Nothing: a property of the connected store.
+        """
 
     @property
     def experiment_id(self) -> str | None:
@@ -151,6 +274,14 @@ class Store(abc.ABC):
         re-creates anyway (``running`` records and their heartbeats), whose
         loss in a power cut only means the run restarts.  Each store says
         what else its durable write guarantees.
+
+        Raises:
+            InvalidNameError: the run id is not a usable name.
+            ScopeError: the record belongs to another experiment than the
+                one the store is scoped to.
+            ReadOnlyStoreError: the store is read-only.
+            OSError, StoreError: the medium refused the write (disk full,
+                permissions); the previous record is kept.
         """
 
     @abc.abstractmethod
@@ -158,6 +289,7 @@ class Store(abc.ABC):
         """The record of ``run_id`` or ``None``.
 
         Raises:
+            InvalidNameError: the run id is not a usable name.
             CorruptRecordError: the record exists but cannot be parsed.
         """
 
@@ -170,6 +302,11 @@ class Store(abc.ABC):
         A scoped store yields only its own experiment's runs.  ``experiment_id``
         narrows an unscoped store to one experiment.  Unreadable files are
         reported to ``on_error`` (default: :func:`warn_corrupt`) and skipped.
+
+        Raises:
+            OSError: the medium cannot be listed (a store that does not exist
+                yet yields nothing).  Whatever ``on_error`` raises stops the
+                iteration.
         """
 
     def list_run_records(
@@ -207,7 +344,8 @@ class Store(abc.ABC):
         order without ``order_by``).  ``limit``: at most that many runs.
 
         This default scans :meth:`iter_run_documents` and evaluates in memory;
-        stores with ``supports_query`` answer the same in SQL.  Unreadable
+        stores with an index (FileStore's catalog, PostgreSQL) override it and
+        answer the same from the index.  Unreadable
         files are skipped (reported to the default ``on_error``).
 
         Raises:
@@ -251,7 +389,15 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def delete_run(self, run_id: str) -> None:
-        """Remove everything stored for ``run_id`` (record, derived, data, artifacts, logs)."""
+        """Remove everything stored for ``run_id`` (record, derived, data, artifacts, logs).
+
+        Deleting a run that does not exist does nothing.
+
+        Raises:
+            InvalidNameError: the run id is not a usable name.
+            ReadOnlyStoreError: the store is read-only.
+            OSError: the medium refused the deletion.
+        """
 
     # ---------------------------------------------------------------- artifacts
     @abc.abstractmethod
@@ -269,11 +415,27 @@ class Store(abc.ABC):
 
         Returns the descriptor to put in the run record.  Storing a name again
         replaces the artifact.
+
+        Raises:
+            InvalidNameError: the run id, name or format is not a usable name,
+                the name starts with ``_`` (reserved), or its file would hold
+                another artifact of the run.
+            ValidationError: ``source`` is neither bytes nor a path.
+            CorruptRecordError: the run's artifact list cannot be parsed.
+            ReadOnlyStoreError: the store is read-only.
+            StoreError: the run's artifact list stayed locked by another
+                writer for too long.
+            OSError: ``source`` cannot be read, or the medium refused the write.
         """
 
     @abc.abstractmethod
     def list_artifacts(self, run_id: str) -> list[ArtifactDescriptor]:
-        """Descriptors of the artifacts stored for ``run_id``."""
+        """Descriptors of the artifacts stored for ``run_id`` (``[]`` if none).
+
+        Raises:
+            InvalidNameError: the run id is not a usable name.
+            CorruptRecordError: the run's artifact list cannot be parsed.
+        """
 
     @abc.abstractmethod
     def open_artifact(self, run_id: str, name: str) -> BinaryIO:
@@ -281,6 +443,8 @@ class Store(abc.ABC):
 
         Raises:
             NotFoundError: no such artifact.
+            InvalidNameError: the run id or name is not a usable name.
+            CorruptRecordError: the run's artifact list cannot be parsed.
         """
 
     def get_artifact_bytes(self, run_id: str, name: str) -> bytes:
@@ -290,15 +454,29 @@ class Store(abc.ABC):
     # --------------------------------------------------------------------- logs
     @abc.abstractmethod
     def append_log(self, run_id: str, name: str, text: str) -> None:
-        """Append ``text`` to log ``name`` of ``run_id`` (created if missing)."""
+        """Append ``text`` to log ``name`` of ``run_id`` (created if missing).
+
+        Raises:
+            InvalidNameError: the run id or log name is not a usable name.
+            ReadOnlyStoreError: the store is read-only.
+            OSError: the medium refused the write.
+        """
 
     @abc.abstractmethod
     def get_log(self, run_id: str, name: str = "run") -> str | None:
-        """The content of a log, or ``None`` if it does not exist."""
+        """The content of a log, or ``None`` if it does not exist.
+
+        Raises:
+            InvalidNameError: the run id or log name is not a usable name.
+        """
 
     @abc.abstractmethod
     def list_logs(self, run_id: str) -> list[str]:
-        """Names of the logs of ``run_id``."""
+        """Names of the logs of ``run_id`` (``[]`` if none).
+
+        Raises:
+            InvalidNameError: the run id is not a usable name.
+        """
 
     def log_path(self, run_id: str, name: str) -> str:
         """A local file path for log ``name`` (only if ``supports_log_path``)."""
@@ -314,15 +492,32 @@ class Store(abc.ABC):
         infinite or NaN floats: they are stored as the texts ``"Infinity"``,
         ``"-Infinity"``, ``"NaN"`` (see :mod:`metalab._internal._json`), as
         :meth:`get_data` returns them.
+
+        Raises:
+            InvalidNameError: the run id or data name is not a usable name.
+            ValidationError: ``payload`` is not a dict with ``data``, its
+                ``kind`` is unknown, or it holds NaN / an infinity outside
+                the values of a series.
+            ReadOnlyStoreError: the store is read-only.
+            OSError: the medium refused the write.
         """
 
     @abc.abstractmethod
     def get_data(self, run_id: str, name: str) -> dict[str, Any] | None:
-        """The payload stored by :meth:`put_data`, or ``None``."""
+        """The payload stored by :meth:`put_data`, or ``None``.
+
+        Raises:
+            InvalidNameError: the run id or data name is not a usable name.
+            CorruptRecordError: the stored payload cannot be parsed.
+        """
 
     @abc.abstractmethod
     def list_data(self, run_id: str) -> list[str]:
-        """Names of the structured data items of ``run_id``."""
+        """Names of the structured data items of ``run_id`` (``[]`` if none).
+
+        Raises:
+            InvalidNameError: the run id is not a usable name.
+        """
 
     # ------------------------------------------------------------------ derived
     @abc.abstractmethod
@@ -331,24 +526,49 @@ class Store(abc.ABC):
 
         An infinite or NaN float value is stored as its text (``"Infinity"``,
         ``"-Infinity"``, ``"NaN"``), as :meth:`get_derived` returns it.
+
+        Raises:
+            InvalidNameError: the run id is not a usable name.
+            ValidationError: ``values`` is not a dict.
+            ReadOnlyStoreError: the store is read-only.
+            OSError: the medium refused the write.
         """
 
     @abc.abstractmethod
     def get_derived(self, run_id: str) -> dict[str, Any] | None:
-        """Derived metrics of ``run_id``, or ``None``."""
+        """Derived metrics of ``run_id``, or ``None``.
+
+        Raises:
+            InvalidNameError: the run id is not a usable name.
+            CorruptRecordError: the stored metrics cannot be parsed.
+        """
 
     # --------------------------------------------------------------- manifests
     @abc.abstractmethod
     def put_experiment_manifest(
         self, experiment_id: str, manifest: dict[str, Any], timestamp: datetime | None = None
     ) -> None:
-        """Store one experiment manifest (a new file per call, never overwritten)."""
+        """Store one experiment manifest (a new file per call, never overwritten).
+
+        Raises:
+            InvalidNameError: ``experiment_id`` is not a usable id.
+            ScopeError: the store is scoped to another experiment.
+            ValidationError: ``manifest`` is not a dict.
+            ReadOnlyStoreError: the store is read-only.
+            OSError: the medium refused the write.
+        """
 
     @abc.abstractmethod
     def list_experiment_manifests(
         self, experiment_id: str
     ) -> list[tuple[datetime, dict[str, Any]]]:
-        """All manifests of ``experiment_id``, oldest first."""
+        """All manifests of ``experiment_id``, oldest first (``[]`` if none).
+
+        Raises:
+            InvalidNameError: ``experiment_id`` is not a usable id.
+            ScopeError: the store is scoped to another experiment.
+            CorruptRecordError: a stored manifest cannot be parsed.
+        """
 
     def get_experiment_manifest(self, experiment_id: str) -> dict[str, Any] | None:
         """The newest manifest of ``experiment_id``, or ``None``."""
@@ -358,11 +578,44 @@ class Store(abc.ABC):
     # -------------------------------------------------------------- collection
     @abc.abstractmethod
     def list_experiments(self) -> list[str]:
-        """Experiment ids that have data in this store (its own id if scoped)."""
+        """Experiment ids that have data in this store (its own id if scoped).
+
+        Raises:
+            CorruptRecordError: the store's own metadata cannot be parsed (an
+                experiment folder whose metadata cannot be parsed is reported
+                as a warning and left out).
+            OSError: the medium cannot be listed.
+        """
 
     def get_working_directory(self) -> str:
         """The local folder of this store's files (only if ``supports_working_directory``)."""
         raise NotImplementedError(f"{type(self).__name__} has no working directory")
+
+    # -------------------------------------------------------------------- index
+    def rebuild_index(self, progress: Progress | None = None) -> int:
+        """Rebuild the store's query index from its files (only if ``supports_index``).
+
+        The files are the source of truth; the index (a FileStore's catalog,
+        a PostgresStore's tables) only speeds up queries.  Rebuilds the
+        index of the store's scope: one experiment if scoped, else all.
+
+        Args:
+            progress: called as ``progress(done, total_or_None)``.
+
+        Returns:
+            how much was read or indexed, counted in :attr:`index_unit`
+            (FileStore: files read; PostgresStore: runs indexed).
+
+        Raises:
+            NotImplementedError: the store keeps no query index.
+            ReadOnlyStoreError: the store is read-only.
+            StoreError: the index cannot be written
+                (:class:`~metalab.IndexUnavailableError`: it cannot be reached).
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} has no query index to rebuild (supports_index is False); "
+            "its queries read the files"
+        )
 
     # ----------------------------------------------------- claims, heartbeats
     #: :meth:`try_claim` really excludes other launches (otherwise it always succeeds)
@@ -393,7 +646,11 @@ class Store(abc.ABC):
         return None
 
     def touch_heartbeat(self, run_id: str, owner: str) -> bool:
-        """Refresh the claim of ``run_id``; False if ``owner`` no longer holds it."""
+        """Refresh the claim of ``run_id``; False if ``owner`` no longer holds it.
+
+        Raises:
+            ReadOnlyStoreError: the store is read-only (as every write method).
+        """
         return True
 
     def release_claim(self, run_id: str, owner: str) -> None:  # noqa: B027 - optional hook
@@ -412,6 +669,9 @@ class Store(abc.ABC):
     def __reduce__(self) -> tuple[Any, ...]:
         # Stores pickle as their config and reconnect on load.
         return (_reconnect, (self.config,))
+
+
+_guard_writes(Store)  # (its own default write methods: claims, log_path, rebuild_index)
 
 
 def _is_query(value: Any) -> bool:

@@ -104,9 +104,14 @@ class FileStoreConfig(StoreConfig):
         root: the collection folder (made absolute, ``~`` expanded).
         experiment_id: the experiment this config is scoped to; its files go
             to ``{root}/{safe_experiment_id(experiment_id)}/``.
+        read_only: the store refuses every write
+            (:class:`~metalab.store._base.ReadOnlyStoreError`) and writes
+            nothing when it reads (queries scan the files rather than
+            refresh the catalog; a missing ``_meta.json`` is not rebuilt).
+            Locator: ``?read_only=true``.
 
     Raises:
-        ConfigError: ``root`` is empty.
+        ConfigError: ``root`` is empty, or ``read_only`` is not a bool.
         InvalidNameError: ``experiment_id`` is not a usable id.
     """
 
@@ -114,6 +119,7 @@ class FileStoreConfig(StoreConfig):
 
     root: str
     experiment_id: str | None = None
+    read_only: bool = False
 
     def __post_init__(self) -> None:
         root = os.fspath(self.root) if isinstance(self.root, os.PathLike) else self.root
@@ -122,6 +128,10 @@ class FileStoreConfig(StoreConfig):
                 f"FileStoreConfig.root must be a folder path such as './experiments', got {root!r}"
             )
         object.__setattr__(self, "root", os.path.abspath(os.path.expanduser(root)))
+        if not isinstance(self.read_only, bool):
+            raise ConfigError(
+                f"FileStoreConfig.read_only must be True or False, got {self.read_only!r}"
+            )
         if self.experiment_id is not None:
             safe_experiment_id(self.experiment_id)
 
@@ -131,31 +141,51 @@ class FileStoreConfig(StoreConfig):
 
     @classmethod
     def from_locator(cls, info: LocatorInfo, **kwargs: Any) -> FileStoreConfig:
-        """Build from a ``file`` locator; ``?experiment_id=`` or the keyword scope it.
+        """Build from a ``file`` locator; ``?experiment_id=`` or the keyword scope it,
+        ``?read_only=true`` or the keyword ``read_only=True`` open it read-only.
 
         Raises:
-            ConfigError: unknown query parameters or keywords, or two different
-                experiment ids.
+            ConfigError: unknown query parameters or keywords, two different
+                experiment ids, or a ``read_only`` that is not a boolean.
         """
         query = dict(info.query)
         q_id = query.pop("experiment_id", None)
         k_id = kwargs.pop("experiment_id", None)
+        q_ro = query.pop("read_only", None)
+        read_only = kwargs.pop("read_only", None)
+        if read_only is None:
+            read_only = _parse_bool("read_only", q_ro) if q_ro is not None else False
         unknown = sorted(set(query) | set(kwargs))
         if unknown:
             raise ConfigError(
                 f"the file store does not understand option(s) {unknown}; "
-                "the only option is 'experiment_id'"
+                "the options are 'experiment_id' and 'read_only'"
             )
         if q_id is not None and k_id is not None and q_id != k_id:
             raise ConfigError(
                 f"the locator says experiment_id={q_id!r} but the keyword says {k_id!r}; "
                 "give only one of them"
             )
-        return cls(root=info.path, experiment_id=k_id if k_id is not None else q_id)
+        return cls(root=info.path, experiment_id=k_id if k_id is not None else q_id,
+                   read_only=read_only)
 
     def to_dict(self, *, include_password: bool = True) -> dict[str, Any]:
-        """``{"root", "experiment_id", "_type"}`` (a folder holds no secret to leave out)."""
+        """``{"root", "experiment_id", "_type"}`` (a folder holds no secret to leave out);
+        a read-only config also has ``"read_only": True`` before ``_type``."""
+        if self.read_only:
+            return {"root": self.root, "experiment_id": self.experiment_id,
+                    "read_only": True, "_type": self.scheme}
         return {"root": self.root, "experiment_id": self.experiment_id, "_type": self.scheme}
+
+
+def _parse_bool(name: str, text: str) -> bool:
+    """A locator option's boolean value (``true``/``false``, ``1``/``0``, ``yes``/``no``)."""
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"locator option {name}={text!r} must be true or false")
 
 
 def _read_bytes(path: str) -> bytes:
@@ -195,8 +225,10 @@ class FileStore(Store):
 
     supports_working_directory: ClassVar[bool] = True
     supports_log_path: ClassVar[bool] = True
-    #: queries use the folder's catalog (``.catalog/``, see ``_query._catalog``)
-    supports_query: ClassVar[bool] = True
+    #: queries use the folder's catalog (``.catalog/``, see ``_query._catalog``),
+    #: which :meth:`rebuild_index` rebuilds
+    supports_index: ClassVar[bool] = True
+    index_unit: ClassVar[str] = "files read"
 
     def __init__(
         self, config: FileStoreConfig | str | os.PathLike[str], experiment_id: str | None = None
@@ -230,7 +262,13 @@ class FileStore(Store):
         return hash((type(self).__name__, self._config))
 
     def __repr__(self) -> str:
-        return f"FileStore(root={self._config.root!r}, experiment_id={self.experiment_id!r})"
+        ro = ", read_only=True" if self._config.read_only else ""
+        return f"FileStore(root={self._config.root!r}, experiment_id={self.experiment_id!r}{ro})"
+
+    @property
+    def read_only(self) -> bool:
+        """``config.read_only``: writes are refused (see :class:`Store`)."""
+        return self._config.read_only
 
     def get_working_directory(self) -> str:
         return self._dir
@@ -376,7 +414,8 @@ class FileStore(Store):
         experiments: None (the folder is left out) with a warning naming the
         folder and the ids.  No records: None, silently (not an experiment
         folder, or one holding no runs).  A store object warns once per
-        state of ``runs/``, not at every look.
+        state of ``runs/``, not at every look.  A read-only store reads the
+        folder as that experiment without writing the file.
         """
         ids, count, fresh = self._record_ids(folder)
         if len(ids) > 1:
@@ -392,6 +431,11 @@ class FileStore(Store):
             return None
         (eid,) = ids
         if not fresh:  # could not be rebuilt (reported then); the records still say eid
+            return eid
+        if self.read_only:  # read as that experiment; writing the file is a write
+            _log.info("experiment folder %s has no %s; read as experiment %r (its run "
+                      "records say so); not rebuilt: the store is read-only",
+                      folder, META_FILE, eid)
             return eid
         path = os.path.join(folder, META_FILE)
         meta = {
@@ -615,15 +659,23 @@ class FileStore(Store):
 
         return query_filestore(self, experiment_id, where, columns, order_by, limit)
 
-    def reindex_catalog(self, progress: Any = None) -> int:
-        """Rebuild the query catalog(s) from the files; returns the number of files read.
+    def rebuild_index(self, progress: Any = None) -> int:
+        """Rebuild the query catalog of each experiment folder from the files.
+
+        See :meth:`Store.rebuild_index`.  Returns the number of files read
+        (run records and derived metrics).
 
         Raises:
-            StoreError: the catalog cannot be written (queries then scan).
+            ReadOnlyStoreError: the store is read-only.
+            StoreError: a catalog cannot be written (queries then scan).
         """
         from metalab.store._query._filestore import reindex_filestore
 
         return reindex_filestore(self, progress)
+
+    def reindex_catalog(self, progress: Any = None) -> int:
+        """The former name of :meth:`rebuild_index` (kept for existing code)."""
+        return self.rebuild_index(progress)
 
     def run_exists(self, run_id: str) -> bool:
         check_name(run_id, "run id")

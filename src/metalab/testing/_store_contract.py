@@ -16,25 +16,35 @@ Use it from a backend's test module::
 ``store`` must be a fresh, empty store scoped to :data:`CONTRACT_EXPERIMENT`;
 ``raw`` gives access to the storage medium *without* going through the store,
 so the tests check what really was written.
+
+The capability tests follow the store's ``supports_*`` flags: a flag that is
+set must deliver (``supports_index``: :meth:`~metalab.store.Store.rebuild_index`
+rebuilds, ``supports_claims``: a claim keeps a second owner out), one that is
+not set must refuse (``NotImplementedError``) or, for claims, always grant.
+The read-only tests use the ``read_only_store`` fixture: by default the same
+store reconnected from its config with ``read_only=True`` when the config has
+such a field, else they are skipped; override it for another way.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from metalab._errors import CorruptRecordError, InvalidNameError, NotFoundError
+from metalab._errors import CorruptRecordError, InvalidNameError, NotFoundError, StoreError
 from metalab._internal._atomic import is_temp_name
 from metalab._internal._json import loads
 from metalab.model import RunRecord, Status
-from metalab.store._base import Store
+from metalab.store._base import WRITE_METHODS, ReadOnlyStoreError, Store
 
 __all__ = ["CONTRACT_EXPERIMENT", "FileRaw", "RawAccess", "StoreContractTests", "make_record"]
 
@@ -144,6 +154,16 @@ class StoreContractTests:
     @pytest.fixture
     def raw(self, store: Store) -> RawAccess:
         raise NotImplementedError("override the 'raw' fixture with a RawAccess for the backend")
+
+    @pytest.fixture
+    def read_only_store(self, store: Store) -> Iterator[Store]:
+        """``store``'s data opened read-only (skipped if its config has no ``read_only``)."""
+        cfg = store.config
+        if "read_only" not in {f.name for f in dataclasses.fields(cfg)}:
+            pytest.skip(f"{type(cfg).__name__} has no read_only field")
+        ro: Store = dataclasses.replace(cfg, read_only=True).connect()  # type: ignore[call-arg]
+        yield ro
+        ro.close()
 
     # ---------------------------------------------------------------- records
     def test_scoped_fixture(self, store: Store) -> None:
@@ -387,3 +407,85 @@ class StoreContractTests:
             assert again == store
         finally:
             again.close()
+
+    # ---------------------------------------------------------------- capabilities
+    def test_index_capability(self, store: Store) -> None:
+        if not store.supports_index:
+            with pytest.raises(NotImplementedError, match="no query index"):
+                store.rebuild_index()
+            return
+        for i in range(3):
+            store.put_run_record(make_record(f"r{i}", params={"i": i}))
+        store.put_derived("r1", {"acc": 0.5})
+        seen: list[tuple[int, int | None]] = []
+        count = store.rebuild_index(progress=lambda done, total: seen.append((done, total)))
+        assert isinstance(count, int) and count >= 3  # (files read or runs indexed: all 3 runs)
+        assert isinstance(store.index_unit, str) and store.index_unit
+        assert [d["run_id"] for d in store.query_runs(where="params.i >= 1")] == ["r1", "r2"]
+        assert [d["run_id"] for d in store.query_runs(where="derived.acc = 0.5")] == ["r1"]
+        store.put_run_record(make_record("r3", params={"i": 3}))  # after a rebuild: still current
+        assert len(store.query_runs(where="params.i >= 1")) == 3
+
+    def test_claims_capability(self, store: Store) -> None:
+        assert store.try_claim("r1", "host:1:b:ns:0:first", 60.0)
+        if store.supports_claims:
+            assert not store.try_claim("r1", "host:2:b:ns:0:second", 60.0)
+            held = store.claim_holder("r1")
+            assert held is not None and held[0] == "host:1:b:ns:0:first"
+            store.release_claim("r1", "host:1:b:ns:0:first")
+            assert store.claim_holder("r1") is None
+            assert store.try_claim("r1", "host:2:b:ns:0:second", 60.0)
+        else:
+            assert store.try_claim("r1", "host:2:b:ns:0:second", 60.0)  # (no exclusion)
+            assert store.claim_holder("r1") is None
+
+    # ---------------------------------------------------------------- read-only
+    def test_read_only_refuses_every_write(
+        self, store: Store, raw: RawAccess, read_only_store: Store, tmp_path: Path
+    ) -> None:
+        eid = CONTRACT_EXPERIMENT
+        rec = make_record("r1")
+        store.put_run_record(rec)
+        store.put_derived("r1", {"acc": 1})
+        store.put_data("r1", "d", {"data": [1]})
+        store.append_log("r1", "run", "before\n")
+        desc = store.put_artifact("r1", "a", b"old", kind="file", format="bin")
+        store.put_experiment_manifest(eid, {"experiment_id": eid, "n": 1})
+        ro = read_only_store
+        assert ro.read_only and not store.read_only
+        src = tmp_path / "src.bin"
+        src.write_bytes(b"new")
+        writes: dict[str, Callable[[], object]] = {
+            "put_run_record": lambda: ro.put_run_record(make_record("r1", metrics={"loss": 9})),
+            "delete_run": lambda: ro.delete_run("r1"),
+            "put_artifact": lambda: ro.put_artifact("r1", "a", src, kind="file", format="bin"),
+            "append_log": lambda: ro.append_log("r1", "run", "after\n"),
+            "log_path": lambda: ro.log_path("r1", "other"),
+            "put_data": lambda: ro.put_data("r1", "d", {"data": [2]}),
+            "put_derived": lambda: ro.put_derived("r1", {"acc": 2}),
+            "put_experiment_manifest": lambda: ro.put_experiment_manifest(eid, {"n": 2}),
+            "try_claim": lambda: ro.try_claim("r2", "host:1:b:ns:0:tok", 60.0),
+            "touch_heartbeat": lambda: ro.touch_heartbeat("r2", "host:1:b:ns:0:tok"),
+            "release_claim": lambda: ro.release_claim("r2", "host:1:b:ns:0:tok"),
+            "rebuild_index": lambda: ro.rebuild_index(),
+        }
+        assert set(writes) == WRITE_METHODS  # a new write method needs a line here
+        for name, call in writes.items():
+            with pytest.raises(ReadOnlyStoreError, match="read-only") as info:
+                call()
+            assert info.value.method == name
+            assert isinstance(info.value, StoreError)
+        # nothing changed, and reading still works
+        assert raw.run_document("r1") == rec.to_dict()
+        assert ro.get_run_record("r1") == rec
+        assert [r.run_id for r in ro.list_run_records()] == ["r1"]
+        assert [d["run_id"] for d in ro.query_runs(where="metrics.loss = 0.5")] == ["r1"]
+        assert ro.get_derived("r1") == {"acc": 1}
+        assert ro.get_data("r1", "d") == {"data": [1], "kind": "data", "dtype": None,
+                                          "shape": None, "metadata": {}}
+        assert ro.get_log("r1") == "before\n" and ro.list_logs("r1") == ["run"]
+        assert raw.artifact_bytes(desc.uri) == b"old"
+        assert ro.get_artifact_bytes("r1", "a") == b"old"
+        assert [m["n"] for _ts, m in ro.list_experiment_manifests(eid)] == [1]
+        assert ro.claim_holder("r2") is None
+        assert raw.temp_files() == []

@@ -109,7 +109,7 @@ class PostgresStore(Store):
     supports_working_directory: ClassVar[bool] = True
     supports_log_path: ClassVar[bool] = True
     supports_index: ClassVar[bool] = True
-    supports_query: ClassVar[bool] = True
+    index_unit: ClassVar[str] = "runs indexed"
     supports_run_table: ClassVar[bool] = True
 
     def __init__(self, config: PostgresStoreConfig) -> None:
@@ -748,6 +748,8 @@ class PostgresStore(Store):
 
         Raises:
             IndexUnavailableError: the index cannot be reached.
+            ReadOnlyStoreError: the store is read-only (the guard of every
+                write method, see :class:`~metalab.store.Store`).
         """
         self.flush()
         self._index.breaker.reset()

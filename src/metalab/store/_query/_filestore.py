@@ -63,12 +63,13 @@ def query_filestore(
     """:meth:`Store.query_runs` for a FileStore (catalog first, scan as fallback).
 
     Files that are not run records are skipped and reported, naming each
-    file (see :mod:`metalab.store._records`), by both ways.
+    file (see :mod:`metalab.store._records`), by both ways.  A read-only
+    store always scans: refreshing the catalog would write to the folder.
     """
     query = where if isinstance(where, Query) else build_query(
         where, columns=columns, order_by=order_by, limit=limit
     )
-    folder = _single_folder(store, experiment_id)
+    folder = None if store.read_only else _single_folder(store, experiment_id)
     if folder is not None and os.path.isdir(os.path.join(folder, "runs")):
         try:
             return Catalog(folder).query(query, lost_cutoff())
