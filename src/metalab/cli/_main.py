@@ -6,8 +6,8 @@ import click
 
 from metalab._version import __version__
 from metalab.cli._common import MetalabGroup
-from metalab.cli._postgres import postgres, rebuild_index_cmd, reconcile_cmd
-from metalab.cli._runs import reindex, runs
+from metalab.cli._postgres import postgres, reconcile_cmd
+from metalab.cli._runs import runs
 from metalab.cli._store import store
 
 __all__ = ["cli", "main"]
@@ -25,11 +25,9 @@ def cli() -> None:
 # Command groups.  Each lives in its own module and is attached here; later
 # groups (``postgres start|stop|status``, ``runs ls|show``) plug in the same way.
 cli.add_command(store)
-store.add_command(rebuild_index_cmd)
 store.add_command(reconcile_cmd)
 cli.add_command(postgres)
 cli.add_command(runs)
-store.add_command(reindex)
 
 
 def main() -> None:

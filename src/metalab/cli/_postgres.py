@@ -1,4 +1,6 @@
-"""``metalab store rebuild-index|reconcile`` and ``metalab postgres start|stop|status``.
+"""``metalab store reconcile`` and ``metalab postgres start|stop|status``.
+
+(``metalab store rebuild-index``, for every store with an index, is in ``_store``.)
 
 Thin layers over :class:`metalab.store.PostgresStore` and
 :mod:`metalab.services`.  Nothing here prints a password: locators are shown
@@ -16,7 +18,7 @@ import click
 from metalab._internal._redact import redact
 from metalab.cli._common import MetalabGroup, progress_callback
 
-__all__ = ["postgres", "rebuild_index_cmd", "reconcile_cmd"]
+__all__ = ["postgres", "reconcile_cmd"]
 
 #: where ``metalab postgres`` keeps its server when --data-dir is not given
 DEFAULT_DATA_DIR = os.path.join("~", ".local", "share", "metalab", "postgres")
@@ -41,26 +43,6 @@ _store_option = click.option(
     "--store", "-s", "locator", required=True, metavar="LOCATOR",
     help="The PostgreSQL store: 'postgresql://user@host:port/db?file_root=/path/to/files'.",
 )
-
-
-@click.command("rebuild-index")
-@_store_option
-@click.option(
-    "--experiment", "-e", "experiment_id", default=None, metavar="ID",
-    help="Rebuild only this experiment (others are left untouched); default: all of them.",
-)
-def rebuild_index_cmd(locator: str, experiment_id: str | None) -> None:
-    """Rebuild the PostgreSQL index of a store from its files.
-
-    The files are the source of truth: runs, derived metrics and experiment
-    manifests are read from them and written to the index with binary COPY,
-    one transaction per experiment.
-    """
-    with _postgres_store(locator, experiment_id) as store:
-        with progress_callback("Indexing runs") as progress:
-            count = store.rebuild_index(progress=progress)
-        scope = f"experiment {experiment_id}" if experiment_id else "all experiments"
-        click.echo(f"indexed {count} runs ({scope}) into {store.config.display_target}")
 
 
 @click.command("reconcile")

@@ -1,4 +1,4 @@
-"""``metalab runs ls|show`` (query runs of a store) and ``metalab store reindex``."""
+"""``metalab runs ls|show``: query the runs of a store."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any
 import click
 
 from metalab._internal import _json
-from metalab.cli._common import MetalabGroup, progress_callback
+from metalab.cli._common import MetalabGroup, open_store
 
-__all__ = ["reindex", "runs"]
+__all__ = ["runs"]
 
 _DEFAULT_COLUMNS = ("status", "started_at", "duration_ms", "params", "metrics")
 
@@ -19,28 +19,6 @@ _DEFAULT_COLUMNS = ("status", "started_at", "duration_ms", "params", "metrics")
 @click.group(cls=MetalabGroup)
 def runs() -> None:
     """List and inspect the runs of a store (queries run in the store)."""
-
-
-def _open(locator: str, experiment_id: str | None) -> Any:
-    """The store ``locator`` names, scoped to ``experiment_id`` if given.
-
-    Raises NotFoundError for a folder that does not exist or an experiment
-    the store does not hold (a typo must not read as "no runs").
-    """
-    from metalab.store._factory import make_store, require_experiment
-
-    store = make_store(locator, must_exist=True)
-    if experiment_id is None:
-        return store
-    try:
-        require_experiment(store, experiment_id)
-    except BaseException:
-        store.close()
-        raise
-    if store.is_scoped:
-        return store
-    with store:  # (the scoped store has connections of its own)
-        return make_store(store, experiment_id=experiment_id)
 
 
 def _flatten(doc: dict[str, Any]) -> dict[str, Any]:
@@ -86,7 +64,7 @@ def ls_cmd(locator: str, experiment_id: str | None, where: str | None, columns: 
     """
     cols = [c.strip() for c in columns.split(",") if c.strip()] if columns else list(
         _DEFAULT_COLUMNS)
-    with _open(locator, experiment_id) as store:
+    with open_store(locator, experiment_id) as store:
         found = store.query_runs(experiment_id, where, columns=cols, order_by=order_by,
                                  limit=limit)
     rows = [_flatten(d) for d in found]
@@ -130,7 +108,7 @@ def show_cmd(run_id: str, locator: str, experiment_id: str | None, log_lines: in
     artifacts and its last log lines."""
     from metalab._errors import NotFoundError
 
-    with _open(locator, experiment_id) as store:
+    with open_store(locator, experiment_id) as store:
         rec = store.get_run_record(run_id)
         if rec is None:
             raise NotFoundError(
@@ -168,28 +146,3 @@ def show_cmd(run_id: str, locator: str, experiment_id: str | None, log_lines: in
             click.echo(f"log {name} (last {len(lines)} lines):")
             for line in lines:
                 click.echo(f"  | {line}")
-
-
-@click.command("reindex")
-@click.option("--store", "-s", "locator", required=True, metavar="LOCATOR",
-              help="The store: a path, file:// or postgresql:// locator.")
-def reindex(locator: str) -> None:
-    """Rebuild the store's query index from the files.
-
-    A FileStore rebuilds its catalog (.catalog/ in each experiment folder); a
-    PostgreSQL store rebuilds its index tables.
-    """
-    from metalab.store._factory import make_store
-
-    with (
-        make_store(locator, must_exist=True) as store,
-        progress_callback("Indexing runs") as progress,
-    ):
-        if hasattr(store, "reindex_catalog"):
-            n = store.reindex_catalog(progress)
-            click.echo(f"catalog rebuilt: {n} files read")
-        elif hasattr(store, "rebuild_index"):
-            n = store.rebuild_index(progress=progress)
-            click.echo(f"index rebuilt: {n} runs")
-        else:
-            click.echo("this store keeps no query index; nothing to do")

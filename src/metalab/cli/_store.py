@@ -1,7 +1,9 @@
-"""``metalab store ...``: copy experiments between stores and list what a store holds."""
+"""``metalab store ...``: copy experiments between stores, list what a store holds,
+rebuild its query index."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections import Counter
 from typing import Any
@@ -9,9 +11,10 @@ from typing import Any
 import click
 
 from metalab._internal import _json
-from metalab.cli._common import MetalabGroup, progress_callback
+from metalab._internal._redact import redact
+from metalab.cli._common import MetalabGroup, open_store, progress_callback
 
-__all__ = ["store"]
+__all__ = ["rebuild_index_cmd", "reindex_alias", "store"]
 
 _STATUS_COLUMNS = ("success", "failed", "running", "cancelled", "lost")
 
@@ -107,3 +110,36 @@ def list_cmd(locator: str, as_json: bool) -> None:
     click.echo(f"{'experiment':<{width}}  " + "  ".join(f"{c:>9}" for c in cols))
     for exp_id, row in counts.items():
         click.echo(f"{exp_id:<{width}}  " + "  ".join(f"{row.get(c, 0):>9}" for c in cols))
+
+
+@store.command("rebuild-index")
+@click.option("--store", "-s", "locator", required=True, metavar="LOCATOR",
+              help="The store: a path, file:// or postgresql:// locator.")
+@click.option(
+    "--experiment", "-e", "experiment_id", default=None, metavar="ID",
+    help="Rebuild only this experiment's index (others are left untouched); default: all.",
+)
+def rebuild_index_cmd(locator: str, experiment_id: str | None) -> None:
+    """Rebuild the store's query index from its files.
+
+    The files are the source of truth; the index only speeds up queries.  A
+    FileStore rebuilds its catalog (.catalog/ in each experiment folder); a
+    PostgreSQL store rebuilds its index tables (binary COPY, one transaction
+    per experiment).  A store without an index has nothing to rebuild.
+    """
+    with open_store(locator, experiment_id) as st:
+        if not st.supports_index:
+            click.echo("this store keeps no query index; nothing to do")
+            return
+        with progress_callback("Indexing runs") as progress:
+            count = st.rebuild_index(progress=progress)
+        scope = f"experiment {experiment_id}" if experiment_id else "all experiments"
+        click.echo(f"index of {redact(locator)} rebuilt ({scope}): {count} {st.index_unit}")
+
+
+#: ``metalab store reindex``: the former name of ``rebuild-index`` (hidden, kept for scripts)
+reindex_alias = copy.copy(rebuild_index_cmd)
+reindex_alias.name = "reindex"
+reindex_alias.hidden = True
+reindex_alias.help = "Same as `metalab store rebuild-index` (its former name)."
+store.add_command(reindex_alias)
