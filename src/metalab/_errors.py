@@ -19,7 +19,9 @@ exception has the same meaning, the class inherits it too, so existing
     │   ├── NotFoundError (KeyError)          run, artifact, log or data missing
     │   ├── CorruptRecordError                a stored file cannot be parsed
     │   ├── ExperimentMismatchError           two experiment ids, one folder
-    │   └── IndexUnavailableError             the query index cannot be reached
+    │   ├── IndexUnavailableError             the query index cannot be reached
+    │   └── ReadOnlyStoreError                a write to a read-only store
+    │                                         (defined in metalab.store._base)
     ├── ExecutionError                        running an operation failed
     │   ├── OperationImportError (ImportError)  a worker cannot import the operation
     │   └── RunCancelledError                 a run was cancelled
