@@ -36,10 +36,13 @@ Read-only stores:
     the catalog, and a missing ``_meta.json`` is not rebuilt.
 
 Concurrency contract (all backends):
-    * Every write is atomic: a concurrent reader sees the old value or the new
-      one, never a partial one.  Concurrent writes of the same item: last
-      writer wins.  ``append_log`` adds to the end of the log (FileStore:
-      ``O_APPEND``), visible to readers at once.
+    * Every ``put_*`` is atomic: a concurrent reader sees the old value or
+      the new one, never a partial one.  Concurrent writes of the same item:
+      last writer wins (concurrent ``put_artifact`` calls for one run all end
+      up in its artifact list).  ``append_log`` adds to the end of the log
+      (FileStore: ``O_APPEND``), visible to readers at once.  ``delete_run``
+      removes a run's items one after the other: a concurrent reader may see
+      some of them gone.
     * A store object may be shared by threads; methods are safe to call from
       several threads and several processes (and hosts, on a shared
       filesystem) at once.  Stores pickle as their config and reconnect on
