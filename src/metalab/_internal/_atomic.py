@@ -16,6 +16,7 @@ import os
 import secrets
 
 __all__ = [
+    "FILE_MODE",
     "TMP_PREFIX",
     "atomic_copy_file",
     "atomic_write_bytes",
@@ -25,6 +26,10 @@ __all__ = [
 ]
 
 TMP_PREFIX = ".tmp-"
+#: permissions of every file metalab creates (before the umask): owner writes, all read
+FILE_MODE = 0o644
+#: bytes read and written at a time by :func:`atomic_copy_file`
+_COPY_CHUNK = 1 << 20
 
 
 def is_temp_name(name: str) -> bool:
@@ -58,16 +63,13 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, durable: bo
     target = os.fspath(path)
     tmp = _tmp_path(target)
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     except FileNotFoundError:
         os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     try:
         try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
+            _write_all(fd, data)
             if durable:
                 os.fsync(fd)
         finally:
@@ -121,10 +123,10 @@ def create_exclusive(path: str, data: bytes, *, durable: bool = True, in_place: 
     tmp = _tmp_path(path)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
     try:
-        fd = os.open(tmp, flags, 0o644)
+        fd = os.open(tmp, flags, FILE_MODE)
     except FileNotFoundError:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        fd = os.open(tmp, flags, 0o644)
+        fd = os.open(tmp, flags, FILE_MODE)
     try:
         try:
             _write_all(fd, data)
@@ -150,13 +152,13 @@ def _create_in_place(path: str, data: bytes, durable: bool) -> bool:
     """``create_exclusive`` without hard links: O_EXCL create, write, remove on failure."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
     try:
-        fd = os.open(path, flags, 0o644)
+        fd = os.open(path, flags, FILE_MODE)
     except FileExistsError:
         return False
     except FileNotFoundError:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         try:
-            fd = os.open(path, flags, 0o644)
+            fd = os.open(path, flags, FILE_MODE)
         except FileExistsError:
             return False
     try:
@@ -183,7 +185,7 @@ def atomic_copy_file(
     size = 0
     try:
         with open(src, "rb") as fin, open(tmp, "xb") as fout:
-            while chunk := fin.read(1 << 20):
+            while chunk := fin.read(_COPY_CHUNK):
                 fout.write(chunk)
                 size += len(chunk)
             fout.flush()

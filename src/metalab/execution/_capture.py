@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from metalab._errors import ExecutionError, ValidationError
 from metalab._internal import _json
+from metalab._internal._atomic import FILE_MODE
 from metalab._internal._names import check_name
 from metalab._internal._time import to_iso, utcnow
 from metalab.model import ArtifactDescriptor, serialize
@@ -94,10 +95,10 @@ _APPEND_FLAGS = (
 
 def _open_append(path: str) -> int:
     try:
-        return os.open(path, _APPEND_FLAGS, 0o644)
+        return os.open(path, _APPEND_FLAGS, FILE_MODE)
     except FileNotFoundError:  # its folder was removed after log_path() made it
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        return os.open(path, _APPEND_FLAGS, 0o644)
+        return os.open(path, _APPEND_FLAGS, FILE_MODE)
 
 
 class RunLog:

@@ -17,7 +17,7 @@ from metalab.execution._context_check import warn_context_change
 from metalab.execution._events import EventCallback, EventDispatcher
 from metalab.execution._executors import Executor, SerialExecutor
 from metalab.execution._handle import RunHandle
-from metalab.execution._worker import Job, is_interrupt
+from metalab.execution._worker import EXIT_SIGTERM, Job, is_interrupt
 from metalab.model import Status
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ def _sigterm_as_exit() -> Iterator[None]:
             if old in (signal.SIG_DFL, None):
 
                 def _raise(signum: int, frame: Any) -> None:
-                    raise SystemExit(128 + signum)
+                    raise SystemExit(EXIT_SIGTERM)
 
                 signal.signal(signal.SIGTERM, _raise)
                 installed = True
@@ -194,7 +194,7 @@ def _run_here(
         # the interrupt hit a run executing in this thread: stop the caller too
         handle.wait()
         if interrupt == "SystemExit":
-            raise SystemExit(128 + signal.SIGTERM)
+            raise SystemExit(EXIT_SIGTERM)
         raise KeyboardInterrupt
     if isinstance(executor, SerialExecutor) and not handle.done:
         # runs another launch is executing: a serial run() returns when every run has ended

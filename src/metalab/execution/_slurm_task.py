@@ -20,12 +20,11 @@ import socket
 import sys
 from typing import Any
 
+from metalab.execution._worker import EXIT_SIGTERM
+
 __all__ = ["main", "run_task"]
 
 log = logging.getLogger("metalab.execution")
-
-#: exit code of a task stopped by SIGTERM (the shell's 128 + signal number)
-EXIT_SIGTERM = 128 + signal.SIGTERM
 
 
 class _BrokenOperation:

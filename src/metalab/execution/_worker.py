@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from metalab._errors import CorruptRecordError, ExecutionError, RunCancelledError
+from metalab._internal._atomic import FILE_MODE
 from metalab._internal._json import encode_values
 from metalab._internal._owner import owner_label
 from metalab._internal._time import to_iso, utcnow
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from metalab.store._base import Store
 
 __all__ = [
+    "EXIT_SIGTERM",
     "FinalRecordNotSavedError",
     "Job",
     "NotStartedError",
@@ -55,6 +57,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("metalab.execution")
+
+#: exit status of a process stopped by SIGTERM (the shell's 128 + signal number)
+EXIT_SIGTERM = 128 + signal.SIGTERM
 
 StartedCallback = Callable[[str, str, datetime], None]  # (run_id, worker_id, started_at)
 DerivedSpec = Sequence[Any]  # callables or "module:func" strings
@@ -534,7 +539,7 @@ class _WorkerState:
 
 
 def _sigterm(signum: int, frame: Any) -> None:
-    raise SystemExit(128 + signum)
+    raise SystemExit(EXIT_SIGTERM)  # installed for SIGTERM only
 
 
 def process_initializer(started_queue: Any, cancel_event: Any) -> None:
@@ -565,7 +570,7 @@ def _redirect_std(store: Store, run_id: str) -> Iterator[None]:
             tmp.close()
             path = tmp.name
             temps.append((name, path))
-        target = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        target = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
         saved.append((fd, os.dup(fd)))
         os.dup2(target, fd)
         os.close(target)
