@@ -9,6 +9,11 @@ __all__ = ["warn_context_change"]
 
 log = logging.getLogger("metalab.execution")
 
+#: earlier contexts named in the warning (the latest ones; the rest are counted)
+_NAMED_CONTEXTS = 3
+#: characters of a context fingerprint shown in the warning
+_SHOWN_FP = 12
+
 
 def warn_context_change(store: Any, experiment: Any) -> None:
     """Warn if earlier submissions of ``experiment``'s id used another context.
@@ -34,13 +39,14 @@ def warn_context_change(store: Any, experiment: Any) -> None:
             others[fp] = manifest.get("submitted_at") or ts.isoformat()
     if not others:
         return
-    earlier = ", ".join(f"{fp[:12]} (submitted {when})" for fp, when in list(others.items())[-3:])
-    more = f" and {len(others) - 3} more" if len(others) > 3 else ""
+    named = list(others.items())[-_NAMED_CONTEXTS:]
+    earlier = ", ".join(f"{fp[:_SHOWN_FP]} (submitted {when})" for fp, when in named)
+    more = f" and {len(others) - _NAMED_CONTEXTS} more" if len(others) > _NAMED_CONTEXTS else ""
     log.warning(
         "experiment %s was submitted before with another context (context fingerprint %s%s; "
         "now %s). Run ids include the context, so this adds a second set of runs under the "
         "same id instead of resuming: loaded results, tables and aggregates mix both sets. "
         "Tell them apart by the 'context_fingerprint' column of Results.to_dataframe(), or "
         "give the experiment a new version when its context changes",
-        experiment_id, earlier, more, current[:12],
+        experiment_id, earlier, more, current[:_SHOWN_FP],
     )

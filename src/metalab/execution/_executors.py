@@ -27,6 +27,9 @@ __all__ = ["Executor", "ProcessExecutor", "SerialExecutor", "ThreadExecutor"]
 
 log = logging.getLogger("metalab.execution")
 
+#: seconds to wait for the start-notification listener thread when a process pool shuts down
+_LISTENER_JOIN_S = 5
+
 
 class Executor(abc.ABC):
     """Runs jobs and hands back futures.
@@ -256,5 +259,5 @@ def _close_pool(pool: cf.ProcessPoolExecutor, queue: Any, cancel_event: Any, lis
         except (OSError, ValueError):
             pass
         if listener is not None and listener is not threading.current_thread():
-            listener.join(timeout=5)
+            listener.join(timeout=_LISTENER_JOIN_S)
     del cancel_event

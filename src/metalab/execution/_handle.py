@@ -92,9 +92,21 @@ def _disk_full(exc: BaseException | None, text: str = "") -> OSError | bool:
     return any(t in text for t in _DISK_FULL_TEXTS) or "[Errno 28]" in text
 
 
+#: the interval between looks at runs claimed elsewhere grows by this many seconds per run...
+_ELSEWHERE_POLL_PER_RUN_S = 0.002
+#: ...up to this many seconds
+_ELSEWHERE_POLL_MAX_S = 5.0
+#: seconds between two checks of the deadline in ``RunHandle.wait``
+_WAIT_STEP_S = 0.2
+#: longest error line quoted in the end-of-submission report (longer ones end in "...")
+_MAX_REPORTED_LINE = 200
+
+
 def _first_line(text: str) -> str:
     line = (text or "").strip().splitlines()[0] if (text or "").strip() else ""
-    return line if len(line) <= 200 else line[:197] + "..."
+    if len(line) <= _MAX_REPORTED_LINE:
+        return line
+    return line[: _MAX_REPORTED_LINE - 3] + "..."
 
 
 def submission_results(store: Store, run_ids: Sequence[str] | None) -> Any:
@@ -167,7 +179,6 @@ class RunHandle:
         self._finishing = False
         self._finished = threading.Event()
         self._shutdown_done = False
-        self._interrupted = False
 
     # ----------------------------------------------------------- properties
     @property
@@ -349,7 +360,10 @@ class RunHandle:
                     self._look_elsewhere(rid)
                 except Exception:
                     log.exception("checking run %s claimed by another launch failed (retrying)", rid)
-            self._finished.wait(min(5.0, max(self.ELSEWHERE_POLL_S, 0.002 * len(ids))))
+            self._finished.wait(min(
+                _ELSEWHERE_POLL_MAX_S,
+                max(self.ELSEWHERE_POLL_S, _ELSEWHERE_POLL_PER_RUN_S * len(ids)),
+            ))
 
     def _look_elsewhere(self, rid: str) -> None:
         """One look at a run another launch holds: its final record ends it here; a
@@ -453,8 +467,6 @@ class RunHandle:
                 self._problems.append(
                     (run_id, text, _disk_full(exc, info.message if info else ""))
                 )
-            if is_interrupt(record):
-                self._interrupted = True
         if record is not None and not was_running:
             self._events.emit(
                 Event(
@@ -596,7 +608,10 @@ class RunHandle:
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
             while not self._finished.is_set():
-                step = 0.2 if deadline is None else min(0.2, deadline - time.monotonic())
+                step = (
+                    _WAIT_STEP_S if deadline is None
+                    else min(_WAIT_STEP_S, deadline - time.monotonic())
+                )
                 if step <= 0:
                     return False
                 self._finished.wait(step)

@@ -78,6 +78,16 @@ _RESERVED_SBATCH = frozenset(
 )
 _TIME_RE = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$")
 _MEM_RE = re.compile(r"^\d+[KMGT]?$", re.IGNORECASE)
+#: seconds a SLURM command (sbatch, scancel) may take before it is killed
+_CMD_TIMEOUT_S = 60.0
+#: seconds ``scontrol show config`` and ``squeue`` may take (the poll retries)
+_QUERY_TIMEOUT_S = 30
+#: SLURM's own default ``MaxArraySize``, assumed when the cluster's cannot be read
+_DEFAULT_MAX_ARRAY_SIZE = 1001
+#: up to this many open runs, the handle reads their records one by one; more: one scan
+_READ_ONE_BY_ONE_MAX = 500
+#: pickle protocol of ``experiment.pkl`` (5: out-of-band buffers, Python >= 3.8)
+_PICKLE_PROTOCOL = 5
 
 
 # ------------------------------------------------------------------- config
@@ -340,7 +350,7 @@ def sanitize_store_config(config: dict[str, Any]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- helpers
-def _run_cmd(args: list[str], timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+def _run_cmd(args: list[str], timeout: float = _CMD_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
     exe = shutil.which(args[0])
     if exe is None:
         raise ExecutionError(
@@ -354,11 +364,11 @@ def _run_cmd(args: list[str], timeout: float = 60.0) -> subprocess.CompletedProc
 def cluster_max_array_size() -> int:
     """``MaxArraySize`` of the cluster (default 1001 if it cannot be read)."""
     try:
-        proc = _run_cmd(["scontrol", "show", "config"], timeout=30)
+        proc = _run_cmd(["scontrol", "show", "config"], timeout=_QUERY_TIMEOUT_S)
     except (ExecutionError, subprocess.SubprocessError, OSError):
-        return 1001
+        return _DEFAULT_MAX_ARRAY_SIZE
     m = re.search(r"^MaxArraySize\s*=\s*(\d+)", proc.stdout, re.MULTILINE)
-    return int(m.group(1)) if m else 1001
+    return int(m.group(1)) if m else _DEFAULT_MAX_ARRAY_SIZE
 
 
 def _submission_dir(store: Store, submission_id: str) -> str:
@@ -578,7 +588,7 @@ class SlurmExecutor(Executor):
 def _write_experiment_file(sub_dir: str, experiment: Any, derived_metrics: tuple[Any, ...]) -> None:
     """Pickle the experiment's definition (without the operation) into ``experiment.pkl``."""
     try:
-        blob = pickle.dumps(_experiment_parts(experiment, derived_metrics), protocol=5)
+        blob = pickle.dumps(_experiment_parts(experiment, derived_metrics), protocol=_PICKLE_PROTOCOL)
     except Exception as exc:
         raise ExecutionError(
             f"the definition of {experiment.experiment_id!r} cannot be pickled for SLURM "
@@ -725,7 +735,7 @@ class SlurmRunHandle:
         if not ids:
             return {"pending": 0, "running": 0}
         try:
-            proc = _run_cmd(["squeue", "-h", "-r", "-j", ",".join(ids), "-o", "%i|%T"], timeout=30)
+            proc = _run_cmd(["squeue", "-h", "-r", "-j", ",".join(ids), "-o", "%i|%T"], timeout=_QUERY_TIMEOUT_S)
         except (subprocess.SubprocessError, OSError, ExecutionError) as exc:
             log.warning("squeue failed: %s", exc)
             return None
@@ -745,7 +755,7 @@ class SlurmRunHandle:
 
     def _read_docs(self, run_ids: set[str]) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
-        if len(run_ids) <= 500:
+        if len(run_ids) <= _READ_ONE_BY_ONE_MAX:
             for rid in run_ids:
                 try:
                     rec = self._store.get_run_record(rid)
@@ -779,10 +789,10 @@ class SlurmRunHandle:
             self._last_poll = time.monotonic()
             queue = self._squeue()
             docs = self._read_docs(set(self._open))
-            from metalab.store._base import effective_status
+            from metalab.store._base import DEFAULT_LOST_AFTER_S, effective_status
 
             now = datetime.now(UTC)
-            lost_after = float(self._sub.get("lost_after") or 60.0)
+            lost_after = float(self._sub.get("lost_after") or DEFAULT_LOST_AFTER_S)
             ended: list[tuple[str, dict[str, Any], str]] = []
             elsewhere: set[str] = set()  # runs another launch's worker is executing now
             for rid, doc in docs.items():
