@@ -33,6 +33,13 @@ from metalab._internal._owner import holder_is_stale, new_owner, owner_label
 
 __all__ = ["FileLock", "LockTimeout"]
 
+#: the pause between attempts doubles from ``poll`` up to this many seconds
+_MAX_POLL_S = 0.2
+#: bytes of a lock file read to find its holder (its first line)
+_HOLDER_READ_BYTES = 4096
+#: hex digits of the random suffix of a stale lock file moved aside
+_ASIDE_SUFFIX_HEX = 12
+
 
 class LockTimeout(OSError):
     """The lock stayed held by someone else for longer than the wait allowed."""
@@ -69,7 +76,7 @@ class FileLock:
             if time.monotonic() > deadline:
                 raise LockTimeout(f"{self.path} is held by {self.holder_text()}") from None
             time.sleep(delay)
-            delay = min(delay * 2, 0.2)
+            delay = min(delay * 2, _MAX_POLL_S)
 
     def release(self) -> None:
         """Remove the lock file (idempotent; errors are ignored)."""
@@ -101,7 +108,7 @@ class FileLock:
             return "", float("inf")
         try:
             with open(path, "rb") as fh:
-                holder = fh.read(4096).decode("utf-8", "replace").split("\n", 1)[0]
+                holder = fh.read(_HOLDER_READ_BYTES).decode("utf-8", "replace").split("\n", 1)[0]
         except FileNotFoundError:
             return None
         except OSError:
@@ -121,7 +128,7 @@ class FileLock:
         held = self._holder(self.path)
         if held is None or not holder_is_stale(held[0], held[1], self.stale):
             return
-        aside = f"{self.path}.stale-{uuid.uuid4().hex[:12]}"
+        aside = f"{self.path}.stale-{uuid.uuid4().hex[:_ASIDE_SUFFIX_HEX]}"
         try:
             os.rename(self.path, aside)
         except OSError:

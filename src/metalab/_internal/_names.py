@@ -82,8 +82,15 @@ def _encodable(name: str) -> bool:
     return True
 
 
+#: names up to this long are quoted whole in messages; longer ones by their first _QUOTED_HEAD characters
+_QUOTED_WHOLE = 60
+_QUOTED_HEAD = 40
+
+
 def _short(text: str) -> str:
-    return repr(text) if len(text) <= 60 else f"{text[:40]!r}... ({len(text)} characters)"
+    if len(text) <= _QUOTED_WHOLE:
+        return repr(text)
+    return f"{text[:_QUOTED_HEAD]!r}... ({len(text)} characters)"
 
 
 def safe_experiment_id(experiment_id: str) -> str:
@@ -106,7 +113,7 @@ def safe_experiment_id(experiment_id: str) -> str:
         )
     if len(experiment_id) > MAX_NAME_LENGTH:
         raise InvalidNameError(
-            f"experiment id {experiment_id[:40]!r}... is longer than {MAX_NAME_LENGTH} characters"
+            f"experiment id {experiment_id[:_QUOTED_HEAD]!r}... is longer than {MAX_NAME_LENGTH} characters"
         )
     if not _encodable(experiment_id):
         raise InvalidNameError(

@@ -91,6 +91,12 @@ def _pid_namespace() -> str:
     return _pidns
 
 
+#: positions, among the fields after the command name, of ``state`` (field 3 of
+#: ``/proc/PID/stat``, see proc(5)) and ``starttime`` (field 22)
+_STAT_STATE = 0
+_STAT_STARTTIME = 19
+
+
 def _proc_stat(pid: int) -> tuple[str, str] | None:
     """(state, start time) of ``pid`` from ``/proc``; None if there is no such process.
 
@@ -104,9 +110,9 @@ def _proc_stat(pid: int) -> tuple[str, str] | None:
         return None
     # the command name (field 2) is in parentheses and may hold spaces or ')'
     fields = text[text.rfind(")") + 2:].split()
-    if len(fields) < 20:
+    if len(fields) <= _STAT_STARTTIME:
         raise OSError(f"unexpected /proc/{pid}/stat")
-    return fields[0], fields[19]
+    return fields[_STAT_STATE], fields[_STAT_STARTTIME]
 
 
 def _start_time(pid: int) -> str:
@@ -158,13 +164,19 @@ def parse_owner(text: str) -> Owner | None:
     return Owner(host, int(pid), boot, pidns, start, token)
 
 
+#: longest owner text quoted as it is in messages (longer ones are cut, ending in "...")
+_MAX_LABEL = 63
+
+
 def owner_label(text: str) -> str:
     """``host:pid`` of an owner string, or the text itself (shortened) if it has another format."""
     owner = parse_owner(text)
     if owner is not None:
         return owner.label
     text = text.strip()
-    return (text[:60] + "...") if len(text) > 63 else (text or "an unknown owner")
+    if len(text) > _MAX_LABEL:
+        return text[: _MAX_LABEL - 3] + "..."
+    return text or "an unknown owner"
 
 
 def owner_is_dead(text: str) -> bool:
