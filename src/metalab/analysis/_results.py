@@ -39,6 +39,14 @@ __all__ = ["Results"]
 log = logging.getLogger("metalab.analysis")
 
 _STATUS_VALUES = frozenset(s.value for s in Status)
+#: Run views built at a time (with the cyclic GC paused) while iterating over Results
+_ITER_BATCH = 2000
+#: longest text shown whole in a cell of ``Results.table()`` (longer ones end in "...")
+_MAX_CELL_TEXT = 40
+#: character width of the text ``Results.table()`` renders
+_TABLE_WIDTH = 200
+#: field names listed in the message of an unknown filter() field
+_LISTED_FIELDS = 30
 _NAMESPACES = {
     "params": "params",
     "param": "params",
@@ -128,7 +136,7 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
     if isinstance(value, str):
-        return value if len(value) <= 40 else value[:37] + "..."
+        return value if len(value) <= _MAX_CELL_TEXT else value[: _MAX_CELL_TEXT - 3] + "..."
     return _cell.repr(value)
 
 
@@ -304,11 +312,11 @@ class Results:
 
     def __iter__(self) -> Iterator[Run]:
         n = len(self)
-        for start in range(0, n, 2000):
+        for start in range(0, n, _ITER_BATCH):
             # build the next Run views in one go with the cyclic GC paused (many
             # small objects next to a large heap of documents: see _internal._gc)
             with gc_paused():
-                chunk = [self._run_at(i) for i in range(start, min(start + 2000, n))]
+                chunk = [self._run_at(i) for i in range(start, min(start + _ITER_BATCH, n))]
             yield from chunk
 
     @overload
@@ -776,7 +784,7 @@ class Results:
         for r in rows:
             table.add_row(*r)
         buf = io.StringIO()
-        Console(file=buf, width=200, color_system=None, force_terminal=False).print(table)
+        Console(file=buf, width=_TABLE_WIDTH, color_system=None, force_terminal=False).print(table)
         return buf.getvalue().rstrip("\n")
 
     def __repr__(self) -> str:
@@ -848,7 +856,7 @@ def _statuses(status: Status | str | Iterable[Status | str]) -> frozenset[str]:
 def _unknown_field(key: str, known: list[str]) -> ValidationError:
     close = difflib.get_close_matches(key, known, n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-    listed = ", ".join(map(repr, known[:30])) or "none"
+    listed = ", ".join(map(repr, known[:_LISTED_FIELDS])) or "none"
     return ValidationError(
         f"unknown field {key!r} in filter(); known params, metrics and derived metrics: "
         f"{listed}.{hint}"

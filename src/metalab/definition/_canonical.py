@@ -54,7 +54,10 @@ from metalab._errors import CanonicalizationError
 
 __all__ = ["canonical_bytes", "fingerprint"]
 
-_MAX_DEPTH = 200
+#: deepest nesting of containers a canonical value (and a context) may have
+MAX_DEPTH = 200
+#: hex digits kept of a sha256: fingerprints and run ids are this long
+FINGERPRINT_LENGTH = 16
 
 
 def _child(path: str, key: object) -> str:
@@ -88,9 +91,9 @@ def _sort_key(encoded: Any) -> str:
 
 
 def _encode(obj: Any, path: str, depth: int) -> Any:
-    if depth > _MAX_DEPTH:
+    if depth > MAX_DEPTH:
         raise CanonicalizationError(
-            f"value {_where(path)} is nested more than {_MAX_DEPTH} levels deep "
+            f"value {_where(path)} is nested more than {MAX_DEPTH} levels deep "
             "(is it self-referencing?); flatten it"
         )
     if obj is None or isinstance(obj, bool | str):
@@ -171,4 +174,4 @@ def fingerprint(obj: Any, *, path: str = "") -> str:
     Raises:
         CanonicalizationError: as :func:`canonical_bytes`.
     """
-    return hashlib.sha256(canonical_bytes(obj, path=path)).hexdigest()[:16]
+    return hashlib.sha256(canonical_bytes(obj, path=path)).hexdigest()[:FINGERPRINT_LENGTH]

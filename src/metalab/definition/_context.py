@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from metalab._errors import CanonicalizationError, ValidationError
-from metalab.definition._canonical import fingerprint
+from metalab.definition._canonical import MAX_DEPTH, fingerprint
 
 __all__ = ["DirPath", "FilePath", "context_fingerprint", "resolve_context"]
 
@@ -187,8 +187,8 @@ def _join(path: str, key: object) -> str:
 
 
 def _resolve(obj: Any, path: str, manifest: dict[str, Any], depth: int) -> Any:
-    if depth > 200:
-        raise CanonicalizationError(f"context at {path!r} is nested more than 200 levels deep")
+    if depth > MAX_DEPTH:
+        raise CanonicalizationError(f"context at {path!r} is nested more than {MAX_DEPTH} levels deep")
     if isinstance(obj, _PathMarker):
         payload = obj.fingerprint_payload()
         entry: dict[str, Any] = {

@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from metalab._errors import ValidationError
+from metalab._internal._names import MAX_NAME_LENGTH
 from metalab._version import __version__
 from metalab.definition._canonical import fingerprint
 from metalab.definition._context import context_fingerprint, resolve_context
@@ -69,8 +70,10 @@ class Experiment:
                 "'name:version'); use '_' or '-' instead"
             )
         _check_text(self.version, "version")
-        if len(self.name) + len(self.version) + 1 > 200:
-            raise ValidationError("Experiment name and version together exceed 200 characters")
+        if len(self.name) + len(self.version) + 1 > MAX_NAME_LENGTH:  # the id is name:version
+            raise ValidationError(
+                f"Experiment name and version together exceed {MAX_NAME_LENGTH} characters"
+            )
         op = self.operation
         if not isinstance(op, Operation):
             if not callable(op):

@@ -9,11 +9,10 @@ the manifest and the run's provenance instead.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from typing import Any
 
 from metalab._errors import ValidationError
-from metalab.definition._canonical import canonical_bytes
+from metalab.definition._canonical import fingerprint
 from metalab.definition._seeds import SeedBundle
 
 __all__ = ["RunSpec", "compute_run_id"]
@@ -34,7 +33,7 @@ def compute_run_id(experiment_id: str, context_fp: str, params_fp: str, seed_fp:
     for key, value in parts.items():
         if not isinstance(value, str):
             raise ValidationError(f"compute_run_id: {key} must be a string, got {value!r}")
-    return hashlib.sha256(canonical_bytes(parts)).hexdigest()[:16]
+    return fingerprint(parts)  # the run id is the fingerprint of its parts
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any, overload
 
 from metalab._errors import OperationImportError, ValidationError
+from metalab.definition._canonical import FINGERPRINT_LENGTH
 
 __all__ = ["ALLOWED_ARGS", "Operation", "load_operation", "operation"]
 
@@ -101,7 +102,7 @@ class Operation:
         if self._code_hash is None:
             try:
                 source = textwrap.dedent(inspect.getsource(self.func))
-                self._code_hash = hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
+                self._code_hash = hashlib.sha256(source.encode("utf-8")).hexdigest()[:FINGERPRINT_LENGTH]
             except (OSError, TypeError):
                 self._code_hash = ""
         return self._code_hash
