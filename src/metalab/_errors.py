@@ -21,7 +21,6 @@ exception has the same meaning, the class inherits it too, so existing
     │   ├── ExperimentMismatchError           two experiment ids, one folder
     │   ├── IndexUnavailableError             the query index cannot be reached
     │   └── ReadOnlyStoreError                a write to a read-only store
-    │                                         (defined in metalab.store._base)
     ├── ExecutionError                        running an operation failed
     │   ├── OperationImportError (ImportError)  a worker cannot import the operation
     │   └── RunCancelledError                 a run was cancelled
@@ -47,6 +46,7 @@ __all__ = [
     "OperationImportError",
     "QueryError",
     "QuerySyntaxError",
+    "ReadOnlyStoreError",
     "RunCancelledError",
     "ScopeError",
     "StoreError",
@@ -128,6 +128,18 @@ class UnknownFieldError(QueryError):
 
 class StoreError(MetalabError):
     """A store operation failed or found inconsistent data."""
+
+
+class ReadOnlyStoreError(StoreError):
+    """A write was asked of a store opened read-only; nothing was written.
+
+    Attributes:
+        method: the refused method (``"put_run_record"``, ...).
+    """
+
+    def __init__(self, message: str, method: str = "") -> None:
+        super().__init__(message)
+        self.method = method
 
 
 class NotFoundError(StoreError, KeyError):

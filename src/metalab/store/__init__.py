@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from metalab._errors import ReadOnlyStoreError
 from metalab._internal._names import safe_experiment_id
 from metalab.store._base import Store
 from metalab.store._config import ConfigRegistry, StoreConfig
@@ -25,6 +26,7 @@ __all__ = [
     "LocatorInfo",
     "PostgresStore",
     "PostgresStoreConfig",
+    "ReadOnlyStoreError",
     "Store",
     "StoreConfig",
     "TransferReport",

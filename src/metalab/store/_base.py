@@ -83,7 +83,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
-from metalab._errors import CorruptRecordError, StoreError
+from metalab._errors import CorruptRecordError, ReadOnlyStoreError
 from metalab.model import ArtifactDescriptor, RunRecord
 
 if TYPE_CHECKING:
@@ -106,18 +106,6 @@ log = logging.getLogger("metalab.store")
 ErrorCallback = Callable[[CorruptRecordError], None]
 #: ``progress(done, total_or_None)``, called while a long operation goes on
 Progress = Callable[[int, int | None], None]
-
-
-class ReadOnlyStoreError(StoreError):
-    """A write was asked of a store opened read-only; nothing was written.
-
-    Attributes:
-        method: the refused method (``"put_run_record"``, ...).
-    """
-
-    def __init__(self, message: str, method: str = "") -> None:
-        super().__init__(message)
-        self.method = method
 
 
 #: the methods of :class:`Store` that write; a read-only store refuses them all
@@ -151,7 +139,7 @@ def _guard_write(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _guard_writes(cls: type) -> None:
-    for name in WRITE_METHODS:
+    for name in WRITE_METHODS | getattr(cls, "backend_write_methods", frozenset()):
         fn = cls.__dict__.get(name)
         if callable(fn) and not getattr(fn, "__isabstractmethod__", False):
             setattr(cls, name, _guard_write(fn))
@@ -231,6 +219,9 @@ class Store(abc.ABC):
     #: :meth:`run_table` answers runs as columns and :meth:`read_run_documents`
     #: fetches many records at once (an index that needs no record parsing)
     supports_run_table: ClassVar[bool] = False
+    #: the backend's own methods that write (beyond :data:`WRITE_METHODS`):
+    #: a read-only store refuses them with the same guard
+    backend_write_methods: ClassVar[frozenset[str]] = frozenset()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

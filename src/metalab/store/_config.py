@@ -32,6 +32,20 @@ __all__ = ["ConfigRegistry", "StoreConfig"]
 log = logging.getLogger("metalab.store")
 
 
+def parse_bool(name: str, text: str) -> bool:
+    """A locator option's boolean value (``true``/``false``, ``1``/``0``, ``yes``/``no``, ``on``/``off``).
+
+    Raises:
+        ConfigError: any other text.
+    """
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"locator option {name}={text!r} must be true or false")
+
+
 class ConfigRegistry:
     """Scheme -> StoreConfig subclass.  Process-wide, thread-safe.
 

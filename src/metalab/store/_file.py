@@ -76,7 +76,7 @@ from metalab.model import ArtifactDescriptor, RunRecord
 from metalab.store._base import ErrorCallback, Store, warn_corrupt
 from metalab.store._base import log as _log
 from metalab.store._changes import note_change
-from metalab.store._config import StoreConfig
+from metalab.store._config import StoreConfig, parse_bool
 from metalab.store.locator import LocatorInfo
 
 __all__ = ["LAYOUT_FOLDERS", "META_FILE", "FileStore", "FileStoreConfig"]
@@ -105,7 +105,7 @@ class FileStoreConfig(StoreConfig):
         experiment_id: the experiment this config is scoped to; its files go
             to ``{root}/{safe_experiment_id(experiment_id)}/``.
         read_only: the store refuses every write
-            (:class:`~metalab.store._base.ReadOnlyStoreError`) and writes
+            (:class:`~metalab.ReadOnlyStoreError`) and writes
             nothing when it reads (queries scan the files rather than
             refresh the catalog; a missing ``_meta.json`` is not rebuilt).
             Locator: ``?read_only=true``.
@@ -154,7 +154,7 @@ class FileStoreConfig(StoreConfig):
         q_ro = query.pop("read_only", None)
         read_only = kwargs.pop("read_only", None)
         if read_only is None:
-            read_only = _parse_bool("read_only", q_ro) if q_ro is not None else False
+            read_only = parse_bool("read_only", q_ro) if q_ro is not None else False
         unknown = sorted(set(query) | set(kwargs))
         if unknown:
             raise ConfigError(
@@ -176,16 +176,6 @@ class FileStoreConfig(StoreConfig):
             return {"root": self.root, "experiment_id": self.experiment_id,
                     "read_only": True, "_type": self.scheme}
         return {"root": self.root, "experiment_id": self.experiment_id, "_type": self.scheme}
-
-
-def _parse_bool(name: str, text: str) -> bool:
-    """A locator option's boolean value (``true``/``false``, ``1``/``0``, ``yes``/``no``)."""
-    value = text.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"locator option {name}={text!r} must be true or false")
 
 
 def _read_bytes(path: str) -> bytes:

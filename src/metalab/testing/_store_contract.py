@@ -40,11 +40,17 @@ from typing import Any
 
 import pytest
 
-from metalab._errors import CorruptRecordError, InvalidNameError, NotFoundError, StoreError
+from metalab._errors import (
+    CorruptRecordError,
+    InvalidNameError,
+    NotFoundError,
+    ReadOnlyStoreError,
+    StoreError,
+)
 from metalab._internal._atomic import is_temp_name
 from metalab._internal._json import loads
 from metalab.model import RunRecord, Status
-from metalab.store._base import WRITE_METHODS, ReadOnlyStoreError, Store
+from metalab.store._base import WRITE_METHODS, Store
 
 __all__ = ["CONTRACT_EXPERIMENT", "FileRaw", "RawAccess", "StoreContractTests", "make_record"]
 

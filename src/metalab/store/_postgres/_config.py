@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from metalab._errors import ConfigError
 from metalab._internal._names import safe_experiment_id
 from metalab._internal._redact import redact, redact_locator, split_uri
-from metalab.store._config import StoreConfig
+from metalab.store._config import StoreConfig, parse_bool
 
 if TYPE_CHECKING:
     from metalab.store._postgres._store import PostgresStore
@@ -25,7 +25,7 @@ __all__ = ["INDEX_MODES", "PostgresStoreConfig"]
 
 INDEX_MODES = ("sync", "deferred")
 #: locator query parameters read by metalab (all others go to the driver)
-_OWN_KEYS = ("file_root", "schema", "experiment_id", "index_mode", "pool_max_size")
+_OWN_KEYS = ("file_root", "schema", "experiment_id", "index_mode", "pool_max_size", "read_only")
 _MAX_IDENTIFIER_BYTES = 63  # PostgreSQL silently truncates longer identifiers
 
 
@@ -61,6 +61,11 @@ class PostgresStoreConfig(StoreConfig):
             up on :meth:`PostgresStore.reconcile`).  Deferred mode keeps
             hundreds of workers from opening database connections.
         pool_max_size: connections per process (the pool opens lazily).
+        read_only: the store refuses every write
+            (:class:`~metalab.store.ReadOnlyStoreError`), its files included,
+            and its reads never start a catch-up of the index (when the index
+            is behind they are answered from the files).  Locator:
+            ``?read_only=true``.
 
     Raises:
         ConfigError: a field is missing or invalid (e.g. no ``file_root``).
@@ -76,6 +81,7 @@ class PostgresStoreConfig(StoreConfig):
     connect_timeout: float = 5.0
     index_mode: str = "sync"
     pool_max_size: int = 2
+    read_only: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.connection_string, str) or not self.connection_string.strip():
@@ -123,6 +129,10 @@ class PostgresStoreConfig(StoreConfig):
         if size < 1:
             raise ConfigError(f"pool_max_size must be >= 1, got {size}")
         object.__setattr__(self, "pool_max_size", size)
+        if not isinstance(self.read_only, bool):
+            raise ConfigError(
+                f"PostgresStoreConfig.read_only must be True or False, got {self.read_only!r}"
+            )
         if self.experiment_id is not None:
             safe_experiment_id(self.experiment_id)
 
@@ -166,7 +176,7 @@ class PostgresStoreConfig(StoreConfig):
         """Build from ``postgresql://user@host:port/db?file_root=/x&schema=s``.
 
         ``file_root``, ``schema``, ``experiment_id``, ``index_mode``,
-        ``pool_max_size`` and ``connect_timeout`` are read by metalab (keywords
+        ``pool_max_size``, ``read_only`` and ``connect_timeout`` are read by metalab (keywords
         win over the query); every other query parameter (``sslmode``,
         ``application_name``...) stays in the connection string for the driver.
 
@@ -192,6 +202,8 @@ class PostgresStoreConfig(StoreConfig):
         conn = clean.to_uri(hide_password=False)
         if "pool_max_size" in own:
             own["pool_max_size"] = _as_int("pool_max_size", own["pool_max_size"])
+        if isinstance(own.get("read_only"), str):
+            own["read_only"] = parse_bool("read_only", own["read_only"])
         return cls(connection_string=conn, **own)
 
 

@@ -111,13 +111,17 @@ class PostgresStore(Store):
     supports_index: ClassVar[bool] = True
     index_unit: ClassVar[str] = "runs indexed"
     supports_run_table: ClassVar[bool] = True
+    backend_write_methods: ClassVar[frozenset[str]] = frozenset(
+        {"catch_up", "reconcile", "create_field_index"}
+    )
 
     def __init__(self, config: PostgresStoreConfig) -> None:
         if not isinstance(config, PostgresStoreConfig):
             raise ConfigError(f"PostgresStore needs a PostgresStoreConfig, got {type(config).__name__}")
         self._config = config
         root = str(config.file_root)  # never None: checked by the config
-        self._files = FileStore(FileStoreConfig(root=root, experiment_id=config.experiment_id))
+        self._files = FileStore(FileStoreConfig(root=root, experiment_id=config.experiment_id,
+                                                read_only=config.read_only))
         params = conninfo_params(config.connection_string)
         self._journal = Journal(
             root,
@@ -137,6 +141,11 @@ class PostgresStore(Store):
     @property
     def config(self) -> PostgresStoreConfig:
         return self._config
+
+    @property
+    def read_only(self) -> bool:
+        """``config.read_only``: writes are refused, reads start no catch-up."""
+        return self._config.read_only
 
     @property
     def file_store(self) -> FileStore:
@@ -220,7 +229,8 @@ class PostgresStore(Store):
         found = self._scoped_files.get(experiment_id)
         if found is None:
             found = FileStore(FileStoreConfig(root=self._files.config.root,
-                                              experiment_id=experiment_id))
+                                              experiment_id=experiment_id,
+                                              read_only=self._config.read_only))
             self._scoped_files[experiment_id] = found
         return found
 
@@ -232,7 +242,8 @@ class PostgresStore(Store):
         found = self._scoped_files.get(experiment_id)
         if found is None:
             found = FileStore(FileStoreConfig(root=self._files.config.root,
-                                              experiment_id=experiment_id))
+                                              experiment_id=experiment_id,
+                                              read_only=self._config.read_only))
             self._scoped_files[experiment_id] = found
         return found
 
@@ -363,8 +374,8 @@ class PostgresStore(Store):
         return True
 
     def _request_catch_up(self) -> None:
-        if self._config.index_mode != "sync":
-            return  # deferred: this process never writes to the index by itself
+        if self._config.index_mode != "sync" or self._config.read_only:
+            return  # deferred or read-only: this process never writes to the index by itself
         now = time.monotonic()
         if now < self._next_catch_up_request:
             return
