@@ -246,7 +246,12 @@ def test_resume_right_after_kill9_of_a_process_sweep_completes_every_run(tmp_pat
     assert {d["status"] for d in after.values()} == {"success"} and len(after) == 60, st
     assert (st.success, st.skipped, st.failed, st.done) == (60 - len(succeeded), len(succeeded), 0, 60), st
     assert st.elsewhere == 0 and st.pending == 0 and st.running == 0, st
-    assert _claims(folder) == []
+    # no claim is left, except one the kill left on a run whose final record was already
+    # written (killed between that write and the release): the resume skips such a run, and
+    # its dead owner makes the claim harmless debris (never in the way of a later launch)
+    for name in _claims(folder):
+        owner = (folder / ".claims" / name).read_text().split("\n", 1)[0]
+        assert name.removesuffix(".claim") in succeeded and _owner.owner_is_dead(owner), name
     executed = {p.name.split(".")[0] for p in counter.iterdir()}
     assert executed == set(after)
 
