@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import re
 import string
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["UriParts", "is_secret_key", "redact", "redact_locator", "split_uri"]
+__all__ = ["UriParts", "is_secret_key", "redact", "redact_locator", "split_uri", "without_secrets"]
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
 _SECRET_NAME = r"[A-Za-z0-9_]*(?:password|passwd|pwd|secret|token)"
@@ -165,3 +167,18 @@ def redact(text: str, *, remove: bool = False) -> str:
         text = re.sub(r"([?&;])[&;]+", r"\1", text)
         return text.rstrip("?&; ")
     return _SECRET_KV.sub(lambda m: f"{m.group('pre')}***", text)
+
+
+def without_secrets(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """``fields`` (a config's fields) with every secret left out.
+
+    Keys named like a secret (:func:`is_secret_key`) are dropped, and every
+    text value loses its passwords (:func:`redact` with ``remove=True``).
+    For config dicts written to files or sent to workers that read their
+    passwords from the environment.  Pure.
+    """
+    return {
+        key: redact(value, remove=True) if isinstance(value, str) else value
+        for key, value in fields.items()
+        if not is_secret_key(key)
+    }

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 from metalab._errors import ExecutionError, NotFoundError, ValidationError
 from metalab._internal import _json
 from metalab._internal._atomic import atomic_write_bytes
-from metalab._internal._redact import redact
+from metalab._internal._redact import without_secrets
 from metalab._internal._time import compact_ts, to_iso, utcnow
 from metalab.execution._events import Event, EventCallback, EventDispatcher, EventKind
 from metalab.execution._executors import Executor
@@ -331,22 +331,15 @@ def range_starts(ranges: Sequence[Sequence[int]]) -> list[int]:
 
 
 # ---------------------------------------------------------------- secrets
-def _strip_password(text: str) -> str:
-    return redact(text, remove=True)
-
-
 def sanitize_store_config(config: dict[str, Any]) -> dict[str, Any]:
     """A store config dict with every password removed (URIs and ``password=`` pairs).
 
-    Keys named like ``password`` are dropped.  Workers rebuild the store and
-    get the password from their environment (``PGPASSWORD``, ``~/.pgpass``).
+    The rule of :meth:`StoreConfig.to_dict(include_password=False)
+    <metalab.store.StoreConfig.to_dict>` for a dict already made.  Workers
+    rebuild the store and get the password from their environment
+    (``PGPASSWORD``, ``~/.pgpass``).
     """
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        if "password" in key.lower():
-            continue
-        out[key] = _strip_password(value) if isinstance(value, str) else value
-    return out
+    return without_secrets(config)
 
 
 # ---------------------------------------------------------------- helpers
@@ -528,7 +521,7 @@ class SlurmExecutor(Executor):
             "submission_id": submission_id,
             "experiment_id": experiment.experiment_id,
             "submitted_at": manifest.get("submitted_at") or to_iso(utcnow()),
-            "store": sanitize_store_config(store.config.to_dict()),
+            "store": store.config.to_dict(include_password=False),
             "operation_ref": experiment.operation.ref,
             "experiment_file": EXPERIMENT_FILE,
             "context_fingerprint": experiment.context_fingerprint,

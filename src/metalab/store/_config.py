@@ -22,7 +22,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from metalab._errors import ConfigError, ScopeError, UnknownSchemeError
-from metalab._internal._redact import is_secret_key, redact
+from metalab._internal._redact import without_secrets
 
 if TYPE_CHECKING:
     from metalab.store.locator import LocatorInfo
@@ -237,11 +237,7 @@ class StoreConfig(abc.ABC):
         """
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         if not include_password:
-            d = {
-                k: redact(v, remove=True) if isinstance(v, str) else v
-                for k, v in d.items()
-                if not is_secret_key(k)
-            }
+            d = without_secrets(d)
         d["_type"] = self.scheme
         return d
 
