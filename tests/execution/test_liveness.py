@@ -521,3 +521,20 @@ def test_every_heartbeat_beats_from_one_thread_also_after_fork():
         runs, fewest_beats, threads = seen[who]
         # every run beat (at least three times), from one heartbeat thread in each process
         assert (runs, threads) == (n, 1) and fewest_beats >= 3, (who, out.stdout)
+
+
+def test_a_run_whose_log_cannot_be_opened_leaves_no_heartbeat_behind(tmp_path, monkeypatch):
+    monkeypatch.setenv("METALAB_HEARTBEAT_INTERVAL", "0.05")
+    counter = tmp_path / "count"
+    counter.mkdir()
+    exp = Experiment(name="nl", version="1", context={"counter_dir": str(counter)},
+                     operation=liveness_ops.napping, params=grid(x=[1]), seeds=seeds(0, 1))
+    folder = tmp_path / "nl_1"
+    folder.mkdir()
+    (folder / "logs").write_text("a file where the logs folder should be")
+    handle = run(exp, store=tmp_path)
+    assert handle.wait(timeout=30)
+    assert handle.status.failed == 1 and list(counter.iterdir()) == []  # it never ran
+    time.sleep(0.3)  # several heartbeat intervals: nothing may write for it any more
+    assert not any(d.get("status") == "running" for d in _raw(folder).values()), _raw(folder)
+    assert _claims(folder) == []

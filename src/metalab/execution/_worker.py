@@ -288,8 +288,17 @@ def _execute_claimed(
         # an earlier attempt's record is there: replace it now, or readers would show
         # its status while this attempt runs (no fsync: re-created if lost)
         store.put_run_record(running, durable=False)
-    # else the running record is the first heartbeat's (running_record_after): a short
-    # run writes one record instead of two; its claim says meanwhile that it runs
+    # the log before the heartbeat: if it cannot be opened, no heartbeat is left
+    # writing a running record for a run that never ran
+    run_log = RunLog(
+        store, run_id, "run",
+        header=f"{to_iso(started_at)} === attempt {attempt} started "
+        f"(run {run_id}, worker {worker_id or '-'}, executor {executor}) ===",
+    )
+    runtime = Runtime(run_id, spec.experiment_id, worker_id, metadata, cancel_flag)
+    capture = Capture(store, run_id, run_log, experiment_id=spec.experiment_id)
+    # a first attempt's running record is the first heartbeat's (running_record_after):
+    # a short run writes one record instead of two; its claim says meanwhile that it runs
     heartbeat = Heartbeat(
         store, running, owner, heartbeat_interval(), first_in=running_record_after
     ).start()
@@ -298,14 +307,6 @@ def _execute_claimed(
             on_started(run_id, worker_id, started_at)
         except Exception:
             log.exception("run %s: start notification failed (ignored)", run_id)
-
-    run_log = RunLog(
-        store, run_id, "run",
-        header=f"{to_iso(started_at)} === attempt {attempt} started "
-        f"(run {run_id}, worker {worker_id or '-'}, executor {executor}) ===",
-    )
-    runtime = Runtime(run_id, spec.experiment_id, worker_id, metadata, cancel_flag)
-    capture = Capture(store, run_id, run_log, experiment_id=spec.experiment_id)
     try:
         with route_logging(run_log):
             status, error, returned = _call_operation(op, spec, context, runtime, capture)
