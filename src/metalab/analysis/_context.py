@@ -17,6 +17,7 @@ from typing import Any
 from metalab._errors import CorruptRecordError, ScopeError
 from metalab._internal._atomic import is_temp_name
 from metalab._internal._json import decode_values
+from metalab.store import make_store
 from metalab.store._base import Store
 
 __all__ = ["ResultsContext"]
@@ -140,7 +141,7 @@ def _scoped_store(base: Store, experiment_id: str) -> Store:
     without a scope (its own runs are then found through it).
     """
     try:
-        scoped = base.config.scoped(experiment_id).connect()
+        scoped = make_store(base, experiment_id=experiment_id)
     except (ScopeError, NotImplementedError):  # pragma: no cover - odd backends
         return base
     if not isinstance(scoped, Store):  # pragma: no cover - odd backends

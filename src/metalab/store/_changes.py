@@ -30,7 +30,7 @@ import secrets
 import socket
 import threading
 
-from metalab._internal._atomic import create_exclusive
+from metalab._internal._atomic import FILE_MODE, create_exclusive
 from metalab._internal._owner import boot_id
 
 __all__ = ["CHANGES_DIR", "HEADER", "UNLOGGED", "log_file_name", "note_change"]
@@ -129,4 +129,4 @@ def _unlogged(folder: str, kind: str, exc: OSError) -> None:
                   exc)
     sub = "runs" if kind == "r" else "derived"
     with contextlib.suppress(OSError):
-        os.close(os.open(os.path.join(folder, sub, UNLOGGED), os.O_WRONLY | os.O_CREAT, 0o644))
+        os.close(os.open(os.path.join(folder, sub, UNLOGGED), os.O_WRONLY | os.O_CREAT, FILE_MODE))

@@ -55,6 +55,7 @@ from metalab._errors import (
     ValidationError,
 )
 from metalab._internal._atomic import (
+    FILE_MODE,
     atomic_copy_file,
     atomic_write_bytes,
     create_exclusive,
@@ -893,10 +894,10 @@ class FileStore(Store):
         data = text.encode("utf-8")
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0)
         try:
-            fd = os.open(path, flags, 0o644)
+            fd = os.open(path, flags, FILE_MODE)
         except FileNotFoundError:
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            fd = os.open(path, flags, 0o644)
+            fd = os.open(path, flags, FILE_MODE)
         try:
             view = memoryview(data)
             while view:

@@ -40,7 +40,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from metalab._internal._atomic import TMP_PREFIX, atomic_write_bytes
+from metalab._internal._atomic import FILE_MODE, TMP_PREFIX, atomic_write_bytes
 from metalab._internal._json import dumps, dumps_pretty, loads
 from metalab._internal._names import safe_experiment_id
 from metalab._internal._time import to_iso, utcnow
@@ -394,7 +394,7 @@ class InflightLog:
     def __init__(self, path: str) -> None:
         self.path = path
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
         fcntl.flock(self._fd, fcntl.LOCK_EX)
         self.size = 0
 
