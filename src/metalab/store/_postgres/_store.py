@@ -220,19 +220,11 @@ class PostgresStore(Store):
     # ------------------------------------------------------------ helpers
     def _files_of(self, experiment_id: str) -> FileStore:
         """A FileStore scoped to ``experiment_id`` (this one if already scoped)."""
-        if self.experiment_id is not None:
-            if experiment_id != self.experiment_id:
-                raise ScopeError(
-                    f"this store is scoped to {self.experiment_id!r}, not {experiment_id!r}"
-                )
-            return self._files
-        found = self._scoped_files.get(experiment_id)
-        if found is None:
-            found = FileStore(FileStoreConfig(root=self._files.config.root,
-                                              experiment_id=experiment_id,
-                                              read_only=self._config.read_only))
-            self._scoped_files[experiment_id] = found
-        return found
+        if self.experiment_id is not None and experiment_id != self.experiment_id:
+            raise ScopeError(
+                f"this store is scoped to {self.experiment_id!r}, not {experiment_id!r}"
+            )
+        return self._replay_files(experiment_id)
 
     def _replay_files(self, experiment_id: str) -> FileStore:
         """A FileStore scoped to ``experiment_id``, also outside this store's scope
