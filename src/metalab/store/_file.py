@@ -173,10 +173,11 @@ class FileStoreConfig(StoreConfig):
     def to_dict(self, *, include_password: bool = True) -> dict[str, Any]:
         """``{"root", "experiment_id", "_type"}`` (a folder holds no secret to leave out);
         a read-only config also has ``"read_only": True`` before ``_type``."""
+        d: dict[str, Any] = {"root": self.root, "experiment_id": self.experiment_id}
         if self.read_only:
-            return {"root": self.root, "experiment_id": self.experiment_id,
-                    "read_only": True, "_type": self.scheme}
-        return {"root": self.root, "experiment_id": self.experiment_id, "_type": self.scheme}
+            d["read_only"] = True
+        d["_type"] = self.scheme
+        return d
 
 
 def _read_bytes(path: str) -> bytes:
