@@ -172,11 +172,16 @@ def watch_own_record(params, runtime, capture):
         raise RuntimeError("first attempt fails on purpose")
 
 
+def _watching(folder, *, fail_first: bool) -> Experiment:
+    """One run of watch_own_record on the store at ``folder``."""
+    return Experiment(name="dur", version="1", context={}, operation=watch_own_record,
+                      params=grid(folder=[str(folder)], fail_first=[fail_first]),
+                      seeds=seeds(0, 1))
+
+
 def test_a_longer_first_attempt_shows_running_from_its_first_heartbeat(tmp_path, monkeypatch):
     monkeypatch.setenv("METALAB_HEARTBEAT_INTERVAL", "0.1")
-    e = Experiment(name="dur", version="1", context={}, operation=watch_own_record,
-                   params=grid(folder=[str(tmp_path)], fail_first=[False]), seeds=seeds(0, 1))
-    handle = run(e, store=tmp_path)
+    handle = run(_watching(tmp_path, fail_first=False), store=tmp_path)
     assert handle.status.success == 1
     (rec,) = FileStore(tmp_path, "dur:1").list_run_records()
     assert rec.metrics["record_at_start"] == "none"  # claimed, not yet shown as running
@@ -186,8 +191,7 @@ def test_a_longer_first_attempt_shows_running_from_its_first_heartbeat(tmp_path,
 def test_a_new_attempt_replaces_the_earlier_record_at_once(tmp_path, monkeypatch):
     # the heartbeat would come only after 10 s: the running record seen is the one written at start
     monkeypatch.setenv("METALAB_HEARTBEAT_INTERVAL", "10")
-    e = Experiment(name="dur", version="1", context={}, operation=watch_own_record,
-                   params=grid(folder=[str(tmp_path)], fail_first=[True]), seeds=seeds(0, 1))
+    e = _watching(tmp_path, fail_first=True)
     first = run(e, store=tmp_path)
     assert first.status.failed == 1
     (failed,) = FileStore(tmp_path, "dur:1").list_run_records()
