@@ -23,6 +23,8 @@ __all__ = [
     "create_exclusive",
     "fsync_dir",
     "is_temp_name",
+    "open_in_folder",
+    "write_all",
 ]
 
 TMP_PREFIX = ".tmp-"
@@ -69,7 +71,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, durable: bo
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     try:
         try:
-            _write_all(fd, data)
+            write_all(fd, data)
             if durable:
                 os.fsync(fd)
         finally:
@@ -88,11 +90,28 @@ _NO_LINKS = frozenset(
 )
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to ``fd`` (``os.write`` may write less than asked)."""
     view = memoryview(data)
     while view:
         written = os.write(fd, view)
         view = view[written:]
+
+
+def open_in_folder(path: str, flags: int) -> int:
+    """``os.open(path, flags, FILE_MODE)``, making ``path``'s folder first if it is missing.
+
+    The folder is made only after the open fails (it nearly always exists),
+    so the common case costs one system call.
+
+    Raises:
+        OSError: as ``os.open`` (``FileExistsError`` with ``O_EXCL``, ...).
+    """
+    try:
+        return os.open(path, flags, FILE_MODE)
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        return os.open(path, flags, FILE_MODE)
 
 
 def create_exclusive(path: str, data: bytes, *, durable: bool = True, in_place: bool = False) -> bool:
@@ -129,7 +148,7 @@ def create_exclusive(path: str, data: bytes, *, durable: bool = True, in_place: 
         fd = os.open(tmp, flags, FILE_MODE)
     try:
         try:
-            _write_all(fd, data)
+            write_all(fd, data)
             if durable:
                 os.fsync(fd)
         finally:
@@ -150,20 +169,13 @@ def create_exclusive(path: str, data: bytes, *, durable: bool = True, in_place: 
 
 def _create_in_place(path: str, data: bytes, durable: bool) -> bool:
     """``create_exclusive`` without hard links: O_EXCL create, write, remove on failure."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
     try:
-        fd = os.open(path, flags, FILE_MODE)
+        fd = open_in_folder(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
     except FileExistsError:
         return False
-    except FileNotFoundError:
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        try:
-            fd = os.open(path, flags, FILE_MODE)
-        except FileExistsError:
-            return False
     try:
         try:
-            _write_all(fd, data)
+            write_all(fd, data)
             if durable:
                 os.fsync(fd)
         finally:

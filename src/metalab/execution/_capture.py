@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from metalab._errors import ExecutionError, ValidationError
 from metalab._internal import _json
-from metalab._internal._atomic import FILE_MODE
+from metalab._internal._atomic import open_in_folder, write_all
 from metalab._internal._names import check_name
 from metalab._internal._time import to_iso, utcnow
 from metalab.model import ArtifactDescriptor, serialize
@@ -94,11 +94,8 @@ _APPEND_FLAGS = (
 
 
 def _open_append(path: str) -> int:
-    try:
-        return os.open(path, _APPEND_FLAGS, FILE_MODE)
-    except FileNotFoundError:  # its folder was removed after log_path() made it
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        return os.open(path, _APPEND_FLAGS, FILE_MODE)
+    # (the folder is made again if it was removed after log_path() made it)
+    return open_in_folder(path, _APPEND_FLAGS)
 
 
 class RunLog:
@@ -147,9 +144,7 @@ class RunLog:
             if self._fd is None and self._path is not None:
                 self._fd = _open_append(self._path)
             if self._fd is not None:
-                view = memoryview(text.encode("utf-8", "replace"))
-                while view:
-                    view = view[os.write(self._fd, view):]
+                write_all(self._fd, text.encode("utf-8", "replace"))
             else:
                 self._store.append_log(self._run_id, self._name, text)
 

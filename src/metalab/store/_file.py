@@ -55,10 +55,11 @@ from metalab._errors import (
     ValidationError,
 )
 from metalab._internal._atomic import (
-    FILE_MODE,
     atomic_copy_file,
     atomic_write_bytes,
     create_exclusive,
+    open_in_folder,
+    write_all,
 )
 from metalab._internal._json import (
     JSONDecodeError,
@@ -894,15 +895,9 @@ class FileStore(Store):
         self._ensure_meta()
         data = text.encode("utf-8")
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0)
+        fd = open_in_folder(path, flags)
         try:
-            fd = os.open(path, flags, FILE_MODE)
-        except FileNotFoundError:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            fd = os.open(path, flags, FILE_MODE)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            write_all(fd, data)
         finally:
             os.close(fd)
 
