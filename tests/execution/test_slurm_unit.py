@@ -205,7 +205,7 @@ def test_a_handle_waits_for_a_run_another_launch_is_executing(tmp_path, monkeypa
                                        "submission_id": "s2", "arrays": [{"job_id": "112"}]},
                                ["r3"])
     monkeypatch.setattr(cancelled, "_squeue", lambda: {"pending": 0, "running": 0})
-    monkeypatch.setattr("metalab.execution._slurm._run_cmd", lambda *a, **k: type(
+    monkeypatch.setattr("metalab.execution._slurm_queue.run_cmd", lambda *a, **k: type(
         "P", (), {"returncode": 0, "stderr": ""})())
     cancelled.cancel()
     for _ in range(3):

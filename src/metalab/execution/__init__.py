@@ -1,8 +1,8 @@
 """Layer 5: running experiments.
 
 ``run()`` submits an experiment to an executor (serial by default; thread,
-process, Dask and SLURM executors too) and returns a :class:`RunHandle`
-(:class:`SlurmRunHandle` for SLURM, see :func:`reconnect`); operations record values through
+process, Dask and SLURM executors too) and returns a :class:`Handle`: a
+:class:`RunHandle` (:class:`SlurmRunHandle` for SLURM, see :func:`reconnect`); operations record values through
 :class:`Capture` and see :class:`Runtime`; :class:`Event` objects report
 progress to callbacks.
 """
@@ -12,7 +12,7 @@ from metalab.execution._claims import ClaimedElsewhereError
 from metalab.execution._dask import DaskExecutor
 from metalab.execution._events import Event, EventKind
 from metalab.execution._executors import Executor, ProcessExecutor, SerialExecutor, ThreadExecutor
-from metalab.execution._handle import RunHandle, RunStatus
+from metalab.execution._handle import Handle, RunHandle, RunStatus
 from metalab.execution._runner import run
 from metalab.execution._runtime import Runtime
 from metalab.execution._slurm import (
@@ -31,6 +31,7 @@ __all__ = [
     "Event",
     "EventKind",
     "Executor",
+    "Handle",
     "ProcessExecutor",
     "RunHandle",
     "RunStatus",

@@ -1,11 +1,17 @@
 """Executors: where runs execute.
 
-An :class:`Executor` takes :class:`~metalab.execution._worker.Job` objects
-and returns futures (``concurrent.futures.Future``-like: ``done()``,
-``result()``, ``exception()``, ``cancel()``, ``add_done_callback()``).  The
-interface is deliberately small so cluster executors (SLURM, Dask) can be
-added: they ship ``job.to_payload(name)`` and run
-:func:`~metalab.execution._worker.process_entry` remotely.
+An :class:`Executor` takes a whole submission (:meth:`Executor.submit_batch`,
+a :class:`~metalab.execution._batch.Batch`) and returns its
+:class:`~metalab.execution._handle.Handle`.  Executors of single runs
+(serial, thread, process, Dask) keep the default, which turns each pending
+run into a :class:`~metalab.execution._worker.Job` and calls
+:meth:`Executor.submit` for it: a future per run
+(``concurrent.futures.Future``-like: ``done()``, ``result()``,
+``exception()``, ``cancel()``, ``add_done_callback()``).  Out-of-process
+executors ship ``job.to_payload(name)`` and run
+:func:`~metalab.execution._worker.process_entry` remotely.  A cluster
+executor that schedules whole submissions (SLURM) overrides
+:meth:`~Executor.submit_batch` and returns its own handle.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from datetime import datetime
 from typing import Any
 
 from metalab._errors import ValidationError
+from metalab.execution._batch import Batch, launch_local
+from metalab.execution._handle import Handle
 from metalab.execution._worker import Job, process_entry, process_initializer
 
 __all__ = ["Executor", "ProcessExecutor", "SerialExecutor", "ThreadExecutor"]
@@ -32,23 +40,39 @@ _LISTENER_JOIN_S = 5
 
 
 class Executor(abc.ABC):
-    """Runs jobs and hands back futures.
+    """Runs the runs of a submission and hands back its handle.
 
-    Contract: :meth:`submit` returns a future whose result is the final
-    ``RunRecord`` of the run (or whose exception explains why the run could
-    not be executed).  :meth:`shutdown` releases workers and may be called
-    several times; a shut-down executor may be used again (it starts new
-    workers).  Executors are context managers.
+    Contract (checked by :class:`metalab.testing.ExecutorContractTests`):
+    :meth:`submit_batch` stores the experiment manifest, starts (or queues)
+    every pending run of the batch and returns a
+    :class:`~metalab.execution.Handle`; every run ends in the store with its
+    status (failures recorded), runs another launch holds are never executed
+    twice.  :meth:`submit` returns a future whose result is the final
+    ``RunRecord`` of one run (or whose exception explains why it could not be
+    executed).  :meth:`shutdown` releases workers and may be called several
+    times; a shut-down executor may be used again (it starts new workers).
+    Executors are context managers.
     """
 
     #: short name recorded in provenance and manifests
     name: str = "executor"
     #: runs execute in this process (jobs are not pickled)
     in_process: bool = True
+    #: runs execute in the calling thread: ``submit_batch`` returns when every run has ended
+    runs_in_caller: bool = False
 
     @abc.abstractmethod
     def submit(self, job: Job) -> cf.Future[Any]:
         """Start (or queue) ``job`` and return its future."""
+
+    def submit_batch(self, batch: Batch) -> Handle:
+        """Store the manifest, submit every pending run of ``batch``, return the handle.
+
+        The default makes a :class:`~metalab.execution.RunHandle` and calls
+        :meth:`submit` once per pending run (see
+        :func:`~metalab.execution._batch.launch_local` for what it raises).
+        """
+        return launch_local(self, batch)
 
     def shutdown(self, wait: bool = True) -> None:  # noqa: B027 - optional hook
         """Release workers (idempotent)."""
@@ -74,6 +98,7 @@ class SerialExecutor(Executor):
     """
 
     name = "serial"
+    runs_in_caller = True
 
     def submit(self, job: Job) -> cf.Future[Any]:
         fut: cf.Future[Any] = cf.Future()

@@ -1,7 +1,14 @@
-"""RunHandle: follow, wait for and cancel a submission."""
+"""Handles: follow, wait for and cancel a submission.
+
+:class:`Handle` is what every executor's :meth:`~metalab.execution.Executor.submit_batch`
+returns; :class:`RunHandle` is the handle of executors that hand back a future
+per run (serial, thread, process, Dask); the SLURM handle polls the store and
+the queue instead.
+"""
 
 from __future__ import annotations
 
+import abc
 import concurrent.futures as cf
 import dataclasses
 import errno
@@ -13,7 +20,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from metalab._errors import ExecutionError
 from metalab._internal._owner import holder_is_stale, owner_label
@@ -28,11 +35,10 @@ from metalab.execution._worker import (
 from metalab.model import ErrorInfo, RunRecord, Status
 
 if TYPE_CHECKING:
-    from metalab.execution._executors import Executor
     from metalab.execution._worker import Job
     from metalab.store._base import Store
 
-__all__ = ["RunHandle", "RunStatus", "submission_results"]
+__all__ = ["Handle", "JobExecutor", "RunHandle", "RunStatus", "submission_results"]
 
 log = logging.getLogger("metalab.execution")
 
@@ -125,7 +131,90 @@ def submission_results(store: Store, run_ids: Sequence[str] | None) -> Any:
     return results.subset(run_ids)
 
 
-class RunHandle:
+class JobExecutor(Protocol):
+    """What a :class:`RunHandle` needs of its executor (every :class:`~metalab.execution.Executor` has it)."""
+
+    def submit(self, job: Job) -> cf.Future[Any]: ...
+
+    def cancel_running(self) -> None: ...
+
+    def shutdown(self, wait: bool = True) -> None: ...
+
+
+class Handle(abc.ABC):
+    """One submission of an experiment, whatever executes it.
+
+    Contract (checked by :class:`metalab.testing.ExecutorContractTests`):
+    :attr:`status` is a consistent :class:`RunStatus` snapshot whose ``done``
+    reaches ``total`` once every run has ended; :meth:`wait` blocks until
+    then (False on timeout); :meth:`result` returns the stored runs of this
+    submission, exactly (skipped ones included); :meth:`cancel` returns at
+    once: runs not started yet never start.  Handles are context managers
+    (leaving the block waits; an exception cancels first) and thread-safe.
+    """
+
+    @property
+    @abc.abstractmethod
+    def store(self) -> Store:
+        """The (scoped) store the runs are written to."""
+
+    @property
+    @abc.abstractmethod
+    def experiment_id(self) -> str:
+        """The experiment's ``name:version``."""
+
+    @property
+    @abc.abstractmethod
+    def status(self) -> RunStatus:
+        """The counts of the submission now."""
+
+    @property
+    @abc.abstractmethod
+    def done(self) -> bool:
+        """True once every run of the submission has ended."""
+
+    @property
+    @abc.abstractmethod
+    def cancelled(self) -> bool:
+        """True once :meth:`cancel` was called."""
+
+    @abc.abstractmethod
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until every run has ended; True if so, False when ``timeout`` seconds passed first."""
+
+    @abc.abstractmethod
+    def cancel(self) -> None:
+        """Cancel the submission (returns at once; use :meth:`wait`)."""
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Wait for the submission and return its :class:`~metalab.analysis.Results`.
+
+        Raises:
+            ExecutionError: ``timeout`` seconds passed before the runs ended.
+            KeyboardInterrupt: Ctrl-C while waiting (the submission is cancelled).
+        """
+        if not self.wait(timeout):
+            st = self.status
+            raise ExecutionError(
+                f"{st.pending + st.running} run(s) of {self.experiment_id!r} still pending or "
+                f"running after {timeout} s; call result() again to keep waiting or cancel()"
+            )
+        return submission_results(self.store, self._result_run_ids())
+
+    def _result_run_ids(self) -> Sequence[str] | None:
+        """The run ids :meth:`result` returns (None: every run of the store's experiment)."""
+        return None
+
+    def __enter__(self) -> Handle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc and exc[0] is not None:
+            self.cancel()
+        self.wait()
+
+
+class RunHandle(Handle):
     """A submission of an experiment: status, waiting, results, cancellation.
 
     Thread-safe.  Executors are shut down when every run has ended.  A run
@@ -145,7 +234,7 @@ class RunHandle:
         experiment_id: str,
         *,
         total: int,
-        executor: Executor,
+        executor: JobExecutor,
         dispatcher: EventDispatcher,
         cancel_flag: threading.Event,
         on_finish: list[Any] | None = None,
@@ -191,7 +280,7 @@ class RunHandle:
         return self._experiment_id
 
     @property
-    def executor(self) -> Executor:
+    def executor(self) -> JobExecutor:
         return self._executor
 
     @property
@@ -621,28 +710,8 @@ class RunHandle:
         self._shutdown_executor(wait=True)
         return True
 
-    def result(self, timeout: float | None = None) -> Any:
-        """Wait for the submission and return its :class:`~metalab.analysis.Results`.
-
-        Raises:
-            ExecutionError: ``timeout`` seconds passed before the runs ended.
-            KeyboardInterrupt: Ctrl-C while waiting (the submission is cancelled).
-        """
-        if not self.wait(timeout):
-            st = self.status
-            raise ExecutionError(
-                f"{st.pending + st.running} run(s) of {self._experiment_id!r} still pending or "
-                f"running after {timeout} s; call result() again to keep waiting or cancel()"
-            )
-        return submission_results(self._store, self._run_ids)
-
-    def __enter__(self) -> RunHandle:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if exc and exc[0] is not None:
-            self.cancel()
-        self.wait()
+    def _result_run_ids(self) -> Sequence[str] | None:
+        return self._run_ids
 
     def __repr__(self) -> str:
         st = self.status

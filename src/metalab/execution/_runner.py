@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import pickle
-import signal
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from metalab._errors import ExecutionError, OperationImportError, ValidationError
 from metalab._internal._time import to_iso, utcnow
+from metalab.execution._batch import Batch
 from metalab.execution._context_check import warn_context_change
-from metalab.execution._events import EventCallback, EventDispatcher
+from metalab.execution._events import EventCallback
 from metalab.execution._executors import Executor, SerialExecutor
-from metalab.execution._handle import RunHandle
-from metalab.execution._worker import EXIT_SIGTERM, Job, is_interrupt
+from metalab.execution._handle import Handle
 from metalab.model import Status
-
-if TYPE_CHECKING:
-    from metalab.execution._slurm import SlurmRunHandle
 
 __all__ = ["run"]
 
@@ -37,31 +31,6 @@ def _check_derived(derived_metrics: Any) -> tuple[Any, ...]:
     for item in items:
         resolve_derived(item)  # fail fast on bad references
     return tuple(items)
-
-
-@contextlib.contextmanager
-def _sigterm_as_exit() -> Iterator[None]:
-    """In the main thread, turn SIGTERM into SystemExit while runs execute here."""
-    installed = False
-    old: Any = None
-    if threading.current_thread() is threading.main_thread():
-        try:
-            old = signal.getsignal(signal.SIGTERM)
-            if old in (signal.SIG_DFL, None):
-
-                def _raise(signum: int, frame: Any) -> None:
-                    raise SystemExit(EXIT_SIGTERM)
-
-                signal.signal(signal.SIGTERM, _raise)
-                installed = True
-        except (ValueError, OSError, AttributeError):
-            installed = False
-    try:
-        yield
-    finally:
-        if installed:
-            with contextlib.suppress(ValueError, OSError):
-                signal.signal(signal.SIGTERM, old)
 
 
 def _warn_code_change(store: Any, experiment: Any) -> None:
@@ -96,8 +65,12 @@ def run(
     progress: bool = False,
     on_event: EventCallback | None = None,
     derived_metrics: Sequence[Callable[..., Any] | str] | None = None,
-) -> RunHandle | SlurmRunHandle:
-    """Run every run of ``experiment`` and return a :class:`RunHandle`.
+) -> Handle:
+    """Run every run of ``experiment`` and return its :class:`Handle`.
+
+    The handle is a :class:`RunHandle` for the serial, thread, process and
+    Dask executors and a :class:`SlurmRunHandle` for SLURM: whatever the
+    executor's :meth:`Executor.submit_batch` returns.
 
     Args:
         experiment: a :class:`~metalab.Experiment`.
@@ -153,58 +126,11 @@ def run(
     manifest = _submission_manifest(experiment, specs, executor, resume, submitted_at)
     pending, skipped = _split_resumed(specs, previous, resume)
 
-    submit_experiment = getattr(executor, "submit_experiment", None)
-    if submit_experiment is not None:
-        # batch executors (SLURM) write the manifest and queue everything themselves
-        return submit_experiment(
-            experiment, scoped, pending=pending, skipped=skipped, manifest=manifest,
-            progress=progress, on_event=on_event, derived_metrics=derived,
-        )
-    scoped.put_experiment_manifest(experiment_id, manifest, timestamp=submitted_at)
-    return _run_here(
-        experiment, scoped, executor, specs, pending, skipped,
-        derived=derived, context_blob=context_blob, resume=resume, progress=progress,
-        on_event=on_event,
-    )
-
-
-def _run_here(
-    experiment: Any,
-    scoped: Any,
-    executor: Executor,
-    specs: list[Any],
-    pending: list[tuple[Any, int]],
-    skipped: list[str],
-    *,
-    derived: tuple[Any, ...],
-    context_blob: Callable[[], bytes] | None,
-    resume: bool,
-    progress: bool,
-    on_event: EventCallback | None,
-) -> RunHandle:
-    """Submit the runs to an executor of single runs; see :func:`run` for the waiting."""
-    experiment_id: str = experiment.experiment_id
-    handle = _new_handle(scoped, experiment_id, specs, executor, progress, on_event)
-    for run_id in skipped:
-        handle._skip(run_id, "already succeeded (resume=True)")
-    interrupt = _submit_pending(
-        handle, experiment, scoped, executor, pending, derived, context_blob, resume
-    )
-    if interrupt is not None:
-        # the interrupt hit a run executing in this thread: stop the caller too
-        handle.wait()
-        if interrupt == "SystemExit":
-            raise SystemExit(EXIT_SIGTERM)
-        raise KeyboardInterrupt
-    if isinstance(executor, SerialExecutor) and not handle.done:
-        # runs another launch is executing: a serial run() returns when every run has ended
-        try:
-            with _sigterm_as_exit():
-                handle.wait()
-        except BaseException:  # Ctrl-C (wait() cancels) or SIGTERM: stop waiting for them
-            handle.cancel()
-            raise
-    return handle
+    return executor.submit_batch(Batch(
+        experiment=experiment, store=scoped, specs=specs, pending=pending, skipped=skipped,
+        manifest=manifest, submitted_at=submitted_at, derived_metrics=derived,
+        context_blob=context_blob, resume=resume, progress=progress, on_event=on_event,
+    ))
 
 
 def _check_arguments(experiment: Any, executor: Any) -> None:
@@ -281,97 +207,3 @@ def _split_resumed(
         else:
             pending.append((spec, attempt))
     return pending, skipped
-
-
-def _new_handle(
-    scoped: Any,
-    experiment_id: str,
-    specs: list[Any],
-    executor: Executor,
-    progress: bool,
-    on_event: EventCallback | None,
-) -> RunHandle:
-    """The handle of an in-process submission, with its progress bar and event callback."""
-    dispatcher = EventDispatcher()
-    finish_hooks: list[Any] = []
-    if progress:
-        from metalab.execution._progress import ProgressDisplay
-
-        display = ProgressDisplay(experiment_id, len(specs))
-        dispatcher.add(display)
-        finish_hooks.append(display.stop)
-    if on_event is not None:
-        dispatcher.add(on_event)
-    return RunHandle(
-        scoped,
-        experiment_id,
-        total=len(specs),
-        executor=executor,
-        dispatcher=dispatcher,
-        cancel_flag=threading.Event(),
-        on_finish=finish_hooks,
-        run_ids=[spec.run_id for spec in specs],
-    )
-
-
-def _submit_pending(
-    handle: RunHandle,
-    experiment: Any,
-    scoped: Any,
-    executor: Executor,
-    pending: list[tuple[Any, int]],
-    derived: tuple[Any, ...],
-    context_blob: Callable[[], bytes] | None,
-    resume: bool,
-) -> str | None:
-    """Hand every pending run to ``executor`` until the submission is cancelled.
-
-    Returns the type of interrupt (``"KeyboardInterrupt"`` or ``"SystemExit"``)
-    that hit a run executing in this thread, else None.  Any other exception
-    cancels the submission and propagates.
-    """
-    cancel_flag = handle._cancel_flag
-    metadata = dict(getattr(experiment, "metadata", None) or {})
-    interrupt: str | None = None
-    try:
-        with _sigterm_as_exit():
-            for spec, attempt in pending:
-                if cancel_flag.is_set():
-                    break
-                job = Job(
-                    spec=spec,
-                    operation=experiment.operation,
-                    context=experiment.context,
-                    store=scoped,
-                    attempt=attempt + 1,
-                    metadata=metadata,
-                    derived_metrics=derived,
-                    cancel_flag=cancel_flag,
-                    on_started=handle._started,
-                    context_blob=context_blob,
-                    resume=resume,
-                )
-                fut = executor.submit(job)
-                handle._track(spec.run_id, fut, job)
-                if fut.done() and not fut.cancelled() and fut.exception() is None:
-                    record = fut.result()
-                    if is_interrupt(record):
-                        interrupt = record.error.type
-    except KeyboardInterrupt:
-        interrupt = interrupt or "KeyboardInterrupt"  # a SIGTERM seen first still wins
-        handle.cancel()
-    except BaseException:
-        handle.cancel()
-        _close_submission(handle, pending)
-        raise
-    _close_submission(handle, pending)
-    return interrupt
-
-
-def _close_submission(handle: RunHandle, pending: list[Any]) -> None:
-    """Account for runs never handed to the executor, then let the handle finish."""
-    tracked = handle._futures
-    for spec, _ in pending:
-        if spec.run_id not in tracked:
-            handle._not_submitted(spec.run_id)
-    handle._submission_complete()

@@ -48,16 +48,17 @@ def _sigterm(signum: int, frame: Any) -> None:
 
 def run_task(submission_path: str, task_index: int) -> int:
     """Execute the runs of global task ``task_index``; returns the process exit code."""
-    from metalab._errors import OperationImportError
+    from metalab._errors import CorruptRecordError, OperationImportError
     from metalab._internal import _json
     from metalab.definition import load_operation
     from metalab.execution._claims import ClaimedElsewhereError
-    from metalab.execution._slurm import _load_experiment, position_to_index, range_starts
+    from metalab.execution._slurm_files import load_experiment, position_to_index, range_starts
     from metalab.execution._worker import (
         FinalRecordNotSavedError,
+        Job,
         _redirect_std,
-        execute_run,
         is_interrupt,
+        run_job,
     )
     from metalab.model import Status
     from metalab.store._config import StoreConfig
@@ -75,7 +76,7 @@ def run_task(submission_path: str, task_index: int) -> int:
         return 0
     store = StoreConfig.from_dict(sub["store"]).connect()
     exp_path = os.path.join(os.path.dirname(submission_path), sub["experiment_file"])
-    experiment, derived = _load_experiment(exp_path, sub)
+    experiment, derived = load_experiment(exp_path, sub)
     ref = str(sub["operation_ref"])
     op: Any
     try:
@@ -89,27 +90,25 @@ def run_task(submission_path: str, task_index: int) -> int:
     metadata = dict(sub.get("metadata") or {})
     for position in range(first, last):
         spec = experiment.spec(position_to_index(ranges, starts, position))
-        previous = store.get_run_record(spec.run_id)
+        try:
+            previous = store.get_run_record(spec.run_id)
+        except CorruptRecordError as exc:
+            # readers skip a damaged record; the new attempt's records replace it
+            print(f"metalab: run {spec.run_id}: its record is unreadable ({exc}); running it", flush=True)
+            previous = None
         if previous is not None and previous.status is Status.SUCCESS:
             print(f"metalab: run {spec.run_id} already succeeded; skipped", flush=True)
             continue
-        attempt = (previous.attempt if previous is not None else 0) + 1
+        job = Job(
+            spec=spec, operation=op, context=experiment.context, store=store,
+            attempt=(previous.attempt if previous is not None else 0) + 1,
+            metadata=metadata, derived_metrics=derived, resume=True,
+            # the handle learns of the start from the record: write it at once
+            running_record_after=0.0,
+        )
         try:
             with _redirect_std(store, spec.run_id):
-                record = execute_run(
-                    spec,
-                    op,
-                    experiment.context,
-                    store,
-                    executor="slurm",
-                    worker_id=worker_id,
-                    attempt=attempt,
-                    metadata=metadata,
-                    # the handle learns of the start from the record: write it at once
-                    running_record_after=0.0,
-                    derived_metrics=derived,
-                    skip_if_succeeded=True,
-                )
+                record = run_job(job, "slurm", worker_id)
         except (ClaimedElsewhereError, FinalRecordNotSavedError) as exc:
             print(f"metalab: {exc}", flush=True)
             continue

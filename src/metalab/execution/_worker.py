@@ -16,7 +16,6 @@ import os
 import pickle
 import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -54,6 +53,7 @@ __all__ = [
     "is_interrupt",
     "process_entry",
     "process_initializer",
+    "run_job",
 ]
 
 log = logging.getLogger("metalab.execution")
@@ -177,50 +177,67 @@ def execute_run(
 ) -> RunRecord:
     """Run ``op`` for ``spec`` and return the final record (already stored).
 
-    With ``skip_if_succeeded`` (resume semantics) a run found ``success``
-    once claimed is not executed again (ClaimedElsewhereError).
-    With ``claim`` (the default) the run is first claimed in the store
-    (:meth:`Store.try_claim`; a stale claim is taken over after
-    :func:`~metalab.store._base.lost_after_seconds`), and a heartbeat thread
-    refreshes the claim and the ``running`` record's ``heartbeat_at`` every
-    :func:`~metalab.execution._claims.heartbeat_interval` seconds until the
-    final record is written; the claim is released afterwards.
+    The arguments are the fields of a :class:`Job` (``op`` is its
+    ``operation``, ``skip_if_succeeded`` its ``resume``); this builds one and
+    runs it with :func:`run_job`, which documents what happens and what is
+    raised.
+    """
+    job = Job(
+        spec=spec, operation=op, context=context, store=store, attempt=attempt,
+        metadata=dict(metadata or {}), derived_metrics=tuple(derived_metrics),
+        cancel_flag=cancel_flag, on_started=on_started, resume=skip_if_succeeded,
+        claim=claim, running_record_after=running_record_after,
+    )
+    return run_job(job, executor, worker_id)
+
+
+def run_job(job: Job, executor: str, worker_id: str, owner: str | None = None) -> RunRecord:
+    """Execute ``job`` in this thread and return its final record (already stored).
+
+    ``executor`` and ``worker_id`` name where it runs (run record provenance);
+    ``owner`` is the claim owner (default: a new one, :func:`new_owner`).
+
+    With ``job.resume`` a run found ``success`` once claimed is not executed
+    again (CompletedElsewhereError).  With ``job.claim`` (the default) the run
+    is first claimed in the store (:meth:`Store.try_claim`; a stale claim is
+    taken over after :func:`~metalab.store._base.lost_after_seconds`), and a
+    heartbeat refreshes the claim and the ``running`` record's
+    ``heartbeat_at`` every :func:`~metalab.execution._claims.heartbeat_interval`
+    seconds until the final record is written; the claim is released
+    afterwards.
 
     Writes a ``running`` record (at once for ``attempt > 1``, which replaces
     the earlier attempt's record; else at the first heartbeat, after
-    ``running_record_after`` seconds: launchers that learn of a run's start
-    only from the store, like the SLURM handle, pass 0), calls the
-    operation with the arguments it declares (``context``, ``params``, ``seeds``, ``runtime``,
-    ``capture``), then writes one final record.  Exceptions of the operation
-    never escape: they become a ``failed`` record (``cancelled`` for
-    KeyboardInterrupt, SystemExit and :class:`~metalab.RunCancelledError`).
+    ``job.running_record_after`` seconds: launchers that learn of a run's
+    start only from the store, like the SLURM handle, pass 0), calls the
+    operation with the arguments it declares (``context``, ``params``,
+    ``seeds``, ``runtime``, ``capture``), then writes one final record.
+    Exceptions of the operation never escape: they become a ``failed`` record
+    (``cancelled`` for KeyboardInterrupt, SystemExit and
+    :class:`~metalab.RunCancelledError`).  Thread-safe for distinct runs.
+
     Raises:
         ClaimedElsewhereError: another launch holds a live claim on the run
             (nothing was written; the operation is not called).
             :class:`CompletedElsewhereError` (a subclass): another launch
-            completed the run meanwhile (``skip_if_succeeded``).
+            completed the run meanwhile (``job.resume``).
         StoreError / OSError: the claim (or, for ``attempt > 1``, the
             initial ``running`` record) cannot be written, or with
-            ``skip_if_succeeded`` the run's record cannot be read for a
-            reason other than a damaged file (the operation is then not
-            called).
+            ``job.resume`` the run's record cannot be read for a reason other
+            than a damaged file (the operation is then not called).
         FinalRecordNotSavedError: the run ended but its final record could
             not be written (the store shows it as running, as its earlier
             attempt's record, or not at all).
     """
-    run_id: str = spec.run_id
-    owner = new_owner()
-    if claim:
-        _claim(store, run_id, owner, skip_if_succeeded=skip_if_succeeded)
+    store = job.store
+    run_id = job.run_id
+    owner = owner or new_owner()
+    if job.claim:
+        _claim(store, run_id, owner, skip_if_succeeded=job.resume)
     try:
-        return _execute_claimed(
-            spec, op, context, store, owner,
-            executor=executor, worker_id=worker_id, attempt=attempt, metadata=metadata,
-            cancel_flag=cancel_flag, on_started=on_started, derived_metrics=derived_metrics,
-            running_record_after=running_record_after,
-        )
+        return _execute_claimed(job, owner, executor, worker_id)
     finally:
-        if claim:
+        if job.claim:
             try:
                 store.release_claim(run_id, owner)
             except Exception as exc:
@@ -228,7 +245,7 @@ def execute_run(
 
 
 def _claim(store: Store, run_id: str, owner: str, *, skip_if_succeeded: bool) -> None:
-    """Claim ``run_id`` for ``owner``; see :func:`execute_run` for what it raises."""
+    """Claim ``run_id`` for ``owner``; see :func:`run_job` for what it raises."""
     from metalab.store._base import lost_after_seconds
 
     if not store.try_claim(run_id, owner, lost_after_seconds()):
@@ -253,8 +270,7 @@ def _claim(store: Store, run_id: str, owner: str, *, skip_if_succeeded: bool) ->
             done = None  # unreadable (readers skip it): executing again replaces it
         except BaseException:
             # unknown (I/O error, database down): executing could repeat a finished run
-            with contextlib.suppress(Exception):  # the read's error is the one to report
-                store.release_claim(run_id, owner)
+            _release_quietly(store, run_id, owner)
             raise
         if done is not None and done.status is Status.SUCCESS:
             store.release_claim(run_id, owner)
@@ -263,27 +279,24 @@ def _claim(store: Store, run_id: str, owner: str, *, skip_if_succeeded: bool) ->
             )
 
 
-def _execute_claimed(
-    spec: Any,
-    op: Any,
-    context: Any,
-    store: Store,
-    owner: str,
-    *,
-    executor: str,
-    worker_id: str,
-    attempt: int,
-    metadata: dict[str, Any] | None,
-    cancel_flag: CancelFlag | None,
-    on_started: StartedCallback | None,
-    derived_metrics: DerivedSpec,
-    running_record_after: float,
-) -> RunRecord:
-    run_id: str = spec.run_id
+def _release_quietly(store: Store, run_id: str, owner: str) -> None:
+    """Release a claim while another error is being raised (that error is the one to report)."""
+    try:
+        store.release_claim(run_id, owner)
+    except Exception as exc:
+        log.warning("could not release the claim of run %s: %s", run_id, exc)
+
+
+def _execute_claimed(job: Job, owner: str, executor: str, worker_id: str) -> RunRecord:
+    """The part of :func:`run_job` after the claim: records, log, heartbeat, the call."""
+    store = job.store
+    spec = job.spec
+    run_id = job.run_id
+    attempt = job.attempt
     started_at = utcnow()
     t0 = time.perf_counter()
-    running = _running_record(spec, op, executor, worker_id, attempt, started_at)
-    running_written_at_once = attempt > 1 or running_record_after <= 0
+    running = _running_record(spec, job.operation, executor, worker_id, attempt, started_at)
+    running_written_at_once = attempt > 1 or job.running_record_after <= 0
     if running_written_at_once:
         # an earlier attempt's record is there: replace it now, or readers would show
         # its status while this attempt runs (no fsync: re-created if lost)
@@ -295,29 +308,29 @@ def _execute_claimed(
         header=f"{to_iso(started_at)} === attempt {attempt} started "
         f"(run {run_id}, worker {worker_id or '-'}, executor {executor}) ===",
     )
-    runtime = Runtime(run_id, spec.experiment_id, worker_id, metadata, cancel_flag)
+    runtime = Runtime(run_id, spec.experiment_id, worker_id, job.metadata, job.cancel_flag)
     capture = Capture(store, run_id, run_log, experiment_id=spec.experiment_id)
     # a first attempt's running record is the first heartbeat's (running_record_after):
     # a short run writes one record instead of two; its claim says meanwhile that it runs
     heartbeat = Heartbeat(
-        store, running, owner, heartbeat_interval(), first_in=running_record_after
+        store, running, owner, heartbeat_interval(), first_in=job.running_record_after
     ).start()
-    if on_started is not None:
+    if job.on_started is not None:
         try:
-            on_started(run_id, worker_id, started_at)
+            job.on_started(run_id, worker_id, started_at)
         except Exception:
             log.exception("run %s: start notification failed (ignored)", run_id)
     try:
         with route_logging(run_log):
-            status, error, returned = _call_operation(op, spec, context, runtime, capture)
+            status, error, returned = _call_operation(job.operation, spec, job.context, runtime, capture)
         heartbeat.stop()
         final = _final_record(running, capture, status, error, returned, t0)
         _end_log(run_log, final, attempt)
         _put_final_record(
             store, final, running_shown=running_written_at_once or heartbeat.wrote_record
         )
-        if final.status is Status.SUCCESS and derived_metrics:
-            _compute_derived(store, final, derived_metrics)
+        if final.status is Status.SUCCESS and job.derived_metrics:
+            _compute_derived(store, final, job.derived_metrics)
         return final
     finally:
         heartbeat.stop()
@@ -449,10 +462,11 @@ def _put_final_record(store: Store, final: RunRecord, *, running_shown: bool) ->
 # --------------------------------------------------------------------- jobs
 @dataclass
 class Job:
-    """One pending run, as handed to :meth:`Executor.submit`.
+    """One pending run, as handed to an :class:`~metalab.execution.Executor`.
 
     In-process executors call :meth:`run`; out-of-process executors ship
-    :meth:`to_payload` (picklable) and run :func:`process_entry` remotely.
+    :meth:`to_payload` (picklable) and run :func:`process_entry` remotely,
+    which rebuilds the job there.
     """
 
     spec: Any
@@ -462,38 +476,31 @@ class Job:
     attempt: int = 1
     metadata: dict[str, Any] = field(default_factory=dict)
     derived_metrics: tuple[Any, ...] = ()
-    cancel_flag: threading.Event = field(default_factory=threading.Event)
+    #: set when the submission is cancelled (a ``threading.Event`` or a multiprocessing one)
+    cancel_flag: CancelFlag | None = None
     on_started: StartedCallback | None = None
     context_blob: Callable[[], bytes] | None = None
     #: resume semantics: do not re-execute a run another launch completed meanwhile
     resume: bool = False
+    #: claim the run in the store before executing it
+    claim: bool = True
+    #: seconds after the start at which a first attempt writes its ``running`` record
+    running_record_after: float = RUNNING_RECORD_AFTER_S
 
     @property
     def run_id(self) -> str:
         return str(self.spec.run_id)
 
-    def run(self, executor: str, worker_id: str) -> RunRecord:
-        """Execute in this process (see :func:`execute_run`).
+    def run(self, executor: str, worker_id: str, owner: str | None = None) -> RunRecord:
+        """Execute in this thread (see :func:`run_job`).
 
         Raises:
             NotStartedError: the submission was cancelled before the run began.
+            Otherwise what :func:`run_job` raises.
         """
-        if self.cancel_flag.is_set():
+        if self.cancel_flag is not None and self.cancel_flag.is_set():
             raise NotStartedError(f"run {self.run_id} was cancelled before it started")
-        return execute_run(
-            self.spec,
-            self.operation,
-            self.context,
-            self.store,
-            executor=executor,
-            worker_id=worker_id,
-            attempt=self.attempt,
-            metadata=self.metadata,
-            cancel_flag=self.cancel_flag,
-            on_started=self.on_started,
-            derived_metrics=self.derived_metrics,
-            skip_if_succeeded=self.resume,
-        )
+        return run_job(self, executor, worker_id, owner)
 
     def to_payload(self, executor: str) -> RunPayload:
         """A picklable description of this job for another process."""
@@ -632,7 +639,7 @@ def process_entry(payload: RunPayload, redirect: bool = True) -> RunRecord:
         OperationImportError: the worker cannot import the operation.
         ClaimedElsewhereError: another launch is executing this run (or
             completed it: CompletedElsewhereError).
-        FinalRecordNotSavedError: see :func:`execute_run`.
+        FinalRecordNotSavedError: see :func:`run_job`.
     """
     cancel = _WorkerState.cancel_event
     if cancel is not None and cancel.is_set():
@@ -645,18 +652,10 @@ def process_entry(payload: RunPayload, redirect: bool = True) -> RunRecord:
         if q is not None:
             q.put((run_id, wid, at))
 
+    job = Job(
+        spec=payload.spec, operation=op, context=context, store=store, attempt=payload.attempt,
+        metadata=payload.metadata, derived_metrics=payload.derived_metrics, cancel_flag=cancel,
+        on_started=started, resume=payload.resume,
+    )
     with _redirect_std(store, payload.run_id) if redirect else contextlib.nullcontext():
-        return execute_run(
-            payload.spec,
-            op,
-            context,
-            store,
-            executor=payload.executor,
-            worker_id=worker_id,
-            attempt=payload.attempt,
-            metadata=payload.metadata,
-            cancel_flag=cancel,
-            on_started=started,
-            derived_metrics=payload.derived_metrics,
-            skip_if_succeeded=payload.resume,
-        )
+        return run_job(job, payload.executor, worker_id)

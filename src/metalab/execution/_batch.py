@@ -1,0 +1,220 @@
+"""A submission as handed to an executor, and how executors of single runs carry it out.
+
+:func:`metalab.run` resolves what to execute (the store, the specs, resume)
+into a :class:`Batch` and calls :meth:`Executor.submit_batch
+<metalab.execution.Executor.submit_batch>`, which returns a
+:class:`~metalab.execution._handle.Handle`.  Executors that return a future
+per run (serial, thread, process, Dask) share :func:`launch_local`: it
+stores the manifest, makes a :class:`~metalab.execution._handle.RunHandle`,
+turns each pending run into a :class:`~metalab.execution._worker.Job` and
+feeds the executor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from metalab.execution._events import EventCallback, EventDispatcher
+from metalab.execution._handle import JobExecutor, RunHandle
+from metalab.execution._worker import EXIT_SIGTERM, Job, is_interrupt
+
+__all__ = ["Batch", "BatchExecutor", "launch_local"]
+
+
+@dataclass
+class Batch:
+    """The runs of one :func:`metalab.run` call, resolved.
+
+    Attributes:
+        experiment: the :class:`~metalab.Experiment`.
+        store: the store scoped to the experiment.
+        specs: every run spec of the experiment, in order.
+        pending: ``(spec, previous attempt)`` of the runs to execute (0: no record yet).
+        skipped: ids of the runs ``resume`` skips (they already succeeded).
+        manifest: the experiment manifest to store (the executor stores it).
+        submitted_at: when :func:`metalab.run` was called.
+        derived_metrics: derived metric references, already checked.
+        context_blob: the pickled context for out-of-process executors (None in process).
+        resume: skip runs that already succeeded, also when found so after claiming.
+        progress / on_event: what the handle reports to.
+    """
+
+    experiment: Any
+    store: Any
+    specs: list[Any]
+    pending: list[tuple[Any, int]]
+    skipped: list[str]
+    manifest: dict[str, Any]
+    submitted_at: datetime
+    derived_metrics: tuple[Any, ...] = ()
+    context_blob: Callable[[], bytes] | None = None
+    resume: bool = True
+    progress: bool = False
+    on_event: EventCallback | None = None
+    metadata: dict[str, Any] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.metadata = dict(getattr(self.experiment, "metadata", None) or {})
+
+    @property
+    def experiment_id(self) -> str:
+        return str(self.experiment.experiment_id)
+
+    @property
+    def run_ids(self) -> list[str]:
+        return [spec.run_id for spec in self.specs]
+
+    def job(self, spec: Any, previous_attempt: int, handle: RunHandle) -> Job:
+        """The job of one pending run, reporting to ``handle``."""
+        return Job(
+            spec=spec,
+            operation=self.experiment.operation,
+            context=self.experiment.context,
+            store=self.store,
+            attempt=previous_attempt + 1,
+            metadata=self.metadata,
+            derived_metrics=self.derived_metrics,
+            cancel_flag=handle._cancel_flag,
+            on_started=handle._started,
+            context_blob=self.context_blob,
+            resume=self.resume,
+        )
+
+
+class BatchExecutor(JobExecutor, Protocol):
+    """What :func:`launch_local` needs of an executor."""
+
+    @property
+    def runs_in_caller(self) -> bool: ...
+
+
+@contextlib.contextmanager
+def sigterm_as_exit() -> Iterator[None]:
+    """In the main thread, turn SIGTERM into SystemExit while runs execute here."""
+    installed = False
+    old: Any = None
+    if threading.current_thread() is threading.main_thread():
+        try:
+            old = signal.getsignal(signal.SIGTERM)
+            if old in (signal.SIG_DFL, None):
+
+                def _raise(signum: int, frame: Any) -> None:
+                    raise SystemExit(EXIT_SIGTERM)
+
+                signal.signal(signal.SIGTERM, _raise)
+                installed = True
+        except (ValueError, OSError, AttributeError):
+            installed = False
+    try:
+        yield
+    finally:
+        if installed:
+            with contextlib.suppress(ValueError, OSError):
+                signal.signal(signal.SIGTERM, old)
+
+
+def launch_local(executor: BatchExecutor, batch: Batch) -> RunHandle:
+    """Store the manifest and hand every pending run of ``batch`` to ``executor`` as a job.
+
+    With an executor whose runs execute in the caller (``runs_in_caller``),
+    this returns when every run has ended, including runs another live
+    launch was executing (they are waited for).
+
+    Raises:
+        KeyboardInterrupt / SystemExit: Ctrl-C or SIGTERM while a run
+            executed in this thread (the submission is cancelled first).
+        Whatever storing the manifest or submitting a job raises (the
+        submission is cancelled first).
+    """
+    batch.store.put_experiment_manifest(batch.experiment_id, batch.manifest, timestamp=batch.submitted_at)
+    handle = _new_handle(executor, batch)
+    for run_id in batch.skipped:
+        handle._skip(run_id, "already succeeded (resume=True)")
+    interrupt = _submit_pending(handle, executor, batch)
+    if interrupt is not None:
+        # the interrupt hit a run executing in this thread: stop the caller too
+        handle.wait()
+        if interrupt == "SystemExit":
+            raise SystemExit(EXIT_SIGTERM)
+        raise KeyboardInterrupt
+    if executor.runs_in_caller and not handle.done:
+        # runs another launch is executing: such a run() returns when every run has ended
+        try:
+            with sigterm_as_exit():
+                handle.wait()
+        except BaseException:  # Ctrl-C (wait() cancels) or SIGTERM: stop waiting for them
+            handle.cancel()
+            raise
+    return handle
+
+
+def _new_handle(executor: BatchExecutor, batch: Batch) -> RunHandle:
+    """The handle of the submission, with its progress bar and event callback."""
+    dispatcher = EventDispatcher()
+    finish_hooks: list[Any] = []
+    total = len(batch.specs)
+    if batch.progress:
+        from metalab.execution._progress import ProgressDisplay
+
+        display = ProgressDisplay(batch.experiment_id, total)
+        dispatcher.add(display)
+        finish_hooks.append(display.stop)
+    if batch.on_event is not None:
+        dispatcher.add(batch.on_event)
+    return RunHandle(
+        batch.store,
+        batch.experiment_id,
+        total=total,
+        executor=executor,
+        dispatcher=dispatcher,
+        cancel_flag=threading.Event(),
+        on_finish=finish_hooks,
+        run_ids=batch.run_ids,
+    )
+
+
+def _submit_pending(handle: RunHandle, executor: BatchExecutor, batch: Batch) -> str | None:
+    """Hand every pending run to ``executor`` until the submission is cancelled.
+
+    Returns the type of interrupt (``"KeyboardInterrupt"`` or ``"SystemExit"``)
+    that hit a run executing in this thread, else None.  Any other exception
+    cancels the submission and propagates.
+    """
+    cancel_flag = handle._cancel_flag
+    interrupt: str | None = None
+    try:
+        with sigterm_as_exit():
+            for spec, attempt in batch.pending:
+                if cancel_flag.is_set():
+                    break
+                job = batch.job(spec, attempt, handle)
+                fut = executor.submit(job)
+                handle._track(spec.run_id, fut, job)
+                if fut.done() and not fut.cancelled() and fut.exception() is None:
+                    record = fut.result()
+                    if is_interrupt(record):
+                        interrupt = record.error.type
+    except KeyboardInterrupt:
+        interrupt = interrupt or "KeyboardInterrupt"  # a SIGTERM seen first still wins
+        handle.cancel()
+    except BaseException:
+        handle.cancel()
+        _close_submission(handle, batch)
+        raise
+    _close_submission(handle, batch)
+    return interrupt
+
+
+def _close_submission(handle: RunHandle, batch: Batch) -> None:
+    """Account for runs never handed to the executor, then let the handle finish."""
+    tracked = handle._futures
+    for spec, _ in batch.pending:
+        if spec.run_id not in tracked:
+            handle._not_submitted(spec.run_id)
+    handle._submission_complete()
