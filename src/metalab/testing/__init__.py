@@ -1,5 +1,6 @@
-"""Test helpers shipped for store backend authors (needs pytest)."""
+"""Test helpers shipped for store and executor authors (needs pytest)."""
 
+from metalab.testing._executor_contract import ExecutorContractTests, contract_op
 from metalab.testing._store_contract import (
     CONTRACT_EXPERIMENT,
     FileRaw,
@@ -8,4 +9,12 @@ from metalab.testing._store_contract import (
     make_record,
 )
 
-__all__ = ["CONTRACT_EXPERIMENT", "FileRaw", "RawAccess", "StoreContractTests", "make_record"]
+__all__ = [
+    "CONTRACT_EXPERIMENT",
+    "ExecutorContractTests",
+    "FileRaw",
+    "RawAccess",
+    "StoreContractTests",
+    "contract_op",
+    "make_record",
+]
