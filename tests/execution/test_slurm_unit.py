@@ -168,7 +168,7 @@ def test_a_handle_waits_for_a_run_another_launch_is_executing(tmp_path, monkeypa
     """This submission's jobs left the queue without running ``r1`` (another
     launch's worker holds it, heart-beating): the run is counted ``elsewhere``, not lost,
     and ends with that worker's final record.  A run last written by one of this
-    submission's own tasks that left the queue is lost at once, as before.
+    submission's own tasks that left the queue is lost at once.
     (The queue is faked here; tests/slurm runs two real launches.)"""
     from datetime import UTC, datetime
 

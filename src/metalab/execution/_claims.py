@@ -46,6 +46,8 @@ DEFAULT_HEARTBEAT_INTERVAL_S = 10.0
 #: ``running`` record: the first heartbeat.  Until then its claim alone says
 #: that it runs; a run that ends sooner writes only its final record.
 RUNNING_RECORD_AFTER_S = 1.0
+#: seconds the heartbeat thread sleeps when no run is registered (a new run wakes it at once)
+_IDLE_WAIT_S = 60.0
 
 
 def heartbeat_interval() -> float:
@@ -54,7 +56,9 @@ def heartbeat_interval() -> float:
     try:
         value = float(raw) if raw else DEFAULT_HEARTBEAT_INTERVAL_S
     except ValueError:
-        log.warning("METALAB_HEARTBEAT_INTERVAL=%r is not a number; using 10 s", raw)
+        log.warning(
+            "METALAB_HEARTBEAT_INTERVAL=%r is not a number; using %g s", raw, DEFAULT_HEARTBEAT_INTERVAL_S
+        )
         return DEFAULT_HEARTBEAT_INTERVAL_S
     return value if value > 0 else DEFAULT_HEARTBEAT_INTERVAL_S
 
@@ -131,7 +135,7 @@ class _Beater:
                 for b in due:
                     self._due[b] = now + b.interval
                 if not due:
-                    wait = min(self._due.values(), default=now + 60.0) - now
+                    wait = min(self._due.values(), default=now + _IDLE_WAIT_S) - now
                     self._cond.wait(max(wait, 0.0))
                     continue
             for b in due:

@@ -16,6 +16,9 @@ __all__ = ["DaskExecutor", "dask_entry"]
 
 log = logging.getLogger("metalab.execution")
 
+#: random hex characters that make a run's Dask task key unique across submissions
+_KEY_TOKEN_CHARS = 8
+
 
 def dask_entry(payload: RunPayload) -> Any:
     """Task run on a Dask worker: one run, no fd redirection (workers are threaded)."""
@@ -73,7 +76,7 @@ class DaskExecutor(Executor):
     def submit(self, job: Job) -> cf.Future[Any]:
         client = self._get_client()
         payload = job.to_payload(self.name)
-        key = f"metalab-{job.run_id}-{uuid.uuid4().hex[:8]}"
+        key = f"metalab-{job.run_id}-{uuid.uuid4().hex[:_KEY_TOKEN_CHARS]}"
         dfut = client.submit(dask_entry, payload, key=key, pure=False)
         out: cf.Future[Any] = cf.Future()
         out.set_running_or_notify_cancel()

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from metalab._errors import ExecutionError
-from metalab._internal._owner import holder_is_stale, owner_label
+from metalab._errors import CorruptRecordError, ExecutionError
+from metalab._internal._owner import EMPTY_GRACE_S, holder_is_stale, owner_label
 from metalab.execution._claims import ClaimedElsewhereError, CompletedElsewhereError
 from metalab.execution._events import Event, EventDispatcher, EventKind
 from metalab.execution._worker import (
@@ -95,7 +95,7 @@ def _disk_full(exc: BaseException | None, text: str = "") -> OSError | bool:
         if getattr(exc, "errno", None) in _DISK_FULL_ERRNOS:
             return True
         text = text or str(exc)
-    return any(t in text for t in _DISK_FULL_TEXTS) or "[Errno 28]" in text
+    return any(t in text for t in _DISK_FULL_TEXTS) or any(f"[Errno {e}]" in text for e in _DISK_FULL_ERRNOS)
 
 
 #: the interval between looks at runs claimed elsewhere grows by this many seconds per run...
@@ -106,13 +106,14 @@ _ELSEWHERE_POLL_MAX_S = 5.0
 _WAIT_STEP_S = 0.2
 #: longest error line quoted in the end-of-submission report (longer ones end in "...")
 _MAX_REPORTED_LINE = 200
+_ELLIPSIS = "..."
 
 
 def _first_line(text: str) -> str:
     line = (text or "").strip().splitlines()[0] if (text or "").strip() else ""
     if len(line) <= _MAX_REPORTED_LINE:
         return line
-    return line[: _MAX_REPORTED_LINE - 3] + "..."
+    return line[: _MAX_REPORTED_LINE - len(_ELLIPSIS)] + _ELLIPSIS
 
 
 def submission_results(store: Store, run_ids: Sequence[str] | None) -> Any:
@@ -433,7 +434,7 @@ class RunHandle(Handle):
                 "(handle.claimed_elsewhere lists such runs)",
                 run_id, self._experiment_id, owner_label(holder) if holder else (
                     "a claim file that is still empty: being written, or left by a launch "
-                    "that died, and then taken over after 2 s"
+                    f"that died, and then taken over after {EMPTY_GRACE_S:g} s"
                 ),
             )
 
@@ -466,15 +467,10 @@ class RunHandle(Handle):
                       "executing the run")
             return
         job = self._jobs.get(rid)
-        try:
-            rec = self._store.get_run_record(rid)
-        except Exception as exc:
-            log.debug("reading run %s failed: %s", rid, exc)
-            rec = None
-        if rec is not None and rec.status in _FINAL and job is not None and (
-            (rec.status is Status.SUCCESS and job.resume) or rec.attempt >= job.attempt
-        ):
-            self._end_elsewhere(rid, rec, self._elsewhere.get(rid, ""))
+        readable, rec = self._read_record(rid)
+        if not readable:
+            return
+        if self._ended_elsewhere(rid, rec, job):
             return
         held = self._store.claim_holder(rid)
         if held is not None and not holder_is_stale(held[0], held[1], lost_after_seconds()):
@@ -486,18 +482,39 @@ class RunHandle(Handle):
             return
         if held is None:
             # released: the holder may have written its final record just before
-            try:
-                rec = self._store.get_run_record(rid)
-            except Exception as exc:
-                # read as absent: the run is handed out again; with resume its job
-                # reads the record once more after claiming and stops if it cannot
-                log.debug("run %s: could not read its record after the claim ended: %s", rid, exc)
-                rec = None
-            if rec is not None and rec.status in _FINAL and (
-                (rec.status is Status.SUCCESS and job.resume) or rec.attempt >= job.attempt
-            ):
-                self._end_elsewhere(rid, rec, self._elsewhere.get(rid, ""))
+            readable, rec = self._read_record(rid)
+            if not readable or self._ended_elsewhere(rid, rec, job):
                 return
+        self._run_again(rid, job, rec)
+
+    def _read_record(self, rid: str) -> tuple[bool, RunRecord | None]:
+        """``(True, record or None)``; ``(False, None)`` when it cannot be read now.
+
+        A damaged record reads as absent (readers skip it; a new attempt
+        replaces it).  Any other failure (I/O error, database down) says
+        nothing about whether the run is done: the caller looks again at the
+        next poll, never treating it as "not done".
+        """
+        try:
+            return True, self._store.get_run_record(rid)
+        except CorruptRecordError as exc:
+            log.debug("run %s: its record is damaged (read as absent): %s", rid, exc)
+            return True, None
+        except Exception as exc:
+            log.warning("run %s: could not read its record (looking again later): %s", rid, exc)
+            return False, None
+
+    def _ended_elsewhere(self, rid: str, rec: RunRecord | None, job: Job | None) -> bool:
+        """End ``rid`` here if ``rec`` is a final record that settles it for this submission."""
+        if rec is None or rec.status not in _FINAL or job is None:
+            return False
+        if (rec.status is Status.SUCCESS and job.resume) or rec.attempt >= job.attempt:
+            self._end_elsewhere(rid, rec, self._elsewhere.get(rid, ""))
+            return True
+        return False
+
+    def _run_again(self, rid: str, job: Job, rec: RunRecord | None) -> None:
+        """The launch that held ``rid`` is gone: hand the run to this submission's executor."""
         attempt = max(job.attempt, rec.attempt + 1 if rec is not None else 1)
         again = dataclasses.replace(job, attempt=attempt)
         with self._lock:

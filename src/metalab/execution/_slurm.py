@@ -77,6 +77,8 @@ __all__ = [
 
 #: longest SLURM job name metalab derives from the experiment name
 _MAX_JOB_NAME = 100
+#: random hex characters after the timestamp of a submission id
+_SUBMISSION_TOKEN_CHARS = 6
 
 
 class SlurmExecutor(Executor):
@@ -139,7 +141,7 @@ class SlurmExecutor(Executor):
         for item in batch.derived_metrics:
             if not isinstance(item, str):
                 pickle.dumps(item)  # fail here, not on the nodes
-        submission_id = f"{compact_ts(utcnow())}-{uuid.uuid4().hex[:6]}"
+        submission_id = f"{compact_ts(utcnow())}-{uuid.uuid4().hex[:_SUBMISSION_TOKEN_CHARS]}"
         sub_dir = submission_dir(store, submission_id)
         os.makedirs(os.path.join(sub_dir, "logs"), exist_ok=True)
         write_experiment_file(sub_dir, batch.experiment, batch.derived_metrics)

@@ -26,6 +26,9 @@ __all__ = ["main", "run_task"]
 
 log = logging.getLogger("metalab.execution")
 
+#: exit status for a wrong command line (as argparse uses)
+EXIT_USAGE = 2
+
 
 class _BrokenOperation:
     """Stands in for an operation that cannot be imported: every call fails with the import error."""
@@ -141,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) not in (1, 2):
         print("usage: python -m metalab.execution._slurm_task SUBMISSION.json [OFFSET]", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     offset = int(args[1]) if len(args) == 2 else 0
     task = int(os.environ.get("SLURM_ARRAY_TASK_ID", "0"))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

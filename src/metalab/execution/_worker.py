@@ -92,11 +92,15 @@ class FinalRecordNotSavedError(ExecutionError):
         return (type(self), (str(self), self.run_id, self.status, self.errno, self.filename))
 
 
+#: links of an exception's cause/context chain searched for the OSError behind it
+_MAX_CAUSE_DEPTH = 10
+
+
 def _os_error_of(exc: BaseException) -> OSError | None:
     """The first OSError in ``exc``'s cause/context chain (itself included)."""
     seen = 0
     cur: BaseException | None = exc
-    while cur is not None and seen < 10:
+    while cur is not None and seen < _MAX_CAUSE_DEPTH:
         if isinstance(cur, OSError) and cur.errno is not None:
             return cur
         cur = cur.__cause__ or cur.__context__
