@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from metalab.execution._capture import logging_routed
 from metalab.execution._events import EventCallback, EventDispatcher
 from metalab.execution._handle import JobExecutor, RunHandle
 from metalab.execution._worker import EXIT_SIGTERM, Job, is_interrupt
@@ -188,8 +189,10 @@ def _submit_pending(handle: RunHandle, executor: BatchExecutor, batch: Batch) ->
     """
     cancel_flag = handle._cancel_flag
     interrupt: str | None = None
+    # runs that execute here, one after another, share one installation of the log routing
+    routing = logging_routed() if executor.runs_in_caller else contextlib.nullcontext()
     try:
-        with sigterm_as_exit():
+        with sigterm_as_exit(), routing:
             for spec, attempt in batch.pending:
                 if cancel_flag.is_set():
                     break

@@ -231,6 +231,22 @@ _ROUTER = _Router()
 
 
 @contextlib.contextmanager
+def logging_routed() -> Iterator[None]:
+    """Keep the routing handler installed for a batch of runs executed one after another.
+
+    :func:`route_logging` installs it for its first run and removes it after
+    its last; holding it here for a whole batch spares each run the install
+    (a root logger level change clears every logger's level cache).
+    Records emitted outside a run's context are not routed anywhere.
+    """
+    _ROUTER.acquire()
+    try:
+        yield
+    finally:
+        _ROUTER.release()
+
+
+@contextlib.contextmanager
 def route_logging(run_log: RunLog) -> Iterator[None]:
     """Send Python logging records emitted in this context to ``run_log``."""
     _ROUTER.acquire()

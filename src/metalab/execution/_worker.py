@@ -10,6 +10,7 @@ through :class:`Job`; the process executor ships a picklable
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -92,6 +93,8 @@ class FinalRecordNotSavedError(ExecutionError):
         return (type(self), (str(self), self.run_id, self.status, self.errno, self.filename))
 
 
+#: provenances kept by :func:`_provenance` (one per operation and worker thread or process)
+_PROVENANCE_CACHE_SIZE = 256
 #: links of an exception's cause/context chain searched for the OSError behind it
 _MAX_CAUSE_DEPTH = 10
 
@@ -342,15 +345,24 @@ def _execute_claimed(job: Job, owner: str, executor: str, worker_id: str) -> Run
         run_log.close()
 
 
+@functools.lru_cache(maxsize=_PROVENANCE_CACHE_SIZE)
+def _provenance(code_hash: str, ref: str, executor: str, worker_id: str, pid: int) -> Provenance:
+    """The provenance of runs of one operation on one worker of this process (made once).
+
+    ``pid`` is part of the key so a child made by ``fork`` makes its own.
+    """
+    return Provenance.current(
+        code_hash=code_hash, operation_ref=ref, executor=executor, worker_id=worker_id
+    )
+
+
 def _running_record(
     spec: Any, op: Any, executor: str, worker_id: str, attempt: int, started_at: datetime
 ) -> RunRecord:
     """The ``running`` record of this attempt of ``spec``'s run."""
-    provenance = Provenance.current(
-        code_hash=getattr(op, "code_hash", "") or "",
-        operation_ref=getattr(op, "ref", "") or "",
-        executor=executor,
-        worker_id=worker_id,
+    provenance = _provenance(
+        getattr(op, "code_hash", "") or "", getattr(op, "ref", "") or "", executor, worker_id,
+        os.getpid(),
     )
     seed = spec.seed.to_dict() if hasattr(spec.seed, "to_dict") else dict(spec.seed)
     return RunRecord(
