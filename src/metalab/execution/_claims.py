@@ -16,6 +16,7 @@ host and boot, pid gone), otherwise once the heartbeat is older than
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -108,20 +109,27 @@ class _Beater:
         self._cond = threading.Condition()
         self._due: dict[Heartbeat, float] = {}
         self._thread: threading.Thread | None = None
+        # when the waiting thread wakes up by itself (monotonic); infinity while it is not waiting
+        self._wake_at = math.inf
 
     def reset_after_fork(self) -> None:
         """In a child made by ``fork``: no thread, no runs (the lock may have been held)."""
         self._cond = threading.Condition()
         self._due = {}
         self._thread = None
+        self._wake_at = math.inf
 
     def add(self, beat: Heartbeat, first_in: float) -> None:
         with self._cond:
-            self._due[beat] = time.monotonic() + first_in
+            due_at = time.monotonic() + first_in
+            self._due[beat] = due_at
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="metalab-heartbeat", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            if due_at < self._wake_at:
+                # due before the thread would look again: wake it (a run due later is
+                # found when it wakes, so a sweep of short runs does not wake it per run)
+                self._cond.notify()
 
     def discard(self, beat: Heartbeat) -> None:
         with self._cond:
@@ -135,8 +143,10 @@ class _Beater:
                 for b in due:
                     self._due[b] = now + b.interval
                 if not due:
-                    wait = min(self._due.values(), default=now + _IDLE_WAIT_S) - now
-                    self._cond.wait(max(wait, 0.0))
+                    wait = max(min(self._due.values(), default=now + _IDLE_WAIT_S) - now, 0.0)
+                    self._wake_at = now + wait
+                    self._cond.wait(wait)
+                    self._wake_at = math.inf
                     continue
             for b in due:
                 b.beat()

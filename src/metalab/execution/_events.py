@@ -62,6 +62,11 @@ class EventDispatcher:
         self._callbacks: list[EventCallback] = list(callbacks or [])
         self._lock = threading.RLock()
 
+    @property
+    def active(self) -> bool:
+        """True if any callback listens (emitters may skip building events otherwise)."""
+        return bool(self._callbacks)
+
     def add(self, callback: EventCallback) -> None:
         with self._lock:
             self._callbacks.append(callback)

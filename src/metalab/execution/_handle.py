@@ -365,7 +365,8 @@ class RunHandle(Handle):
             if run_id in self._ended or run_id in self._running:
                 return
             self._running.add(run_id)
-        self._events.emit(Event(EventKind.RUN_STARTED, run_id, self._experiment_id, timestamp=at))
+        if self._events.active:
+            self._events.emit(Event(EventKind.RUN_STARTED, run_id, self._experiment_id, timestamp=at))
 
     def _on_done(self, run_id: str, fut: cf.Future[Any]) -> None:
         if fut.cancelled():
@@ -573,6 +574,18 @@ class RunHandle(Handle):
                 self._problems.append(
                     (run_id, text, _disk_full(exc, info.message if info else ""))
                 )
+        if self._events.active:
+            self._emit_end(run_id, record, was_running, error, reason)
+        if is_interrupt(record):
+            # Ctrl-C inside one run stops the whole submission
+            self.cancel()
+        self._check_finished()
+
+    def _emit_end(
+        self, run_id: str, record: RunRecord | None, was_running: bool, error: ErrorInfo | None,
+        reason: str | None,
+    ) -> None:
+        """The events of a run's end (and of its start, if it was not reported yet)."""
         if record is not None and not was_running:
             self._events.emit(
                 Event(
@@ -600,10 +613,6 @@ class RunHandle(Handle):
         else:
             event = Event(EventKind.RUN_CANCELLED, run_id, self._experiment_id, reason=reason)
         self._events.emit(event)
-        if is_interrupt(record):
-            # Ctrl-C inside one run stops the whole submission
-            self.cancel()
-        self._check_finished()
 
     def _check_finished(self) -> None:
         with self._lock:
