@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import distributed
 import exec_ops
 import pytest
 
@@ -13,17 +12,9 @@ from metalab.definition import Experiment, grid, seeds
 from metalab.execution import DaskExecutor, EventKind, run
 
 
-@pytest.fixture(scope="module")
-def client():
-    cluster = distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
-    )
-    cl = distributed.Client(cluster)
-    try:
-        yield cl
-    finally:
-        cl.close()
-        cluster.close()
+@pytest.fixture
+def client(dask_client):
+    return dask_client
 
 
 def make_exp(root, op=exec_ops.basic, xs=(1, 2, 3)):

@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import distributed
 import pytest
 
 from metalab.execution import (
@@ -54,19 +53,6 @@ class TestProcessExecutor(ExecutorContractTests):
         ex = ProcessExecutor(max_workers=2)
         yield ex
         ex.shutdown(wait=True)
-
-
-@pytest.fixture(scope="module")
-def dask_client() -> Iterator[Any]:
-    cluster = distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
-    )
-    client = distributed.Client(cluster)
-    try:
-        yield client
-    finally:
-        client.close()
-        cluster.close()
 
 
 class TestDaskExecutor(ExecutorContractTests):

@@ -154,15 +154,19 @@ class Handle(abc.ABC):
     (leaving the block waits; an exception cancels first) and thread-safe.
     """
 
-    @property
-    @abc.abstractmethod
-    def store(self) -> Store:
-        """The (scoped) store the runs are written to."""
+    def __init__(self, store: Store, experiment_id: str) -> None:
+        self._store = store
+        self._experiment_id = experiment_id
 
     @property
-    @abc.abstractmethod
+    def store(self) -> Store:
+        """The (scoped) store the runs are written to."""
+        return self._store
+
+    @property
     def experiment_id(self) -> str:
         """The experiment's ``name:version``."""
+        return self._experiment_id
 
     @property
     @abc.abstractmethod
@@ -241,9 +245,8 @@ class RunHandle(Handle):
         on_finish: list[Any] | None = None,
         run_ids: Sequence[str] | None = None,
     ) -> None:
-        self._store = store
+        super().__init__(store, experiment_id)
         self._run_ids = tuple(run_ids) if run_ids is not None else None
-        self._experiment_id = experiment_id
         self._executor = executor
         self._events = dispatcher
         self._cancel_flag = cancel_flag
@@ -271,15 +274,6 @@ class RunHandle(Handle):
         self._shutdown_done = False
 
     # ----------------------------------------------------------- properties
-    @property
-    def store(self) -> Store:
-        """The (scoped) store holding this experiment's results."""
-        return self._store
-
-    @property
-    def experiment_id(self) -> str:
-        return self._experiment_id
-
     @property
     def executor(self) -> JobExecutor:
         return self._executor

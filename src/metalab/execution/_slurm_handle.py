@@ -61,11 +61,10 @@ class SlurmRunHandle(Handle):
         skipped_ids: Sequence[str] = (),
         all_run_ids: Sequence[str] | None = None,
     ) -> None:
-        self._store = store
+        super().__init__(store, str(submission["experiment_id"]))
         self._sub = submission
         #: every run of the submission (queued or skipped), for result()
         self._all_run_ids = tuple(all_run_ids) if all_run_ids is not None else None
-        self._experiment_id = str(submission["experiment_id"])
         self._run_ids = list(run_ids)
         self._baseline: dict[str, int] = dict(submission.get("baseline") or {})
         self._total = int(submission["total_runs"])
@@ -102,14 +101,6 @@ class SlurmRunHandle(Handle):
             self._poller.start()
 
     # ------------------------------------------------------------ properties
-    @property
-    def store(self) -> Store:
-        return self._store
-
-    @property
-    def experiment_id(self) -> str:
-        return self._experiment_id
-
     @property
     def submission(self) -> dict[str, Any]:
         """The submission manifest (a copy)."""
