@@ -8,16 +8,19 @@ many at a time, in one transaction (``PostgresIndex.apply``).
 
 Nothing is lost on the way:
 
-* before a change is queued, a line of the process's in-flight log names it
-  (see ``_journal``).  If the process dies before the flush, its lock on the
-  log goes away and any process's catch-up replays the listed changes from
-  the files;
+* the change itself is logged by the FileStore (its ``.changes/`` log line,
+  see ``_changes``); before the file write, :meth:`IndexFlusher.begin` lists
+  the experiment in the process's in-flight log (see ``_journal``), once
+  until everything is settled again.  If the process dies before the flush,
+  its lock on the log goes away and any process's catch-up marks the
+  experiment ``behind`` and reads its change logs;
 * if a flush fails (server down, circuit breaker open, any database error) the
-  changes of the batch become ordinary pending journal items (written by the
-  flusher thread), replayed by the next catch-up; the caller never waits for
-  the server;
-* if the queue is full (the server is slower than the writers) new changes go
-  straight to the journal as pending items instead of waiting.
+  experiments of the batch are marked ``behind`` (by the flusher thread), and
+  the next catch-up reads their change logs; the caller never waits for the
+  server;
+* if the queue is full (the server is slower than the writers), or the store
+  is in ``deferred`` index mode, a change marks its experiment ``behind``
+  instead of being queued.
 
 After a failed batch (or a failed catch-up) the thread stays up and calls the
 store's catch-up again once the circuit breaker lets it try (doubling waits,
@@ -73,10 +76,10 @@ FLUSH_BATCH = 500
 MAX_QUEUE = 50_000
 #: an idle flusher thread ends after this many seconds (restarted on demand)
 IDLE_EXIT = 10.0
-#: the in-flight log is replaced by a fresh one beyond this size (bytes)
-LOG_ROTATE_BYTES = 1 << 20
+#: seconds between two warnings about deferred index updates
+WARN_INTERVAL = 30.0
 
-Key = tuple[str, str, str | None]  # (experiment_id, journal kind, run_id)
+Key = tuple[str, str, str | None]  # (experiment_id, kind: "run" or "manifests", run_id)
 
 
 @dataclass(frozen=True)
@@ -146,7 +149,7 @@ class IndexFlusher:
 
     Args:
         index: where changes go.
-        journal: where in-flight / pending items are written.
+        journal: where the in-flight log and ``behind`` marks are written.
         manifests_of: reads the manifest list of an experiment from the files
             (called at flush time, so the latest list is sent).
         after_flush: called in the flusher thread after each successful batch
@@ -155,6 +158,8 @@ class IndexFlusher:
         catch_up: replays the journal (``PostgresStore.catch_up``); called in
             the flusher thread when a retry is due or was requested.
         exit_timeout: seconds to wait at interpreter exit.
+        deferred: never send; every change marks its experiment ``behind``
+            (``index_mode="deferred"``).
     """
 
     def __init__(
@@ -166,6 +171,7 @@ class IndexFlusher:
         *,
         catch_up: Callable[[], object] | None = None,
         exit_timeout: float = 10.0,
+        deferred: bool = False,
     ) -> None:
         self.pid = os.getpid()
         self.exit_timeout = exit_timeout
@@ -180,7 +186,8 @@ class IndexFlusher:
         self._queue: list[tuple[int, Op]] = []
         self._latest: dict[Key, int] = {}  # key -> seq of its last unsettled change
         self._log: InflightLog | None = None
-        self._retired: list[tuple[InflightLog, int]] = []  # (old log, last seq in it)
+        self._deferred = deferred
+        self._active = 0  # changes begun (listed in the log) and not yet submitted
         self._seq = itertools.count(1)
         self._submitted = 0  # seq of the last change queued
         self._finished = 0  # every change with seq <= this is applied or journaled
@@ -195,26 +202,49 @@ class IndexFlusher:
             _LIVE.add(self)
 
     # ------------------------------------------------------------ callers
-    def submit(self, op: Op) -> None:
-        """Queue ``op`` (its file write must be complete).  Never blocks on the server.
+    def begin(self, experiment_id: str) -> None:
+        """Announce a change of ``experiment_id``: call it *before* the file write.
+
+        Lists the experiment in the in-flight log (one line until the log is
+        emptied again), so a catch-up never takes the change's log line as
+        sent.  Follow it with :meth:`submit` once the file is written, or
+        :meth:`abort` if the write failed.
 
         Raises:
-            OSError: the journal item cannot be written (the file store's
-                folder is not writable).
+            OSError: the in-flight log cannot be written (the file root is
+                not writable).
         """
         with self._cond:
-            if self._closed or len(self._queue) >= MAX_QUEUE:
-                key = op.key
-                self._journal.mark(*key)
+            if self._log is None:
+                self._log = self._journal.open_inflight_log()
+            self._log.note(experiment_id)
+            self._active += 1
+
+    def abort(self) -> None:
+        """The file write announced by :meth:`begin` failed: nothing to send."""
+        with self._cond:
+            self._active -= 1
+            self._empty_log_if_settled()
+
+    def submit(self, op: Op) -> None:
+        """Queue ``op`` (its file write, announced by :meth:`begin`, must be complete).
+
+        Never blocks on the server.
+
+        Raises:
+            OSError: a ``behind`` mark cannot be written (the file root is
+                not writable).
+        """
+        with self._cond:
+            self._active -= 1
+            if self._deferred or self._closed or len(self._queue) >= MAX_QUEUE:
+                try:
+                    self._journal.mark_behind(op.experiment_id)
+                finally:
+                    self._empty_log_if_settled()
                 return
             seq = next(self._seq)
             key = op.key
-            if self._log is None:
-                self._log = self._journal.open_inflight_log()
-            elif self._log.size > LOG_ROTATE_BYTES:
-                self._retired.append((self._log, self._submitted))
-                self._log = self._journal.open_inflight_log()
-            self._log.append(*key)
             self._latest[key] = seq
             self._queue.append((seq, op))
             self._submitted = seq
@@ -270,15 +300,12 @@ class IndexFlusher:
         """Flush, then stop the thread; later changes are journaled directly.
 
         The in-flight log is deleted if everything was settled, else kept
-        (its lines are adopted by a catch-up once this process ends).
+        (a catch-up adopts it once this process ends).
         """
         done = self.flush(timeout)
         with self._cond:
             self._closed = True
-            settled = not self._queue and not self._latest
-            for log_, _last in self._retired:
-                log_.close(remove=settled)
-            self._retired = []
+            settled = not self._queue and not self._latest and not self._active
             if self._log is not None:
                 self._log.close(remove=settled)
                 self._log = None
@@ -288,8 +315,6 @@ class IndexFlusher:
     def _forget_logs(self) -> None:
         if self._log is not None:
             self._log.forget()
-        for log_, _last in self._retired:
-            log_.forget()
 
     @property
     def pending(self) -> int:
@@ -371,7 +396,7 @@ class IndexFlusher:
             self._cond.notify_all()
         if exc is not None:
             now = time.monotonic()
-            if now - self._warned_at > 30.0:  # one line per half minute
+            if now - self._warned_at > WARN_INTERVAL:
                 self._warned_at = now
                 log.warning("index catch-up failed, retried later: %s", exc)
 
@@ -411,7 +436,7 @@ class IndexFlusher:
             self._settle(batch, ok=False)
             self._schedule_catch_up(None)
             now = time.monotonic()
-            if now - self._warned_at > 30.0:  # one line per half minute, not one per batch
+            if now - self._warned_at > WARN_INTERVAL:  # not one line per batch
                 self._warned_at = now
                 log.warning("index update deferred to the catch-up journal: %s", exc)
             return
@@ -423,7 +448,8 @@ class IndexFlusher:
         self._run_catch_up(self._after_flush)
 
     def _settle(self, batch: list[tuple[int, Op]], *, ok: bool) -> None:
-        """Mark the changes of ``batch`` settled; if not ``ok``, journal them first.
+        """Mark the changes of ``batch`` settled; if not ``ok``, mark their
+        experiments ``behind`` first.
 
         Empties the in-flight log once nothing listed in it is unsettled.
         """
@@ -431,19 +457,15 @@ class IndexFlusher:
         for seq, op in batch:
             last[op.key] = seq
         if not ok:
-            for key in last:
-                self._journal.mark(*key)
+            for experiment_id in sorted({key[0] for key in last}):
+                self._journal.mark_behind(experiment_id)
         with self._cond:
             for key, seq in last.items():
                 if self._latest.get(key) == seq:  # else a newer change is still queued
                     del self._latest[key]
-            oldest = min(self._latest.values(), default=None)
-            keep: list[tuple[InflightLog, int]] = []
-            for log_, last_seq in self._retired:
-                if oldest is None or oldest > last_seq:
-                    log_.close(remove=True)
-                else:
-                    keep.append((log_, last_seq))
-            self._retired = keep
-            if oldest is None and not self._queue and self._log is not None:
-                self._log.truncate()
+            self._empty_log_if_settled()
+
+    def _empty_log_if_settled(self) -> None:
+        """Empty the in-flight log if no change is unsettled (caller holds ``_cond``)."""
+        if not self._latest and not self._queue and not self._active and self._log is not None:
+            self._log.truncate()
