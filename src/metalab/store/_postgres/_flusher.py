@@ -160,6 +160,8 @@ class IndexFlusher:
         exit_timeout: seconds to wait at interpreter exit.
         deferred: never send; every change marks its experiment ``behind``
             (``index_mode="deferred"``).
+        on_close: called by :meth:`close` once everything is flushed (also at
+            interpreter exit); must not raise.
     """
 
     def __init__(
@@ -172,6 +174,7 @@ class IndexFlusher:
         catch_up: Callable[[], object] | None = None,
         exit_timeout: float = 10.0,
         deferred: bool = False,
+        on_close: Callable[[], None] | None = None,
     ) -> None:
         self.pid = os.getpid()
         self.exit_timeout = exit_timeout
@@ -187,6 +190,7 @@ class IndexFlusher:
         self._latest: dict[Key, int] = {}  # key -> seq of its last unsettled change
         self._log: InflightLog | None = None
         self._deferred = deferred
+        self._on_close = on_close
         self._active = 0  # changes begun (listed in the log) and not yet submitted
         self._seq = itertools.count(1)
         self._submitted = 0  # seq of the last change queued
@@ -310,6 +314,8 @@ class IndexFlusher:
                 self._log.close(remove=settled)
                 self._log = None
             self._cond.notify_all()
+        if self._on_close is not None:
+            self._on_close()
         return done
 
     def _forget_logs(self) -> None:

@@ -216,7 +216,6 @@ class PostgresStore(Store):
         flusher = self._flusher
         if flusher is not None and flusher.pid == os.getpid():
             flusher.close(timeout=self._flush_timeout())
-            self._advance_touched()
         self._flusher = None
         self._index.close()
 
@@ -286,6 +285,7 @@ class PostgresStore(Store):
                         catch_up=self._background_catch_up,
                         exit_timeout=self._flush_timeout(),
                         deferred=self._config.index_mode == "deferred",
+                        on_close=self._advance_touched,
                     )
         return flusher
 
@@ -306,7 +306,8 @@ class PostgresStore(Store):
         except BaseException:
             flusher.abort()
             raise
-        self._touched.add(experiment_id)
+        with self._lock:
+            self._touched.add(experiment_id)
         if ops:
             flusher.submit(ops[0])
         else:
@@ -326,13 +327,21 @@ class PostgresStore(Store):
             self._advance_touched()
 
     def _advance_touched(self) -> None:
-        """Move the offsets of the experiments this store wrote (see :meth:`_advance`)."""
-        for eid in sorted(self._touched):
+        """Move the offsets of the experiments this store wrote (see :meth:`_advance`).
+
+        Never raises: offsets left behind only make a later catch-up read more.
+        """
+        with self._lock:
+            todo, self._touched = sorted(self._touched), set()
+        for eid in todo:
             try:
-                if self._advance(eid):
-                    self._touched.discard(eid)
-            except OSError as exc:  # the offsets stay behind: a later catch-up reads more
+                moved = self._advance(eid)
+            except (OSError, StoreError, ConfigError) as exc:
                 log.debug("change log offsets of %s not moved: %s", eid, exc)
+                moved = False
+            if not moved:
+                with self._lock:
+                    self._touched.add(eid)
 
     def _advance(self, experiment_id: str) -> bool:
         """Move the offsets of ``experiment_id`` to the end of its change logs
