@@ -4,28 +4,10 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
 
-from pg_helpers import file_docs, index_rows, records
+from pg_helpers import file_docs, in_child_that_never_sends, index_rows, records
 
 from metalab.store import PostgresStore
-from metalab.store._postgres import _flusher
-
-
-def _in_child(body: Callable[[], None]) -> None:
-    """Run ``body`` in a forked child whose index changes never leave it; the
-    child then dies hard (no flush, no atexit)."""
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            _flusher.IndexFlusher._send = lambda self, batch: time.sleep(60)  # type: ignore[method-assign]
-            body()
-            code = 0
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.WEXITSTATUS(status) == 0
 
 
 def test_catch_up_reads_only_the_changes_after_its_offsets(make_store, pg_conn, pg_schema,
@@ -45,7 +27,7 @@ def test_catch_up_reads_only_the_changes_after_its_offsets(make_store, pg_conn, 
             child.put_run_record(r)
         child.put_derived("r00003", {"acc": 0.5})
 
-    _in_child(killed_writer)
+    in_child_that_never_sends(killed_writer)
     assert parent.index_is_behind()
     report = parent.reconcile()
     assert report["replayed"] == 6  # 5 new runs and 1 changed derived file, nothing else
@@ -74,7 +56,7 @@ def test_a_change_the_logs_miss_is_found_by_a_listing(make_store, pg_conn, pg_sc
         for r in records("exp:1", 3, start=10):
             child.put_run_record(r)
 
-    _in_child(unlogged_writer)
+    in_child_that_never_sends(unlogged_writer)
     parent.reconcile()
     assert index_rows(pg_conn, pg_schema) == file_docs(file_root, "exp:1")
     assert len(index_rows(pg_conn, pg_schema)) == 13
