@@ -44,6 +44,7 @@ import re
 import secrets
 import socket
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from metalab._internal._atomic import FILE_MODE, create_exclusive
@@ -295,7 +296,7 @@ class Changes:
     reason: str | None = None
 
 
-def read_changes(folder: str, known: dict[str, LogState], seen: dict[str, str],
+def read_changes(folder: str, known: Mapping[str, LogState], seen: Mapping[str, str | None],
                  *, dirs: dict[str, str] | None = None,
                  logs: dict[str, tuple[int, int]] | None = None) -> Changes:
     """Read the change logs of ``folder`` past ``known`` (see the module docstring).
@@ -303,7 +304,8 @@ def read_changes(folder: str, known: dict[str, LogState], seen: dict[str, str],
     Args:
         folder: an experiment folder.
         known: the state of each log after the last read (empty: none read yet).
-        seen: the folder mtimes of the last read (:attr:`Changes.dirs`).
+        seen: the folder mtimes of the last read (:attr:`Changes.dirs`; a
+            folder absent from it, or None, was not seen).
         dirs, logs: :func:`folder_mtimes` and :func:`stat_logs` of the folder
             if the caller already took them (in that order).
 
@@ -339,7 +341,7 @@ def clear_unlogged(folder: str) -> None:
             os.unlink(os.path.join(folder, sub, UNLOGGED))
 
 
-def _no_vouch(folder: str, known: dict[str, LogState], seen: dict[str, str],
+def _no_vouch(folder: str, known: Mapping[str, LogState], seen: Mapping[str, str | None],
               dirs: dict[str, str], logs: dict[str, tuple[int, int]] | None) -> str | None:
     """Why the logs cannot vouch for every change since ``known``, else None."""
     if logs is None:

@@ -743,16 +743,17 @@ class PostgresStore(Store):
             try:
                 known = self._journal.read_offsets(experiment_id) or LogOffsets({}, {})
                 feed = read_changes(folder, known.logs, known.seen)
-                if feed.reason is not None:
+                if feed.reason is not None:  # (stores the offsets itself)
                     log.debug("index catch-up of %s: full listing (%s)", experiment_id,
                               feed.reason)
-                    count, corrupt = self._sync_files(experiment_id, None), list[str]()
+                    count = self._sync_files(experiment_id, None)
                 else:
                     wanted = feed.changed["runs"] | feed.changed["derived"] | claim.runs
                     count, corrupt = self._send_runs(experiment_id, files, sorted(wanted))
-                self._journal.write_offsets(experiment_id, LogOffsets(feed.states, feed.dirs))
-                if corrupt:
-                    self._journal.mark_behind(experiment_id, corrupt)
+                    self._journal.write_offsets(experiment_id,
+                                                LogOffsets(feed.states, feed.dirs))
+                    if corrupt:
+                        self._journal.mark_behind(experiment_id, corrupt)
             except BaseException:
                 self._journal.release(claim)
                 raise
