@@ -80,7 +80,7 @@ Progress = Callable[[int, int | None], None]
 
 #: one catch-up at a time per journal folder in a process, so a catch-up that
 #: returns (an explicit ``reconcile()``) never leaves one of a background
-#: thread still working on items it cannot see
+#: thread still working on marks it has claimed
 _CATCH_UP_LOCKS: dict[str, threading.Lock] = {}
 _CATCH_UP_LOCKS_LOCK = threading.Lock()
 
@@ -344,14 +344,11 @@ class PostgresStore(Store):
                     self._touched.add(eid)
 
     def _advance(self, experiment_id: str) -> bool:
-        """Move the offsets of ``experiment_id`` to the end of its change logs
-        without reading them, if nothing says a change may be missing.
+        """Move the offsets of ``experiment_id`` to the ends of its change logs
+        without reading them, if no in-flight log lists it and no mark names it
+        (see ``_journal``: the lines up to the ends, taken first, were sent).
 
-        Sound because a writer lists the experiment in its in-flight log before
-        its file write and keeps it listed until the change is sent or the
-        experiment marked ``behind``: with no in-flight entry and no mark, the
-        lines up to the ends taken first are in the index.  Returns True if
-        the offsets now reach the ends (False: writers busy, or a catch-up due).
+        Returns True if the offsets now reach the ends.
         """
         folder = self._replay_files(experiment_id).get_working_directory()
         with self._journal.lock(experiment_id, wait=False) as held:
@@ -405,8 +402,8 @@ class PostgresStore(Store):
     ) -> Iterator[dict[str, Any]]:
         """Run documents from the index (pages of :data:`PAGE_SIZE`), else the files.
 
-        The index is used when it is reachable and the journal has nothing
-        pending for the experiment; a failure part-way continues from the
+        The index is used when it is reachable and the journal says it is not
+        behind for the experiment; a failure part-way continues from the
         files without repeating runs already yielded.
         """
         if self.experiment_id is not None:
@@ -436,7 +433,8 @@ class PostgresStore(Store):
         """
         if not (self.flush() and self._index.breaker.allow()):
             return False
-        # in-flight first: a change leaves a log only once it is indexed or pending
+        # in-flight first: an experiment leaves a log only once its changes are
+        # indexed or it is marked behind
         if self._journal.in_flight(experiment_id):
             if self._journal.has_orphans():  # a writer died before sending: adopt its log
                 self._request_catch_up()
@@ -804,7 +802,8 @@ class PostgresStore(Store):
         rewritten).
 
         Returns:
-            ``{"replayed": items, "resynced": [experiment ids], "runs": n}``.
+            ``{"replayed": changes (see :meth:`catch_up`), "resynced": [experiment
+            ids], "runs": n}``.
 
         Raises:
             IndexUnavailableError: the index cannot be reached.
@@ -897,10 +896,9 @@ class PostgresStore(Store):
     def _sync_files(self, experiment_id: str, tick: Callable[[int], None] | None) -> int:
         """Make the index of ``experiment_id`` equal to a listing of its files.
 
-        Hold the experiment's journal lock.  The change logs' ends are stored
-        as the offsets, taken before the listing (a line written meanwhile is
-        read again by the next catch-up).  A corrupt record file marks the
-        experiment ``behind`` with that run (reads use the files, which report
+        Hold the experiment's journal lock.  The offsets stored are the log
+        ends taken before the listing.  A corrupt record file marks the
+        experiment ``behind`` with its run (reads use the files, which report
         it).  Returns the runs indexed.
         """
         files = self._replay_files(experiment_id)
