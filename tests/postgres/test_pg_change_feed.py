@@ -112,3 +112,76 @@ def test_offsets_never_pass_a_change_that_was_not_sent(make_store, pg_conn, pg_s
     assert not other.index_is_behind() and not sweep.index_is_behind()
     assert index_rows(pg_conn, pg_schema, "exp:2") == file_docs(file_root, "exp:2")
     assert index_rows(pg_conn, pg_schema, "exp:1") == file_docs(file_root, "exp:1")
+
+
+def test_offsets_move_up_to_the_first_unsent_change_of_a_busy_writer(
+        make_store, pg_conn, pg_schema, file_root, monkeypatch) -> None:
+    """While a writer still has changes in flight, its offsets move past what it
+    sent, up to its first unsent change (so a crash then costs a catch-up of the
+    unsent changes only, not of the whole sweep)."""
+    import threading
+
+    from metalab.store._changes import read_changes
+
+    store = make_store("exp:1")
+    for r in records("exp:1", 10):
+        store.put_run_record(r)
+    assert store.flush()
+    gate = threading.Event()
+    real_apply = store._index.apply
+    monkeypatch.setattr(store._index, "apply", lambda **kw: (gate.wait(10), real_apply(**kw)))
+    try:
+        for r in records("exp:1", 5, start=10):
+            store.put_run_record(r)
+        assert not store._advance("exp:1")  # changes in flight: not to the end
+        offsets = store._journal.read_offsets("exp:1")
+        assert offsets is not None
+        folder = store.get_working_directory()
+        after = read_changes(folder, offsets.logs, offsets.seen)
+        assert after.reason is None
+        assert after.changed["runs"] == {r.run_id for r in records("exp:1", 5, start=10)}
+    finally:
+        gate.set()
+    assert store.flush()
+    deadline = time.monotonic() + 10
+    while not store._advance("exp:1"):  # (the flusher thread may hold the lock a moment)
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    offsets = store._journal.read_offsets("exp:1")
+    assert offsets is not None
+    assert read_changes(folder, offsets.logs, offsets.seen).changed["runs"] == set()
+    assert index_rows(pg_conn, pg_schema) == file_docs(file_root, "exp:1")
+
+
+def test_a_replaced_in_flight_log_loses_no_listing(make_store, pg_conn, pg_schema, file_root,
+                                                   monkeypatch) -> None:
+    """The in-flight log is replaced by a fresh one as it grows: the experiments
+    with changes in flight are listed in the fresh one before the old one goes."""
+    import threading
+
+    from metalab.store._postgres import _flusher
+
+    monkeypatch.setattr(_flusher, "LOG_ROTATE_BYTES", 1)  # a fresh log at every listing
+    store = make_store("exp:1")
+    gate = threading.Event()
+    real_apply = store._index.apply
+    monkeypatch.setattr(store._index, "apply", lambda **kw: (gate.wait(10), real_apply(**kw)))
+    logs = file_root / ".metalab-index"
+    opened = []
+    real_open = store._journal.open_inflight_log
+    monkeypatch.setattr(store._journal, "open_inflight_log",
+                        lambda: opened.append(1) or real_open())
+    try:
+        for i, r in enumerate(records("exp:1", 30)):
+            store.put_run_record(r)
+            assert store._journal.in_flight("exp:1")
+            if i == 4:  # the first 5 form a batch of their own (it waits at the gate)
+                time.sleep(3 * _flusher.FLUSH_DELAY)
+        assert len(list(logs.rglob("inflight/*.log"))) == 1
+    finally:
+        gate.set()
+    assert store.flush()
+    assert len(opened) > 1  # replaced as batches were settled
+    store.close()
+    assert index_rows(pg_conn, pg_schema) == file_docs(file_root, "exp:1")
+    assert not list(logs.rglob("inflight/*.log"))

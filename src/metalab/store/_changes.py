@@ -59,8 +59,11 @@ __all__ = [
     "LogState",
     "clear_unlogged",
     "folder_mtimes",
+    "is_line_start",
     "log_ends",
     "log_file_name",
+    "log_position",
+    "moved_states",
     "note_change",
     "read_changes",
     "read_log",
@@ -230,10 +233,7 @@ def read_log(path: str, known: LogState | None,
         return None  # unreadable: list the folders instead
     try:
         st = os.fstat(fd)
-        head = os.read(fd, _HEADER_READ)
-        end = head.find(b"\n")
-        lid = head[len(HEADER):end].decode("ascii", "replace") if (
-            end > len(HEADER) and head.startswith(HEADER)) else ""
+        lid, end = _header(os.read(fd, _HEADER_READ))
         if not lid:
             if known is not None and known[0]:
                 return None  # it had a header before
@@ -263,6 +263,57 @@ def read_log(path: str, known: LogState | None,
         for sub, line_re in _LINES.items():
             changed[sub].update(line_re.findall(text))
     return (lid, offset + cut, st.st_mtime_ns)
+
+
+def _header(head: bytes) -> tuple[str, int]:
+    """(id, index of the header's newline) of a log starting with ``head``;
+    id "" without a valid header."""
+    end = head.find(b"\n")
+    if end > len(HEADER) and head.startswith(HEADER):
+        return head[len(HEADER):end].decode("ascii", "replace"), end
+    return "", end
+
+
+def log_position(folder: str) -> tuple[str, str, int]:
+    """(name, header id, size) of this host's change log of ``folder`` now.
+
+    Every line this host appends from now on lies at or past that size, as
+    long as the log keeps that id.  ("name", "", 0) when there is no log yet
+    or it cannot be read (then nothing is known about where lines will go).
+    Never raises.
+    """
+    name = log_file_name()
+    try:
+        fd = os.open(os.path.join(folder, CHANGES_DIR, name), _O_READ)
+    except OSError:
+        return name, "", 0
+    try:
+        size = os.fstat(fd).st_size
+        lid, _end = _header(os.read(fd, _HEADER_READ))
+    except OSError:
+        return name, "", 0
+    finally:
+        os.close(fd)
+    return name, lid, size
+
+
+def is_line_start(path: str, pos: int) -> bool:
+    """True if byte ``pos`` of the log at ``path`` starts a line (follows a newline).
+
+    Never raises (False when the log cannot be read).
+    """
+    if pos <= 0:
+        return False
+    try:
+        fd = os.open(path, _O_READ)
+    except OSError:
+        return False
+    try:
+        return os.pread(fd, 1, pos - 1) == b"\n"
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def log_ends(folder: str, logs: dict[str, tuple[int, int]] | None = None) -> dict[str, LogState]:
@@ -339,6 +390,33 @@ def clear_unlogged(folder: str) -> None:
     for sub in SUBS:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(folder, sub, UNLOGGED))
+
+
+def moved_states(folder: str, ends: Mapping[str, LogState],
+                 unsent: Mapping[str, list[tuple[str, int]]],
+                 known: Mapping[str, LogState]) -> dict[str, LogState]:
+    """``known`` with each log's offset moved to its end (``ends``, from
+    :func:`log_ends`), or to the first position ``unsent`` lists in it (per
+    log name, (header id, position) pairs; a log listed under another id, or
+    a position not at a line start, is not moved).  Logs gone from ``ends``
+    are dropped.  For a follower that knows which lines were handled without
+    reading them (the PostgreSQL catch-up).
+    """
+    out = dict(known)
+    for name, (lid, end, mtime) in ends.items():
+        limit = end
+        for unsent_id, pos in unsent.get(name, ()):
+            limit = min(limit, pos) if unsent_id == lid else -1
+        old = known.get(name)
+        if limit < 0 or (limit < end and not is_line_start(
+                os.path.join(folder, CHANGES_DIR, name), limit)):
+            continue  # not movable now: the known offset (if any) stays
+        if old is not None and old[0] == lid and old[1] >= limit:
+            continue
+        out[name] = (lid, limit, mtime)
+    for name in known.keys() - ends.keys():
+        del out[name]  # (vanished, no unsent change in it: every line was handled)
+    return out
 
 
 def _no_vouch(folder: str, known: Mapping[str, LogState], seen: Mapping[str, str | None],

@@ -78,8 +78,12 @@ MAX_QUEUE = 50_000
 IDLE_EXIT = 10.0
 #: seconds between two warnings about deferred index updates
 WARN_INTERVAL = 30.0
+#: the in-flight log is replaced by a fresh one beyond this size (bytes)
+LOG_ROTATE_BYTES = 1 << 16
 
 Key = tuple[str, str, str | None]  # (experiment_id, kind: "run" or "manifests", run_id)
+#: (change-log name, header id, byte position), see ``_changes.log_position``
+Position = tuple[str, str, int]
 
 
 @dataclass(frozen=True)
@@ -162,6 +166,10 @@ class IndexFlusher:
             (``index_mode="deferred"``).
         on_close: called by :meth:`close` once everything is flushed (also at
             interpreter exit); must not raise.
+        position_of: where the next change-log line of an experiment will be
+            at the earliest (``_changes.log_position`` of its folder); listed
+            with the experiment, so a catch-up may move its offsets up to there
+            while this process still has changes in flight.  Never raises.
     """
 
     def __init__(
@@ -175,6 +183,7 @@ class IndexFlusher:
         exit_timeout: float = 10.0,
         deferred: bool = False,
         on_close: Callable[[], None] | None = None,
+        position_of: Callable[[str], Position] | None = None,
     ) -> None:
         self.pid = os.getpid()
         self.exit_timeout = exit_timeout
@@ -187,11 +196,15 @@ class IndexFlusher:
         self._catch_up = catch_up
         self._cond = threading.Condition()
         self._queue: list[tuple[int, Op]] = []
-        self._latest: dict[Key, int] = {}  # key -> seq of its last unsettled change
         self._log: InflightLog | None = None
         self._deferred = deferred
         self._on_close = on_close
-        self._active = 0  # changes begun (listed in the log) and not yet submitted
+        self._position_of = position_of
+        #: changes begun and not settled: experiment -> generation (batches
+        #: cut so far) -> [its change-log position at its first change, count]
+        self._open: dict[str, dict[int, list[Any]]] = {}
+        self._gen = 0
+        self._gen_of: dict[int, int] = {}  # seq of a queued change -> its generation
         self._seq = itertools.count(1)
         self._submitted = 0  # seq of the last change queued
         self._finished = 0  # every change with seq <= this is applied or journaled
@@ -206,31 +219,39 @@ class IndexFlusher:
             _LIVE.add(self)
 
     # ------------------------------------------------------------ callers
-    def begin(self, experiment_id: str) -> None:
+    def begin(self, experiment_id: str) -> int:
         """Announce a change of ``experiment_id``: call it *before* the file write.
 
-        Lists the experiment in the in-flight log (one line until the log is
-        emptied again), so a catch-up never takes the change's log line as
+        Lists the experiment in the in-flight log, with the position of its
+        next change-log line (see ``_journal``), unless changes of it are
+        unsettled already: a catch-up never takes the change's log line as
         sent.  Follow it with :meth:`submit` once the file is written, or
-        :meth:`abort` if the write failed.
+        :meth:`abort` if the write failed, passing the returned generation.
 
         Raises:
             OSError: the in-flight log cannot be written (the file root is
                 not writable).
         """
         with self._cond:
-            if self._log is None:
-                self._log = self._journal.open_inflight_log()
-            self._log.note(experiment_id)
-            self._active += 1
+            gens = self._open.get(experiment_id)
+            entry = gens.get(self._gen) if gens else None
+            if entry is not None:
+                entry[1] += 1
+                return self._gen
+            pos = self._position_of(experiment_id) if self._position_of is not None else None
+            if not gens:  # the first unsettled change of the experiment
+                self._note(experiment_id, pos)
+                gens = self._open[experiment_id] = {}
+            gens[self._gen] = [pos, 1]
+            return self._gen
 
-    def abort(self) -> None:
+    def abort(self, experiment_id: str, generation: int) -> None:
         """The file write announced by :meth:`begin` failed: nothing to send."""
         with self._cond:
-            self._active -= 1
+            self._release(experiment_id, generation)
             self._empty_log_if_settled()
 
-    def submit(self, op: Op) -> None:
+    def submit(self, op: Op, generation: int) -> None:
         """Queue ``op`` (its file write, announced by :meth:`begin`, must be complete).
 
         Never blocks on the server.
@@ -240,16 +261,15 @@ class IndexFlusher:
                 not writable).
         """
         with self._cond:
-            self._active -= 1
             if self._deferred or self._closed or len(self._queue) >= MAX_QUEUE:
                 try:
                     self._journal.mark_behind(op.experiment_id)
                 finally:
+                    self._release(op.experiment_id, generation)
                     self._empty_log_if_settled()
                 return
             seq = next(self._seq)
-            key = op.key
-            self._latest[key] = seq
+            self._gen_of[seq] = generation
             self._queue.append((seq, op))
             self._submitted = seq
             if self._thread is None:
@@ -309,7 +329,7 @@ class IndexFlusher:
         done = self.flush(timeout)
         with self._cond:
             self._closed = True
-            settled = not self._queue and not self._latest and not self._active
+            settled = not self._open
             if self._log is not None:
                 self._log.close(remove=settled)
                 self._log = None
@@ -359,6 +379,7 @@ class IndexFlusher:
                 if not self._urgent and len(self._queue) < FLUSH_BATCH:
                     self._cond.wait(FLUSH_DELAY)  # let a batch gather
                 batch, self._queue = self._queue, []
+                self._gen += 1  # changes begun from now on are of the next batch
                 self._urgent = False
             try:
                 self._send(batch)
@@ -459,19 +480,49 @@ class IndexFlusher:
 
         Empties the in-flight log once nothing listed in it is unsettled.
         """
-        last: dict[Key, int] = {}
-        for seq, op in batch:
-            last[op.key] = seq
         if not ok:
-            for experiment_id in sorted({key[0] for key in last}):
+            for experiment_id in sorted({op.experiment_id for _seq, op in batch}):
                 self._journal.mark_behind(experiment_id)
         with self._cond:
-            for key, seq in last.items():
-                if self._latest.get(key) == seq:  # else a newer change is still queued
-                    del self._latest[key]
+            for seq, op in batch:
+                self._release(op.experiment_id, self._gen_of.pop(seq, -1))
             self._empty_log_if_settled()
+
+    def _note(self, experiment_id: str, pos: Position | None) -> None:
+        """List ``experiment_id`` at ``pos`` in the in-flight log, replacing the log
+        by a fresh one beyond :data:`LOG_ROTATE_BYTES` (caller holds ``_cond``)."""
+        if self._log is not None and self._log.size > LOG_ROTATE_BYTES:
+            fresh = self._journal.open_inflight_log()
+            for eid, gens in self._open.items():  # (the old log stays until this is written)
+                fresh.note(eid, gens[min(gens)][0])
+            self._log.close(remove=True)
+            self._log = fresh
+        if self._log is None:
+            self._log = self._journal.open_inflight_log()
+        self._log.note(experiment_id, pos)
+
+    def _release(self, experiment_id: str, generation: int) -> None:
+        """One change of ``experiment_id`` begun in ``generation`` is settled
+        (caller holds ``_cond``).  When the oldest generation of the experiment
+        is all settled, its listed position moves on to the next one's."""
+        gens = self._open.get(experiment_id)
+        entry = gens.get(generation) if gens else None
+        if gens is None or entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] > 0:
+            return
+        oldest = min(gens)
+        del gens[generation]
+        if not gens:
+            del self._open[experiment_id]
+        elif generation == oldest:
+            try:
+                self._note(experiment_id, gens[min(gens)][0])
+            except OSError as exc:  # the older (smaller) position listed stays: safe
+                log.debug("in-flight log not updated: %s", exc)
 
     def _empty_log_if_settled(self) -> None:
         """Empty the in-flight log if no change is unsettled (caller holds ``_cond``)."""
-        if not self._latest and not self._queue and not self._active and self._log is not None:
+        if not self._open and self._log is not None:
             self._log.truncate()

@@ -17,24 +17,29 @@ host, port, database, schema)::
     locks/{exp}.lock            held (``flock``) while a process catches the experiment up
 
 In-flight logs are the "batches not yet sent": a process's background flusher
-(``_flusher``) appends a line ``{"e": experiment}`` *before* the first file
-write of an experiment it has no unsettled change of, and empties the log once
-every change is settled: sent, or (if sending failed) covered by a ``behind``
-mark.  The owner holds an exclusive ``flock`` on its log while it lives.  A
-log nobody holds a lock on belongs to a process that died before flushing:
-:meth:`Journal.adopt_orphans` (run by every catch-up) marks its experiments
-``behind`` and deletes it.
+(``_flusher``) appends a line ``{"e": experiment, "l": change-log name, "i":
+its header id, "p": byte position}`` *before* the first file write of an
+experiment it has no unsettled change of; every change-log line of its
+unsettled changes of that experiment lies at or past that position.  When its
+oldest unsettled batch is settled it appends a new line with the position of
+the next one (the last line of an experiment counts), and it empties the log
+once every change is settled: sent, or (if sending failed) covered by a
+``behind`` mark written first.  The owner holds an exclusive ``flock`` on its
+log while it lives.  A log nobody holds a lock on belongs to a process that
+died before flushing: :meth:`Journal.adopt_orphans` (run by every catch-up)
+marks its experiments ``behind`` and deletes it.
 
 Offsets.  A catch-up of an experiment marked ``behind`` claims the mark,
 reads the logs past the stored offsets, re-reads the files they name (or lists
 the folders when the logs cannot vouch for every change) and stores where the
-logs ended.  When nothing marks the experiment, the offsets are moved to the
-end of the logs without reading anything (:meth:`Journal.lock` +
-``PostgresStore._advance``), but only if no in-flight log names the
-experiment: a writer lists it before its file write, so a log line without an
-in-flight entry was sent, or is covered by a ``behind`` mark.  (Writes made
-without this journal, by a plain FileStore or another tool, reach the index
-through :meth:`PostgresStore.reconcile` with ``full=True``.)
+logs ended.  When nothing marks the experiment, the offsets are moved without
+reading anything (:meth:`Journal.lock` + ``PostgresStore._advance``) to the
+ends of the logs, or to the first position an in-flight log lists: a writer
+lists its position before its file write, so a line before every listed
+position and the ends (taken first) was sent, or is covered by a ``behind``
+mark (read after the in-flight logs).  (Writes made without this journal, by
+a plain FileStore or another tool, reach the index through
+:meth:`PostgresStore.reconcile` with ``full=True``.)
 
 Every file is written atomically (temp file + rename); a ``behind`` mark is
 claimed by renaming, under the experiment's lock, so several processes can
@@ -217,21 +222,56 @@ class Journal:
         change is settled, so this is False soon after the writers of the
         experiment went idle.
         """
-        needle = None if experiment_id is None else b'"e":' + dumps(experiment_id) + b"}"
+        needle = None if experiment_id is None else b'"e":' + dumps(experiment_id)
+        for data in self._inflight_logs():
+            if needle is None or needle + b"}" in data or needle + b"," in data:
+                return True
+        return False
+
+    def _inflight_logs(self) -> Iterator[bytes]:
+        """The content of every non-empty in-flight log (live or orphaned)."""
         try:
             with os.scandir(self._inflight) as it:
                 paths = [e.path for e in it if e.name.endswith(".log")]
         except FileNotFoundError:
-            return False
+            return
         for path in paths:
             try:
                 with open(path, "rb") as fh:
                     data = fh.read()
             except FileNotFoundError:
                 continue
-            if data and (needle is None or needle in data):
-                return True
-        return False
+            if data:
+                yield data
+
+    def inflight_positions(self, experiment_id: str) -> dict[str, list[tuple[str, int]]] | None:
+        """Where the unsent changes of ``experiment_id`` lie in its change logs.
+
+        Per change-log name, the (log id, byte position) listed by each
+        in-flight log naming the experiment (its last line for it): every
+        change-log line of that process's unsettled changes is at or past it,
+        in the log of that id.  None if a listing gives no position.
+        """
+        out: dict[str, list[tuple[str, int]]] = {}
+        needle = b'"e":' + dumps(experiment_id)
+        for data in self._inflight_logs():
+            if needle not in data:
+                continue
+            last: Any = None
+            for line in data.splitlines():
+                try:
+                    doc = loads(line)
+                except ValueError:
+                    continue  # a line being written or cut short: an earlier one holds
+                if isinstance(doc, dict) and doc.get("e") == experiment_id:
+                    last = doc
+            if last is None:
+                continue
+            name, lid, pos = last.get("l"), last.get("i"), last.get("p")
+            if not (isinstance(name, str) and isinstance(lid, str) and isinstance(pos, int)):
+                return None
+            out.setdefault(name, []).append((lid, pos))
+        return out
 
     # -------------------------------------------------------------- behind marks
     def _behind_path(self, experiment_id: str) -> str:
@@ -480,30 +520,28 @@ class InflightLog:
         self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
         fcntl.flock(self._fd, fcntl.LOCK_EX)
         self.size = 0
-        #: experiments listed since the log was last emptied
-        self.listed: set[str] = set()
 
-    def note(self, experiment_id: str) -> None:
-        """List ``experiment_id`` (once until the log is emptied).
+    def note(self, experiment_id: str, position: tuple[str, str, int] | None) -> None:
+        """List ``experiment_id`` with ``position`` (change-log name, id, byte
+        position; None: unknown), replacing its earlier lines.
 
         Raises:
             OSError: the log is closed or cannot be written.
         """
-        if experiment_id in self.listed:
-            return
         if self._fd is None:
             raise OSError(f"in-flight log {self.path} is closed")
-        line = dumps({"e": experiment_id}) + b"\n"
+        doc: dict[str, Any] = {"e": experiment_id}
+        if position is not None:
+            doc.update(l=position[0], i=position[1], p=position[2])
+        line = dumps(doc) + b"\n"
         os.write(self._fd, line)
         self.size += len(line)
-        self.listed.add(experiment_id)
 
     def truncate(self) -> None:
         """Forget every line (all changes are settled)."""
         if self._fd is not None and self.size:
             os.ftruncate(self._fd, 0)
             self.size = 0
-        self.listed.clear()
 
     def close(self, *, remove: bool) -> None:
         """Release the lock; ``remove`` deletes the log (only when all is settled)."""

@@ -54,6 +54,8 @@ from metalab.store._changes import (
     clear_unlogged,
     folder_mtimes,
     log_ends,
+    log_position,
+    moved_states,
     read_changes,
     stat_logs,
 )
@@ -286,32 +288,31 @@ class PostgresStore(Store):
                         exit_timeout=self._flush_timeout(),
                         deferred=self._config.index_mode == "deferred",
                         on_close=self._advance_touched,
+                        position_of=lambda eid: log_position(
+                            self._replay_files(eid).get_working_directory()),
                     )
         return flusher
 
     @contextlib.contextmanager
     def _index_write(self, experiment_id: str) -> Iterator[list[Op]]:
         """Around a file write of ``experiment_id``: the body writes the file and
-        appends the :class:`Op` describing it; on leaving, the op is handed to
-        the index (queued, or the experiment marked ``behind``).
-
-        The experiment is listed in the in-flight log before the body runs
-        (see ``_journal``: a catch-up never takes the write's log line as sent).
-        """
+        appends its :class:`Op`, handed to the index on leaving (queued, or the
+        experiment marked ``behind``).  The experiment is listed in the
+        in-flight log before the body runs (see ``_journal``)."""
         flusher = self._get_flusher()
-        flusher.begin(experiment_id)
+        gen = flusher.begin(experiment_id)
         ops: list[Op] = []
         try:
             yield ops
         except BaseException:
-            flusher.abort()
+            flusher.abort(experiment_id, gen)
             raise
         with self._lock:
             self._touched.add(experiment_id)
         if ops:
-            flusher.submit(ops[0])
+            flusher.submit(ops[0], gen)
         else:
-            flusher.abort()
+            flusher.abort(experiment_id, gen)
 
     def _after_flush(self) -> None:
         """Runs in the flusher thread after each successful batch.
@@ -344,9 +345,10 @@ class PostgresStore(Store):
                     self._touched.add(eid)
 
     def _advance(self, experiment_id: str) -> bool:
-        """Move the offsets of ``experiment_id`` to the ends of its change logs
-        without reading them, if no in-flight log lists it and no mark names it
-        (see ``_journal``: the lines up to the ends, taken first, were sent).
+        """Move the offsets of ``experiment_id`` towards the ends of its change
+        logs without reading them: up to the ends, taken first, or to the
+        position of the first unsent change an in-flight log lists, if no
+        mark names the experiment (see ``_journal``).
 
         Returns True if the offsets now reach the ends.
         """
@@ -359,12 +361,16 @@ class PostgresStore(Store):
             if logs is None:
                 return True  # nothing logged: nothing to move
             ends = log_ends(folder, logs)
-            if self._journal.is_behind(experiment_id):
+            # the in-flight logs first: a writer marks before it empties its log
+            unsent = self._journal.inflight_positions(experiment_id)
+            if (unsent is None or not unsent.keys() <= ends.keys()
+                    or self._journal.has_backlog(experiment_id, orphans=False)):
                 return False
-            known = self._journal.read_offsets(experiment_id)
-            if known is None or known.logs != ends:
-                self._journal.write_offsets(experiment_id, LogOffsets(ends, dirs))
-            return True
+            known = self._journal.read_offsets(experiment_id) or LogOffsets({}, {})
+            moved = moved_states(folder, ends, unsent, known.logs)
+            if moved != known.logs:
+                self._journal.write_offsets(experiment_id, LogOffsets(moved, dirs))
+            return not unsent
 
     def _background_catch_up(self) -> None:
         """The flusher's retry, or a catch-up a read asked for (flusher thread)."""
@@ -686,22 +692,19 @@ class PostgresStore(Store):
     def catch_up(self) -> int:
         """Bring the changes the index missed over from the files.
 
-        Orphaned in-flight logs (writers that died before sending) first mark
-        their experiments ``behind``.  Every experiment marked ``behind`` is
-        caught up, also on a store scoped to one experiment (the index is
-        shared; a sweep that outlived a server restart so brings back the
-        changes other sweeps could not send): its change logs are read past
-        the stored offsets and the files they name are sent, or, when the logs
-        cannot vouch for every change, the experiment is re-synced from a
-        listing of its folder.  Experiments marked dirty are re-synced only
-        within this store's scope (a whole experiment is :meth:`reconcile`'s
-        job).
+        Orphaned in-flight logs (writers that died before sending) mark their
+        experiments ``behind``.  Every experiment marked ``behind`` is caught
+        up, also on a store scoped to one experiment (the index is shared):
+        its change logs are read past the stored offsets and the files they
+        name are sent, or, when the logs cannot vouch for every change, its
+        folder is listed and re-synced.  Experiments marked dirty are re-synced
+        only within this store's scope.
 
-        Returns the number of changes replayed (each run named in the logs,
-        plus the experiment's manifests when it has any) plus the number of
-        dirty experiments re-synced.  Safe to run in several processes at once
-        (catch-ups of one experiment take turns); within a process, catch-ups
-        of one file root and index run one after the other.
+        Returns the changes replayed (each run named in the logs, plus the
+        experiment's manifests when it has any) plus the dirty experiments
+        re-synced.  Safe to run in several processes at once (catch-ups of one
+        experiment take turns); within a process, catch-ups of one file root
+        and index run one after the other.
 
         Raises:
             IndexUnavailableError: the index cannot be reached (the marks stay
@@ -727,11 +730,9 @@ class PostgresStore(Store):
     def _replay(self, experiment_id: str) -> int:
         """Catch ``experiment_id`` up from its change logs; returns the changes replayed.
 
-        Holds the experiment's journal lock; the ``behind`` mark is claimed
-        before the logs are read (a change marked later is read next time).
-        A run whose file is corrupt keeps the experiment marked (reads then
-        use the files, which report it) until the file is rewritten or deleted.
-        """
+        Under the experiment's journal lock, the mark claimed before the logs
+        are read.  A corrupt run file keeps the experiment marked (reads use
+        the files, which report it) until it is rewritten or deleted."""
         files = self._replay_files(experiment_id)
         folder = files.get_working_directory()
         with self._journal.lock(experiment_id):
@@ -760,10 +761,8 @@ class PostgresStore(Store):
 
     def _send_runs(self, experiment_id: str, files: FileStore,
                    run_ids: list[str]) -> tuple[int, list[str]]:
-        """Send the current file state of ``run_ids`` and the experiment's manifests.
-
-        Returns (changes sent, run ids whose record file is corrupt).
-        """
+        """Send the files of ``run_ids`` and the experiment's manifests; returns
+        (changes sent, run ids whose record file is corrupt)."""
         corrupt: list[str] = []
         manifests = files.list_experiment_manifests(experiment_id)
         for start in range(0, max(len(run_ids), 1), REPLAY_BATCH):
