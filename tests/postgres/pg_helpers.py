@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,3 +47,21 @@ def records(experiment_id: str, n: int, start: int = 0, **kw: Any) -> list[RunRe
         make_record(f"r{i:05d}", experiment_id, params={"i": i, "lr": 0.1 * i}, **kw)
         for i in range(start, start + n)
     ]
+
+
+def in_child_that_never_sends(body: Callable[[], None]) -> None:
+    """Run ``body`` in a forked child whose index changes never leave it (its
+    flusher hangs on every batch); the child then dies hard (no flush, no atexit)."""
+    from metalab.store._postgres import _flusher
+
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            _flusher.IndexFlusher._send = lambda self, batch: time.sleep(60)  # type: ignore[method-assign]
+            body()
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0

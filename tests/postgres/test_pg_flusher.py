@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 
-from pg_helpers import file_docs, index_rows, records
+from pg_helpers import file_docs, in_child_that_never_sends, index_rows, records
 
 from metalab.store._postgres import _flusher
 
@@ -50,19 +49,13 @@ def test_later_change_of_a_run_wins_within_a_batch(make_store, pg_conn, pg_schem
 
 def _child_dies_before_flush(parent) -> None:
     """A forked child writes 25 runs whose index changes never leave it, then dies hard."""
-    pid = os.fork()
-    if pid == 0:  # child: queue writes that never reach the index, then die hard
-        code = 1
-        try:
-            _flusher.IndexFlusher._send = lambda self, batch: time.sleep(60)  # type: ignore[method-assign]
-            child = parent.config.connect()
-            for r in records("exp:1", 25):
-                child.put_run_record(r)
-            code = 0
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.WEXITSTATUS(status) == 0
+
+    def write() -> None:
+        child = parent.config.connect()
+        for r in records("exp:1", 25):
+            child.put_run_record(r)
+
+    in_child_that_never_sends(write)
 
 
 def test_process_killed_before_flush_loses_nothing(make_store, pg_conn, pg_schema,

@@ -38,7 +38,7 @@ class PgRaw(FileRaw):
         # write through the store would have
         where = super().corrupt_run(run_id)
         assert isinstance(self.store, PostgresStore)
-        self.store._journal.mark(CONTRACT_EXPERIMENT, "run", run_id)
+        self.store._journal.mark_behind(CONTRACT_EXPERIMENT, [run_id])
         return where
 
     def relocated(self, dest: str) -> Store:

@@ -222,6 +222,7 @@ class FileStore(Store):
     #: which :meth:`rebuild_index` rebuilds
     supports_index: ClassVar[bool] = True
     index_unit: ClassVar[str] = "files read"
+    backend_write_methods: ClassVar[frozenset[str]] = frozenset({"put_run_data"})
 
     def __init__(
         self, config: FileStoreConfig | str | os.PathLike[str], experiment_id: str | None = None
@@ -609,12 +610,14 @@ class FileStore(Store):
         which readers report as a corrupt record and the next launch
         overwrites.  A process killed with ``kill -9`` loses neither.
         """
-        self._put_run_data(record, dumps(record.to_dict()), durable=durable)
+        self.put_run_data(record, dumps(record.to_dict()), durable=durable)
 
-    def _put_run_data(self, record: RunRecord, data: bytes, *, durable: bool = True) -> None:
-        """Write ``data`` (``dumps(record.to_dict())``) as the record file of ``record``.
+    def put_run_data(self, record: RunRecord, data: bytes, *, durable: bool = True) -> None:
+        """Write ``data``, which must be ``dumps(record.to_dict())``, as the record
+        file of ``record`` (as :meth:`put_run_record`, ``durable`` included).
 
-        For PostgresStore, which sends the same bytes to its index.
+        For a store that serialises the record once and hands the same bytes
+        to an index (PostgresStore).  Raises what :meth:`put_run_record` raises.
         """
         run_id = check_name(record.run_id, "run id")
         if self.experiment_id is not None and record.experiment_id != self.experiment_id:

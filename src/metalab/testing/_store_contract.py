@@ -445,6 +445,115 @@ class StoreContractTests:
             assert store.try_claim("r1", "host:2:b:ns:0:second", 60.0)  # (no exclusion)
             assert store.claim_holder("r1") is None
 
+    # ---------------------------------------------------------------- queries
+    @staticmethod
+    def _put_query_runs(store: Store) -> None:
+        """Five finished runs (one failed, one without metrics), two with derived
+        values, one ``running`` run whose heartbeat is two hours old and one
+        beating now."""
+        for rec in (
+            make_record("q0", params={"lr": 0.1, "opt": "sgd"}, metrics={"loss": 0.9}),
+            make_record("q1", params={"lr": 0.01, "opt": "adam"}, metrics={"loss": 0.3}),
+            make_record("q2", params={"lr": 0.001, "opt": "adam"}, metrics={"loss": 0.2}),
+            make_record("q3", params={"lr": 0.01, "opt": "sgd"}, metrics={"loss": 0.5},
+                        status=Status.FAILED),
+            make_record("q4", params={"lr": 0.1, "opt": "adam"}, metrics={}, tags=("slow",)),
+        ):
+            store.put_run_record(rec)
+        store.put_derived("q1", {"acc": 0.8})
+        store.put_derived("q2", {"acc": 0.9})
+        now = datetime.now(UTC)
+        for run_id, beat in (("l1", now - timedelta(hours=2)), ("l2", now)):
+            store.put_run_record(make_record(run_id, status=Status.RUNNING, started_at=beat,
+                                             heartbeat_at=beat, finished_at=None,
+                                             duration_ms=None))
+
+    def test_query_where(self, store: Store) -> None:
+        self._put_query_runs(store)
+
+        def ids(where: str | None, **kw: Any) -> list[str]:
+            return [d["run_id"] for d in store.query_runs(where=where, **kw)]
+
+        assert ids("params.opt = 'adam'") == ["q1", "q2", "q4"]
+        assert ids("params.lr < 0.05 and metrics.loss >= 0.3") == ["q1", "q3"]
+        assert ids("status = 'failed'") == ["q3"]
+        assert ids("derived.acc > 0.85") == ["q2"]
+        assert ids("tags contains 'slow'") == ["q4"]
+        assert ids("params.lr >= 0.1", order_by="-params.lr", limit=2) == ["q0", "q4"]
+        assert store.query_runs(where="run_id = 'q1'",
+                                columns=["params.lr", "metrics.loss", "derived.acc"]) == [{
+            "run_id": "q1", "experiment_id": CONTRACT_EXPERIMENT, "status": "success",
+            "started_at": "2026-01-02T03:04:05.123456Z", "params": {"lr": 0.01},
+            "metrics": {"loss": 0.3}, "derived": {"acc": 0.8},
+        }]
+
+    def test_lost_status_follows_the_heartbeat(self, store: Store) -> None:
+        """A ``running`` run whose heartbeat is older than the liveness limit reads
+        ``lost`` in queries and tables; one beating now reads ``running``."""
+        from metalab import load_results
+
+        self._put_query_runs(store)
+        assert [d["run_id"] for d in store.query_runs(where="status = 'lost'")] == ["l1"]
+        assert [d["run_id"] for d in store.query_runs(where="status = 'running'")] == ["l2"]
+        status = {d["run_id"]: d["status"] for d in store.query_runs(columns=["status"])}
+        assert (status["l1"], status["l2"], status["q3"]) == ("lost", "running", "failed")
+        frame = load_results(store).to_dataframe()
+        assert dict(zip(frame["run_id"], frame["status"], strict=True))["l1"] == "lost"
+
+    def test_run_table_shape(self, store: Store) -> None:
+        """``load_results(...).to_dataframe()``: one row per run, the same columns
+        and cells on every backend."""
+        from metalab import load_results
+
+        self._put_query_runs(store)
+        frame = load_results(store).to_dataframe().sort_values("run_id")
+        assert frame.shape == (7, 13)
+        assert list(frame.columns) == [
+            "run_id", "experiment_id", "status", "started_at", "finished_at", "duration_ms",
+            "context_fingerprint", "param_lr", "param_opt", "param_name", "param_x", "loss",
+            "derived_acc",
+        ]
+        assert list(frame["run_id"]) == ["l1", "l2", "q0", "q1", "q2", "q3", "q4"]
+        row = frame.set_index("run_id").loc["q1"]
+        assert (row["param_lr"], row["param_opt"], row["loss"], row["derived_acc"]) == (
+            0.01, "adam", 0.3, 0.8)
+        narrow = load_results(store, where="params.opt = 'adam'",
+                              columns=["params.lr", "metrics.loss"]).to_dataframe()
+        assert sorted(narrow["run_id"]) == ["q1", "q2", "q4"]
+
+    def test_claims_exclusive_between_two_claimers(self, store: Store) -> None:
+        """Two stores of the same data claim the same runs at the same moment:
+        each run goes to exactly one of them."""
+        if not store.supports_claims:
+            pytest.skip(f"{type(store).__name__} does not support claims")
+        import threading
+
+        other = store.config.connect()
+        runs = [f"c{i}" for i in range(20)]
+        won: dict[str, list[str]] = {"first": [], "second": []}
+        start = threading.Barrier(2)
+
+        def claim(claimer: Store, who: str) -> None:
+            start.wait()
+            for run_id in runs:
+                if claimer.try_claim(run_id, f"host:1:b:ns:0:{who}", 60.0):
+                    won[who].append(run_id)
+
+        try:
+            threads = [threading.Thread(target=claim, args=(s, who))
+                       for s, who in ((store, "first"), (other, "second"))]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        finally:
+            other.close()
+        assert sorted(won["first"] + won["second"]) == sorted(runs)
+        for run_id in runs:
+            held = store.claim_holder(run_id)
+            winner = "first" if run_id in won["first"] else "second"
+            assert held is not None and held[0] == f"host:1:b:ns:0:{winner}"
+
     # ---------------------------------------------------------------- read-only
     def test_read_only_refuses_every_write(
         self, store: Store, raw: RawAccess, read_only_store: Store, tmp_path: Path

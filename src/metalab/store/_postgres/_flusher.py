@@ -8,16 +8,19 @@ many at a time, in one transaction (``PostgresIndex.apply``).
 
 Nothing is lost on the way:
 
-* before a change is queued, a line of the process's in-flight log names it
-  (see ``_journal``).  If the process dies before the flush, its lock on the
-  log goes away and any process's catch-up replays the listed changes from
-  the files;
+* the change itself is logged by the FileStore (its ``.changes/`` log line,
+  see ``_changes``); before the file write, :meth:`IndexFlusher.begin` lists
+  the experiment in the process's in-flight log (see ``_journal``), once
+  until everything is settled again.  If the process dies before the flush,
+  its lock on the log goes away and any process's catch-up marks the
+  experiment ``behind`` and reads its change logs;
 * if a flush fails (server down, circuit breaker open, any database error) the
-  changes of the batch become ordinary pending journal items (written by the
-  flusher thread), replayed by the next catch-up; the caller never waits for
-  the server;
-* if the queue is full (the server is slower than the writers) new changes go
-  straight to the journal as pending items instead of waiting.
+  experiments of the batch are marked ``behind`` (by the flusher thread), and
+  the next catch-up reads their change logs; the caller never waits for the
+  server;
+* if the queue is full (the server is slower than the writers), or the store
+  is in ``deferred`` index mode, a change marks its experiment ``behind``
+  instead of being queued.
 
 After a failed batch (or a failed catch-up) the thread stays up and calls the
 store's catch-up again once the circuit breaker lets it try (doubling waits,
@@ -73,10 +76,14 @@ FLUSH_BATCH = 500
 MAX_QUEUE = 50_000
 #: an idle flusher thread ends after this many seconds (restarted on demand)
 IDLE_EXIT = 10.0
+#: seconds between two warnings about deferred index updates
+WARN_INTERVAL = 30.0
 #: the in-flight log is replaced by a fresh one beyond this size (bytes)
-LOG_ROTATE_BYTES = 1 << 20
+LOG_ROTATE_BYTES = 1 << 16
 
-Key = tuple[str, str, str | None]  # (experiment_id, journal kind, run_id)
+Key = tuple[str, str, str | None]  # (experiment_id, kind: "run" or "manifests", run_id)
+#: (change-log name, header id, byte position), see ``_changes.log_position``
+Position = tuple[str, str, int]
 
 
 @dataclass(frozen=True)
@@ -146,7 +153,7 @@ class IndexFlusher:
 
     Args:
         index: where changes go.
-        journal: where in-flight / pending items are written.
+        journal: where the in-flight log and ``behind`` marks are written.
         manifests_of: reads the manifest list of an experiment from the files
             (called at flush time, so the latest list is sent).
         after_flush: called in the flusher thread after each successful batch
@@ -155,6 +162,14 @@ class IndexFlusher:
         catch_up: replays the journal (``PostgresStore.catch_up``); called in
             the flusher thread when a retry is due or was requested.
         exit_timeout: seconds to wait at interpreter exit.
+        deferred: never send; every change marks its experiment ``behind``
+            (``index_mode="deferred"``).
+        on_close: called by :meth:`close` once everything is flushed (also at
+            interpreter exit); must not raise.
+        position_of: where the next change-log line of an experiment will be
+            at the earliest (``_changes.log_position`` of its folder); listed
+            with the experiment, so a catch-up may move its offsets up to there
+            while this process still has changes in flight.  Never raises.
     """
 
     def __init__(
@@ -166,6 +181,9 @@ class IndexFlusher:
         *,
         catch_up: Callable[[], object] | None = None,
         exit_timeout: float = 10.0,
+        deferred: bool = False,
+        on_close: Callable[[], None] | None = None,
+        position_of: Callable[[str], Position] | None = None,
     ) -> None:
         self.pid = os.getpid()
         self.exit_timeout = exit_timeout
@@ -178,9 +196,15 @@ class IndexFlusher:
         self._catch_up = catch_up
         self._cond = threading.Condition()
         self._queue: list[tuple[int, Op]] = []
-        self._latest: dict[Key, int] = {}  # key -> seq of its last unsettled change
         self._log: InflightLog | None = None
-        self._retired: list[tuple[InflightLog, int]] = []  # (old log, last seq in it)
+        self._deferred = deferred
+        self._on_close = on_close
+        self._position_of = position_of
+        #: changes begun and not settled: experiment -> generation (batches
+        #: cut so far) -> [its change-log position at its first change, count]
+        self._open: dict[str, dict[int, list[Any]]] = {}
+        self._gen = 0
+        self._gen_of: dict[int, int] = {}  # seq of a queued change -> its generation
         self._seq = itertools.count(1)
         self._submitted = 0  # seq of the last change queued
         self._finished = 0  # every change with seq <= this is applied or journaled
@@ -195,27 +219,57 @@ class IndexFlusher:
             _LIVE.add(self)
 
     # ------------------------------------------------------------ callers
-    def submit(self, op: Op) -> None:
-        """Queue ``op`` (its file write must be complete).  Never blocks on the server.
+    def begin(self, experiment_id: str) -> int:
+        """Announce a change of ``experiment_id``: call it *before* the file write.
+
+        Lists the experiment in the in-flight log, with the position of its
+        next change-log line (see ``_journal``), unless changes of it are
+        unsettled already: a catch-up never takes the change's log line as
+        sent.  Follow it with :meth:`submit` once the file is written, or
+        :meth:`abort` if the write failed, passing the returned generation.
 
         Raises:
-            OSError: the journal item cannot be written (the file store's
-                folder is not writable).
+            OSError: the in-flight log cannot be written (the file root is
+                not writable).
         """
         with self._cond:
-            if self._closed or len(self._queue) >= MAX_QUEUE:
-                key = op.key
-                self._journal.mark(*key)
+            gens = self._open.get(experiment_id)
+            entry = gens.get(self._gen) if gens else None
+            if entry is not None:
+                entry[1] += 1
+                return self._gen
+            pos = self._position_of(experiment_id) if self._position_of is not None else None
+            if not gens:  # the first unsettled change of the experiment
+                self._note(experiment_id, pos)
+                gens = self._open[experiment_id] = {}
+            gens[self._gen] = [pos, 1]
+            return self._gen
+
+    def abort(self, experiment_id: str, generation: int) -> None:
+        """The file write announced by :meth:`begin` failed: nothing to send."""
+        with self._cond:
+            self._release(experiment_id, generation)
+            self._empty_log_if_settled()
+
+    def submit(self, op: Op, generation: int) -> None:
+        """Queue ``op`` (its file write, announced by :meth:`begin`, must be complete).
+
+        Never blocks on the server.
+
+        Raises:
+            OSError: a ``behind`` mark cannot be written (the file root is
+                not writable).
+        """
+        with self._cond:
+            if self._deferred or self._closed or len(self._queue) >= MAX_QUEUE:
+                try:
+                    self._journal.mark_behind(op.experiment_id)
+                finally:
+                    self._release(op.experiment_id, generation)
+                    self._empty_log_if_settled()
                 return
             seq = next(self._seq)
-            key = op.key
-            if self._log is None:
-                self._log = self._journal.open_inflight_log()
-            elif self._log.size > LOG_ROTATE_BYTES:
-                self._retired.append((self._log, self._submitted))
-                self._log = self._journal.open_inflight_log()
-            self._log.append(*key)
-            self._latest[key] = seq
+            self._gen_of[seq] = generation
             self._queue.append((seq, op))
             self._submitted = seq
             if self._thread is None:
@@ -270,26 +324,23 @@ class IndexFlusher:
         """Flush, then stop the thread; later changes are journaled directly.
 
         The in-flight log is deleted if everything was settled, else kept
-        (its lines are adopted by a catch-up once this process ends).
+        (a catch-up adopts it once this process ends).
         """
         done = self.flush(timeout)
         with self._cond:
             self._closed = True
-            settled = not self._queue and not self._latest
-            for log_, _last in self._retired:
-                log_.close(remove=settled)
-            self._retired = []
+            settled = not self._open
             if self._log is not None:
                 self._log.close(remove=settled)
                 self._log = None
             self._cond.notify_all()
+        if self._on_close is not None:
+            self._on_close()
         return done
 
     def _forget_logs(self) -> None:
         if self._log is not None:
             self._log.forget()
-        for log_, _last in self._retired:
-            log_.forget()
 
     @property
     def pending(self) -> int:
@@ -328,6 +379,7 @@ class IndexFlusher:
                 if not self._urgent and len(self._queue) < FLUSH_BATCH:
                     self._cond.wait(FLUSH_DELAY)  # let a batch gather
                 batch, self._queue = self._queue, []
+                self._gen += 1  # changes begun from now on are of the next batch
                 self._urgent = False
             try:
                 self._send(batch)
@@ -371,7 +423,7 @@ class IndexFlusher:
             self._cond.notify_all()
         if exc is not None:
             now = time.monotonic()
-            if now - self._warned_at > 30.0:  # one line per half minute
+            if now - self._warned_at > WARN_INTERVAL:
                 self._warned_at = now
                 log.warning("index catch-up failed, retried later: %s", exc)
 
@@ -411,7 +463,7 @@ class IndexFlusher:
             self._settle(batch, ok=False)
             self._schedule_catch_up(None)
             now = time.monotonic()
-            if now - self._warned_at > 30.0:  # one line per half minute, not one per batch
+            if now - self._warned_at > WARN_INTERVAL:  # not one line per batch
                 self._warned_at = now
                 log.warning("index update deferred to the catch-up journal: %s", exc)
             return
@@ -423,27 +475,54 @@ class IndexFlusher:
         self._run_catch_up(self._after_flush)
 
     def _settle(self, batch: list[tuple[int, Op]], *, ok: bool) -> None:
-        """Mark the changes of ``batch`` settled; if not ``ok``, journal them first.
+        """Mark the changes of ``batch`` settled; if not ``ok``, mark their
+        experiments ``behind`` first.
 
         Empties the in-flight log once nothing listed in it is unsettled.
         """
-        last: dict[Key, int] = {}
-        for seq, op in batch:
-            last[op.key] = seq
         if not ok:
-            for key in last:
-                self._journal.mark(*key)
+            for experiment_id in sorted({op.experiment_id for _seq, op in batch}):
+                self._journal.mark_behind(experiment_id)
         with self._cond:
-            for key, seq in last.items():
-                if self._latest.get(key) == seq:  # else a newer change is still queued
-                    del self._latest[key]
-            oldest = min(self._latest.values(), default=None)
-            keep: list[tuple[InflightLog, int]] = []
-            for log_, last_seq in self._retired:
-                if oldest is None or oldest > last_seq:
-                    log_.close(remove=True)
-                else:
-                    keep.append((log_, last_seq))
-            self._retired = keep
-            if oldest is None and not self._queue and self._log is not None:
-                self._log.truncate()
+            for seq, op in batch:
+                self._release(op.experiment_id, self._gen_of.pop(seq, -1))
+            self._empty_log_if_settled()
+
+    def _note(self, experiment_id: str, pos: Position | None) -> None:
+        """List ``experiment_id`` at ``pos`` in the in-flight log, replacing the log
+        by a fresh one beyond :data:`LOG_ROTATE_BYTES` (caller holds ``_cond``)."""
+        if self._log is not None and self._log.size > LOG_ROTATE_BYTES:
+            fresh = self._journal.open_inflight_log()
+            for eid, gens in self._open.items():  # (the old log stays until this is written)
+                fresh.note(eid, gens[min(gens)][0])
+            self._log.close(remove=True)
+            self._log = fresh
+        if self._log is None:
+            self._log = self._journal.open_inflight_log()
+        self._log.note(experiment_id, pos)
+
+    def _release(self, experiment_id: str, generation: int) -> None:
+        """One change of ``experiment_id`` begun in ``generation`` is settled
+        (caller holds ``_cond``).  When the oldest generation of the experiment
+        is all settled, its listed position moves on to the next one's."""
+        gens = self._open.get(experiment_id)
+        entry = gens.get(generation) if gens else None
+        if gens is None or entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] > 0:
+            return
+        oldest = min(gens)
+        del gens[generation]
+        if not gens:
+            del self._open[experiment_id]
+        elif generation == oldest:
+            try:
+                self._note(experiment_id, gens[min(gens)][0])
+            except OSError as exc:  # the older (smaller) position listed stays: safe
+                log.debug("in-flight log not updated: %s", exc)
+
+    def _empty_log_if_settled(self) -> None:
+        """Empty the in-flight log if no change is unsettled (caller holds ``_cond``)."""
+        if not self._open and self._log is not None:
+            self._log.truncate()

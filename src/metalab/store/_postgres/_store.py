@@ -1,32 +1,37 @@
 """``PostgresStore``: a FileStore (the source of truth) plus a PostgreSQL index.
 
-Write path: every write goes to the FileStore first; the call returns once
-the file is written.  In ``index_mode="sync"`` the change is then queued for
-the process's background flusher (see ``_flusher``), which sends it to the
-index within a tenth of a second, batched with other changes; a line in the
-process's in-flight log covers the gap, so a process that dies before the
-flush loses nothing (its log is adopted by the next catch-up).
+Write path: every write goes to the FileStore first (which logs it in the
+experiment's ``.changes/`` log, see ``_changes``); the call returns once the
+file is written.  In ``index_mode="sync"`` the change is then queued for the
+process's background flusher (see ``_flusher``), which sends it to the index
+within a tenth of a second, batched with other changes; the experiment is
+listed in the process's in-flight log from before the file write until the
+change is settled, so a process that dies before the flush loses nothing (the
+next catch-up finds its log orphaned and reads the experiment's change logs).
 If the index cannot be updated (server down, circuit breaker open, any
-database error) the change stays in the catch-up journal beside the files
-(see ``_journal``) and is replayed from the files on a later successful
-contact, or by :meth:`PostgresStore.reconcile`.  In ``index_mode="deferred"``
-writes never contact the database; they only note the change.
+database error) the experiment is marked ``behind`` in the catch-up journal
+beside the files (see ``_journal``), and a later successful contact, or
+:meth:`PostgresStore.reconcile`, reads its change logs past the stored offsets
+and sends the files they name.  In ``index_mode="deferred"`` writes never
+contact the database; they only mark the experiment ``behind``.
 
 Read path: bulk reads (``iter_run_documents`` / ``list_run_records``) first
 wait for this process's queued changes (a process reads its own writes), then
 come from the index, one query per page of runs, unless the index is unreachable
-or may be behind the files for that experiment (journal items, or changes
-another process has not sent yet: its in-flight log names them); then they
+or may be behind the files for that experiment (a ``behind`` or dirty mark, or
+changes another process has not sent yet: its in-flight log names the
+experiment); then they
 come from the files, and a journal that is not empty gets a background
 catch-up.  Single-item reads, artifacts, logs, data and manifests are read from
 the files (one small file: as fast as a round trip, and always current).
 
 Thread/process safety: as the FileStore.  Several processes may write and
-catch up at once; the journal hands each item to one of them.
+catch up at once; catch-ups of one experiment take turns (its journal lock).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -45,11 +50,20 @@ from metalab._errors import (
 from metalab._internal._json import dumps, encode_values
 from metalab.model import ArtifactDescriptor, RunRecord
 from metalab.store._base import ErrorCallback, Store, warn_corrupt
+from metalab.store._changes import (
+    clear_unlogged,
+    folder_mtimes,
+    log_ends,
+    log_position,
+    moved_states,
+    read_changes,
+    stat_logs,
+)
 from metalab.store._file import FileStore, FileStoreConfig
 from metalab.store._postgres._config import PostgresStoreConfig, conninfo_params
 from metalab.store._postgres._flusher import IndexFlusher, Op, flush_target
 from metalab.store._postgres._index import PostgresIndex
-from metalab.store._postgres._journal import Journal, PendingItem
+from metalab.store._postgres._journal import Journal, LogOffsets
 
 __all__ = ["PostgresStore"]
 
@@ -59,12 +73,16 @@ log = logging.getLogger("metalab.store.postgres")
 PAGE_SIZE = 5000
 #: seconds between two looks at the journal after successful index writes
 CATCH_UP_INTERVAL = 2.0
+#: runs read from the files and sent per transaction by a catch-up
+REPLAY_BATCH = 2000
+#: seconds between two warnings about deferred index updates
+WARN_INTERVAL = 30.0
 
 Progress = Callable[[int, int | None], None]
 
 #: one catch-up at a time per journal folder in a process, so a catch-up that
 #: returns (an explicit ``reconcile()``) never leaves one of a background
-#: thread still working on items it cannot see
+#: thread still working on marks it has claimed
 _CATCH_UP_LOCKS: dict[str, threading.Lock] = {}
 _CATCH_UP_LOCKS_LOCK = threading.Lock()
 
@@ -136,6 +154,7 @@ class PostgresStore(Store):
         self._warned_at = 0.0
         self._scoped_files: dict[str, FileStore] = {}
         self._flusher: IndexFlusher | None = None
+        self._touched: set[str] = set()  # experiments written since their offsets moved
 
     # ------------------------------------------------------------ identity
     @property
@@ -250,7 +269,7 @@ class PostgresStore(Store):
 
     def _warn(self, what: str, exc: Exception) -> None:
         now = time.monotonic()
-        if now - self._warned_at > 30.0:  # one line per half minute, not one per run
+        if now - self._warned_at > WARN_INTERVAL:  # not one line per run
             self._warned_at = now
             log.warning("index update deferred (%s): %s", what, exc)
 
@@ -267,15 +286,33 @@ class PostgresStore(Store):
                         self._after_flush,
                         catch_up=self._background_catch_up,
                         exit_timeout=self._flush_timeout(),
+                        deferred=self._config.index_mode == "deferred",
+                        on_close=self._advance_touched,
+                        position_of=lambda eid: log_position(
+                            self._replay_files(eid).get_working_directory()),
                     )
         return flusher
 
-    def _index_write(self, op: Op) -> None:
-        """Hand ``op`` (already in the files) to the index: queued, or journaled."""
-        if self._config.index_mode == "deferred":
-            self._journal.mark(*op.key)
-            return
-        self._get_flusher().submit(op)
+    @contextlib.contextmanager
+    def _index_write(self, experiment_id: str) -> Iterator[list[Op]]:
+        """Around a file write of ``experiment_id``: the body writes the file and
+        appends its :class:`Op`, handed to the index on leaving (queued, or the
+        experiment marked ``behind``).  The experiment is listed in the
+        in-flight log before the body runs (see ``_journal``)."""
+        flusher = self._get_flusher()
+        gen = flusher.begin(experiment_id)
+        ops: list[Op] = []
+        try:
+            yield ops
+        except BaseException:
+            flusher.abort(experiment_id, gen)
+            raise
+        with self._lock:
+            self._touched.add(experiment_id)
+        if ops:
+            flusher.submit(ops[0], gen)
+        else:
+            flusher.abort(experiment_id, gen)
 
     def _after_flush(self) -> None:
         """Runs in the flusher thread after each successful batch.
@@ -288,6 +325,52 @@ class PostgresStore(Store):
             self._next_catch_up = time.monotonic() + CATCH_UP_INTERVAL
             if self._journal.needs_catch_up(self.experiment_id):
                 self.catch_up()
+            self._advance_touched()
+
+    def _advance_touched(self) -> None:
+        """Move the offsets of the experiments this store wrote (see :meth:`_advance`).
+
+        Never raises: offsets left behind only make a later catch-up read more.
+        """
+        with self._lock:
+            todo, self._touched = sorted(self._touched), set()
+        for eid in todo:
+            try:
+                moved = self._advance(eid)
+            except (OSError, StoreError, ConfigError) as exc:
+                log.debug("change log offsets of %s not moved: %s", eid, exc)
+                moved = False
+            if not moved:
+                with self._lock:
+                    self._touched.add(eid)
+
+    def _advance(self, experiment_id: str) -> bool:
+        """Move the offsets of ``experiment_id`` towards the ends of its change
+        logs without reading them: up to the ends, taken first, or to the
+        position of the first unsent change an in-flight log lists, if no
+        mark names the experiment (see ``_journal``).
+
+        Returns True if the offsets now reach the ends.
+        """
+        folder = self._replay_files(experiment_id).get_working_directory()
+        with self._journal.lock(experiment_id, wait=False) as held:
+            if not held:
+                return False
+            dirs = folder_mtimes(folder)
+            logs = stat_logs(folder)
+            if logs is None:
+                return True  # nothing logged: nothing to move
+            ends = log_ends(folder, logs)
+            # the in-flight logs first: a writer marks before it empties its log
+            unsent = self._journal.inflight_positions(experiment_id)
+            if (unsent is None or not unsent.keys() <= ends.keys()
+                    or self._journal.has_backlog(experiment_id, orphans=False)):
+                return False
+            known = self._journal.read_offsets(experiment_id) or LogOffsets({}, {})
+            moved = moved_states(folder, ends, unsent, known.logs)
+            if moved != known.logs:
+                self._journal.write_offsets(experiment_id, LogOffsets(moved, dirs))
+            return not unsent
 
     def _background_catch_up(self) -> None:
         """The flusher's retry, or a catch-up a read asked for (flusher thread)."""
@@ -310,8 +393,9 @@ class PostgresStore(Store):
         """Write the record file (as :meth:`FileStore.put_run_record`, ``durable`` included),
         then hand the same bytes to the index (queued or journaled, see ``index_mode``)."""
         data = dumps(record.to_dict())  # once: the file and the index get the same bytes
-        self._files._put_run_data(record, data, durable=durable)
-        self._index_write(Op(record.experiment_id, "put_run", record.run_id, text=data))
+        with self._index_write(record.experiment_id) as ops:
+            self._files.put_run_data(record, data, durable=durable)
+            ops.append(Op(record.experiment_id, "put_run", record.run_id, text=data))
 
     def get_run_record(self, run_id: str) -> RunRecord | None:
         return self._files.get_run_record(run_id)
@@ -324,8 +408,8 @@ class PostgresStore(Store):
     ) -> Iterator[dict[str, Any]]:
         """Run documents from the index (pages of :data:`PAGE_SIZE`), else the files.
 
-        The index is used when it is reachable and the journal has nothing
-        pending for the experiment; a failure part-way continues from the
+        The index is used when it is reachable and the journal says it is not
+        behind for the experiment; a failure part-way continues from the
         files without repeating runs already yielded.
         """
         if self.experiment_id is not None:
@@ -355,7 +439,8 @@ class PostgresStore(Store):
         """
         if not (self.flush() and self._index.breaker.allow()):
             return False
-        # in-flight first: a change leaves a log only once it is indexed or pending
+        # in-flight first: an experiment leaves a log only once its changes are
+        # indexed or it is marked behind
         if self._journal.in_flight(experiment_id):
             if self._journal.has_orphans():  # a writer died before sending: adopt its log
                 self._request_catch_up()
@@ -475,9 +560,12 @@ class PostgresStore(Store):
 
     def delete_run(self, run_id: str) -> None:
         eid = self._experiment_of_run(run_id)
-        self._files.delete_run(run_id)
-        if eid is not None:
-            self._index_write(Op(eid, "delete_run", run_id))
+        if eid is None:
+            self._files.delete_run(run_id)
+            return
+        with self._index_write(eid) as ops:
+            self._files.delete_run(run_id)
+            ops.append(Op(eid, "delete_run", run_id))
 
     # ------------------------------------------------------------ artifacts, logs, data
     def put_artifact(
@@ -524,10 +612,13 @@ class PostgresStore(Store):
     # ------------------------------------------------------------ derived
     def put_derived(self, run_id: str, values: dict[str, Any]) -> None:
         values = encode_values(values)  # (the stored form: JSONB has no NaN / infinity)
-        self._files.put_derived(run_id, values)
         eid = self._experiment_of_run(run_id)
-        if eid is not None:
-            self._index_write(Op(eid, "derived", run_id, values))
+        if eid is None:
+            self._files.put_derived(run_id, values)
+            return
+        with self._index_write(eid) as ops:
+            self._files.put_derived(run_id, values)
+            ops.append(Op(eid, "derived", run_id, values))
 
     def get_derived(self, run_id: str) -> dict[str, Any] | None:
         return self._files.get_derived(run_id)
@@ -537,8 +628,9 @@ class PostgresStore(Store):
         self, experiment_id: str, manifest: dict[str, Any], timestamp: datetime | None = None
     ) -> None:
         files = self._files_of(experiment_id)
-        files.put_experiment_manifest(experiment_id, manifest, timestamp)
-        self._index_write(Op(experiment_id, "manifests"))
+        with self._index_write(experiment_id) as ops:
+            files.put_experiment_manifest(experiment_id, manifest, timestamp)
+            ops.append(Op(experiment_id, "manifests"))
 
     def list_experiment_manifests(
         self, experiment_id: str
@@ -598,20 +690,24 @@ class PostgresStore(Store):
         return self._journal.is_behind(self.experiment_id)
 
     def catch_up(self) -> int:
-        """Replay the journal (changes the index missed) from the files.
+        """Bring the changes the index missed over from the files.
 
-        Pending items of every experiment are replayed, also on a store
-        scoped to one experiment (the index is shared; a sweep that outlived
-        a server restart so brings back the changes other sweeps journaled).
-        Experiments marked dirty are re-synced only within this store's scope
-        (a whole experiment is :meth:`reconcile`'s job).
+        Orphaned in-flight logs (writers that died before sending) mark their
+        experiments ``behind``.  Every experiment marked ``behind`` is caught
+        up, also on a store scoped to one experiment (the index is shared):
+        its change logs are read past the stored offsets and the files they
+        name are sent, or, when the logs cannot vouch for every change, its
+        folder is listed and re-synced.  Experiments marked dirty are re-synced
+        only within this store's scope.
 
-        Returns the number of items replayed.  Safe to run in several
-        processes at once; within a process, catch-ups of one file root and
-        index run one after the other.
+        Returns the changes replayed (each run named in the logs, plus the
+        experiment's manifests when it has any) plus the dirty experiments
+        re-synced.  Safe to run in several processes at once (catch-ups of one
+        experiment take turns); within a process, catch-ups of one file root
+        and index run one after the other.
 
         Raises:
-            IndexUnavailableError: the index cannot be reached (the items stay
+            IndexUnavailableError: the index cannot be reached (the marks stay
                 in the journal).
         """
         with _catch_up_lock(self._journal.folder):
@@ -619,7 +715,7 @@ class PostgresStore(Store):
 
     def _catch_up(self) -> int:
         total = 0
-        self._journal.adopt_orphans()  # changes of processes that died before flushing
+        self._journal.adopt_orphans()  # changes of processes that died before sending
         dirty = [
             e for e in self._journal.dirty_experiments()
             if e is not None and (self.experiment_id is None or e == self.experiment_id)
@@ -627,69 +723,74 @@ class PostgresStore(Store):
         if dirty:
             self._sync(dirty, None, drop_others=False)
             total += len(dirty)
-        kept: set[str] = set()
-        while True:
-            items = self._journal.claim(None, limit=2000)
-            if not items:
-                return total
-            if all(i.path.split(".claimed-")[0] in kept for i in items):
-                self._journal.release(items)  # only items kept back below: done for now
-                return total
-            try:
-                corrupt = self._replay(items)
-            except BaseException:
-                self._journal.release(items)
-                raise
-            self._journal.done([i for i in items if i not in corrupt])
-            # a corrupt record file stays pending: reads then use the files, which
-            # report it to on_error, until the file is rewritten or deleted
-            self._journal.release(corrupt)
-            kept.update(i.path.split(".claimed-")[0] for i in corrupt)
-            total += len(items) - len(corrupt)
+        for eid in self._journal.behind_experiments():
+            total += self._replay(eid)
+        return total
 
-    def _replay(self, items: list[PendingItem]) -> list[PendingItem]:
-        """Send the current file state of ``items``; returns those with corrupt files."""
-        corrupt: list[PendingItem] = []
-        runs: list[tuple[str, dict[str, Any]]] = []
-        gone: list[tuple[str, str]] = []
-        derived: list[tuple[str, str, dict[str, Any]]] = []
-        no_derived: list[tuple[str, str]] = []
-        manifests: dict[str, list[tuple[datetime, dict[str, Any]]]] = {}
-        for item in items:
-            files = self._replay_files(item.experiment_id)
-            if item.kind == "manifests":
-                manifests[item.experiment_id] = files.list_experiment_manifests(item.experiment_id)
-                continue
-            rid = item.run_id
-            if not rid:
-                continue
+    def _replay(self, experiment_id: str) -> int:
+        """Catch ``experiment_id`` up from its change logs; returns the changes replayed.
+
+        Under the experiment's journal lock, the mark claimed before the logs
+        are read.  A corrupt run file keeps the experiment marked (reads use
+        the files, which report it) until it is rewritten or deleted."""
+        files = self._replay_files(experiment_id)
+        folder = files.get_working_directory()
+        with self._journal.lock(experiment_id):
+            claim = self._journal.claim_behind(experiment_id)
+            if claim is None:
+                return 0  # another catch-up did it meanwhile
             try:
-                rec = files.get_run_record(rid)
-            except CorruptRecordError as exc:
-                warn_corrupt(exc)
-                corrupt.append(item)
-                continue
-            if rec is None and self.experiment_id is None:
+                known = self._journal.read_offsets(experiment_id) or LogOffsets({}, {})
+                feed = read_changes(folder, known.logs, known.seen)
+                if feed.reason is not None:  # (stores the offsets itself)
+                    log.debug("index catch-up of %s: full listing (%s)", experiment_id,
+                              feed.reason)
+                    count = self._sync_files(experiment_id, None)
+                else:
+                    wanted = feed.changed["runs"] | feed.changed["derived"] | claim.runs
+                    count, corrupt = self._send_runs(experiment_id, files, sorted(wanted))
+                    self._journal.write_offsets(experiment_id,
+                                                LogOffsets(feed.states, feed.dirs))
+                    if corrupt:
+                        self._journal.mark_behind(experiment_id, corrupt)
+            except BaseException:
+                self._journal.release(claim)
+                raise
+            self._journal.done(claim)
+            return count
+
+    def _send_runs(self, experiment_id: str, files: FileStore,
+                   run_ids: list[str]) -> tuple[int, list[str]]:
+        """Send the files of ``run_ids`` and the experiment's manifests; returns
+        (changes sent, run ids whose record file is corrupt)."""
+        corrupt: list[str] = []
+        manifests = files.list_experiment_manifests(experiment_id)
+        for start in range(0, max(len(run_ids), 1), REPLAY_BATCH):
+            runs: list[tuple[str, dict[str, Any]]] = []
+            gone: list[tuple[str, str]] = []
+            derived: list[tuple[str, str, dict[str, Any]]] = []
+            no_derived: list[tuple[str, str]] = []
+            for rid in run_ids[start:start + REPLAY_BATCH]:
                 try:
-                    rec = self._files.get_run_record(rid)
-                except CorruptRecordError:
-                    rec = None
-            if rec is None:
-                gone.append((item.experiment_id, rid))
-                continue
-            runs.append((item.experiment_id, rec.to_dict()))
-            values = files.get_derived(rid)
-            if values is None and self.experiment_id is None:
-                values = self._files.get_derived(rid)
-            if values is None:
-                no_derived.append((item.experiment_id, rid))
-            else:
-                derived.append((item.experiment_id, rid, values))
-        self._index.apply(
-            runs=runs, delete_runs=gone, derived=derived, delete_derived=no_derived,
-            manifests=manifests,
-        )
-        return corrupt
+                    rec = files.get_run_record(rid)
+                except CorruptRecordError as exc:
+                    warn_corrupt(exc)
+                    corrupt.append(rid)
+                    continue
+                if rec is None:
+                    gone.append((experiment_id, rid))
+                    continue
+                runs.append((experiment_id, rec.to_dict()))
+                values = files.get_derived(rid)
+                if values is None:
+                    no_derived.append((experiment_id, rid))
+                else:
+                    derived.append((experiment_id, rid, values))
+            self._index.apply(
+                runs=runs, delete_runs=gone, derived=derived, delete_derived=no_derived,
+                manifests={experiment_id: manifests} if start == 0 else None,
+            )
+        return len(run_ids) - len(corrupt) + (1 if manifests else 0), corrupt
 
     def reconcile(self, *, full: bool = False, progress: Progress | None = None) -> dict[str, Any]:
         """Bring the index to equality with the files.
@@ -700,7 +801,8 @@ class PostgresStore(Store):
         rewritten).
 
         Returns:
-            ``{"replayed": items, "resynced": [experiment ids], "runs": n}``.
+            ``{"replayed": changes (see :meth:`catch_up`), "resynced": [experiment
+            ids], "runs": n}``.
 
         Raises:
             IndexUnavailableError: the index cannot be reached.
@@ -770,40 +872,58 @@ class PostgresStore(Store):
             self._journal.mark_dirty(eid)
         self._journal.adopt_orphans()
         for eid in experiments:
-            claimed = self._journal.claim(eid, limit=10**9)
-            files = self._files_of(eid)
-            broken: list[str] = []
-
-            def on_error(exc: CorruptRecordError, broken: list[str] = broken) -> None:
-                warn_corrupt(exc)
-                name = os.path.basename(exc.path or "")
-                if name.endswith(".json"):
-                    broken.append(name[: -len(".json")])
 
             def tick(n: int, base: int = done) -> None:
                 if progress is not None:
                     progress(base + n, total)
 
-            try:
-                n = self._index.sync_experiment(
-                    eid,
-                    files.iter_run_documents(eid, on_error=on_error),
-                    _derived_lookup(files),
-                    files.list_experiment_manifests(eid),
-                    tick,
-                )
-            except BaseException:
-                self._journal.release(claimed)
-                raise
-            self._journal.done(claimed)
-            for rid in broken:  # stays pending: reads use the files, which report it
-                self._journal.mark(eid, "run", rid)
+            with self._journal.lock(eid):
+                claim = self._journal.claim_behind(eid)  # the listing below covers it
+                try:
+                    n = self._sync_files(eid, tick)
+                except BaseException:
+                    self._journal.release(claim)
+                    raise
+                self._journal.done(claim)
             self._journal.clear_dirty(eid)
             done += n
         if drop_others:
             self._index.drop_experiments_except(experiments)
             self._journal.clear_dirty(None)
         return done
+
+    def _sync_files(self, experiment_id: str, tick: Callable[[int], None] | None) -> int:
+        """Make the index of ``experiment_id`` equal to a listing of its files.
+
+        Hold the experiment's journal lock.  The offsets stored are the log
+        ends taken before the listing.  A corrupt record file marks the
+        experiment ``behind`` with its run (reads use the files, which report
+        it).  Returns the runs indexed.
+        """
+        files = self._replay_files(experiment_id)
+        folder = files.get_working_directory()
+        dirs = folder_mtimes(folder)
+        clear_unlogged(folder)
+        ends = log_ends(folder)
+        broken: list[str] = []
+
+        def on_error(exc: CorruptRecordError) -> None:
+            warn_corrupt(exc)
+            name = os.path.basename(exc.path or "")
+            if name.endswith(".json"):
+                broken.append(name[: -len(".json")])
+
+        n = self._index.sync_experiment(
+            experiment_id,
+            files.iter_run_documents(experiment_id, on_error=on_error),
+            _derived_lookup(files),
+            files.list_experiment_manifests(experiment_id),
+            tick,
+        )
+        self._journal.write_offsets(experiment_id, LogOffsets(ends, dirs))
+        if broken:
+            self._journal.mark_behind(experiment_id, broken)
+        return n
 
     def _estimate_runs(self, experiments: list[str]) -> int | None:
         total = 0
