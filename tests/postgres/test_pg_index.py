@@ -443,9 +443,9 @@ def test_field_index_serves_range_filters(make_store, pg_conn, pg_schema) -> Non
     store.put_run_record(make_record("r9999", "exp:1", params={"lr": "high", odd: "z"}))
     assert store.flush()
     where = f"params.lr < 0.1 and metrics.score >= 0.5 and params.{odd!r} <= 3 and params.s > 2"
+    from metalab.query._liveness import lost_cutoff
+    from metalab.query._parser import build_query
     from metalab.store._postgres._query import _compiler
-    from metalab.store._query._eval import lost_cutoff
-    from metalab.store._query._parser import build_query
 
     q = build_query("params.lr < 0.05")
     # without an index on the field the comparison is sent as the JSON path test alone

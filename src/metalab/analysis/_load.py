@@ -129,8 +129,7 @@ def _query_results(
     tell: ErrorCallback,
 ) -> Results:
     """Results of a query the store answers (:meth:`Store.query_runs`)."""
-    from metalab.store._query import build_query
-    from metalab.store._records import problems_to
+    from metalab.query import build_query, problems_to
 
     text = where if where is None or isinstance(where, str) else None
     keywords = dict(where) if isinstance(where, Mapping) else None
@@ -181,7 +180,7 @@ def _from_index(
         return None
     query = None
     if not plain:
-        from metalab.store._query import build_query
+        from metalab.query import build_query
 
         text = where if where is None or isinstance(where, str) else None
         keywords = dict(where) if isinstance(where, Mapping) else None
@@ -280,7 +279,7 @@ def _mark_lost(documents: Any) -> Any:
     """Show ``running`` documents whose heartbeat stopped as ``lost`` (see effective_status)."""
     from datetime import UTC, datetime
 
-    from metalab.store._base import effective_status, lost_after_seconds
+    from metalab.query import effective_status, lost_after_seconds
 
     now, limit = datetime.now(UTC), lost_after_seconds()
     for doc in documents:

@@ -81,7 +81,7 @@ def import_cmd(source: str, destination: str, experiment_id: str | None, overwri
 
 
 def _status_counts(locator: str) -> dict[str, dict[str, int]]:
-    from metalab.store._base import effective_status
+    from metalab.query import effective_status
     from metalab.store._factory import make_store
 
     out: dict[str, dict[str, int]] = {}

@@ -368,7 +368,7 @@ class RunHandle:
     def _look_elsewhere(self, rid: str) -> None:
         """One look at a run another launch holds: its final record ends it here; a
         claim that is gone or stale (its owner died) sends the run to the executor."""
-        from metalab.store._base import lost_after_seconds
+        from metalab.query import lost_after_seconds
 
         if self._cancel_flag.is_set():
             with self._lock:

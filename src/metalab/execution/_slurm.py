@@ -504,7 +504,7 @@ class SlurmExecutor(Executor):
     ) -> dict[str, Any]:
         """The submission manifest (``submission.json``), its arrays not yet queued."""
         from metalab.execution._claims import heartbeat_interval
-        from metalab.store._base import lost_after_seconds
+        from metalab.query import lost_after_seconds
 
         cfg = self.config
         indices = [spec.index for spec, _ in pending]
@@ -782,7 +782,7 @@ class SlurmRunHandle:
             self._last_poll = time.monotonic()
             queue = self._squeue()
             docs = self._read_docs(set(self._open))
-            from metalab.store._base import DEFAULT_LOST_AFTER_S, effective_status
+            from metalab.query import DEFAULT_LOST_AFTER_S, effective_status
 
             now = datetime.now(UTC)
             lost_after = float(self._sub.get("lost_after") or DEFAULT_LOST_AFTER_S)

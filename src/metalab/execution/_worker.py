@@ -229,7 +229,7 @@ def execute_run(
 
 def _claim(store: Store, run_id: str, owner: str, *, skip_if_succeeded: bool) -> None:
     """Claim ``run_id`` for ``owner``; see :func:`execute_run` for what it raises."""
-    from metalab.store._base import lost_after_seconds
+    from metalab.query import lost_after_seconds
 
     if not store.try_claim(run_id, owner, lost_after_seconds()):
         try:

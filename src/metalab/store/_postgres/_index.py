@@ -37,6 +37,7 @@ from metalab._internal._redact import redact
 from metalab._internal._time import from_iso
 from metalab.store._postgres._config import conninfo_params
 from metalab.store._postgres._schema import ensure_schema
+from metalab.store._query._pgsql import stamp_sql
 
 if TYPE_CHECKING:
     import psycopg
@@ -85,8 +86,8 @@ _CACHE_STORE_SQL = (
     "(experiment_id, generation, lost_max, fresh_min, built_at, payload) "
     "SELECT %(e)s, %(g)s, max(hb) FILTER (WHERE hb < %(cut)s), "
     "min(hb) FILTER (WHERE hb >= %(cut)s), now(), %(p)b FROM ("
-    " SELECT CASE WHEN heartbeat ~ %(re)s THEN heartbeat::timestamptz END"
-    " AS hb FROM {s}.runs WHERE experiment_id = %(e)s AND status = 'running'"
+    " SELECT " + stamp_sql("heartbeat", "%(re)s") + " AS hb"
+    " FROM {s}.runs WHERE experiment_id = %(e)s AND status = 'running'"
     ") t ON CONFLICT (experiment_id) DO UPDATE SET "
     "generation = EXCLUDED.generation, lost_max = EXCLUDED.lost_max, "
     "fresh_min = EXCLUDED.fresh_min, built_at = EXCLUDED.built_at, "

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 from metalab._errors import IndexUnavailableError, StoreError
 from metalab._internal._gc import gc_paused
 from metalab._internal._json import loads
-from metalab.store._query._ast import DYNAMIC, Query, TrueNode, check_fields, fields_of
-from metalab.store._query._eval import lost_cutoff
-from metalab.store._query._parser import build_query
+from metalab.query._ast import DYNAMIC, Query, TrueNode, check_fields, fields_of
+from metalab.query._liveness import lost_cutoff
+from metalab.query._parser import build_query
 from metalab.store._query._pgsql import PgCompiler
 
 if TYPE_CHECKING:
@@ -145,7 +145,7 @@ def query_runs(
 
 def _runs_only(store: PostgresStore, scope: str | None, query: Query) -> list[dict[str, Any]]:
     """The index's answer without the rows of records that are not runs (an unknown
-    status, ...; see :func:`~metalab.store._records.record_problem`), each
+    status, ...; see :func:`~metalab.query.record_problem`), each
     reported with its file as the file scan does; with a ``limit``, asked again
     for more rows until the answer is as long as the scan's."""
     import contextlib
@@ -153,7 +153,7 @@ def _runs_only(store: PostgresStore, scope: str | None, query: Query) -> list[di
     import os
 
     from metalab._errors import CorruptRecordError, MetalabError
-    from metalab.store._records import record_problem, report_problem
+    from metalab.query._records import record_problem, report_problem
 
     cutoff = lost_cutoff()
     asked = query

@@ -576,7 +576,7 @@ class PostgresStore(Store):
             IndexUnavailableError: the index cannot be reached.
         """
         from metalab._errors import QueryError
-        from metalab.store._query._parser import parse_field
+        from metalab.query._parser import parse_field
 
         parsed = [parse_field(f) for f in fields]
         for text, f in zip(fields, parsed, strict=True):

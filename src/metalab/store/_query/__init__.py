@@ -7,10 +7,11 @@
 * :mod:`._pgsql`: the PostgreSQL compiler used by PostgresStore.
 """
 
-from metalab.store._query._ast import Field, Node, Query
+from metalab.query._ast import Field, Node, Query
+from metalab.query._eval import run_query
+from metalab.query._liveness import lost_cutoff
+from metalab.query._parser import build_query, from_keywords, parse, parse_field
 from metalab.store._query._catalog import Catalog, CatalogUnavailable
-from metalab.store._query._eval import lost_cutoff, run_query
-from metalab.store._query._parser import build_query, from_keywords, parse, parse_field
 
 __all__ = [
     "Catalog",

@@ -150,17 +150,12 @@ from metalab._internal._gc import gc_paused
 from metalab._internal._json import NON_FINITE_TEXTS, JSONDecodeError, dumps, loads
 from metalab._internal._lockfile import FileLock, LockTimeout
 from metalab.model import RECORD_SCHEMA_VERSION
+from metalab.query._ast import DYNAMIC, Field, Query, check_fields, without_nan
+from metalab.query._eval import micros_to_iso, norm_number, norm_tags, predicate
+from metalab.query._liveness import parse_time
+from metalab.query._records import STATUS_VALUES, parse_record, record_problem, report_problem
 from metalab.store._changes import CHANGES_DIR, HEADER, UNLOGGED
-from metalab.store._query._ast import DYNAMIC, Field, Query, check_fields, without_nan
-from metalab.store._query._eval import (
-    micros_to_iso,
-    norm_number,
-    norm_tags,
-    parse_time,
-    predicate,
-)
 from metalab.store._query._sqlite import COLUMN_RE, NAN, SqliteCompiler, decode, encode
-from metalab.store._records import STATUS_VALUES, parse_record, record_problem, report_problem
 
 __all__ = ["CATALOG_DIR", "Catalog", "CatalogUnavailable", "read_run_file"]
 

@@ -8,11 +8,12 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from metalab._errors import StoreError
-from metalab.store._query._ast import Query
+from metalab.query._ast import Query
+from metalab.query._eval import run_query
+from metalab.query._liveness import lost_cutoff
+from metalab.query._parser import build_query
+from metalab.query._records import parse_record, report_problem
 from metalab.store._query._catalog import Catalog, CatalogUnavailable, Progress, read_run_file
-from metalab.store._query._eval import lost_cutoff, run_query
-from metalab.store._query._parser import build_query
-from metalab.store._records import parse_record, report_problem
 
 if TYPE_CHECKING:
     from metalab.store._file import FileStore
@@ -63,7 +64,7 @@ def query_filestore(
     """:meth:`Store.query_runs` for a FileStore (catalog first, scan as fallback).
 
     Files that are not run records are skipped and reported, naming each
-    file (see :mod:`metalab.store._records`), by both ways.  A read-only
+    file (see :mod:`metalab.query._records`), by both ways.  A read-only
     store always scans: refreshing the catalog would write to the folder.
     """
     query = where if isinstance(where, Query) else build_query(

@@ -26,7 +26,7 @@ import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from metalab.store._query._ast import (
+from metalab.query._ast import (
     And,
     Between,
     Compare,
@@ -44,8 +44,9 @@ from metalab.store._query._ast import (
     kind_of,
     without_nan,
 )
+from metalab.query._liveness import lost_status_sql
 
-__all__ = ["TIME_RE", "PgCompiler", "number_sql"]
+__all__ = ["TIME_RE", "PgCompiler", "number_sql", "stamp_sql"]
 
 #: what a heartbeat must look like to be cast to a time in SQL (else: not lost)
 TIME_RE = (
@@ -53,6 +54,12 @@ TIME_RE = (
     r"(Z|[+-][0-9]{2}(:?[0-9]{2})?)?$"
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def stamp_sql(column: str, pattern: str = "%s") -> str:
+    """The liveness stamp held as text in ``column`` as a ``timestamptz``, NULL when it is
+    not a time (``pattern``: the placeholder bound to :data:`TIME_RE`)."""
+    return f"(CASE WHEN {column} ~ {pattern} THEN {column}::timestamptz END)"
 
 
 def number_sql(column: str, key: str, numbers: bool = False) -> str:
@@ -205,14 +212,8 @@ class PgCompiler:
         if ns == "derived":
             return _Acc("json", 'd."values" -> %s', [field.name], numbers=True)
         if ns == "status":
-            return _Acc(
-                "string",
-                "(CASE WHEN r.status <> 'running' THEN r.status "
-                "WHEN (CASE WHEN r.heartbeat ~ %s THEN r.heartbeat::timestamptz END) < %s "
-                "THEN 'lost' "
-                "ELSE r.status END)",
-                [TIME_RE, _from_micros(self.cutoff)],
-            )
+            return _Acc("string", lost_status_sql("r.status", stamp_sql("r.heartbeat"), "%s"),
+                        [TIME_RE, _from_micros(self.cutoff)])
         if ns in ("started_at", "finished_at"):
             return _Acc("time", f"r.{ns}", [])
         if ns == "duration_ms":

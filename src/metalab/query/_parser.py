@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from metalab._errors import QueryError, QuerySyntaxError, UnknownFieldError
-from metalab.store._query._ast import (
+from metalab.query._ast import (
     DYNAMIC,
     FIXED,
     MAX_NESTING,
