@@ -50,7 +50,7 @@ from metalab.model import RunRecord, Status
 from metalab.store import FileStore, FileStoreConfig
 from metalab.store._base import Store
 from metalab.store._changes import note_change
-from metalab.store._query import Catalog
+from metalab.store._index import Catalog
 
 EXP = "bench:1"
 WHERE = "params.p1 < 10 and params.p0 < 0.1"  # ~1%

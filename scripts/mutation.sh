@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Mutation testing of the run-id encoding (definition/_canonical.py) and the filter
-# evaluator (store/_query/_eval.py) with mutmut, against their fast tests (no database).
+# evaluator (query/_eval.py) with mutmut, against their fast tests (no database).
 # Configuration: [tool.mutmut] in pyproject.toml.  See docs/contributing.md.
 #
 # Usage: scripts/mutation.sh [canonical|eval|all] [--jobs N] [--keep] [--show]

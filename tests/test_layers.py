@@ -189,11 +189,10 @@ def test_no_import_cycles_between_packages() -> None:
 KNOWN_MODULE_CYCLES: list[frozenset[str]] = [
     frozenset({
         "metalab.store._base", "metalab.store._config", "metalab.store._factory",
-        "metalab.store._file", "metalab.store._postgres", "metalab.store._postgres._config",
-        "metalab.store._postgres._flusher", "metalab.store._postgres._index",
-        "metalab.store._postgres._query", "metalab.store._postgres._store",
-        "metalab.store._query", "metalab.store._query._catalog", "metalab.query._eval",
-        "metalab.store._query._filestore", "metalab.store._records", "metalab.store._transfer",
+        "metalab.store._file", "metalab.store._index._filestore", "metalab.store._index._pgquery",
+        "metalab.store._index._postgres", "metalab.store._postgres",
+        "metalab.store._postgres._config", "metalab.store._postgres._flusher",
+        "metalab.store._postgres._store", "metalab.store._transfer",
     }),
 ]
 

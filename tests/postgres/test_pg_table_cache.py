@@ -42,7 +42,7 @@ def _fill(store: PostgresStore, n: int = 12, eid: str = EXP) -> None:
 
 @pytest.fixture
 def pg(make_store: Any, monkeypatch: pytest.MonkeyPatch) -> PostgresStore:
-    from metalab.store._postgres import _index
+    from metalab.store._index import _postgres as _index
 
     monkeypatch.setenv("METALAB_LOST_AFTER", "3600")
     # answers are kept at once (by default only for an experiment not written
@@ -238,7 +238,7 @@ def test_schema_dropped_then_rebuilt(pg: PostgresStore, fs: FileStoreConfig, pg_
 def test_an_answer_above_the_size_limit_is_not_kept(pg: PostgresStore, pg_conn: Any,
                                                     pg_schema: str,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    from metalab.store._postgres import _index
+    from metalab.store._index import _postgres as _index
 
     monkeypatch.setattr(_index, "CACHE_MAX_BYTES", 100)
     _load(pg)
@@ -262,7 +262,7 @@ def test_a_write_committed_during_a_load_is_never_hidden(
     pg: PostgresStore, fs: FileStoreConfig, make_store: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A writer commits after the load's snapshot, before its answer is kept."""
-    from metalab.store._postgres._index import PostgresIndex
+    from metalab.store._index._postgres import PostgresIndex
 
     original = PostgresIndex._cache_store
     other = make_store(EXP)
@@ -325,7 +325,7 @@ def test_a_sweep_still_writing_is_not_cached(pg: PostgresStore, pg_conn: Any, pg
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """An experiment written moments ago is answered by a query and its answer is
     not kept (the next write would make it stale; keeping it slows the load)."""
-    from metalab.store._postgres import _index
+    from metalab.store._index import _postgres as _index
 
     monkeypatch.setattr(_index, "CACHE_QUIET_S", 3600.0)
     _, source = _load(pg)

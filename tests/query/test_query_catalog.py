@@ -14,7 +14,7 @@ from query_support import make_doc, wait_for_a_later_tick, write_doc
 from metalab import StoreError
 from metalab.store import FileStore
 from metalab.store._base import Store
-from metalab.store._query import Catalog, _catalog
+from metalab.store._index import Catalog, _catalog
 
 Q = "params.depth >= 2 and metrics.score < 1.5"
 

@@ -161,7 +161,7 @@ def test_catalog_equals_scan_through_delta_and_merges(
     are merged at random points: every answer still equals the scan."""
     from unittest import mock
 
-    from metalab.store._query import _catalog, _filestore
+    from metalab.store._index import _catalog, _filestore
 
     class Strict(_catalog.Catalog):
         def query(self, query: Query, cutoff: int) -> Any:

@@ -648,7 +648,7 @@ class FileStore(Store):
         files that changed; if it cannot be used the files are scanned (same
         answers).  Collections spanning several experiments are scanned.
         """
-        from metalab.store._query._filestore import query_filestore
+        from metalab.store._index._filestore import query_filestore
 
         return query_filestore(self, experiment_id, where, columns, order_by, limit)
 
@@ -662,7 +662,7 @@ class FileStore(Store):
             ReadOnlyStoreError: the store is read-only.
             StoreError: a catalog cannot be written (queries then scan).
         """
-        from metalab.store._query._filestore import reindex_filestore
+        from metalab.store._index._filestore import reindex_filestore
 
         return reindex_filestore(self, progress)
 

@@ -46,9 +46,9 @@ from metalab._internal._json import dumps, encode_values
 from metalab.model import ArtifactDescriptor, RunRecord
 from metalab.store._base import ErrorCallback, Store, warn_corrupt
 from metalab.store._file import FileStore, FileStoreConfig
+from metalab.store._index._postgres import PostgresIndex
 from metalab.store._postgres._config import PostgresStoreConfig, conninfo_params
 from metalab.store._postgres._flusher import IndexFlusher, Op, flush_target
-from metalab.store._postgres._index import PostgresIndex
 from metalab.store._postgres._journal import Journal, PendingItem
 
 __all__ = ["PostgresStore"]
@@ -409,7 +409,7 @@ class PostgresStore(Store):
         limit: int | None = None,
     ) -> list[dict[str, Any]]:
         """See :meth:`Store.query_runs`: runs in SQL when the index is current, else on the files."""
-        from metalab.store._postgres._query import query_runs
+        from metalab.store._index._pgquery import query_runs
 
         return query_runs(self, experiment_id, where, columns, order_by, limit)
 
@@ -421,7 +421,7 @@ class PostgresStore(Store):
         ``_query.table_runs`` for the layout.  None: the index is unreachable
         or behind the files (read the files instead).
         """
-        from metalab.store._postgres._query import table_runs
+        from metalab.store._index._pgquery import table_runs
 
         return table_runs(self, experiment_id, query)
 

@@ -18,10 +18,10 @@ from metalab._internal._json import loads
 from metalab.query._ast import DYNAMIC, Query, TrueNode, check_fields, fields_of
 from metalab.query._liveness import lost_cutoff
 from metalab.query._parser import build_query
-from metalab.store._query._pgsql import PgCompiler
+from metalab.store._index._pgsql import PgCompiler
 
 if TYPE_CHECKING:
-    from metalab.store._postgres._index import PostgresIndex
+    from metalab.store._index._postgres import PostgresIndex
     from metalab.store._postgres._store import PostgresStore
 
 __all__ = ["query_index", "query_runs", "table_index", "table_runs"]

@@ -13,7 +13,7 @@ from metalab.query._eval import run_query
 from metalab.query._liveness import lost_cutoff
 from metalab.query._parser import build_query
 from metalab.query._records import parse_record, report_problem
-from metalab.store._query._catalog import Catalog, CatalogUnavailable, Progress, read_run_file
+from metalab.store._index._catalog import Catalog, CatalogUnavailable, Progress, read_run_file
 
 if TYPE_CHECKING:
     from metalab.store._file import FileStore

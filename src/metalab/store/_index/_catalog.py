@@ -155,7 +155,7 @@ from metalab.query._eval import micros_to_iso, norm_number, norm_tags, predicate
 from metalab.query._liveness import parse_time
 from metalab.query._records import STATUS_VALUES, parse_record, record_problem, report_problem
 from metalab.store._changes import CHANGES_DIR, HEADER, UNLOGGED
-from metalab.store._query._sqlite import COLUMN_RE, NAN, SqliteCompiler, decode, encode
+from metalab.store._index._sqlite import COLUMN_RE, NAN, SqliteCompiler, decode, encode
 
 __all__ = ["CATALOG_DIR", "Catalog", "CatalogUnavailable", "read_run_file"]
 

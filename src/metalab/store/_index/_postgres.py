@@ -35,9 +35,9 @@ from metalab._internal._gc import gc_paused
 from metalab._internal._json import dumps, loads
 from metalab._internal._redact import redact
 from metalab._internal._time import from_iso
+from metalab.store._index._pgsql import stamp_sql
 from metalab.store._postgres._config import conninfo_params
 from metalab.store._postgres._schema import ensure_schema
-from metalab.store._query._pgsql import stamp_sql
 
 if TYPE_CHECKING:
     import psycopg
@@ -893,7 +893,7 @@ class PostgresIndex:
 
         from psycopg import sql
 
-        from metalab.store._query._pgsql import number_sql
+        from metalab.store._index._pgsql import number_sql
 
         if namespace not in ("params", "metrics"):
             raise QueryError(f"only params and metrics fields can be indexed, not {namespace!r}")
@@ -1118,7 +1118,7 @@ class PostgresIndex:
         write drew a newer generation).  Any error reading the cache (a
         dropped table, no privilege) is logged at debug level: no body.
         """
-        from metalab.store._query._pgsql import _from_micros
+        from metalab.store._index._pgsql import _from_micros
 
         with self.connection() as conn:
             try:
@@ -1171,7 +1171,7 @@ class PostgresIndex:
 
     def _cache_store(self, experiment_id: str, generation: int, cutoff: int,
                      payload: bytes) -> None:
-        from metalab.store._query._pgsql import TIME_RE, _from_micros
+        from metalab.store._index._pgsql import TIME_RE, _from_micros
 
         try:
             with self.connection() as conn:
