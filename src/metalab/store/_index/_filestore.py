@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from metalab._errors import StoreError
 from metalab.query._ast import Query
@@ -15,8 +15,24 @@ from metalab.query._parser import build_query
 from metalab.query._records import parse_record, report_problem
 from metalab.store._index._catalog import Catalog, CatalogUnavailable, Progress, read_run_file
 
-if TYPE_CHECKING:
-    from metalab.store._file import FileStore
+
+class FileStore(Protocol):
+    """What the catalog's FileStore side reads of the store it serves (the FileStore:
+    named by this interface, not imported, since the FileStore module imports this one)."""
+
+    _run_folders: dict[str, str]
+
+    @property
+    def experiment_id(self) -> str | None: ...
+
+    @property
+    def read_only(self) -> bool: ...
+
+    def get_working_directory(self) -> str: ...
+
+    def get_derived(self, run_id: str) -> dict[str, Any] | None: ...
+
+    def _child_experiments(self) -> list[tuple[str, str]]: ...
 
 __all__ = ["catalog_folders", "query_filestore", "reindex_filestore"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from metalab._errors import IndexUnavailableError, StoreError
 from metalab._internal._gc import gc_paused
@@ -21,8 +21,28 @@ from metalab.query._parser import build_query
 from metalab.store._index._pgsql import PgCompiler
 
 if TYPE_CHECKING:
+    from metalab.store._base import Store
     from metalab.store._index._postgres import PostgresIndex
-    from metalab.store._postgres._store import PostgresStore
+
+
+class PostgresStore(Protocol):
+    """What the PostgreSQL queries read of the PostgresStore they serve (named by this
+    interface, not imported, since the store module imports this one)."""
+
+    @property
+    def _index(self) -> PostgresIndex: ...
+
+    @property
+    def _files(self) -> Store: ...
+
+    @property
+    def experiment_id(self) -> str | None: ...
+
+    def _index_current(self, experiment_id: str | None) -> bool: ...
+
+    def _warn(self, what: str, exc: Exception) -> None: ...
+
+    def _files_of(self, experiment_id: str) -> Store: ...
 
 __all__ = ["query_index", "query_runs", "table_index", "table_runs"]
 
