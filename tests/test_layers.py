@@ -183,6 +183,30 @@ def test_no_import_cycles_between_packages() -> None:
     assert cycle is None, "import cycle between packages: " + " -> ".join(cycle or [])
 
 
+def private_store_imports(source: str, module: str, is_package: bool = False) -> list[str]:
+    """Imports of a private module of ``metalab.store`` (``metalab.store._x...``) by a
+    module outside ``metalab.store`` (type-only imports included)."""
+    if module == "metalab.store" or module.startswith("metalab.store."):
+        return []
+    found = {
+        line: target
+        for line, target in imported_modules(source, module, is_package, type_only=True)
+        if target.startswith("metalab.store._")
+    }
+    return [
+        f"{module}:{line} imports {target}; import it from metalab.store (or metalab.query)"
+        for line, target in sorted(found.items())
+    ]
+
+
+@pytest.mark.parametrize("path", library_modules(), ids=lambda p: module_name(p))
+def test_nothing_outside_store_imports_a_private_store_module(path: Path) -> None:
+    problems = private_store_imports(
+        path.read_text(encoding="utf-8"), module_name(path), path.name == "__init__.py"
+    )
+    assert problems == [], "\n".join(problems)
+
+
 #: module cycles accepted for now (none: keep it that way).  A new cycle fails the
 #: test; so does an entry here that is no longer a cycle (remove it).
 KNOWN_MODULE_CYCLES: list[frozenset[str]] = [
@@ -309,6 +333,20 @@ def test_checker_resolves_relative_and_root_imports() -> None:
                           "metalab.store._file")
     assert not violations("from metalab import StoreError\n", "metalab.model._record")
     assert not violations("from metalab.execution import run\n", "metalab.testing._suite")
+
+
+def test_checker_flags_private_store_imports_outside_store() -> None:
+    src = (
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n"
+        "    from metalab.store._base import Store\n"
+        "def f():\n"
+        "    from metalab.store._index import _catalog\n"
+        "from metalab.store import make_store\n"
+    )
+    assert len(private_store_imports(src, "metalab.analysis._x")) == 2
+    assert private_store_imports(src, "metalab.store._file") == []
+    assert private_store_imports("from . import _base\n", "metalab.store", is_package=True) == []
 
 
 def test_find_cycle() -> None:

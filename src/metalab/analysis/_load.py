@@ -11,9 +11,7 @@ from typing import Any
 from metalab._errors import CorruptRecordError, ScopeError, ValidationError
 from metalab.analysis._columns import RunTable
 from metalab.analysis._results import Results
-from metalab.store._base import ErrorCallback, Store
-from metalab.store._config import StoreConfig
-from metalab.store._factory import make_config, make_store
+from metalab.store import ErrorCallback, Store, StoreConfig, make_config, make_store
 
 __all__ = ["load_results"]
 
@@ -263,7 +261,7 @@ def _narrow(
     elif experiment_id not in experiments:
         if not strict:
             return store
-        from metalab.store._factory import require_experiment
+        from metalab.store import require_experiment
 
         require_experiment(store, experiment_id, experiments)
     try:

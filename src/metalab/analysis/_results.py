@@ -32,7 +32,7 @@ from metalab.query import record_problem
 if TYPE_CHECKING:
     import pandas as pd
 
-    from metalab.store._base import Store
+    from metalab.store import Store
 
 __all__ = ["Results"]
 

@@ -7,10 +7,10 @@ execute the same run at the same time.  While the operation runs, a
 :class:`Heartbeat` thread refreshes the claim and the ``heartbeat_at`` of the
 ``running`` record every :func:`heartbeat_interval` seconds.  A worker killed
 with ``kill -9`` (or a lost node) stops the heartbeat: readers then show the
-run as ``lost`` (:func:`metalab.store._base.effective_status`).  The next
+run as ``lost`` (:func:`metalab.query.effective_status`).  The next
 launch takes the claim over at once when its owner is certainly dead (same
 host and boot, pid gone), otherwise once the heartbeat is older than
-:func:`~metalab.store._base.lost_after_seconds`.
+:func:`~metalab.query.lost_after_seconds`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from metalab._internal._time import utcnow
 from metalab.model import RunRecord
 
 if TYPE_CHECKING:
-    from metalab.store._base import Store
+    from metalab.store import Store
 
 __all__ = [
     "DEFAULT_HEARTBEAT_INTERVAL_S",
@@ -95,7 +95,7 @@ class _Beater:
     registering with this thread costs a dict insert.  A beat that is slow
     (a slow disk) only delays the other runs' beats, which are due every
     :func:`heartbeat_interval` seconds and read as lost only after
-    :func:`~metalab.store._base.lost_after_seconds` (several intervals).
+    :func:`~metalab.query.lost_after_seconds` (several intervals).
     Started on first use; a child made by ``fork`` starts afresh (the
     parent's thread is not there, and the parent's runs are not its own).
     """

@@ -30,7 +30,7 @@ from metalab.model import ErrorInfo, RunRecord, Status
 if TYPE_CHECKING:
     from metalab.execution._executors import Executor
     from metalab.execution._worker import Job
-    from metalab.store._base import Store
+    from metalab.store import Store
 
 __all__ = ["RunHandle", "RunStatus", "submission_results"]
 

@@ -53,7 +53,7 @@ from metalab.model import ErrorInfo
 
 if TYPE_CHECKING:
     from metalab.execution._worker import Job
-    from metalab.store._base import Store
+    from metalab.store import Store
 
 __all__ = [
     "SUBMISSION_FILE",
@@ -1005,7 +1005,7 @@ def reconnect(
             SLURM one.  ValidationError: several experiments and no
             ``experiment_id``.
     """
-    from metalab.store._factory import make_store
+    from metalab.store import make_store
 
     if experiment_id is None:
         store = make_store(store)

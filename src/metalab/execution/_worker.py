@@ -41,7 +41,7 @@ from metalab.execution._runtime import CancelFlag, Runtime
 from metalab.model import ErrorInfo, Provenance, RunRecord, Status
 
 if TYPE_CHECKING:
-    from metalab.store._base import Store
+    from metalab.store import Store
 
 __all__ = [
     "EXIT_SIGTERM",
@@ -181,7 +181,7 @@ def execute_run(
     once claimed is not executed again (ClaimedElsewhereError).
     With ``claim`` (the default) the run is first claimed in the store
     (:meth:`Store.try_claim`; a stale claim is taken over after
-    :func:`~metalab.store._base.lost_after_seconds`), and a heartbeat thread
+    :func:`~metalab.query.lost_after_seconds`), and a heartbeat thread
     refreshes the claim and the ``running`` record's ``heartbeat_at`` every
     :func:`~metalab.execution._claims.heartbeat_interval` seconds until the
     final record is written; the claim is released afterwards.
@@ -600,7 +600,7 @@ def _redirect_std(store: Store, run_id: str) -> Iterator[None]:
 def _worker_resources(payload: RunPayload) -> tuple[Any, Any, Any]:
     from metalab._internal import _json
     from metalab.definition import load_operation
-    from metalab.store._config import StoreConfig
+    from metalab.store import StoreConfig
 
     cfg_key = _json.dumps(payload.store_config).decode()
     store = _WorkerState.stores.get(cfg_key)
