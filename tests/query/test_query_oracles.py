@@ -39,13 +39,13 @@ from metalab.query._ast import (
 )
 from metalab.query._eval import (
     evaluate,
-    known_fields,
     micros_to_iso,
     predicate,
     project,
     run_query,
     sort_documents,
 )
+from metalab.query._fields import known_fields
 from metalab.query._liveness import lost_cutoff, parse_time, status_at_cutoff
 from metalab.store import FileStore
 from metalab.store._base import Store

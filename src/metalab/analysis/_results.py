@@ -484,9 +484,9 @@ class Results:
             QuerySyntaxError: malformed text (the message points at it).
             UnknownFieldError: a field no run has (close names are listed).
         """
-        from metalab.query import build_query, lost_cutoff
+        from metalab.query import build_query, known_fields, lost_cutoff
         from metalab.query._ast import check_fields
-        from metalab.query._eval import known_fields, predicate
+        from metalab.query._eval import predicate
 
         q = build_query(query, keywords=keywords)
         derived = self._derived_list() if q.uses_derived else []

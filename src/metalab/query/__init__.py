@@ -23,7 +23,8 @@ from several threads at once.  Query errors raise
 """
 
 from metalab.query._ast import Field, Node, Query
-from metalab.query._eval import evaluate, known_fields, run_query
+from metalab.query._eval import evaluate, run_query
+from metalab.query._fields import known_fields
 from metalab.query._liveness import (
     DEFAULT_LOST_AFTER_S,
     LOST_AFTER_ENV,

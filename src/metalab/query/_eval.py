@@ -28,16 +28,15 @@ from metalab.query._ast import (
     Query,
     StartsWith,
     TrueNode,
-    check_fields,
     kind_of,
 )
+from metalab.query._fields import FieldKey, field_keys, named_fields, require_fields
 from metalab.query._liveness import lost_cutoff, parse_time, status_at_cutoff
 from metalab.query._records import record_problem, report_problem
 
 __all__ = [
     "DerivedOf",
     "evaluate",
-    "known_fields",
     "micros_to_iso",
     "predicate",
     "project",
@@ -304,19 +303,6 @@ def project(doc: dict[str, Any], derived: dict[str, Any] | None, columns: tuple[
     return out
 
 
-def known_fields(docs: Iterable[dict[str, Any]], derived: Iterable[dict[str, Any]] = ()) -> set[str]:
-    """``{"params.x", "metrics.y", "derived.z"}`` with a non-null value in some document."""
-    names: set[str] = set()
-    for d in docs:
-        for ns in ("params", "metrics"):
-            m = d.get(ns)
-            if isinstance(m, dict):
-                names.update(f"{ns}.{k}" for k, v in m.items() if v is not None)
-    for der in derived:
-        names.update(f"derived.{k}" for k, v in der.items() if v is not None)
-    return names
-
-
 def _named_by_ids(doc: Any) -> str:
     """How a skipped document is named when its file is unknown."""
     if type(doc) is not dict:
@@ -347,9 +333,8 @@ def run_query(
     pred = predicate(query.where, cut)
     need_derived = query.uses_derived and derived_of is not None
     # one streaming pass: keep only the hits, note which fields exist
-    names_needed = check and any(f.ns in ("params", "metrics", "derived") and f.name
-                                 for f in query.fields())
-    names: set[str] = set()
+    names_needed = check and bool(named_fields(query))
+    keys: set[FieldKey] = set()
     any_runs = False
     hits: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
     for d in docs:
@@ -362,11 +347,12 @@ def run_query(
         any_runs = True
         der = derived_of(d) if need_derived and derived_of else None
         if names_needed:
-            names |= known_fields((d,), (der,) if der else ())
+            keys |= field_keys(d, der)
         if pred(d, der):
             hits.append((d, der))
     if check:
-        check_fields(query, lambda: names, any_runs=any_runs)
+        require_fields(query, lambda wanted: keys.intersection(wanted), lambda _: keys,
+                       lambda: any_runs)
     if query.order:
         hits = sort_documents(hits, query.order, cut)
     else:

@@ -150,8 +150,9 @@ from metalab._internal._gc import gc_paused
 from metalab._internal._json import NON_FINITE_TEXTS, JSONDecodeError, dumps, loads
 from metalab._internal._lockfile import FileLock, LockTimeout
 from metalab.model import RECORD_SCHEMA_VERSION
-from metalab.query._ast import DYNAMIC, Field, Query, check_fields, without_nan
+from metalab.query._ast import DYNAMIC, Field, Query, without_nan
 from metalab.query._eval import micros_to_iso, norm_number, norm_tags, predicate
+from metalab.query._fields import require_fields
 from metalab.query._liveness import parse_time
 from metalab.query._records import STATUS_VALUES, parse_record, record_problem, report_problem
 from metalab.store._changes import CHANGES_DIR, HEADER, UNLOGGED
@@ -948,15 +949,13 @@ class Catalog:
                        f"{derived_cell(col)} IS NOT NULL LIMIT 1")
             return conn.execute(sql).fetchone() is not None
 
-        named = {(f.ns, f.name) for f in query.fields() if f.ns in DYNAMIC and f.name}
-        if named and not all(k in fields and has_values(k[0], fields[k]) for k in named):
-            any_runs = conn.execute(
-                f"SELECT 1 FROM {_LIVE['runs']} WHERE bad = 0 LIMIT 1").fetchone()
-            check_fields(
-                query,
-                lambda: [f"{ns}.{n}" for (ns, n), col in fields.items() if has_values(ns, col)],
-                any_runs=any_runs is not None,
-            )
+        require_fields(
+            query,
+            lambda keys: {k for k in keys if k in fields and has_values(k[0], fields[k])},
+            lambda _: [k for k, col in fields.items() if has_values(k[0], col)],
+            lambda: conn.execute(
+                f"SELECT 1 FROM {_LIVE['runs']} WHERE bad = 0 LIMIT 1").fetchone() is not None,
+        )
 
         def column_of(field: Field) -> str | None:
             col = fields.get((field.ns, field.name))

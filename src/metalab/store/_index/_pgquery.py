@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from metalab._errors import IndexUnavailableError, StoreError
 from metalab._internal._gc import gc_paused
 from metalab._internal._json import loads
-from metalab.query._ast import DYNAMIC, Query, TrueNode, check_fields, fields_of
+from metalab.query._ast import DYNAMIC, Query, TrueNode, fields_of
+from metalab.query._fields import FieldKey, named_fields, require_fields
 from metalab.query._liveness import lost_cutoff
 from metalab.query._parser import build_query
 from metalab.store._index._pgsql import PgCompiler
@@ -60,21 +61,19 @@ def _check_named_fields(index: PostgresIndex, experiment_id: str | None,
     against writers.  Only when a name is missing are the other known names
     read, from the catalog as last computed, for the error message.
     """
-    keys = sorted({(f.ns, f.name) for f in query.fields() if f.ns in DYNAMIC and f.name})
-    if not keys:
-        return
-    present = index.fields_present(experiment_id, keys)
-    if len(present) == len(keys):
-        return
-    missing = {f"{ns}.{name}" for ns, name in keys if (ns, name) not in present}
-    experiments = [experiment_id] if experiment_id is not None else index.indexed_experiments()
-    names = {f"{ns}.{name}" for ns, name in present}
-    for eid in experiments:
-        for row in index.field_catalog(eid, fresh=False):
-            if row["type"] != "null" and row["count"] > 0:
-                names.add(f"{row['namespace']}.{row['name']}")
-    names -= missing  # (a kept catalog may still list a name whose runs are gone)
-    check_fields(query, lambda: names, any_runs=index.has_runs(experiment_id))
+    def known(present: set[FieldKey]) -> set[FieldKey]:
+        missing = set(named_fields(query)) - present
+        experiments = ([experiment_id] if experiment_id is not None
+                       else index.indexed_experiments())
+        names = set(present)
+        for eid in experiments:
+            for row in index.field_catalog(eid, fresh=False):
+                if row["type"] != "null" and row["count"] > 0:
+                    names.add((row["namespace"], row["name"]))
+        return names - missing  # (a kept catalog may still list a name whose runs are gone)
+
+    require_fields(query, lambda keys: index.fields_present(experiment_id, keys), known,
+                   lambda: index.has_runs(experiment_id))
 
 
 def _compiler(index: PostgresIndex, query: Query, cutoff: int) -> PgCompiler:
