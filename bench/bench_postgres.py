@@ -54,7 +54,9 @@ from metalab import load_results
 from metalab.analysis import Results
 from metalab.services import start_server, stop_server
 from metalab.store import FileStoreConfig, PostgresStoreConfig
-from metalab.store._index._postgres import _ROW_COLUMNS, _ROW_TYPES, run_row
+from metalab.store._index._rows import ROW_COLUMNS as _ROW_COLUMNS
+from metalab.store._index._rows import ROW_TYPES as _ROW_TYPES
+from metalab.store._index._rows import run_row
 
 
 def _config(url: str, root: Path, schema: str) -> PostgresStoreConfig:

@@ -47,6 +47,10 @@ TABLE: dict[str, tuple[dict[str, Any], str]] = {
     "no_time_at_all": ({"status": "running", "started_at": None}, "running"),
     "heartbeat_not_a_time": ({"status": "running", "heartbeat_at": "later",
                               "started_at": OLD}, "running"),
+    "heartbeat_zero_old_start": ({"status": "running", "heartbeat_at": 0,
+                                  "started_at": OLD}, "running"),  # set, not a time
+    "heartbeat_false_old_start": ({"status": "running", "heartbeat_at": False,
+                                   "started_at": OLD}, "running"),
     "success_old_heartbeat": ({"status": "success", "heartbeat_at": OLD}, "success"),
     "failed_old_heartbeat": ({"status": "failed", "heartbeat_at": OLD}, "failed"),
     "cancelled_old_heartbeat": ({"status": "cancelled", "heartbeat_at": OLD}, "cancelled"),

@@ -3,8 +3,8 @@
 Workers never write ``lost``.  A document whose stored status is ``running``
 reads as ``lost`` when its *liveness stamp* is strictly before the *cutoff*:
 
-* the liveness stamp is ``heartbeat_at`` when it is set (not null, not
-  empty), else ``started_at``; a stamp that is not an ISO 8601 time (a
+* the liveness stamp is ``heartbeat_at`` when it is set (not null, not the
+  empty text), else ``started_at``; a stamp that is not an ISO 8601 time (a
   naive time is UTC) means "never lost";
 * the cutoff is ``now - lost_after`` (:func:`lost_cutoff`, in µs since the
   epoch), ``lost_after`` being :func:`lost_after_seconds` unless given.
@@ -91,13 +91,14 @@ def parse_time(value: Any) -> int | None:
     return to_micros(dt)
 
 
-def liveness_stamp(doc: dict[str, Any]) -> Any:
-    """The raw liveness stamp of a document: ``heartbeat_at`` if set, else ``started_at``.
+def liveness_stamp(heartbeat_at: Any, started_at: Any) -> Any:
+    """The raw liveness stamp of a run: ``heartbeat_at`` unless it is null or empty, else
+    ``started_at``.
 
     Not parsed (each index keeps it in its own typed form); see
     :func:`status_at_cutoff` for how it is read.
     """
-    return doc.get("heartbeat_at") or doc.get("started_at")
+    return started_at if heartbeat_at is None or heartbeat_at == "" else heartbeat_at
 
 
 def status_at_cutoff(doc: dict[str, Any], cutoff: int) -> str | None:
@@ -106,7 +107,7 @@ def status_at_cutoff(doc: dict[str, Any], cutoff: int) -> str | None:
     if not isinstance(status, str):
         return None
     if status == "running":
-        stamp = parse_time(liveness_stamp(doc))
+        stamp = parse_time(liveness_stamp(doc.get("heartbeat_at"), doc.get("started_at")))
         if stamp is not None and stamp < cutoff:
             return "lost"
     return status

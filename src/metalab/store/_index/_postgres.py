@@ -25,18 +25,34 @@ import logging
 import math
 import os
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from metalab._errors import IndexUnavailableError, MissingDependencyError, QueryError, StoreError
+from metalab._errors import IndexUnavailableError, QueryError, StoreError
 from metalab._internal._gc import gc_paused
 from metalab._internal._json import dumps, loads
 from metalab._internal._redact import redact
-from metalab._internal._time import from_iso
+from metalab.store._index._pgconnect import (
+    CircuitBreaker,
+    as_text,
+    breaker_for,
+    password_of,
+    psycopg_module,
+    texts_as_bytes,
+)
 from metalab.store._index._pgsql import stamp_sql
-from metalab.store._postgres._config import conninfo_params
+from metalab.store._index._rows import (
+    DERIVED_TYPES,
+    FROM_TEXT_SQL,
+    ROW_COLUMNS,
+    ROW_TYPES,
+    RUN_COLUMNS,
+    RUN_TYPES,
+    derived_row,
+    jsonb_dumps,
+    run_row,
+)
 from metalab.store._postgres._schema import ensure_schema
 
 if TYPE_CHECKING:
@@ -48,19 +64,6 @@ __all__ = ["CACHE_MAX_BYTES", "RUN_COLUMNS", "CircuitBreaker", "PostgresIndex", 
 
 log = logging.getLogger("metalab.store.postgres")
 
-#: the columns of the ``runs`` table (the record text is in ``run_records``)
-RUN_COLUMNS = (
-    "experiment_id", "run_id", "status", "started_at", "finished_at", "duration_ms",
-    "context_fingerprint", "params_fingerprint", "seed_fingerprint",
-    "params", "metrics", "tags", "heartbeat",
-)
-_RUN_TYPES = (
-    "text", "text", "text", "timestamptz", "timestamptz", "float8",
-    "text", "text", "text", "jsonb", "jsonb", "text[]", "text",
-)
-#: rows of the sync/apply paths: the runs columns, then the record text
-_ROW_COLUMNS = (*RUN_COLUMNS, "record")
-_ROW_TYPES = (*_RUN_TYPES, "text")
 #: a sync or batch that changes at least this many rows refreshes the planner
 #: statistics (ANALYZE) afterwards
 ANALYZE_AFTER = 10_000
@@ -69,8 +72,6 @@ ANALYZE_AFTER = 10_000
 _COPY_CHUNK = 20_000
 #: seconds an unused pooled connection stays open (connections are short-lived)
 POOL_MAX_IDLE = 10.0
-_DERIVED_COLUMNS = ("experiment_id", "run_id", "values", "doc")
-_DERIVED_TYPES = ("text", "text", "jsonb", "text")
 #: a load answer larger than this is not kept in ``run_table_cache``
 CACHE_MAX_BYTES = 256 * 1024 * 1024
 #: a load answer is kept only for an experiment not written for this long: a
@@ -102,45 +103,6 @@ _NUMBER_TYPE = ("(CASE WHEN k.value IN ('\"Infinity\"'::jsonb, '\"-Infinity\"'::
                 "'\"NaN\"'::jsonb) THEN 'number' ELSE jsonb_typeof(k.value) END)")
 
 
-def _typed(field: str, jtype: str, cast: str) -> str:
-    return (f"CASE WHEN jsonb_typeof(j->'{field}') = '{jtype}' "
-            f"THEN (j->>'{field}')::{cast} END")
-
-
-def _ts_sql(field: str) -> str:
-    return (f"CASE WHEN jsonb_typeof(j->'{field}') = 'string' AND j->>'{field}' <> '' "
-            f"THEN (j->>'{field}')::timestamptz END")
-
-
-def _obj_sql(field: str) -> str:
-    # '{{}}' reaches psycopg's sql.SQL.format (run by _q) and becomes '{}'
-    return (f"CASE WHEN jsonb_typeof(j->'{field}') = 'object' THEN j->'{field}' "
-            "ELSE '{{}}'::jsonb END")
-
-
-#: the runs columns computed in SQL from (e = experiment id, r = record text,
-#: j = r::jsonb); the same values ``run_row`` computes in Python.  The two
-#: arrays are sent in binary format: no per-character escaping of the JSON
-_FROM_TEXT_SQL = (
-    "SELECT e AS experiment_id, j->>'run_id' AS run_id, coalesce(j->>'status', '') AS status, "
-    f"{_ts_sql('started_at')} AS started_at, {_ts_sql('finished_at')} AS finished_at, "
-    f"{_typed('duration_ms', 'number', 'float8')} AS duration_ms, "
-    "coalesce(j->>'context_fingerprint', '') AS context_fingerprint, "
-    "coalesce(j->>'params_fingerprint', '') AS params_fingerprint, "
-    "coalesce(j->>'seed_fingerprint', '') AS seed_fingerprint, "
-    f"{_obj_sql('params')} AS params, {_obj_sql('metrics')} AS metrics, "
-    "CASE WHEN jsonb_typeof(j->'tags') = 'array' "
-    "THEN ARRAY(SELECT jsonb_array_elements_text(j->'tags')) ELSE '{{}}'::text[] END AS tags, "
-    "CASE WHEN j->>'status' = 'running' "
-    "THEN coalesce(nullif(j->>'heartbeat_at', ''), j->>'started_at') END AS heartbeat, "
-    "r AS record "
-    # OFFSET 0 keeps the subquery whole: pulled up, ``j`` would be replaced by
-    # ``r::jsonb`` in every column above, parsing each record ~20 times
-    # (measured: 180 us instead of 18 us of server time per run)
-    "FROM (SELECT e, r, r::jsonb AS j FROM unnest(%b::text[], %b::text[]) AS t(e, r) OFFSET 0) s"
-)
-
-
 def field_index_name(namespace: str, name: str, *, form: int = 2) -> str:
     """The name :meth:`PostgresIndex.create_field_index` gives the index of one field
     (a digest of the field name: any name fits PostgreSQL's 63-byte limit).
@@ -156,143 +118,6 @@ def field_index_name(namespace: str, name: str, *, form: int = 2) -> str:
     return f"runs_{namespace}_{digest}_idx"
 
 
-def _psycopg() -> Any:
-    try:
-        import psycopg
-        import psycopg_pool  # noqa: F401
-    except ImportError as exc:
-        raise MissingDependencyError("psycopg", "postgres", "The PostgreSQL store") from exc
-    return psycopg
-
-
-# ---------------------------------------------------------------------- breaker
-class CircuitBreaker:
-    """Back-off after connection failures (one per target and process).
-
-    ``base`` seconds after the first failure, doubling per further failure,
-    at most ``cap`` seconds.  Thread-safe.
-    """
-
-    base: float = 1.0
-    cap: float = 60.0
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.failures = 0
-        self.open_until = 0.0
-        self.last_error = ""
-
-    def allow(self) -> bool:
-        return time.monotonic() >= self.open_until
-
-    def retry_in(self) -> float:
-        return max(0.0, self.open_until - time.monotonic())
-
-    def failure(self, message: str) -> None:
-        with self._lock:
-            self.failures += 1
-            delay = min(self.base * 2 ** (self.failures - 1), self.cap)
-            self.open_until = time.monotonic() + delay
-            self.last_error = message
-
-    def success(self) -> bool:
-        """Record a success; True if the breaker had been open (recovery)."""
-        with self._lock:
-            recovered = self.failures > 0
-            self.failures = 0
-            self.open_until = 0.0
-            return recovered
-
-    def reset(self) -> None:
-        self.success()
-
-
-_BREAKERS: dict[tuple[int, str], CircuitBreaker] = {}
-_BREAKERS_LOCK = threading.Lock()
-
-
-def breaker_for(key: str) -> CircuitBreaker:
-    with _BREAKERS_LOCK:
-        k = (os.getpid(), key)
-        found = _BREAKERS.get(k)
-        if found is None:
-            found = _BREAKERS[k] = CircuitBreaker()
-        return found
-
-
-# ------------------------------------------------------------------- row helpers
-def _jsonb_dumps(obj: Any) -> bytes:
-    data = dumps(obj)
-    if b"\\u0000" in data:  # jsonb cannot hold NUL; the exact text is in `record`
-        data = data.replace(b"\\u0000", b"\\ufffd")
-    return data
-
-
-def _ts(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return from_iso(value)
-    except ValueError:
-        return None
-
-
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else ("" if value is None else str(value))
-
-
-def _json_text(value: Any) -> str | None:
-    """What ``jsonb ->> key`` gives for ``value`` (None for a JSON null)."""
-    if value is None or isinstance(value, str):
-        return value
-    return dumps(value).decode()
-
-
-def _heartbeat(doc: dict[str, Any]) -> str | None:
-    """The raw liveness time of a running run (heartbeat, else start), as text."""
-    if doc.get("status") != "running":
-        return None
-    beat = _json_text(doc.get("heartbeat_at"))
-    return beat if beat else _json_text(doc.get("started_at"))
-
-
-def run_row(experiment_id: str, doc: dict[str, Any]) -> tuple[Any, ...]:
-    """The ``runs`` row of one record document, followed by the verbatim record text."""
-    from psycopg.types.json import Jsonb
-
-    params = doc.get("params")
-    metrics = doc.get("metrics")
-    tags = doc.get("tags")
-    return (
-        experiment_id,
-        _text(doc.get("run_id")),
-        _text(doc.get("status")),
-        _ts(doc.get("started_at")),
-        _ts(doc.get("finished_at")),
-        _num(doc.get("duration_ms")),
-        _text(doc.get("context_fingerprint")),
-        _text(doc.get("params_fingerprint")),
-        _text(doc.get("seed_fingerprint")),
-        Jsonb(params if isinstance(params, dict) else {}, dumps=_jsonb_dumps),
-        Jsonb(metrics if isinstance(metrics, dict) else {}, dumps=_jsonb_dumps),
-        [_text(t) for t in tags] if isinstance(tags, list) else [],
-        _heartbeat(doc),
-        dumps(doc).decode(),
-    )
-
-
-def derived_row(experiment_id: str, run_id: str, values: dict[str, Any]) -> tuple[Any, ...]:
-    from psycopg.types.json import Jsonb
-
-    return (experiment_id, run_id, Jsonb(values, dumps=_jsonb_dumps), dumps(values).decode())
-
-
 # ------------------------------------------------------------------------ index
 class PostgresIndex:
     """SQL operations on the index tables of one schema.  See the module docstring."""
@@ -303,7 +128,7 @@ class PostgresIndex:
         self._timeout = config.connect_timeout
         self._max_size = config.pool_max_size
         self.target = config.display_target
-        self._secret = _password_of(config.connection_string)
+        self._secret = password_of(config.connection_string)
         self.breaker = breaker_for(config.index_key)
         self._pool: Any = None
         self._pid = os.getpid()
@@ -339,7 +164,7 @@ class PostgresIndex:
                 self._pool = None
                 self._pid = os.getpid()
                 self._schema_ready = False
-            psycopg = _psycopg()
+            psycopg = psycopg_module()
             from psycopg_pool import ConnectionPool
 
             # a direct probe fails fast (e.g. "connection refused"), where the
@@ -392,7 +217,7 @@ class PostgresIndex:
                 f"{self.breaker.retry_in():.1f}s"
             )
         pool = self._get_pool()
-        psycopg = _psycopg()
+        psycopg = psycopg_module()
         from psycopg_pool import PoolTimeout
 
         conn = None
@@ -534,11 +359,11 @@ class PostgresIndex:
             cur = conn.cursor()
             if texts:
                 cur.execute(
-                    self._upsert_runs_sql(_FROM_TEXT_SQL),
+                    self._upsert_runs_sql(FROM_TEXT_SQL),
                     ([e for e, _ in texts], [t for _, t in texts]),
                 )
             if odd:
-                values = ", ".join(f"%s::{t} AS {c}" for c, t in zip(_ROW_COLUMNS, _ROW_TYPES,
+                values = ", ".join(f"%s::{t} AS {c}" for c, t in zip(ROW_COLUMNS, ROW_TYPES,
                                                                        strict=True))
                 cur.executemany(
                     self._upsert_runs_sql(f"SELECT {values}"),
@@ -579,7 +404,7 @@ class PostgresIndex:
                     "VALUES (%s, %s, %s, %s) ON CONFLICT (experiment_id, ts) DO UPDATE "
                     "SET manifest = EXCLUDED.manifest, doc = EXCLUDED.doc"
                 ),
-                [(eid, ts, Jsonb(m, dumps=_jsonb_dumps), dumps(m).decode()) for ts, m in items],
+                [(eid, ts, Jsonb(m, dumps=jsonb_dumps), dumps(m).decode()) for ts, m in items],
             )
 
     def sync_experiment(
@@ -630,7 +455,7 @@ class PostgresIndex:
                                 "LOCK TABLE {s}.runs, {s}.run_records, {s}.derived "
                                 "IN ACCESS EXCLUSIVE MODE"
                             ))
-                    except _psycopg().errors.DeadlockDetected:
+                    except psycopg_module().errors.DeadlockDetected:
                         maybe_empty = False
                 bulk = maybe_empty and self._tables_empty(conn, None)
                 count, analyze = self._sync_locked(
@@ -758,7 +583,7 @@ class PostgresIndex:
         def flush() -> None:
             # one COPY per table and chunk (a connection runs one COPY at a time)
             with cur.copy(copy_runs) as cp:
-                cp.set_types(list(_RUN_TYPES))
+                cp.set_types(list(RUN_TYPES))
                 for row in chunk:
                     cp.write_row(row[:-1])
             with cur.copy(copy_records) as cp:
@@ -787,7 +612,7 @@ class PostgresIndex:
                 'COPY {} (experiment_id, run_id, "values", doc) FROM STDIN (FORMAT BINARY{})'
             ).format(derived_table, freeze)
         ) as cp:
-            cp.set_types(list(_DERIVED_TYPES))
+            cp.set_types(list(DERIVED_TYPES))
             for rid in run_ids:
                 values = derived_of(rid)
                 if values is not None:
@@ -1059,7 +884,7 @@ class PostgresIndex:
         def fetch(conn: Any, text: str, args: list[Any]) -> tuple[Any, ...] | None:
             # the JSON texts as the bytes received: no UTF-8 decoding into str
             cur = conn.cursor()
-            cur.adapters.register_loader("text", _texts_as_bytes())
+            cur.adapters.register_loader("text", texts_as_bytes())
             got = cur.execute(self._q(text), args).fetchone()
             return tuple(got) if got is not None else None
 
@@ -1096,7 +921,7 @@ class PostgresIndex:
                 if row_i is None:
                     row_i = fetch(conn, text, args)
                 if row_i is not None:
-                    row_i = decode(row_i) if decode is not None else _as_text(row_i)
+                    row_i = decode(row_i) if decode is not None else as_text(row_i)
                 out[i] = row_i
         return [row if row is not None else () for row in out]
 
@@ -1137,7 +962,7 @@ class PostgresIndex:
                         {"e": experiment_id, "cut": _from_micros(cutoff), "quiet": CACHE_QUIET_S},
                         binary=True,
                     ).fetchone()
-            except _psycopg().Error as exc:  # (the connection's own failures: raised)
+            except psycopg_module().Error as exc:  # (the connection's own failures: raised)
                 if conn.broken:
                     raise
                 log.debug("run table cache of %r not read: %s", experiment_id,
@@ -1180,7 +1005,7 @@ class PostgresIndex:
                         conn.execute(self._q(_CACHE_STORE_SQL), {
                             "e": experiment_id, "g": generation, "cut": _from_micros(cutoff),
                             "p": payload, "re": TIME_RE})
-                except _psycopg().Error as exc:
+                except psycopg_module().Error as exc:
                     if conn.broken:
                         raise
                     log.debug("run table cache of %r not written: %s", experiment_id,
@@ -1284,36 +1109,3 @@ class PostgresIndex:
                         "SELECT DISTINCT experiment_id FROM {s}.runs ORDER BY 1")
             ).fetchall()
         return [r[0] for r in rows]
-
-
-def _texts_as_bytes() -> type:
-    """A psycopg loader of ``text`` values as ``bytes`` (made on first use)."""
-    global _BYTES_LOADER
-    if _BYTES_LOADER is None:
-        from psycopg.adapt import Loader
-
-        class TextAsBytes(Loader):
-            def load(self, data: Any) -> bytes:
-                return bytes(data)
-
-        _BYTES_LOADER = TextAsBytes
-    return _BYTES_LOADER
-
-
-_BYTES_LOADER: type | None = None
-
-
-def _as_text(row: tuple[Any, ...]) -> tuple[Any, ...]:
-    """``row`` with its byte values (JSON texts) as ``str``."""
-    return tuple(bytes(v).decode() if isinstance(v, bytes | memoryview) else v for v in row)
-
-
-def _password_of(conninfo: str) -> str | None:
-    if "://" in conninfo:
-        from urllib.parse import unquote, urlsplit
-
-        with contextlib.suppress(ValueError):
-            pw = urlsplit(conninfo).password
-            if pw:
-                return unquote(pw)
-    return conninfo_params(conninfo).get("password") or None
