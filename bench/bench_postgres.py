@@ -227,12 +227,12 @@ def bench_load(url: str, root: Path, n: int, rounds: int = 3) -> dict[str, float
                              f"expected {expected}")
 
     def no_cache(store: object) -> object:  # the cache neither read nor written
-        index = pg.index
-        index.table_cache_lookup = lambda *a: (None, None, False)
+        cache = pg.index.table_cache
+        cache.lookup = lambda *a: (None, None, False)  # type: ignore[method-assign]
         try:
             return load(store)
         finally:
-            del index.table_cache_lookup
+            del cache.lookup
 
     for _ in range(rounds):
         times.setdefault("index_load_nocache_s", []).append(timed(no_cache, pg))

@@ -355,9 +355,9 @@ def test_version_2_index_migrates_to_version_3(collection, pg_conn, pg_schema,
                                                 monkeypatch) -> None:
     """A version-2 index gains the generation and the load cache, and keeps its runs."""
     from metalab import load_results
-    from metalab.store._index import _postgres as _index
+    from metalab.store._index import _pgcache
 
-    monkeypatch.setattr(_index, "CACHE_QUIET_S", 0.0)  # answers kept at once
+    monkeypatch.setattr(_pgcache, "CACHE_QUIET_S", 0.0)  # answers kept at once
     from metalab._internal._json import dumps
     from metalab.store._postgres._schema import MIGRATIONS, SCHEMA_VERSION, schema_version
 

@@ -242,7 +242,7 @@ def table_index(index: PostgresIndex, experiment_id: str | None, query: Query,
     quiet = False
     if default and experiment_id is not None:
         layout = table_layout(statements)
-        body, generation, quiet = index.table_cache_lookup(experiment_id, cutoff, layout)
+        body, generation, quiet = index.table_cache.lookup(experiment_id, cutoff, layout)
         kept = _from_cache(body, experiment_id) if body is not None else None
         if kept is not None:
             index.last_table_source = "cache"
@@ -291,7 +291,7 @@ def table_index(index: PostgresIndex, experiment_id: str | None, query: Query,
     if default and experiment_id is not None and generation is not None and quiet:
         kept_bytes = _to_cache(answer)
         if kept_bytes is not None:
-            index.table_cache_store(experiment_id, generation, cutoff, layout, kept_bytes)
+            index.table_cache.store(experiment_id, generation, cutoff, layout, kept_bytes)
     return answer
 
 

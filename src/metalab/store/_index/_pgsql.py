@@ -46,7 +46,7 @@ from metalab.query._ast import (
 )
 from metalab.query._liveness import lost_status_sql
 
-__all__ = ["TIME_RE", "PgCompiler", "number_sql", "stamp_sql"]
+__all__ = ["TIME_RE", "PgCompiler", "from_micros", "number_sql", "stamp_sql"]
 
 #: what a heartbeat must look like to be cast to a time in SQL (else: not lost)
 TIME_RE = (
@@ -112,7 +112,8 @@ def _as_arrays(sub: str, n: int) -> str:
     return f"SELECT {', '.join(aggs)} FROM ({sub}) t"
 
 
-def _from_micros(us: int) -> datetime:
+def from_micros(us: int) -> datetime:
+    """The instant ``us`` µs after the epoch (UTC), as PostgreSQL takes a ``timestamptz``."""
     return _EPOCH + timedelta(microseconds=us)
 
 
@@ -213,7 +214,7 @@ class PgCompiler:
             return _Acc("json", 'd."values" -> %s', [field.name], numbers=True)
         if ns == "status":
             return _Acc("string", lost_status_sql("r.status", stamp_sql("r.heartbeat"), "%s"),
-                        [TIME_RE, _from_micros(self.cutoff)])
+                        [TIME_RE, from_micros(self.cutoff)])
         if ns in ("started_at", "finished_at"):
             return _Acc("time", f"r.{ns}", [])
         if ns == "duration_ms":
@@ -224,7 +225,7 @@ class PgCompiler:
 
     def _bind(self, acc: _Acc, lit: Any) -> Any:
         if acc.kind == "time":
-            return _from_micros(lit)
+            return from_micros(lit)
         if kind_of(lit) == "number":
             return as_float(lit)
         return lit

@@ -33,6 +33,7 @@ from metalab._errors import IndexUnavailableError, QueryError, StoreError
 from metalab._internal._gc import gc_paused
 from metalab._internal._json import dumps, loads
 from metalab._internal._redact import redact
+from metalab.store._index._pgcache import RunTableCache
 from metalab.store._index._pgconnect import (
     CircuitBreaker,
     as_text,
@@ -41,7 +42,6 @@ from metalab.store._index._pgconnect import (
     psycopg_module,
     texts_as_bytes,
 )
-from metalab.store._index._pgsql import stamp_sql
 from metalab.store._index._rows import (
     DERIVED_TYPES,
     FROM_TEXT_SQL,
@@ -60,7 +60,7 @@ if TYPE_CHECKING:
 
     from metalab.store._postgres._config import PostgresStoreConfig
 
-__all__ = ["CACHE_MAX_BYTES", "RUN_COLUMNS", "CircuitBreaker", "PostgresIndex", "field_index_name"]
+__all__ = ["RUN_COLUMNS", "CircuitBreaker", "PostgresIndex", "field_index_name"]
 
 log = logging.getLogger("metalab.store.postgres")
 
@@ -72,29 +72,6 @@ ANALYZE_AFTER = 10_000
 _COPY_CHUNK = 20_000
 #: seconds an unused pooled connection stays open (connections are short-lived)
 POOL_MAX_IDLE = 10.0
-#: a load answer larger than this is not kept in ``run_table_cache``
-CACHE_MAX_BYTES = 256 * 1024 * 1024
-#: a load answer is kept only for an experiment not written for this long: a
-#: sweep still writing would make it stale at once, and keeping it costs the
-#: load about a third more (100k runs, 2026-11-27)
-CACHE_QUIET_S = 5.0
-#: first bytes of a ``run_table_cache`` payload (a changed layout: a new magic);
-#: then the 16-byte layout digest of the load's statements, then the answer
-_CACHE_MAGIC = b"MLT2"
-#: keeps a load answer with the bounds of its running runs' heartbeats
-_CACHE_STORE_SQL = (
-    "INSERT INTO {s}.run_table_cache "
-    "(experiment_id, generation, lost_max, fresh_min, built_at, payload) "
-    "SELECT %(e)s, %(g)s, max(hb) FILTER (WHERE hb < %(cut)s), "
-    "min(hb) FILTER (WHERE hb >= %(cut)s), now(), %(p)b FROM ("
-    " SELECT " + stamp_sql("heartbeat", "%(re)s") + " AS hb"
-    " FROM {s}.runs WHERE experiment_id = %(e)s AND status = 'running'"
-    ") t ON CONFLICT (experiment_id) DO UPDATE SET "
-    "generation = EXCLUDED.generation, lost_max = EXCLUDED.lost_max, "
-    "fresh_min = EXCLUDED.fresh_min, built_at = EXCLUDED.built_at, "
-    "payload = EXCLUDED.payload "
-    "WHERE {s}.run_table_cache.generation <= EXCLUDED.generation"
-)
 
 
 #: the JSON type of a metrics / derived value ``k.value`` in the field catalog: the
@@ -141,6 +118,8 @@ class PostgresIndex:
         #: ``run_table_cache``) or ``"query"`` (:meth:`run_tables`); None before
         #: the first.  Set by ``_query.table_index``; not synchronised between threads
         self.last_table_source: str | None = None
+        #: the kept answers of default full loads (``run_table_cache``)
+        self.table_cache = RunTableCache(self)
 
     # ------------------------------------------------------------ messages
     def _scrub(self, text: str) -> str:
@@ -824,15 +803,6 @@ class PostgresIndex:
         return {(ns, name) for ns, name in rows}
 
     # ------------------------------------------------------------ reads
-    def get_run_document(self, experiment_id: str | None, run_id: str) -> dict[str, Any] | None:
-        where = "run_id = %s" + (" AND experiment_id = %s" if experiment_id is not None else "")
-        args: tuple[Any, ...] = (run_id,) if experiment_id is None else (run_id, experiment_id)
-        with self.connection() as conn:
-            row = conn.execute(
-                self._q(f"SELECT record FROM {{s}}.run_records WHERE {where} LIMIT 1"), args
-            ).fetchone()
-        return loads(row[0]) if row else None
-
     def record_documents(
         self, keys: list[tuple[str, str]]
     ) -> dict[tuple[str, str], dict[str, Any]]:
@@ -925,94 +895,6 @@ class PostgresIndex:
                 out[i] = row_i
         return [row if row is not None else () for row in out]
 
-    # ------------------------------------------------------------ load cache
-    def table_cache_lookup(
-        self, experiment_id: str, cutoff: int, layout: bytes,
-    ) -> tuple[memoryview | None, int | None, bool]:
-        """The kept answer of the default full load of an experiment, if valid now.
-
-        Returns ``(body, generation, quiet)``: the bytes kept by
-        :meth:`table_cache_store` (None unless the row exists, has
-        ``layout``, was kept at the experiment's current ``generation`` and
-        no running run changes its lost / not lost status at ``cutoff`` (µs):
-        ``lost_max < cutoff <= fresh_min``), the experiment's generation
-        (None: not indexed), and whether it was last written
-        :data:`CACHE_QUIET_S` or more ago.  One short transaction, read
-        *before* the load's own snapshot: an answer computed later and kept
-        with this generation is never used if a write came in between (the
-        write drew a newer generation).  Any error reading the cache (a
-        dropped table, no privilege) is logged at debug level: no body.
-        """
-        from metalab.store._index._pgsql import _from_micros
-
-        with self.connection() as conn:
-            try:
-                with conn.transaction():
-                    got = conn.execute(
-                        self._q(
-                            "SELECT e.generation, "
-                            "e.updated_at <= now() - make_interval(secs => %(quiet)s), "
-                            "CASE WHEN c.generation = e.generation "
-                            "AND (c.lost_max IS NULL OR c.lost_max < %(cut)s) "
-                            "AND (c.fresh_min IS NULL OR %(cut)s <= c.fresh_min) "
-                            "THEN c.payload END "
-                            "FROM {s}.experiments e LEFT JOIN {s}.run_table_cache c "
-                            "ON c.experiment_id = e.experiment_id WHERE e.experiment_id = %(e)s"
-                        ),
-                        {"e": experiment_id, "cut": _from_micros(cutoff), "quiet": CACHE_QUIET_S},
-                        binary=True,
-                    ).fetchone()
-            except psycopg_module().Error as exc:  # (the connection's own failures: raised)
-                if conn.broken:
-                    raise
-                log.debug("run table cache of %r not read: %s", experiment_id,
-                          self._scrub(str(exc)))
-                return None, None, False
-        if got is None:
-            return None, None, False
-        generation, quiet, payload = int(got[0]), bool(got[1]), got[2]
-        if payload is None:
-            return None, generation, quiet
-        view = memoryview(payload)
-        head = _CACHE_MAGIC + layout
-        if bytes(view[:len(head)]) != head:
-            log.debug("run table cache of %r has another layout; recomputed", experiment_id)
-            return None, generation, quiet
-        return view[len(head):], generation, quiet
-
-    def table_cache_store(self, experiment_id: str, generation: int, cutoff: int,
-                          layout: bytes, body: bytes) -> None:
-        """Keep ``body`` as the answer of the default full load at ``generation``
-        (read by :meth:`table_cache_lookup` before the load's snapshot).
-
-        Skipped above :data:`CACHE_MAX_BYTES`; an older generation never
-        replaces a newer one; any error is logged at debug level and ignored.
-        """
-        payload = _CACHE_MAGIC + layout + body
-        if len(payload) > CACHE_MAX_BYTES:
-            log.debug("run table cache of %r not written: %d bytes", experiment_id, len(payload))
-            return
-        self._cache_store(experiment_id, generation, cutoff, payload)
-
-    def _cache_store(self, experiment_id: str, generation: int, cutoff: int,
-                     payload: bytes) -> None:
-        from metalab.store._index._pgsql import TIME_RE, _from_micros
-
-        try:
-            with self.connection() as conn:
-                try:
-                    with conn.transaction():
-                        conn.execute(self._q(_CACHE_STORE_SQL), {
-                            "e": experiment_id, "g": generation, "cut": _from_micros(cutoff),
-                            "p": payload, "re": TIME_RE})
-                except psycopg_module().Error as exc:
-                    if conn.broken:
-                        raise
-                    log.debug("run table cache of %r not written: %s", experiment_id,
-                              self._scrub(str(exc)))
-        except (IndexUnavailableError, StoreError) as exc:  # the answer is returned anyway
-            log.debug("run table cache of %r not written: %s", experiment_id, exc)
-
     def page_run_documents(
         self,
         experiment_id: str | None,
@@ -1076,22 +958,6 @@ class PostgresIndex:
         with self.connection() as conn:
             row = conn.execute(self._q(f"SELECT count(*) FROM {{s}}.runs {where}"), args).fetchone()
         return int(row[0]) if row else 0
-
-    def status_counts(self, experiment_id: str | None = None) -> dict[str, int]:
-        where, args = ("WHERE experiment_id = %s", (experiment_id,)) if experiment_id else ("", ())
-        with self.connection() as conn:
-            rows = conn.execute(
-                self._q(f"SELECT status, count(*) FROM {{s}}.runs {where} GROUP BY status"), args
-            ).fetchall()
-        return {s: int(c) for s, c in rows}
-
-    def derived_documents(self, experiment_id: str | None) -> dict[tuple[str, str], dict[str, Any]]:
-        where, args = ("WHERE experiment_id = %s", (experiment_id,)) if experiment_id else ("", ())
-        with self.connection() as conn:
-            rows = conn.execute(
-                self._q(f"SELECT experiment_id, run_id, doc FROM {{s}}.derived {where}"), args
-            ).fetchall()
-        return {(e, r): loads(d) for e, r, d in rows}
 
     def manifests(self, experiment_id: str) -> list[tuple[datetime, dict[str, Any]]]:
         with self.connection() as conn:
