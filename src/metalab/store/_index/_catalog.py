@@ -266,6 +266,18 @@ def _listing(folder: str) -> dict[str, Signature]:
     return out
 
 
+def _folder_mtimes(folder: str) -> dict[str, str]:
+    """The mtime (ns, as text) of ``runs/`` and ``derived/`` of ``folder``; ``"missing"``
+    for one that does not exist."""
+    dirs: dict[str, str] = {}
+    for sub in _SUBS:
+        try:
+            dirs[sub] = str(os.stat(os.path.join(folder, sub)).st_mtime_ns)
+        except FileNotFoundError:
+            dirs[sub] = "missing"
+    return dirs
+
+
 def _stat_logs(folder: str) -> dict[str, tuple[int, int]] | None:
     """(size, mtime_ns) of each change log of the folder; None without ``.changes/``."""
     out: dict[str, tuple[int, int]] = {}
@@ -504,13 +516,8 @@ class Catalog:
         self.last_reason = None
         meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         now = time.time_ns()
-        dirs: dict[str, str] = {}
-        for sub in _SUBS:  # the folders first, then the logs (a line follows its rename)
-            try:
-                dirs[sub] = str(os.stat(os.path.join(self.folder, sub)).st_mtime_ns)
-            except FileNotFoundError:
-                dirs[sub] = "missing"
-        logs = _stat_logs(self.folder)
+        dirs = _folder_mtimes(self.folder)  # the folders first, then the logs (a line
+        logs = _stat_logs(self.folder)  # follows its rename)
         known: dict[str, tuple[str, int, int]] = {
             name: (lid, offset, mtime)
             for name, lid, offset, mtime in conn.execute("SELECT name, id, pos, mtime FROM logs")

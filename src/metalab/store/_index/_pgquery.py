@@ -198,15 +198,16 @@ def _runs_only(store: PostgresStore, scope: str | None, query: Query) -> list[di
     return kept[: query.limit] if query.limit is not None else kept
 
 
-def table_index(index: PostgresIndex, experiment_id: str | None, query: Query,
-                cutoff: int) -> dict[str, Any]:
-    """The runs answering ``query`` as columns (see :func:`table_runs`)."""
-    _check_named_fields(index, experiment_id, query)
+def _table_fields(query: Query, experiment_id: str | None
+                  ) -> tuple[list[str], list[tuple[str, str]]]:
+    """The top-level columns and the (namespace, name) fields a load of ``query`` sends.
+
+    A namespace asked for whole is one field ``(namespace, "")``: every run's
+    object is sent, measured cheaper on the server than one value per field.
+    """
     fixed = ["run_id", "status", "started_at"]
     if experiment_id is None:
         fixed.append("experiment_id")
-    # (namespace, name) per field; a namespace asked for whole (every run's
-    # object is sent, measured cheaper on the server than one value per field)
     whole = {"params", "metrics"} if query.columns is None else {
         f.ns for f in query.columns if f.ns in DYNAMIC and not f.name}
     fields: list[tuple[str, str]] = [(ns, "") for ns in DYNAMIC if ns in whole]
@@ -219,6 +220,40 @@ def table_index(index: PostgresIndex, experiment_id: str | None, query: Query,
                     fields.append((f.ns, f.name))
             elif f.ns not in fixed:
                 fixed.append(f.ns)
+    return fixed, fields
+
+
+def _field_columns(fields: list[tuple[str, str]], values: list[Any], projected: bool
+                   ) -> tuple[dict[tuple[str, str], list[Any]], dict[str, list[dict[str, Any]]]]:
+    """The column of each field, a namespace sent whole split into one column per
+    key; and the whole objects of the namespaces the columns cannot stand for."""
+    columns: dict[tuple[str, str], list[Any]] = {}
+    objects: dict[str, list[dict[str, Any]]] = {}
+    for (ns, name), column in zip(fields, values, strict=True):
+        if name:
+            columns[(ns, name)] = column
+            continue
+        maps = column if None not in column else [m if m is not None else {} for m in column]
+        keys = sorted(set().union(*maps))
+        # typical sweep: one key set (the distinct object sizes, counted in C)
+        same = all(size == len(keys) for size in set(map(len, maps)))
+        for key in keys:
+            columns[(ns, key)] = (list(map(itemgetter(key), maps)) if same
+                                  else [m.get(key) for m in maps])
+        # the whole objects are kept only where the columns cannot stand for
+        # them: a projected namespace, or a value that is JSON null (a column
+        # holds None both for it and for a missing key)
+        if projected or (not same and any(None in m.values() for m in maps)) or (
+                same and any(None in columns[(ns, key)] for key in keys)):
+            objects[ns] = maps
+    return columns, objects
+
+
+def table_index(index: PostgresIndex, experiment_id: str | None, query: Query,
+                cutoff: int) -> dict[str, Any]:
+    """The runs answering ``query`` as columns (see :func:`table_runs`)."""
+    _check_named_fields(index, experiment_id, query)
+    fixed, fields = _table_fields(query, experiment_id)
     # two statements (top-level fields; params/metrics/derived) that the
     # index runs at the same time on one snapshot (measured at 100k runs: about
     # the same server time each; the top-level fields with the metrics against
@@ -258,27 +293,7 @@ def table_index(index: PostgresIndex, experiment_id: str | None, query: Query,
         number_texts = bool(fields) and bool(answers[-1] and answers[-1][-1])
         if not n:
             values = [[] for _ in fixed + fields]
-        columns: dict[tuple[str, str], list[Any]] = {}
-        objects: dict[str, list[dict[str, Any]]] = {}
-        for (ns, name), column in zip(fields, values[len(fixed):], strict=True):
-            if name:
-                columns[(ns, name)] = column
-                continue
-            maps = (
-                column if None not in column else [m if m is not None else {} for m in column])
-            keys = sorted(set().union(*maps))
-            # typical sweep: one key set (the distinct object sizes, counted in C)
-            same = all(size == len(keys) for size in set(map(len, maps)))
-            for key in keys:
-                columns[(ns, key)] = (list(map(itemgetter(key), maps)) if same
-                                      else [m.get(key) for m in maps])
-            # the whole objects are kept only where the columns cannot stand for
-            # them: a projected namespace, or a value that is JSON null (a column
-            # holds None both for it and for a missing key)
-            if query.columns is not None or (
-                    not same and any(None in m.values() for m in maps)) or (
-                    same and any(None in columns[(ns, key)] for key in keys)):
-                objects[ns] = maps
+        columns, objects = _field_columns(fields, values[len(fixed):], query.columns is not None)
     answer = {
         "n": n,
         "experiment_id": experiment_id,

@@ -21,6 +21,7 @@ are UTC, as in Python).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from datetime import UTC, datetime, timedelta
@@ -46,7 +47,7 @@ from metalab.query._ast import (
 )
 from metalab.query._liveness import lost_status_sql
 
-__all__ = ["TIME_RE", "PgCompiler", "from_micros", "number_sql", "stamp_sql"]
+__all__ = ["TIME_RE", "PgCompiler", "field_index_name", "from_micros", "number_sql", "stamp_sql"]
 
 #: what a heartbeat must look like to be cast to a time in SQL (else: not lost)
 TIME_RE = (
@@ -60,6 +61,21 @@ def stamp_sql(column: str, pattern: str = "%s") -> str:
     """The liveness stamp held as text in ``column`` as a ``timestamptz``, NULL when it is
     not a time (``pattern``: the placeholder bound to :data:`TIME_RE`)."""
     return f"(CASE WHEN {column} ~ {pattern} THEN {column}::timestamptz END)"
+
+
+def field_index_name(namespace: str, name: str, *, form: int = 2) -> str:
+    """The name :meth:`PostgresIndex.create_field_index` gives the index of one field
+    (a digest of the field name: any name fits PostgreSQL's 63-byte limit).
+
+    An index of a metrics field on the expression of ``form`` 1 (which reads a
+    stored ``"Infinity"`` as no number) has the name of ``form=1``: it no
+    longer matches the queries, and :meth:`PostgresIndex.create_field_index`
+    replaces it.
+    """
+    key = f"{namespace}\x00{name}" + ("\x00number-texts" if namespace == "metrics"
+                                      and form >= 2 else "")
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return f"runs_{namespace}_{digest}_idx"
 
 
 def number_sql(column: str, key: str, numbers: bool = False) -> str:

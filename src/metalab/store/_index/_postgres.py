@@ -20,7 +20,7 @@ one connection per call).  After ``fork`` the child opens its own pool.
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import dataclasses
 import logging
 import math
 import os
@@ -42,6 +42,7 @@ from metalab.store._index._pgconnect import (
     psycopg_module,
     texts_as_bytes,
 )
+from metalab.store._index._pgsql import field_index_name
 from metalab.store._index._rows import (
     DERIVED_TYPES,
     FROM_TEXT_SQL,
@@ -60,7 +61,7 @@ if TYPE_CHECKING:
 
     from metalab.store._postgres._config import PostgresStoreConfig
 
-__all__ = ["RUN_COLUMNS", "CircuitBreaker", "PostgresIndex", "field_index_name"]
+__all__ = ["RUN_COLUMNS", "CircuitBreaker", "PostgresIndex"]
 
 log = logging.getLogger("metalab.store.postgres")
 
@@ -70,6 +71,8 @@ ANALYZE_AFTER = 10_000
 #: rows per COPY chunk when a rebuild streams into runs and run_records (fewer
 #: chunks: fewer waits for the server to drain a COPY; measured 5k vs 20k)
 _COPY_CHUNK = 20_000
+#: runs between two progress reports of a sync
+PROGRESS_EVERY = 1000
 #: seconds an unused pooled connection stays open (connections are short-lived)
 POOL_MAX_IDLE = 10.0
 
@@ -80,22 +83,22 @@ _NUMBER_TYPE = ("(CASE WHEN k.value IN ('\"Infinity\"'::jsonb, '\"-Infinity\"'::
                 "'\"NaN\"'::jsonb) THEN 'number' ELSE jsonb_typeof(k.value) END)")
 
 
-def field_index_name(namespace: str, name: str, *, form: int = 2) -> str:
-    """The name :meth:`PostgresIndex.create_field_index` gives the index of one field
-    (a digest of the field name: any name fits PostgreSQL's 63-byte limit).
-
-    An index of a metrics field on the expression of ``form`` 1 (which reads a
-    stored ``"Infinity"`` as no number) has the name of ``form=1``: it no
-    longer matches the queries, and :meth:`PostgresIndex.create_field_index`
-    replaces it.
-    """
-    key = f"{namespace}\x00{name}" + ("\x00number-texts" if namespace == "metrics"
-                                      and form >= 2 else "")
-    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    return f"runs_{namespace}_{digest}_idx"
-
-
 # ------------------------------------------------------------------------ index
+@dataclasses.dataclass(frozen=True)
+class _SyncTarget:
+    """The tables a sync copies into (SQL identifiers) and how."""
+
+    runs: Any
+    records: Any
+    derived: Any
+    #: ``, FREEZE`` for a bulk load into tables emptied in the same transaction
+    freeze: Any
+    #: the index definitions to create again after a bulk load
+    recreate: list[Any]
+    #: the index tables themselves (else temporary tables, merged afterwards)
+    direct: bool
+
+
 class PostgresIndex:
     """SQL operations on the index tables of one schema.  See the module docstring."""
 
@@ -516,12 +519,29 @@ class PostgresIndex:
         bulk: bool,
     ) -> tuple[int, bool]:
         """The body of :meth:`sync_experiment` (inside its transaction)."""
+        target = self._sync_target(conn, cur, experiment_id, bulk)
+        run_ids = self._copy_runs(cur, target, experiment_id, docs, progress)
+        self._copy_derived(cur, target, experiment_id, run_ids, derived_of)
+        for stmt in target.recreate:  # bulk load: the indexes, built once over the rows
+            cur.execute(stmt)
+        self._replace_manifests(conn, experiment_id, manifests)
+        self._touch(conn, [experiment_id])  # marks the field catalog stale
+        count = len(run_ids)
+        if target.direct:
+            analyze = count >= ANALYZE_AFTER
+        else:
+            analyze = self._merge_synced(cur, experiment_id) >= ANALYZE_AFTER
+        return count, analyze
+
+    def _sync_target(self, conn: psycopg.Connection[Any], cur: Any, experiment_id: str,
+                     bulk: bool) -> _SyncTarget:
+        """Where a sync copies its rows: the index tables themselves when they hold
+        none of the experiment's rows (``bulk``: emptied here, loaded without
+        indexes, rows frozen), else temporary tables merged afterwards."""
         from psycopg import sql
 
-        count = 0
         recreate: list[Any] = []
         freeze = sql.SQL("")
-        direct = bulk or self._tables_empty(conn, experiment_id)
         if bulk:
             # empty tables under an exclusive lock: emptied in this transaction
             # (so COPY may FREEZE the rows) and loaded without indexes
@@ -532,31 +552,31 @@ class PostgresIndex:
             cur.execute(self._q("DELETE FROM {s}.run_table_cache"))
             recreate = self._drop_indexes(cur)
             freeze = sql.SQL(", FREEZE")
-        if direct:
-            runs_table, derived_table = self._q("{s}.runs"), self._q("{s}.derived")
-            records_table = self._q("{s}.run_records")
-        else:
+        if bulk or self._tables_empty(conn, experiment_id):
+            return _SyncTarget(self._q("{s}.runs"), self._q("{s}.run_records"),
+                               self._q("{s}.derived"), freeze, recreate, direct=True)
+        for temp, table in (("_ml_runs", "runs"), ("_ml_records", "run_records"),
+                            ("_ml_derived", "derived")):
             cur.execute(self._q(
-                "CREATE TEMP TABLE _ml_runs (LIKE {s}.runs INCLUDING DEFAULTS) ON COMMIT DROP"
+                f"CREATE TEMP TABLE {temp} (LIKE {{s}}.{table} INCLUDING DEFAULTS) ON COMMIT DROP"
             ))
-            cur.execute(self._q(
-                "CREATE TEMP TABLE _ml_records (LIKE {s}.run_records INCLUDING DEFAULTS) "
-                "ON COMMIT DROP"
-            ))
-            records_table = sql.SQL("_ml_records")
-            cur.execute(self._q(
-                "CREATE TEMP TABLE _ml_derived (LIKE {s}.derived INCLUDING DEFAULTS) "
-                "ON COMMIT DROP"
-            ))
-            runs_table, derived_table = sql.SQL("_ml_runs"), sql.SQL("_ml_derived")
+        return _SyncTarget(sql.SQL("_ml_runs"), sql.SQL("_ml_records"), sql.SQL("_ml_derived"),
+                           freeze, recreate, direct=False)
+
+    def _copy_runs(self, cur: Any, target: _SyncTarget, experiment_id: str,
+                   docs: Iterable[dict[str, Any]], progress: Callable[[int], None] | None
+                   ) -> list[str]:
+        """COPY the rows of ``docs`` (the first of each run id) into ``target``;
+        returns the run ids copied, in order."""
+        from psycopg import sql
+
         run_ids: list[str] = []
         seen: set[str] = set()
-        cols = ", ".join(RUN_COLUMNS)
         copy_runs = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY{})").format(
-            runs_table, sql.SQL(cols), freeze)
+            target.runs, sql.SQL(", ".join(RUN_COLUMNS)), target.freeze)
         copy_records = sql.SQL(
             "COPY {} (experiment_id, run_id, record) FROM STDIN (FORMAT BINARY{})"
-        ).format(records_table, freeze)
+        ).format(target.records, target.freeze)
         chunk: list[tuple[Any, ...]] = []
 
         def flush() -> None:
@@ -579,32 +599,30 @@ class PostgresIndex:
                 seen.add(row[1])
                 chunk.append(row)
                 run_ids.append(row[1])
-                count += 1
                 if len(chunk) >= _COPY_CHUNK:
                     flush()
-                if progress is not None and count % 1000 == 0:
-                    progress(count)
+                if progress is not None and len(run_ids) % PROGRESS_EVERY == 0:
+                    progress(len(run_ids))
             if chunk:
                 flush()
+        return run_ids
+
+    @staticmethod
+    def _copy_derived(cur: Any, target: _SyncTarget, experiment_id: str, run_ids: list[str],
+                      derived_of: Callable[[str], dict[str, Any] | None]) -> None:
+        """COPY the derived values of ``run_ids`` (those that have some) into ``target``."""
+        from psycopg import sql
+
         with cur.copy(
             sql.SQL(
                 'COPY {} (experiment_id, run_id, "values", doc) FROM STDIN (FORMAT BINARY{})'
-            ).format(derived_table, freeze)
+            ).format(target.derived, target.freeze)
         ) as cp:
             cp.set_types(list(DERIVED_TYPES))
             for rid in run_ids:
                 values = derived_of(rid)
                 if values is not None:
                     cp.write_row(derived_row(experiment_id, rid, values))
-        for stmt in recreate:  # bulk load: the indexes, built once over the rows
-            cur.execute(stmt)
-        self._replace_manifests(conn, experiment_id, manifests)
-        self._touch(conn, [experiment_id])  # marks the field catalog stale
-        if direct:
-            analyze = count >= ANALYZE_AFTER
-        else:
-            analyze = self._merge_synced(cur, experiment_id) >= ANALYZE_AFTER
-        return count, analyze
 
     def analyze(self) -> None:
         """Refresh the planner statistics of the index tables (after bulk changes).
