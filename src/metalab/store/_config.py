@@ -97,6 +97,7 @@ class ConfigRegistry:
 
     @classmethod
     def unregister(cls, scheme: str) -> None:
+        """Forget ``scheme`` (nothing happens if it is not registered)."""
         with cls._lock:
             cls._by_scheme.pop(scheme, None)
 

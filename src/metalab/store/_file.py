@@ -95,6 +95,8 @@ LAYOUT_VERSION = 1
 LAYOUT_FOLDERS = frozenset({"runs", "derived", "artifacts", "logs", "results", "experiments"})
 _O_READ = os.O_RDONLY | getattr(os, "O_BINARY", 0)
 _CHUNK = 1 << 16
+#: bytes per read when hashing an artifact copied from a file
+_HASH_CHUNK = 1 << 20
 _MANIFEST_NAME_RE = re.compile(r"^(?P<safe>.+)_(?P<ts>\d{8}T\d{12}Z)\.json$")
 
 
@@ -834,7 +836,7 @@ class FileStore(Store):
                 size = atomic_copy_file(source, target)
                 digest = hashlib.sha256()
                 with open(target, "rb") as fh:
-                    while chunk := fh.read(1 << 20):
+                    while chunk := fh.read(_HASH_CHUNK):
                         digest.update(chunk)
                 content_hash = digest.hexdigest()
             else:

@@ -90,8 +90,8 @@ def query_index(index: PostgresIndex, experiment_id: str | None, query: Query,
 
     A projected query comes back as one row of JSON array texts, one per
     column (``PgCompiler.select(columnar=True)``), decoded by one ``loads``
-    each (fetching and decoding row by row made a 9,898-run answer take
-    0.35 s instead of 0.333 s).
+    each (measured on a 9,898-run answer: 0.333 s, against 0.35 s fetching and
+    decoding row by row).
     """
     from psycopg import sql
 

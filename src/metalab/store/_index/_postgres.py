@@ -894,7 +894,9 @@ class PostgresIndex:
                                 sql.Literal(snapshot)))
                             prepare(other)
                             out[1] = fetch(other, *statements[1])
-                    except Exception:  # no free connection, or it failed: run it below
+                    except Exception as exc:  # no free connection, or it failed: run it below
+                        log.debug("second statement of a load not run in parallel: %s",
+                                  self._scrub(str(exc)))
                         out[1] = None
 
                 if snapshot is not None:

@@ -11,7 +11,7 @@ import os
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from metalab._errors import ConfigError
 from metalab._internal._names import safe_experiment_id
@@ -256,12 +256,3 @@ def conninfo_params(conninfo: str) -> dict[str, str]:
 
 
 _KV_PAIR = re.compile(r"(?P<key>[A-Za-z_]\w*)\s*=\s*(?P<value>'(?:[^'\\]|\\.)*'?|\S*)")
-
-
-def strip_params(conninfo: str, keys: tuple[str, ...]) -> str:
-    """``conninfo`` (a URI) without the query parameters ``keys``."""
-    if "://" not in conninfo:
-        return conninfo
-    parts = urlsplit(conninfo)
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in keys]
-    return urlunsplit(parts._replace(query=urlencode(query)))
