@@ -34,7 +34,7 @@ from metalab.query._liveness import (
     lost_status_sql,
     status_at_cutoff,
 )
-from metalab.query._parser import build_query, from_keywords, parse, parse_field
+from metalab.query._parser import as_query, build_query, from_keywords, parse, parse_field
 from metalab.query._records import (
     STATUS_VALUES,
     ErrorCallback,
@@ -53,6 +53,7 @@ __all__ = [
     "Field",
     "Node",
     "Query",
+    "as_query",
     "build_query",
     "effective_status",
     "evaluate",

@@ -289,11 +289,9 @@ class Store(abc.ABC):
             QuerySyntaxError, QueryError: a malformed query.
             UnknownFieldError: a params/metrics/derived name no run has.
         """
-        from metalab.query import build_query, run_query
+        from metalab.query import as_query, run_query
 
-        query = where if _is_query(where) else build_query(
-            where, columns=columns, order_by=order_by, limit=limit
-        )
+        query = as_query(where, columns, order_by, limit)
         scope = experiment_id if experiment_id is not None else self.experiment_id
         docs = self.iter_run_documents(scope)
 
@@ -609,12 +607,6 @@ class Store(abc.ABC):
 
 
 _guard_writes(Store)  # (its own default write methods: claims, log_path, rebuild_index)
-
-
-def _is_query(value: Any) -> bool:
-    from metalab.query import Query
-
-    return isinstance(value, Query)
 
 
 def _reconnect(config: StoreConfig) -> Store:

@@ -11,7 +11,7 @@ from metalab._errors import StoreError
 from metalab.query._ast import Query
 from metalab.query._eval import run_query
 from metalab.query._liveness import lost_cutoff
-from metalab.query._parser import build_query
+from metalab.query._parser import as_query
 from metalab.query._records import parse_record, report_problem
 from metalab.store._index._catalog import Catalog, CatalogUnavailable, Progress, read_run_file
 
@@ -83,9 +83,7 @@ def query_filestore(
     file (see :mod:`metalab.query._records`), by both ways.  A read-only
     store always scans: refreshing the catalog would write to the folder.
     """
-    query = where if isinstance(where, Query) else build_query(
-        where, columns=columns, order_by=order_by, limit=limit
-    )
+    query = as_query(where, columns, order_by, limit)
     folder = None if store.read_only else _single_folder(store, experiment_id)
     if folder is not None and os.path.isdir(os.path.join(folder, "runs")):
         try:

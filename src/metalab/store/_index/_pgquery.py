@@ -18,7 +18,7 @@ from metalab._internal._json import loads
 from metalab.query._ast import DYNAMIC, Query, TrueNode, fields_of
 from metalab.query._fields import FieldKey, named_fields, require_fields
 from metalab.query._liveness import lost_cutoff
-from metalab.query._parser import build_query
+from metalab.query._parser import as_query, build_query
 from metalab.store._index._pgsql import PgCompiler
 
 if TYPE_CHECKING:
@@ -146,9 +146,7 @@ def query_runs(
     limit: int | None,
 ) -> list[dict[str, Any]]:
     """:meth:`Store.query_runs` for a PostgresStore (SQL pushdown, files as fallback)."""
-    query = where if isinstance(where, Query) else build_query(
-        where, columns=columns, order_by=order_by, limit=limit
-    )
+    query = as_query(where, columns, order_by, limit)
     scope = experiment_id
     if store.experiment_id is not None:
         if experiment_id is not None and experiment_id != store.experiment_id:
