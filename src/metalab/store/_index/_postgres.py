@@ -42,7 +42,7 @@ from metalab.store._index._pgconnect import (
     psycopg_module,
     texts_as_bytes,
 )
-from metalab.store._index._pgsql import field_index_name
+from metalab.store._index._pgsql import field_index_name, number_sql
 from metalab.store._index._rows import (
     DERIVED_TYPES,
     FROM_TEXT_SQL,
@@ -81,6 +81,22 @@ POOL_MAX_IDLE = 10.0
 #: texts of non-finite numbers ("Infinity", see metalab._internal._json) are numbers
 _NUMBER_TYPE = ("(CASE WHEN k.value IN ('\"Infinity\"'::jsonb, '\"-Infinity\"'::jsonb, "
                 "'\"NaN\"'::jsonb) THEN 'number' ELSE jsonb_typeof(k.value) END)")
+
+
+def _run_conditions(experiment_id: str | None, status: str | None, eid_of: str = "",
+                    status_of: str = "") -> tuple[list[str], list[Any]]:
+    """SQL conditions (and their arguments) selecting the runs of ``experiment_id``
+    with ``status`` (None: any); ``eid_of`` / ``status_of``: the table alias of each
+    column (``"m."``)."""
+    conds: list[str] = []
+    args: list[Any] = []
+    if experiment_id is not None:
+        conds.append(f"{eid_of}experiment_id = %s")
+        args.append(experiment_id)
+    if status is not None:
+        conds.append(f"{status_of}status = %s")
+        args.append(status)
+    return conds, args
 
 
 # ------------------------------------------------------------------------ index
@@ -715,7 +731,6 @@ class PostgresIndex:
 
         from psycopg import sql
 
-        from metalab.store._index._pgsql import number_sql
 
         if namespace not in ("params", "metrics"):
             raise QueryError(f"only params and metrics fields can be indexed, not {namespace!r}")
@@ -928,14 +943,7 @@ class PostgresIndex:
         parsed with orjson (measured: joining the page into one JSON value on
         the server is slower, parsing dominates either way).
         """
-        conds: list[str] = []
-        args: list[Any] = []
-        if experiment_id is not None:
-            conds.append("m.experiment_id = %s")
-            args.append(experiment_id)
-        if status is not None:
-            conds.append("r.status = %s")
-            args.append(status)
+        conds, args = _run_conditions(experiment_id, status, "m.", "r.")
         if after is not None:
             conds.append("(m.experiment_id, m.run_id) > (%s, %s)")
             args += list(after)
@@ -967,13 +975,7 @@ class PostgresIndex:
         return bool(row and row[0])
 
     def count_runs(self, experiment_id: str | None = None, status: str | None = None) -> int:
-        conds, args = [], []
-        if experiment_id is not None:
-            conds.append("experiment_id = %s")
-            args.append(experiment_id)
-        if status is not None:
-            conds.append("status = %s")
-            args.append(status)
+        conds, args = _run_conditions(experiment_id, status)
         where = f"WHERE {' AND '.join(conds)}" if conds else ""
         with self.connection() as conn:
             row = conn.execute(self._q(f"SELECT count(*) FROM {{s}}.runs {where}"), args).fetchone()
