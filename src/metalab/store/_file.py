@@ -220,7 +220,7 @@ class FileStore(Store):
 
     supports_working_directory: ClassVar[bool] = True
     supports_log_path: ClassVar[bool] = True
-    #: queries use the folder's catalog (``.catalog/``, see ``_query._catalog``),
+    #: queries use the folder's catalog (``.catalog/``, see ``store._index._catalog``),
     #: which :meth:`rebuild_index` rebuilds
     supports_index: ClassVar[bool] = True
     index_unit: ClassVar[str] = "files read"

@@ -135,7 +135,7 @@ class PostgresIndex:
         #: informational (tests, benchmarks): what answered the last columnar
         #: load through this object, ``"cache"`` (the kept answer of
         #: ``run_table_cache``) or ``"query"`` (:meth:`run_tables`); None before
-        #: the first.  Set by ``_query.table_index``; not synchronised between threads
+        #: the first.  Set by ``_pgquery.table_index``; not synchronised between threads
         self.last_table_source: str | None = None
         #: the kept answers of default full loads (``run_table_cache``)
         self.table_cache = RunTableCache(self)
