@@ -5,11 +5,16 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from query_support import make_doc, write_doc
 
 from metalab.query import (
+    DEFAULT_HEARTBEAT_INTERVAL_S,
+    DEFAULT_LOST_AFTER_S,
     build_query,
     effective_status,
+    heartbeat_interval,
+    lost_after_seconds,
     lost_cutoff,
     lost_status_sql,
     run_query,
@@ -130,3 +135,19 @@ def test_postgres_agrees_with_python(tmp_path: Any, pg_factory: Any) -> None:
     lost = query_index(pg._index, "q:1", build_query("status = 'lost'", columns=["params.case"]),
                        CUT)
     assert sorted(_statuses_of(lost)) == sorted(k for k, v in EXPECTED.items() if v == "lost")
+
+
+@pytest.mark.parametrize(("read", "env", "default"), [
+    (lost_after_seconds, "METALAB_LOST_AFTER", DEFAULT_LOST_AFTER_S),
+    (heartbeat_interval, "METALAB_HEARTBEAT_INTERVAL", DEFAULT_HEARTBEAT_INTERVAL_S),
+])
+def test_the_heartbeat_settings_read_the_environment_at_each_call(
+    monkeypatch: pytest.MonkeyPatch, read: Any, env: str, default: float
+) -> None:
+    monkeypatch.delenv(env, raising=False)
+    assert read() == default
+    monkeypatch.setenv(env, "2.5")
+    assert read() == 2.5
+    for bad in ("soon", "0", "-3"):  # not a positive number: the default
+        monkeypatch.setenv(env, bad)
+        assert read() == default

@@ -10,8 +10,9 @@ never imports a store):
   in-memory engine (:func:`run_query`, :func:`evaluate`), which is the
   reference semantics the SQLite and PostgreSQL indexes follow.
 * Liveness, the one "when is a run lost" rule (:func:`effective_status`,
-  :func:`lost_cutoff`, :func:`lost_after_seconds`, and its SQL form
-  :func:`lost_status_sql` for the indexes).
+  :func:`lost_cutoff`, and its SQL form :func:`lost_status_sql` for the
+  indexes) and its settings (:func:`lost_after_seconds`,
+  :func:`heartbeat_interval`).
 * Which documents are runs (:func:`record_problem`, :func:`parse_record`)
   and where bulk readers report the ones they skip (:func:`problems_to`).
 * Which fields a set of runs has (:func:`known_fields`).
@@ -26,9 +27,12 @@ from metalab.query._ast import Field, Node, Query
 from metalab.query._eval import evaluate, run_query
 from metalab.query._fields import known_fields
 from metalab.query._liveness import (
+    DEFAULT_HEARTBEAT_INTERVAL_S,
     DEFAULT_LOST_AFTER_S,
+    HEARTBEAT_INTERVAL_ENV,
     LOST_AFTER_ENV,
     effective_status,
+    heartbeat_interval,
     lost_after_seconds,
     lost_cutoff,
     lost_status_sql,
@@ -46,7 +50,9 @@ from metalab.query._records import (
 )
 
 __all__ = [
+    "DEFAULT_HEARTBEAT_INTERVAL_S",
     "DEFAULT_LOST_AFTER_S",
+    "HEARTBEAT_INTERVAL_ENV",
     "LOST_AFTER_ENV",
     "STATUS_VALUES",
     "ErrorCallback",
@@ -58,6 +64,7 @@ __all__ = [
     "effective_status",
     "evaluate",
     "from_keywords",
+    "heartbeat_interval",
     "known_fields",
     "lost_after_seconds",
     "lost_cutoff",

@@ -29,9 +29,12 @@ from typing import Any
 from metalab.query._ast import to_micros
 
 __all__ = [
+    "DEFAULT_HEARTBEAT_INTERVAL_S",
     "DEFAULT_LOST_AFTER_S",
+    "HEARTBEAT_INTERVAL_ENV",
     "LOST_AFTER_ENV",
     "effective_status",
+    "heartbeat_interval",
     "liveness_stamp",
     "lost_after_seconds",
     "lost_cutoff",
@@ -46,7 +49,23 @@ log = logging.getLogger("metalab.store")
 DEFAULT_LOST_AFTER_S = 60.0
 #: the environment variable that overrides :data:`DEFAULT_LOST_AFTER_S`
 LOST_AFTER_ENV = "METALAB_LOST_AFTER"
+#: seconds between two heartbeats of a running run
+DEFAULT_HEARTBEAT_INTERVAL_S = 10.0
+#: the environment variable that overrides :data:`DEFAULT_HEARTBEAT_INTERVAL_S`
+HEARTBEAT_INTERVAL_ENV = "METALAB_HEARTBEAT_INTERVAL"
 _MICROS_PER_S = 1_000_000
+
+
+def _seconds_setting(env: str, default: float) -> float:
+    """A positive number of seconds from the environment variable ``env`` (read at
+    each call), else ``default`` (a value that is not a positive number is logged)."""
+    raw = os.environ.get(env, "")
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        log.warning("%s=%r is not a number; using %s s", env, raw, default)
+        return default
+    return value if value > 0 else default
 
 
 def lost_after_seconds() -> float:
@@ -55,17 +74,16 @@ def lost_after_seconds() -> float:
     ``METALAB_LOST_AFTER`` (seconds) overrides :data:`DEFAULT_LOST_AFTER_S`;
     it is read at each call (a value that is not a positive number is
     logged and the default used).  Workers refresh the heartbeat every
-    ``METALAB_HEARTBEAT_INTERVAL`` seconds (default 10), so keep this a few
-    intervals long.
+    :func:`heartbeat_interval` seconds, so keep this a few intervals long.
     """
-    raw = os.environ.get(LOST_AFTER_ENV, "")
-    try:
-        value = float(raw) if raw else DEFAULT_LOST_AFTER_S
-    except ValueError:
-        log.warning("%s=%r is not a number; using %s s", LOST_AFTER_ENV, raw,
-                    DEFAULT_LOST_AFTER_S)
-        return DEFAULT_LOST_AFTER_S
-    return value if value > 0 else DEFAULT_LOST_AFTER_S
+    return _seconds_setting(LOST_AFTER_ENV, DEFAULT_LOST_AFTER_S)
+
+
+def heartbeat_interval() -> float:
+    """Seconds between two heartbeats of a running run: ``METALAB_HEARTBEAT_INTERVAL``,
+    else :data:`DEFAULT_HEARTBEAT_INTERVAL_S` (read at each call, as
+    :func:`lost_after_seconds`)."""
+    return _seconds_setting(HEARTBEAT_INTERVAL_ENV, DEFAULT_HEARTBEAT_INTERVAL_S)
 
 
 def lost_cutoff(now: datetime | None = None, lost_after: float | None = None) -> int:
