@@ -25,7 +25,7 @@ from typing import Any
 
 from metalab._internal._json import dumps
 from metalab._internal._time import from_iso
-from metalab.query._eval import norm_number
+from metalab.query._eval import norm_number, norm_tags
 from metalab.query._liveness import liveness_stamp
 
 __all__ = [
@@ -107,7 +107,7 @@ FROM_TEXT_SQL = (
 def jsonb_dumps(obj: Any) -> bytes:
     """JSON for a ``jsonb`` cell (which cannot hold NUL: the exact text is in the record)."""
     data = dumps(obj)
-    if b"\\u0000" in data:  # jsonb cannot hold NUL; the exact text is in `record`
+    if b"\\u0000" in data:
         data = data.replace(b"\\u0000", b"\\ufffd")
     return data
 
@@ -137,8 +137,6 @@ def _json_text(value: Any) -> str | None:
     return dumps(value).decode()
 
 
-
-
 def run_row(experiment_id: str, doc: dict[str, Any]) -> tuple[Any, ...]:
     """The PostgreSQL ``runs`` row of one record document (:data:`RUN_COLUMNS`),
     followed by the verbatim record text; :data:`FROM_TEXT_SQL` computes the same
@@ -147,7 +145,6 @@ def run_row(experiment_id: str, doc: dict[str, Any]) -> tuple[Any, ...]:
 
     params = doc.get("params")
     metrics = doc.get("metrics")
-    tags = doc.get("tags")
     return (
         experiment_id,
         _text(doc.get("run_id")),
@@ -160,7 +157,7 @@ def run_row(experiment_id: str, doc: dict[str, Any]) -> tuple[Any, ...]:
         _text(doc.get("seed_fingerprint")),
         Jsonb(params if isinstance(params, dict) else {}, dumps=jsonb_dumps),
         Jsonb(metrics if isinstance(metrics, dict) else {}, dumps=jsonb_dumps),
-        [_text(t) for t in tags] if isinstance(tags, list) else [],
+        norm_tags(doc.get("tags")),
         _json_text(row_stamp(doc.get("status"), doc.get("heartbeat_at"), doc.get("started_at"))),
         dumps(doc).decode(),
     )
