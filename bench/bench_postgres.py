@@ -54,7 +54,9 @@ from metalab import load_results
 from metalab.analysis import Results
 from metalab.services import start_server, stop_server
 from metalab.store import FileStoreConfig, PostgresStoreConfig
-from metalab.store._postgres._index import _ROW_COLUMNS, _ROW_TYPES, run_row
+from metalab.store._index._rows import ROW_COLUMNS as _ROW_COLUMNS
+from metalab.store._index._rows import ROW_TYPES as _ROW_TYPES
+from metalab.store._index._rows import run_row
 
 
 def _config(url: str, root: Path, schema: str) -> PostgresStoreConfig:
@@ -225,12 +227,12 @@ def bench_load(url: str, root: Path, n: int, rounds: int = 3) -> dict[str, float
                              f"expected {expected}")
 
     def no_cache(store: object) -> object:  # the cache neither read nor written
-        index = pg.index
-        index.table_cache_lookup = lambda *a: (None, None, False)
+        cache = pg.index.table_cache
+        cache.lookup = lambda *a: (None, None, False)  # type: ignore[method-assign]
         try:
             return load(store)
         finally:
-            del index.table_cache_lookup
+            del cache.lookup
 
     for _ in range(rounds):
         times.setdefault("index_load_nocache_s", []).append(timed(no_cache, pg))

@@ -50,7 +50,7 @@ from metalab.model import RunRecord, Status
 from metalab.store import FileStore, FileStoreConfig
 from metalab.store._base import Store
 from metalab.store._changes import note_change
-from metalab.store._query import Catalog
+from metalab.store._index import Catalog
 
 EXP = "bench:1"
 WHERE = "params.p1 < 10 and params.p0 < 0.1"  # ~1%
@@ -282,8 +282,8 @@ def measure_refresh(folder: str, catalog: Catalog, new: int, cycles: int = 2) ->
     bases: list[float] = []
     os_bases: list[float] = []
     merges = 0
-    from metalab.store._query import build_query
-    from metalab.store._query._eval import lost_cutoff
+    from metalab.query import build_query
+    from metalab.query._liveness import lost_cutoff
 
     selective = build_query(WHERE, columns=COLUMNS)
     pending_query: dict[int, float] = {}  # rows waiting for a merge -> query time

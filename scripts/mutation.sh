@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Mutation testing of the run-id encoding (definition/_canonical.py) and the filter
-# evaluator (store/_query/_eval.py) with mutmut, against their fast tests (no database).
+# evaluator (query/_eval.py) with mutmut, against their fast tests (no database).
 # Configuration: [tool.mutmut] in pyproject.toml.  See docs/contributing.md.
 #
 # Usage: scripts/mutation.sh [canonical|eval|all] [--jobs N] [--keep] [--show]
@@ -35,7 +35,7 @@ fi
 
 declare -A pattern=(
     [canonical]='metalab.definition._canonical.*'
-    [eval]='metalab.store._query._eval.*'
+    [eval]='metalab.query._eval.*'
 )
 names=()
 if [[ $target != all ]]; then
@@ -62,7 +62,7 @@ import os
 from collections import Counter
 
 modules = {"canonical": "metalab.definition._canonical.",
-           "eval": "metalab.store._query._eval."}
+           "eval": "metalab.query._eval."}
 wanted = list(modules) if os.environ["TARGET"] == "all" else [os.environ["TARGET"]]
 rows = [line.strip().rsplit(": ", 1) for line in os.environ["RESULTS"].splitlines()
         if ": " in line]
@@ -83,7 +83,7 @@ if [[ $show == 1 ]]; then
         name=${name%:}
         case "$status" in killed|timeout) continue ;; esac
         case "$target:$name" in
-            all:*|canonical:metalab.definition._canonical.*|eval:metalab.store._query._eval.*)
+            all:*|canonical:metalab.definition._canonical.*|eval:metalab.query._eval.*)
                 .venv/bin/mutmut show "$name" ;;
         esac
     done <<< "$results"

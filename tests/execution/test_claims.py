@@ -18,8 +18,8 @@ import exec_ops
 import metalab
 from metalab.definition import Experiment, grid, operation, seeds
 from metalab.execution import ThreadExecutor, run
+from metalab.query import effective_status
 from metalab.store import FileStore
-from metalab.store._base import effective_status
 
 HERE = Path(__file__).parent
 

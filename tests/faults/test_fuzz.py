@@ -112,8 +112,8 @@ NAMES = st.one_of(
 def test_fuzz_names(tmp_path: Path, scoreboard: list[str]) -> None:
     """Artifact, log, data, parameter, metric names and experiment ids."""
     from metalab.execution._capture import Capture, RunLog
+    from metalab.query import build_query
     from metalab.store import FileStore
-    from metalab.store._query import build_query
 
     tally = Tally("names")
 
@@ -310,9 +310,9 @@ FILTERS = st.one_of(
 
 def test_fuzz_filters(tmp_path: Path, scoreboard: list[str]) -> None:
     """Filter strings, column and order names through the parser, the catalog and the scan."""
+    from metalab.query import parse
     from metalab.store import FileStore
     from metalab.store._base import Store
-    from metalab.store._query import parse
 
     tally = Tally("filters")
     base, root, sentinel = _fresh(tmp_path)

@@ -14,7 +14,7 @@ from psycopg import sql
 
 from metalab.services import ServerInfo, start_server, stop_server
 from metalab.store import PostgresStore, PostgresStoreConfig
-from metalab.store._postgres._index import CircuitBreaker
+from metalab.store._index._pgconnect import CircuitBreaker
 
 
 @pytest.fixture

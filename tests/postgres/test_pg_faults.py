@@ -14,8 +14,8 @@ from pg_helpers import file_docs, index_rows, records
 from metalab._errors import IndexUnavailableError
 from metalab.services import start_server, stop_server
 from metalab.store import PostgresStoreConfig, parse_to_config
+from metalab.store._index._pgconnect import CircuitBreaker
 from metalab.store._postgres import _store
-from metalab.store._postgres._index import CircuitBreaker
 
 
 def test_server_stopped_mid_sweep_then_back(own_server, tmp_path: Path, fast_breaker,

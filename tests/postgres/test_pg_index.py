@@ -355,9 +355,9 @@ def test_version_2_index_migrates_to_version_3(collection, pg_conn, pg_schema,
                                                 monkeypatch) -> None:
     """A version-2 index gains the generation and the load cache, and keeps its runs."""
     from metalab import load_results
-    from metalab.store._postgres import _index
+    from metalab.store._index import _pgcache
 
-    monkeypatch.setattr(_index, "CACHE_QUIET_S", 0.0)  # answers kept at once
+    monkeypatch.setattr(_pgcache, "CACHE_QUIET_S", 0.0)  # answers kept at once
     from metalab._internal._json import dumps
     from metalab.store._postgres._schema import MIGRATIONS, SCHEMA_VERSION, schema_version
 
@@ -412,7 +412,7 @@ def test_version_2_index_migrates_to_version_3(collection, pg_conn, pg_schema,
 
 def test_rebuild_refreshes_planner_statistics(make_store, pg_conn, pg_schema, monkeypatch) -> None:
     """A large rebuild leaves the tables analysed (the planner knows their size)."""
-    from metalab.store._postgres import _index
+    from metalab.store._index import _postgres as _index
 
     monkeypatch.setattr(_index, "ANALYZE_AFTER", 5)
     store = make_store("exp:1")
@@ -443,9 +443,9 @@ def test_field_index_serves_range_filters(make_store, pg_conn, pg_schema) -> Non
     store.put_run_record(make_record("r9999", "exp:1", params={"lr": "high", odd: "z"}))
     assert store.flush()
     where = f"params.lr < 0.1 and metrics.score >= 0.5 and params.{odd!r} <= 3 and params.s > 2"
-    from metalab.store._postgres._query import _compiler
-    from metalab.store._query._eval import lost_cutoff
-    from metalab.store._query._parser import build_query
+    from metalab.query._liveness import lost_cutoff
+    from metalab.query._parser import build_query
+    from metalab.store._index._pgquery import _compiler
 
     q = build_query("params.lr < 0.05")
     # without an index on the field the comparison is sent as the JSON path test alone

@@ -25,9 +25,9 @@ def _derived(run: Run) -> dict[str, Any]:
 
 def test_non_finite_metrics_round_trip_through_the_index(collection: PostgresStoreConfig,
                                                         file_root: Any, monkeypatch: Any) -> None:
-    from metalab.store._postgres import _index
+    from metalab.store._index import _pgcache
 
-    monkeypatch.setattr(_index, "CACHE_QUIET_S", 3600.0)  # (no answer kept yet)
+    monkeypatch.setattr(_pgcache, "CACHE_QUIET_S", 3600.0)  # (no answer kept yet)
     exp = metalab.Experiment(name="nf", version="1", context={}, operation=_op,
                              params=metalab.grid(which=list(VALUES)), seeds=metalab.seeds(0))
     metalab.run(exp, store=collection, derived_metrics=[_derived]).result()
@@ -38,7 +38,7 @@ def test_non_finite_metrics_round_trip_through_the_index(collection: PostgresSto
         results = load_results(pg)
         assert pg._index.last_table_source == "query"  # (from the index's columns)
         df = results.to_dataframe().set_index("param_which")
-        monkeypatch.setattr(_index, "CACHE_QUIET_S", 0.0)  # (kept, then answered from it)
+        monkeypatch.setattr(_pgcache, "CACHE_QUIET_S", 0.0)  # (kept, then answered from it)
         load_results(pg)
         cached = load_results(pg).to_dataframe().set_index("param_which")
         assert pg._index.last_table_source == "cache"
@@ -72,7 +72,7 @@ def test_non_finite_metrics_round_trip_through_the_index(collection: PostgresSto
 
 def test_answers_without_non_finite_texts_are_marked(collection: PostgresStoreConfig) -> None:
     """The index's load answer says when no value is such a text (nothing to convert)."""
-    from metalab.store._postgres._query import table_runs
+    from metalab.store._index._pgquery import table_runs
 
     exp = metalab.Experiment(name="fin", version="1", context={}, operation=_op,
                              params=metalab.grid(which=["one"]), seeds=metalab.seeds(0))

@@ -42,12 +42,12 @@ def _fill(store: PostgresStore, n: int = 12, eid: str = EXP) -> None:
 
 @pytest.fixture
 def pg(make_store: Any, monkeypatch: pytest.MonkeyPatch) -> PostgresStore:
-    from metalab.store._postgres import _index
+    from metalab.store._index import _pgcache
 
     monkeypatch.setenv("METALAB_LOST_AFTER", "3600")
     # answers are kept at once (by default only for an experiment not written
     # for a few seconds: see test_a_sweep_still_writing_is_not_cached)
-    monkeypatch.setattr(_index, "CACHE_QUIET_S", 0.0)
+    monkeypatch.setattr(_pgcache, "CACHE_QUIET_S", 0.0)
     store = make_store(EXP)
     _fill(store)
     assert not store.index_is_behind()
@@ -238,9 +238,9 @@ def test_schema_dropped_then_rebuilt(pg: PostgresStore, fs: FileStoreConfig, pg_
 def test_an_answer_above_the_size_limit_is_not_kept(pg: PostgresStore, pg_conn: Any,
                                                     pg_schema: str,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    from metalab.store._postgres import _index
+    from metalab.store._index import _pgcache
 
-    monkeypatch.setattr(_index, "CACHE_MAX_BYTES", 100)
+    monkeypatch.setattr(_pgcache, "CACHE_MAX_BYTES", 100)
     _load(pg)
     assert _load(pg)[1] == "query"
     assert _cache_row(pg_conn, pg_schema) is None
@@ -262,20 +262,20 @@ def test_a_write_committed_during_a_load_is_never_hidden(
     pg: PostgresStore, fs: FileStoreConfig, make_store: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A writer commits after the load's snapshot, before its answer is kept."""
-    from metalab.store._postgres._index import PostgresIndex
+    from metalab.store._index._pgcache import RunTableCache
 
-    original = PostgresIndex._cache_store
+    original = RunTableCache._write
     other = make_store(EXP)
 
-    def racing(self: PostgresIndex, *args: Any) -> None:
+    def racing(self: RunTableCache, *args: Any) -> None:
         other.put_run_record(make_record("r950", EXP, params={"lr": 3.0}))
         assert other.flush()
         original(self, *args)
 
-    monkeypatch.setattr(PostgresIndex, "_cache_store", racing)
+    monkeypatch.setattr(RunTableCache, "_write", racing)
     first, source = _load(pg)
     assert source == "query" and "r950" not in first.run_ids  # the snapshot's answer
-    monkeypatch.setattr(PostgresIndex, "_cache_store", original)
+    monkeypatch.setattr(RunTableCache, "_write", original)
     second, source = _load(pg)
     assert source == "query" and "r950" in second.run_ids
     _same(second, load_results(fs))
@@ -325,14 +325,14 @@ def test_a_sweep_still_writing_is_not_cached(pg: PostgresStore, pg_conn: Any, pg
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """An experiment written moments ago is answered by a query and its answer is
     not kept (the next write would make it stale; keeping it slows the load)."""
-    from metalab.store._postgres import _index
+    from metalab.store._index import _pgcache
 
-    monkeypatch.setattr(_index, "CACHE_QUIET_S", 3600.0)
+    monkeypatch.setattr(_pgcache, "CACHE_QUIET_S", 3600.0)
     _, source = _load(pg)
     assert source == "query" and _cache_row(pg_conn, pg_schema) is None
     _, source = _load(pg)
     assert source == "query" and _cache_row(pg_conn, pg_schema) is None
-    monkeypatch.setattr(_index, "CACHE_QUIET_S", 0.0)  # now quiet long enough
+    monkeypatch.setattr(_pgcache, "CACHE_QUIET_S", 0.0)  # now quiet long enough
     _load(pg)
     assert _cache_row(pg_conn, pg_schema) is not None
     assert _load(pg)[1] == "cache"

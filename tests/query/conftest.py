@@ -17,7 +17,7 @@ from metalab.store import FileStore
 @pytest.fixture
 def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """``sub/name`` (e.g. ``runs/r001.json``) of every file the FileStore catalog reads."""
-    from metalab.store._query import _catalog
+    from metalab.store._index import _catalog
 
     seen: list[str] = []
     real = _catalog.read_run_file

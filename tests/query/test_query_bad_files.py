@@ -15,7 +15,7 @@ from query_support import make_doc, write_doc
 import metalab
 from metalab.cli import cli
 from metalab.store import FileStore
-from metalab.store._query import _catalog
+from metalab.store._index import _catalog
 
 BAD = {
     "broken": b'{"run_id": "broken", "status": "succ',  # a torn write

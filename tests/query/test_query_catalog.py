@@ -14,7 +14,7 @@ from query_support import make_doc, wait_for_a_later_tick, write_doc
 from metalab import StoreError
 from metalab.store import FileStore
 from metalab.store._base import Store
-from metalab.store._query import Catalog, _catalog
+from metalab.store._index import Catalog, _catalog, _catalog_rows
 
 Q = "params.depth >= 2 and metrics.score < 1.5"
 
@@ -190,7 +190,7 @@ def test_catalog_answers_equal_the_scan_for_every_kind_of_cell(tmp_path: Path) -
     values: list[Any] = [True, False, 0, 1, -(2**63), 2**63 - 1, 1.0, 2.5,
                          "1", "", "é", None, [1, True, "a"], {"k": [1, {"z": False}]}]
     tag_lists: list[Any] = [["a"], [1], [True], ["1"], [1.0], [None, "b"], "x", []]
-    n_runs = _catalog._MAX_SHAPES + 8
+    n_runs = _catalog_rows._MAX_SHAPES + 8
     for i in range(n_runs):
         params = {f"p{i}": values[i % len(values)], "v": values[(i * 7) % len(values)],
                   "flag": i % 3 == 0}
@@ -320,7 +320,7 @@ def test_names_sharing_a_key_are_told_apart(
 ) -> None:
     """Every name hashed to one key: a merge still replaces exactly the row of
     the file rewritten or deleted, never another file's."""
-    monkeypatch.setattr(_catalog, "_hashes", lambda names: [7] * len(list(names)))
+    monkeypatch.setattr(_catalog_rows, "_hashes", lambda names: [7] * len(list(names)))
     monkeypatch.setattr(_catalog, "_MERGE_MIN", 3)
     monkeypatch.setattr(_catalog, "_MERGE_MAX", 3)
     from metalab.store._changes import note_change

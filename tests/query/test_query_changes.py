@@ -22,7 +22,7 @@ from metalab.model import RunRecord, Status
 from metalab.store import FileStore, export_store
 from metalab.store._base import Store
 from metalab.store._changes import CHANGES_DIR, HEADER, UNLOGGED
-from metalab.store._query import Catalog, _catalog
+from metalab.store._index import Catalog, _catalog
 
 
 @pytest.fixture

@@ -13,10 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from query_support import make_doc, write_doc
 
-from metalab.store import FileStore
-from metalab.store._base import Store
-from metalab.store._query import build_query
-from metalab.store._query._ast import (
+from metalab.query import build_query
+from metalab.query._ast import (
     And,
     Between,
     Compare,
@@ -30,6 +28,8 @@ from metalab.store._query._ast import (
     Query,
     StartsWith,
 )
+from metalab.store import FileStore
+from metalab.store._base import Store
 
 SCALARS = st.sampled_from([0, 1, 2, -3, 1.0, 2.5, -0.5, 1e-3, "a", "ab", "b", "res1", "é", "",
                            True, False])
@@ -161,7 +161,7 @@ def test_catalog_equals_scan_through_delta_and_merges(
     are merged at random points: every answer still equals the scan."""
     from unittest import mock
 
-    from metalab.store._query import _catalog, _filestore
+    from metalab.store._index import _catalog, _filestore
 
     class Strict(_catalog.Catalog):
         def query(self, query: Query, cutoff: int) -> Any:

@@ -20,10 +20,8 @@ from hypothesis import strategies as st
 from query_support import make_doc, write_doc
 from test_query_engines import answer, fill
 
-from metalab.store import FileStore
-from metalab.store._base import Store
-from metalab.store._query import build_query
-from metalab.store._query._ast import (
+from metalab.query import build_query
+from metalab.query._ast import (
     And,
     Between,
     Compare,
@@ -37,6 +35,8 @@ from metalab.store._query._ast import (
     Query,
     StartsWith,
 )
+from metalab.store import FileStore
+from metalab.store._base import Store
 
 TOKENS = ["Infinity", "-Infinity", "NaN"]
 STORED = st.sampled_from([*TOKENS, 0, 1, -2.5, 1e308, -1e308, "a", "Inf", True, None])

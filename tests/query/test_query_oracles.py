@@ -21,10 +21,8 @@ import pytest
 from query_support import make_doc, write_doc
 
 from metalab import UnknownFieldError
-from metalab.store import FileStore
-from metalab.store._base import Store
-from metalab.store._query import _eval
-from metalab.store._query._ast import (
+from metalab.query import _eval, _liveness
+from metalab.query._ast import (
     And,
     Between,
     Compare,
@@ -39,18 +37,18 @@ from metalab.store._query._ast import (
     StartsWith,
     TrueNode,
 )
-from metalab.store._query._eval import (
-    effective_status,
+from metalab.query._eval import (
     evaluate,
-    known_fields,
-    lost_cutoff,
     micros_to_iso,
-    parse_time,
     predicate,
     project,
     run_query,
     sort_documents,
 )
+from metalab.query._fields import known_fields
+from metalab.query._liveness import lost_cutoff, parse_time, status_at_cutoff
+from metalab.store import FileStore
+from metalab.store._base import Store
 
 S = 1_000_000  # microseconds per second
 BILLION = 10**15  # 2001-09-09T01:46:40Z in microseconds since the epoch
@@ -139,7 +137,7 @@ class _FrozenClock(datetime):
 
 @pytest.fixture
 def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_eval, "datetime", _FrozenClock)
+    monkeypatch.setattr(_liveness, "datetime", _FrozenClock)
     monkeypatch.setenv("METALAB_LOST_AFTER", "300")
 
 
@@ -197,7 +195,7 @@ def test_lost_rule_at_its_boundary_scan_and_catalog(tmp_path: Any, frozen_clock:
             return Store.query_runs(fs, None, where, columns)
 
     _check_liveness(Scan())
-    assert {n: effective_status(d, lost_cutoff()) for n, d in
+    assert {n: status_at_cutoff(d, lost_cutoff()) for n, d in
             ((d["run_id"], d) for d in fs.iter_run_documents())} == {
         n: s for n, (_, s) in LIVENESS.items()}
 
@@ -498,7 +496,7 @@ def test_namespaces_and_derived_values() -> None:
 
 def test_effective_status_at_the_cutoff() -> None:
     def status(**fields: Any) -> Any:
-        return effective_status(_doc("r", **fields), CUT)
+        return status_at_cutoff(_doc("r", **fields), CUT)
 
     assert status(status="running", heartbeat_at="2001-09-09T01:46:40Z") == "running"
     assert status(status="running", heartbeat_at="2001-09-09T01:46:39.999999Z") == "lost"
@@ -744,7 +742,7 @@ def test_non_finite_metrics_are_numbers_in_filters_and_order() -> None:
 
 
 def test_run_query_skips_and_names_documents_that_are_not_runs() -> None:
-    from metalab.store._records import problems_to
+    from metalab.query import problems_to
 
     good = _doc("good")
     bad = [["not", "a", "dict"], {**_doc(""), "run_id": ""}, {**_doc("s"), "status": "weird"}]

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 
 from metalab import QueryError, QuerySyntaxError, UnknownFieldError, ValidationError
-from metalab.store import FileStore
-from metalab.store._query import build_query, from_keywords, parse
-from metalab.store._query._ast import (
+from metalab.query import build_query, from_keywords, parse
+from metalab.query._ast import (
     And,
     Between,
     Compare,
@@ -19,6 +18,7 @@ from metalab.store._query._ast import (
     Or,
     StartsWith,
 )
+from metalab.store import FileStore
 
 
 def test_a_full_query_parses_to_the_expected_tree() -> None:
@@ -181,7 +181,7 @@ def test_nesting_at_the_limit_gives_the_same_answer_in_every_engine(
 
 
 def test_a_filter_tree_deeper_than_the_limit_is_refused_cleanly(fstore: FileStore) -> None:
-    from metalab.store._query._ast import MAX_NODE_DEPTH, Query
+    from metalab.query._ast import MAX_NODE_DEPTH, Query
 
     node: Not | Compare = Compare(Field("params", "depth"), "=", 1)
     for _ in range(5000):

@@ -17,8 +17,7 @@ from typing import Any
 from metalab._errors import CorruptRecordError, ScopeError
 from metalab._internal._atomic import is_temp_name
 from metalab._internal._json import decode_values
-from metalab.store import make_store
-from metalab.store._base import Store
+from metalab.store import Store, make_store
 
 __all__ = ["ResultsContext"]
 

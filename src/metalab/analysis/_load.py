@@ -11,9 +11,7 @@ from typing import Any
 from metalab._errors import CorruptRecordError, ScopeError, ValidationError
 from metalab.analysis._columns import RunTable
 from metalab.analysis._results import Results
-from metalab.store._base import ErrorCallback, Store
-from metalab.store._config import StoreConfig
-from metalab.store._factory import make_config, make_store
+from metalab.store import ErrorCallback, Store, StoreConfig, make_config, make_store
 
 __all__ = ["load_results"]
 
@@ -129,8 +127,7 @@ def _query_results(
     tell: ErrorCallback,
 ) -> Results:
     """Results of a query the store answers (:meth:`Store.query_runs`)."""
-    from metalab.store._query import build_query
-    from metalab.store._records import problems_to
+    from metalab.query import build_query, problems_to
 
     text = where if where is None or isinstance(where, str) else None
     keywords = dict(where) if isinstance(where, Mapping) else None
@@ -181,7 +178,7 @@ def _from_index(
         return None
     query = None
     if not plain:
-        from metalab.store._query import build_query
+        from metalab.query import build_query
 
         text = where if where is None or isinstance(where, str) else None
         keywords = dict(where) if isinstance(where, Mapping) else None
@@ -264,7 +261,7 @@ def _narrow(
     elif experiment_id not in experiments:
         if not strict:
             return store
-        from metalab.store._factory import require_experiment
+        from metalab.store import require_experiment
 
         require_experiment(store, experiment_id, experiments)
     try:
@@ -280,7 +277,7 @@ def _mark_lost(documents: Any) -> Any:
     """Show ``running`` documents whose heartbeat stopped as ``lost`` (see effective_status)."""
     from datetime import UTC, datetime
 
-    from metalab.store._base import effective_status, lost_after_seconds
+    from metalab.query import effective_status, lost_after_seconds
 
     now, limit = datetime.now(UTC), lost_after_seconds()
     for doc in documents:

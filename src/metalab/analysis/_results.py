@@ -27,12 +27,12 @@ from metalab.analysis._derived import (
 )
 from metalab.analysis._run import Run
 from metalab.model import RunRecord, Status
-from metalab.store._records import record_problem
+from metalab.query import record_problem
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from metalab.store._base import Store
+    from metalab.store import Store
 
 __all__ = ["Results"]
 
@@ -72,7 +72,7 @@ def _default_report(exc: CorruptRecordError) -> None:
 
 def _doc_problem(doc: Any, store: Store, position: int) -> CorruptRecordError | None:
     """Cheap structural check of a raw run document (no full parse): the rule of
-    :func:`~metalab.store._records.record_problem`, which every reader applies."""
+    :func:`~metalab.query.record_problem`, which every reader applies."""
     why = record_problem(doc)
     if why is None:
         return None
@@ -484,9 +484,9 @@ class Results:
             QuerySyntaxError: malformed text (the message points at it).
             UnknownFieldError: a field no run has (close names are listed).
         """
-        from metalab.store._query import build_query, lost_cutoff
-        from metalab.store._query._ast import check_fields
-        from metalab.store._query._eval import known_fields, predicate
+        from metalab.query import build_query, known_fields, lost_cutoff
+        from metalab.query._ast import check_fields
+        from metalab.query._eval import predicate
 
         q = build_query(query, keywords=keywords)
         derived = self._derived_list() if q.uses_derived else []

@@ -18,7 +18,7 @@ from metalab.model import ArtifactDescriptor, ErrorInfo, RunRecord, Status, dese
 
 if TYPE_CHECKING:
     from metalab.analysis._context import ResultsContext
-    from metalab.store._base import Store
+    from metalab.store import Store
 
 __all__ = ["Run"]
 

@@ -28,7 +28,7 @@ def open_store(locator: str, experiment_id: str | None) -> Any:
     Raises NotFoundError for a folder that does not exist or an experiment
     the store does not hold (a typo must not read as "no runs").
     """
-    from metalab.store._factory import make_store, require_experiment
+    from metalab.store import make_store, require_experiment
 
     store = make_store(locator, must_exist=True)
     if experiment_id is None:

@@ -27,8 +27,7 @@ DEFAULT_DATA_DIR = os.path.join("~", ".local", "share", "metalab", "postgres")
 def _postgres_store(locator: str, experiment_id: str | None) -> Any:
     """Open ``locator`` as a PostgresStore (scoped to ``experiment_id`` if given)."""
     from metalab._errors import ConfigError
-    from metalab.store import PostgresStoreConfig
-    from metalab.store._factory import make_config, make_store
+    from metalab.store import PostgresStoreConfig, make_config, make_store
 
     config = make_config(locator)
     if not isinstance(config, PostgresStoreConfig):

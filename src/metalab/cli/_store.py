@@ -81,8 +81,8 @@ def import_cmd(source: str, destination: str, experiment_id: str | None, overwri
 
 
 def _status_counts(locator: str) -> dict[str, dict[str, int]]:
-    from metalab.store._base import effective_status
-    from metalab.store._factory import make_store
+    from metalab.query import effective_status
+    from metalab.store import make_store
 
     out: dict[str, dict[str, int]] = {}
     with make_store(locator, must_exist=True) as st:

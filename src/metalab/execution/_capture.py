@@ -24,7 +24,7 @@ from metalab._internal._time import to_iso, utcnow
 from metalab.model import ArtifactDescriptor, serialize
 
 if TYPE_CHECKING:
-    from metalab.store._base import Store
+    from metalab.store import Store
 
 __all__ = ["Capture", "RunLog", "is_scalar", "route_logging", "to_scalar"]
 

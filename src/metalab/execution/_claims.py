@@ -7,10 +7,10 @@ execute the same run at the same time.  While the operation runs, a
 :class:`Heartbeat` thread refreshes the claim and the ``heartbeat_at`` of the
 ``running`` record every :func:`heartbeat_interval` seconds.  A worker killed
 with ``kill -9`` (or a lost node) stops the heartbeat: readers then show the
-run as ``lost`` (:func:`metalab.store._base.effective_status`).  The next
+run as ``lost`` (:func:`metalab.query.effective_status`).  The next
 launch takes the claim over at once when its owner is certainly dead (same
 host and boot, pid gone), otherwise once the heartbeat is older than
-:func:`~metalab.store._base.lost_after_seconds`.
+:func:`~metalab.query.lost_after_seconds`.
 """
 
 from __future__ import annotations
@@ -26,9 +26,10 @@ from metalab._errors import ExecutionError
 from metalab._internal import _owner
 from metalab._internal._time import utcnow
 from metalab.model import RunRecord
+from metalab.query import DEFAULT_HEARTBEAT_INTERVAL_S, heartbeat_interval
 
 if TYPE_CHECKING:
-    from metalab.store._base import Store
+    from metalab.store import Store
 
 __all__ = [
     "DEFAULT_HEARTBEAT_INTERVAL_S",
@@ -41,27 +42,12 @@ __all__ = [
 
 log = logging.getLogger("metalab.execution")
 
-#: seconds between two heartbeats of a running run
-DEFAULT_HEARTBEAT_INTERVAL_S = 10.0
 #: seconds after its start at which a first run (no earlier record) gets its
 #: ``running`` record: the first heartbeat.  Until then its claim alone says
 #: that it runs; a run that ends sooner writes only its final record.
 RUNNING_RECORD_AFTER_S = 1.0
 #: seconds the heartbeat thread sleeps when no run is registered (a new run wakes it at once)
 _IDLE_WAIT_S = 60.0
-
-
-def heartbeat_interval() -> float:
-    """Heartbeat period in seconds: ``METALAB_HEARTBEAT_INTERVAL`` or 10 (read at each call)."""
-    raw = os.environ.get("METALAB_HEARTBEAT_INTERVAL", "")
-    try:
-        value = float(raw) if raw else DEFAULT_HEARTBEAT_INTERVAL_S
-    except ValueError:
-        log.warning(
-            "METALAB_HEARTBEAT_INTERVAL=%r is not a number; using %g s", raw, DEFAULT_HEARTBEAT_INTERVAL_S
-        )
-        return DEFAULT_HEARTBEAT_INTERVAL_S
-    return value if value > 0 else DEFAULT_HEARTBEAT_INTERVAL_S
 
 
 def new_owner() -> str:
@@ -100,7 +86,7 @@ class _Beater:
     registering with this thread costs a dict insert.  A beat that is slow
     (a slow disk) only delays the other runs' beats, which are due every
     :func:`heartbeat_interval` seconds and read as lost only after
-    :func:`~metalab.store._base.lost_after_seconds` (several intervals).
+    :func:`~metalab.query.lost_after_seconds` (several intervals).
     Started on first use; a child made by ``fork`` starts afresh (the
     parent's thread is not there, and the parent's runs are not its own).
     """

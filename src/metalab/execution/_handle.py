@@ -36,7 +36,7 @@ from metalab.model import ErrorInfo, RunRecord, Status
 
 if TYPE_CHECKING:
     from metalab.execution._worker import Job
-    from metalab.store._base import Store
+    from metalab.store import Store
 
 __all__ = ["Handle", "JobExecutor", "RunHandle", "RunStatus", "submission_results"]
 
@@ -453,7 +453,7 @@ class RunHandle(Handle):
     def _look_elsewhere(self, rid: str) -> None:
         """One look at a run another launch holds: its final record ends it here; a
         claim that is gone or stale (its owner died) sends the run to the executor."""
-        from metalab.store._base import lost_after_seconds
+        from metalab.query import lost_after_seconds
 
         if self._cancel_flag.is_set():
             with self._lock:

@@ -114,7 +114,7 @@ def run(
     experiment_id: str = experiment.experiment_id
     context_blob = _shippable_context(experiment, executor)
 
-    from metalab.store._factory import make_store
+    from metalab.store import make_store
 
     scoped = make_store(store, experiment_id=experiment_id)
     experiment.context_fingerprint  # noqa: B018 - resolve (and validate) the context once

@@ -22,7 +22,7 @@ from metalab._internal._atomic import atomic_write_bytes
 from metalab._internal._redact import without_secrets
 
 if TYPE_CHECKING:
-    from metalab.store._base import Store
+    from metalab.store import Store
 
 __all__ = [
     "EXPERIMENT_FILE",

@@ -19,7 +19,7 @@ from metalab.execution._slurm_queue import queue_counts, scancel
 from metalab.model import ErrorInfo
 
 if TYPE_CHECKING:
-    from metalab.store._base import Store
+    from metalab.store import Store
 
 __all__ = ["SlurmRunHandle", "reconnect"]
 
@@ -194,7 +194,7 @@ class SlurmRunHandle(Handle):
             self._last_poll = time.monotonic()
             queue = self._squeue()
             docs = self._read_docs(set(self._open))
-            from metalab.store._base import DEFAULT_LOST_AFTER_S, effective_status
+            from metalab.query import DEFAULT_LOST_AFTER_S, effective_status
 
             now = datetime.now(UTC)
             lost_after = float(self._sub.get("lost_after") or DEFAULT_LOST_AFTER_S)
@@ -377,7 +377,7 @@ def reconnect(
             SLURM one.  ValidationError: several experiments and no
             ``experiment_id``.
     """
-    from metalab.store._factory import make_store
+    from metalab.store import make_store
 
     if experiment_id is None:
         store = make_store(store)

@@ -64,7 +64,7 @@ def run_task(submission_path: str, task_index: int) -> int:
         run_job,
     )
     from metalab.model import Status
-    from metalab.store._config import StoreConfig
+    from metalab.store import StoreConfig
 
     with open(submission_path, "rb") as fh:
         sub = _json.loads(fh.read())

@@ -41,7 +41,7 @@ from metalab.execution._runtime import CancelFlag, Runtime
 from metalab.model import ErrorInfo, Provenance, RunRecord, Status
 
 if TYPE_CHECKING:
-    from metalab.store._base import Store
+    from metalab.store import Store
 
 __all__ = [
     "EXIT_SIGTERM",
@@ -207,9 +207,9 @@ def run_job(job: Job, executor: str, worker_id: str, owner: str | None = None) -
     With ``job.resume`` a run found ``success`` once claimed is not executed
     again (CompletedElsewhereError).  With ``job.claim`` (the default) the run
     is first claimed in the store (:meth:`Store.try_claim`; a stale claim is
-    taken over after :func:`~metalab.store._base.lost_after_seconds`), and a
+    taken over after :func:`~metalab.query.lost_after_seconds`), and a
     heartbeat refreshes the claim and the ``running`` record's
-    ``heartbeat_at`` every :func:`~metalab.execution._claims.heartbeat_interval`
+    ``heartbeat_at`` every :func:`~metalab.query.heartbeat_interval`
     seconds until the final record is written; the claim is released
     afterwards.
 
@@ -253,7 +253,7 @@ def run_job(job: Job, executor: str, worker_id: str, owner: str | None = None) -
 
 def _claim(store: Store, run_id: str, owner: str, *, skip_if_succeeded: bool) -> None:
     """Claim ``run_id`` for ``owner``; see :func:`run_job` for what it raises."""
-    from metalab.store._base import lost_after_seconds
+    from metalab.query import lost_after_seconds
 
     if not store.try_claim(run_id, owner, lost_after_seconds()):
         try:
@@ -623,7 +623,7 @@ def _redirect_std(store: Store, run_id: str) -> Iterator[None]:
 def _worker_resources(payload: RunPayload) -> tuple[Any, Any, Any]:
     from metalab._internal import _json
     from metalab.definition import load_operation
-    from metalab.store._config import StoreConfig
+    from metalab.store import StoreConfig
 
     cfg_key = _json.dumps(payload.store_config).decode()
     store = _WorkerState.stores.get(cfg_key)

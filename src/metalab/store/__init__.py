@@ -11,30 +11,44 @@ from typing import Any
 
 from metalab._errors import ReadOnlyStoreError
 from metalab._internal._names import safe_experiment_id
-from metalab.store._base import Store
+from metalab.store._base import WRITE_METHODS, ErrorCallback, Progress, Store
 from metalab.store._config import ConfigRegistry, StoreConfig
-from metalab.store._factory import DEFAULT_STORE_ROOT, create_store, make_store, parse_to_config
+from metalab.store._factory import (
+    DEFAULT_STORE_ROOT,
+    StoreLike,
+    create_store,
+    make_config,
+    make_store,
+    parse_to_config,
+    require_experiment,
+)
 from metalab.store._file import FileStore, FileStoreConfig
 from metalab.store._transfer import TransferReport, export_store
 from metalab.store.locator import LocatorInfo, parse_locator
 
 __all__ = [
     "DEFAULT_STORE_ROOT",
+    "WRITE_METHODS",
     "ConfigRegistry",
+    "ErrorCallback",
     "FileStore",
     "FileStoreConfig",
     "LocatorInfo",
     "PostgresStore",
     "PostgresStoreConfig",
+    "Progress",
     "ReadOnlyStoreError",
     "Store",
     "StoreConfig",
+    "StoreLike",
     "TransferReport",
     "create_store",
     "export_store",
+    "make_config",
     "make_store",
     "parse_locator",
     "parse_to_config",
+    "require_experiment",
     "safe_experiment_id",
 ]
 

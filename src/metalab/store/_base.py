@@ -80,30 +80,27 @@ import functools
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
 from metalab._errors import CorruptRecordError, ReadOnlyStoreError
 from metalab.model import ArtifactDescriptor, RunRecord
+from metalab.query._records import ErrorCallback, warn_corrupt
 
 if TYPE_CHECKING:
     from metalab.store._config import StoreConfig
 
 __all__ = [
-    "DEFAULT_LOST_AFTER_S",
     "WRITE_METHODS",
     "ErrorCallback",
     "Progress",
     "ReadOnlyStoreError",
     "Store",
-    "effective_status",
-    "lost_after_seconds",
     "warn_corrupt",
 ]
 
 log = logging.getLogger("metalab.store")
 
-ErrorCallback = Callable[[CorruptRecordError], None]
 #: ``progress(done, total_or_None)``, called while a long operation goes on
 Progress = Callable[[int, int | None], None]
 
@@ -143,60 +140,6 @@ def _guard_writes(cls: type) -> None:
         fn = cls.__dict__.get(name)
         if callable(fn) and not getattr(fn, "__isabstractmethod__", False):
             setattr(cls, name, _guard_write(fn))
-
-
-def warn_corrupt(err: CorruptRecordError) -> None:
-    """Default ``on_error`` for bulk reads: log a warning naming the file, go on."""
-    log.warning("skipping unreadable file: %s", err)
-
-
-#: a ``running`` record whose heartbeat is older than this is ``lost`` (seconds)
-DEFAULT_LOST_AFTER_S = 60.0
-
-
-def lost_after_seconds() -> float:
-    """Heartbeat age after which a ``running`` run counts as lost.
-
-    ``METALAB_LOST_AFTER`` (seconds) overrides :data:`DEFAULT_LOST_AFTER_S`;
-    it is read at each call.  Workers refresh the heartbeat every
-    ``METALAB_HEARTBEAT_INTERVAL`` seconds (default 10), so keep this a few
-    intervals long.
-    """
-    raw = os.environ.get("METALAB_LOST_AFTER", "")
-    try:
-        value = float(raw) if raw else DEFAULT_LOST_AFTER_S
-    except ValueError:
-        log.warning("METALAB_LOST_AFTER=%r is not a number; using %s s", raw, DEFAULT_LOST_AFTER_S)
-        return DEFAULT_LOST_AFTER_S
-    return value if value > 0 else DEFAULT_LOST_AFTER_S
-
-
-def effective_status(
-    doc: dict[str, Any], now: datetime | None = None, lost_after: float | None = None
-) -> str:
-    """The status a reader should show for a raw run document.
-
-    Workers never write ``lost``: a ``running`` document whose
-    ``heartbeat_at`` (or, without one, ``started_at``) is older than
-    ``lost_after`` seconds (default :func:`lost_after_seconds`) reads as
-    ``"lost"``.  Every other document reads as its stored status.  Pure
-    function of its arguments (and the clock when ``now`` is None).
-    """
-    status = str(doc.get("status", ""))
-    if status != "running":
-        return status
-    stamp = doc.get("heartbeat_at") or doc.get("started_at")
-    if not isinstance(stamp, str):
-        return status
-    try:
-        at = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    except ValueError:
-        return status
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=UTC)
-    current = now or datetime.now(UTC)
-    limit = lost_after if lost_after is not None else lost_after_seconds()
-    return "lost" if (current - at).total_seconds() > limit else status
 
 
 class Store(abc.ABC):
@@ -329,7 +272,7 @@ class Store(abc.ABC):
     ) -> list[dict[str, Any]]:
         """The runs matching a query (see docs/queries.md for the language).
 
-        ``where``: a query string or an AST from :mod:`metalab.store._query`.
+        ``where``: a query string or an AST from :mod:`metalab.query`.
         ``columns``: field names to return; each result is then a projected
         document (``run_id``, ``experiment_id``, ``status`` as readers see it,
         ``started_at``, and the columns, params/metrics/derived nested);
@@ -346,11 +289,9 @@ class Store(abc.ABC):
             QuerySyntaxError, QueryError: a malformed query.
             UnknownFieldError: a params/metrics/derived name no run has.
         """
-        from metalab.store._query import build_query, run_query
+        from metalab.query import as_query, run_query
 
-        query = where if _is_query(where) else build_query(
-            where, columns=columns, order_by=order_by, limit=limit
-        )
+        query = as_query(where, columns, order_by, limit)
         scope = experiment_id if experiment_id is not None else self.experiment_id
         docs = self.iter_run_documents(scope)
 
@@ -666,12 +607,6 @@ class Store(abc.ABC):
 
 
 _guard_writes(Store)  # (its own default write methods: claims, log_path, rebuild_index)
-
-
-def _is_query(value: Any) -> bool:
-    from metalab.store._query import Query
-
-    return isinstance(value, Query)
 
 
 def _reconnect(config: StoreConfig) -> Store:

@@ -13,7 +13,7 @@ change: ``r {run_id}`` after a file of ``runs/`` was renamed into place or
 deleted, ``d {run_id}`` for ``derived/``.  Each line is one ``write()`` on a
 descriptor opened once per process (``O_APPEND``), so lines of concurrent
 writers never interleave.  The log is a hint for its readers (the query
-catalog, :mod:`metalab.store._query._catalog`, and the PostgreSQL catch-up,
+catalog, :mod:`metalab.store._index._catalog`, and the PostgreSQL catch-up,
 :mod:`metalab.store._postgres._store`), never the truth: the line is written
 *after* the rename, without fsync, and a failure to write it never fails the
 record write.  A writer that could not append its line instead creates the

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import importlib
 import inspect
 import logging
 import threading
@@ -27,9 +28,27 @@ from metalab._internal._redact import without_secrets
 if TYPE_CHECKING:
     from metalab.store.locator import LocatorInfo
 
-__all__ = ["ConfigRegistry", "StoreConfig"]
+__all__ = ["BUILTIN_CONFIG_MODULES", "ConfigRegistry", "StoreConfig", "load_object", "parse_bool"]
 
 log = logging.getLogger("metalab.store")
+
+#: the modules defining the built-in configs (``file``, ``postgresql``); each
+#: registers its config when imported and needs no optional dependency to import
+BUILTIN_CONFIG_MODULES = ("metalab.store._file", "metalab.store._postgres._config")
+
+
+def load_object(path: str) -> Any:
+    """The object named by ``"package.module:qualified.name"`` (the module imported on demand).
+
+    Raises:
+        ImportError: the module cannot be imported.
+        AttributeError: the module has no such name.
+    """
+    module, _, name = path.partition(":")
+    found: Any = importlib.import_module(module)
+    for part in name.split("."):
+        found = getattr(found, part)
+    return found
 
 
 def parse_bool(name: str, text: str) -> bool:
@@ -78,6 +97,7 @@ class ConfigRegistry:
 
     @classmethod
     def unregister(cls, scheme: str) -> None:
+        """Forget ``scheme`` (nothing happens if it is not registered)."""
         with cls._lock:
             cls._by_scheme.pop(scheme, None)
 
@@ -130,12 +150,13 @@ class ConfigRegistry:
 
     @staticmethod
     def _ensure_builtin() -> None:
-        # importing the modules registers their configs
-        import metalab.store._file
-        try:
-            import metalab.store._postgres  # noqa: F401
-        except ImportError:  # pragma: no cover - module added later
-            pass
+        """Import the modules of the built-in configs (importing one registers it).
+
+        By dotted name, so that this module imports no store: the stores
+        import it (for :class:`StoreConfig`), never the other way round.
+        """
+        for module in BUILTIN_CONFIG_MODULES:
+            importlib.import_module(module)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -95,6 +95,8 @@ LAYOUT_VERSION = 1
 LAYOUT_FOLDERS = frozenset({"runs", "derived", "artifacts", "logs", "results", "experiments"})
 _O_READ = os.O_RDONLY | getattr(os, "O_BINARY", 0)
 _CHUNK = 1 << 16
+#: bytes per read when hashing an artifact copied from a file
+_HASH_CHUNK = 1 << 20
 _MANIFEST_NAME_RE = re.compile(r"^(?P<safe>.+)_(?P<ts>\d{8}T\d{12}Z)\.json$")
 
 
@@ -218,7 +220,7 @@ class FileStore(Store):
 
     supports_working_directory: ClassVar[bool] = True
     supports_log_path: ClassVar[bool] = True
-    #: queries use the folder's catalog (``.catalog/``, see ``_query._catalog``),
+    #: queries use the folder's catalog (``.catalog/``, see ``store._index._catalog``),
     #: which :meth:`rebuild_index` rebuilds
     supports_index: ClassVar[bool] = True
     index_unit: ClassVar[str] = "files read"
@@ -651,7 +653,7 @@ class FileStore(Store):
         files that changed; if it cannot be used the files are scanned (same
         answers).  Collections spanning several experiments are scanned.
         """
-        from metalab.store._query._filestore import query_filestore
+        from metalab.store._index._filestore import query_filestore
 
         return query_filestore(self, experiment_id, where, columns, order_by, limit)
 
@@ -665,7 +667,7 @@ class FileStore(Store):
             ReadOnlyStoreError: the store is read-only.
             StoreError: a catalog cannot be written (queries then scan).
         """
-        from metalab.store._query._filestore import reindex_filestore
+        from metalab.store._index._filestore import reindex_filestore
 
         return reindex_filestore(self, progress)
 
@@ -837,7 +839,7 @@ class FileStore(Store):
                 size = atomic_copy_file(source, target)
                 digest = hashlib.sha256()
                 with open(target, "rb") as fh:
-                    while chunk := fh.read(1 << 20):
+                    while chunk := fh.read(_HASH_CHUNK):
                         digest.update(chunk)
                 content_hash = digest.hexdigest()
             else:

@@ -90,28 +90,7 @@ def export_store(
     dst_cfg = make_config(destination)
     if src_cfg.unscoped() == dst_cfg.unscoped():
         raise ConfigError("source and destination are the same store; pick another destination")
-    if experiment_id is not None:
-        if src_cfg.is_scoped and src_cfg.experiment_id != experiment_id:
-            raise ScopeError(
-                f"the source is scoped to {src_cfg.experiment_id!r}, not {experiment_id!r}"
-            )
-        with make_store(src_cfg) as held:
-            require_experiment(held, experiment_id)
-        experiments = [experiment_id]
-    elif src_cfg.experiment_id is not None:
-        experiments = [src_cfg.experiment_id]
-    else:
-        collection = make_store(src_cfg)
-        try:
-            experiments = list(collection.list_experiments())
-        finally:
-            collection.close()
-    for eid in experiments:
-        if dst_cfg.is_scoped and dst_cfg.experiment_id != eid:
-            raise ScopeError(
-                f"the destination is scoped to {dst_cfg.experiment_id!r} but experiment {eid!r} "
-                "is being copied; give an unscoped (collection) destination"
-            )
+    experiments = _experiments_to_copy(src_cfg, dst_cfg, experiment_id)
 
     report = TransferReport()
     opened: list[Store] = []
@@ -141,6 +120,34 @@ def export_store(
         for store in opened:
             store.close()
     return report
+
+
+def _experiments_to_copy(src_cfg: StoreConfig, dst_cfg: StoreConfig,
+                         experiment_id: str | None) -> list[str]:
+    """The experiments :func:`export_store` copies (raises as it documents)."""
+    if experiment_id is not None:
+        if src_cfg.is_scoped and src_cfg.experiment_id != experiment_id:
+            raise ScopeError(
+                f"the source is scoped to {src_cfg.experiment_id!r}, not {experiment_id!r}"
+            )
+        with make_store(src_cfg) as held:
+            require_experiment(held, experiment_id)
+        experiments = [experiment_id]
+    elif src_cfg.experiment_id is not None:
+        experiments = [src_cfg.experiment_id]
+    else:
+        collection = make_store(src_cfg)
+        try:
+            experiments = list(collection.list_experiments())
+        finally:
+            collection.close()
+    for eid in experiments:
+        if dst_cfg.is_scoped and dst_cfg.experiment_id != eid:
+            raise ScopeError(
+                f"the destination is scoped to {dst_cfg.experiment_id!r} but experiment {eid!r} "
+                "is being copied; give an unscoped (collection) destination"
+            )
+    return experiments
 
 
 def _copy_run(

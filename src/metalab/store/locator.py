@@ -33,6 +33,8 @@ from metalab._internal._redact import is_secret_key, redact, split_uri
 
 __all__ = ["LocatorInfo", "parse_locator"]
 
+#: the highest TCP port number
+_MAX_PORT = 65535
 _SCHEME_RE = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://")
 _WINDOWS_DRIVE_RE = re.compile(r"^[A-Za-z]:([\\/]|$)")
 # host[:port] (the user part is split off first, see split_uri)
@@ -191,27 +193,38 @@ def parse_locator(locator: str | os.PathLike[str]) -> LocatorInfo:
     scheme = m.group("scheme").lower()
     shown = redact(text)
     if scheme == "file":
-        # file:///abs, file://localhost/abs; file://~/x and file://./rel are relative forms
-        rest = text[m.end():]
-        rest, _, _fragment = rest.partition("#")
-        rest, _, query_text = rest.partition("?")
-        slash = rest.find("/")
-        authority, path = (rest, "") if slash < 0 else (rest[:slash], rest[slash:])
-        query = _parse_query(query_text, shown)
-        uri = split_uri(text)
-        if ("@" in authority or (uri is not None and uri.userinfo is not None)
-                or (":" in authority and not re.fullmatch(r"[A-Za-z]:", authority))):
-            raise ConfigError(
-                f"store locator {shown!r} names a user, password or port; a file:// locator "
-                "takes none: write 'file:///abs/path' or the path itself"
-            )
-        if authority.lower() == "localhost":
-            authority = ""
-        local = unquote(authority + path)
-        if not local:
-            raise ConfigError(f"store locator {shown!r} names no path; use 'file:///abs/path'")
-        return LocatorInfo(scheme="file", path=_local_path(local), query=query)
+        return _parse_file_uri(text, m.end(), shown)
+    return _parse_network_uri(text, scheme, shown)
 
+
+def _parse_file_uri(text: str, scheme_end: int, shown: str) -> LocatorInfo:
+    """The :class:`LocatorInfo` of a ``file://`` locator (``text[scheme_end:]`` follows
+    ``file://``; ``shown``: the locator without its password, for messages)."""
+    # file:///abs, file://localhost/abs; file://~/x and file://./rel are relative forms
+    rest = text[scheme_end:]
+    rest, _, _fragment = rest.partition("#")
+    rest, _, query_text = rest.partition("?")
+    slash = rest.find("/")
+    authority, path = (rest, "") if slash < 0 else (rest[:slash], rest[slash:])
+    query = _parse_query(query_text, shown)
+    uri = split_uri(text)
+    if ("@" in authority or (uri is not None and uri.userinfo is not None)
+            or (":" in authority and not re.fullmatch(r"[A-Za-z]:", authority))):
+        raise ConfigError(
+            f"store locator {shown!r} names a user, password or port; a file:// locator "
+            "takes none: write 'file:///abs/path' or the path itself"
+        )
+    if authority.lower() == "localhost":
+        authority = ""
+    local = unquote(authority + path)
+    if not local:
+        raise ConfigError(f"store locator {shown!r} names no path; use 'file:///abs/path'")
+    return LocatorInfo(scheme="file", path=_local_path(local), query=query)
+
+
+def _parse_network_uri(text: str, scheme: str, shown: str) -> LocatorInfo:
+    """The :class:`LocatorInfo` of a ``scheme://user:password@host:port/path?query``
+    locator (``shown``: without its password, for messages)."""
     parts = split_uri(text)
     assert parts is not None  # (text starts with scheme://)
     query = _parse_query(parts.query, shown)
@@ -228,17 +241,7 @@ def parse_locator(locator: str | os.PathLike[str]) -> LocatorInfo:
             f"store locator {shown!r} has an '@' after the host: percent-encode '/' inside a "
             "password as %2F (and '@' in a database name as %40)"
         )
-    port_text = am.group("port")
-    port: int | None = None
-    if port_text:
-        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-            # (a port that is no number is not echoed: it may be part of a password)
-            number = f" {port_text}" if port_text.isdigit() else ""
-            raise ConfigError(
-                f"store locator {shown!r} has an invalid port{number}; "
-                "use a number between 1 and 65535 (and write '/' in a password as %2F)"
-            )
-        port = int(port_text)
+    port = _port(am.group("port"), shown)
     host = am.group("host") or None
     if host and host.startswith("["):
         host = host[1:-1]
@@ -258,3 +261,20 @@ def parse_locator(locator: str | os.PathLike[str]) -> LocatorInfo:
         query=query,
     )
 
+
+def _port(port_text: str | None, shown: str) -> int | None:
+    """The port number of a locator (None if it names none).
+
+    Raises:
+        ConfigError: not a number between 1 and :data:`_MAX_PORT`.
+    """
+    if not port_text:
+        return None
+    if not port_text.isdigit() or not 0 < int(port_text) <= _MAX_PORT:
+        # (a port that is no number is not echoed: it may be part of a password)
+        number = f" {port_text}" if port_text.isdigit() else ""
+        raise ConfigError(
+            f"store locator {shown!r} has an invalid port{number}; "
+            f"use a number between 1 and {_MAX_PORT} (and write '/' in a password as %2F)"
+        )
+    return int(port_text)

@@ -50,7 +50,7 @@ from metalab._errors import (
 from metalab._internal._atomic import is_temp_name
 from metalab._internal._json import loads
 from metalab.model import RunRecord, Status
-from metalab.store._base import WRITE_METHODS, Store
+from metalab.store import WRITE_METHODS, Store
 
 __all__ = ["CONTRACT_EXPERIMENT", "FileRaw", "RawAccess", "StoreContractTests", "make_record"]
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from metalab.store._postgres._config import INDEX_MODES, PostgresStoreConfig
 
 if TYPE_CHECKING:
-    from metalab.store._postgres._index import PostgresIndex
+    from metalab.store._index._postgres import PostgresIndex
     from metalab.store._postgres._store import PostgresStore
 
 __all__ = ["INDEX_MODES", "PostgresIndex", "PostgresStore", "PostgresStoreConfig"]
@@ -24,7 +24,7 @@ def __getattr__(name: str) -> Any:
 
         return PostgresStore
     if name == "PostgresIndex":
-        from metalab.store._postgres._index import PostgresIndex
+        from metalab.store._index._postgres import PostgresIndex
 
         return PostgresIndex
     raise AttributeError(f"module 'metalab.store._postgres' has no attribute {name!r}")

@@ -9,21 +9,25 @@ import dataclasses
 import hashlib
 import os
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from metalab._errors import ConfigError
 from metalab._internal._names import safe_experiment_id
 from metalab._internal._redact import redact, redact_locator, split_uri
-from metalab.store._config import StoreConfig, parse_bool
+from metalab.store._config import StoreConfig, load_object, parse_bool
 
 if TYPE_CHECKING:
-    from metalab.store._postgres._store import PostgresStore
+    from metalab.store._base import Store
     from metalab.store.locator import LocatorInfo
 
-__all__ = ["INDEX_MODES", "PostgresStoreConfig"]
+__all__ = ["INDEX_MODES", "STORE_CLASS", "PostgresStoreConfig"]
 
 INDEX_MODES = ("sync", "deferred")
+#: the store a config connects to, imported on first connect (the store module
+#: imports this one, so this one names it instead of importing it)
+STORE_CLASS = "metalab.store._postgres._store:PostgresStore"
 #: locator query parameters read by metalab (all others go to the driver)
 _OWN_KEYS = ("file_root", "schema", "experiment_id", "index_mode", "pool_max_size", "read_only")
 _MAX_IDENTIFIER_BYTES = 63  # PostgreSQL silently truncates longer identifiers
@@ -165,11 +169,11 @@ class PostgresStoreConfig(StoreConfig):
     __str__ = __repr__
 
     # ------------------------------------------------------------ connect
-    def connect(self) -> PostgresStore:
-        """Open the store.  Never contacts the database (the index connects lazily)."""
-        from metalab.store._postgres._store import PostgresStore
-
-        return PostgresStore(self)
+    def connect(self) -> Store:
+        """Open the :class:`~metalab.store.PostgresStore`.  Never contacts the database
+        (the index connects lazily)."""
+        store_class: Callable[[PostgresStoreConfig], Store] = load_object(STORE_CLASS)
+        return store_class(self)
 
     @classmethod
     def from_locator(cls, info: LocatorInfo, **kwargs: Any) -> PostgresStoreConfig:
@@ -252,12 +256,3 @@ def conninfo_params(conninfo: str) -> dict[str, str]:
 
 
 _KV_PAIR = re.compile(r"(?P<key>[A-Za-z_]\w*)\s*=\s*(?P<value>'(?:[^'\\]|\\.)*'?|\S*)")
-
-
-def strip_params(conninfo: str, keys: tuple[str, ...]) -> str:
-    """``conninfo`` (a URI) without the query parameters ``keys``."""
-    if "://" not in conninfo:
-        return conninfo
-    parts = urlsplit(conninfo)
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in keys]
-    return urlunsplit(parts._replace(query=urlencode(query)))

@@ -58,7 +58,7 @@ from typing import TYPE_CHECKING, Any
 from metalab._errors import IndexUnavailableError, StoreError
 
 if TYPE_CHECKING:
-    from metalab.store._postgres._index import PostgresIndex
+    from metalab.store._index._postgres import PostgresIndex
     from metalab.store._postgres._journal import InflightLog, Journal
 
 __all__ = ["FLUSH_BATCH", "FLUSH_DELAY", "MAX_QUEUE", "IndexFlusher", "Op", "flush_target"]

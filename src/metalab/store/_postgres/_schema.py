@@ -30,7 +30,7 @@ Tables (all keyed by experiment, so one experiment can be rebuilt alone):
   ``fresh_min`` of the heartbeats of the running runs that were already lost
   / still fresh then.  It is used only while the generation is unchanged and
   the current lost cutoff falls between the two bounds (see
-  ``PostgresIndex.table_cache_lookup``).  UNLOGGED: a cache, written
+  ``RunTableCache.lookup`` in ``store._index._pgcache``).  UNLOGGED: a cache, written
   without WAL and emptied after a server crash; deleting its rows (or the
   table, if the schema is rebuilt) only costs the next load a query.  The
   payload is stored uncompressed (``STORAGE EXTERNAL``; measured against the

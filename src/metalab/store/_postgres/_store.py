@@ -60,9 +60,9 @@ from metalab.store._changes import (
     stat_logs,
 )
 from metalab.store._file import FileStore, FileStoreConfig
+from metalab.store._index._postgres import PostgresIndex
 from metalab.store._postgres._config import PostgresStoreConfig, conninfo_params
 from metalab.store._postgres._flusher import IndexFlusher, Op, flush_target
-from metalab.store._postgres._index import PostgresIndex
 from metalab.store._postgres._journal import Journal, LogOffsets
 
 __all__ = ["PostgresStore"]
@@ -494,7 +494,7 @@ class PostgresStore(Store):
         limit: int | None = None,
     ) -> list[dict[str, Any]]:
         """See :meth:`Store.query_runs`: runs in SQL when the index is current, else on the files."""
-        from metalab.store._postgres._query import query_runs
+        from metalab.store._index._pgquery import query_runs
 
         return query_runs(self, experiment_id, where, columns, order_by, limit)
 
@@ -506,7 +506,7 @@ class PostgresStore(Store):
         ``_query.table_runs`` for the layout.  None: the index is unreachable
         or behind the files (read the files instead).
         """
-        from metalab.store._postgres._query import table_runs
+        from metalab.store._index._pgquery import table_runs
 
         return table_runs(self, experiment_id, query)
 
@@ -668,7 +668,7 @@ class PostgresStore(Store):
             IndexUnavailableError: the index cannot be reached.
         """
         from metalab._errors import QueryError
-        from metalab.store._query._parser import parse_field
+        from metalab.query._parser import parse_field
 
         parsed = [parse_field(f) for f in fields]
         for text, f in zip(fields, parsed, strict=True):

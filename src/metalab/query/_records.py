@@ -6,7 +6,7 @@ file, instead of showing it as a (blank) run.
 
 Where bulk readers report: to the callback set with :func:`problems_to` for
 the current thread / task (a :class:`contextvars.ContextVar`), else
-:func:`~metalab.store._base.warn_corrupt` (a logged warning).  So a caller
+:func:`warn_corrupt` (a logged warning).  So a caller
 (``load_results(on_error=...)``) collects what a query skipped without every
 engine taking a callback argument.
 """
@@ -15,15 +15,28 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from metalab._errors import CorruptRecordError
 from metalab._internal._json import JSONDecodeError, loads
 from metalab.model import RECORD_SCHEMA_VERSION, Status
-from metalab.store._base import ErrorCallback, warn_corrupt
 
-__all__ = ["STATUS_VALUES", "parse_record", "problems_to", "record_problem", "report_problem"]
+__all__ = [
+    "STATUS_VALUES",
+    "ErrorCallback",
+    "parse_record",
+    "problems_to",
+    "record_problem",
+    "report_problem",
+    "warn_corrupt",
+]
+
+log = logging.getLogger("metalab.store")
+
+#: ``on_error(err)``: told of each file a bulk read skipped
+ErrorCallback = Callable[[CorruptRecordError], None]
 
 #: the statuses a stored record may have
 STATUS_VALUES = frozenset(s.value for s in Status)
@@ -31,6 +44,11 @@ STATUS_VALUES = frozenset(s.value for s in Status)
 _sink: contextvars.ContextVar[ErrorCallback | None] = contextvars.ContextVar(
     "metalab_record_problems", default=None
 )
+
+
+def warn_corrupt(err: CorruptRecordError) -> None:
+    """Default ``on_error`` for bulk reads: log a warning naming the file, go on."""
+    log.warning("skipping unreadable file: %s", err)
 
 
 def record_problem(doc: Any) -> str | None:

@@ -11,9 +11,10 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from metalab._errors import CorruptRecordError
 from metalab._internal._json import decode_number
 from metalab._internal._time import to_iso
-from metalab.store._query._ast import (
+from metalab.query._ast import (
     And,
     Between,
     Compare,
@@ -28,16 +29,15 @@ from metalab.store._query._ast import (
     StartsWith,
     TrueNode,
     kind_of,
-    to_micros,
 )
+from metalab.query._fields import FieldKey, field_keys, named_fields, require_fields
+from metalab.query._liveness import lost_cutoff, parse_time, status_at_cutoff
+from metalab.query._records import record_problem, report_problem
 
 __all__ = [
     "DerivedOf",
     "evaluate",
-    "known_fields",
-    "lost_cutoff",
     "micros_to_iso",
-    "parse_time",
     "predicate",
     "project",
     "run_query",
@@ -51,39 +51,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _RANK = {"number": 0, "string": 1, "boolean": 2}
 
 
-def lost_cutoff(now: datetime | None = None, lost_after: float | None = None) -> int:
-    """Instant (µs) before which a running run's heartbeat means ``lost``."""
-    from metalab.store._base import lost_after_seconds
-
-    current = now or datetime.now(UTC)
-    limit = lost_after if lost_after is not None else lost_after_seconds()
-    return to_micros(current) - round(limit * 1_000_000)
-
-
-def parse_time(value: Any) -> int | None:
-    """µs since the epoch of an ISO string (naive = UTC), or None."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        dt = datetime.fromisoformat(value)  # (Python >= 3.11 reads a trailing "Z")
-    except ValueError:
-        return None
-    return to_micros(dt)
-
-
 def micros_to_iso(us: int | None) -> str | None:
     return None if us is None else to_iso(_EPOCH + timedelta(microseconds=us))
-
-
-def effective_status(doc: dict[str, Any], cutoff: int) -> str | None:
-    status = doc.get("status")
-    if not isinstance(status, str):
-        return None
-    if status == "running":
-        hb = parse_time(doc.get("heartbeat_at") or doc.get("started_at"))
-        if hb is not None and hb < cutoff:
-            return "lost"
-    return status
 
 
 def norm_tags(value: Any) -> list[str]:
@@ -129,7 +98,7 @@ def getter(field: Field, cutoff: int, *, stored: bool = False) -> Getter:
             return m.get(name) if isinstance(m, dict) else None
         return dyn
     if ns == "status":
-        return lambda d, der: effective_status(d, cutoff)
+        return lambda d, der: status_at_cutoff(d, cutoff)
     if ns in ("started_at", "finished_at"):
         return lambda d, der: parse_time(d.get(ns))
     if ns == "duration_ms":
@@ -313,7 +282,7 @@ def project(doc: dict[str, Any], derived: dict[str, Any] | None, columns: tuple[
     out: dict[str, Any] = {
         "run_id": doc.get("run_id"),
         "experiment_id": doc.get("experiment_id"),
-        "status": effective_status(doc, cutoff),
+        "status": status_at_cutoff(doc, cutoff),
         "started_at": micros_to_iso(parse_time(doc.get("started_at"))),
     }
     for f in columns:
@@ -332,19 +301,6 @@ def project(doc: dict[str, Any], derived: dict[str, Any] | None, columns: tuple[
         else:
             out[f.ns] = getter(f, cutoff)(doc, derived)
     return out
-
-
-def known_fields(docs: Iterable[dict[str, Any]], derived: Iterable[dict[str, Any]] = ()) -> set[str]:
-    """``{"params.x", "metrics.y", "derived.z"}`` with a non-null value in some document."""
-    names: set[str] = set()
-    for d in docs:
-        for ns in ("params", "metrics"):
-            m = d.get(ns)
-            if isinstance(m, dict):
-                names.update(f"{ns}.{k}" for k, v in m.items() if v is not None)
-    for der in derived:
-        names.update(f"derived.{k}" for k, v in der.items() if v is not None)
-    return names
 
 
 def _named_by_ids(doc: Any) -> str:
@@ -368,21 +324,17 @@ def run_query(
     ``derived_of(doc)`` gives a run's derived values (called only when the
     query uses derived fields).  Unknown fields raise UnknownFieldError
     (``check``).  A document that is not a run record (see
-    :func:`~metalab.store._records.record_problem`) is skipped and reported
-    (:func:`~metalab.store._records.report_problem`), named by
+    :func:`~metalab.query.record_problem`) is skipped and reported
+    (:func:`~metalab.query.report_problem`), named by
     ``source_of(doc)`` (its file) or else by its ids.
     """
-    from metalab._errors import CorruptRecordError
-    from metalab.store._query._ast import check_fields
-    from metalab.store._records import record_problem, report_problem
 
     cut = lost_cutoff() if cutoff is None else cutoff
     pred = predicate(query.where, cut)
     need_derived = query.uses_derived and derived_of is not None
     # one streaming pass: keep only the hits, note which fields exist
-    names_needed = check and any(f.ns in ("params", "metrics", "derived") and f.name
-                                 for f in query.fields())
-    names: set[str] = set()
+    names_needed = check and bool(named_fields(query))
+    keys: set[FieldKey] = set()
     any_runs = False
     hits: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
     for d in docs:
@@ -395,11 +347,12 @@ def run_query(
         any_runs = True
         der = derived_of(d) if need_derived and derived_of else None
         if names_needed:
-            names |= known_fields((d,), (der,) if der else ())
+            keys |= field_keys(d, der)
         if pred(d, der):
             hits.append((d, der))
     if check:
-        check_fields(query, lambda: names, any_runs=any_runs)
+        require_fields(query, lambda wanted: keys.intersection(wanted), lambda _: keys,
+                       lambda: any_runs)
     if query.order:
         hits = sort_documents(hits, query.order, cut)
     else:

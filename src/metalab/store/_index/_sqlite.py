@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from metalab._internal._json import dumps, loads
-from metalab.store._query._ast import (
+from metalab.query._ast import (
     And,
     Between,
     Compare,
@@ -46,6 +46,7 @@ from metalab.store._query._ast import (
     as_float,
     kind_of,
 )
+from metalab.query._liveness import lost_status_sql
 
 __all__ = ["COLUMN_RE", "NAN", "SqliteCompiler", "decode", "encode"]
 
@@ -161,10 +162,7 @@ class SqliteCompiler:
             col = self.column_of(field)
             return col if col is not None else "NULL"
         if ns == "status":
-            return (
-                f"(CASE WHEN r.status = 'running' AND r.hb < {self.bind(self.cutoff)} "
-                "THEN 'lost' ELSE r.status END)"
-            )
+            return lost_status_sql("r.status", "r.hb", self.bind(self.cutoff))
         if ns == "started_at":
             return "r.started_us"
         if ns == "finished_at":

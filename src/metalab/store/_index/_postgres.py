@@ -20,22 +20,40 @@ one connection per call).  After ``fork`` the child opens its own pool.
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import dataclasses
 import logging
 import math
 import os
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from metalab._errors import IndexUnavailableError, MissingDependencyError, QueryError, StoreError
+from metalab._errors import IndexUnavailableError, QueryError, StoreError
 from metalab._internal._gc import gc_paused
 from metalab._internal._json import dumps, loads
 from metalab._internal._redact import redact
-from metalab._internal._time import from_iso
-from metalab.store._postgres._config import conninfo_params
+from metalab.store._index._pgcache import RunTableCache
+from metalab.store._index._pgconnect import (
+    CircuitBreaker,
+    as_text,
+    breaker_for,
+    password_of,
+    psycopg_module,
+    texts_as_bytes,
+)
+from metalab.store._index._pgsql import field_index_name, number_sql
+from metalab.store._index._rows import (
+    DERIVED_TYPES,
+    FROM_TEXT_SQL,
+    ROW_COLUMNS,
+    ROW_TYPES,
+    RUN_COLUMNS,
+    RUN_TYPES,
+    derived_row,
+    jsonb_dumps,
+    run_row,
+)
 from metalab.store._postgres._schema import ensure_schema
 
 if TYPE_CHECKING:
@@ -43,56 +61,20 @@ if TYPE_CHECKING:
 
     from metalab.store._postgres._config import PostgresStoreConfig
 
-__all__ = ["CACHE_MAX_BYTES", "RUN_COLUMNS", "CircuitBreaker", "PostgresIndex", "field_index_name"]
+__all__ = ["RUN_COLUMNS", "CircuitBreaker", "PostgresIndex"]
 
 log = logging.getLogger("metalab.store.postgres")
 
-#: the columns of the ``runs`` table (the record text is in ``run_records``)
-RUN_COLUMNS = (
-    "experiment_id", "run_id", "status", "started_at", "finished_at", "duration_ms",
-    "context_fingerprint", "params_fingerprint", "seed_fingerprint",
-    "params", "metrics", "tags", "heartbeat",
-)
-_RUN_TYPES = (
-    "text", "text", "text", "timestamptz", "timestamptz", "float8",
-    "text", "text", "text", "jsonb", "jsonb", "text[]", "text",
-)
-#: rows of the sync/apply paths: the runs columns, then the record text
-_ROW_COLUMNS = (*RUN_COLUMNS, "record")
-_ROW_TYPES = (*_RUN_TYPES, "text")
 #: a sync or batch that changes at least this many rows refreshes the planner
 #: statistics (ANALYZE) afterwards
 ANALYZE_AFTER = 10_000
 #: rows per COPY chunk when a rebuild streams into runs and run_records (fewer
 #: chunks: fewer waits for the server to drain a COPY; measured 5k vs 20k)
 _COPY_CHUNK = 20_000
+#: runs between two progress reports of a sync
+PROGRESS_EVERY = 1000
 #: seconds an unused pooled connection stays open (connections are short-lived)
 POOL_MAX_IDLE = 10.0
-_DERIVED_COLUMNS = ("experiment_id", "run_id", "values", "doc")
-_DERIVED_TYPES = ("text", "text", "jsonb", "text")
-#: a load answer larger than this is not kept in ``run_table_cache``
-CACHE_MAX_BYTES = 256 * 1024 * 1024
-#: a load answer is kept only for an experiment not written for this long: a
-#: sweep still writing would make it stale at once, and keeping it costs the
-#: load about a third more (100k runs, 2026-11-27)
-CACHE_QUIET_S = 5.0
-#: first bytes of a ``run_table_cache`` payload (a changed layout: a new magic);
-#: then the 16-byte layout digest of the load's statements, then the answer
-_CACHE_MAGIC = b"MLT2"
-#: keeps a load answer with the bounds of its running runs' heartbeats
-_CACHE_STORE_SQL = (
-    "INSERT INTO {s}.run_table_cache "
-    "(experiment_id, generation, lost_max, fresh_min, built_at, payload) "
-    "SELECT %(e)s, %(g)s, max(hb) FILTER (WHERE hb < %(cut)s), "
-    "min(hb) FILTER (WHERE hb >= %(cut)s), now(), %(p)b FROM ("
-    " SELECT CASE WHEN heartbeat ~ %(re)s THEN heartbeat::timestamptz END"
-    " AS hb FROM {s}.runs WHERE experiment_id = %(e)s AND status = 'running'"
-    ") t ON CONFLICT (experiment_id) DO UPDATE SET "
-    "generation = EXCLUDED.generation, lost_max = EXCLUDED.lost_max, "
-    "fresh_min = EXCLUDED.fresh_min, built_at = EXCLUDED.built_at, "
-    "payload = EXCLUDED.payload "
-    "WHERE {s}.run_table_cache.generation <= EXCLUDED.generation"
-)
 
 
 #: the JSON type of a metrics / derived value ``k.value`` in the field catalog: the
@@ -101,198 +83,38 @@ _NUMBER_TYPE = ("(CASE WHEN k.value IN ('\"Infinity\"'::jsonb, '\"-Infinity\"'::
                 "'\"NaN\"'::jsonb) THEN 'number' ELSE jsonb_typeof(k.value) END)")
 
 
-def _typed(field: str, jtype: str, cast: str) -> str:
-    return (f"CASE WHEN jsonb_typeof(j->'{field}') = '{jtype}' "
-            f"THEN (j->>'{field}')::{cast} END")
-
-
-def _ts_sql(field: str) -> str:
-    return (f"CASE WHEN jsonb_typeof(j->'{field}') = 'string' AND j->>'{field}' <> '' "
-            f"THEN (j->>'{field}')::timestamptz END")
-
-
-def _obj_sql(field: str) -> str:
-    # '{{}}' reaches psycopg's sql.SQL.format (run by _q) and becomes '{}'
-    return (f"CASE WHEN jsonb_typeof(j->'{field}') = 'object' THEN j->'{field}' "
-            "ELSE '{{}}'::jsonb END")
-
-
-#: the runs columns computed in SQL from (e = experiment id, r = record text,
-#: j = r::jsonb); the same values ``run_row`` computes in Python.  The two
-#: arrays are sent in binary format: no per-character escaping of the JSON
-_FROM_TEXT_SQL = (
-    "SELECT e AS experiment_id, j->>'run_id' AS run_id, coalesce(j->>'status', '') AS status, "
-    f"{_ts_sql('started_at')} AS started_at, {_ts_sql('finished_at')} AS finished_at, "
-    f"{_typed('duration_ms', 'number', 'float8')} AS duration_ms, "
-    "coalesce(j->>'context_fingerprint', '') AS context_fingerprint, "
-    "coalesce(j->>'params_fingerprint', '') AS params_fingerprint, "
-    "coalesce(j->>'seed_fingerprint', '') AS seed_fingerprint, "
-    f"{_obj_sql('params')} AS params, {_obj_sql('metrics')} AS metrics, "
-    "CASE WHEN jsonb_typeof(j->'tags') = 'array' "
-    "THEN ARRAY(SELECT jsonb_array_elements_text(j->'tags')) ELSE '{{}}'::text[] END AS tags, "
-    "CASE WHEN j->>'status' = 'running' "
-    "THEN coalesce(nullif(j->>'heartbeat_at', ''), j->>'started_at') END AS heartbeat, "
-    "r AS record "
-    # OFFSET 0 keeps the subquery whole: pulled up, ``j`` would be replaced by
-    # ``r::jsonb`` in every column above, parsing each record ~20 times
-    # (measured: 180 us instead of 18 us of server time per run)
-    "FROM (SELECT e, r, r::jsonb AS j FROM unnest(%b::text[], %b::text[]) AS t(e, r) OFFSET 0) s"
-)
-
-
-def field_index_name(namespace: str, name: str, *, form: int = 2) -> str:
-    """The name :meth:`PostgresIndex.create_field_index` gives the index of one field
-    (a digest of the field name: any name fits PostgreSQL's 63-byte limit).
-
-    An index of a metrics field on the expression of ``form`` 1 (which reads a
-    stored ``"Infinity"`` as no number) has the name of ``form=1``: it no
-    longer matches the queries, and :meth:`PostgresIndex.create_field_index`
-    replaces it.
-    """
-    key = f"{namespace}\x00{name}" + ("\x00number-texts" if namespace == "metrics"
-                                      and form >= 2 else "")
-    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    return f"runs_{namespace}_{digest}_idx"
-
-
-def _psycopg() -> Any:
-    try:
-        import psycopg
-        import psycopg_pool  # noqa: F401
-    except ImportError as exc:
-        raise MissingDependencyError("psycopg", "postgres", "The PostgreSQL store") from exc
-    return psycopg
-
-
-# ---------------------------------------------------------------------- breaker
-class CircuitBreaker:
-    """Back-off after connection failures (one per target and process).
-
-    ``base`` seconds after the first failure, doubling per further failure,
-    at most ``cap`` seconds.  Thread-safe.
-    """
-
-    base: float = 1.0
-    cap: float = 60.0
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.failures = 0
-        self.open_until = 0.0
-        self.last_error = ""
-
-    def allow(self) -> bool:
-        return time.monotonic() >= self.open_until
-
-    def retry_in(self) -> float:
-        return max(0.0, self.open_until - time.monotonic())
-
-    def failure(self, message: str) -> None:
-        with self._lock:
-            self.failures += 1
-            delay = min(self.base * 2 ** (self.failures - 1), self.cap)
-            self.open_until = time.monotonic() + delay
-            self.last_error = message
-
-    def success(self) -> bool:
-        """Record a success; True if the breaker had been open (recovery)."""
-        with self._lock:
-            recovered = self.failures > 0
-            self.failures = 0
-            self.open_until = 0.0
-            return recovered
-
-    def reset(self) -> None:
-        self.success()
-
-
-_BREAKERS: dict[tuple[int, str], CircuitBreaker] = {}
-_BREAKERS_LOCK = threading.Lock()
-
-
-def breaker_for(key: str) -> CircuitBreaker:
-    with _BREAKERS_LOCK:
-        k = (os.getpid(), key)
-        found = _BREAKERS.get(k)
-        if found is None:
-            found = _BREAKERS[k] = CircuitBreaker()
-        return found
-
-
-# ------------------------------------------------------------------- row helpers
-def _jsonb_dumps(obj: Any) -> bytes:
-    data = dumps(obj)
-    if b"\\u0000" in data:  # jsonb cannot hold NUL; the exact text is in `record`
-        data = data.replace(b"\\u0000", b"\\ufffd")
-    return data
-
-
-def _ts(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return from_iso(value)
-    except ValueError:
-        return None
-
-
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else ("" if value is None else str(value))
-
-
-def _json_text(value: Any) -> str | None:
-    """What ``jsonb ->> key`` gives for ``value`` (None for a JSON null)."""
-    if value is None or isinstance(value, str):
-        return value
-    return dumps(value).decode()
-
-
-def _heartbeat(doc: dict[str, Any]) -> str | None:
-    """The raw liveness time of a running run (heartbeat, else start), as text."""
-    if doc.get("status") != "running":
-        return None
-    beat = _json_text(doc.get("heartbeat_at"))
-    return beat if beat else _json_text(doc.get("started_at"))
-
-
-def run_row(experiment_id: str, doc: dict[str, Any]) -> tuple[Any, ...]:
-    """The ``runs`` row of one record document, followed by the verbatim record text."""
-    from psycopg.types.json import Jsonb
-
-    params = doc.get("params")
-    metrics = doc.get("metrics")
-    tags = doc.get("tags")
-    return (
-        experiment_id,
-        _text(doc.get("run_id")),
-        _text(doc.get("status")),
-        _ts(doc.get("started_at")),
-        _ts(doc.get("finished_at")),
-        _num(doc.get("duration_ms")),
-        _text(doc.get("context_fingerprint")),
-        _text(doc.get("params_fingerprint")),
-        _text(doc.get("seed_fingerprint")),
-        Jsonb(params if isinstance(params, dict) else {}, dumps=_jsonb_dumps),
-        Jsonb(metrics if isinstance(metrics, dict) else {}, dumps=_jsonb_dumps),
-        [_text(t) for t in tags] if isinstance(tags, list) else [],
-        _heartbeat(doc),
-        dumps(doc).decode(),
-    )
-
-
-def derived_row(experiment_id: str, run_id: str, values: dict[str, Any]) -> tuple[Any, ...]:
-    from psycopg.types.json import Jsonb
-
-    return (experiment_id, run_id, Jsonb(values, dumps=_jsonb_dumps), dumps(values).decode())
+def _run_conditions(experiment_id: str | None, status: str | None, eid_of: str = "",
+                    status_of: str = "") -> tuple[list[str], list[Any]]:
+    """SQL conditions (and their arguments) selecting the runs of ``experiment_id``
+    with ``status`` (None: any); ``eid_of`` / ``status_of``: the table alias of each
+    column (``"m."``)."""
+    conds: list[str] = []
+    args: list[Any] = []
+    if experiment_id is not None:
+        conds.append(f"{eid_of}experiment_id = %s")
+        args.append(experiment_id)
+    if status is not None:
+        conds.append(f"{status_of}status = %s")
+        args.append(status)
+    return conds, args
 
 
 # ------------------------------------------------------------------------ index
+@dataclasses.dataclass(frozen=True)
+class _SyncTarget:
+    """The tables a sync copies into (SQL identifiers) and how."""
+
+    runs: Any
+    records: Any
+    derived: Any
+    #: ``, FREEZE`` for a bulk load into tables emptied in the same transaction
+    freeze: Any
+    #: the index definitions to create again after a bulk load
+    recreate: list[Any]
+    #: the index tables themselves (else temporary tables, merged afterwards)
+    direct: bool
+
+
 class PostgresIndex:
     """SQL operations on the index tables of one schema.  See the module docstring."""
 
@@ -302,7 +124,7 @@ class PostgresIndex:
         self._timeout = config.connect_timeout
         self._max_size = config.pool_max_size
         self.target = config.display_target
-        self._secret = _password_of(config.connection_string)
+        self._secret = password_of(config.connection_string)
         self.breaker = breaker_for(config.index_key)
         self._pool: Any = None
         self._pid = os.getpid()
@@ -313,8 +135,10 @@ class PostgresIndex:
         #: informational (tests, benchmarks): what answered the last columnar
         #: load through this object, ``"cache"`` (the kept answer of
         #: ``run_table_cache``) or ``"query"`` (:meth:`run_tables`); None before
-        #: the first.  Set by ``_query.table_index``; not synchronised between threads
+        #: the first.  Set by ``_pgquery.table_index``; not synchronised between threads
         self.last_table_source: str | None = None
+        #: the kept answers of default full loads (``run_table_cache``)
+        self.table_cache = RunTableCache(self)
 
     # ------------------------------------------------------------ messages
     def _scrub(self, text: str) -> str:
@@ -338,7 +162,7 @@ class PostgresIndex:
                 self._pool = None
                 self._pid = os.getpid()
                 self._schema_ready = False
-            psycopg = _psycopg()
+            psycopg = psycopg_module()
             from psycopg_pool import ConnectionPool
 
             # a direct probe fails fast (e.g. "connection refused"), where the
@@ -391,7 +215,7 @@ class PostgresIndex:
                 f"{self.breaker.retry_in():.1f}s"
             )
         pool = self._get_pool()
-        psycopg = _psycopg()
+        psycopg = psycopg_module()
         from psycopg_pool import PoolTimeout
 
         conn = None
@@ -533,11 +357,11 @@ class PostgresIndex:
             cur = conn.cursor()
             if texts:
                 cur.execute(
-                    self._upsert_runs_sql(_FROM_TEXT_SQL),
+                    self._upsert_runs_sql(FROM_TEXT_SQL),
                     ([e for e, _ in texts], [t for _, t in texts]),
                 )
             if odd:
-                values = ", ".join(f"%s::{t} AS {c}" for c, t in zip(_ROW_COLUMNS, _ROW_TYPES,
+                values = ", ".join(f"%s::{t} AS {c}" for c, t in zip(ROW_COLUMNS, ROW_TYPES,
                                                                        strict=True))
                 cur.executemany(
                     self._upsert_runs_sql(f"SELECT {values}"),
@@ -578,7 +402,7 @@ class PostgresIndex:
                     "VALUES (%s, %s, %s, %s) ON CONFLICT (experiment_id, ts) DO UPDATE "
                     "SET manifest = EXCLUDED.manifest, doc = EXCLUDED.doc"
                 ),
-                [(eid, ts, Jsonb(m, dumps=_jsonb_dumps), dumps(m).decode()) for ts, m in items],
+                [(eid, ts, Jsonb(m, dumps=jsonb_dumps), dumps(m).decode()) for ts, m in items],
             )
 
     def sync_experiment(
@@ -629,7 +453,7 @@ class PostgresIndex:
                                 "LOCK TABLE {s}.runs, {s}.run_records, {s}.derived "
                                 "IN ACCESS EXCLUSIVE MODE"
                             ))
-                    except _psycopg().errors.DeadlockDetected:
+                    except psycopg_module().errors.DeadlockDetected:
                         maybe_empty = False
                 bulk = maybe_empty and self._tables_empty(conn, None)
                 count, analyze = self._sync_locked(
@@ -711,12 +535,29 @@ class PostgresIndex:
         bulk: bool,
     ) -> tuple[int, bool]:
         """The body of :meth:`sync_experiment` (inside its transaction)."""
+        target = self._sync_target(conn, cur, experiment_id, bulk)
+        run_ids = self._copy_runs(cur, target, experiment_id, docs, progress)
+        self._copy_derived(cur, target, experiment_id, run_ids, derived_of)
+        for stmt in target.recreate:  # bulk load: the indexes, built once over the rows
+            cur.execute(stmt)
+        self._replace_manifests(conn, experiment_id, manifests)
+        self._touch(conn, [experiment_id])  # marks the field catalog stale
+        count = len(run_ids)
+        if target.direct:
+            analyze = count >= ANALYZE_AFTER
+        else:
+            analyze = self._merge_synced(cur, experiment_id) >= ANALYZE_AFTER
+        return count, analyze
+
+    def _sync_target(self, conn: psycopg.Connection[Any], cur: Any, experiment_id: str,
+                     bulk: bool) -> _SyncTarget:
+        """Where a sync copies its rows: the index tables themselves when they hold
+        none of the experiment's rows (``bulk``: emptied here, loaded without
+        indexes, rows frozen), else temporary tables merged afterwards."""
         from psycopg import sql
 
-        count = 0
         recreate: list[Any] = []
         freeze = sql.SQL("")
-        direct = bulk or self._tables_empty(conn, experiment_id)
         if bulk:
             # empty tables under an exclusive lock: emptied in this transaction
             # (so COPY may FREEZE the rows) and loaded without indexes
@@ -727,37 +568,37 @@ class PostgresIndex:
             cur.execute(self._q("DELETE FROM {s}.run_table_cache"))
             recreate = self._drop_indexes(cur)
             freeze = sql.SQL(", FREEZE")
-        if direct:
-            runs_table, derived_table = self._q("{s}.runs"), self._q("{s}.derived")
-            records_table = self._q("{s}.run_records")
-        else:
+        if bulk or self._tables_empty(conn, experiment_id):
+            return _SyncTarget(self._q("{s}.runs"), self._q("{s}.run_records"),
+                               self._q("{s}.derived"), freeze, recreate, direct=True)
+        for temp, table in (("_ml_runs", "runs"), ("_ml_records", "run_records"),
+                            ("_ml_derived", "derived")):
             cur.execute(self._q(
-                "CREATE TEMP TABLE _ml_runs (LIKE {s}.runs INCLUDING DEFAULTS) ON COMMIT DROP"
+                f"CREATE TEMP TABLE {temp} (LIKE {{s}}.{table} INCLUDING DEFAULTS) ON COMMIT DROP"
             ))
-            cur.execute(self._q(
-                "CREATE TEMP TABLE _ml_records (LIKE {s}.run_records INCLUDING DEFAULTS) "
-                "ON COMMIT DROP"
-            ))
-            records_table = sql.SQL("_ml_records")
-            cur.execute(self._q(
-                "CREATE TEMP TABLE _ml_derived (LIKE {s}.derived INCLUDING DEFAULTS) "
-                "ON COMMIT DROP"
-            ))
-            runs_table, derived_table = sql.SQL("_ml_runs"), sql.SQL("_ml_derived")
+        return _SyncTarget(sql.SQL("_ml_runs"), sql.SQL("_ml_records"), sql.SQL("_ml_derived"),
+                           freeze, recreate, direct=False)
+
+    def _copy_runs(self, cur: Any, target: _SyncTarget, experiment_id: str,
+                   docs: Iterable[dict[str, Any]], progress: Callable[[int], None] | None
+                   ) -> list[str]:
+        """COPY the rows of ``docs`` (the first of each run id) into ``target``;
+        returns the run ids copied, in order."""
+        from psycopg import sql
+
         run_ids: list[str] = []
         seen: set[str] = set()
-        cols = ", ".join(RUN_COLUMNS)
         copy_runs = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY{})").format(
-            runs_table, sql.SQL(cols), freeze)
+            target.runs, sql.SQL(", ".join(RUN_COLUMNS)), target.freeze)
         copy_records = sql.SQL(
             "COPY {} (experiment_id, run_id, record) FROM STDIN (FORMAT BINARY{})"
-        ).format(records_table, freeze)
+        ).format(target.records, target.freeze)
         chunk: list[tuple[Any, ...]] = []
 
         def flush() -> None:
             # one COPY per table and chunk (a connection runs one COPY at a time)
             with cur.copy(copy_runs) as cp:
-                cp.set_types(list(_RUN_TYPES))
+                cp.set_types(list(RUN_TYPES))
                 for row in chunk:
                     cp.write_row(row[:-1])
             with cur.copy(copy_records) as cp:
@@ -774,32 +615,30 @@ class PostgresIndex:
                 seen.add(row[1])
                 chunk.append(row)
                 run_ids.append(row[1])
-                count += 1
                 if len(chunk) >= _COPY_CHUNK:
                     flush()
-                if progress is not None and count % 1000 == 0:
-                    progress(count)
+                if progress is not None and len(run_ids) % PROGRESS_EVERY == 0:
+                    progress(len(run_ids))
             if chunk:
                 flush()
+        return run_ids
+
+    @staticmethod
+    def _copy_derived(cur: Any, target: _SyncTarget, experiment_id: str, run_ids: list[str],
+                      derived_of: Callable[[str], dict[str, Any] | None]) -> None:
+        """COPY the derived values of ``run_ids`` (those that have some) into ``target``."""
+        from psycopg import sql
+
         with cur.copy(
             sql.SQL(
                 'COPY {} (experiment_id, run_id, "values", doc) FROM STDIN (FORMAT BINARY{})'
-            ).format(derived_table, freeze)
+            ).format(target.derived, target.freeze)
         ) as cp:
-            cp.set_types(list(_DERIVED_TYPES))
+            cp.set_types(list(DERIVED_TYPES))
             for rid in run_ids:
                 values = derived_of(rid)
                 if values is not None:
                     cp.write_row(derived_row(experiment_id, rid, values))
-        for stmt in recreate:  # bulk load: the indexes, built once over the rows
-            cur.execute(stmt)
-        self._replace_manifests(conn, experiment_id, manifests)
-        self._touch(conn, [experiment_id])  # marks the field catalog stale
-        if direct:
-            analyze = count >= ANALYZE_AFTER
-        else:
-            analyze = self._merge_synced(cur, experiment_id) >= ANALYZE_AFTER
-        return count, analyze
 
     def analyze(self) -> None:
         """Refresh the planner statistics of the index tables (after bulk changes).
@@ -892,7 +731,6 @@ class PostgresIndex:
 
         from psycopg import sql
 
-        from metalab.store._query._pgsql import number_sql
 
         if namespace not in ("params", "metrics"):
             raise QueryError(f"only params and metrics fields can be indexed, not {namespace!r}")
@@ -998,15 +836,6 @@ class PostgresIndex:
         return {(ns, name) for ns, name in rows}
 
     # ------------------------------------------------------------ reads
-    def get_run_document(self, experiment_id: str | None, run_id: str) -> dict[str, Any] | None:
-        where = "run_id = %s" + (" AND experiment_id = %s" if experiment_id is not None else "")
-        args: tuple[Any, ...] = (run_id,) if experiment_id is None else (run_id, experiment_id)
-        with self.connection() as conn:
-            row = conn.execute(
-                self._q(f"SELECT record FROM {{s}}.run_records WHERE {where} LIMIT 1"), args
-            ).fetchone()
-        return loads(row[0]) if row else None
-
     def record_documents(
         self, keys: list[tuple[str, str]]
     ) -> dict[tuple[str, str], dict[str, Any]]:
@@ -1058,7 +887,7 @@ class PostgresIndex:
         def fetch(conn: Any, text: str, args: list[Any]) -> tuple[Any, ...] | None:
             # the JSON texts as the bytes received: no UTF-8 decoding into str
             cur = conn.cursor()
-            cur.adapters.register_loader("text", _texts_as_bytes())
+            cur.adapters.register_loader("text", texts_as_bytes())
             got = cur.execute(self._q(text), args).fetchone()
             return tuple(got) if got is not None else None
 
@@ -1080,7 +909,9 @@ class PostgresIndex:
                                 sql.Literal(snapshot)))
                             prepare(other)
                             out[1] = fetch(other, *statements[1])
-                    except Exception:  # no free connection, or it failed: run it below
+                    except Exception as exc:  # no free connection, or it failed: run it below
+                        log.debug("second statement of a load not run in parallel: %s",
+                                  self._scrub(str(exc)))
                         out[1] = None
 
                 if snapshot is not None:
@@ -1095,97 +926,9 @@ class PostgresIndex:
                 if row_i is None:
                     row_i = fetch(conn, text, args)
                 if row_i is not None:
-                    row_i = decode(row_i) if decode is not None else _as_text(row_i)
+                    row_i = decode(row_i) if decode is not None else as_text(row_i)
                 out[i] = row_i
         return [row if row is not None else () for row in out]
-
-    # ------------------------------------------------------------ load cache
-    def table_cache_lookup(
-        self, experiment_id: str, cutoff: int, layout: bytes,
-    ) -> tuple[memoryview | None, int | None, bool]:
-        """The kept answer of the default full load of an experiment, if valid now.
-
-        Returns ``(body, generation, quiet)``: the bytes kept by
-        :meth:`table_cache_store` (None unless the row exists, has
-        ``layout``, was kept at the experiment's current ``generation`` and
-        no running run changes its lost / not lost status at ``cutoff`` (µs):
-        ``lost_max < cutoff <= fresh_min``), the experiment's generation
-        (None: not indexed), and whether it was last written
-        :data:`CACHE_QUIET_S` or more ago.  One short transaction, read
-        *before* the load's own snapshot: an answer computed later and kept
-        with this generation is never used if a write came in between (the
-        write drew a newer generation).  Any error reading the cache (a
-        dropped table, no privilege) is logged at debug level: no body.
-        """
-        from metalab.store._query._pgsql import _from_micros
-
-        with self.connection() as conn:
-            try:
-                with conn.transaction():
-                    got = conn.execute(
-                        self._q(
-                            "SELECT e.generation, "
-                            "e.updated_at <= now() - make_interval(secs => %(quiet)s), "
-                            "CASE WHEN c.generation = e.generation "
-                            "AND (c.lost_max IS NULL OR c.lost_max < %(cut)s) "
-                            "AND (c.fresh_min IS NULL OR %(cut)s <= c.fresh_min) "
-                            "THEN c.payload END "
-                            "FROM {s}.experiments e LEFT JOIN {s}.run_table_cache c "
-                            "ON c.experiment_id = e.experiment_id WHERE e.experiment_id = %(e)s"
-                        ),
-                        {"e": experiment_id, "cut": _from_micros(cutoff), "quiet": CACHE_QUIET_S},
-                        binary=True,
-                    ).fetchone()
-            except _psycopg().Error as exc:  # (the connection's own failures: raised)
-                if conn.broken:
-                    raise
-                log.debug("run table cache of %r not read: %s", experiment_id,
-                          self._scrub(str(exc)))
-                return None, None, False
-        if got is None:
-            return None, None, False
-        generation, quiet, payload = int(got[0]), bool(got[1]), got[2]
-        if payload is None:
-            return None, generation, quiet
-        view = memoryview(payload)
-        head = _CACHE_MAGIC + layout
-        if bytes(view[:len(head)]) != head:
-            log.debug("run table cache of %r has another layout; recomputed", experiment_id)
-            return None, generation, quiet
-        return view[len(head):], generation, quiet
-
-    def table_cache_store(self, experiment_id: str, generation: int, cutoff: int,
-                          layout: bytes, body: bytes) -> None:
-        """Keep ``body`` as the answer of the default full load at ``generation``
-        (read by :meth:`table_cache_lookup` before the load's snapshot).
-
-        Skipped above :data:`CACHE_MAX_BYTES`; an older generation never
-        replaces a newer one; any error is logged at debug level and ignored.
-        """
-        payload = _CACHE_MAGIC + layout + body
-        if len(payload) > CACHE_MAX_BYTES:
-            log.debug("run table cache of %r not written: %d bytes", experiment_id, len(payload))
-            return
-        self._cache_store(experiment_id, generation, cutoff, payload)
-
-    def _cache_store(self, experiment_id: str, generation: int, cutoff: int,
-                     payload: bytes) -> None:
-        from metalab.store._query._pgsql import TIME_RE, _from_micros
-
-        try:
-            with self.connection() as conn:
-                try:
-                    with conn.transaction():
-                        conn.execute(self._q(_CACHE_STORE_SQL), {
-                            "e": experiment_id, "g": generation, "cut": _from_micros(cutoff),
-                            "p": payload, "re": TIME_RE})
-                except _psycopg().Error as exc:
-                    if conn.broken:
-                        raise
-                    log.debug("run table cache of %r not written: %s", experiment_id,
-                              self._scrub(str(exc)))
-        except (IndexUnavailableError, StoreError) as exc:  # the answer is returned anyway
-            log.debug("run table cache of %r not written: %s", experiment_id, exc)
 
     def page_run_documents(
         self,
@@ -1200,14 +943,7 @@ class PostgresIndex:
         parsed with orjson (measured: joining the page into one JSON value on
         the server is slower, parsing dominates either way).
         """
-        conds: list[str] = []
-        args: list[Any] = []
-        if experiment_id is not None:
-            conds.append("m.experiment_id = %s")
-            args.append(experiment_id)
-        if status is not None:
-            conds.append("r.status = %s")
-            args.append(status)
+        conds, args = _run_conditions(experiment_id, status, "m.", "r.")
         if after is not None:
             conds.append("(m.experiment_id, m.run_id) > (%s, %s)")
             args += list(after)
@@ -1239,33 +975,11 @@ class PostgresIndex:
         return bool(row and row[0])
 
     def count_runs(self, experiment_id: str | None = None, status: str | None = None) -> int:
-        conds, args = [], []
-        if experiment_id is not None:
-            conds.append("experiment_id = %s")
-            args.append(experiment_id)
-        if status is not None:
-            conds.append("status = %s")
-            args.append(status)
+        conds, args = _run_conditions(experiment_id, status)
         where = f"WHERE {' AND '.join(conds)}" if conds else ""
         with self.connection() as conn:
             row = conn.execute(self._q(f"SELECT count(*) FROM {{s}}.runs {where}"), args).fetchone()
         return int(row[0]) if row else 0
-
-    def status_counts(self, experiment_id: str | None = None) -> dict[str, int]:
-        where, args = ("WHERE experiment_id = %s", (experiment_id,)) if experiment_id else ("", ())
-        with self.connection() as conn:
-            rows = conn.execute(
-                self._q(f"SELECT status, count(*) FROM {{s}}.runs {where} GROUP BY status"), args
-            ).fetchall()
-        return {s: int(c) for s, c in rows}
-
-    def derived_documents(self, experiment_id: str | None) -> dict[tuple[str, str], dict[str, Any]]:
-        where, args = ("WHERE experiment_id = %s", (experiment_id,)) if experiment_id else ("", ())
-        with self.connection() as conn:
-            rows = conn.execute(
-                self._q(f"SELECT experiment_id, run_id, doc FROM {{s}}.derived {where}"), args
-            ).fetchall()
-        return {(e, r): loads(d) for e, r, d in rows}
 
     def manifests(self, experiment_id: str) -> list[tuple[datetime, dict[str, Any]]]:
         with self.connection() as conn:
@@ -1283,36 +997,3 @@ class PostgresIndex:
                         "SELECT DISTINCT experiment_id FROM {s}.runs ORDER BY 1")
             ).fetchall()
         return [r[0] for r in rows]
-
-
-def _texts_as_bytes() -> type:
-    """A psycopg loader of ``text`` values as ``bytes`` (made on first use)."""
-    global _BYTES_LOADER
-    if _BYTES_LOADER is None:
-        from psycopg.adapt import Loader
-
-        class TextAsBytes(Loader):
-            def load(self, data: Any) -> bytes:
-                return bytes(data)
-
-        _BYTES_LOADER = TextAsBytes
-    return _BYTES_LOADER
-
-
-_BYTES_LOADER: type | None = None
-
-
-def _as_text(row: tuple[Any, ...]) -> tuple[Any, ...]:
-    """``row`` with its byte values (JSON texts) as ``str``."""
-    return tuple(bytes(v).decode() if isinstance(v, bytes | memoryview) else v for v in row)
-
-
-def _password_of(conninfo: str) -> str | None:
-    if "://" in conninfo:
-        from urllib.parse import unquote, urlsplit
-
-        with contextlib.suppress(ValueError):
-            pw = urlsplit(conninfo).password
-            if pw:
-                return unquote(pw)
-    return conninfo_params(conninfo).get("password") or None

@@ -2,8 +2,9 @@
 
 A query has a filter (a tree of the nodes below), an optional projection
 (``columns``), an ordering and a limit (:class:`Query`).  The same AST is
-evaluated in memory (:mod:`._eval`), compiled to SQLite (:mod:`._sqlite`) and
-to PostgreSQL (:mod:`._pgsql`); all three follow the rules written here.
+evaluated in memory (:mod:`._eval`), compiled to SQLite
+(:mod:`metalab.store._index._sqlite`) and to PostgreSQL
+(:mod:`metalab.store._index._pgsql`); all three follow the rules written here.
 
 Value model (identical in every engine):
 

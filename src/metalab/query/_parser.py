@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from metalab._errors import QueryError, QuerySyntaxError, UnknownFieldError
-from metalab.store._query._ast import (
+from metalab.query._ast import (
     DYNAMIC,
     FIXED,
     MAX_NESTING,
@@ -52,7 +52,7 @@ from metalab.store._query._ast import (
     normalize_order,
 )
 
-__all__ = ["build_query", "from_keywords", "parse", "parse_field"]
+__all__ = ["as_query", "build_query", "from_keywords", "parse", "parse_field"]
 
 _KEYWORDS = frozenset({
     "and", "or", "not", "in", "between", "startswith", "contains", "is", "null", "true", "false",
@@ -552,3 +552,17 @@ def build_query(
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
         raise QueryError(f"limit must be a non-negative integer, got {limit!r}")
     return Query(node, cols, order, limit, text)
+
+
+def as_query(
+    where: Query | str | Node | None,
+    columns: Iterable[str] | None = None,
+    order_by: str | Iterable[str] | None = None,
+    limit: int | None = None,
+) -> Query:
+    """``where`` itself when it is a :class:`Query` (the other arguments are then
+    ignored), else :func:`build_query` of the four (the arguments of
+    ``Store.query_runs``); raises as :func:`build_query` does."""
+    if isinstance(where, Query):
+        return where
+    return build_query(where, columns=columns, order_by=order_by, limit=limit)

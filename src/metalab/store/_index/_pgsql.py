@@ -21,12 +21,13 @@ are UTC, as in Python).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from metalab.store._query._ast import (
+from metalab.query._ast import (
     And,
     Between,
     Compare,
@@ -44,8 +45,9 @@ from metalab.store._query._ast import (
     kind_of,
     without_nan,
 )
+from metalab.query._liveness import lost_status_sql
 
-__all__ = ["TIME_RE", "PgCompiler", "number_sql"]
+__all__ = ["TIME_RE", "PgCompiler", "field_index_name", "from_micros", "number_sql", "stamp_sql"]
 
 #: what a heartbeat must look like to be cast to a time in SQL (else: not lost)
 TIME_RE = (
@@ -53,6 +55,27 @@ TIME_RE = (
     r"(Z|[+-][0-9]{2}(:?[0-9]{2})?)?$"
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def stamp_sql(column: str, pattern: str = "%s") -> str:
+    """The liveness stamp held as text in ``column`` as a ``timestamptz``, NULL when it is
+    not a time (``pattern``: the placeholder bound to :data:`TIME_RE`)."""
+    return f"(CASE WHEN {column} ~ {pattern} THEN {column}::timestamptz END)"
+
+
+def field_index_name(namespace: str, name: str, *, form: int = 2) -> str:
+    """The name :meth:`PostgresIndex.create_field_index` gives the index of one field
+    (a digest of the field name: any name fits PostgreSQL's 63-byte limit).
+
+    An index of a metrics field on the expression of ``form`` 1 (which reads a
+    stored ``"Infinity"`` as no number) has the name of ``form=1``: it no
+    longer matches the queries, and :meth:`PostgresIndex.create_field_index`
+    replaces it.
+    """
+    key = f"{namespace}\x00{name}" + ("\x00number-texts" if namespace == "metrics"
+                                      and form >= 2 else "")
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return f"runs_{namespace}_{digest}_idx"
 
 
 def number_sql(column: str, key: str, numbers: bool = False) -> str:
@@ -105,7 +128,8 @@ def _as_arrays(sub: str, n: int) -> str:
     return f"SELECT {', '.join(aggs)} FROM ({sub}) t"
 
 
-def _from_micros(us: int) -> datetime:
+def from_micros(us: int) -> datetime:
+    """The instant ``us`` µs after the epoch (UTC), as PostgreSQL takes a ``timestamptz``."""
     return _EPOCH + timedelta(microseconds=us)
 
 
@@ -205,14 +229,8 @@ class PgCompiler:
         if ns == "derived":
             return _Acc("json", 'd."values" -> %s', [field.name], numbers=True)
         if ns == "status":
-            return _Acc(
-                "string",
-                "(CASE WHEN r.status <> 'running' THEN r.status "
-                "WHEN (CASE WHEN r.heartbeat ~ %s THEN r.heartbeat::timestamptz END) < %s "
-                "THEN 'lost' "
-                "ELSE r.status END)",
-                [TIME_RE, _from_micros(self.cutoff)],
-            )
+            return _Acc("string", lost_status_sql("r.status", stamp_sql("r.heartbeat"), "%s"),
+                        [TIME_RE, from_micros(self.cutoff)])
         if ns in ("started_at", "finished_at"):
             return _Acc("time", f"r.{ns}", [])
         if ns == "duration_ms":
@@ -223,7 +241,7 @@ class PgCompiler:
 
     def _bind(self, acc: _Acc, lit: Any) -> Any:
         if acc.kind == "time":
-            return _from_micros(lit)
+            return from_micros(lit)
         if kind_of(lit) == "number":
             return as_float(lit)
         return lit

@@ -54,7 +54,7 @@ appended, or 1/:data:`_MERGE_FRACTION` of the merged ones (at most
 only the newest row stays (none for a tombstone), the merged row it replaces
 is deleted, and the rows that stay get a key in ``runs_keys`` (``h``, the
 key of the name that each row carries from when it was appended, see
-:func:`_hashes`; rid), through which a later merge finds them.  Rows are
+:func:`._catalog_rows._hashes`; rid), through which a later merge finds them.  Rows are
 never copied, and the key table is about half the size of an index of the
 names (15 MB against 27 MB for 10^6 runs, freshly built).  Merged rows (rid
 <= ``meta['cold:runs']``) are one per file; the mark is the highest rid left
@@ -96,10 +96,10 @@ DELETE``; WAL needs shared memory, which NFS does not provide), and the
 connection is opened and closed under the lock, so NFS close-to-open
 consistency hands each process the latest file.
 
-Cost of a refresh (issue #5: at most about twice the cost of reading and
+Cost of a refresh (the goal: at most about twice the cost of reading and
 parsing the files it reads).  Files are read and parsed 100 at a time, and the
 rows of those 100 are built column by column while the documents are still in
-the CPU caches (see :class:`_Rows`); a row binds only the columns of its own
+the CPU caches (see :class:`~._catalog_rows.CatalogRows`); a row binds only the columns of its own
 names, grouped by shape (the names of its params / metrics), so one
 ``executemany`` per shape, never NULL padding (binding ``None`` or ``bytes``
 goes through the slow adaptation lookup of :mod:`sqlite3`; a boolean or JSON
@@ -132,35 +132,24 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import itertools
 import logging
-import math
-import operator
 import os
 import re
 import sqlite3
-import sys
 import time
-import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from metalab._internal._gc import gc_paused
-from metalab._internal._json import NON_FINITE_TEXTS, JSONDecodeError, dumps, loads
+from metalab._internal._json import JSONDecodeError, loads
 from metalab._internal._lockfile import FileLock, LockTimeout
-from metalab.model import RECORD_SCHEMA_VERSION
+from metalab.query._ast import Field, Query, without_nan
+from metalab.query._eval import predicate
+from metalab.query._fields import require_fields
+from metalab.query._records import parse_record, report_problem
 from metalab.store._changes import CHANGES_DIR, HEADER, UNLOGGED
-from metalab.store._query._ast import DYNAMIC, Field, Query, check_fields, without_nan
-from metalab.store._query._eval import (
-    micros_to_iso,
-    norm_number,
-    norm_tags,
-    parse_time,
-    predicate,
-)
-from metalab.store._query._sqlite import COLUMN_RE, NAN, SqliteCompiler, decode, encode
-from metalab.store._records import STATUS_VALUES, parse_record, record_problem, report_problem
+from metalab.store._index._catalog_rows import GONE, CatalogRows, Signature, row_reader
+from metalab.store._index._sqlite import COLUMN_RE, SqliteCompiler
 
 __all__ = ["CATALOG_DIR", "Catalog", "CatalogUnavailable", "read_run_file"]
 
@@ -184,8 +173,10 @@ DIR_MTIME_MARGIN_NS = 2_000_000_000
 #: (bounds how long a change without a log line can stay unseen)
 FULL_LISTING_EVERY_S = 3600.0
 _O_READ = os.O_RDONLY | getattr(os, "O_BINARY", 0)
-#: how names become bytes (as ``os.fsencode``, without its call per name)
-_FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
+#: bytes per read() of a change log
+_READ_CHUNK = 1 << 20
+#: bytes of the end of a change log read to find where its last complete line ends
+_LOG_TAIL = 4096
 _SUBS = ("runs", "derived")
 _KIND = {"runs": "run", "derived": "derived"}
 _TABLE = {"runs": "runs", "derived": "derived"}
@@ -204,40 +195,10 @@ _LOG_LINES = {
     sub: re.compile(rf"^{kind} ([^\n/\x00.][^\n/\x00]*)$", re.MULTILINE)
     for kind, sub in (("r", "runs"), ("d", "derived"))
 }
-#: the types of a JSON value stored as is in a cell (an int beyond 64 bits is
-#: caught when it is bound, see ``_Rows.write``; bools, lists, objects: encode())
-_PLAIN_CELL = frozenset({float, str, int, type(None)})
-#: more distinct sets of names than this in one batch: one NULL-padded statement
-_MAX_SHAPES = 32
 _JOURNAL_MODE = "DELETE"
 _PAGE_SIZE = 16384
 _SYNCHRONOUS = "FULL"
-_STR = frozenset({str})
-_FLOAT = frozenset({float})
-_DICT = frozenset({dict})
-#: cells that are their own value (no NULL, no blob)
-_PLAIN_VALUE = frozenset({float, int, str})
-#: the namespaces whose values may be non-finite numbers, stored as texts
-#: (see metalab._internal._json): their cells and those texts
-_NUMBER_SPACES = frozenset({"metrics", "derived"})
-_NUMBER_TEXTS = frozenset(NON_FINITE_TEXTS)
-_NUMBER_CELLS: dict[str, Any] = {"Infinity": math.inf, "-Infinity": -math.inf,
-                                 "NaN": bytearray(NAN)}
-#: a REAL infinity read from a metrics / derived cell -> its stored text
-_INFINITY_TEXTS = {math.inf: "Infinity", -math.inf: "-Infinity"}
-_LIST = frozenset({list})
-_BOOL = {bool}
-#: the keys a run's fixed cells, params and metrics are read from (in that order)
-_RUN_KEY_NAMES = ("run_id", "experiment_id", "status", "started_at", "heartbeat_at",
-                  "finished_at", "duration_ms", "tags", "params", "metrics", "schema_version")
-_RUN_KEYS = operator.itemgetter(*_RUN_KEY_NAMES)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_ONE_US = timedelta(microseconds=1)
-_TRUE_CELL, _FALSE_CELL = bytearray(b"\x01"), bytearray(b"\x00")
-#: (only for a column whose values are all booleans: 1 and True are equal keys)
-_BOOL_CELLS = {True: _TRUE_CELL, False: _FALSE_CELL}
 
-Signature = tuple[int, int, int]
 Progress = Callable[[int, int | None], None]
 
 
@@ -309,6 +270,18 @@ def _listing(folder: str) -> dict[str, Signature]:
     return out
 
 
+def _folder_mtimes(folder: str) -> dict[str, str]:
+    """The mtime (ns, as text) of ``runs/`` and ``derived/`` of ``folder``; ``"missing"``
+    for one that does not exist."""
+    dirs: dict[str, str] = {}
+    for sub in _SUBS:
+        try:
+            dirs[sub] = str(os.stat(os.path.join(folder, sub)).st_mtime_ns)
+        except FileNotFoundError:
+            dirs[sub] = "missing"
+    return dirs
+
+
 def _stat_logs(folder: str) -> dict[str, tuple[int, int]] | None:
     """(size, mtime_ns) of each change log of the folder; None without ``.changes/``."""
     out: dict[str, tuple[int, int]] = {}
@@ -361,11 +334,11 @@ def _read_log(path: str, known: tuple[str, int, int] | None,
         else:
             offset = end + 1  # a new log: from its first line
         if changed is None:
-            offset = max(offset, st.st_size - 4096)  # only the end of a log is needed
+            offset = max(offset, st.st_size - _LOG_TAIL)  # only the end of a log is needed
         os.lseek(fd, offset, os.SEEK_SET)
         parts = []
         left = st.st_size - offset  # what fstat saw; later lines are read next time
-        while left > 0 and (chunk := os.read(fd, min(left, 1 << 20))):
+        while left > 0 and (chunk := os.read(fd, min(left, _READ_CHUNK))):
             parts.append(chunk)
             left -= len(chunk)
     finally:
@@ -386,7 +359,7 @@ _SCHEMA = [
     "PRIMARY KEY (ns, name))",
     # each row carries the signature (inode, mtime, size) of the file it was read from
     # (see "Runs" and "Derived values" above)
-    # (h: the file name's key, see _hashes; rid: rowid order is append order,
+    # (h: the file name's key, see _catalog_rows._hashes; rid: rowid order is append order,
     # a new row's rid is above every rid in the table)
     f"CREATE TABLE IF NOT EXISTS runs (rid INTEGER PRIMARY KEY, "
     f"file TEXT NOT NULL, h INTEGER NOT NULL, {_SIG_SQL}, "
@@ -416,20 +389,14 @@ def _view_sql(sub: str) -> str:
     """
     if sub == "runs":
         return (f"CREATE TEMP VIEW IF NOT EXISTS {_LIVE[sub]} AS SELECT * FROM main.runs m "
-                f"WHERE m.bad < {_GONE} AND NOT EXISTS (SELECT 1 FROM temp.latest l "
+                f"WHERE m.bad < {GONE} AND NOT EXISTS (SELECT 1 FROM temp.latest l "
                 "WHERE l.file = m.file AND l.rid <> m.rid)")
     main, delta = _TABLE[sub], _DELTA[sub]
     return (f"CREATE VIEW IF NOT EXISTS {_LIVE[sub]} AS SELECT * FROM {main} m "
             f"WHERE NOT EXISTS (SELECT 1 FROM {delta} n WHERE n.file = m.file) "
-            f"UNION ALL SELECT * FROM {delta} WHERE bad < {_GONE}")
+            f"UNION ALL SELECT * FROM {delta} WHERE bad < {GONE}")
 
 
-#: bad: 0 a run document, 1 a file that is not a run record (see ``record_problem``: never a
-#: row of a query, named in a warning by each query), 2 (new rows only) the file is gone
-_GONE = 2
-_SIG_COLUMNS = ("file", "ino", "mtime", "size")
-_RUN_BASE = ("file", "bad", "run_id", "experiment_id", "status", "hb", "started_us",
-             "finished_us", "duration_ms", "tags")
 
 
 class Catalog:
@@ -553,13 +520,8 @@ class Catalog:
         self.last_reason = None
         meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         now = time.time_ns()
-        dirs: dict[str, str] = {}
-        for sub in _SUBS:  # the folders first, then the logs (a line follows its rename)
-            try:
-                dirs[sub] = str(os.stat(os.path.join(self.folder, sub)).st_mtime_ns)
-            except FileNotFoundError:
-                dirs[sub] = "missing"
-        logs = _stat_logs(self.folder)
+        dirs = _folder_mtimes(self.folder)  # the folders first, then the logs (a line
+        logs = _stat_logs(self.folder)  # follows its rename)
         known: dict[str, tuple[str, int, int]] = {
             name: (lid, offset, mtime)
             for name, lid, offset, mtime in conn.execute("SELECT name, id, pos, mtime FROM logs")
@@ -650,7 +612,7 @@ class Catalog:
                             for t in (_TABLE[sub], _DELTA[sub])])
                 for select in selects:
                     for f, i, m, s, bad in conn.execute(select):
-                        if bad == _GONE:
+                        if bad == GONE:
                             old.pop(f, None)
                         else:
                             old[f] = (i, m, s)
@@ -699,7 +661,9 @@ class Catalog:
                 self._merge(conn, sub)
                 stems = sorted(stems)
             table = _TABLE[sub] if direct else _DELTA[sub]
-        rows = _Rows(conn, _KIND[sub], self._fields(conn), table, tombstones=not direct)
+        fields = self._fields(conn)
+        rows = CatalogRows(conn, _KIND[sub], fields, table, tombstones=not direct,
+                           add_field=functools.partial(self._add_field, conn, fields))
         rows.gone.extend(gone)
         folder = os.path.join(self.folder, sub)
         with _open_dir(folder) as dir_fd:
@@ -710,7 +674,7 @@ class Catalog:
             self._merge(conn, sub)
         return len(stems)
 
-    def _read_into(self, rows: _Rows, stems: list[str], folder: str, dir_fd: int | None,
+    def _read_into(self, rows: CatalogRows, stems: list[str], folder: str, dir_fd: int | None,
                    progress: Progress | None, conn: sqlite3.Connection) -> None:
         """Read ``stems`` (files of ``folder``, open as ``dir_fd`` if not None) into ``rows``."""
         base = "" if dir_fd is not None else os.path.join(folder, "")
@@ -791,7 +755,7 @@ class Catalog:
         n -= max(cur.rowcount, 0)
         # (the columns of both tables are the same, in the same order; rows are
         # taken in the delta's order: sorting them by name first measured slower)
-        cur = conn.execute(f"INSERT INTO {main} SELECT * FROM {delta} WHERE bad < {_GONE}")
+        cur = conn.execute(f"INSERT INTO {main} SELECT * FROM {delta} WHERE bad < {GONE}")
         n += max(cur.rowcount, 0)
         conn.execute(f"DELETE FROM {delta}")
         conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
@@ -832,11 +796,11 @@ class Catalog:
                          "(SELECT rid FROM temp.merging)", (cold,))
         # tombstones have done their job (hiding the merged row, deleted below)
         conn.execute(f"DELETE FROM main.runs WHERE rid IN "
-                     f"(SELECT rid FROM temp.merging WHERE bad = {_GONE})")
+                     f"(SELECT rid FROM temp.merging WHERE bad = {GONE})")
         conn.executemany("DELETE FROM main.runs WHERE rid = ?", [(rid,) for _, rid in replaced])
         conn.executemany(f"DELETE FROM {_KEYS} WHERE h = ? AND rid = ?", replaced)
         keyed = conn.execute(f"INSERT INTO {_KEYS} (h, rid) SELECT h, rid FROM temp.merging "
-                             f"WHERE bad < {_GONE}").rowcount
+                             f"WHERE bad < {GONE}").rowcount
         conn.execute("DROP TABLE temp.merging")
         n = self._main_rows(conn, "runs") - len(replaced) + max(keyed, 0)
         # every row is merged now; a new row's rid is above the highest left
@@ -909,16 +873,17 @@ class Catalog:
         self._report_bad(bad)
         if query.columns is None:
             return self._documents(rows, query, cutoff)
-        read = self._row_reader(query.columns, fields)
+        read = row_reader(query.columns, fields)
         return [read(row) for row in rows]
 
     def _live_runs(self, conn: sqlite3.Connection) -> None:
         """Make the temporary view ``live_runs`` for this connection (see "Runs"
         above): the newest row of each file appended since the last merge is
         found once, into a temporary table keyed by the name, which every
-        statement of the query then probes (a CTE in the view computed it again
-        for each statement: with 31,000 rows appended to 10^6, a selective
-        query naming two fields took 0.35 s, now 0.25 s; 0.22 s with none)."""
+        statement of the query then probes (a CTE in the view would compute it
+        again for each statement: with 31,000 rows appended to 10^6, a selective
+        query naming two fields takes 0.25 s this way against 0.35 s with a CTE,
+        and 0.22 s with no rows appended)."""
         conn.execute(f"DROP VIEW IF EXISTS temp.{_LIVE['runs']}")
         conn.execute("DROP TABLE IF EXISTS temp.latest")
         conn.execute("CREATE TEMP TABLE latest (file TEXT PRIMARY KEY, rid INTEGER NOT NULL) "
@@ -953,15 +918,13 @@ class Catalog:
                        f"{derived_cell(col)} IS NOT NULL LIMIT 1")
             return conn.execute(sql).fetchone() is not None
 
-        named = {(f.ns, f.name) for f in query.fields() if f.ns in DYNAMIC and f.name}
-        if named and not all(k in fields and has_values(k[0], fields[k]) for k in named):
-            any_runs = conn.execute(
-                f"SELECT 1 FROM {_LIVE['runs']} WHERE bad = 0 LIMIT 1").fetchone()
-            check_fields(
-                query,
-                lambda: [f"{ns}.{n}" for (ns, n), col in fields.items() if has_values(ns, col)],
-                any_runs=any_runs is not None,
-            )
+        require_fields(
+            query,
+            lambda keys: {k for k in keys if k in fields and has_values(k[0], fields[k])},
+            lambda _: [k for k, col in fields.items() if has_values(k[0], col)],
+            lambda: conn.execute(
+                f"SELECT 1 FROM {_LIVE['runs']} WHERE bad = 0 LIMIT 1").fetchone() is not None,
+        )
 
         def column_of(field: Field) -> str | None:
             col = fields.get((field.ns, field.name))
@@ -990,72 +953,6 @@ class Catalog:
         if query.limit is not None:
             sql += f" LIMIT {comp.bind(query.limit)}"
         return conn.execute(sql, comp.params).fetchall(), fields
-
-    @staticmethod
-    def _row_reader(columns: tuple[Field, ...], fields: dict[tuple[str, str], str]
-                    ) -> Callable[[tuple[Any, ...]], dict[str, Any]]:
-        """A function turning one SELECT row into a projected document.
-
-        The values of a namespace are consecutive cells: a run whose cells
-        are all plain numbers or texts (a typical sweep) gets its dict from
-        one ``zip`` of names and cells; other runs go value by value (NULL:
-        left out; a blob: decoded).  Values come out as the files hold them:
-        an infinite metrics / derived cell as ``"Infinity"`` / ``"-Infinity"``
-        (a NaN cell decodes to ``"NaN"``).
-        """
-        # (kind, ns, names of a "dyn" / "num" slice, first index, end index)
-        plan: list[tuple[str, str, tuple[str, ...], int, int]] = []
-        i = 4
-        for f in columns:
-            if f.ns in DYNAMIC:
-                names = tuple(n for (ns, n) in fields if ns == f.ns) if not f.name else (f.name,)
-                kind = "num" if f.ns in _NUMBER_SPACES else "dyn"
-                if plan and plan[-1][0] == kind and plan[-1][1] == f.ns:  # one slice
-                    _, ns, before, start, _ = plan.pop()
-                    plan.append((kind, ns, before + names, start, i + len(names)))
-                else:
-                    plan.append((kind, f.ns, names, i, i + len(names)))
-                i += len(names)
-            elif f.ns in ("started_at", "finished_at"):
-                plan.append(("time", f.ns, (), i, i + 1))
-                i += 1
-            elif f.ns == "tags":
-                plan.append(("tags", f.ns, (), i, i + 1))
-                i += 1
-            elif f.ns != "status":
-                plan.append(("plain", f.ns, (), i, i + 1))
-                i += 1
-        plain = _PLAIN_VALUE
-        infinities = _INFINITY_TEXTS
-
-        def read(row: tuple[Any, ...]) -> dict[str, Any]:
-            out: dict[str, Any] = {
-                "run_id": row[0], "experiment_id": row[1], "status": row[2],
-                "started_at": micros_to_iso(row[3]),
-            }
-            for kind, ns, names, j, end in plan:
-                if kind == "dyn" or kind == "num":
-                    cells = row[j:end]
-                    bucket = out.setdefault(ns, {})
-                    if plain.issuperset(map(type, cells)) and (
-                            kind == "dyn" or infinities.keys().isdisjoint(cells)):
-                        bucket.update(zip(names, cells, strict=True))
-                    else:
-                        bucket.update({n: decode(v) if type(v) is bytes
-                                       else infinities.get(v, v) if kind == "num"
-                                       and type(v) is float else v
-                                       for n, v in zip(names, cells, strict=True)
-                                       if v is not None})
-                elif kind == "time":
-                    out[ns] = micros_to_iso(row[j])
-                elif kind == "tags":
-                    out[ns] = loads(row[j]) if row[j] else []
-                else:
-                    v = row[j]
-                    out[ns] = decode(v) if type(v) is bytes else v
-            return out
-
-        return read
 
     def _documents(self, rows: list[tuple[Any, ...]], query: Query,
                    cutoff: int) -> list[dict[str, Any]]:
@@ -1092,300 +989,3 @@ class Catalog:
                 report_problem(problem)
 
 
-class _Rows:
-    """The rows of a batch of files of one kind, written by :meth:`write`.
-
-    :meth:`add` only collects the parsed documents; :meth:`write` turns the
-    batch into rows column by column (runs of a sweep share their names and
-    value types, so most of the work is done by C loops over whole columns:
-    a column of plain values is bound as it is, only a column holding
-    booleans, lists or objects is converted value by value).  Each row binds
-    just the columns of its names (no NULL padding): its shape is the
-    (namespace, names) of each of its parts, and the runs of one experiment
-    share a few shapes, so a batch is a few ``executemany``.
-    """
-
-    def __init__(self, conn: sqlite3.Connection, kind: str,
-                 fields: dict[tuple[str, str], str], table: str, *,
-                 tombstones: bool = False) -> None:
-        self.conn = conn
-        self.kind = kind
-        #: the table written (a main table, or a delta)
-        self.table = table
-        #: files gone are written as rows with ``bad = 2`` (appended runs, a delta)
-        #: instead of deleted
-        self.tombstones = tombstones
-        # (the columns bound; ``bad`` is a constant of each statement; a run row
-        # also binds ``h``, the key of its name)
-        self.base: tuple[str, ...] = (
-            ("file", "h", *_SIG_COLUMNS[1:], *_RUN_BASE[2:]) if kind == "run" else _SIG_COLUMNS)
-        self.fields = fields
-        #: (namespace, names) -> their columns
-        self.names_cols: dict[tuple[str, tuple[str, ...]], tuple[str, ...]] = {}
-        #: (stem, signature, document) of each file read
-        self.items: list[tuple[str, Signature, dict[str, Any]]] = []
-        #: the rows of files that are not a JSON object (stored as "bad")
-        self.bad: list[list[Any]] = []
-        self.gone: list[str] = []
-        self.tags: dict[tuple[Any, ...], str] = {}
-
-    def add(self, stem: str, sig: Signature, doc: dict[str, Any] | None) -> None:
-        if doc is None:
-            self.bad.append([stem, *sig])
-        else:
-            self.items.append((stem, sig, doc))
-
-    def _columns_of(self, ns: str, names: tuple[str, ...]) -> tuple[str, ...]:
-        """The columns of a set of names of ``ns`` (new names get a column)."""
-        key = (ns, names)
-        known = self.names_cols.get(key)
-        if known is None:
-            fields = self.fields
-            known = self.names_cols[key] = tuple(
-                fields.get((ns, name)) or Catalog._add_field(self.conn, fields, ns, name)
-                for name in names
-            )
-        return known
-
-    def _run_columns(self, stems: tuple[str, ...], sigs: tuple[Signature, ...],
-                     docs: tuple[dict[str, Any], ...]
-                     ) -> tuple[list[Sequence[Any]], Sequence[Any], Sequence[Any]]:
-        """The columns of the fixed run cells (``self.base``, in that order), then
-        the params and the metrics of each run."""
-        duration: Sequence[Any]
-        try:  # the record documents metalab writes have every key
-            (run_id, eid, status, started_raw, beats, finished_raw, duration, tags_col,
-             params, metrics, versions) = zip(*map(_RUN_KEYS, docs), strict=True)
-        except KeyError:  # written by hand or another tool
-            (run_id, eid, status, started_raw, beats, finished_raw, duration, tags_col,
-             params, metrics, versions) = (tuple(d.get(k) for d in docs) for k in _RUN_KEY_NAMES)
-        if not _all_runs(run_id, eid, status, started_raw, versions):
-            raise _NotRuns
-
-        def text(col: Sequence[Any]) -> Sequence[Any]:
-            if _STR.issuperset(map(type, col)):
-                return col
-            return [v if type(v) is str else None for v in col]
-
-        started = _times(started_raw)
-        # (a heartbeat that is set but not a time gives None, as in a scan: not lost)
-        hb = started if not any(beats) else [
-            t if b else s for b, t, s in zip(beats, _times(beats), started, strict=True)]
-        finished = _times(finished_raw)
-        if not _FLOAT.issuperset(map(type, duration)):
-            duration = tuple(v if type(v) is float else encode(norm_number(v)) for v in duration)
-        tag_cells = self._tag_cells(tags_col)
-        return ([stems, _hashes(stems), *zip(*sigs, strict=True), text(run_id), text(eid),
-                 text(status), hb, started, finished, duration, tag_cells], params, metrics)
-
-    def _tag_cells(self, tags_col: Sequence[Any]) -> list[str]:
-        """The ``tags`` cell of each run (JSON text of its list of tags); the runs
-        of a sweep share a few lists, each encoded once (C loops when every
-        run's tags are a list of texts, as metalab writes them)."""
-        cache = self.tags
-        if (_LIST.issuperset(map(type, tags_col))
-                and _STR.issuperset(map(type, itertools.chain.from_iterable(tags_col)))):
-            # (texts only: no two lists of different tags are equal keys)
-            keyed = list(map(tuple, tags_col))
-            todo = set(keyed).difference(cache)
-            if len(cache) + len(todo) > 1000:
-                cache.clear()
-                todo = set(keyed)
-            for tkey in todo:
-                cache[tkey] = dumps(list(tkey)).decode()
-            return list(map(cache.__getitem__, keyed))
-        return list(map(_tags_cell, tags_col))
-
-    @staticmethod
-    def _value_columns(maps: Sequence[dict[str, Any]], numbers: bool = False
-                       ) -> list[Sequence[Any]]:
-        """The cells of maps that all have the same keys in the same order, by column.
-
-        ``numbers``: metrics or derived values, whose texts ``"Infinity"``,
-        ``"-Infinity"`` and ``"NaN"`` are numbers (cells: a REAL infinity, the
-        NaN blob; see :mod:`._sqlite`); only a column holding texts is checked.
-        """
-        out: list[Sequence[Any]] = []
-        plain = _PLAIN_CELL
-        for col in zip(*map(dict.values, maps), strict=True):
-            types = set(map(type, col))
-            if plain.issuperset(types):
-                cells: Sequence[Any] = col
-            elif types == _BOOL:
-                cells = list(map(_BOOL_CELLS.__getitem__, col))
-            else:  # lists, objects, or mixed kinds
-                cells = [v if type(v) in plain else _TRUE_CELL if v is True
-                         else _FALSE_CELL if v is False else _cell(v) for v in col]
-            if numbers and str in types:
-                try:
-                    texts = not _NUMBER_TEXTS.isdisjoint(col)
-                except TypeError:  # (a list or object in the column: look at each cell)
-                    texts = True
-                if texts:
-                    cells = [_NUMBER_CELLS.get(c, c) if type(c) is str else c for c in cells]
-            out.append(cells)
-        return out
-
-    def _statements(self) -> list[tuple[int, tuple[str, ...], Sequence[Sequence[Any]]]]:
-        """(bad, columns, rows) of each statement of the batch."""
-        statements: list[tuple[int, tuple[str, ...], Sequence[Sequence[Any]]]] = []
-        if self.bad:
-            if self.kind == "run":
-                statements.append((1, ("h", *_SIG_COLUMNS), [
-                    [h, *row] for h, row in zip(_hashes([r[0] for r in self.bad]), self.bad,
-                                                strict=True)]))
-            else:
-                statements.append((1, _SIG_COLUMNS, self.bad))
-        if not self.items:
-            return statements
-        stems, sigs, docs = zip(*self.items, strict=True)
-        fixed: list[Sequence[Any]]
-        parts: list[tuple[str, Sequence[Any]]]
-        if self.kind == "run":
-            fixed, params, metrics = self._run_columns(stems, sigs, docs)
-            parts = [("params", params), ("metrics", metrics)]
-        else:
-            fixed = [stems, *zip(*sigs, strict=True)]
-            parts = [("derived", docs)]
-        # the names of each part of each file (runs of a sweep: one set per part)
-        names: list[list[tuple[Any, ...] | None]] = [
-            list(map(tuple, values)) if _DICT.issuperset(map(type, values)) and all(values)
-            else [tuple(v) if type(v) is dict and v else None for v in values]
-            for _, values in parts]
-        n = len(docs)
-        if all(col.count(col[0]) == n for col in names):
-            groups: dict[tuple[Any, ...], list[int] | None] = {
-                tuple(col[0] for col in names): None}
-        else:
-            groups = {}
-            for i, shape in enumerate(zip(*names, strict=True)):
-                groups.setdefault(shape, []).append(i)  # type: ignore[union-attr]
-        for shape, idx in groups.items():
-            cols = self.base
-            columns = list(fixed) if idx is None else [[c[i] for i in idx] for c in fixed]
-            for (ns, values), part_names in zip(parts, shape, strict=True):
-                if part_names is None:
-                    continue
-                cols += self._columns_of(ns, part_names)
-                columns += self._value_columns(values if idx is None
-                                               else [values[i] for i in idx],
-                                               ns in _NUMBER_SPACES)
-            statements.append((0, cols, list(zip(*columns, strict=True))))
-        return statements
-
-    def _set_aside_invalid(self) -> None:
-        """Move the run documents that are not run records (see ``record_problem``:
-        no run_id, an unknown status, ...) to the bad rows: never a row of a run."""
-        keep = []
-        for item in self.items:
-            if record_problem(item[2]) is None:
-                keep.append(item)
-            else:
-                self.bad.append([item[0], *item[1]])
-        self.items = keep
-
-    def write(self) -> None:
-        """Store the rows added (and drop the files gone) in the open transaction."""
-        conn, kind, table = self.conn, self.kind, self.table
-        if self.gone and kind == "run":  # (run rows are only ever appended)
-            conn.executemany(f"INSERT INTO {table} (file, h, bad) VALUES (?, ?, {_GONE})",
-                             zip(self.gone, _hashes(self.gone), strict=True))
-        elif self.gone:
-            sql = (f"INSERT OR REPLACE INTO {table} (file, bad) VALUES (?, {_GONE})"
-                   if self.tombstones else f"DELETE FROM {table} WHERE file = ?")
-            conn.executemany(sql, [(g,) for g in self.gone])
-        try:
-            statements = self._statements()
-        except _NotRuns:  # (raised before anything is written)
-            self._set_aside_invalid()
-            statements = self._statements()
-        good = [st for st in statements if not st[0]]
-        if len(good) > _MAX_SHAPES:  # many sets of names: one statement, NULL-padded
-            spaces = ("params", "metrics") if kind == "run" else ("derived",)
-            wide = self.base + tuple(c for (ns, _), c in self.fields.items() if ns in spaces)
-            at = {c: i for i, c in enumerate(wide)}
-            padded = []
-            for _, cols, rows in good:
-                spots = [at[c] for c in cols]
-                for row in rows:
-                    full: list[Any] = [None] * len(wide)
-                    for i, cell in zip(spots, row, strict=True):
-                        full[i] = cell
-                    padded.append(full)
-            statements = [st for st in statements if st[0]] + [(0, wide, padded)]
-        for bad, cols, rows in statements:
-            sql = (f"INSERT OR REPLACE INTO {table} (bad, {', '.join(cols)}) "
-                   f"VALUES ({bad}, {', '.join('?' * len(cols))})")
-            try:
-                conn.executemany(sql, rows)
-            except OverflowError:  # an integer beyond 64 bits: a REAL, as encode() does
-                # (the rows inserted before it are replaced: by file in a table keyed
-                # by file, by the newer rows of their files in ``runs``)
-                conn.executemany(sql, [[encode(c) if type(c) is int else c for c in row]
-                                       for row in rows])
-        self.items.clear()
-        self.bad.clear()
-        self.gone.clear()
-
-
-_encode_name = functools.partial(str.encode, encoding=_FS_ENCODING, errors=_FS_ERRORS)
-_STR_OR_NONE = frozenset({str, type(None)})
-_INT_OR_NONE = frozenset({int, type(None)})
-_KNOWN_VERSIONS = frozenset({None, *range(1, RECORD_SCHEMA_VERSION + 1)})
-
-
-class _NotRuns(Exception):
-    """A batch holds documents that are not run records (see ``_all_runs``)."""
-
-
-def _all_runs(run_id: Sequence[Any], eid: Sequence[Any], status: Sequence[Any],
-              started: Sequence[Any], versions: Sequence[Any]) -> bool:
-    """Whether every document of a batch (given by these columns, a schema
-    version None meaning absent) is a run record by ``record_problem``'s rule;
-    C loops over the columns (each set test after the type test that makes it safe)."""
-    return bool(
-        _STR.issuperset(map(type, run_id)) and all(run_id)
-        and _STR.issuperset(map(type, eid)) and all(eid)
-        and _STR.issuperset(map(type, status)) and STATUS_VALUES.issuperset(status)
-        and _STR_OR_NONE.issuperset(map(type, started))
-        and _INT_OR_NONE.issuperset(map(type, versions))
-        and (_KNOWN_VERSIONS.issuperset(versions) or max(
-            v for v in versions if v is not None) <= RECORD_SCHEMA_VERSION))
-
-
-def _hashes(names: Iterable[str]) -> list[int]:
-    """The key of each file name (column ``h`` of ``runs``, and of a merged row
-    in ``runs_keys``): the CRC-32 of the name's bytes as a signed 32-bit
-    integer (4 bytes in a record, so the key table stays small; names sharing
-    a key are told apart by the name itself).  C loops: 0.2 ms per 1,000."""
-    return [c - 0x80000000 for c in map(zlib.crc32, map(_encode_name, names))]
-
-
-def _tags_cell(tags: Any) -> str:
-    """The ``tags`` cell of one run (see ``norm_tags``)."""
-    if not tags:
-        return "[]"
-    if type(tags) is list and _STR.issuperset(map(type, tags)):
-        return dumps(tags).decode()
-    return dumps(norm_tags(tags)).decode()
-
-
-def _times(values: Sequence[Any]) -> list[int | None]:
-    """``parse_time`` of each value (µs since the epoch, None when absent or not
-    a time); the ISO texts with a zone that metalab writes take a C-only path."""
-    fromiso = datetime.fromisoformat
-    try:
-        return [(fromiso(v) - _EPOCH) // _ONE_US if v else None for v in values]
-    except (TypeError, ValueError):  # a naive time, not a text, not a time
-        return [parse_time(v) if v else None for v in values]
-
-
-def _cell(value: Any) -> Any:
-    """encode(), with a blob as a bytearray: sqlite3 binds it without its slow
-    adaptation lookup (which ``bytes`` and ``None`` go through); the same BLOB."""
-    if value is True:
-        return _TRUE_CELL
-    if value is False:
-        return _FALSE_CELL
-    cell = encode(value)
-    return bytearray(cell) if type(cell) is bytes else cell

@@ -5,17 +5,34 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from metalab._errors import StoreError
-from metalab.store._query._ast import Query
-from metalab.store._query._catalog import Catalog, CatalogUnavailable, Progress, read_run_file
-from metalab.store._query._eval import lost_cutoff, run_query
-from metalab.store._query._parser import build_query
-from metalab.store._records import parse_record, report_problem
+from metalab.query._ast import Query
+from metalab.query._eval import run_query
+from metalab.query._liveness import lost_cutoff
+from metalab.query._parser import as_query
+from metalab.query._records import parse_record, report_problem
+from metalab.store._index._catalog import Catalog, CatalogUnavailable, Progress, read_run_file
 
-if TYPE_CHECKING:
-    from metalab.store._file import FileStore
+
+class FileStore(Protocol):
+    """What the catalog's FileStore side reads of the store it serves (the FileStore:
+    named by this interface, not imported, since the FileStore module imports this one)."""
+
+    _run_folders: dict[str, str]
+
+    @property
+    def experiment_id(self) -> str | None: ...
+
+    @property
+    def read_only(self) -> bool: ...
+
+    def get_working_directory(self) -> str: ...
+
+    def get_derived(self, run_id: str) -> dict[str, Any] | None: ...
+
+    def _child_experiments(self) -> list[tuple[str, str]]: ...
 
 __all__ = ["catalog_folders", "query_filestore", "reindex_filestore"]
 
@@ -63,12 +80,10 @@ def query_filestore(
     """:meth:`Store.query_runs` for a FileStore (catalog first, scan as fallback).
 
     Files that are not run records are skipped and reported, naming each
-    file (see :mod:`metalab.store._records`), by both ways.  A read-only
+    file (see :mod:`metalab.query._records`), by both ways.  A read-only
     store always scans: refreshing the catalog would write to the folder.
     """
-    query = where if isinstance(where, Query) else build_query(
-        where, columns=columns, order_by=order_by, limit=limit
-    )
+    query = as_query(where, columns, order_by, limit)
     folder = None if store.read_only else _single_folder(store, experiment_id)
     if folder is not None and os.path.isdir(os.path.join(folder, "runs")):
         try:
