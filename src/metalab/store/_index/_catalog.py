@@ -134,7 +134,6 @@ import contextlib
 import functools
 import logging
 import os
-import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -147,7 +146,15 @@ from metalab.query._ast import Field, Query, without_nan
 from metalab.query._eval import predicate
 from metalab.query._fields import require_fields
 from metalab.query._records import parse_record, report_problem
-from metalab.store._changes import CHANGES_DIR, HEADER, UNLOGGED
+from metalab.store._changes import (
+    SUBS,
+    Changes,
+    clear_unlogged,
+    folder_mtimes,
+    log_ends,
+    read_changes,
+    stat_logs,
+)
 from metalab.store._index._catalog_rows import GONE, CatalogRows, Signature, row_reader
 from metalab.store._index._sqlite import COLUMN_RE, SqliteCompiler
 
@@ -173,11 +180,6 @@ DIR_MTIME_MARGIN_NS = 2_000_000_000
 #: (bounds how long a change without a log line can stay unseen)
 FULL_LISTING_EVERY_S = 3600.0
 _O_READ = os.O_RDONLY | getattr(os, "O_BINARY", 0)
-#: bytes per read() of a change log
-_READ_CHUNK = 1 << 20
-#: bytes of the end of a change log read to find where its last complete line ends
-_LOG_TAIL = 4096
-_SUBS = ("runs", "derived")
 _KIND = {"runs": "run", "derived": "derived"}
 _TABLE = {"runs": "runs", "derived": "derived"}
 #: (runs have no delta table: their new rows are appended to ``runs`` itself)
@@ -190,11 +192,6 @@ _KEYS = "runs_keys"
 _MERGE_MIN = 4000
 _MERGE_MAX = 64000
 _MERGE_FRACTION = 8
-#: the lines of a change log naming a file of runs/ or derived/ (a name, not a path)
-_LOG_LINES = {
-    sub: re.compile(rf"^{kind} ([^\n/\x00.][^\n/\x00]*)$", re.MULTILINE)
-    for kind, sub in (("r", "runs"), ("d", "derived"))
-}
 _JOURNAL_MODE = "DELETE"
 _PAGE_SIZE = 16384
 _SYNCHRONOUS = "FULL"
@@ -268,88 +265,6 @@ def _listing(folder: str) -> dict[str, Signature]:
     finally:
         os.close(fd)
     return out
-
-
-def _folder_mtimes(folder: str) -> dict[str, str]:
-    """The mtime (ns, as text) of ``runs/`` and ``derived/`` of ``folder``; ``"missing"``
-    for one that does not exist."""
-    dirs: dict[str, str] = {}
-    for sub in _SUBS:
-        try:
-            dirs[sub] = str(os.stat(os.path.join(folder, sub)).st_mtime_ns)
-        except FileNotFoundError:
-            dirs[sub] = "missing"
-    return dirs
-
-
-def _stat_logs(folder: str) -> dict[str, tuple[int, int]] | None:
-    """(size, mtime_ns) of each change log of the folder; None without ``.changes/``."""
-    out: dict[str, tuple[int, int]] = {}
-    try:
-        with os.scandir(os.path.join(folder, CHANGES_DIR)) as it:
-            for entry in it:
-                if entry.name[0] == "." or not entry.name.endswith(".log"):
-                    continue
-                try:
-                    st = entry.stat()
-                except FileNotFoundError:
-                    continue
-                out[entry.name] = (st.st_size, st.st_mtime_ns)
-    except OSError:  # missing, not a folder, not readable: the logs cannot be used
-        return None
-    return out
-
-
-def _read_log(path: str, known: tuple[str, int, int] | None,
-              changed: dict[str, set[str]] | None) -> tuple[str, int, int] | None:
-    """Read one change log past ``known`` = (id, offset, mtime) into ``changed``.
-
-    Returns the log's new (id, offset, mtime), with id "" for a file without a
-    valid header (not a log, or one being created: it holds no line yet).
-    Returns None when the log is not the one read before (other id, shorter).
-    Without ``changed``, just finds where the log ends now (to its last full line).
-    """
-    try:
-        fd = os.open(path, _O_READ)
-    except FileNotFoundError:
-        return None if known is not None and known[0] else ("", 0, 0)
-    except OSError:
-        return None  # unreadable: list the folders instead
-    try:
-        st = os.fstat(fd)
-        head = os.read(fd, 128)
-        end = head.find(b"\n")
-        lid = head[len(HEADER):end].decode("ascii", "replace") if (
-            end > len(HEADER) and head.startswith(HEADER)) else ""
-        if not lid:
-            if known is not None and known[0]:
-                return None  # it had a header before
-            return ("", st.st_size, st.st_mtime_ns)
-        if known is not None and known[0] == lid:
-            offset = known[1]
-            if st.st_size < offset:
-                return None
-        elif known is not None and known[0]:
-            return None  # replaced by another log of the same name
-        else:
-            offset = end + 1  # a new log: from its first line
-        if changed is None:
-            offset = max(offset, st.st_size - _LOG_TAIL)  # only the end of a log is needed
-        os.lseek(fd, offset, os.SEEK_SET)
-        parts = []
-        left = st.st_size - offset  # what fstat saw; later lines are read next time
-        while left > 0 and (chunk := os.read(fd, min(left, _READ_CHUNK))):
-            parts.append(chunk)
-            left -= len(chunk)
-    finally:
-        os.close(fd)
-    data = b"".join(parts)
-    cut = data.rfind(b"\n") + 1  # a torn last line is left for next time
-    if changed is not None:
-        text = data[:cut].decode("utf-8", "replace")  # (a newline is never inside a character)
-        for sub, line_re in _LOG_LINES.items():
-            changed[sub].update(line_re.findall(text))
-    return (lid, offset + cut, st.st_mtime_ns)
 
 
 _SIG_SQL = "ino INTEGER, mtime INTEGER, size INTEGER, bad INTEGER NOT NULL DEFAULT 0"
@@ -520,8 +435,8 @@ class Catalog:
         self.last_reason = None
         meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         now = time.time_ns()
-        dirs = _folder_mtimes(self.folder)  # the folders first, then the logs (a line
-        logs = _stat_logs(self.folder)  # follows its rename)
+        dirs = folder_mtimes(self.folder)  # the folders first, then the logs (a line
+        logs = stat_logs(self.folder)  # follows its rename)
         known: dict[str, tuple[str, int, int]] = {
             name: (lid, offset, mtime)
             for name, lid, offset, mtime in conn.execute("SELECT name, id, pos, mtime FROM logs")
@@ -533,50 +448,24 @@ class Catalog:
             for name, (size, mtime) in (logs or {}).items()
         )
         if ("full_at" in meta and not overdue and logs_read
-                and all(meta.get(f"dir:{sub}") == dirs[sub] for sub in _SUBS)):
+                and all(meta.get(f"dir:{sub}") == dirs[sub] for sub in SUBS)):
             return 0  # nothing was renamed into or removed from the folders, no new log line
 
-        reason: str | None = None
-        if "full_at" not in meta:
-            reason = "new catalog"
-        elif overdue:
-            reason = f"last full listing older than {FULL_LISTING_EVERY_S:.0f} s"
-        elif logs is None:
-            reason = f"no {CHANGES_DIR} folder (written by an older version or another tool)"
-        elif any(known[n][0] for n in known.keys() - logs.keys()):
-            reason = "a change log vanished"
-        elif any(os.path.lexists(os.path.join(self.folder, sub, UNLOGGED)) for sub in _SUBS):
-            reason = "a writer could not write its change log"
+        if "full_at" not in meta or overdue:
+            # the folders are listed whatever the logs say
+            why = ("new catalog" if "full_at" not in meta
+                   else f"last full listing older than {FULL_LISTING_EVERY_S:.0f} s")
+            clear_unlogged(self.folder)  # before the listing, which sees their writes
+            changes = Changes(dirs=dirs, states=log_ends(self.folder, logs), reason=why)
         else:
-            newest = max((m for n, (_, m) in logs.items() if known.get(n, ("?",))[0] != ""),
-                         default=0)
-            for sub in _SUBS:
-                d = dirs[sub]
-                if d != meta.get(f"seen:{sub}") and d != "missing" and int(d) > newest:
-                    reason = f"{sub}/ changed after the newest change log line"
-        states: dict[str, tuple[str, int, int]] = {}
-        changed: dict[str, set[str]] = {sub: set() for sub in _SUBS}
-        if reason is None:
-            assert logs is not None
-            for name in logs:
-                got = _read_log(os.path.join(self.folder, CHANGES_DIR, name), known.get(name),
-                                changed)
-                if got is None:
-                    reason = "a change log was replaced or truncated"
-                    break
-                states[name] = got
+            changes = read_changes(self.folder, known,
+                                   {sub: meta.get(f"seen:{sub}") for sub in SUBS},
+                                   dirs=dirs, logs=logs)
+        reason, changed, states = changes.reason, changes.changed, changes.states
         if reason is not None:
             log.debug("catalog %s: full listing (%s)", self.path, reason)
             self.last_full = True
             self.last_reason = reason
-            for sub in _SUBS:  # markers go before the listing, which sees their writes
-                with contextlib.suppress(OSError):
-                    os.unlink(os.path.join(self.folder, sub, UNLOGGED))
-            states = {}
-            for name in logs or ():  # where each log ends now: later lines are read next time
-                got = _read_log(os.path.join(self.folder, CHANGES_DIR, name), None, None)
-                if got is not None:
-                    states[name] = got
         reads = 0
         conn.execute("BEGIN IMMEDIATE")  # one transaction (one commit) for a small refresh
         try:
@@ -594,7 +483,7 @@ class Catalog:
                 progress: Progress | None) -> int:
         """Read the changed files into the open transaction; returns the files read."""
         reads = 0
-        for sub in _SUBS:
+        for sub in SUBS:
             gone: list[str] = []
             if from_logs:
                 todo = sorted(changed[sub])  # each is read again, or found gone
@@ -628,7 +517,7 @@ class Catalog:
         # trust a folder's mtime next time only if it is clearly older than this
         # refresh (a write in the same clock tick would not change it)
         done: list[tuple[str, str]] = []
-        for sub in _SUBS:
+        for sub in SUBS:
             d = dirs[sub]
             trusted = d if d == "missing" or int(d) < now - DIR_MTIME_MARGIN_NS else ""
             done += [(f"dir:{sub}", trusted), (f"seen:{sub}", d)]
