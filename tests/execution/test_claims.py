@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -19,7 +20,7 @@ import metalab
 from metalab.definition import Experiment, grid, operation, seeds
 from metalab.execution import ThreadExecutor, run
 from metalab.query import effective_status
-from metalab.store import FileStore
+from metalab.store import FileStore, FileStoreConfig
 
 HERE = Path(__file__).parent
 
@@ -198,3 +199,35 @@ def test_kill9_mid_run_then_lost_then_resume(tmp_path, monkeypatch):
     for p in counter.iterdir():
         counts[p.name.split(".")[0]] = counts.get(p.name.split(".")[0], 0) + 1
     assert counts[doc["run_id"]] == 2 and sum(counts.values()) == 3
+
+
+class _NoClaimsStore(FileStore):
+    """A store that cannot keep launches apart (as a third-party backend may be)."""
+
+    supports_claims = False
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _NoClaimsConfig(FileStoreConfig):
+    def connect(self) -> _NoClaimsStore:
+        return _NoClaimsStore(self)
+
+
+def test_run_warns_once_when_the_store_cannot_claim_runs(tmp_path, caplog):
+    @operation
+    def op(params, capture):
+        capture.metric("y", params["x"])
+
+    def exp(version: str) -> Experiment:
+        return Experiment(name="noclaims", version=version, context={}, operation=op,
+                          params=grid(x=[1, 2]), seeds=seeds(0))
+
+    caplog.set_level("WARNING", logger="metalab.execution")
+    run(exp("1"), store=FileStore(str(tmp_path / "claims"))).result()
+    assert not [r for r in caplog.records if "cannot claim runs" in r.getMessage()]
+
+    store = _NoClaimsConfig(root=str(tmp_path / "noclaims"))
+    for version in ("1", "2"):
+        assert run(exp(version), store=store).status.success == 2
+    warned = [r.getMessage() for r in caplog.records if "cannot claim runs" in r.getMessage()]
+    assert len(warned) == 1 and "_NoClaimsStore" in warned[0] and "may execute a run twice" in warned[0]

@@ -122,6 +122,7 @@ def run(
     previous = _previous_runs(scoped)
     _warn_code_change(scoped, experiment)
     warn_context_change(scoped, experiment)
+    _warn_without_claims(scoped)
     submitted_at = utcnow()
     manifest = _submission_manifest(experiment, specs, executor, resume, submitted_at)
     pending, skipped = _split_resumed(specs, previous, resume)
@@ -131,6 +132,21 @@ def run(
         manifest=manifest, submitted_at=submitted_at, derived_metrics=derived,
         context_blob=context_blob, resume=resume, progress=progress, on_event=on_event,
     ))
+
+
+@functools.cache
+def _warn_without_claims_once(store_type: str) -> None:
+    log.warning(
+        "%s cannot claim runs (supports_claims is False): two launches of one experiment "
+        "at the same time may execute a run twice; launch each experiment once at a time, "
+        "or use a store that supports claims (FileStore, PostgresStore)", store_type
+    )
+
+
+def _warn_without_claims(store: Any) -> None:
+    """Say (once per store type and process) that ``store`` cannot keep launches apart."""
+    if not store.supports_claims:
+        _warn_without_claims_once(type(store).__name__)
 
 
 def _check_arguments(experiment: Any, executor: Any) -> None:
