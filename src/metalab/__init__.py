@@ -123,13 +123,13 @@ _ERRORS = (
 
 # public name -> "module:attribute"; resolved on first access, then cached in globals()
 _LAZY: dict[str, str] = {
-    # layer 1: record model
+    # record model
     "ArtifactDescriptor": "metalab.model:ArtifactDescriptor",
     "ErrorInfo": "metalab.model:ErrorInfo",
     "Provenance": "metalab.model:Provenance",
     "RunRecord": "metalab.model:RunRecord",
     "Status": "metalab.model:Status",
-    # layer 2: stores
+    # stores
     "FileStore": "metalab.store:FileStore",
     "FileStoreConfig": "metalab.store:FileStoreConfig",
     "PostgresStoreConfig": "metalab.store:PostgresStoreConfig",
@@ -138,7 +138,7 @@ _LAZY: dict[str, str] = {
     "create_store": "metalab.store:create_store",
     "export_store": "metalab.store:export_store",
     "parse_to_config": "metalab.store:parse_to_config",
-    # layer 3: experiment definition
+    # experiment definition
     "DirPath": "metalab.definition:DirPath",
     "Experiment": "metalab.definition:Experiment",
     "FilePath": "metalab.definition:FilePath",
@@ -156,11 +156,11 @@ _LAZY: dict[str, str] = {
     "random": "metalab.definition:random",
     "seeds": "metalab.definition:seeds",
     "uniform": "metalab.definition:uniform",
-    # layer 4: analysis
+    # analysis
     "Results": "metalab.analysis:Results",
     "Run": "metalab.analysis:Run",
     "load_results": "metalab.analysis:load_results",
-    # layer 5: execution
+    # execution
     "Capture": "metalab.execution:Capture",
     "DaskExecutor": "metalab.execution:DaskExecutor",
     "Event": "metalab.execution:Event",
@@ -176,7 +176,7 @@ _LAZY: dict[str, str] = {
     "ThreadExecutor": "metalab.execution:ThreadExecutor",
     "reconnect": "metalab.execution:reconnect",
     "run": "metalab.execution:run",
-    # layer 0: the exception tree
+    # the exception tree
     **{name: f"metalab._errors:{name}" for name in _ERRORS},
 }
 

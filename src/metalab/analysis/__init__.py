@@ -1,4 +1,4 @@
-"""Layer 4: reading and analysing results.
+"""Reading and analysing results.
 
 :func:`load_results` reads the runs of a store into :class:`Results`, an
 immutable collection of :class:`Run` views with filtering, tables and

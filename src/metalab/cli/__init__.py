@@ -1,4 +1,4 @@
-"""Layer 6: the ``metalab`` command line, a thin layer over library calls.
+"""The ``metalab`` command line, a thin layer over library calls.
 
 The entry point ``metalab`` (declared in ``pyproject.toml``) calls :func:`main`.
 Command groups live in their own private modules and are attached to the root

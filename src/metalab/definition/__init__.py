@@ -1,4 +1,4 @@
-"""Layer 3: experiment definitions (what to run) and run identity.
+"""Experiment definitions (what to run) and run identity.
 
 See docs/architecture.md.  Nothing here touches a store; numpy is only imported
 by ``SeedBundle.numpy()``.

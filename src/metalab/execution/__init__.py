@@ -1,4 +1,4 @@
-"""Layer 5: running experiments.
+"""Running experiments.
 
 ``run()`` submits an experiment to an executor (serial by default; thread,
 process, Dask and SLURM executors too) and returns a :class:`Handle`: a

@@ -1,4 +1,4 @@
-"""Layer 1: the record model (no I/O)."""
+"""The record model (no I/O)."""
 
 from metalab.model._record import (
     RECORD_SCHEMA_VERSION,

@@ -1,4 +1,4 @@
-"""Layer 2: run documents and the query language over them.
+"""Run documents and the query language over them.
 
 What every store and reader shares about a run document, independent of
 where it is kept (``metalab.store`` builds on this package; this package
