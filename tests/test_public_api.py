@@ -19,7 +19,7 @@ EXPECTED = {
     "loguniform", "randint", "choice", "seeds", "SeedBundle", "SeedPlan", "FilePath",
     "DirPath", "ParamSource", "ParamCase",
     # execution
-    "run", "RunHandle", "RunStatus", "Executor", "SerialExecutor", "ThreadExecutor",
+    "run", "Handle", "RunHandle", "RunStatus", "Executor", "SerialExecutor", "ThreadExecutor",
     "ProcessExecutor", "Capture", "Runtime", "Event", "EventKind",
     "SlurmExecutor", "SlurmConfig", "DaskExecutor", "reconnect",
     # analysis
