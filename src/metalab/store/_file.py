@@ -40,7 +40,7 @@ import shutil
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, BinaryIO, ClassVar
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
 from metalab._errors import (
     ConfigError,
@@ -78,6 +78,9 @@ from metalab.store._changes import note_change
 from metalab.store._config import StoreConfig, parse_bool
 from metalab.store._file_claims import FileClaims
 from metalab.store.locator import LocatorInfo
+
+if TYPE_CHECKING:
+    from metalab.store._index._interface import Index
 
 __all__ = ["LAYOUT_FOLDERS", "META_FILE", "FileStore", "FileStoreConfig"]
 
@@ -241,6 +244,7 @@ class FileStore(FileClaims, Store):
         self._run_folders: dict[str, str] = {}
         # folders without _meta.json: runs/ mtime -> (experiment ids of the records, records)
         self._record_ids_seen: dict[str, tuple[int, frozenset[str], int]] = {}
+        self._index: Index | None = None  # see _query_index
         self._check_meta()
 
     # ------------------------------------------------------------ identity
@@ -532,9 +536,22 @@ class FileStore(FileClaims, Store):
         files that changed; if it cannot be used the files are scanned (same
         answers).  Collections spanning several experiments are scanned.
         """
-        from metalab.store._index._filestore import query_filestore
+        from metalab.query._parser import as_query
+        from metalab.store._index._filestore import scan_runs
 
-        return query_filestore(self, experiment_id, where, columns, order_by, limit)
+        query = as_query(where, columns, order_by, limit)
+        rows = self._query_index.select(query, experiment_id)
+        return rows if rows is not None else scan_runs(self, experiment_id, query)
+
+    @property
+    def _query_index(self) -> Index:
+        """The store's index (the catalogs of its folders), made on first use: the
+        SQLite catalog is imported only by stores that query."""
+        if self._index is None:
+            from metalab.store._index._filestore import CatalogIndex
+
+            self._index = CatalogIndex(self)
+        return self._index
 
     def rebuild_index(self, progress: Any = None) -> int:
         """Rebuild the query catalog of each experiment folder from the files.
@@ -546,9 +563,7 @@ class FileStore(FileClaims, Store):
             ReadOnlyStoreError: the store is read-only.
             StoreError: a catalog cannot be written (queries then scan).
         """
-        from metalab.store._index._filestore import reindex_filestore
-
-        return reindex_filestore(self, progress)
+        return self._query_index.rebuild(progress)
 
     def reindex_catalog(self, progress: Any = None) -> int:
         """The former name of :meth:`rebuild_index` (kept for existing code)."""
