@@ -546,7 +546,8 @@ class FileStore(FileClaims, Store):
     @property
     def _query_index(self) -> Index:
         """The store's index (the catalogs of its folders), made on first use: the
-        SQLite catalog is imported only by stores that query."""
+        SQLite catalog is imported only by stores that query.  Two threads may
+        both make one; it keeps no state of its own, so either serves."""
         if self._index is None:
             from metalab.store._index._filestore import CatalogIndex
 

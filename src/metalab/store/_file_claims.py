@@ -21,7 +21,7 @@ import contextlib
 import os
 import time
 import uuid
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from metalab._internal._atomic import create_exclusive
 from metalab._internal._lockfile import FileLock, LockTimeout
@@ -41,11 +41,10 @@ class FileClaims:
     store's ``_folder(run_id)`` and ``_ensure_meta()``).  The write methods are
     guarded like the store's own (a read-only store refuses them)."""
 
-    def _folder(self, run_id: str) -> str:
-        raise NotImplementedError  # provided by FileStore
+    if TYPE_CHECKING:  # provided by FileStore
+        def _folder(self, run_id: str) -> str: ...
 
-    def _ensure_meta(self) -> None:
-        raise NotImplementedError  # provided by FileStore
+        def _ensure_meta(self) -> None: ...
 
     supports_claims: ClassVar[bool] = True
 
