@@ -38,11 +38,9 @@ import os
 import re
 import shutil
 import threading
-import time
-import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, BinaryIO, ClassVar
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
 from metalab._errors import (
     ConfigError,
@@ -72,14 +70,17 @@ from metalab._internal._json import (
 )
 from metalab._internal._lockfile import FileLock, LockTimeout
 from metalab._internal._names import check_name, safe_experiment_id
-from metalab._internal._owner import holder_is_stale
 from metalab._internal._time import compact_ts, to_iso, utcnow
 from metalab.model import ArtifactDescriptor, RunRecord
 from metalab.store._base import ErrorCallback, Store, warn_corrupt
 from metalab.store._base import log as _log
 from metalab.store._changes import note_change
 from metalab.store._config import StoreConfig, parse_bool
+from metalab.store._file_claims import FileClaims
 from metalab.store.locator import LocatorInfo
+
+if TYPE_CHECKING:
+    from metalab.store._index._interface import Index
 
 __all__ = ["LAYOUT_FOLDERS", "META_FILE", "FileStore", "FileStoreConfig"]
 
@@ -209,8 +210,9 @@ def _artifact_file_name(name: str, format: str) -> str:
     return f"{name}.{format}"
 
 
-class FileStore(Store):
-    """A store of plain files under one folder.  See the module docstring.
+class FileStore(FileClaims, Store):
+    """A store of plain files under one folder.  See the module docstring; claims
+    and heartbeats are in :mod:`metalab.store._file_claims`.
 
     Raises (on connect):
         ExperimentMismatchError: the experiment folder belongs to another
@@ -242,6 +244,7 @@ class FileStore(Store):
         self._run_folders: dict[str, str] = {}
         # folders without _meta.json: runs/ mtime -> (experiment ids of the records, records)
         self._record_ids_seen: dict[str, tuple[int, frozenset[str], int]] = {}
+        self._index: Index | None = None  # see _query_index
         self._check_meta()
 
     # ------------------------------------------------------------ identity
@@ -476,126 +479,6 @@ class FileStore(Store):
         if not os.path.isdir(folder):
             os.makedirs(folder, exist_ok=True)
 
-    # ------------------------------------------------------- claims (NFS-safe)
-    # ``.claims/{run_id}.claim`` holds the owner string (first line, see
-    # metalab._internal._owner); its mtime is the heartbeat.  The file appears
-    # whole (create_exclusive: temp file hard-linked into place, which fails if
-    # the claim exists; atomic on local filesystems and NFSv3+), so an empty
-    # claim can only be debris.  A stale claim (holder_is_stale: dead owner at
-    # once, empty debris after a grace, else heartbeat older than
-    # ``stale_after``) is removed only by the holder of ``{claim}.takeover``
-    # (itself a lock file naming its owner), who re-checks staleness under it,
-    # moves the claim aside under a unique name and then competes again.
-    supports_claims: ClassVar[bool] = True
-
-    def _claim_path(self, run_id: str) -> str:
-        check_name(run_id, "run id")
-        return os.path.join(self._folder(run_id), ".claims", f"{run_id}.claim")
-
-    @staticmethod
-    def _read_claim(path: str) -> tuple[str, float] | None:
-        """(owner, mtime) of a claim file, or None if it is gone.
-
-        An empty or unreadable claim gives the owner ``""`` (debris of a
-        writer that died, or of a full disk); it counts as stale after a
-        short grace (:func:`~metalab._internal._owner.holder_is_stale`).
-        """
-        try:
-            with open(path, "rb") as fh:
-                st = os.fstat(fh.fileno())
-                try:
-                    owner = fh.read(4096).decode("utf-8", "replace").split("\n", 1)[0]
-                except OSError:
-                    owner = ""
-        except FileNotFoundError:
-            return None
-        except OSError:
-            try:
-                return "", os.stat(path).st_mtime
-            except FileNotFoundError:
-                return None
-            except OSError:
-                return "", 0.0
-        return owner, st.st_mtime
-
-    def claim_holder(self, run_id: str) -> tuple[str, float] | None:
-        """(owner string, seconds since its last heartbeat) of the claim on ``run_id``; None if unclaimed."""
-        held = self._read_claim(self._claim_path(run_id))
-        if held is None:
-            return None
-        return held[0], max(0.0, time.time() - held[1])
-
-    def try_claim(self, run_id: str, owner: str, stale_after: float) -> bool:
-        """Claim ``run_id`` for ``owner`` (see :meth:`Store.try_claim`).
-
-        Safe between threads, processes and hosts sharing the folder (NFS:
-        heartbeats are file mtimes, so clocks of the hosts should agree
-        within a fraction of ``stale_after``).  If writing the claim fails
-        (disk full, ...), nothing is left behind and the OSError propagates.
-        """
-        path = self._claim_path(run_id)
-        self._ensure_meta()
-        data = f"{owner}\n{to_iso(utcnow())}\n".encode()
-        for _ in range(4):
-            # created in place: one file per claim on the hot path; a reader that finds
-            # it still empty treats it as being written (holder_is_stale's grace)
-            if create_exclusive(path, data, durable=False, in_place=True):
-                return True
-            held = self._read_claim(path)
-            if held is None:
-                continue  # released meanwhile: try again
-            holder, mtime = held
-            if holder == owner:
-                with contextlib.suppress(OSError):
-                    os.utime(path)
-                return True
-            if not holder_is_stale(holder, time.time() - mtime, stale_after):
-                return False  # a live claim
-            if not self._remove_stale_claim(path, stale_after):
-                return False
-        return False
-
-    def _remove_stale_claim(self, path: str, stale_after: float) -> bool:
-        """Delete a stale claim under an exclusive takeover lock; True if the way is free."""
-        lock = FileLock(f"{path}.takeover", stale=stale_after)
-        try:
-            lock.acquire(wait=0.0)
-        except LockTimeout:
-            return False  # another launch is taking it over (or died doing so: broken next time)
-        try:
-            held = self._read_claim(path)  # re-read under the lock: it may have changed
-            if held is not None:
-                if not holder_is_stale(held[0], time.time() - held[1], stale_after):
-                    return False
-                aside = f"{path}.stale-{uuid.uuid4().hex[:12]}"
-                try:
-                    os.rename(path, aside)
-                except FileNotFoundError:
-                    return True
-                with contextlib.suppress(OSError):
-                    os.unlink(aside)
-            return True
-        finally:
-            lock.release()
-
-    def touch_heartbeat(self, run_id: str, owner: str) -> bool:
-        path = self._claim_path(run_id)
-        held = self._read_claim(path)
-        if held is None or held[0] != owner:
-            return False
-        try:
-            os.utime(path)
-        except FileNotFoundError:
-            return False
-        return True
-
-    def release_claim(self, run_id: str, owner: str) -> None:
-        path = self._claim_path(run_id)
-        held = self._read_claim(path)
-        if held is not None and held[0] == owner:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
-
     # ------------------------------------------------------------ run records
     def put_run_record(self, record: RunRecord, *, durable: bool = True) -> None:
         """Write ``runs/{run_id}.json`` atomically (see :meth:`Store.put_run_record`).
@@ -653,9 +536,23 @@ class FileStore(Store):
         files that changed; if it cannot be used the files are scanned (same
         answers).  Collections spanning several experiments are scanned.
         """
-        from metalab.store._index._filestore import query_filestore
+        from metalab.query._parser import as_query
+        from metalab.store._index._filestore import scan_runs
 
-        return query_filestore(self, experiment_id, where, columns, order_by, limit)
+        query = as_query(where, columns, order_by, limit)
+        rows = self._query_index.select(query, experiment_id)
+        return rows if rows is not None else scan_runs(self, experiment_id, query)
+
+    @property
+    def _query_index(self) -> Index:
+        """The store's index (the catalogs of its folders), made on first use: the
+        SQLite catalog is imported only by stores that query.  Two threads may
+        both make one; it keeps no state of its own, so either serves."""
+        if self._index is None:
+            from metalab.store._index._filestore import CatalogIndex
+
+            self._index = CatalogIndex(self)
+        return self._index
 
     def rebuild_index(self, progress: Any = None) -> int:
         """Rebuild the query catalog of each experiment folder from the files.
@@ -667,9 +564,7 @@ class FileStore(Store):
             ReadOnlyStoreError: the store is read-only.
             StoreError: a catalog cannot be written (queries then scan).
         """
-        from metalab.store._index._filestore import reindex_filestore
-
-        return reindex_filestore(self, progress)
+        return self._query_index.rebuild(progress)
 
     def reindex_catalog(self, progress: Any = None) -> int:
         """The former name of :meth:`rebuild_index` (kept for existing code)."""

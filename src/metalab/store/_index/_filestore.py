@@ -1,19 +1,20 @@
-"""FileStore queries: answered from the catalog of one experiment folder, else by a scan."""
+"""The FileStore's index: the catalogs of its experiment folders (:class:`CatalogIndex`),
+and the scan of the files that answers when a catalog cannot."""
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 from metalab._errors import StoreError
 from metalab.query._ast import Query
 from metalab.query._eval import run_query
 from metalab.query._liveness import lost_cutoff
-from metalab.query._parser import as_query
 from metalab.query._records import parse_record, report_problem
 from metalab.store._index._catalog import Catalog, CatalogUnavailable, Progress, read_run_file
+from metalab.store._index._interface import Index
 
 
 class FileStore(Protocol):
@@ -34,7 +35,7 @@ class FileStore(Protocol):
 
     def _child_experiments(self) -> list[tuple[str, str]]: ...
 
-__all__ = ["catalog_folders", "query_filestore", "reindex_filestore"]
+__all__ = ["CatalogIndex", "catalog_folders", "scan_runs"]
 
 log = logging.getLogger("metalab.store.catalog")
 
@@ -69,32 +70,11 @@ def catalog_folders(store: FileStore) -> list[str]:
     return folders
 
 
-def query_filestore(
-    store: FileStore,
-    experiment_id: str | None,
-    where: Any,
-    columns: Sequence[str] | None,
-    order_by: Sequence[str] | str | None,
-    limit: int | None,
-) -> list[dict[str, Any]]:
-    """:meth:`Store.query_runs` for a FileStore (catalog first, scan as fallback).
+def scan_runs(store: FileStore, experiment_id: str | None, query: Query) -> list[dict[str, Any]]:
+    """Answer ``query`` by reading every record file in scope (the in-memory engine).
 
     Files that are not run records are skipped and reported, naming each
-    file (see :mod:`metalab.query._records`), by both ways.  A read-only
-    store always scans: refreshing the catalog would write to the folder.
-    """
-    query = as_query(where, columns, order_by, limit)
-    folder = None if store.read_only else _single_folder(store, experiment_id)
-    if folder is not None and os.path.isdir(os.path.join(folder, "runs")):
-        try:
-            return Catalog(folder).query(query, lost_cutoff())
-        except CatalogUnavailable as exc:
-            log.info("querying by scanning the files (catalog unavailable: %s)", exc)
-    return _scan(store, experiment_id, query)
-
-
-def _scan(store: FileStore, experiment_id: str | None, query: Query) -> list[dict[str, Any]]:
-    """Answer ``query`` by reading every record file in scope (the in-memory engine)."""
+    file (see :mod:`metalab.query._records`), as the catalog does."""
     from metalab._errors import CorruptRecordError
 
     def derived_of(doc: dict[str, Any]) -> dict[str, Any] | None:
@@ -139,19 +119,62 @@ def _scan_documents(store: FileStore, experiment_id: str | None) -> Iterator[dic
             yield doc
 
 
-def reindex_filestore(store: FileStore, progress: Progress | None = None) -> int:
-    """Rebuild the catalog of every experiment folder; returns the files read.
+class CatalogIndex(Index):
+    """:class:`Index` of a FileStore: one SQLite catalog per experiment folder
+    (``.catalog/`` in it, see :mod:`._catalog`).
 
-    Raises:
-        StoreError: a catalog cannot be written (e.g. a read-only folder).
+    It answers queries of one experiment folder (collections spanning
+    several are scanned by the store), never on a read-only store (a refresh
+    would write to the folder), and no counts or run tables (None).  Each
+    call opens the catalogs it needs; a lock file per folder serialises their
+    writers across threads and processes.
     """
-    total = 0
-    for folder in catalog_folders(store):
-        try:
-            total += Catalog(folder).refresh(progress, rebuild=True)
-        except CatalogUnavailable as exc:
-            raise StoreError(
-                f"cannot rebuild the query catalog of {folder}: {exc}. Queries still work "
-                "(they scan the files); make the folder writable to speed them up"
-            ) from exc
-    return total
+
+    def __init__(self, store: FileStore) -> None:
+        self._store = store
+
+    def select(self, query: Query, experiment_id: str | None) -> list[dict[str, Any]] | None:
+        """The catalog's answer (refreshed first from the files that changed), or None."""
+        store = self._store
+        folder = None if store.read_only else _single_folder(store, experiment_id)
+        if folder is not None and os.path.isdir(os.path.join(folder, "runs")):
+            try:
+                return Catalog(folder).query(query, lost_cutoff())
+            except CatalogUnavailable as exc:
+                log.info("querying by scanning the files (catalog unavailable: %s)", exc)
+        return None
+
+    def count(self, experiment_id: str | None, status: str | None) -> int | None:
+        return None
+
+    def table(self, experiment_id: str | None, query: Query | None) -> dict[str, Any] | None:
+        return None
+
+    def refresh(self, progress: Progress | None = None) -> int:
+        """Refresh the catalog of every experiment folder; returns the files read.
+
+        Raises:
+            StoreError: a catalog cannot be written (e.g. a read-only folder).
+        """
+        return self._each_catalog(progress, rebuild=False)
+
+    def rebuild(self, progress: Progress | None = None) -> int:
+        """Rebuild the catalog of every experiment folder; returns the files read.
+
+        Raises:
+            StoreError: a catalog cannot be written (e.g. a read-only folder).
+        """
+        return self._each_catalog(progress, rebuild=True)
+
+    def _each_catalog(self, progress: Progress | None, *, rebuild: bool) -> int:
+        total = 0
+        for folder in catalog_folders(self._store):
+            try:
+                total += Catalog(folder).refresh(progress, rebuild=rebuild)
+            except CatalogUnavailable as exc:
+                what = "rebuild" if rebuild else "refresh"
+                raise StoreError(
+                    f"cannot {what} the query catalog of {folder}: {exc}. Queries still work "
+                    "(they scan the files); make the folder writable to speed them up"
+                ) from exc
+        return total

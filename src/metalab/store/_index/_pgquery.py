@@ -1,14 +1,14 @@
-"""PostgresStore queries: filter, projection, ordering and limit run in SQL.
+"""The PostgresStore's index (:class:`PostgresQueries`): filter, projection,
+ordering and limit run in SQL.
 
 Used when the index is reachable and current for the experiment (nothing
-pending in the catch-up journal); otherwise the query is answered from the
+pending in the catch-up journal); otherwise the store answers from the
 files (the default scan of :meth:`Store.query_runs`), with the same answers.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -18,11 +18,12 @@ from metalab._internal._json import loads
 from metalab.query._ast import DYNAMIC, Query, TrueNode, fields_of
 from metalab.query._fields import FieldKey, named_fields, require_fields
 from metalab.query._liveness import lost_cutoff
-from metalab.query._parser import as_query, build_query
+from metalab.query._parser import build_query
+from metalab.store._index._interface import Index
 from metalab.store._index._pgsql import PgCompiler
 
 if TYPE_CHECKING:
-    from metalab.store._base import Store
+    from metalab.store._base import Progress, Store
     from metalab.store._index._postgres import PostgresIndex
 
 
@@ -45,7 +46,19 @@ class PostgresStore(Protocol):
 
     def _files_of(self, experiment_id: str) -> Store: ...
 
-__all__ = ["query_index", "query_runs", "table_index", "table_runs"]
+    @property
+    def is_scoped(self) -> bool: ...
+
+    def flush(self, timeout: float | None = None) -> bool: ...
+
+    def catch_up(self) -> int: ...
+
+    def _scope_experiments(self) -> list[str]: ...
+
+    def _sync(self, experiments: list[str], progress: Progress | None,
+              drop_others: bool) -> int: ...
+
+__all__ = ["PostgresQueries", "query_index", "table_index"]
 
 log = logging.getLogger("metalab.store.postgres")
 
@@ -137,27 +150,69 @@ def _projected(row: tuple[Any, ...], plan: list[tuple[str, str, str, int]]) -> d
     return doc
 
 
-def query_runs(
-    store: PostgresStore,
-    experiment_id: str | None,
-    where: Any,
-    columns: Sequence[str] | None,
-    order_by: Sequence[str] | str | None,
-    limit: int | None,
-) -> list[dict[str, Any]]:
-    """:meth:`Store.query_runs` for a PostgresStore (SQL pushdown, files as fallback)."""
-    query = as_query(where, columns, order_by, limit)
-    scope = experiment_id
-    if store.experiment_id is not None:
-        if experiment_id is not None and experiment_id != store.experiment_id:
+def _scope(store: PostgresStore, experiment_id: str | None) -> tuple[bool, str | None]:
+    """(whether ``experiment_id`` is within the store's scope, the experiment to read)."""
+    if store.experiment_id is None:
+        return True, experiment_id
+    return experiment_id is None or experiment_id == store.experiment_id, store.experiment_id
+
+
+class PostgresQueries(Index):
+    """:class:`Index` of a PostgresStore: its PostgreSQL tables (``store._index``,
+    a :class:`~._postgres.PostgresIndex`), read only when the journal says they are
+    current for the experiment (else None: the store reads the files).
+
+    A failing index is warned about (``store._warn``) and answers None.
+    Catch-up and rebuild are the store's (they read its files and journal).
+    """
+
+    def __init__(self, store: PostgresStore) -> None:
+        self._store = store
+
+    def select(self, query: Query, experiment_id: str | None) -> list[dict[str, Any]] | None:
+        store = self._store
+        in_scope, scope = _scope(store, experiment_id)
+        if not in_scope:
             return []
-        scope = store.experiment_id
-    if store._index_current(scope):
-        try:
-            return _runs_only(store, scope, query)
-        except (IndexUnavailableError, StoreError, ImportError) as exc:
-            store._warn("query", exc)
-    return store._files.query_runs(scope, query)
+        if store._index_current(scope):
+            try:
+                return _runs_only(store, scope, query)
+            except (IndexUnavailableError, StoreError, ImportError) as exc:
+                store._warn("query", exc)
+        return None
+
+    def count(self, experiment_id: str | None, status: str | None) -> int | None:
+        store = self._store
+        in_scope, scope = _scope(store, experiment_id)
+        if not in_scope:
+            return 0
+        if store._index_current(scope):
+            try:
+                return store._index.count_runs(scope, status)
+            except (IndexUnavailableError, StoreError, ImportError) as exc:
+                store._warn("count", exc)
+        return None
+
+    def table(self, experiment_id: str | None, query: Query | None) -> dict[str, Any] | None:
+        return table_runs(self._store, experiment_id, query)
+
+    def refresh(self, progress: Progress | None = None) -> int:
+        """:meth:`PostgresStore.catch_up` (``progress`` is not reported)."""
+        return self._store.catch_up()
+
+    def rebuild(self, progress: Progress | None = None) -> int:
+        """Re-sync every experiment of the store's scope from the files (binary COPY);
+        an unscoped store also drops the experiments that no longer have files.
+
+        Raises:
+            IndexUnavailableError: the index cannot be reached.
+        """
+        store = self._store
+        store.flush()
+        store._index.breaker.reset()  # an explicit request: try now
+        store._index.ping()
+        store._index.created_schema = False
+        return store._sync(store._scope_experiments(), progress, drop_others=not store.is_scoped)
 
 
 def _runs_only(store: PostgresStore, scope: str | None, query: Query) -> list[dict[str, Any]]:
@@ -385,12 +440,10 @@ def table_runs(store: PostgresStore, experiment_id: str | None,
     None means: the index is unreachable or behind the files; read the files.
     """
     query = query if query is not None else build_query(None)
-    scope = experiment_id
-    if store.experiment_id is not None:
-        if experiment_id is not None and experiment_id != store.experiment_id:
-            return {"n": 0, "experiment_id": experiment_id, "projected": query.columns is not None,
-                    "fixed": {}, "fields": {}}
-        scope = store.experiment_id
+    in_scope, scope = _scope(store, experiment_id)
+    if not in_scope:
+        return {"n": 0, "experiment_id": experiment_id, "projected": query.columns is not None,
+                "fixed": {}, "fields": {}}
     if not store._index_current(scope):
         return None
     try:

@@ -49,6 +49,7 @@ from metalab._errors import (
 )
 from metalab._internal._json import dumps, encode_values
 from metalab.model import ArtifactDescriptor, RunRecord
+from metalab.query._parser import as_query
 from metalab.store._base import ErrorCallback, Store, warn_corrupt
 from metalab.store._changes import (
     clear_unlogged,
@@ -60,6 +61,8 @@ from metalab.store._changes import (
     stat_logs,
 )
 from metalab.store._file import FileStore, FileStoreConfig
+from metalab.store._index._interface import Index
+from metalab.store._index._pgquery import PostgresQueries
 from metalab.store._index._postgres import PostgresIndex
 from metalab.store._postgres._config import PostgresStoreConfig, conninfo_params
 from metalab.store._postgres._flusher import IndexFlusher, Op, flush_target
@@ -148,6 +151,8 @@ class PostgresStore(Store):
              "dbname": params.get("dbname"), "schema": config.schema},
         )
         self._index = PostgresIndex(config)
+        #: the store's index as the stores see one (queries, counts, run tables, rebuild)
+        self._query_index: Index = PostgresQueries(self)
         self._lock = threading.Lock()
         self._next_catch_up = 0.0  # look at the journal on the first successful write
         self._next_catch_up_request = 0.0  # reads ask for a catch-up at most this often
@@ -494,21 +499,23 @@ class PostgresStore(Store):
         limit: int | None = None,
     ) -> list[dict[str, Any]]:
         """See :meth:`Store.query_runs`: runs in SQL when the index is current, else on the files."""
-        from metalab.store._index._pgquery import query_runs
+        query = as_query(where, columns, order_by, limit)
+        rows = self._query_index.select(query, experiment_id)
+        return rows if rows is not None else self._files.query_runs(self._scope(experiment_id), query)
 
-        return query_runs(self, experiment_id, where, columns, order_by, limit)
+    def _scope(self, experiment_id: str | None) -> str | None:
+        """The experiment a read of ``experiment_id`` covers (the store's, when scoped)."""
+        return self.experiment_id if self.experiment_id is not None else experiment_id
 
     def run_table(self, experiment_id: str | None = None, query: Any = None
                   ) -> dict[str, Any] | None:
         """The runs (of ``query``, a parsed query) as columns from the index, else None.
 
         Used by :func:`~metalab.analysis.load_results`; see
-        ``_query.table_runs`` for the layout.  None: the index is unreachable
+        ``_pgquery.table_runs`` for the layout.  None: the index is unreachable
         or behind the files (read the files instead).
         """
-        from metalab.store._index._pgquery import table_runs
-
-        return table_runs(self, experiment_id, query)
+        return self._query_index.table(experiment_id, query)
 
     def read_run_documents(
         self, keys: list[tuple[str, str]]
@@ -544,17 +551,11 @@ class PostgresStore(Store):
 
     def count_runs(self, experiment_id: str | None = None, status: str | None = None) -> int:
         """Number of runs (index when current, else files)."""
-        if self.experiment_id is not None:
-            if experiment_id is not None and experiment_id != self.experiment_id:
-                return 0
-            experiment_id = self.experiment_id
-        if self._index_current(experiment_id):
-            try:
-                return self._index.count_runs(experiment_id, status)
-            except (IndexUnavailableError, StoreError, ImportError) as exc:
-                self._warn("count", exc)
+        counted = self._query_index.count(experiment_id, status)
+        if counted is not None:
+            return counted
         return sum(
-            1 for d in self._files.iter_run_documents(experiment_id)
+            1 for d in self._files.iter_run_documents(self._scope(experiment_id))
             if status is None or d.get("status") == status
         )
 
@@ -856,12 +857,7 @@ class PostgresStore(Store):
             ReadOnlyStoreError: the store is read-only (the guard of every
                 write method, see :class:`~metalab.store.Store`).
         """
-        self.flush()
-        self._index.breaker.reset()
-        self._index.ping()
-        self._index.created_schema = False
-        experiments = self._scope_experiments()
-        return self._sync(experiments, progress, drop_others=not self.is_scoped)
+        return self._query_index.rebuild(progress)
 
     def _sync(self, experiments: list[str], progress: Progress | None, drop_others: bool) -> int:
         total = self._estimate_runs(experiments)

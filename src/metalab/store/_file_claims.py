@@ -1,0 +1,160 @@
+"""Claims and heartbeats of the FileStore (NFS-safe), mixed into :class:`FileStore`.
+
+``.claims/{run_id}.claim`` in the run's experiment folder holds the owner
+string (first line, see :mod:`metalab._internal._owner`); its mtime is the
+heartbeat.  The file appears whole (``create_exclusive``: temp file
+hard-linked into place, which fails if the claim exists; atomic on local
+filesystems and NFSv3+), so an empty claim can only be debris.  A stale
+claim (``holder_is_stale``: dead owner at once, empty debris after a grace,
+else heartbeat older than ``stale_after``) is removed only by the holder of
+``{claim}.takeover`` (itself a lock file naming its owner), who re-checks
+staleness under it, moves the claim aside under a unique name and then
+competes again.
+
+Thread/process safety: every method may be called concurrently from several
+threads, processes and hosts sharing the folder (see :meth:`FileClaims.try_claim`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+import uuid
+from typing import TYPE_CHECKING, ClassVar
+
+from metalab._internal._atomic import create_exclusive
+from metalab._internal._lockfile import FileLock, LockTimeout
+from metalab._internal._names import check_name
+from metalab._internal._owner import holder_is_stale
+from metalab._internal._time import to_iso, utcnow
+from metalab.store._base import _guard_writes
+
+__all__ = ["FileClaims"]
+
+#: bytes of a claim file read for its owner line
+_OWNER_READ = 4096
+
+
+class FileClaims:
+    """The claim methods of :class:`~metalab.store.FileStore` (a mixin: it uses the
+    store's ``_folder(run_id)`` and ``_ensure_meta()``).  The write methods are
+    guarded like the store's own (a read-only store refuses them)."""
+
+    if TYPE_CHECKING:  # provided by FileStore
+        def _folder(self, run_id: str) -> str: ...
+
+        def _ensure_meta(self) -> None: ...
+
+    supports_claims: ClassVar[bool] = True
+
+    def _claim_path(self, run_id: str) -> str:
+        check_name(run_id, "run id")
+        return os.path.join(self._folder(run_id), ".claims", f"{run_id}.claim")
+
+    @staticmethod
+    def _read_claim(path: str) -> tuple[str, float] | None:
+        """(owner, mtime) of a claim file, or None if it is gone.
+
+        An empty or unreadable claim gives the owner ``""`` (debris of a
+        writer that died, or of a full disk); it counts as stale after a
+        short grace (:func:`~metalab._internal._owner.holder_is_stale`).
+        """
+        try:
+            with open(path, "rb") as fh:
+                st = os.fstat(fh.fileno())
+                try:
+                    owner = fh.read(_OWNER_READ).decode("utf-8", "replace").split("\n", 1)[0]
+                except OSError:
+                    owner = ""
+        except FileNotFoundError:
+            return None
+        except OSError:
+            try:
+                return "", os.stat(path).st_mtime
+            except FileNotFoundError:
+                return None
+            except OSError:
+                return "", 0.0
+        return owner, st.st_mtime
+
+    def claim_holder(self, run_id: str) -> tuple[str, float] | None:
+        """(owner string, seconds since its last heartbeat) of the claim on ``run_id``; None if unclaimed."""
+        held = self._read_claim(self._claim_path(run_id))
+        if held is None:
+            return None
+        return held[0], max(0.0, time.time() - held[1])
+
+    def try_claim(self, run_id: str, owner: str, stale_after: float) -> bool:
+        """Claim ``run_id`` for ``owner`` (see :meth:`Store.try_claim`).
+
+        Safe between threads, processes and hosts sharing the folder (NFS:
+        heartbeats are file mtimes, so clocks of the hosts should agree
+        within a fraction of ``stale_after``).  If writing the claim fails
+        (disk full, ...), nothing is left behind and the OSError propagates.
+        """
+        path = self._claim_path(run_id)
+        self._ensure_meta()
+        data = f"{owner}\n{to_iso(utcnow())}\n".encode()
+        for _ in range(4):
+            # created in place: one file per claim on the hot path; a reader that finds
+            # it still empty treats it as being written (holder_is_stale's grace)
+            if create_exclusive(path, data, durable=False, in_place=True):
+                return True
+            held = self._read_claim(path)
+            if held is None:
+                continue  # released meanwhile: try again
+            holder, mtime = held
+            if holder == owner:
+                with contextlib.suppress(OSError):
+                    os.utime(path)
+                return True
+            if not holder_is_stale(holder, time.time() - mtime, stale_after):
+                return False  # a live claim
+            if not self._remove_stale_claim(path, stale_after):
+                return False
+        return False
+
+    def _remove_stale_claim(self, path: str, stale_after: float) -> bool:
+        """Delete a stale claim under an exclusive takeover lock; True if the way is free."""
+        lock = FileLock(f"{path}.takeover", stale=stale_after)
+        try:
+            lock.acquire(wait=0.0)
+        except LockTimeout:
+            return False  # another launch is taking it over (or died doing so: broken next time)
+        try:
+            held = self._read_claim(path)  # re-read under the lock: it may have changed
+            if held is not None:
+                if not holder_is_stale(held[0], time.time() - held[1], stale_after):
+                    return False
+                aside = f"{path}.stale-{uuid.uuid4().hex[:12]}"
+                try:
+                    os.rename(path, aside)
+                except FileNotFoundError:
+                    return True
+                with contextlib.suppress(OSError):
+                    os.unlink(aside)
+            return True
+        finally:
+            lock.release()
+
+    def touch_heartbeat(self, run_id: str, owner: str) -> bool:
+        path = self._claim_path(run_id)
+        held = self._read_claim(path)
+        if held is None or held[0] != owner:
+            return False
+        try:
+            os.utime(path)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def release_claim(self, run_id: str, owner: str) -> None:
+        path = self._claim_path(run_id)
+        held = self._read_claim(path)
+        if held is not None and held[0] == owner:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+
+_guard_writes(FileClaims)
