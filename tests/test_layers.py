@@ -372,3 +372,44 @@ def test_module_graph_sees_type_only_and_function_level_imports() -> None:
     assert {"metalab.analysis._results", "metalab.store._base"} <= found
     plain = {t for _, t in imported_modules(src, "metalab.analysis._x", False)}
     assert "metalab.analysis._results" not in plain and "metalab.store" in plain
+
+
+#: the size limits of the house (issue "One rule, one place"): a module a reader can hold
+#: in mind, a function that fits on a screen or two
+MAX_MODULE_LINES = 1000
+MAX_FUNCTION_LINES = 80
+
+
+def oversized(source: str, name: str) -> list[str]:
+    """What of ``source`` breaks the size limits, as readable lines."""
+    out = []
+    lines = len(source.splitlines())
+    if lines > MAX_MODULE_LINES:
+        out.append(f"{name}: {lines} lines (limit {MAX_MODULE_LINES}); split it along a seam")
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            length = (node.end_lineno or node.lineno) - node.lineno + 1
+            if length > MAX_FUNCTION_LINES:
+                out.append(f"{name}:{node.lineno} {node.name}() is {length} lines "
+                           f"(limit {MAX_FUNCTION_LINES})")
+    return out
+
+
+def test_no_module_or_function_over_the_size_limits() -> None:
+    problems = [
+        problem
+        for path in library_modules()
+        for problem in oversized(path.read_text(encoding="utf-8"), module_name(path))
+    ]
+    assert problems == [], "\n".join(problems)
+
+
+def test_size_check_counts_nested_functions_and_module_lines() -> None:
+    body = "".join(f"    x{i} = {i}\n" for i in range(MAX_FUNCTION_LINES))
+    src = f"def outer():\n    def inner():\n{body.replace('    ', '        ')}    return 1\n"
+    found = oversized(src, "m")
+    assert [p.split(" ")[1] for p in found] == ["outer()", "inner()"]
+    assert oversized("x = 1\n" * (MAX_MODULE_LINES + 1), "m") == [
+        f"m: {MAX_MODULE_LINES + 1} lines (limit {MAX_MODULE_LINES}); split it along a seam"
+    ]
+    assert oversized("def f():\n    return 1\n", "m") == []

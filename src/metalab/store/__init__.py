@@ -1,4 +1,4 @@
-"""Layer 2: where results live.
+"""Where results live.
 
 ``FileStore`` (files, the source of truth) is built in; ``PostgresStore`` (a
 rebuildable PostgreSQL query index over a FileStore) loads on first use and
