@@ -81,13 +81,15 @@ def import_cmd(source: str, destination: str, experiment_id: str | None, overwri
 
 
 def _status_counts(locator: str) -> dict[str, dict[str, int]]:
-    from metalab.query import effective_status
+    from metalab.query import lost_cutoff, status_at_cutoff
     from metalab.store import make_store
 
     out: dict[str, dict[str, int]] = {}
+    cutoff = lost_cutoff()  # one instant for the whole listing
     with make_store(locator, must_exist=True) as st:
         for exp_id in sorted(st.list_experiments()):
-            counts = Counter(effective_status(d) or "?" for d in st.iter_run_documents(exp_id))
+            docs = st.iter_run_documents(exp_id)
+            counts = Counter(status_at_cutoff(d, cutoff) or "?" for d in docs)
             out[exp_id] = {"total": sum(counts.values()), **dict(sorted(counts.items()))}
     return out
 
