@@ -23,7 +23,9 @@ Capabilities:
       :meth:`Store.read_run_documents` answer from an index
       (``load_results`` uses them).
     * ``supports_claims``: :meth:`Store.try_claim` really keeps two launches
-      apart (without it, a claim always succeeds).
+      apart (without it, a claim always succeeds, and :func:`metalab.run`
+      warns once per store type that two launches at once may execute a
+      run twice).
 
 Read-only stores:
     A store whose :attr:`Store.read_only` is True refuses every method that
