@@ -502,3 +502,38 @@ def test_a_parameter_json_cannot_hold_is_refused_before_any_run(tmp_path, value,
         run(exp, store=tmp_path)
     assert not list(counter.iterdir())
     assert not list(tmp_path.rglob("runs/*.json"))
+
+
+_UNCONFIGURED_LOGGING_SCRIPT = """
+import sys
+import metalab
+
+def op(params, capture):
+    capture.metric("y", params["x"])
+
+def bad(record):
+    raise ValueError("derived boom")
+
+exp = metalab.Experiment(name="lastresort", version="1", context={}, operation=op,
+                         params=metalab.grid(x=[1, 2]), seeds=metalab.seeds(0))
+handle = metalab.run(exp, store=sys.argv[1], derived_metrics=[bad])
+print("success", handle.status.success)
+"""
+
+
+@pytest.mark.parametrize("executor", ["serial", "thread"])
+def test_warnings_between_runs_reach_stderr_when_logging_is_not_configured(tmp_path, executor):
+    """The log routing must not swallow warnings emitted outside a run (here: a derived
+    metric that fails after its run ended) when the user configured no logging."""
+    import subprocess
+    import sys
+
+    script = _UNCONFIGURED_LOGGING_SCRIPT
+    if executor == "thread":
+        script = script.replace("derived_metrics=[bad])",
+                                "derived_metrics=[bad], executor=metalab.ThreadExecutor(2))\n"
+                                "handle.wait()")
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "exp")],
+                         capture_output=True, text=True, timeout=120, check=True)
+    assert "success 2" in out.stdout
+    assert "derived boom" in out.stderr, out.stderr

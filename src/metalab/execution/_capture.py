@@ -185,11 +185,28 @@ class _RoutingHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         target = _CURRENT_LOG.get()
         if target is None:
+            # outside a run: this handler must not hide the record from Python's
+            # last-resort stderr output when no other handler would take it
+            last = logging.lastResort
+            if last is not None and record.levelno >= last.level and self._only_handler(record):
+                last.handle(record)
             return
         try:
             target.write(f"{to_iso(utcnow())} {self.format(record)}")
         except Exception:  # never let logging break a run
             self.handleError(record)
+
+
+    def _only_handler(self, record: logging.LogRecord) -> bool:
+        """True if no handler but this one sees ``record`` (logging is not configured)."""
+        logger: logging.Logger | None = logging.getLogger(record.name)
+        while logger is not None:
+            if any(h is not self for h in logger.handlers):
+                return False
+            if not logger.propagate:
+                break
+            logger = logger.parent
+        return True
 
 
 class _Router:
@@ -237,7 +254,9 @@ def logging_routed() -> Iterator[None]:
     :func:`route_logging` installs it for its first run and removes it after
     its last; holding it here for a whole batch spares each run the install
     (a root logger level change clears every logger's level cache).
-    Records emitted outside a run's context are not routed anywhere.
+    Records emitted outside a run's context are not routed to a run log; when
+    logging is not configured they still reach Python's last-resort output
+    (stderr, warnings and above), as without the handler.
     """
     _ROUTER.acquire()
     try:
