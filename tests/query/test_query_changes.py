@@ -195,7 +195,10 @@ def test_log_write_failure_never_fails_a_run_write(tmp_path: Path, listings: lis
     listings.clear()
     assert ids(store) == ["r000", "r001"]
     assert listings == ["runs", "derived"]
-    assert not Path(store.get_working_directory(), "runs", UNLOGGED).exists()
+    assert Path(store.get_working_directory(), "runs", UNLOGGED).exists()  # left for other readers
+    listings.clear()
+    assert ids(store) == ["r000", "r001"]
+    assert listings == ["runs", "derived"]  # (no .changes folder: listed every time)
     assert store.query_runs(where="derived.acc > 0", columns=["derived.acc"])[0]["run_id"] == "r001"
 
 
@@ -220,6 +223,9 @@ def test_a_log_failure_between_logged_writes_is_still_seen(
     catalog.refresh()
     assert catalog.last_full and "could not" in str(catalog.last_reason)
     assert ids(store) == ["r000", "r001", "r002"]
+    store.put_run_record(record(3))
+    catalog.refresh()  # the marker was handled: the logs vouch again (once per event)
+    assert not catalog.last_full and ids(store) == ["r000", "r001", "r002", "r003"]
 
 
 def test_store_without_changes_folder_works(fstore: FileStore, monkeypatch: pytest.MonkeyPatch,

@@ -16,23 +16,30 @@ writers never interleave.  The log is a hint for its readers (the query
 catalog, :mod:`metalab.store._index._catalog`, and the PostgreSQL catch-up,
 :mod:`metalab.store._postgres._store`), never the truth: the line is written
 *after* the rename, without fsync, and a failure to write it never fails the
-record write.  A writer that could not append its line instead creates the
-marker file ``.unlogged`` in the folder it wrote to (``runs/`` or
-``derived/``), which tells the readers to list that folder once.
+record write.  A writer that could not append its line instead appends one
+byte to the marker file ``.unlogged`` in the folder it wrote to (``runs/``
+or ``derived/``, created if missing), which tells every reader to list that
+folder once.  Markers are never removed by readers: each reader keeps the
+marker's signature (inode, size, mtime) it saw before its last listing, so
+several readers (the catalog, the PostgreSQL catch-up, another index on the
+same files) each see every marker event, whatever the others did.
 
 Reading (:func:`read_changes`, the one reader every follower of the logs
 uses): a follower keeps, per log, a :data:`LogState` (header id, byte offset
-consumed, mtime) and, per folder, the folder mtime it saw.  A log is read from
+consumed, mtime) and, per folder, the folder mtime and marker signature it
+saw (:func:`folder_mtimes`).  A log is read from
 its offset up to its last complete line (a torn last line is left for next
 time).  The logs *cannot vouch* for every change, and the follower must list
 the folders instead, when: there is no ``.changes`` folder (a store written by
 an older version or another tool); a log it read before vanished, shrank or
-got another header id; a ``.unlogged`` marker exists; or a folder changed
+got another header id; a ``.unlogged`` marker changed since the last listing;
+or a folder changed
 after the newest log line (a change made without a line: a file copied in by
 rsync, removed by hand, or a writer that died between its rename and its
-append).  :func:`read_changes` then clears the markers (before the follower's
-listing, which sees the writes they stand for) and returns where each log
-ends now, so the lines written during the listing are read next time.
+append).  :func:`read_changes` then returns where each log ends now, so the
+lines written during the listing are read next time; the folder mtimes and
+marker signatures it returns were taken before the listing, so a marker
+event during the listing asks for one more.
 """
 
 from __future__ import annotations
@@ -57,12 +64,12 @@ __all__ = [
     "UNLOGGED",
     "Changes",
     "LogState",
-    "clear_unlogged",
     "folder_mtimes",
     "is_line_start",
     "log_ends",
     "log_file_name",
     "log_position",
+    "marker_key",
     "moved_states",
     "note_change",
     "read_changes",
@@ -179,8 +186,27 @@ def _unlogged(folder: str, kind: str, exc: OSError) -> None:
         log.debug("cannot write the change log of %s (%s); queries will list the folder", folder,
                   exc)
     sub = "runs" if kind == "r" else "derived"
-    with contextlib.suppress(OSError):
-        os.close(os.open(os.path.join(folder, sub, UNLOGGED), os.O_WRONLY | os.O_CREAT, FILE_MODE))
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
+    with contextlib.suppress(OSError):  # (nothing else is left to tell: the reader's
+        fd = os.open(os.path.join(folder, sub, UNLOGGED), flags, FILE_MODE)  # full listings
+        try:  # every FULL_LISTING_EVERY_S of the catalog still find the change)
+            os.write(fd, b"\n")  # a new byte: a new signature for every reader
+        finally:
+            os.close(fd)
+
+
+def marker_key(sub: str) -> str:
+    """The key of ``sub``'s marker signature in :func:`folder_mtimes`' answer."""
+    return f"unlogged:{sub}"
+
+
+def _marker_signature(folder: str, sub: str) -> str:
+    """``{inode}-{size}-{mtime_ns}`` of ``sub``'s ``.unlogged`` marker; "none" without one."""
+    try:
+        st = os.stat(os.path.join(folder, sub, UNLOGGED))
+    except FileNotFoundError:
+        return "none"
+    return f"{st.st_ino}-{st.st_size}-{st.st_mtime_ns}"
 
 
 # ---------------------------------------------------------------- reading
@@ -203,9 +229,12 @@ def stat_logs(folder: str) -> dict[str, tuple[int, int]] | None:
 
 
 def folder_mtimes(folder: str) -> dict[str, str]:
-    """The mtime (ns, as text) of ``runs/`` and ``derived/``; ``"missing"`` for one absent.
+    """The mtime (ns, as text) of ``runs/`` and ``derived/`` (``"missing"`` for one
+    absent), and under :func:`marker_key` the signature of each folder's
+    ``.unlogged`` marker (``"none"`` without one).
 
-    Take them *before* :func:`stat_logs`: a line follows its rename.
+    Take them *before* :func:`stat_logs` and before listing the folders: a
+    line follows its rename, a marker byte follows its write.
     """
     out: dict[str, str] = {}
     for sub in SUBS:
@@ -213,6 +242,7 @@ def folder_mtimes(folder: str) -> dict[str, str]:
             out[sub] = str(os.stat(os.path.join(folder, sub)).st_mtime_ns)
         except FileNotFoundError:
             out[sub] = "missing"
+        out[marker_key(sub)] = _marker_signature(folder, sub)
     return out
 
 
@@ -355,12 +385,12 @@ def read_changes(folder: str, known: Mapping[str, LogState], seen: Mapping[str, 
     Args:
         folder: an experiment folder.
         known: the state of each log after the last read (empty: none read yet).
-        seen: the folder mtimes of the last read (:attr:`Changes.dirs`; a
-            folder absent from it, or None, was not seen).
+        seen: the folder mtimes and marker signatures of the last read
+            (:attr:`Changes.dirs`; a key absent from it, or None, was not seen).
         dirs, logs: :func:`folder_mtimes` and :func:`stat_logs` of the folder
             if the caller already took them (in that order).
 
-    Clears the ``.unlogged`` markers when the folders must be listed.  Not
+    Never removes anything (markers stay; see the module docstring).  Not
     thread-safe per follower: a follower serialises its own reads (the catalog
     under its lock file, the PostgreSQL catch-up under its per-experiment
     lock).  Never raises for missing files.
@@ -378,18 +408,9 @@ def read_changes(folder: str, known: Mapping[str, LogState], seen: Mapping[str, 
                 break
             out.states[name] = got
     if out.reason is not None:
-        clear_unlogged(folder)
         out.changed = {sub: set() for sub in SUBS}
         out.states = log_ends(folder, logs)  # later lines are read next time
     return out
-
-
-def clear_unlogged(folder: str) -> None:
-    """Remove the ``.unlogged`` markers of ``folder``: call it just before listing
-    the folders (the listing sees the writes the markers stand for)."""
-    for sub in SUBS:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(os.path.join(folder, sub, UNLOGGED))
 
 
 def moved_states(folder: str, ends: Mapping[str, LogState],
@@ -426,8 +447,10 @@ def _no_vouch(folder: str, known: Mapping[str, LogState], seen: Mapping[str, str
         return f"no {CHANGES_DIR} folder (written by an older version or another tool)"
     if any(known[n][0] for n in known.keys() - logs.keys()):
         return "a change log vanished"
-    if any(os.path.lexists(os.path.join(folder, sub, UNLOGGED)) for sub in SUBS):
-        return "a writer could not write its change log"
+    for sub in SUBS:
+        marker = dirs.get(marker_key(sub), "none")
+        if marker != "none" and marker != seen.get(marker_key(sub)):
+            return "a writer could not write its change log"
     newest = max((m for n, (_, m) in logs.items() if known.get(n, ("?",))[0] != ""), default=0)
     for sub in SUBS:
         d = dirs[sub]

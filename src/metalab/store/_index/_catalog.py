@@ -30,8 +30,9 @@ steps, so its cost follows what changed, not the size of the folder:
    whose signature differs from the catalog's are read) whenever the logs
    cannot vouch for every change: a new or rebuilt catalog; no ``.changes``
    folder (a store written by an older version or another tool); a log that
-   vanished, shrank or got another header id; a ``.unlogged`` marker left in
-   ``runs/`` or ``derived/`` by a writer that could not append its line; a
+   vanished, shrank or got another header id; a ``.unlogged`` marker in
+   ``runs/`` or ``derived/`` that changed since the catalog's last listing (a
+   writer that could not append its line appends a byte to it); a
    folder whose mtime is newer than the newest log's mtime (a change made
    without a log line after the last logged one: a file copied in by rsync,
    removed by hand, or a writer that died between its rename and its append);
@@ -149,9 +150,9 @@ from metalab.query._records import parse_record, report_problem
 from metalab.store._changes import (
     SUBS,
     Changes,
-    clear_unlogged,
     folder_mtimes,
     log_ends,
+    marker_key,
     read_changes,
     stat_logs,
 )
@@ -448,18 +449,18 @@ class Catalog:
             for name, (size, mtime) in (logs or {}).items()
         )
         if ("full_at" in meta and not overdue and logs_read
-                and all(meta.get(f"dir:{sub}") == dirs[sub] for sub in SUBS)):
+                and all(meta.get(f"dir:{sub}") == dirs[sub] for sub in SUBS)
+                and all(meta.get(f"seen:{k}") == dirs[k] for k in map(marker_key, SUBS))):
             return 0  # nothing was renamed into or removed from the folders, no new log line
 
         if "full_at" not in meta or overdue:
             # the folders are listed whatever the logs say
             why = ("new catalog" if "full_at" not in meta
                    else f"last full listing older than {FULL_LISTING_EVERY_S:.0f} s")
-            clear_unlogged(self.folder)  # before the listing, which sees their writes
             changes = Changes(dirs=dirs, states=log_ends(self.folder, logs), reason=why)
         else:
             changes = read_changes(self.folder, known,
-                                   {sub: meta.get(f"seen:{sub}") for sub in SUBS},
+                                   {key: meta.get(f"seen:{key}") for key in dirs},
                                    dirs=dirs, logs=logs)
         reason, changed, states = changes.reason, changes.changed, changes.states
         if reason is not None:
@@ -521,6 +522,7 @@ class Catalog:
             d = dirs[sub]
             trusted = d if d == "missing" or int(d) < now - DIR_MTIME_MARGIN_NS else ""
             done += [(f"dir:{sub}", trusted), (f"seen:{sub}", d)]
+        done += [(f"seen:{key}", dirs[key]) for key in map(marker_key, SUBS)]
         if reason is not None:
             done += [("full_at", str(now)), ("logged", "0")]
         elif any(changed.values()):

@@ -52,7 +52,6 @@ from metalab.model import ArtifactDescriptor, RunRecord
 from metalab.query._parser import as_query
 from metalab.store._base import ErrorCallback, Store, warn_corrupt
 from metalab.store._changes import (
-    clear_unlogged,
     folder_mtimes,
     log_ends,
     log_position,
@@ -899,7 +898,6 @@ class PostgresStore(Store):
         files = self._replay_files(experiment_id)
         folder = files.get_working_directory()
         dirs = folder_mtimes(folder)
-        clear_unlogged(folder)
         ends = log_ends(folder)
         broken: list[str] = []
 
