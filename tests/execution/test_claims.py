@@ -231,3 +231,29 @@ def test_run_warns_once_when_the_store_cannot_claim_runs(tmp_path, caplog):
         assert run(exp(version), store=store).status.success == 2
     warned = [r.getMessage() for r in caplog.records if "cannot claim runs" in r.getMessage()]
     assert len(warned) == 1 and "_NoClaimsStore" in warned[0] and "may execute a run twice" in warned[0]
+
+
+def test_a_held_run_whose_record_stays_unreadable_ends_as_lost(tmp_path, monkeypatch):
+    """Waiting for another launch's run must not last forever when its record cannot be
+    read at all (e.g. permissions): after the lost limit it ends as lost, with the reason."""
+    exp = Experiment(name="unread", version="1", context={}, operation=exec_ops.failing,
+                     params=grid(x=[1]), seeds=seeds(0))
+    rid = exp.spec(0).run_id
+    store = FileStore(tmp_path, "unread:1")
+    assert store.try_claim(rid, "someone-else", 60)
+    real = FileStore.get_run_record
+
+    def unreadable(self, run_id):
+        if run_id == rid:
+            raise PermissionError(13, "Permission denied", f"runs/{rid}.json")
+        return real(self, run_id)
+
+    monkeypatch.setattr(FileStore, "get_run_record", unreadable)
+    monkeypatch.setenv("METALAB_LOST_AFTER", "1")
+    t0 = time.monotonic()
+    handle = run(exp, store=tmp_path, executor=ThreadExecutor(1))
+    assert handle.wait(timeout=30), handle.status
+    st = handle.status
+    assert (st.lost, st.success, st.failed, st.elsewhere, st.done) == (1, 0, 0, 0, 1), st
+    assert time.monotonic() - t0 >= 1.0  # it waited for the limit first
+    assert store.claim_holder(rid)[0] == "someone-else"  # nothing was run in its place

@@ -264,6 +264,8 @@ class RunHandle(Handle):
         self._futures: dict[str, cf.Future[Any]] = {}
         self._jobs: dict[str, Job] = {}
         self._elsewhere: dict[str, str] = {}  # run id -> owner string of its claim ("" unknown)
+        # run id -> (monotonic time of the first failed read in a row, last error)
+        self._unreadable: dict[str, tuple[float, BaseException]] = {}
         self._poller: threading.Thread | None = None
         self._warned_elsewhere = False
         # (run id, "Type: first line", disk-full OSError / True / False) in order of failure
@@ -464,7 +466,9 @@ class RunHandle(Handle):
         job = self._jobs.get(rid)
         readable, rec = self._read_record(rid)
         if not readable:
+            self._give_up_if_unreadable(rid, lost_after_seconds())
             return
+        self._unreadable.pop(rid, None)
         if self._ended_elsewhere(rid, rec, job):
             return
         held = self._store.claim_holder(rid)
@@ -496,8 +500,27 @@ class RunHandle(Handle):
             log.debug("run %s: its record is damaged (read as absent): %s", rid, exc)
             return True, None
         except Exception as exc:
-            log.warning("run %s: could not read its record (looking again later): %s", rid, exc)
+            first = rid not in self._unreadable
+            log.log(logging.WARNING if first else logging.DEBUG,
+                    "run %s: could not read its record (looking again later): %s", rid, exc)
+            since = self._unreadable[rid][0] if not first else time.monotonic()
+            self._unreadable[rid] = (since, exc)
             return False, None
+
+    def _give_up_if_unreadable(self, rid: str, limit: float) -> None:
+        """End ``rid`` as lost once its record has been unreadable for ``limit`` seconds
+        in a row: nothing can tell whether the other launch finished it."""
+        since, exc = self._unreadable[rid]
+        waited = time.monotonic() - since
+        if waited < limit:
+            return
+        self._unreadable.pop(rid, None)
+        error = ExecutionError(
+            f"run {rid}: its record could not be read for {waited:.0f} s while another launch "
+            f"held it ({type(exc).__name__}: {exc}); whether it finished is unknown. Make the "
+            "record readable, then run the experiment again (resume skips it if it succeeded)"
+        )
+        self._end(rid, None, error=ErrorInfo.from_exception(error), lost=True, exc=error)
 
     def _ended_elsewhere(self, rid: str, rec: RunRecord | None, job: Job | None) -> bool:
         """End ``rid`` here if ``rec`` is a final record that settles it for this submission."""
