@@ -115,3 +115,33 @@ def test_index_keeps_the_record_file_bytes(make_store, pg_conn, pg_schema, file_
     on_disk = {p.stem: p.read_text("utf-8") for p in (folder / "runs").glob("*.json")}
     assert texts == on_disk and len(texts) == 3
     assert store.query_runs(where="metrics.loss == 0.5")[0]["run_id"] == recs[0].run_id
+
+
+def test_flusher_survives_a_journal_that_cannot_be_written(make_store, pg_conn, pg_schema,
+                                                           file_root, monkeypatch) -> None:
+    """A send that fails while the journal cannot be written either must not stop the
+    background thread: flush() returns at once, later changes are still sent, and the
+    failed one stays listed as in flight (reads use the files)."""
+    store = make_store()
+    (first, second) = records("exp:1", 2)
+    real_apply = store._index.apply
+
+    def failing_apply(*args, **kwargs):
+        raise RuntimeError("index broke")
+
+    def failing_mark(*args, **kwargs):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(store._index, "apply", failing_apply)
+    monkeypatch.setattr(store._journal, "mark_behind", failing_mark)
+    store.put_run_record(first)
+    t0 = time.monotonic()
+    store.flush(timeout=20)
+    assert time.monotonic() - t0 < 5  # it did not wait out its timeout
+    assert store._journal.in_flight("exp:1")  # the unsent change is still announced
+    assert {r["run_id"] for r in store.query_runs()} == {first.run_id}  # from the files
+
+    monkeypatch.setattr(store._index, "apply", real_apply)
+    store.put_run_record(second)
+    assert store.flush(timeout=20)
+    assert ("exp:1", second.run_id) in index_rows(pg_conn, pg_schema, "exp:1")  # still sending

@@ -385,7 +385,14 @@ class IndexFlusher:
                 self._send(batch)
             except BaseException as exc:  # the thread must survive anything
                 log.error("index flusher: unexpected error, changes journaled: %r", exc)
-                self._settle(batch, ok=False)
+                try:
+                    self._settle(batch, ok=False)
+                except BaseException as journal_exc:
+                    # the journal cannot be written either: the batch stays listed in
+                    # the in-flight log, so readers keep using the files, and a
+                    # catch-up adopts the log once this process is gone
+                    log.error("index flusher: the changes could not be journaled either "
+                              "(%r); they stay listed as in flight", journal_exc)
             with self._cond:
                 self._finished = max(self._finished, batch[-1][0])
                 self._cond.notify_all()
