@@ -187,10 +187,12 @@ def _unlogged(folder: str, kind: str, exc: OSError) -> None:
                   exc)
     sub = "runs" if kind == "r" else "derived"
     flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
-    with contextlib.suppress(OSError):  # (nothing else is left to tell: the reader's
-        fd = os.open(os.path.join(folder, sub, UNLOGGED), flags, FILE_MODE)  # full listings
-        try:  # every FULL_LISTING_EVERY_S of the catalog still find the change)
-            os.write(fd, b"\n")  # a new byte: a new signature for every reader
+    # a new byte gives the marker a new signature for every reader; if even this
+    # fails, the catalog's periodic full listing is what still finds the change
+    with contextlib.suppress(OSError):
+        fd = os.open(os.path.join(folder, sub, UNLOGGED), flags, FILE_MODE)
+        try:
+            os.write(fd, b"\n")
         finally:
             os.close(fd)
 
@@ -366,7 +368,7 @@ class Changes:
     ``changed``: the names (run ids) of ``runs/`` and ``derived/`` files the
     logs name past the known offsets (each to be read again, or found gone).
     ``states``: the new state of each log, to keep for next time.  ``dirs``:
-    the folder mtimes seen (:func:`folder_mtimes`).  ``reason``: why the logs
+    the folder mtimes and marker signatures seen (:func:`folder_mtimes`).  ``reason``: why the logs
     cannot vouch for every change (the folders must be listed; ``changed`` is
     then empty and ``states`` are where the logs end now), else None.
     """
@@ -379,7 +381,8 @@ class Changes:
 
 def read_changes(folder: str, known: Mapping[str, LogState], seen: Mapping[str, str | None],
                  *, dirs: dict[str, str] | None = None,
-                 logs: dict[str, tuple[int, int]] | None = None) -> Changes:
+                 logs: dict[str, tuple[int, int]] | None = None,
+                 list_anyway: str | None = None) -> Changes:
     """Read the change logs of ``folder`` past ``known`` (see the module docstring).
 
     Args:
@@ -389,6 +392,9 @@ def read_changes(folder: str, known: Mapping[str, LogState], seen: Mapping[str, 
             (:attr:`Changes.dirs`; a key absent from it, or None, was not seen).
         dirs, logs: :func:`folder_mtimes` and :func:`stat_logs` of the folder
             if the caller already took them (in that order).
+        list_anyway: the reason the follower lists the folders whatever the
+            logs say (a new or overdue catalog, a full re-sync): the logs
+            are then not read, only where they end now.
 
     Never removes anything (markers stay; see the module docstring).  Not
     thread-safe per follower: a follower serialises its own reads (the catalog
@@ -398,7 +404,7 @@ def read_changes(folder: str, known: Mapping[str, LogState], seen: Mapping[str, 
     out = Changes(dirs=folder_mtimes(folder) if dirs is None else dirs)
     if logs is None:
         logs = stat_logs(folder)
-    out.reason = _no_vouch(folder, known, seen, out.dirs, logs)
+    out.reason = list_anyway or _no_vouch(folder, known, seen, out.dirs, logs)
     if out.reason is None:
         assert logs is not None
         for name in logs:

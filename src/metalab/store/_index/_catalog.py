@@ -149,9 +149,7 @@ from metalab.query._fields import require_fields
 from metalab.query._records import parse_record, report_problem
 from metalab.store._changes import (
     SUBS,
-    Changes,
     folder_mtimes,
-    log_ends,
     marker_key,
     read_changes,
     stat_logs,
@@ -453,15 +451,13 @@ class Catalog:
                 and all(meta.get(f"seen:{k}") == dirs[k] for k in map(marker_key, SUBS))):
             return 0  # nothing was renamed into or removed from the folders, no new log line
 
-        if "full_at" not in meta or overdue:
-            # the folders are listed whatever the logs say
-            why = ("new catalog" if "full_at" not in meta
-                   else f"last full listing older than {FULL_LISTING_EVERY_S:.0f} s")
-            changes = Changes(dirs=dirs, states=log_ends(self.folder, logs), reason=why)
-        else:
-            changes = read_changes(self.folder, known,
-                                   {key: meta.get(f"seen:{key}") for key in dirs},
-                                   dirs=dirs, logs=logs)
+        why = None  # the folders are listed whatever the logs say
+        if "full_at" not in meta:
+            why = "new catalog"
+        elif overdue:
+            why = f"last full listing older than {FULL_LISTING_EVERY_S:.0f} s"
+        changes = read_changes(self.folder, known, {key: meta.get(f"seen:{key}") for key in dirs},
+                               dirs=dirs, logs=logs, list_anyway=why)
         reason, changed, states = changes.reason, changes.changed, changes.states
         if reason is not None:
             log.debug("catalog %s: full listing (%s)", self.path, reason)

@@ -897,8 +897,7 @@ class PostgresStore(Store):
         """
         files = self._replay_files(experiment_id)
         folder = files.get_working_directory()
-        dirs = folder_mtimes(folder)
-        ends = log_ends(folder)
+        feed = read_changes(folder, {}, {}, list_anyway="a full re-sync")  # before the listing
         broken: list[str] = []
 
         def on_error(exc: CorruptRecordError) -> None:
@@ -914,7 +913,7 @@ class PostgresStore(Store):
             files.list_experiment_manifests(experiment_id),
             tick,
         )
-        self._journal.write_offsets(experiment_id, LogOffsets(ends, dirs))
+        self._journal.write_offsets(experiment_id, LogOffsets(feed.states, feed.dirs))
         if broken:
             self._journal.mark_behind(experiment_id, broken)
         return n
