@@ -465,17 +465,18 @@ class RunHandle(Handle):
             return
         job = self._jobs.get(rid)
         readable, rec = self._read_record(rid)
-        if not readable:
-            self._give_up_if_unreadable(rid, lost_after_seconds())
-            return
-        self._unreadable.pop(rid, None)
-        if self._ended_elsewhere(rid, rec, job):
-            return
+        if readable:
+            self._unreadable.pop(rid, None)
+            if self._ended_elsewhere(rid, rec, job):
+                return
         held = self._store.claim_holder(rid)
         if held is not None and not holder_is_stale(held[0], held[1], lost_after_seconds()):
             with self._lock:
                 if rid in self._elsewhere:
                     self._elsewhere[rid] = held[0]
+            return  # its launch is alive: wait, whether the record reads or not
+        if not readable:  # the holder is gone and nothing tells whether it finished
+            self._give_up_if_unreadable(rid, lost_after_seconds())
             return
         if job is None:  # (not submitted by this handle: nothing to run again)
             return
@@ -508,8 +509,9 @@ class RunHandle(Handle):
             return False, None
 
     def _give_up_if_unreadable(self, rid: str, limit: float) -> None:
-        """End ``rid`` as lost once its record has been unreadable for ``limit`` seconds
-        in a row: nothing can tell whether the other launch finished it."""
+        """End ``rid``, whose holder is gone, as lost once its record has been
+        unreadable for ``limit`` seconds in a row: nothing can tell whether the
+        other launch finished it (a shorter outage is waited out)."""
         since, exc = self._unreadable[rid]
         waited = time.monotonic() - since
         if waited < limit:
