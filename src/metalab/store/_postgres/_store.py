@@ -52,6 +52,7 @@ from metalab.model import ArtifactDescriptor, RunRecord
 from metalab.query._parser import as_query
 from metalab.store._base import ErrorCallback, Store, warn_corrupt
 from metalab.store._changes import (
+    Changes,
     folder_mtimes,
     log_ends,
     log_position,
@@ -745,7 +746,7 @@ class PostgresStore(Store):
                 if feed.reason is not None:  # (stores the offsets itself)
                     log.debug("index catch-up of %s: full listing (%s)", experiment_id,
                               feed.reason)
-                    count = self._sync_files(experiment_id, None)
+                    count = self._sync_files(experiment_id, None, feed)
                 else:
                     wanted = feed.changed["runs"] | feed.changed["derived"] | claim.runs
                     count, corrupt = self._send_runs(experiment_id, files, sorted(wanted))
@@ -887,17 +888,20 @@ class PostgresStore(Store):
             self._journal.clear_dirty(None)
         return done
 
-    def _sync_files(self, experiment_id: str, tick: Callable[[int], None] | None) -> int:
+    def _sync_files(self, experiment_id: str, tick: Callable[[int], None] | None,
+                    feed: Changes | None = None) -> int:
         """Make the index of ``experiment_id`` equal to a listing of its files.
 
         Hold the experiment's journal lock.  The offsets stored are the log
-        ends taken before the listing.  A corrupt record file marks the
+        ends taken before the listing (``feed``: a :func:`read_changes` that
+        asked for this listing, taken just before; else taken here).  A corrupt record file marks the
         experiment ``behind`` with its run (reads use the files, which report
         it).  Returns the runs indexed.
         """
         files = self._replay_files(experiment_id)
         folder = files.get_working_directory()
-        feed = read_changes(folder, {}, {}, list_anyway="a full re-sync")  # before the listing
+        if feed is None:
+            feed = read_changes(folder, {}, {}, list_anyway="a full re-sync")
         broken: list[str] = []
 
         def on_error(exc: CorruptRecordError) -> None:
