@@ -196,7 +196,6 @@ class _RoutingHandler(logging.Handler):
         except Exception:  # never let logging break a run
             self.handleError(record)
 
-
     def _only_handler(self, record: logging.LogRecord) -> bool:
         """True if no handler but this one sees ``record`` (logging is not configured)."""
         logger: logging.Logger | None = logging.getLogger(record.name)

@@ -5,7 +5,7 @@ Before a worker executes a run it claims it in the store
 :mod:`metalab._internal._owner`), so two launches of one experiment never
 execute the same run at the same time.  While the operation runs, a
 :class:`Heartbeat` thread refreshes the claim and the ``heartbeat_at`` of the
-``running`` record every :func:`heartbeat_interval` seconds.  A worker killed
+``running`` record every :func:`~metalab.query.heartbeat_interval` seconds.  A worker killed
 with ``kill -9`` (or a lost node) stops the heartbeat: readers then show the
 run as ``lost`` (:func:`metalab.query.effective_status`).  The next
 launch takes the claim over at once when its owner is certainly dead (same
@@ -26,17 +26,14 @@ from metalab._errors import ExecutionError
 from metalab._internal import _owner
 from metalab._internal._time import utcnow
 from metalab.model import RunRecord
-from metalab.query import DEFAULT_HEARTBEAT_INTERVAL_S, heartbeat_interval
 
 if TYPE_CHECKING:
     from metalab.store import Store
 
 __all__ = [
-    "DEFAULT_HEARTBEAT_INTERVAL_S",
     "ClaimedElsewhereError",
     "CompletedElsewhereError",
     "Heartbeat",
-    "heartbeat_interval",
     "new_owner",
 ]
 
@@ -85,7 +82,7 @@ class _Beater:
     Starting and joining a thread per run cost about 0.2 ms of a no-op run;
     registering with this thread costs a dict insert.  A beat that is slow
     (a slow disk) only delays the other runs' beats, which are due every
-    :func:`heartbeat_interval` seconds and read as lost only after
+    :func:`~metalab.query.heartbeat_interval` seconds and read as lost only after
     :func:`~metalab.query.lost_after_seconds` (several intervals).
     Started on first use; a child made by ``fork`` starts afresh (the
     parent's thread is not there, and the parent's runs are not its own).

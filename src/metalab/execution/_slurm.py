@@ -188,8 +188,7 @@ class SlurmExecutor(Executor):
 
     def _submission_doc(self, batch: Batch, submission_id: str) -> dict[str, Any]:
         """The submission manifest (``submission.json``), its arrays not yet queued."""
-        from metalab.execution._claims import heartbeat_interval
-        from metalab.query import lost_after_seconds
+        from metalab.query import heartbeat_interval, lost_after_seconds
 
         cfg = self.config
         experiment, store, pending = batch.experiment, batch.store, batch.pending

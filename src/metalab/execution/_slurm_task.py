@@ -128,7 +128,9 @@ def _adopt_submitter_settings(sub: dict[str, Any]) -> None:
     for path in reversed(sub.get("sys_path") or []):
         if path not in sys.path:
             sys.path.insert(0, path)
-    for key, name in (("heartbeat_interval", "METALAB_HEARTBEAT_INTERVAL"), ("lost_after", "METALAB_LOST_AFTER")):
+    from metalab.query import HEARTBEAT_INTERVAL_ENV, LOST_AFTER_ENV
+
+    for key, name in (("heartbeat_interval", HEARTBEAT_INTERVAL_ENV), ("lost_after", LOST_AFTER_ENV)):
         if sub.get(key) and not os.environ.get(name):
             os.environ[name] = str(sub[key])
 

@@ -34,11 +34,11 @@ from metalab.execution._claims import (
     ClaimedElsewhereError,
     CompletedElsewhereError,
     Heartbeat,
-    heartbeat_interval,
     new_owner,
 )
 from metalab.execution._runtime import CancelFlag, Runtime
 from metalab.model import ErrorInfo, Provenance, RunRecord, Status
+from metalab.query import heartbeat_interval
 
 if TYPE_CHECKING:
     from metalab.store import Store
@@ -245,10 +245,7 @@ def run_job(job: Job, executor: str, worker_id: str, owner: str | None = None) -
         return _execute_claimed(job, owner, executor, worker_id)
     finally:
         if job.claim:
-            try:
-                store.release_claim(run_id, owner)
-            except Exception as exc:
-                log.warning("could not release the claim of run %s: %s", run_id, exc)
+            _release_quietly(store, run_id, owner)
 
 
 def _claim(store: Store, run_id: str, owner: str, *, skip_if_succeeded: bool) -> None:
@@ -287,7 +284,8 @@ def _claim(store: Store, run_id: str, owner: str, *, skip_if_succeeded: bool) ->
 
 
 def _release_quietly(store: Store, run_id: str, owner: str) -> None:
-    """Release a claim while another error is being raised (that error is the one to report)."""
+    """Release a claim; a failure is logged, never raised (the run's outcome, or the error
+    being raised, is what to report)."""
     try:
         store.release_claim(run_id, owner)
     except Exception as exc:
