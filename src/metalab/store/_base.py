@@ -138,10 +138,13 @@ def _guard_write(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _guard_writes(cls: type) -> None:
+    """Guard every write method ``cls`` has, its own or inherited (from a mixin too)."""
     for name in WRITE_METHODS | getattr(cls, "backend_write_methods", frozenset()):
-        fn = cls.__dict__.get(name)
+        fn = getattr(cls, name, None)
         if callable(fn) and not getattr(fn, "__isabstractmethod__", False):
-            setattr(cls, name, _guard_write(fn))
+            guarded = _guard_write(fn)
+            if guarded is not fn:  # (an inherited method already guarded stays where it is)
+                setattr(cls, name, guarded)
 
 
 class Store(abc.ABC):

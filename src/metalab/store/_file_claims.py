@@ -28,7 +28,6 @@ from metalab._internal._lockfile import FileLock, LockTimeout
 from metalab._internal._names import check_name
 from metalab._internal._owner import holder_is_stale
 from metalab._internal._time import to_iso, utcnow
-from metalab.store._base import _guard_writes
 
 __all__ = ["FileClaims"]
 
@@ -156,5 +155,3 @@ class FileClaims:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
 
-
-_guard_writes(FileClaims)
