@@ -106,6 +106,22 @@ def test_a_read_only_filestore_writes_nothing_while_it_reads(tmp_path: Path) -> 
     assert _tree(root) != before  # (the check above can see a write)
 
 
+def test_a_read_only_filestore_refuses_the_claim_methods_it_gets_from_its_mixin(
+    tmp_path: Path,
+) -> None:
+    """FileStore's claims live in a mixin (FileClaims): the guard must cover them too."""
+    root = tmp_path / "lab"
+    _fill(FileStore(str(root), "a:1"), 1, "a:1")
+    before = _tree(root)
+    ro = make_store(str(root), experiment_id="a:1", read_only=True)
+    for call in (lambda: ro.try_claim("r0", "me", 60.0), lambda: ro.touch_heartbeat("r0", "me"),
+                 lambda: ro.release_claim("r0", "me")):
+        with pytest.raises(ReadOnlyStoreError):
+            call()
+    assert _tree(root) == before
+    assert FileStore(str(root), "a:1").try_claim("r0", "me", 60.0)  # (writable: granted)
+
+
 def test_results_of_a_read_only_store_keep_derived_metrics_in_memory(tmp_path: Path) -> None:
     from metalab import load_results
 
