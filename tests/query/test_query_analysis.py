@@ -82,7 +82,8 @@ def test_metric_series_long_table(tmp_path: Path) -> None:
                                                  "data": {"step": [0, 1, 2],
                                                           "value": [1.0, 0.5, 0.1 * i]}})
     long = load_results(store).metric_series("loss")
-    assert list(long.columns) == ["run_id", "experiment_id", "name", "step", "value"]
+    assert list(long.columns) == ["run_id", "experiment_id", "params.depth", "params.lr",
+                                  "params.name", "name", "step", "value"]
     assert len(long) == 6
     assert list(long[long.run_id == "r001"]["value"]) == [1.0, 0.5, 0.1]
     with pytest.raises(ValidationError):

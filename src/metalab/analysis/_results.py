@@ -528,7 +528,9 @@ class Results:
         return to_parquet(self, path, include_derived)
 
     def metric_series(self, names: str | Iterable[str]) -> pd.DataFrame:
-        """Stepped series of all runs as a long table (run_id, experiment_id, name, step, value)."""
+        """Stepped series of all runs as a tidy table: one row per run and step, with
+        run_id, experiment_id, the ``params.<name>`` columns, name, step, value
+        (see :func:`metalab.analysis._tables.metric_series`)."""
         from metalab.analysis._tables import metric_series
 
         return metric_series(self, names)
@@ -552,6 +554,44 @@ class Results:
             None if metrics is None else list(metrics),
             list(stats),
         )
+
+    # ------------------------------------------------- sorting and cutting
+    def sort_by(self, fields: str | Iterable[str], descending: bool | Iterable[bool] = False) -> Results:
+        """The runs ordered by ``fields`` (``"metrics.loss"``, ``["params.lr", "metrics.loss"]``).
+
+        Names and order are the query language's (see :mod:`metalab.analysis._ordering`):
+        runs without a value last, NaN above ``+inf``, ties by experiment and
+        run id.  ``descending``: one bool, or one per field.
+
+        Raises:
+            QueryError / UnknownFieldError / ValidationError: see
+                :func:`~metalab.analysis._ordering.sorted_positions`.
+        """
+        from metalab.analysis._ordering import sorted_positions
+
+        names = fields if isinstance(fields, str) else list(fields)
+        flags = descending if isinstance(descending, bool) else list(descending)
+        return self._take(sorted_positions(self, names, flags))
+
+    def head(self, n: int = 5) -> Results:
+        """The first ``n`` runs (all of them if there are fewer).
+
+        Raises:
+            ValidationError: ``n`` is not an int >= 0.
+        """
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValidationError(f"head(n) needs an int n >= 0, got {n!r}")
+        return self._take(slice(0, n))
+
+    def best(self, metric: str, mode: str = "min") -> Run:
+        """The run with the lowest (``mode="min"``) or highest (``"max"``) finite ``metric``.
+
+        See :func:`~metalab.analysis._ordering.best_position` (what competes,
+        how ties are broken, what is raised).
+        """
+        from metalab.analysis._ordering import best_position
+
+        return self._run_at(best_position(self, metric, mode))
 
     # ------------------------------------------------------------- derived
     def _load_derived(self, experiments: Iterable[str] | None = None) -> None:

@@ -155,11 +155,18 @@ def to_parquet(results: ResultsView, path: str | os.PathLike[str], include_deriv
 
 
 def metric_series(results: ResultsView, names: str | Iterable[str]) -> Any:
-    """The stepped series ``names`` of every run as one long pandas DataFrame.
+    """The stepped series ``names`` of every run as one tidy pandas DataFrame.
 
-    Columns ``run_id``, ``experiment_id``, ``name``, ``step``, ``value``; runs
-    without a series are left out (nothing is raised for them).  Unreadable
-    series files are reported like unreadable runs and skipped.
+    One row per run, series and step.  Columns ``run_id``, ``experiment_id``,
+    then the run's parameters as ``params.<name>`` (every parameter any of
+    the runs has; ``None`` where a run has none), then ``name``, ``step``,
+    ``value`` (a float; a missing value is NaN).  Runs without a series are
+    left out (nothing is raised for them).  Unreadable series files are
+    reported like unreadable runs and skipped.
+
+    Raises:
+        ValidationError: no series name, or one that is not a non-empty string.
+        MissingDependencyError: pandas is not installed.
     """
     pd = require("pandas", "pandas", "Results.metric_series()")
     wanted = [names] if isinstance(names, str) else list(names)
@@ -170,6 +177,7 @@ def metric_series(results: ResultsView, names: str | Iterable[str]) -> Any:
     series_names: list[str] = []
     steps: list[Any] = []
     values: list[Any] = []
+    params: list[dict[str, Any]] = []
     ctx = results._ctx
     for doc in results._docs:
         listed = doc.get("series")
@@ -191,9 +199,15 @@ def metric_series(results: ResultsView, names: str | Iterable[str]) -> Any:
             series_names += [name] * n
             steps += s[:n]
             values += decode_list(v[:n])  # ("Infinity", "NaN" ... are the floats)
-    return pd.DataFrame({
+            params += [doc.get("params") or {}] * n
+    frame: dict[str, Any] = {
         "run_id": pd.Series(run_ids, dtype=object),
         "experiment_id": pd.Series(exp_ids, dtype=object),
+    }
+    for key in _keys(params):
+        frame[f"params.{key}"] = pd.Series([p.get(key) for p in params])
+    return pd.DataFrame({
+        **frame,
         "name": pd.Series(series_names, dtype=object),
         "step": pd.Series(steps, dtype="int64") if steps else pd.Series([], dtype="int64"),
         "value": pd.Series(values, dtype="float64"),
