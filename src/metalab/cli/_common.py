@@ -1,8 +1,9 @@
-"""Helpers shared by the CLI commands: error translation and progress display."""
+"""Helpers shared by the CLI commands: error translation, progress display, exact output."""
 
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -11,9 +12,11 @@ from typing import Any
 import click
 
 from metalab._errors import MetalabError
+from metalab._internal import _json
 from metalab._internal._redact import redact
 
-__all__ = ["MetalabGroup", "error_message", "open_store", "progress_callback"]
+__all__ = ["MetalabGroup", "error_message", "exact_cell", "json_ready", "open_store",
+           "progress_callback"]
 
 
 def error_message(exc: BaseException) -> str:
@@ -114,3 +117,38 @@ def progress_callback(description: str) -> Iterator[Callable[[int, int | None], 
             bar.update(task, completed=done, total=total)
 
         yield update
+
+
+# ------------------------------------------------------------ exact output
+# ``--format csv`` and ``--format json`` write numbers so that reading them back
+# gives the very same values: floats as their shortest round-trip text (repr),
+# and NaN / infinities as the texts the stores hold ("NaN", "Infinity",
+# "-Infinity", see metalab._internal._json), which Python's float(), pandas'
+# read_csv and JavaScript's Number() read as those numbers.  Only the human
+# table rounds.
+
+
+def json_ready(value: Any) -> Any:
+    """``value`` with every non-finite float (at any depth) replaced by its stored text.
+
+    JSON has no NaN or infinity (the encoder would write ``null``); other
+    values are returned as they are.
+    """
+    if isinstance(value, float):
+        return _json.encode_number(value)
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(v) for v in value]
+    return value
+
+
+def exact_cell(value: Any) -> str:
+    """A CSV cell holding ``value`` exactly (empty for None; lists and objects as JSON)."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else str(_json.encode_number(value))
+    if isinstance(value, str):
+        return value
+    return _json.dumps(json_ready(value)).decode()

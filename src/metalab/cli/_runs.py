@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from metalab._internal import _json
-from metalab.cli._common import MetalabGroup, open_store
+from metalab.cli._common import MetalabGroup, exact_cell, json_ready, open_store
 
 __all__ = ["runs"]
 
@@ -55,7 +55,9 @@ def _cell(value: Any) -> str:
               help="Comma-separated fields to order by; prefix '-' for descending.")
 @click.option("--limit", "-n", type=int, default=None, help="Show at most N runs.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
-              show_default=True, help="Output format.")
+              show_default=True,
+              help="Output format: 'table' rounds numbers for reading; 'csv' and 'json' hold "
+                   "them exactly (NaN and infinities as \"NaN\", \"Infinity\", \"-Infinity\").")
 def ls_cmd(locator: str, experiment_id: str | None, where: str | None, columns: str | None,
            order_by: str | None, limit: int | None, fmt: str) -> None:
     """List the runs matching a query, with the chosen columns.
@@ -69,7 +71,7 @@ def ls_cmd(locator: str, experiment_id: str | None, where: str | None, columns: 
                                  limit=limit)
     rows = [_flatten(d) for d in found]
     if fmt == "json":
-        click.echo(_json.dumps_pretty(rows).decode())
+        click.echo(_json.dumps_pretty(json_ready(rows)).decode())
         return
     headers: list[str] = []
     for r in rows:
@@ -81,7 +83,7 @@ def ls_cmd(locator: str, experiment_id: str | None, where: str | None, columns: 
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(headers)
         for r in rows:
-            writer.writerow([_cell(r.get(h)) for h in headers])
+            writer.writerow([exact_cell(r.get(h)) for h in headers])
         click.echo(buf.getvalue(), nl=False)
         return
     if not rows:
