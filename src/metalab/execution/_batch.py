@@ -44,6 +44,7 @@ class Batch:
         context_blob: the pickled context for out-of-process executors (None in process).
         resume: skip runs that already succeeded, also when found so after claiming.
         progress / on_event: what the handle reports to.
+        code_provenance: the git state and package versions of the launch (run provenance).
     """
 
     experiment: Any
@@ -58,6 +59,7 @@ class Batch:
     resume: bool = True
     progress: bool = False
     on_event: EventCallback | None = None
+    code_provenance: dict[str, Any] | None = None
     metadata: dict[str, Any] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -85,6 +87,7 @@ class Batch:
             on_started=handle._started,
             context_blob=self.context_blob,
             resume=self.resume,
+            code_provenance=self.code_provenance,
         )
 
 

@@ -15,6 +15,7 @@ from metalab.execution._context_check import warn_context_change
 from metalab.execution._events import EventCallback
 from metalab.execution._executors import Executor, SerialExecutor
 from metalab.execution._handle import Handle
+from metalab.execution._provenance import code_provenance
 from metalab.model import Status
 
 __all__ = ["run"]
@@ -131,6 +132,7 @@ def run(
         experiment=experiment, store=scoped, specs=specs, pending=pending, skipped=skipped,
         manifest=manifest, submitted_at=submitted_at, derived_metrics=derived,
         context_blob=context_blob, resume=resume, progress=progress, on_event=on_event,
+        code_provenance=code_provenance(experiment.operation),
     ))
 
 

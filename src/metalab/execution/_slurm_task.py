@@ -55,6 +55,7 @@ def run_task(submission_path: str, task_index: int) -> int:
     from metalab._internal import _json
     from metalab.definition import load_operation
     from metalab.execution._claims import ClaimedElsewhereError
+    from metalab.execution._provenance import code_provenance
     from metalab.execution._slurm_files import load_experiment, position_to_index, range_starts
     from metalab.execution._worker import (
         FinalRecordNotSavedError,
@@ -91,6 +92,8 @@ def run_task(submission_path: str, task_index: int) -> int:
     with contextlib.suppress(ValueError, OSError):
         signal.signal(signal.SIGTERM, _sigterm)
     metadata = dict(sub.get("metadata") or {})
+    # this task imports the code it runs: its provenance is taken here, once per task
+    code = None if isinstance(op, _BrokenOperation) else code_provenance(op)
     for position in range(first, last):
         spec = experiment.spec(position_to_index(ranges, starts, position))
         try:
@@ -107,7 +110,7 @@ def run_task(submission_path: str, task_index: int) -> int:
             attempt=(previous.attempt if previous is not None else 0) + 1,
             metadata=metadata, derived_metrics=derived, resume=True,
             # the handle learns of the start from the record: write it at once
-            running_record_after=0.0,
+            running_record_after=0.0, code_provenance=code,
         )
         try:
             with _redirect_std(store, spec.run_id):

@@ -10,6 +10,7 @@ through :class:`Job`; the process executor ships a picklable
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import logging
@@ -301,6 +302,9 @@ def _execute_claimed(job: Job, owner: str, executor: str, worker_id: str) -> Run
     started_at = utcnow()
     t0 = time.perf_counter()
     running = _running_record(spec, job.operation, executor, worker_id, attempt, started_at)
+    if job.code_provenance:
+        running = running.replace(provenance=dataclasses.replace(
+            running.provenance, **job.code_provenance))
     running_written_at_once = attempt > 1 or job.running_record_after <= 0
     if running_written_at_once:
         # an earlier attempt's record is there: replace it now, or readers would show
@@ -500,6 +504,9 @@ class Job:
     claim: bool = True
     #: seconds after the start at which a first attempt writes its ``running`` record
     running_record_after: float = RUNNING_RECORD_AFTER_S
+    #: ``{"git": ..., "packages": ...}`` of the launch for the run's provenance
+    #: (:func:`~metalab.execution._provenance.code_provenance`; None: not recorded)
+    code_provenance: dict[str, Any] | None = None
 
     @property
     def run_id(self) -> str:
@@ -529,6 +536,7 @@ class Job:
             derived_metrics=tuple(self.derived_metrics),
             executor=executor,
             resume=self.resume,
+            code_provenance=self.code_provenance,
         )
 
 
@@ -545,6 +553,7 @@ class RunPayload:
     derived_metrics: tuple[Any, ...]
     executor: str = "process"
     resume: bool = False
+    code_provenance: dict[str, Any] | None = None
 
     @property
     def run_id(self) -> str:
@@ -669,7 +678,7 @@ def process_entry(payload: RunPayload, redirect: bool = True) -> RunRecord:
     job = Job(
         spec=payload.spec, operation=op, context=context, store=store, attempt=payload.attempt,
         metadata=payload.metadata, derived_metrics=payload.derived_metrics, cancel_flag=cancel,
-        on_started=started, resume=payload.resume,
+        on_started=started, resume=payload.resume, code_provenance=payload.code_provenance,
     )
     with _redirect_std(store, payload.run_id) if redirect else contextlib.nullcontext():
         return run_job(job, payload.executor, worker_id)

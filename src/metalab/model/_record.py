@@ -132,7 +132,14 @@ class ErrorInfo:
 
 @dataclass(frozen=True, slots=True)
 class Provenance:
-    """Where and with what code a run executed (not part of the run's identity)."""
+    """Where and with what code a run executed (not part of the run's identity).
+
+    ``git``: the state of the operation's repository (``commit``, ``branch``,
+    ``dirty``, ``root``, or ``missing`` with the reason) and ``packages``: the
+    versions of the distributions the operation's module imports, both
+    collected once per launch (see :mod:`metalab.execution._provenance`);
+    empty in records written without them.
+    """
 
     code_hash: str = ""
     operation_ref: str = ""
@@ -144,6 +151,8 @@ class Provenance:
     metalab_version: str = ""
     platform: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    git: dict[str, Any] = field(default_factory=dict)
+    packages: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -157,6 +166,8 @@ class Provenance:
             "metalab_version": self.metalab_version,
             "platform": self.platform,
             "extra": dict(self.extra),
+            "git": dict(self.git),
+            "packages": dict(self.packages),
         }
 
     @classmethod
@@ -172,6 +183,8 @@ class Provenance:
             metalab_version=d.get("metalab_version", ""),
             platform=d.get("platform", ""),
             extra=dict(d.get("extra") or {}),
+            git=dict(d.get("git") or {}),
+            packages=dict(d.get("packages") or {}),
         )
 
     @classmethod
