@@ -10,6 +10,7 @@ import click
 
 from metalab._internal import _json
 from metalab.cli._common import MetalabGroup, exact_cell, json_ready, open_store
+from metalab.cli._runinfo import find_run, provenance_lines
 
 __all__ = ["runs"]
 
@@ -98,7 +99,7 @@ def ls_cmd(locator: str, experiment_id: str | None, where: str | None, columns: 
 
 
 @runs.command("show")
-@click.argument("run_id")
+@click.argument("run_id", metavar="RUN_ID_OR_PREFIX")
 @click.option("--store", "-s", "locator", required=True, metavar="LOCATOR",
               help="The store: a path, file:// or postgresql:// locator.")
 @click.option("--experiment", "-e", "experiment_id", default=None, metavar="ID",
@@ -107,15 +108,17 @@ def ls_cmd(locator: str, experiment_id: str | None, where: str | None, columns: 
               help="How many last lines of each log to show.")
 def show_cmd(run_id: str, locator: str, experiment_id: str | None, log_lines: int) -> None:
     """Show one run: params, metrics, the error and traceback of a failed run,
-    artifacts and its last log lines."""
+    provenance (git commit, package versions), artifacts and its last log lines.
+
+    RUN_ID_OR_PREFIX is a run id or its first characters (enough to name one run).
+    """
     from metalab._errors import NotFoundError
 
     with open_store(locator, experiment_id) as store:
+        run_id = find_run(store, run_id, locator)["run_id"]
         rec = store.get_run_record(run_id)
         if rec is None:
-            raise NotFoundError(
-                f"no run {run_id!r} in {locator}; list runs with: metalab runs ls --store {locator}"
-            )
+            raise NotFoundError(f"run {run_id!r} was deleted from {locator} while being read")
         doc = rec.to_dict()
         click.echo(f"run {rec.run_id}  ({rec.experiment_id})")
         for key in ("status", "started_at", "finished_at", "duration_ms", "attempt"):
@@ -139,6 +142,9 @@ def show_cmd(run_id: str, locator: str, experiment_id: str | None, log_lines: in
                 click.echo("traceback:")
                 for line in trace.splitlines():
                     click.echo(f"  | {line}")
+        click.echo("provenance:")
+        for line in provenance_lines(rec.provenance):
+            click.echo(f"  {line}")
         click.echo("artifacts:" + ("" if rec.artifacts else " (none)"))
         for a in rec.artifacts:
             click.echo(f"  {a.name} ({a.kind}, {a.format or '-'}, {a.size_bytes} bytes)")
