@@ -14,7 +14,6 @@ logs a warning naming the run and the function and goes on.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from metalab._errors import ValidationError
 from metalab._internal import _json
+from metalab._internal._refs import import_reference
 
 if TYPE_CHECKING:
     from metalab.analysis._run import Run
@@ -55,26 +55,7 @@ def resolve_derived(fn_or_ref: DerivedFn | str) -> DerivedFn:
             f"a derived metric must be a callable or a 'module:function' string, "
             f"got {type(fn_or_ref).__name__}"
         )
-    module_name, sep, attr_path = fn_or_ref.partition(":")
-    if not sep or not module_name or not attr_path:
-        raise ValidationError(
-            f"derived metric reference {fn_or_ref!r} must look like 'package.module:function'"
-        )
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ValidationError(
-            f"cannot import module {module_name!r} for derived metric {fn_or_ref!r}: {exc}. "
-            "Check that the module is installed or on sys.path"
-        ) from exc
-    for part in attr_path.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise ValidationError(
-                f"module {module_name!r} has no attribute {attr_path!r} "
-                f"(derived metric reference {fn_or_ref!r})"
-            ) from None
+    obj = import_reference(fn_or_ref, "derived metric", "function")
     if not callable(obj):
         raise ValidationError(
             f"derived metric reference {fn_or_ref!r} names a {type(obj).__name__}, "

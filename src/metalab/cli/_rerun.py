@@ -50,10 +50,11 @@ def rerun_cmd(run_id: str, locator: str, experiment_id: str | None, context_ref:
     params and seed come from the run's record, so the run id stays the
     same. Exits with status 1 when the new attempt fails.
     """
-    from metalab.execution._rerun import import_object, rerun_run
+    from metalab._internal._refs import import_reference
+    from metalab.execution._rerun import rerun_run
 
     with _current_folder_importable():
-        kwargs = {"context": import_object(context_ref)} if context_ref else {}
+        kwargs = {"context": import_reference(context_ref, "context")} if context_ref else {}
         with open_store(locator, experiment_id) as store:
             found = find_run(store, run_id, locator)
         with open_store(locator, found["experiment_id"]) as scoped:

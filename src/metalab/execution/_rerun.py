@@ -10,7 +10,6 @@ provenance), in the calling thread.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 from typing import Any
@@ -22,7 +21,7 @@ from metalab.execution._worker import Job, run_job
 from metalab.model import RunRecord
 from metalab.query import effective_status
 
-__all__ = ["EXECUTOR_NAME", "import_object", "rerun_run"]
+__all__ = ["EXECUTOR_NAME", "rerun_run"]
 
 log = logging.getLogger("metalab.execution")
 
@@ -31,31 +30,6 @@ EXECUTOR_NAME = "rerun"
 #: contexts tried when none is given: an experiment made with one of these needs none
 _PLAIN_CONTEXTS: tuple[Any, ...] = (None, {})
 _UNSET: Any = object()
-
-
-def import_object(ref: str) -> Any:
-    """The object ``"package.module:name"`` (``name`` may be dotted) refers to.
-
-    Raises:
-        ValidationError: a malformed reference, a module that cannot be
-            imported, or a missing attribute (the message says which).
-    """
-    module_name, colon, attr = ref.partition(":") if isinstance(ref, str) else ("", "", "")
-    if not colon or not module_name or not attr:
-        raise ValidationError(f"reference {ref!r} must look like 'package.module:name'")
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except Exception as exc:  # any error of the imported code: say which module failed
-        raise ValidationError(
-            f"cannot import module {module_name!r} of {ref!r}: {exc!r}; run from the folder "
-            "that holds it or add that folder to PYTHONPATH"
-        ) from exc
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise ValidationError(f"module {module_name!r} has no {attr!r} (from {ref!r})") from None
-    return obj
 
 
 def _manifest_for(store: Any, record: RunRecord) -> dict[str, Any]:
