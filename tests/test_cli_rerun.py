@@ -203,3 +203,23 @@ def test_rerun_in_a_real_process(ops: tuple[str, Path], tmp_path: Path) -> None:
     assert f"run {run_ids[1]} ended success (attempt 2)" in done.stdout
     assert _record(store, run_ids[1]).status is Status.SUCCESS
     assert _record(store, run_ids[1]).provenance.pid != _record(store, run_ids[0]).provenance.pid
+
+
+def test_provenance_lines_name_the_commit_and_what_is_unknown() -> None:
+    from metalab.cli._runinfo import provenance_lines
+    from metalab.model import Provenance
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    lines = provenance_lines(Provenance(
+        executor="thread", host="h1", git={"commit": commit, "branch": None, "dirty": None,
+                                           "dirty_unknown": "git is not installed",
+                                           "root": "/src"},
+        packages={"numpy": "2.4.1", "attrs": "25.1.0"}))
+    assert "ran on: thread, h1" in lines
+    assert ("git: 0123456789ab (detached, dirty unknown: git is not installed) in /src"
+            in lines)
+    assert "packages: attrs 25.1.0, numpy 2.4.1" in lines
+    clean = provenance_lines(Provenance(git={"commit": commit, "branch": "main", "dirty": True,
+                                             "root": "/src"}))
+    assert "git: 0123456789ab (branch main, dirty) in /src" in clean
+    assert provenance_lines(Provenance())[-2:] == ["git: not recorded", "packages: not recorded"]
