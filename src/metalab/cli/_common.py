@@ -7,7 +7,7 @@ import math
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -15,8 +15,10 @@ from metalab._errors import MetalabError
 from metalab._internal import _json
 from metalab._internal._redact import redact
 
-__all__ = ["MetalabGroup", "error_message", "exact_cell", "json_ready", "open_store",
-           "progress_callback"]
+__all__ = ["MetalabGroup", "error_message", "exact_cell", "json_ready", "one_run_options",
+           "open_store", "progress_callback"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def error_message(exc: BaseException) -> str:
@@ -45,6 +47,18 @@ def open_store(locator: str, experiment_id: str | None) -> Any:
         return store
     with store:  # (the scoped store has connections of its own)
         return make_store(store, experiment_id=experiment_id)
+
+
+def one_run_options(command: F) -> F:
+    """The argument and options of a command about one run: ``RUN_ID_OR_PREFIX``
+    (resolved with :func:`metalab.cli._runinfo.find_run`), ``--store`` and ``--experiment``."""
+    command = click.option(
+        "--experiment", "-e", "experiment_id", default=None, metavar="ID",
+        help="The run's experiment (needed only if the id prefix matches runs of several).",
+    )(command)
+    command = click.option("--store", "-s", "locator", required=True, metavar="LOCATOR",
+                           help="The store: a path, file:// or postgresql:// locator.")(command)
+    return click.argument("run_id", metavar="RUN_ID_OR_PREFIX")(command)
 
 
 class MetalabGroup(click.Group):

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 import click
 
-from metalab.cli._common import open_store
+from metalab.cli._common import one_run_options, open_store
 from metalab.cli._runinfo import find_run
 
 __all__ = ["rerun_cmd"]
@@ -31,11 +31,7 @@ def _current_folder_importable() -> Iterator[None]:
 
 
 @click.command("rerun")
-@click.argument("run_id", metavar="RUN_ID_OR_PREFIX")
-@click.option("--store", "-s", "locator", required=True, metavar="LOCATOR",
-              help="The store: a path, file:// or postgresql:// locator.")
-@click.option("--experiment", "-e", "experiment_id", default=None, metavar="ID",
-              help="The run's experiment (needed only if a prefix matches runs of several).")
+@one_run_options
 @click.option("--context", "context_ref", default=None, metavar="MODULE:NAME",
               help="Import the experiment's context from MODULE:NAME (needed when the run was "
                    "made with a context other than None or {}; its fingerprint must match).")

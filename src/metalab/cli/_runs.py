@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from metalab._internal import _json
-from metalab.cli._common import MetalabGroup, exact_cell, json_ready, open_store
+from metalab.cli._common import MetalabGroup, exact_cell, json_ready, one_run_options, open_store
 from metalab.cli._runinfo import find_run, provenance_lines
 
 __all__ = ["runs"]
@@ -99,11 +99,7 @@ def ls_cmd(locator: str, experiment_id: str | None, where: str | None, columns: 
 
 
 @runs.command("show")
-@click.argument("run_id", metavar="RUN_ID_OR_PREFIX")
-@click.option("--store", "-s", "locator", required=True, metavar="LOCATOR",
-              help="The store: a path, file:// or postgresql:// locator.")
-@click.option("--experiment", "-e", "experiment_id", default=None, metavar="ID",
-              help="The run's experiment (needed only if the store holds several).")
+@one_run_options
 @click.option("--log-lines", type=int, default=20, show_default=True,
               help="How many last lines of each log to show.")
 def show_cmd(run_id: str, locator: str, experiment_id: str | None, log_lines: int) -> None:
