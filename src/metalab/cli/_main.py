@@ -6,6 +6,7 @@ import click
 
 from metalab._version import __version__
 from metalab.cli._common import MetalabGroup
+from metalab.cli._curate import register as register_curation
 from metalab.cli._postgres import postgres, reconcile_cmd
 from metalab.cli._runs import runs
 from metalab.cli._store import store
@@ -28,6 +29,7 @@ cli.add_command(store)
 store.add_command(reconcile_cmd)
 cli.add_command(postgres)
 cli.add_command(runs)
+register_curation(runs, store)  # runs tag|untag|note|rm, store rm
 
 
 def main() -> None:
