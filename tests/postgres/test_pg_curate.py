@@ -6,6 +6,7 @@ import os
 
 from pg_helpers import file_docs, index_rows, records
 
+import metalab
 from metalab.store import PostgresStore
 from metalab.store._postgres._curate import PostgresCuration
 
@@ -105,3 +106,22 @@ def test_a_tagger_killed_before_the_index_heard_of_it_is_caught_up(
     assert _index_tags(pg_conn, pg_schema, "exp:1")["r00002"] == ["late"]
     assert index_rows(pg_conn, pg_schema) == file_docs(file_root, "exp:1")
     assert isinstance(parent, PostgresStore) and not parent.index_is_behind()
+
+
+def test_results_from_the_index_tag_and_a_deleted_run_leaves_the_index(
+        make_store, pg_conn, pg_schema, file_root) -> None:
+    store = make_store("exp:1")
+    for r in records("exp:1", 3):
+        store.put_run_record(r)
+    store.flush()
+    results = metalab.load_results(store)  # (columns from the index)
+    assert sorted(results.where("params.i >= 1").tag("late")) == ["r00001", "r00002"]
+    assert _index_tags(pg_conn, pg_schema, "exp:1") == {
+        "r00000": [], "r00001": ["late"], "r00002": ["late"]}
+    store.delete_run("r00002")
+    found = store.query_runs(where='tags contains "late"', columns=["run_id"])
+    assert [d["run_id"] for d in found] == ["r00001"]
+    store.flush()
+    assert set(index_rows(pg_conn, pg_schema)) == {("exp:1", "r00000"), ("exp:1", "r00001")}
+    assert not (file_root / "exp_1" / "annotations" / "r00002.json").exists()
+    assert index_rows(pg_conn, pg_schema) == file_docs(file_root, "exp:1")
