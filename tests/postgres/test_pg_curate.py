@@ -71,6 +71,11 @@ def test_delete_experiment_drops_its_rows_and_only_its_rows(
     collection = make_store(None)
     assert collection.delete_experiment("exp:1")
     assert _index_tags(pg_conn, pg_schema, "exp:1") == {}
+    for table in ("experiments", "experiment_manifests", "run_records", "derived"):
+        left = pg_conn.execute(f'SELECT count(*) FROM "{pg_schema}".{table} '
+                               "WHERE experiment_id = 'exp:1'").fetchone()
+        assert left == (0,), table
+    assert collection.index.indexed_experiments() == ["exp:2"]
     assert set(index_rows(pg_conn, pg_schema)) == {("exp:2", "r00000")}
     assert collection.list_experiments() == ["exp:2"]
     assert not (file_root / "exp_1").exists()
@@ -125,3 +130,28 @@ def test_results_from_the_index_tag_and_a_deleted_run_leaves_the_index(
     assert set(index_rows(pg_conn, pg_schema)) == {("exp:1", "r00000"), ("exp:1", "r00001")}
     assert not (file_root / "exp_1" / "annotations" / "r00002.json").exists()
     assert index_rows(pg_conn, pg_schema) == file_docs(file_root, "exp:1")
+
+
+def test_cli_tags_and_removes_through_a_postgresql_locator(
+        make_store, pg_url, pg_conn, pg_schema, file_root) -> None:
+    from click.testing import CliRunner
+
+    from metalab.cli import cli
+
+    _two_experiments(make_store)
+    sep = "&" if "?" in pg_url else "?"
+    locator = f"{pg_url}{sep}file_root={file_root}&schema={pg_schema}"
+
+    def invoke(*args: str) -> str:
+        result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    assert "tagged 2 run(s)" in invoke("runs", "tag", "-s", locator, "-e", "exp:1",
+                                       "-w", "params.i >= 1", "-t", "late")
+    assert _index_tags(pg_conn, pg_schema, "exp:1")["r00002"] == ["late"]
+    out = invoke("runs", "ls", "-s", locator, "-w", 'tags contains "late"', "-c", "tags")
+    assert "r00001" in out and "r00002" in out and "r00000" not in out
+    invoke("runs", "rm", "-s", locator, "-e", "exp:1", "r00001", "--yes")
+    invoke("store", "rm", "-s", locator, "-e", "exp:2", "--yes")
+    assert set(index_rows(pg_conn, pg_schema)) == {("exp:1", "r00000"), ("exp:1", "r00002")}

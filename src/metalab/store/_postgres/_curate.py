@@ -142,10 +142,16 @@ class PostgresCuration:
         files = self._files_of(eid)
         self._journal.mark_behind(eid)  # a kill after the files went: the catch-up re-syncs
         files.delete_experiment(eid)
-        try:
-            drop_experiment_rows(self.index, eid)
-        except IndexUnavailableError as exc:
-            self._warn("the index cannot be reached; queries read the files", exc)
-            return True
-        self._caught_up()
+        self.flush()  # (nothing of the experiment queued in this process may follow)
+        with self._journal.lock(eid):
+            claim = self._journal.claim_behind(eid)
+            try:
+                drop_experiment_rows(self.index, eid)
+            except IndexUnavailableError as exc:
+                if claim is not None:
+                    self._journal.release(claim)  # the mark stays for a later catch-up
+                self._warn("the index cannot be reached; queries read the files", exc)
+                return True
+            if claim is not None:
+                self._journal.done(claim)
         return True
