@@ -397,6 +397,16 @@ class Store(abc.ABC):
         """
         raise NotImplementedError(f"{type(self).__name__} keeps no annotations")
 
+    def executed_record(self, run_id: str) -> RunRecord | None:
+        """The record of ``run_id`` as its execution wrote it, without the
+        annotations every other read applies (None if there is no such run).
+
+        Raises:
+            CorruptRecordError: the record exists but cannot be parsed.
+            NotImplementedError: the store does not ``supports_annotations``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} keeps no annotations")
+
     def get_experiment_annotations(self, experiment_id: str | None = None) -> Annotations:
         """The annotations set on the experiment (empty ones if none); raises
         as :meth:`get_annotations` and :meth:`annotate_experiment`."""

@@ -34,6 +34,7 @@ from metalab._errors import CorruptRecordError, NotFoundError, ScopeError, Valid
 from metalab._internal._atomic import fsync_dir
 from metalab._internal._json import JSONDecodeError, dumps, loads
 from metalab._internal._names import check_name, safe_experiment_id
+from metalab.model import RunRecord
 from metalab.store._annotations import (
     ANNOTATIONS_DIR,
     Annotations,
@@ -51,9 +52,6 @@ from metalab.store._annotations import (
 )
 from metalab.store._base import ErrorCallback, warn_corrupt
 from metalab.store._changes import note_change
-
-if TYPE_CHECKING:
-    from metalab.model import RunRecord
 
 __all__ = ["TRASH_DIR", "TRASH_STALE_S", "FileCuration", "annotate_document"]
 
@@ -244,6 +242,19 @@ class FileCuration:
         """See :meth:`Store.get_annotations`."""
         folder = self._folder(check_name(run_id, "run id"))
         return read_annotations(run_path(folder, run_id)) or Annotations()
+
+    def executed_record(self, run_id: str) -> RunRecord | None:
+        """See :meth:`Store.executed_record`."""
+        path = os.path.join(self._folder(check_name(run_id, "run id")), "runs", f"{run_id}.json")
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read()
+        except FileNotFoundError:
+            return None
+        try:
+            return RunRecord.from_dict(loads(data), source=path)
+        except JSONDecodeError as exc:
+            raise CorruptRecordError(f"run record {path} is not valid JSON ({exc})", path) from exc
 
     def get_experiment_annotations(self, experiment_id: str | None = None) -> Annotations:
         """See :meth:`Store.get_experiment_annotations`."""

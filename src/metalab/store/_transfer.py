@@ -168,6 +168,9 @@ def _copy_run(
             report.runs_skipped += 1
             return
     dst.delete_run(run_id)  # replace as a whole (also clears a half-finished copy)
+    if src.supports_annotations and dst.supports_annotations:
+        # the record as executed; its annotations are copied as such after it
+        record = src.executed_record(run_id) or record
 
     derived = src.get_derived(run_id)
     if derived is not None:

@@ -175,6 +175,11 @@ class CurationContractTests:
         assert _ids(copy, 'tags contains "sgd"') == ["r1", "r2", "r3"]
         assert copy.get_annotations("r1").note == "n1"
         assert copy.get_experiment_annotations(_EXP).note == "about"
+        # the records are copied as executed, the annotations as annotations
+        assert copy.executed_record("r1") == store.executed_record("r1") == _record("r1")
+        copy.annotate_runs(["r1"], note=None)
+        rec = copy.get_run_record("r1")
+        assert rec is not None and rec.notes == ""
         # and back into a store of the backend under test: a copy of the copy
         export_store(copy, str(tmp_path / "again"))
         again = FileStoreConfig(root=str(tmp_path / "again"), experiment_id=_EXP).connect()

@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from metalab._errors import IndexUnavailableError, ScopeError
+from metalab.model import RunRecord
 from metalab.store._annotations import Annotations, check_change, no_such_runs
 
 if TYPE_CHECKING:
@@ -130,6 +131,10 @@ class PostgresCuration:
     def get_annotations(self, run_id: str) -> Annotations:
         """See :meth:`Store.get_annotations`."""
         return self._files.get_annotations(run_id)
+
+    def executed_record(self, run_id: str) -> RunRecord | None:
+        """See :meth:`Store.executed_record`."""
+        return self._files.executed_record(run_id)
 
     def get_experiment_annotations(self, experiment_id: str | None = None) -> Annotations:
         """See :meth:`Store.get_experiment_annotations`."""
