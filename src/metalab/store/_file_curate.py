@@ -30,7 +30,7 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from metalab._errors import CorruptRecordError, NotFoundError, ScopeError, ValidationError
+from metalab._errors import CorruptRecordError, NotFoundError, ScopeError
 from metalab._internal._atomic import fsync_dir
 from metalab._internal._json import JSONDecodeError, dumps, loads
 from metalab._internal._names import check_name, safe_experiment_id
@@ -155,8 +155,6 @@ class FileCuration:
 
         @property
         def experiment_id(self) -> str | None: ...
-        @property
-        def is_scoped(self) -> bool: ...
         @property
         def config(self) -> Any: ...  # (a FileStoreConfig)
         def _folder(self, run_id: str) -> str: ...
@@ -294,11 +292,7 @@ class FileCuration:
     def delete_experiment(self, experiment_id: str | None = None) -> bool:
         """See :meth:`Store.delete_experiment`."""
         folder = self._experiment_folder(experiment_id)
-        root = os.path.dirname(folder)
-        if os.path.realpath(folder) == os.path.realpath(self.config.root) and not self.is_scoped:
-            raise ValidationError(
-                f"the experiment's runs are in the store's own folder {folder}; delete that "
-                "folder itself if that is meant")
+        root = os.path.dirname(folder)  # (the collection root: a folder is always below it)
         trash_root = os.path.join(root, TRASH_DIR)
         os.makedirs(trash_root, exist_ok=True)
         trash = os.path.join(trash_root, _trash_name(os.path.basename(folder)))
