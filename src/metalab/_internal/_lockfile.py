@@ -26,12 +26,12 @@ import contextlib
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from metalab._internal._atomic import create_exclusive
 from metalab._internal._owner import holder_is_stale, new_owner, owner_label
 
-__all__ = ["FileLock", "LockTimeout"]
+__all__ = ["FileLock", "LockTimeout", "hold"]
 
 #: the pause between attempts doubles from ``poll`` up to this many seconds
 _MAX_POLL_S = 0.2
@@ -142,3 +142,24 @@ class FileLock:
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(aside)
+
+
+@contextlib.contextmanager
+def hold(path: str, *, wait: float, stale: float,
+         busy: Callable[[FileLock], BaseException]) -> Iterator[FileLock]:
+    """``with hold(path, ...):`` hold the lock file ``path`` for the block.
+
+    Raises:
+        ``busy(lock)``: it stayed held elsewhere for ``wait`` seconds (the
+            message should say who holds it: :meth:`FileLock.holder_text`).
+        OSError: the lock file cannot be created.
+    """
+    lock = FileLock(path, stale=stale)
+    try:
+        lock.acquire(wait=wait)
+    except LockTimeout:
+        raise busy(lock) from None
+    try:
+        yield lock
+    finally:
+        lock.release()

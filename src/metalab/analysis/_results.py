@@ -19,6 +19,7 @@ from metalab._internal._gc import gc_paused
 from metalab._internal._json import NON_FINITE_TEXTS, decode_values, encode_values
 from metalab.analysis._columns import RunTable
 from metalab.analysis._context import ResultsContext
+from metalab.analysis._curate import annotate
 from metalab.analysis._deps import require
 from metalab.analysis._derived import (
     DerivedFn,
@@ -500,6 +501,23 @@ class Results:
         else:
             keep = [i for i, doc in enumerate(docs) if match(doc, None)]
         return self._take(keep)
+
+    # ------------------------------------------------------------ curation
+    def tag(self, *tags: str) -> list[str]:
+        """Add ``tags`` to every run here, in the store (see
+        :meth:`~metalab.store.Store.annotate_runs`: every later read and query
+        sees them; this object stays as loaded).  Returns the run ids changed."""
+        return annotate(self._ctx, self._column("experiment_id"), self.run_ids, add=tags)
+
+    def untag(self, *tags: str) -> list[str]:
+        """Take ``tags`` from every run here (also tags they had from execution
+        time), as :meth:`tag` does.  Returns the run ids changed."""
+        return annotate(self._ctx, self._column("experiment_id"), self.run_ids, remove=tags)
+
+    def set_note(self, note: str | None) -> list[str]:
+        """Set the note of every run here (None: drop the note set after the
+        fact), as :meth:`tag` does.  Returns the run ids changed."""
+        return annotate(self._ctx, self._column("experiment_id"), self.run_ids, note=note)
 
     def to_arrow(self, include_derived: bool = True) -> Any:
         """A ``pyarrow.Table`` with the columns of :meth:`to_dataframe`.

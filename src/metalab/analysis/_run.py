@@ -129,6 +129,35 @@ class Run:
         return tuple(doc.get("tags") or ())
 
     @property
+    def note(self) -> str:
+        """The run's note: the one set after the fact (:meth:`set_note`), else the record's."""
+        return str(self._full().get("notes") or "")
+
+    def tag(self, *tags: str) -> bool:
+        """Add ``tags`` to this run in the store (see
+        :meth:`~metalab.store.Store.annotate_runs`); True if that changed it."""
+        return self._annotate(add=tags)
+
+    def untag(self, *tags: str) -> bool:
+        """Take ``tags`` from this run in the store (also tags from execution time)."""
+        return self._annotate(remove=tags)
+
+    def set_note(self, note: str | None) -> bool:
+        """Set this run's note in the store (None: drop the note set after the fact)."""
+        return self._annotate(note=note)
+
+    def _annotate(self, **change: Any) -> bool:
+        """Write the change, then show the run's tags and note as the store has them."""
+        from metalab.analysis._curate import annotate
+
+        changed = annotate(self._ctx, [self.experiment_id], [self.run_id], **change)
+        rec = self._store.get_run_record(self.run_id)
+        if rec is not None:
+            self._doc = {**self._full(), "tags": list(rec.tags), "notes": rec.notes}
+            self._record = None
+        return bool(changed)
+
+    @property
     def seed(self) -> dict[str, Any]:
         """``{"root_seed": int, "replicate_index": int}``."""
         return dict(self._full().get("seed") or {})

@@ -6,6 +6,7 @@ import click
 
 from metalab._version import __version__
 from metalab.cli._common import MetalabGroup
+from metalab.cli._curate import register as register_curation
 from metalab.cli._postgres import postgres, reconcile_cmd
 from metalab.cli._rerun import rerun_cmd
 from metalab.cli._runs import runs
@@ -30,6 +31,7 @@ store.add_command(reconcile_cmd)
 cli.add_command(postgres)
 cli.add_command(runs)
 runs.add_command(rerun_cmd)
+register_curation(runs, store)  # runs tag|untag|note|rm, store rm
 
 
 def main() -> None:

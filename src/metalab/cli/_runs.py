@@ -121,6 +121,8 @@ def show_cmd(run_id: str, locator: str, experiment_id: str | None, log_lines: in
             click.echo(f"  {key}: {_cell(doc.get(key))}")
         if rec.tags:
             click.echo(f"  tags: {', '.join(rec.tags)}")
+        if rec.notes:
+            click.echo(f"  note: {rec.notes}")
         for section in ("params", "metrics"):
             values = doc.get(section) or {}
             click.echo(f"{section}:" + ("" if values else " (none)"))

@@ -43,7 +43,8 @@ class Experiment:
         operation: an :class:`Operation` or a plain function (wrapped).
         params: a :class:`ParamSource` (``grid``, ``random``, ``manual``).
         seeds: a :class:`SeedPlan` (``seeds(base, replicates)``).
-        description, tags, metadata: stored in the manifest, not in run ids.
+        description, tags, metadata: stored in the manifest, not in run ids;
+            ``tags`` also go to every run's tags (before the param case's own).
 
     The object is immutable; ``context_fingerprint`` is computed once (on first
     use, which stats the context's files) and cached.
@@ -160,7 +161,7 @@ class Experiment:
             experiment_id=self.experiment_id,
             params=params,
             seed=seed,
-            tags=tuple(tags),
+            tags=tuple(dict.fromkeys((*self.tags, *tags))),
             context_fingerprint=ctx_fp,
             params_fingerprint=params_fp,
             seed_fingerprint=seed_fp,

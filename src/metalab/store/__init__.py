@@ -11,6 +11,7 @@ from typing import Any
 
 from metalab._errors import ReadOnlyStoreError
 from metalab._internal._names import safe_experiment_id
+from metalab.store._annotations import Annotations
 from metalab.store._base import WRITE_METHODS, ErrorCallback, Progress, Store
 from metalab.store._config import ConfigRegistry, StoreConfig
 from metalab.store._factory import (
@@ -29,6 +30,7 @@ from metalab.store.locator import LocatorInfo, parse_locator
 __all__ = [
     "DEFAULT_STORE_ROOT",
     "WRITE_METHODS",
+    "Annotations",
     "ConfigRegistry",
     "ErrorCallback",
     "FileStore",

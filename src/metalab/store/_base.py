@@ -22,6 +22,9 @@ Capabilities:
     * ``supports_run_table``: :meth:`Store.run_table` and
       :meth:`Store.read_run_documents` answer from an index
       (``load_results`` uses them).
+    * ``supports_annotations``: tags and notes after the fact
+      (:meth:`Store.annotate_runs`, :meth:`Store.annotate_experiment`) and
+      :meth:`Store.delete_experiment`.
     * ``supports_claims``: :meth:`Store.try_claim` really keeps two launches
       apart (without it, a claim always succeeds, and :func:`metalab.run`
       warns once per store type that two launches at once may execute a
@@ -43,8 +46,11 @@ Concurrency contract (all backends):
       last writer wins (concurrent ``put_artifact`` calls for one run all end
       up in its artifact list).  ``append_log`` adds to the end of the log
       (FileStore: ``O_APPEND``), visible to readers at once.  ``delete_run``
-      removes a run's items one after the other: a concurrent reader may see
-      some of them gone.
+      removes the run's record first, then its other items: from then on
+      the run is gone for every reader (a FileStore moves the files to a
+      trash folder first, see :mod:`metalab.store._file_curate`).
+      Annotations (tags, notes) are read-modify-written under a lock, so
+      concurrent taggers lose nothing.
     * A store object may be shared by threads; methods are safe to call from
       several threads and several processes (and hosts, on a shared
       filesystem) at once.  Stores pickle as their config and reconnect on
@@ -81,7 +87,7 @@ import abc
 import functools
 import logging
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
@@ -90,6 +96,7 @@ from metalab.model import ArtifactDescriptor, RunRecord
 from metalab.query._records import ErrorCallback, warn_corrupt
 
 if TYPE_CHECKING:
+    from metalab.store._annotations import Annotations
     from metalab.store._config import StoreConfig
 
 __all__ = [
@@ -110,6 +117,7 @@ Progress = Callable[[int, int | None], None]
 #: the methods of :class:`Store` that write; a read-only store refuses them all
 WRITE_METHODS = frozenset({
     "put_run_record", "delete_run", "put_artifact", "append_log", "log_path",
+    "annotate_runs", "annotate_experiment", "delete_experiment",
     "put_data", "put_derived", "put_experiment_manifest",
     "try_claim", "touch_heartbeat", "release_claim", "rebuild_index",
 })
@@ -329,15 +337,94 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def delete_run(self, run_id: str) -> None:
-        """Remove everything stored for ``run_id`` (record, derived, data, artifacts, logs).
+        """Remove everything stored for ``run_id`` (record, derived, data, artifacts, logs,
+        annotations), the record first (see the concurrency contract).
 
-        Deleting a run that does not exist does nothing.
+        Deleting a run that does not exist removes what is left of it (a
+        deletion killed part-way), else does nothing.
 
         Raises:
             InvalidNameError: the run id is not a usable name.
             ReadOnlyStoreError: the store is read-only.
             OSError: the medium refused the deletion.
         """
+
+    # ------------------------------------------------------------ curation
+    #: tags and notes after the fact, and :meth:`delete_experiment`
+    supports_annotations: ClassVar[bool] = False
+
+    def annotate_runs(self, run_ids: Iterable[str], *, add_tags: Iterable[str] = (),
+                      remove_tags: Iterable[str] = (), note: Any = ...) -> list[str]:
+        """Add and remove tags of runs, and set (or with None clear) their note.
+
+        The change is kept apart from the run records (which stay as their
+        execution wrote them) and shows in every read and query of the runs at
+        once: ``tags contains "x"`` finds a run tagged ``x``.  Each run's
+        change is atomic; concurrent changes are all kept.  ``note=...``
+        (the default) leaves the note as it is.
+
+        Returns:
+            the run ids whose annotations changed.
+
+        Raises:
+            NotFoundError: a run is not in the store (nothing was changed).
+            ValidationError: a tag is not a non-empty one-line string of at most
+                200 characters, or the note is not a string (or None).
+            ReadOnlyStoreError: the store is read-only.
+            NotImplementedError: the store does not ``supports_annotations``.
+            StoreError, OSError: the change could not be written.
+        """
+        raise NotImplementedError(f"{type(self).__name__} keeps no annotations")
+
+    def annotate_experiment(self, experiment_id: str | None = None, *,
+                            add_tags: Iterable[str] = (), remove_tags: Iterable[str] = (),
+                            note: Any = ...) -> bool:
+        """Tags and note of a whole experiment (its own if the store is scoped);
+        its tags reach every run of it, those run later included.
+
+        Returns True if the annotations changed.  Raises as
+        :meth:`annotate_runs` (NotFoundError: no such experiment; ScopeError:
+        a collection store needs ``experiment_id``, a scoped one accepts only its own).
+        """
+        raise NotImplementedError(f"{type(self).__name__} keeps no annotations")
+
+    def get_annotations(self, run_id: str) -> Annotations:
+        """The annotations set on ``run_id`` (empty ones if none).
+
+        Raises:
+            CorruptRecordError: its annotation file cannot be parsed.
+            NotImplementedError: the store does not ``supports_annotations``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} keeps no annotations")
+
+    def executed_record(self, run_id: str) -> RunRecord | None:
+        """The record of ``run_id`` as its execution wrote it, without the
+        annotations every other read applies (None if there is no such run).
+
+        Raises:
+            CorruptRecordError: the record exists but cannot be parsed.
+            NotImplementedError: the store does not ``supports_annotations``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} keeps no annotations")
+
+    def get_experiment_annotations(self, experiment_id: str | None = None) -> Annotations:
+        """The annotations set on the experiment (empty ones if none); raises
+        as :meth:`get_annotations` and :meth:`annotate_experiment`."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no annotations")
+
+    def delete_experiment(self, experiment_id: str | None = None) -> bool:
+        """Remove an experiment and everything stored for it (its own if scoped).
+
+        Atomic for readers: the experiment is there whole or gone.  Returns True.
+
+        Raises:
+            NotFoundError: no such experiment in the store.
+            ScopeError: as :meth:`annotate_experiment`.
+            ReadOnlyStoreError: the store is read-only.
+            NotImplementedError: the store does not ``supports_annotations``.
+            OSError: the medium refused the deletion.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot delete experiments")
 
     # ---------------------------------------------------------------- artifacts
     @abc.abstractmethod

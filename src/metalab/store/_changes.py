@@ -10,7 +10,9 @@ power failure may leave garbage at the end of the old one).
 Format: a header line ``metalab-changes 1 {random id}`` (so a reader can tell
 a replaced or recreated log from the one it read before), then one line per
 change: ``r {run_id}`` after a file of ``runs/`` was renamed into place or
-deleted, ``d {run_id}`` for ``derived/``.  Each line is one ``write()`` on a
+deleted, or after the run's annotations changed (its tags and note, see
+:mod:`._annotations`; for every run of the experiment when the experiment's
+annotations changed), ``d {run_id}`` for ``derived/``.  Each line is one ``write()`` on a
 descriptor opened once per process (``O_APPEND``), so lines of concurrent
 writers never interleave.  The log is a hint for its readers (the query
 catalog, :mod:`metalab.store._index._catalog`, and the PostgreSQL catch-up,

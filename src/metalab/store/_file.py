@@ -11,6 +11,8 @@ Folder of one experiment (``{root}/{safe_experiment_id(id)}/`` when scoped,
     results/{run_id}/{name}.json     structured data payloads
     experiments/{safe_id}_{ts}.json  experiment manifests (one per submission)
     _meta.json                       format, layout version, real experiment id
+    annotations/{run_id}.json        a user's tags and note of a run, and
+    _annotations.json                of the experiment (see ``_annotations``)
     .changes/{host}-{boot}.log       hint for the query catalog: which runs/derived
                                      files changed (see ``_changes``; not data)
 
@@ -36,7 +38,6 @@ import dataclasses
 import hashlib
 import os
 import re
-import shutil
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -68,7 +69,7 @@ from metalab._internal._json import (
     has_non_finite,
     loads,
 )
-from metalab._internal._lockfile import FileLock, LockTimeout
+from metalab._internal._lockfile import FileLock, hold
 from metalab._internal._names import check_name, safe_experiment_id
 from metalab._internal._time import compact_ts, to_iso, utcnow
 from metalab.model import ArtifactDescriptor, RunRecord
@@ -77,6 +78,7 @@ from metalab.store._base import log as _log
 from metalab.store._changes import note_change
 from metalab.store._config import StoreConfig, parse_bool
 from metalab.store._file_claims import FileClaims
+from metalab.store._file_curate import FileCuration
 from metalab.store.locator import LocatorInfo
 
 if TYPE_CHECKING:
@@ -93,7 +95,8 @@ MANIFEST_LOCK_STALE_S = 60.0
 META_FORMAT = "metalab-filestore"
 LAYOUT_VERSION = 1
 #: folders of the layout (never taken for experiment folders of a collection)
-LAYOUT_FOLDERS = frozenset({"runs", "derived", "artifacts", "logs", "results", "experiments"})
+LAYOUT_FOLDERS = frozenset({"runs", "derived", "artifacts", "logs", "results", "experiments",
+                            "annotations"})
 _O_READ = os.O_RDONLY | getattr(os, "O_BINARY", 0)
 _CHUNK = 1 << 16
 #: bytes per read when hashing an artifact copied from a file
@@ -210,9 +213,10 @@ def _artifact_file_name(name: str, format: str) -> str:
     return f"{name}.{format}"
 
 
-class FileStore(FileClaims, Store):
+class FileStore(FileClaims, FileCuration, Store):
     """A store of plain files under one folder.  See the module docstring; claims
-    and heartbeats are in :mod:`metalab.store._file_claims`.
+    and heartbeats are in :mod:`metalab.store._file_claims`, annotations and
+    deletion in :mod:`metalab.store._file_curate`.
 
     Raises (on connect):
         ExperimentMismatchError: the experiment folder belongs to another
@@ -520,7 +524,8 @@ class FileStore(FileClaims, Store):
         doc = _read_json(path, "run record")
         if doc is None:
             return None
-        return RunRecord.from_dict(doc, source=path)
+        return RunRecord.from_dict(self._annotated(os.path.dirname(os.path.dirname(path)), doc),
+                                   source=path)
 
     def query_runs(
         self,
@@ -595,9 +600,10 @@ class FileStore(FileClaims, Store):
                     remember[rid] = folder
                 yield doc
 
-    @staticmethod
-    def _iter_folder(folder: str, report: ErrorCallback) -> Iterator[dict[str, Any]]:
+    @classmethod
+    def _iter_folder(cls, folder: str, report: ErrorCallback) -> Iterator[dict[str, Any]]:
         runs = os.path.join(folder, "runs")
+        annotated = cls._folder_annotations(folder, report).apply
         try:
             it = os.scandir(runs)
         except (FileNotFoundError, NotADirectoryError):
@@ -644,21 +650,7 @@ class FileStore(FileClaims, Store):
                         "skipped", path
                     ))
                     continue
-                yield doc
-
-    def delete_run(self, run_id: str) -> None:
-        check_name(run_id, "run id")
-        folder = self._folder(run_id)
-        for log_name in self.list_logs(run_id):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(os.path.join(folder, "logs", f"{run_id}_{log_name}.log"))
-        for rel in (("runs", f"{run_id}.json"), ("derived", f"{run_id}.json")):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(os.path.join(folder, *rel))
-                note_change(folder, rel[0][0], run_id)
-        for sub in ("results", "artifacts"):
-            shutil.rmtree(os.path.join(folder, sub, run_id), ignore_errors=True)
-        self._run_folders.pop(run_id, None)
+                yield annotated(doc)
 
     # ------------------------------------------------------------ artifacts
     def _manifest_path(self, folder: str, run_id: str) -> str:
@@ -669,19 +661,17 @@ class FileStore(FileClaims, Store):
         """Serialise read-modify-writes of one run's artifact manifest across processes."""
         art_dir = os.path.join(folder, "artifacts", run_id)
         os.makedirs(art_dir, exist_ok=True)
-        lock = FileLock(os.path.join(art_dir, MANIFEST_LOCK_FILE), stale=MANIFEST_LOCK_STALE_S)
-        try:
-            lock.acquire(wait=MANIFEST_LOCK_WAIT_S)
-        except LockTimeout:
-            raise StoreError(
+
+        def busy(lock: FileLock) -> StoreError:
+            return StoreError(
                 f"the artifact manifest of run {run_id} stayed locked for {MANIFEST_LOCK_WAIT_S:.0f} s "
                 f"by {lock.holder_text()} ({lock.path}), which is writing artifacts of this run. "
                 f"Retry later, or delete that lock file if that process no longer runs"
-            ) from None
-        try:
+            )
+
+        with hold(os.path.join(art_dir, MANIFEST_LOCK_FILE), wait=MANIFEST_LOCK_WAIT_S,
+                  stale=MANIFEST_LOCK_STALE_S, busy=busy):
             yield
-        finally:
-            lock.release()
 
     def _read_manifest(self, folder: str, run_id: str) -> list[dict[str, Any]]:
         path = self._manifest_path(folder, run_id)

@@ -73,7 +73,9 @@ def export_store(
         overwrite: also copy runs whose destination record is identical.
         progress: called as ``progress(done_runs, total_runs)``.
 
-    The copy is lossless and idempotent: a run whose destination record
+    Annotations (tags and notes set after the fact, see
+    :meth:`~metalab.store.Store.annotate_runs`) are copied with their runs
+    and experiments.  The copy is lossless and idempotent: a run whose destination record
     already equals the source's is skipped, any other destination run is
     replaced as a whole (record, derived, data, logs, artifacts), and the
     record is written last so an interrupted copy is finished by the next one.
@@ -116,6 +118,7 @@ def export_store(
                 done += 1
                 if progress is not None:
                     progress(done, total)
+            _copy_experiment_annotations(src, dst, eid)
     finally:
         for store in opened:
             store.close()
@@ -165,6 +168,9 @@ def _copy_run(
             report.runs_skipped += 1
             return
     dst.delete_run(run_id)  # replace as a whole (also clears a half-finished copy)
+    if src.supports_annotations and dst.supports_annotations:
+        # the record as executed; its annotations are copied as such after it
+        record = src.executed_record(run_id) or record
 
     derived = src.get_derived(run_id)
     if derived is not None:
@@ -198,4 +204,23 @@ def _copy_run(
             artifacts=tuple(new_descs.get(a.name, a) for a in record.artifacts)
         )
     dst.put_run_record(record)
+    if src.supports_annotations and dst.supports_annotations:
+        ann = src.get_annotations(run_id)
+        if ann.tags or ann.removed_tags or ann.note is not None:
+            dst.annotate_runs([run_id], add_tags=ann.tags, remove_tags=ann.removed_tags,
+                              note=... if ann.note is None else ann.note)
     report.runs += 1
+
+
+def _copy_experiment_annotations(src: Store, dst: Store, experiment_id: str) -> None:
+    """The experiment's tags and note, added to those of the destination (if
+    it holds the experiment: it has none of its runs or manifests otherwise)."""
+    if not (src.supports_annotations and dst.supports_annotations):
+        return
+    ann = src.get_experiment_annotations(experiment_id)
+    if not (ann.tags or ann.removed_tags or ann.note is not None):
+        return
+    if experiment_id not in dst.list_experiments():
+        return
+    dst.annotate_experiment(experiment_id, add_tags=ann.tags, remove_tags=ann.removed_tags,
+                            note=... if ann.note is None else ann.note)

@@ -51,6 +51,7 @@ from metalab._internal._atomic import is_temp_name
 from metalab._internal._json import loads
 from metalab.model import RunRecord, Status
 from metalab.store import WRITE_METHODS, Store
+from metalab.testing._curate_contract import CurationContractTests
 
 __all__ = ["CONTRACT_EXPERIMENT", "FileRaw", "RawAccess", "StoreContractTests", "make_record"]
 
@@ -149,7 +150,7 @@ class FileRaw(RawAccess):
         return store
 
 
-class StoreContractTests:
+class StoreContractTests(CurationContractTests):
     """Behaviour every store must show.  Override the ``store`` and ``raw`` fixtures."""
 
     @pytest.fixture
@@ -583,6 +584,9 @@ class StoreContractTests:
             "touch_heartbeat": lambda: ro.touch_heartbeat("r2", "host:1:b:ns:0:tok"),
             "release_claim": lambda: ro.release_claim("r2", "host:1:b:ns:0:tok"),
             "rebuild_index": lambda: ro.rebuild_index(),
+            "annotate_runs": lambda: ro.annotate_runs(["r1"], add_tags=["x"]),
+            "annotate_experiment": lambda: ro.annotate_experiment(eid, add_tags=["x"]),
+            "delete_experiment": lambda: ro.delete_experiment(eid),
         }
         assert set(writes) == WRITE_METHODS  # a new write method needs a line here
         for name, call in writes.items():

@@ -147,6 +147,7 @@ from metalab.query._ast import Field, Query, without_nan
 from metalab.query._eval import predicate
 from metalab.query._fields import require_fields
 from metalab.query._records import parse_record, report_problem
+from metalab.store._annotations import FolderAnnotations
 from metalab.store._changes import (
     SUBS,
     folder_mtimes,
@@ -489,6 +490,9 @@ class Catalog:
             else:
                 path = os.path.join(self.folder, sub)
                 listing = _listing(path)
+                if sub == "runs":  # a run's annotation files are part of its signature
+                    fold = FolderAnnotations(self.folder, report_problem).fold
+                    listing = {f: fold(f, sig) for f, sig in listing.items()}
                 # the signatures in effect, each row over the earlier ones of its
                 # file (read in order, without a per-row probe)
                 old: dict[str, Signature] = {}
@@ -553,8 +557,10 @@ class Catalog:
                            add_field=functools.partial(self._add_field, conn, fields))
         rows.gone.extend(gone)
         folder = os.path.join(self.folder, sub)
+        notes = FolderAnnotations(self.folder, report_problem) if sub == "runs" else None
         with _open_dir(folder) as dir_fd:
-            self._read_into(rows, stems, folder, dir_fd, progress, conn)
+            self._read_into(rows, stems, folder, dir_fd, progress, conn,
+                            None if notes is None or notes.empty else notes)
         if direct:
             self._count_main(conn, sub)
         elif self._delta_rows(conn, sub) >= merge_at:
@@ -562,8 +568,10 @@ class Catalog:
         return len(stems)
 
     def _read_into(self, rows: CatalogRows, stems: list[str], folder: str, dir_fd: int | None,
-                   progress: Progress | None, conn: sqlite3.Connection) -> None:
-        """Read ``stems`` (files of ``folder``, open as ``dir_fd`` if not None) into ``rows``."""
+                   progress: Progress | None, conn: sqlite3.Connection,
+                   notes: FolderAnnotations | None = None) -> None:
+        """Read ``stems`` (files of ``folder``, open as ``dir_fd`` if not None) into
+        ``rows``; run records with their annotations (``notes``) applied."""
         base = "" if dir_fd is not None else os.path.join(folder, "")
         add, gone_now, read = rows.add, rows.gone.append, read_run_file
         for start in range(0, len(stems), _BATCH):
@@ -581,6 +589,9 @@ class Catalog:
                             doc = loads(got[0])
                         except JSONDecodeError:
                             doc = None
+                        if notes is not None and type(doc) is dict:
+                            add(stem, notes.fold(stem, got[1]), notes.apply(doc))
+                            continue
                         add(stem, got[1], doc if type(doc) is dict else None)
                     # rows are built while the documents just parsed are still in
                     # the CPU caches (measured: 2,000 at a time cost ~3 ms more per 1,000)
@@ -845,6 +856,7 @@ class Catalog:
                    cutoff: int) -> list[dict[str, Any]]:
         # files may have changed since the refresh: re-check what was read
         recheck = None if query.uses_derived else predicate(query.where, cutoff)
+        notes = FolderAnnotations(self.folder, report_problem)
         docs = []
         for (stem,) in rows:
             path = os.path.join(self.folder, "runs", stem + ".json")
@@ -855,6 +867,7 @@ class Catalog:
             if isinstance(doc, Exception):  # spoilt since the refresh
                 report_problem(doc)
                 continue
+            doc = notes.apply(doc)
             if recheck is not None and not recheck(doc, None):
                 continue
             docs.append(doc)

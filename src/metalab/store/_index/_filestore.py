@@ -13,6 +13,7 @@ from metalab.query._ast import Query
 from metalab.query._eval import run_query
 from metalab.query._liveness import lost_cutoff
 from metalab.query._records import parse_record, report_problem
+from metalab.store._annotations import FolderAnnotations
 from metalab.store._index._catalog import Catalog, CatalogUnavailable, Progress, read_run_file
 from metalab.store._index._interface import Index
 
@@ -103,6 +104,7 @@ def _scan_documents(store: FileStore, experiment_id: str | None) -> Iterator[dic
             names = sorted(n for n in os.listdir(runs) if n[0] != "." and n.endswith(".json"))
         except (FileNotFoundError, NotADirectoryError):
             continue
+        annotated = FolderAnnotations(folder, report_problem).apply  # (tags, notes)
         for name in names:
             path = os.path.join(runs, name)
             got = read_run_file(path)
@@ -116,7 +118,7 @@ def _scan_documents(store: FileStore, experiment_id: str | None) -> Iterator[dic
                 continue
             if folder != root:
                 store._run_folders[doc["run_id"]] = folder  # (for derived_of)
-            yield doc
+            yield annotated(doc)
 
 
 class CatalogIndex(Index):

@@ -65,6 +65,7 @@ from metalab.store._index._interface import Index
 from metalab.store._index._pgquery import PostgresQueries
 from metalab.store._index._postgres import PostgresIndex
 from metalab.store._postgres._config import PostgresStoreConfig, conninfo_params
+from metalab.store._postgres._curate import PostgresCuration
 from metalab.store._postgres._flusher import IndexFlusher, Op, flush_target
 from metalab.store._postgres._journal import Journal, LogOffsets
 
@@ -115,7 +116,7 @@ def _derived_lookup(files: FileStore) -> Callable[[str], dict[str, Any] | None]:
     return lambda run_id: files.get_derived(run_id) if f"{run_id}.json" in names else None
 
 
-class PostgresStore(Store):
+class PostgresStore(PostgresCuration, Store):
     """FileStore + PostgreSQL query index.  See the module docstring.
 
     Build it with ``PostgresStoreConfig(...).connect()``, ``create_store(uri,
@@ -400,7 +401,8 @@ class PostgresStore(Store):
         data = dumps(record.to_dict())  # once: the file and the index get the same bytes
         with self._index_write(record.experiment_id) as ops:
             self._files.put_run_data(record, data, durable=durable)
-            ops.append(Op(record.experiment_id, "put_run", record.run_id, text=data))
+            ops.append(Op(record.experiment_id, "put_run", record.run_id,
+                          text=self._files.annotated_text(record, data)))  # (tags, notes)
 
     def get_run_record(self, run_id: str) -> RunRecord | None:
         return self._files.get_run_record(run_id)
