@@ -24,7 +24,7 @@ from metalab._internal._time import to_iso, utcnow
 from metalab.model import ArtifactDescriptor, serialize
 
 if TYPE_CHECKING:
-    from metalab.store import Store
+    from metalab.store import LiveSeriesWriter, Store
 
 __all__ = ["Capture", "RunLog", "is_scalar", "route_logging", "to_scalar"]
 
@@ -283,8 +283,12 @@ class Capture:
     * ``metric(name, value, step=None)``: a scalar (int, float, bool, str;
       infinite and NaN floats are kept, see :func:`to_scalar`).  Without
       ``step`` it goes into the run record's ``metrics``; with ``step`` it is
-      buffered and stored as a separate series (listed in
-      ``RunRecord.series``) so records stay small.
+      a point of a series, stored as a separate document when the run ends
+      (listed in ``RunRecord.series``) so records stay small.  While the run
+      goes on, each point is also appended to the run's live series file
+      when the store keeps one (``supports_live_series``; buffered, visible
+      to readers within :data:`~metalab.store._series.FLUSH_INTERVAL_S`
+      seconds, see :meth:`Store.read_live_series`).
     * ``data(name, obj)``: JSON value or numpy array, written at once.
     * ``artifact(name, obj_or_path)``: a file or a serialized object.
     * ``log(msg)`` / ``logger``: lines streamed to the run's ``run`` log.
@@ -295,10 +299,16 @@ class Capture:
     the run ended raise :class:`~metalab.ExecutionError`.
     """
 
-    def __init__(self, store: Store, run_id: str, run_log: RunLog, *, experiment_id: str = "") -> None:
+    def __init__(
+        self, store: Store, run_id: str, run_log: RunLog, *, experiment_id: str = "", attempt: int = 1
+    ) -> None:
         self._store = store
         self.run_id = run_id
         self.experiment_id = experiment_id
+        self._attempt = attempt
+        #: the live series file (opened at the first step); None: not yet, or none kept
+        self._live: LiveSeriesWriter | None = None
+        self._live_off = not store.supports_live_series
         self._log = run_log
         self._lock = threading.RLock()
         self._metrics: dict[str, Any] = {}
@@ -348,6 +358,22 @@ class Capture:
             steps, values = self._series.setdefault(name, ([], []))
             steps.append(step)
             values.append(scalar)
+            if not self._live_off:
+                self._append_live(name, step, scalar)
+
+    def _append_live(self, name: str, step: int, value: Any) -> None:
+        """Append one point to the live series file; a failure only turns live series off
+        for this run (its final series documents do not depend on the file)."""
+        try:
+            if self._live is None:
+                self._live = self._store.open_live_series(self.run_id, self._attempt)
+            self._live.append(name, step, value)
+        except OSError as exc:
+            self._live_off = True
+            log.warning(
+                "run %s: live metric series could not be written (%s); its steps are visible "
+                "when the run ends", self.run_id, exc,
+            )
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         """Record several metrics at once (see :meth:`metric`)."""
@@ -461,6 +487,21 @@ class Capture:
         self._log.line(lvl, str(message))
 
     # -------------------------------------------------------------- finishing
+    def _end_live(self, *, all_written: bool) -> None:
+        """Close the live series file: removed once every series document is written
+        (they are the truth now), else kept (the steps stay readable).  Never raises."""
+        live, self._live = self._live, None
+        if live is None:
+            return
+        try:
+            if all_written:
+                live.discard()
+            else:
+                live.close()
+        except OSError as exc:
+            log.warning("run %s: could not close its live series file %s: %s",
+                        self.run_id, live.path, exc)
+
     @property
     def metrics(self) -> dict[str, Any]:
         """A copy of the scalar metrics captured so far."""
@@ -493,6 +534,7 @@ class Capture:
                 except Exception as exc:
                     log.error("run %s: could not store metric series %r: %s", self.run_id, name, exc)
                     warnings.append(f"metric series {name!r} could not be stored: {exc}")
+            self._end_live(all_written=len(written) == len(self._series))
             return (
                 dict(self._metrics),
                 tuple(self._data),

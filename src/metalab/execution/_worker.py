@@ -314,7 +314,7 @@ def _execute_claimed(job: Job, owner: str, executor: str, worker_id: str) -> Run
         f"(run {run_id}, worker {worker_id or '-'}, executor {executor}) ===",
     )
     runtime = Runtime(run_id, spec.experiment_id, worker_id, job.metadata, job.cancel_flag)
-    capture = Capture(store, run_id, run_log, experiment_id=spec.experiment_id)
+    capture = Capture(store, run_id, run_log, experiment_id=spec.experiment_id, attempt=attempt)
     # a first attempt's running record is the first heartbeat's (running_record_after):
     # a short run writes one record instead of two; its claim says meanwhile that it runs
     heartbeat = Heartbeat(
