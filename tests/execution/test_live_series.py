@@ -125,7 +125,7 @@ def test_a_torn_last_line_is_ignored_and_other_attempts_are_not_shown(tmp_path):
     writer.append("note", 0, "text")
     writer.close()
     with open(path, "ab") as fh:
-        fh.write(b'["loss",2,0.12')  # a kill -9 in the middle of a write
+        fh.write(b'["loss",[2],[0.12')  # a kill -9 in the middle of a write
     found = read_live_series_file(path, attempt=2)
     assert found["loss"] == ([0, 1], [0.1, -math.inf])
     assert found["note"] == ([0], ["text"])
@@ -143,9 +143,9 @@ def test_a_garbled_line_inside_the_file_is_skipped_with_a_warning(tmp_path, capl
     writer.close()
     with open(path, "ab") as fh:
         fh.write(b"\x00garbage\n")
-        fh.write(b'["loss",1,2.0]\n')
+        fh.write(b'["loss",[1],[2.0]]\n')
     assert read_live_series_file(path)["loss"] == ([0, 1], [1.0, 2.0])
-    assert "line 3 is not a point" in caplog.text and path in caplog.text
+    assert "line 3 is not a chunk of points" in caplog.text and path in caplog.text
 
 
 def test_steps_reach_the_file_within_the_flush_interval_and_are_batched(tmp_path):

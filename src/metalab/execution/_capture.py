@@ -31,6 +31,8 @@ __all__ = ["Capture", "RunLog", "is_scalar", "route_logging", "to_scalar"]
 log = logging.getLogger("metalab.execution")
 
 _LEVELS = {"debug", "info", "warning", "error", "critical"}
+#: checked metric names a capture remembers (beyond, names are checked on every call)
+_NAMES_REMEMBERED = 4096
 
 
 def is_scalar(value: Any) -> bool:
@@ -309,6 +311,8 @@ class Capture:
         #: the live series file (opened at the first step); None: not yet, or none kept
         self._live: LiveSeriesWriter | None = None
         self._live_off = not store.supports_live_series
+        #: (metric name, scalar?) pairs already checked by check_name
+        self._names_ok: set[tuple[str, bool]] = set()
         self._log = run_log
         self._lock = threading.RLock()
         self._metrics: dict[str, Any] = {}
@@ -336,8 +340,12 @@ class Capture:
             InvalidNameError: bad name.  ValidationError: non-scalar value, a
             non-integer step, or ``name`` is already a data item.
         """
-        # (a stepped metric becomes the data file "{name}.json": its length counts in bytes)
-        check_name(name, "metric name", file_name=None if step is None else f"{name}.json")
+        if type(name) is not str or (name, step is None) not in self._names_ok:
+            # (a hot loop checks a name once)
+            # (a stepped metric becomes the data file "{name}.json": its length counts in bytes)
+            check_name(name, "metric name", file_name=None if step is None else f"{name}.json")
+            if len(self._names_ok) < _NAMES_REMEMBERED:
+                self._names_ok.add((name, step is None))
         scalar = to_scalar(name, value)
         with self._lock:
             self._check_open()
@@ -359,21 +367,22 @@ class Capture:
             steps.append(step)
             values.append(scalar)
             if not self._live_off:
-                self._append_live(name, step, scalar)
+                try:
+                    live = self._live
+                    if live is None:
+                        live = self._live = self._store.open_live_series(self.run_id, self._attempt)
+                    live.append(name, step, scalar)
+                except OSError as exc:
+                    self._live_failed(exc)
 
-    def _append_live(self, name: str, step: int, value: Any) -> None:
-        """Append one point to the live series file; a failure only turns live series off
-        for this run (its final series documents do not depend on the file)."""
-        try:
-            if self._live is None:
-                self._live = self._store.open_live_series(self.run_id, self._attempt)
-            self._live.append(name, step, value)
-        except OSError as exc:
-            self._live_off = True
-            log.warning(
-                "run %s: live metric series could not be written (%s); its steps are visible "
-                "when the run ends", self.run_id, exc,
-            )
+    def _live_failed(self, exc: OSError) -> None:
+        """Turn live series off for this run after a failed write (its final series
+        documents do not depend on the file)."""
+        self._live_off = True
+        log.warning(
+            "run %s: live metric series could not be written (%s); its steps are visible "
+            "when the run ends", self.run_id, exc,
+        )
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         """Record several metrics at once (see :meth:`metric`)."""

@@ -14,16 +14,18 @@ File format (JSON Lines, UTF-8), one JSON value per line ending in ``\\n``:
 * the first line is a header object ``{"live_series": 1, "attempt": N}``
   (the attempt that writes the file; a reader asking for another attempt
   gets nothing, so a new attempt never shows an older one's steps);
-* every further line is one point ``[name, step, value]``; an infinite or
-  NaN float value is written as the text ``"Infinity"``, ``"-Infinity"`` or
-  ``"NaN"`` (as in every series document, see :mod:`metalab._internal._json`).
+* every further line is a chunk of points of one series,
+  ``[name, [step, ...], [value, ...]]``, in the order they were captured; an
+  infinite or NaN float value is written as the text ``"Infinity"``,
+  ``"-Infinity"`` or ``"NaN"`` (as in every series document, see
+  :mod:`metalab._internal._json`).
 
 Writes are appends (``O_APPEND``) of whole lines, buffered in memory: a
-writer sends its pending lines in one ``write`` when :data:`FLUSH_EVERY_STEPS`
-lines are waiting, and a background thread (one per process) sends what
-waits every :data:`FLUSH_INTERVAL_S` seconds, so a reader sees a step at the
-latest that long after it was captured and a hot loop pays no system call
-per step.  Steps still in the buffer when the process is killed
+writer sends its pending points (one line per series) in one ``write`` when
+:data:`FLUSH_EVERY_STEPS` points are waiting, and a background thread (one
+per process) sends what waits every :data:`FLUSH_INTERVAL_S` seconds, so a
+reader sees a step at the latest that long after it was captured and a hot
+loop pays no system call (and no encoding) per step.  Steps still in the buffer when the process is killed
 (``kill -9``) are lost.  A last line without its ``\\n`` (a write cut short
 by a kill) is ignored by readers: never an error, never a wrong value.
 """
@@ -32,14 +34,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import threading
 import weakref
 from typing import Any
 
 from metalab._internal._atomic import open_in_folder, write_all
-from metalab._internal._json import JSONDecodeError, decode_number, dumps, loads
+from metalab._internal._json import JSONDecodeError, decode_list, dumps, encode_list, loads
 
 __all__ = [
     "FLUSH_EVERY_STEPS",
@@ -68,24 +69,6 @@ _TRUNCATE_FLAGS = (
     os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC
     | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 )
-_NON_FINITE_JSON = {math.inf: '"Infinity"', -math.inf: '"-Infinity"'}
-
-
-def _value_json(value: Any) -> str:
-    """The JSON text of one captured scalar (int, float, bool or str)."""
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if isinstance(value, float):
-        if value != value:
-            return '"NaN"'
-        return _NON_FINITE_JSON.get(value) or repr(value)
-    if isinstance(value, int):
-        return str(value)
-    return dumps(value).decode("utf-8")
-
-
 class LiveSeriesWriter:
     """Appends the points of one run attempt to its live series file.
 
@@ -101,10 +84,11 @@ class LiveSeriesWriter:
     def __init__(self, path: str, attempt: int = 1) -> None:
         self.path = path
         self._lock = threading.Lock()
-        self._pending: list[str] = []
-        self._prefixes: dict[str, str] = {}
+        #: name -> (steps, values) waiting to be written
+        self._pending: dict[str, tuple[list[int], list[Any]]] = {}
+        self._waiting = 0
         self._closed = False
-        self.broken: OSError | None = None
+        self.broken: Exception | None = None
         self._fd: int | None = open_in_folder(path, _TRUNCATE_FLAGS)
         header = {"live_series": LIVE_SERIES_FORMAT, "attempt": int(attempt)}
         try:
@@ -117,23 +101,24 @@ class LiveSeriesWriter:
         """Buffer the point ``(step, value)`` of series ``name`` (written within
         :data:`FLUSH_INTERVAL_S` seconds, or at once every :data:`FLUSH_EVERY_STEPS` points).
 
+        ``value`` is an int, float, bool or str.
+
         Raises:
             OSError: the buffer was full and could not be written (the writer
                 is then :attr:`broken`).
         """
-        prefix = self._prefixes.get(name)
-        if prefix is None:
-            prefix = "[" + dumps(name).decode("utf-8") + ","
-            self._prefixes[name] = prefix
-        line = f"{prefix}{int(step)},{_value_json(value)}]\n"
         with self._lock:
             if self._closed or self.broken is not None:
                 return
-            pending = self._pending
-            pending.append(line)
-            if len(pending) == 1:
+            entry = self._pending.get(name)
+            if entry is None:
+                entry = self._pending[name] = ([], [])
+            entry[0].append(step)
+            entry[1].append(value)
+            self._waiting += 1
+            if self._waiting == 1:
                 _FLUSHER.add(self)
-            elif len(pending) >= FLUSH_EVERY_STEPS:
+            elif self._waiting >= FLUSH_EVERY_STEPS:
                 self._flush_locked()
 
     def flush(self) -> None:
@@ -146,10 +131,17 @@ class LiveSeriesWriter:
             self._flush_locked()
 
     def _flush_locked(self) -> None:
-        if not self._pending or self._fd is None or self.broken is not None:
+        if not self._waiting or self._fd is None or self.broken is not None:
             return
-        data = "".join(self._pending).encode("utf-8", "replace")
-        self._pending.clear()
+        pending, self._pending, self._waiting = self._pending, {}, 0
+        try:
+            data = b"".join([
+                dumps([name, steps, encode_list(values)]) + b"\n"
+                for name, (steps, values) in pending.items()
+            ])
+        except ValueError as exc:  # a value JSON cannot hold (an int beyond 64 bits)
+            self.broken = exc
+            raise OSError(f"a point of the live series cannot be encoded: {exc}") from exc
         try:
             write_all(self._fd, data)
         except OSError as exc:
@@ -180,7 +172,7 @@ class LiveSeriesWriter:
         """
         with self._lock:
             self._closed = True
-            self._pending.clear()
+            self._pending, self._waiting = {}, 0
             self._close_fd()
         _FLUSHER.discard(self)
         with contextlib.suppress(FileNotFoundError):
@@ -282,14 +274,15 @@ def read_live_series_file(path: str, attempt: int | None = None) -> LiveSeries:
         return {}
     found: dict[str, tuple[list[int], list[Any]]] = {}
     for number, line in enumerate(lines[1:], start=2):
-        point = _point(line)
-        if point is None:
-            log.warning("live metric series %s: line %d is not a point; skipped", path, number)
+        chunk = _chunk(line)
+        if chunk is None:
+            log.warning("live metric series %s: line %d is not a chunk of points; skipped",
+                        path, number)
             continue
-        name, step, value = point
-        steps, values = found.setdefault(name, ([], []))
-        steps.append(step)
-        values.append(value)
+        name, steps, values = chunk
+        into = found.setdefault(name, ([], []))
+        into[0].extend(steps)
+        into[1].extend(values)
     return {name: _by_step(steps, values) for name, (steps, values) in found.items()}
 
 
@@ -303,17 +296,20 @@ def _header_matches(line: bytes, attempt: int | None) -> bool:
     return attempt is None or header.get("attempt") == attempt
 
 
-def _point(line: bytes) -> tuple[str, int, Any] | None:
+def _chunk(line: bytes) -> tuple[str, list[int], list[Any]] | None:
+    """``(name, steps, values)`` of one chunk line, or None if it is not one."""
     try:
-        point = loads(line)
+        chunk = loads(line)
     except JSONDecodeError:
         return None
-    if not (isinstance(point, list) and len(point) == 3 and isinstance(point[0], str)):
+    if not (isinstance(chunk, list) and len(chunk) == 3 and isinstance(chunk[0], str)):
         return None
-    step = point[1]
-    if isinstance(step, bool) or not isinstance(step, int):
+    name, steps, values = chunk
+    if not (isinstance(steps, list) and isinstance(values, list) and len(steps) == len(values)):
         return None
-    return point[0], step, decode_number(point[2])
+    if not all(type(step) is int for step in steps):
+        return None
+    return name, steps, decode_list(values)
 
 
 def _by_step(steps: list[int], values: list[Any]) -> tuple[list[int], list[Any]]:
