@@ -64,3 +64,12 @@ def fails_on_two(params):
     if params["x"] == 2:
         raise ValueError(f"bad x {params['x']}\nsecond line of the message")
     return {"ok": 1}
+
+
+@operation
+def fails_or_waits(params):
+    """x=2 fails at once; the other runs wait on RELEASE (so a failure is seen while they run)."""
+    if params["x"] == 2:
+        raise ValueError("bad x 2\nsecond line of the message")
+    RELEASE.wait(GATE_TIMEOUT_S)
+    return {"ok": 1}
