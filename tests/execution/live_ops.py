@@ -73,3 +73,9 @@ def fails_or_waits(params):
         raise ValueError("bad x 2\nsecond line of the message")
     RELEASE.wait(GATE_TIMEOUT_S)
     return {"ok": 1}
+
+
+@operation
+def prints_then_interrupts(params):
+    print(f"before the interrupt {params['x']}")
+    raise KeyboardInterrupt

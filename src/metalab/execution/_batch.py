@@ -199,7 +199,10 @@ def _submit_pending(handle: RunHandle, executor: BatchExecutor, batch: Batch) ->
                 job = batch.job(spec, attempt, handle)
                 fut = executor.submit(job)
                 handle._track(spec.run_id, fut, job)
-                if fut.done() and not fut.cancelled() and fut.exception() is None:
+                # (only a run executed in this thread interrupts the caller; a thread run
+                # that is already done when checked is not one)
+                if executor.runs_in_caller and fut.done() and not fut.cancelled() \
+                        and fut.exception() is None:
                     record = fut.result()
                     if is_interrupt(record):
                         interrupt = record.error.type

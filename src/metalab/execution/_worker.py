@@ -37,6 +37,7 @@ from metalab.execution._claims import (
     new_owner,
 )
 from metalab.execution._runtime import CancelFlag, Runtime
+from metalab.execution._stdio import route_std
 from metalab.model import ErrorInfo, Provenance, RunRecord, Status
 from metalab.query import heartbeat_interval
 
@@ -326,7 +327,8 @@ def _execute_claimed(job: Job, owner: str, executor: str, worker_id: str) -> Run
         except Exception:
             log.exception("run %s: start notification failed (ignored)", run_id)
     try:
-        with route_logging(run_log):
+        std = route_std(store, run_id) if job.capture_std else contextlib.nullcontext()
+        with route_logging(run_log), std:
             status, error, returned = _call_operation(job.operation, spec, job.context, runtime, capture)
         heartbeat.stop()
         final = _final_record(running, capture, status, error, returned, t0)
@@ -500,6 +502,9 @@ class Job:
     claim: bool = True
     #: seconds after the start at which a first attempt writes its ``running`` record
     running_record_after: float = RUNNING_RECORD_AFTER_S
+    #: capture ``sys.stdout`` / ``sys.stderr`` writes in the run's logs (tee'd; see
+    #: ``_stdio``); False where file descriptors 1 and 2 already go there
+    capture_std: bool = True
 
     @property
     def run_id(self) -> str:
@@ -669,7 +674,7 @@ def process_entry(payload: RunPayload, redirect: bool = True) -> RunRecord:
     job = Job(
         spec=payload.spec, operation=op, context=context, store=store, attempt=payload.attempt,
         metadata=payload.metadata, derived_metrics=payload.derived_metrics, cancel_flag=cancel,
-        on_started=started, resume=payload.resume,
+        on_started=started, resume=payload.resume, capture_std=not redirect,
     )
     with _redirect_std(store, payload.run_id) if redirect else contextlib.nullcontext():
         return run_job(job, payload.executor, worker_id)
