@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import live_ops
 import pytest
@@ -53,20 +56,28 @@ def _wait_for_live_steps(root: Path, n: int) -> tuple[str, list]:
     raise AssertionError(f"no running run showed {n} steps within {WAIT_S} s (last seen {seen})")
 
 
-def test_a_thread_run_shows_its_steps_while_it_waits(tmp_path):
+@contextlib.contextmanager
+def _running_thread_run(root: Path) -> Iterator[tuple[Any, str, list]]:
+    """(handle, run id, points seen) of a thread run that waits after 3 steps; it is
+    released on exit and waited for."""
     live_ops.REACHED.clear()
     live_ops.RELEASE.clear()
-    handle = run(_exp(live_ops.steps_then_event), store=tmp_path, executor=ThreadExecutor(1))
+    handle = run(_exp(live_ops.steps_then_event), store=root, executor=ThreadExecutor(1))
     try:
         assert live_ops.REACHED.wait(WAIT_S)
-        run_id, points = _wait_for_live_steps(tmp_path, 3)
+        run_id, points = _wait_for_live_steps(root, 3)
+        yield handle, run_id, points
+    finally:
+        live_ops.RELEASE.set()
+        handle.wait(timeout=WAIT_S)
+
+
+def test_a_thread_run_shows_its_steps_while_it_waits(tmp_path):
+    with _running_thread_run(tmp_path) as (_, run_id, points):
         assert len(points) == 3
         _assert_points(points)
         running = load_results(str(tmp_path), experiment_id="live:1")[run_id]
         assert running.live_series()["acc"] == [(0, 0.25)]
-    finally:
-        live_ops.RELEASE.set()
-    handle.wait(timeout=WAIT_S)
     done = load_results(str(tmp_path), experiment_id="live:1")[run_id]
     assert done.status.value == "success"
     final = done.metric_series("loss")
@@ -99,19 +110,11 @@ def test_a_process_run_shows_its_steps_to_another_process(tmp_path):
 
 
 def test_runs_show_lists_the_live_steps_of_a_running_run(tmp_path):
-    live_ops.REACHED.clear()
-    live_ops.RELEASE.clear()
-    handle = run(_exp(live_ops.steps_then_event), store=tmp_path, executor=ThreadExecutor(1))
-    try:
-        assert live_ops.REACHED.wait(WAIT_S)
-        run_id, _ = _wait_for_live_steps(tmp_path, 3)
+    with _running_thread_run(tmp_path) as (_, run_id, _points):
         out = CliRunner().invoke(cli_main, ["runs", "show", run_id, "--store", str(tmp_path)])
         assert out.exit_code == 0, out.output
         assert "series (live, steps so far):" in out.output
         assert "loss: 3 steps, last step 2 = nan" in out.output.lower()
-    finally:
-        live_ops.RELEASE.set()
-    handle.wait(timeout=WAIT_S)
     out = CliRunner().invoke(cli_main, ["runs", "show", run_id, "--store", str(tmp_path)])
     assert "series: loss, acc" in out.output
 
