@@ -85,7 +85,7 @@ def test_on_a_terminal_the_bar_is_on_by_default_and_prints_failures(tmp_path, ca
     run(exp, store=tmp_path)
     out = capsys.readouterr().out
     assert "3/3" in out and "ok 2 failed 1 running 0" in out
-    assert f"failed run {_failed_id(exp)}: ValueError: bad x 2" in out
+    assert f"run {_failed_id(exp)} failed: ValueError: bad x 2" in out
     assert "second line" not in out and "Traceback" not in out
 
 
@@ -111,10 +111,26 @@ def test_only_the_first_failures_are_listed(tmp_path, progress_records, monkeypa
     run(exp, store=tmp_path)
     messages = progress_records.messages()
     assert len([m for m in messages if "failed:" in m]) == 2
-    assert any("further failed runs are only counted" in m for m in messages)
+    assert "(further failed runs are only counted)" in messages[1]
     assert messages[-1].startswith("prog:1: 5/5 done (ok 0, failed 5")
 
 
 def test_progress_must_be_a_bool_or_none(tmp_path):
     with pytest.raises(metalab.ValidationError, match="progress must be True, False or None"):
         run(_exp(live_ops.fails_on_two), store=tmp_path, progress="yes")  # type: ignore[arg-type]
+
+
+def test_failures_for_a_full_disk_are_not_listed_one_by_one(progress_records):
+    from metalab.execution._events import Event, EventKind
+    from metalab.model import ErrorInfo
+
+    reporter = _progress.ProgressLog("full:1", 3)
+    for rid in ("a", "b", "c"):
+        error = ErrorInfo("OSError", "[Errno 28] No space left on device", "")
+        reporter(Event(EventKind.RUN_FAILED, rid, "full:1", error=error))
+    reporter.stop()
+    messages = progress_records.messages()
+    assert messages[0] == ("full:1: run a failed: the disk is full; the runs that fail for it "
+                           "are reported when the submission ends")
+    assert not any("No space left on device" in m for m in messages)
+    assert messages[-1].startswith("full:1: 3/3 done (ok 0, failed 3")

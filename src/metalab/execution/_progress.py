@@ -7,13 +7,17 @@ bar when both stdout and stderr are terminals, else :class:`ProgressLog`
 configured).  Both report each failed run as it happens (its id and the
 first line of its error, never a traceback), the first
 :data:`MAX_FAILURES_SHOWN` of a submission; the rest are counted (and the
-end-of-submission summary names the first one).  rich is imported lazily.
+end-of-submission summary names the first one).  Runs that fail because the
+disk is full are not listed (one line says so; the end of the submission
+names the folder once).  rich is imported lazily.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
+import os
 import sys
 import threading
 import time
@@ -37,6 +41,9 @@ MAX_FAILURES_SHOWN = 10
 PROGRESS_LOG_INTERVAL_S = 30.0
 
 progress_log = logging.getLogger("metalab.progress")
+
+#: what the error of a run that failed for a full disk says (``os.strerror(ENOSPC)``)
+_DISK_FULL = os.strerror(errno.ENOSPC)
 
 _COUNTED = {
     EventKind.RUN_FINISHED: "ok",
@@ -104,16 +111,39 @@ class _Counts:
         self.counts = {"ok": 0, "failed": 0, "cancelled": 0, "skipped": 0}
         self.running: set[str] = set()
         self.started = time.monotonic()
+        self.listed = 0  # failures listed or counted one by one
+        self.disk_full = 0  # failures for a full disk
 
-    def count(self, event: Event) -> bool:
-        """Count ``event``; True if it is a failure to report one by one."""
+    def count(self, event: Event) -> str | None:
+        """Count ``event``; the line to show for it at once, if any.
+
+        A failure gets ``run <id> failed: <first error line>`` (the first
+        :data:`MAX_FAILURES_SHOWN`, then one line saying the rest are counted).
+        Failures for a full disk are not listed one by one (the end of the
+        submission names the folder once): the first gets one line saying so.
+        """
         if event.kind is EventKind.RUN_STARTED:
             self.running.add(event.run_id)
-            return False
+            return None
         self.running.discard(event.run_id)
         key = _COUNTED[event.kind]
         self.counts[key] += 1
-        return key == "failed" and self.counts["failed"] <= MAX_FAILURES_SHOWN
+        if key != "failed":
+            return None
+        text = _failure_text(event)
+        if _DISK_FULL in text:
+            self.disk_full += 1
+            if self.disk_full > 1:
+                return None
+            return (f"run {event.run_id} failed: the disk is full; the runs that fail for it "
+                    "are reported when the submission ends")
+        self.listed += 1
+        if self.listed > MAX_FAILURES_SHOWN:
+            return None
+        line = f"run {event.run_id} failed: {text}"
+        if self.listed == MAX_FAILURES_SHOWN:
+            line += " (further failed runs are only counted)"
+        return line
 
     @property
     def done(self) -> int:
@@ -163,11 +193,9 @@ class ProgressLog:
         with self._lock:
             if self._stopped:
                 return
-            if self._state.count(event):
-                progress_log.warning("%s: run %s failed: %s", self._title, event.run_id,
-                                     _failure_text(event))
-                if self._state.counts["failed"] == MAX_FAILURES_SHOWN:
-                    progress_log.warning("%s: further failed runs are only counted", self._title)
+            shown = self._state.count(event)
+            if shown is not None:
+                progress_log.warning("%s: %s", self._title, shown)
             now = time.monotonic()
             if now - self._last >= self._interval:
                 self._last = now
@@ -240,28 +268,19 @@ class ProgressDisplay:
         with self._lock:
             if self._stopped:
                 return
-            show_failure = self._state.count(event)
+            shown = self._state.count(event)
             advance = 0 if event.kind is EventKind.RUN_STARTED else 1
             if event.kind is EventKind.RUN_FINISHED and event.metrics:
                 items = list(event.metrics.items())[: self._max_metrics]
                 self._latest = " ".join(f"{k}={_fmt(v)}" for k, v in items)
-            if show_failure:
-                self._print_failure(event)
+            if shown is not None:
+                from rich.markup import escape
+
+                self._progress.console.print(f"[red]{escape(shown)}[/]", highlight=False,
+                                             soft_wrap=True)
             self._progress.update(
                 self._task, advance=advance, counts=self._counts_text(), latest=self._latest
             )
-
-    def _print_failure(self, event: Event) -> None:
-        """One line above the bar per failed run (the first MAX_FAILURES_SHOWN)."""
-        from rich.markup import escape
-
-        failed = self._state.counts["failed"]
-        self._progress.console.print(
-            f"[red]failed[/] run {escape(event.run_id)}: {escape(_failure_text(event))}",
-            highlight=False, soft_wrap=True,
-        )
-        if failed == MAX_FAILURES_SHOWN:
-            self._progress.console.print("further failed runs are only counted", highlight=False)
 
     def stop(self) -> None:
         with self._lock:

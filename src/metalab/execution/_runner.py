@@ -83,15 +83,10 @@ def run(
             :class:`SlurmExecutor` the runs are queued as job arrays and a
             :class:`SlurmRunHandle` is returned at once.
         resume: skip runs whose stored record is ``success``; rerun the rest.
-        progress: ``None`` (default): a rich progress bar when stdout and
-            stderr are terminals, else progress lines on the
-            ``metalab.progress`` logger (INFO, every
-            :data:`~metalab.execution._progress.PROGRESS_LOG_INTERVAL_S`
-            seconds at most, seen when logging is configured; none for
-            SLURM, whose handle would poll for them).  ``True``: the bar
-            always; ``False``: nothing.  The bar and the log both report each
-            failed run as it happens (its id and the first line of its error;
-            the first :data:`~metalab.execution._progress.MAX_FAILURES_SHOWN`).
+        progress: ``None``: a progress bar on a terminal, else lines on the
+            ``metalab.progress`` logger; both report failed runs as they
+            happen (see :func:`~metalab.execution._progress.progress_reporter`).
+            ``True``: the bar always; ``False``: nothing.
         on_event: called with each :class:`Event`, one at a time, in
             completion order; exceptions it raises are logged and ignored.
         derived_metrics: callables or ``"module:function"`` strings computed on
