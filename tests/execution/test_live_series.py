@@ -193,3 +193,19 @@ def test_a_read_only_store_reads_live_series_but_cannot_open_them(tmp_path):
     assert ro.read_live_series("r1") == {"loss": ([0], [2.0])}
     with pytest.raises(metalab.ReadOnlyStoreError):
         ro.open_live_series("r1")
+
+
+def test_a_new_attempt_removes_the_live_file_a_killed_one_left(tmp_path):
+    exp = metalab.Experiment(name="live", version="1", context={},
+                             operation=live_ops.fails_on_two,
+                             params=metalab.grid(x=[2]), seeds=metalab.seeds(0))
+    run(exp, store=tmp_path, progress=False)  # attempt 1: failed
+    (run_id,) = [s.run_id for s in exp.iter_specs()]
+    store = FileStore(FileStoreConfig(root=str(tmp_path), experiment_id="live:1"))
+    leftover = store.open_live_series(run_id, attempt=1)  # as a killed attempt leaves it
+    leftover.append("loss", 0, 1.0)
+    leftover.close()
+    assert store.read_live_series(run_id, attempt=2) == {}  # never shown as attempt 2's
+    run(exp, store=tmp_path, progress=False)  # attempt 2 captures no series
+    assert store.get_run_record(run_id).attempt == 2
+    assert not os.path.exists(store.live_series_path(run_id))

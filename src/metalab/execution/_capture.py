@@ -496,11 +496,23 @@ class Capture:
         self._log.line(lvl, str(message))
 
     # -------------------------------------------------------------- finishing
+    def _remove_earlier_live(self) -> None:
+        """Remove a live series file an earlier, killed attempt left (this one wrote none)."""
+        try:
+            path = self._store.live_series_path(self.run_id)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        except OSError as exc:
+            log.warning("run %s: could not remove the live series file of an earlier "
+                        "attempt: %s", self.run_id, exc)
+
     def _end_live(self, *, all_written: bool) -> None:
         """Close the live series file: removed once every series document is written
         (they are the truth now), else kept (the steps stay readable).  Never raises."""
         live, self._live = self._live, None
         if live is None:
+            if all_written and self._attempt > 1 and not self._live_off:
+                self._remove_earlier_live()
             return
         try:
             if all_written:

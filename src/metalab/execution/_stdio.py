@@ -165,16 +165,21 @@ class _StdRouter:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._active = 0
-        self._installed: tuple[_StreamProxy, _StreamProxy, _ShowWarning] | None = None
+        self._installed: tuple[_StreamProxy | None, _StreamProxy | None, _ShowWarning] | None = None
 
     def acquire(self) -> None:
         with self._lock:
             self._active += 1
             if self._active == 1:
-                out = _StreamProxy("stdout", sys.stdout)
-                err = _StreamProxy("stderr", sys.stderr)
+                # (a stream that is None, as under pythonw, stays None: nothing to tee to,
+                # and code that checks for None keeps working)
+                out = _StreamProxy("stdout", sys.stdout) if sys.stdout is not None else None
+                err = _StreamProxy("stderr", sys.stderr) if sys.stderr is not None else None
                 show = _ShowWarning(warnings.showwarning)
-                sys.stdout, sys.stderr = out, err
+                if out is not None:
+                    sys.stdout = out
+                if err is not None:
+                    sys.stderr = err
                 warnings.showwarning = show
                 self._installed = (out, err, show)
 
@@ -185,9 +190,9 @@ class _StdRouter:
                 return
             out, err, show = self._installed
             self._installed = None
-            if sys.stdout is out:
+            if out is not None and sys.stdout is out:
                 sys.stdout = out._target
-            if sys.stderr is err:
+            if err is not None and sys.stderr is err:
                 sys.stderr = err._target
             if warnings.showwarning is show:
                 warnings.showwarning = show.previous
