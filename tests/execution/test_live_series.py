@@ -209,3 +209,42 @@ def test_a_new_attempt_removes_the_live_file_a_killed_one_left(tmp_path):
     run(exp, store=tmp_path, progress=False)  # attempt 2 captures no series
     assert store.get_run_record(run_id).attempt == 2
     assert not os.path.exists(store.live_series_path(run_id))
+
+
+_WRITER_SCRIPT = """
+import sys
+from metalab.store import LiveSeriesWriter
+writer = LiveSeriesWriter(sys.argv[1], attempt=1)
+print("ready", flush=True)
+i = 0
+while True:
+    writer.append("loss", i, float(i))
+    writer.append("other", i, -float(i))
+    if i % 50 == 0:
+        writer.flush()
+    i += 1
+"""
+
+
+def test_a_writer_killed_with_sigkill_leaves_a_file_that_reads_without_error(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    path = str(tmp_path / LIVE_SERIES_FILE)
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER_SCRIPT, path], stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        end = time.monotonic() + WAIT_S
+        while os.path.getsize(path) < 200_000 and time.monotonic() < end:
+            time.sleep(0.01)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    found = read_live_series_file(path, attempt=1)
+    steps, values = found["loss"]
+    assert len(steps) > 1000
+    assert steps == list(range(len(steps))) and values == [float(s) for s in steps]
+    other_steps, other_values = found["other"]
+    assert other_values == [-float(s) for s in other_steps]
