@@ -341,8 +341,8 @@ class Capture:
             non-integer step, or ``name`` is already a data item.
         """
         if type(name) is not str or (name, step is None) not in self._names_ok:
-            # (a hot loop checks a name once)
-            # (a stepped metric becomes the data file "{name}.json": its length counts in bytes)
+            # (checked once per name, not at every step of a hot loop; a stepped metric
+            # becomes the data file "{name}.json": its length counts in bytes)
             check_name(name, "metric name", file_name=None if step is None else f"{name}.json")
             if len(self._names_ok) < _NAMES_REMEMBERED:
                 self._names_ok.add((name, step is None))
