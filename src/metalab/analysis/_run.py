@@ -36,6 +36,13 @@ def _missing(what: str, name: str, run_id: str, available: list[str]) -> NotFoun
     return NotFoundError(f"run {run_id} has no {what} {name!r}; available: {names}.{hint}")
 
 
+def _points(steps: list[Any], values: list[Any]) -> list[tuple[int, float]]:
+    return [
+        (int(s), float(v) if v is not None else math.nan)
+        for s, v in zip(steps, values, strict=False)
+    ]
+
+
 class Run:
     """A read-only view of one run: its record plus lazy access to its files.
 
@@ -284,24 +291,44 @@ class Run:
         return value
 
     def metric_series(self, name: str) -> list[tuple[int, float]]:
-        """The stepped metric series ``name`` as ``[(step, value), ...]``.
+        """The stepped metric series ``name`` as ``[(step, value), ...]``, ordered by step.
 
-        Missing values (stored as ``null``) come back as ``nan``.
+        For a run that was ``running`` when it was loaded, the steps it has
+        written so far (its live series file, when the store keeps one; a
+        step shows up within about a second of its capture) are returned
+        until it ends; then (and for every ended run) the series stored
+        with its final record.  Missing values (stored as ``null``) come
+        back as ``nan``.
 
         Raises:
             NotFoundError: no such series (the message lists the available ones).
+            OSError: the live series file exists but cannot be read.
         """
+        live: dict[str, tuple[list[int], list[Any]]] = {}
+        if self._doc.get("status") == Status.RUNNING.value:
+            live = self._store.read_live_series(self.run_id, self._full().get("attempt") or 1)
+            if name in live:
+                return _points(*live[name])
         payload = self._store.get_data(self.run_id, name)
         if payload is None or payload.get("kind") != "series":
-            available = list(self._full().get("series") or ())
+            available = sorted({*(self._full().get("series") or ()), *live})
             raise _missing("metric series", name, self.run_id, available)
         data = payload.get("data") or {}
-        steps = data.get("step") or []
-        values = data.get("value") or []
-        return [
-            (int(s), float(v) if v is not None else math.nan)
-            for s, v in zip(steps, values, strict=False)
-        ]
+        return _points(data.get("step") or [], data.get("value") or [])
+
+    def live_series(self) -> dict[str, list[tuple[int, float]]]:
+        """Every series a running run has written so far, ``{name: [(step, value), ...]}``.
+
+        ``{}`` for a run that has ended (its live file is removed once its series are
+        stored; read them with
+        :meth:`metric_series`), that has captured no stepped metric yet, or
+        whose store keeps no live series.
+
+        Raises:
+            OSError: the live series file exists but cannot be read.
+        """
+        live = self._store.read_live_series(self.run_id, self._full().get("attempt") or 1)
+        return {name: _points(steps, values) for name, (steps, values) in live.items()}
 
     def logs(self, name: str = "run") -> str:
         """The text of log ``name`` (``""`` if the run wrote none)."""

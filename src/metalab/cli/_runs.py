@@ -98,6 +98,17 @@ def ls_cmd(locator: str, experiment_id: str | None, where: str | None, columns: 
     click.echo(f"({len(rows)} runs)")
 
 
+def _show_series(store: Any, rec: Any) -> None:
+    """The run's metric series: for a running run the steps written so far (live)."""
+    live = store.read_live_series(rec.run_id, rec.attempt) if rec.status.value == "running" else {}
+    if live:
+        click.echo("series (live, steps so far):")
+        for name, (steps, values) in sorted(live.items()):
+            click.echo(f"  {name}: {len(steps)} steps, last step {steps[-1]} = {_cell(values[-1])}")
+    else:
+        click.echo("series: " + (", ".join(rec.series) if rec.series else "(none)"))
+
+
 @runs.command("show")
 @one_run_options
 @click.option("--log-lines", type=int, default=20, show_default=True,
@@ -146,6 +157,7 @@ def show_cmd(run_id: str, locator: str, experiment_id: str | None, log_lines: in
         click.echo("artifacts:" + ("" if rec.artifacts else " (none)"))
         for a in rec.artifacts:
             click.echo(f"  {a.name} ({a.kind}, {a.format or '-'}, {a.size_bytes} bytes)")
+        _show_series(store, rec)
         for name in store.list_logs(run_id):
             text = store.get_log(run_id, name) or ""
             lines = text.splitlines()[-log_lines:] if log_lines > 0 else []

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from metalab.execution._capture import logging_routed
 from metalab.execution._events import EventCallback, EventDispatcher
 from metalab.execution._handle import JobExecutor, RunHandle
+from metalab.execution._progress import progress_reporter
 from metalab.execution._worker import EXIT_SIGTERM, Job, is_interrupt
 
 __all__ = ["Batch", "BatchExecutor", "launch_local"]
@@ -43,7 +44,8 @@ class Batch:
         derived_metrics: derived metric references, already checked.
         context_blob: the pickled context for out-of-process executors (None in process).
         resume: skip runs that already succeeded, also when found so after claiming.
-        progress / on_event: what the handle reports to.
+        progress / on_event: what the handle reports to (progress: see
+            :func:`~metalab.execution._progress.progress_reporter`).
         code_provenance: the git state and package versions of the launch (run provenance).
     """
 
@@ -57,7 +59,7 @@ class Batch:
     derived_metrics: tuple[Any, ...] = ()
     context_blob: Callable[[], bytes] | None = None
     resume: bool = True
-    progress: bool = False
+    progress: bool | None = None
     on_event: EventCallback | None = None
     code_provenance: dict[str, Any] | None = None
     metadata: dict[str, Any] = field(init=False)
@@ -163,12 +165,10 @@ def _new_handle(executor: BatchExecutor, batch: Batch) -> RunHandle:
     dispatcher = EventDispatcher()
     finish_hooks: list[Any] = []
     total = len(batch.specs)
-    if batch.progress:
-        from metalab.execution._progress import ProgressDisplay
-
-        display = ProgressDisplay(batch.experiment_id, total)
-        dispatcher.add(display)
-        finish_hooks.append(display.stop)
+    reporter = progress_reporter(batch.progress, batch.experiment_id, total)
+    if reporter is not None:
+        dispatcher.add(reporter[0])
+        finish_hooks.append(reporter[1])
     if batch.on_event is not None:
         dispatcher.add(batch.on_event)
     return RunHandle(
@@ -202,7 +202,10 @@ def _submit_pending(handle: RunHandle, executor: BatchExecutor, batch: Batch) ->
                 job = batch.job(spec, attempt, handle)
                 fut = executor.submit(job)
                 handle._track(spec.run_id, fut, job)
-                if fut.done() and not fut.cancelled() and fut.exception() is None:
+                # (only a run executed in this thread interrupts the caller; a thread run
+                # that is already done when checked is not one)
+                if executor.runs_in_caller and fut.done() and not fut.cancelled() \
+                        and fut.exception() is None:
                     record = fut.result()
                     if is_interrupt(record):
                         interrupt = record.error.type

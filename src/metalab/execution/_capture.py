@@ -24,13 +24,15 @@ from metalab._internal._time import to_iso, utcnow
 from metalab.model import ArtifactDescriptor, serialize
 
 if TYPE_CHECKING:
-    from metalab.store import Store
+    from metalab.store import LiveSeriesWriter, Store
 
 __all__ = ["Capture", "RunLog", "is_scalar", "route_logging", "to_scalar"]
 
 log = logging.getLogger("metalab.execution")
 
 _LEVELS = {"debug", "info", "warning", "error", "critical"}
+#: checked metric names a capture remembers (beyond, names are checked on every call)
+_NAMES_REMEMBERED = 4096
 
 
 def is_scalar(value: Any) -> bool:
@@ -283,8 +285,12 @@ class Capture:
     * ``metric(name, value, step=None)``: a scalar (int, float, bool, str;
       infinite and NaN floats are kept, see :func:`to_scalar`).  Without
       ``step`` it goes into the run record's ``metrics``; with ``step`` it is
-      buffered and stored as a separate series (listed in
-      ``RunRecord.series``) so records stay small.
+      a point of a series, stored as a separate document when the run ends
+      (listed in ``RunRecord.series``) so records stay small.  While the run
+      goes on, each point is also appended to the run's live series file
+      when the store keeps one (``supports_live_series``; buffered, visible
+      to readers within :data:`~metalab.store._series.FLUSH_INTERVAL_S`
+      seconds, see :meth:`Store.read_live_series`).
     * ``data(name, obj)``: JSON value or numpy array, written at once.
     * ``artifact(name, obj_or_path)``: a file or a serialized object.
     * ``log(msg)`` / ``logger``: lines streamed to the run's ``run`` log.
@@ -295,10 +301,18 @@ class Capture:
     the run ended raise :class:`~metalab.ExecutionError`.
     """
 
-    def __init__(self, store: Store, run_id: str, run_log: RunLog, *, experiment_id: str = "") -> None:
+    def __init__(
+        self, store: Store, run_id: str, run_log: RunLog, *, experiment_id: str = "", attempt: int = 1
+    ) -> None:
         self._store = store
         self.run_id = run_id
         self.experiment_id = experiment_id
+        self._attempt = attempt
+        #: the live series file (opened at the first step); None: not yet, or none kept
+        self._live: LiveSeriesWriter | None = None
+        self._live_off = not store.supports_live_series
+        #: (metric name, scalar?) pairs already checked by check_name
+        self._names_ok: set[tuple[str, bool]] = set()
         self._log = run_log
         self._lock = threading.RLock()
         self._metrics: dict[str, Any] = {}
@@ -326,8 +340,12 @@ class Capture:
             InvalidNameError: bad name.  ValidationError: non-scalar value, a
             non-integer step, or ``name`` is already a data item.
         """
-        # (a stepped metric becomes the data file "{name}.json": its length counts in bytes)
-        check_name(name, "metric name", file_name=None if step is None else f"{name}.json")
+        if type(name) is not str or (name, step is None) not in self._names_ok:
+            # (checked once per name, not at every step of a hot loop; a stepped metric
+            # becomes the data file "{name}.json": its length counts in bytes)
+            check_name(name, "metric name", file_name=None if step is None else f"{name}.json")
+            if len(self._names_ok) < _NAMES_REMEMBERED:
+                self._names_ok.add((name, step is None))
         scalar = to_scalar(name, value)
         with self._lock:
             self._check_open()
@@ -348,6 +366,23 @@ class Capture:
             steps, values = self._series.setdefault(name, ([], []))
             steps.append(step)
             values.append(scalar)
+            if not self._live_off:
+                try:
+                    live = self._live
+                    if live is None:
+                        live = self._live = self._store.open_live_series(self.run_id, self._attempt)
+                    live.append(name, step, scalar)
+                except OSError as exc:
+                    self._live_failed(exc)
+
+    def _live_failed(self, exc: OSError) -> None:
+        """Turn live series off for this run after a failed write (its final series
+        documents do not depend on the file)."""
+        self._live_off = True
+        log.warning(
+            "run %s: live metric series could not be written (%s); its steps are visible "
+            "when the run ends", self.run_id, exc,
+        )
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         """Record several metrics at once (see :meth:`metric`)."""
@@ -461,6 +496,33 @@ class Capture:
         self._log.line(lvl, str(message))
 
     # -------------------------------------------------------------- finishing
+    def _remove_earlier_live(self) -> None:
+        """Remove a live series file an earlier, killed attempt left (this one wrote none)."""
+        try:
+            path = self._store.live_series_path(self.run_id)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        except OSError as exc:
+            log.warning("run %s: could not remove the live series file of an earlier "
+                        "attempt: %s", self.run_id, exc)
+
+    def _end_live(self, *, all_written: bool) -> None:
+        """Close the live series file: removed once every series document is written
+        (they are the truth now), else kept (the steps stay readable).  Never raises."""
+        live, self._live = self._live, None
+        if live is None:
+            if all_written and self._attempt > 1 and not self._live_off:
+                self._remove_earlier_live()
+            return
+        try:
+            if all_written:
+                live.discard()
+            else:
+                live.close()
+        except OSError as exc:
+            log.warning("run %s: could not close its live series file %s: %s",
+                        self.run_id, live.path, exc)
+
     @property
     def metrics(self) -> dict[str, Any]:
         """A copy of the scalar metrics captured so far."""
@@ -493,6 +555,7 @@ class Capture:
                 except Exception as exc:
                     log.error("run %s: could not store metric series %r: %s", self.run_id, name, exc)
                     warnings.append(f"metric series {name!r} could not be stored: {exc}")
+            self._end_live(all_written=len(written) == len(self._series))
             return (
                 dict(self._metrics),
                 tuple(self._data),

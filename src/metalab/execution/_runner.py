@@ -63,7 +63,7 @@ def run(
     executor: Executor | None = None,
     *,
     resume: bool = True,
-    progress: bool = False,
+    progress: bool | None = None,
     on_event: EventCallback | None = None,
     derived_metrics: Sequence[Callable[..., Any] | str] | None = None,
 ) -> Handle:
@@ -84,7 +84,10 @@ def run(
             :class:`SlurmExecutor` the runs are queued as job arrays and a
             :class:`SlurmRunHandle` is returned at once.
         resume: skip runs whose stored record is ``success``; rerun the rest.
-        progress: show a rich progress bar.
+        progress: ``None``: a progress bar on a terminal, else lines on the
+            ``metalab.progress`` logger; both report failed runs as they
+            happen (see :func:`~metalab.execution._progress.progress_reporter`).
+            ``True``: the bar always; ``False``: nothing.
         on_event: called with each :class:`Event`, one at a time, in
             completion order; exceptions it raises are logged and ignored.
         derived_metrics: callables or ``"module:function"`` strings computed on

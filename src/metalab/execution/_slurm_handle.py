@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from metalab._errors import NotFoundError, ValidationError
 from metalab.execution._events import Event, EventCallback, EventDispatcher, EventKind
 from metalab.execution._handle import Handle, RunStatus
+from metalab.execution._progress import progress_reporter
 from metalab.execution._slurm_files import load_experiment, load_submission, submission_dir
 from metalab.execution._slurm_queue import queue_counts, scancel
 from metalab.model import ErrorInfo
@@ -56,7 +57,7 @@ class SlurmRunHandle(Handle):
         submission: dict[str, Any],
         run_ids: Sequence[str],
         *,
-        progress: bool = False,
+        progress: bool | None = None,
         on_event: EventCallback | None = None,
         skipped_ids: Sequence[str] = (),
         all_run_ids: Sequence[str] | None = None,
@@ -81,12 +82,10 @@ class SlurmRunHandle(Handle):
         self._last_poll = 0.0
         self._events = EventDispatcher()
         self._on_finish: list[Callable[[], None]] = []
-        if progress:
-            from metalab.execution._progress import ProgressDisplay
-
-            display = ProgressDisplay(self._experiment_id, self._total)
-            self._events.add(display)
-            self._on_finish.append(display.stop)
+        reporter = progress_reporter(progress, self._experiment_id, self._total, log_lines=False)
+        if reporter is not None:
+            self._events.add(reporter[0])
+            self._on_finish.append(reporter[1])
         if on_event is not None:
             self._events.add(on_event)
         for rid in skipped_ids:
@@ -96,7 +95,7 @@ class SlurmRunHandle(Handle):
         if submission.get("dry_run") or not self._run_ids:
             self._finish()
         self._poller: threading.Thread | None = None
-        if (progress or on_event is not None) and not self._finished.is_set():
+        if (reporter is not None or on_event is not None) and not self._finished.is_set():
             self._poller = threading.Thread(target=self._poll_loop, name="metalab-slurm-poll", daemon=True)
             self._poller.start()
 

@@ -38,6 +38,7 @@ from metalab.execution._claims import (
     new_owner,
 )
 from metalab.execution._runtime import CancelFlag, Runtime
+from metalab.execution._stdio import route_std
 from metalab.model import ErrorInfo, Provenance, RunRecord, Status
 from metalab.query import heartbeat_interval
 
@@ -318,7 +319,7 @@ def _execute_claimed(job: Job, owner: str, executor: str, worker_id: str) -> Run
         f"(run {run_id}, worker {worker_id or '-'}, executor {executor}) ===",
     )
     runtime = Runtime(run_id, spec.experiment_id, worker_id, job.metadata, job.cancel_flag)
-    capture = Capture(store, run_id, run_log, experiment_id=spec.experiment_id)
+    capture = Capture(store, run_id, run_log, experiment_id=spec.experiment_id, attempt=attempt)
     # a first attempt's running record is the first heartbeat's (running_record_after):
     # a short run writes one record instead of two; its claim says meanwhile that it runs
     heartbeat = Heartbeat(
@@ -330,7 +331,8 @@ def _execute_claimed(job: Job, owner: str, executor: str, worker_id: str) -> Run
         except Exception:
             log.exception("run %s: start notification failed (ignored)", run_id)
     try:
-        with route_logging(run_log):
+        std = route_std(store, run_id) if job.capture_std else contextlib.nullcontext()
+        with route_logging(run_log), std:
             status, error, returned = _call_operation(job.operation, spec, job.context, runtime, capture)
         heartbeat.stop()
         final = _final_record(running, capture, status, error, returned, t0)
@@ -507,6 +509,9 @@ class Job:
     #: ``{"git": ..., "packages": ...}`` of the launch for the run's provenance
     #: (:func:`~metalab.execution._provenance.code_provenance`; None: not recorded)
     code_provenance: dict[str, Any] | None = None
+    #: capture ``sys.stdout`` / ``sys.stderr`` writes in the run's logs (tee'd; see
+    #: ``_stdio``); False where file descriptors 1 and 2 already go there
+    capture_std: bool = True
 
     @property
     def run_id(self) -> str:
@@ -679,6 +684,7 @@ def process_entry(payload: RunPayload, redirect: bool = True) -> RunRecord:
         spec=payload.spec, operation=op, context=context, store=store, attempt=payload.attempt,
         metadata=payload.metadata, derived_metrics=payload.derived_metrics, cancel_flag=cancel,
         on_started=started, resume=payload.resume, code_provenance=payload.code_provenance,
+        capture_std=not redirect,
     )
     with _redirect_std(store, payload.run_id) if redirect else contextlib.nullcontext():
         return run_job(job, payload.executor, worker_id)

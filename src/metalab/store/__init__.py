@@ -24,6 +24,7 @@ from metalab.store._factory import (
     require_experiment,
 )
 from metalab.store._file import FileStore, FileStoreConfig
+from metalab.store._series import LiveSeries, LiveSeriesWriter
 from metalab.store._transfer import TransferReport, export_store
 from metalab.store.locator import LocatorInfo, parse_locator
 
@@ -35,6 +36,8 @@ __all__ = [
     "ErrorCallback",
     "FileStore",
     "FileStoreConfig",
+    "LiveSeries",
+    "LiveSeriesWriter",
     "LocatorInfo",
     "PostgresStore",
     "PostgresStoreConfig",

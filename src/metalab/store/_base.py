@@ -25,6 +25,10 @@ Capabilities:
     * ``supports_annotations``: tags and notes after the fact
       (:meth:`Store.annotate_runs`, :meth:`Store.annotate_experiment`) and
       :meth:`Store.delete_experiment`.
+    * ``supports_live_series``: :meth:`Store.live_series_path` names a local
+      file where a running run's stepped metrics are appended as they come
+      (:meth:`Store.open_live_series`, :meth:`Store.read_live_series`; see
+      :mod:`metalab.store._series`).
     * ``supports_claims``: :meth:`Store.try_claim` really keeps two launches
       apart (without it, a claim always succeeds, and :func:`metalab.run`
       warns once per store type that two launches at once may execute a
@@ -94,6 +98,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 from metalab._errors import CorruptRecordError, ReadOnlyStoreError
 from metalab.model import ArtifactDescriptor, RunRecord
 from metalab.query._records import ErrorCallback, warn_corrupt
+from metalab.store._series import LiveSeries, LiveSeriesWriter, read_live_series_file
 
 if TYPE_CHECKING:
     from metalab.store._annotations import Annotations
@@ -116,7 +121,7 @@ Progress = Callable[[int, int | None], None]
 
 #: the methods of :class:`Store` that write; a read-only store refuses them all
 WRITE_METHODS = frozenset({
-    "put_run_record", "delete_run", "put_artifact", "append_log", "log_path",
+    "put_run_record", "delete_run", "put_artifact", "append_log", "log_path", "open_live_series",
     "annotate_runs", "annotate_experiment", "delete_experiment",
     "put_data", "put_derived", "put_experiment_manifest",
     "try_claim", "touch_heartbeat", "release_claim", "rebuild_index",
@@ -168,6 +173,8 @@ class Store(abc.ABC):
     supports_working_directory: ClassVar[bool] = False
     #: ``log_path()`` gives a local file that may be appended to directly
     supports_log_path: ClassVar[bool] = False
+    #: ``live_series_path()`` names a local file for the steps of running runs
+    supports_live_series: ClassVar[bool] = False
     #: the store keeps a query index that :meth:`rebuild_index` rebuilds from the files
     supports_index: ClassVar[bool] = False
     #: what the number :meth:`rebuild_index` returns counts (for messages)
@@ -508,6 +515,46 @@ class Store(abc.ABC):
     def log_path(self, run_id: str, name: str) -> str:
         """A local file path for log ``name`` (only if ``supports_log_path``)."""
         raise NotImplementedError(f"{type(self).__name__} has no local log files")
+
+    # ------------------------------------------------------------- live series
+    def live_series_path(self, run_id: str) -> str:
+        """The local live series file of ``run_id`` (only if ``supports_live_series``).
+
+        Names the file only: nothing is created or read.
+
+        Raises:
+            InvalidNameError: the run id is not a usable name.
+        """
+        raise NotImplementedError(f"{type(self).__name__} keeps no live series files")
+
+    def open_live_series(self, run_id: str, attempt: int = 1) -> LiveSeriesWriter:
+        """Start the live series file of ``attempt`` of ``run_id`` (any earlier one is
+        replaced) and return its writer (only if ``supports_live_series``).
+
+        Raises:
+            InvalidNameError: the run id is not a usable name.
+            ReadOnlyStoreError: the store is read-only.
+            OSError: the file cannot be created.
+        """
+        if not self.supports_live_series:
+            raise NotImplementedError(f"{type(self).__name__} keeps no live series files")
+        return LiveSeriesWriter(self.live_series_path(run_id), attempt)
+
+    def read_live_series(self, run_id: str, attempt: int | None = None) -> LiveSeries:
+        """The steps a running run has written so far: ``{name: (steps, values)}``.
+
+        ``{}`` when the store keeps no live series, the run has none (it
+        captured no stepped metric yet, or it ended: its series are then
+        read with :meth:`get_data`), or (with ``attempt``) the file belongs
+        to another attempt.  See :func:`~metalab.store._series.read_live_series_file`.
+
+        Raises:
+            InvalidNameError: the run id is not a usable name.
+            OSError: the file exists but cannot be read.
+        """
+        if not self.supports_live_series:
+            return {}
+        return read_live_series_file(self.live_series_path(run_id), attempt)
 
     # ---------------------------------------------------------- structured data
     @abc.abstractmethod

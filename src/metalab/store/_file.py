@@ -9,6 +9,7 @@ Folder of one experiment (``{root}/{safe_experiment_id(id)}/`` when scoped,
     artifacts/{run_id}/_manifest.json  list of artifact descriptors
     logs/{run_id}_{name}.log         logs (appended as they stream)
     results/{run_id}/{name}.json     structured data payloads
+    results/{run_id}/_live_series.jsonl  steps of a running run (``_series``)
     experiments/{safe_id}_{ts}.json  experiment manifests (one per submission)
     _meta.json                       format, layout version, real experiment id
     annotations/{run_id}.json        a user's tags and note of a run, and
@@ -79,6 +80,7 @@ from metalab.store._changes import note_change
 from metalab.store._config import StoreConfig, parse_bool
 from metalab.store._file_claims import FileClaims
 from metalab.store._file_curate import FileCuration
+from metalab.store._series import LIVE_SERIES_FILE
 from metalab.store.locator import LocatorInfo
 
 if TYPE_CHECKING:
@@ -226,6 +228,7 @@ class FileStore(FileClaims, FileCuration, Store):
 
     supports_working_directory: ClassVar[bool] = True
     supports_log_path: ClassVar[bool] = True
+    supports_live_series: ClassVar[bool] = True
     #: queries use the folder's catalog (``.catalog/``, see ``store._index._catalog``),
     #: which :meth:`rebuild_index` rebuilds
     supports_index: ClassVar[bool] = True
@@ -882,6 +885,10 @@ class FileStore(FileClaims, FileCuration, Store):
         except (FileNotFoundError, NotADirectoryError):
             return []
         return sorted(n[:-5] for n in names if n.endswith(".json") and not n.startswith("."))
+
+    def live_series_path(self, run_id: str) -> str:
+        check_name(run_id, "run id")
+        return os.path.join(self._folder(run_id), "results", run_id, LIVE_SERIES_FILE)
 
     # ------------------------------------------------------------ derived
     def put_derived(self, run_id: str, values: dict[str, Any]) -> None:

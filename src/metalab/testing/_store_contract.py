@@ -577,6 +577,7 @@ class StoreContractTests(CurationContractTests):
             "put_artifact": lambda: ro.put_artifact("r1", "a", src, kind="file", format="bin"),
             "append_log": lambda: ro.append_log("r1", "run", "after\n"),
             "log_path": lambda: ro.log_path("r1", "other"),
+            "open_live_series": lambda: ro.open_live_series("r1"),
             "put_data": lambda: ro.put_data("r1", "d", {"data": [2]}),
             "put_derived": lambda: ro.put_derived("r1", {"acc": 2}),
             "put_experiment_manifest": lambda: ro.put_experiment_manifest(eid, {"n": 2}),

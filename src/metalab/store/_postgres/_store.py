@@ -130,6 +130,7 @@ class PostgresStore(PostgresCuration, Store):
 
     supports_working_directory: ClassVar[bool] = True
     supports_log_path: ClassVar[bool] = True
+    supports_live_series: ClassVar[bool] = True
     supports_index: ClassVar[bool] = True
     index_unit: ClassVar[str] = "runs indexed"
     supports_run_table: ClassVar[bool] = True
@@ -602,6 +603,9 @@ class PostgresStore(PostgresCuration, Store):
 
     def log_path(self, run_id: str, name: str) -> str:
         return self._files.log_path(run_id, name)
+
+    def live_series_path(self, run_id: str) -> str:
+        return self._files.live_series_path(run_id)
 
     def put_data(self, run_id: str, name: str, payload: dict[str, Any]) -> None:
         self._files.put_data(run_id, name, payload)
