@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import difflib
 import html
-import io
 import logging
 import os
 import reprlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, TextIO, overload
 
 from metalab._errors import CorruptRecordError, NotFoundError, ValidationError
 from metalab._internal._atomic import atomic_write_bytes
@@ -24,6 +23,15 @@ from metalab.analysis._derived import (
     DerivedFn,
     compute_derived_for_run,
     resolve_derived_many,
+)
+from metalab.analysis._frames import (
+    Naming,
+    add_computed_columns,
+    display_runs,
+    naming,
+    render_text,
+    summarize,
+    table_rows,
 )
 from metalab.analysis._run import Run
 from metalab.model import RunRecord, Status
@@ -43,8 +51,6 @@ _STATUS_VALUES = frozenset(s.value for s in Status)
 _ITER_BATCH = 2000
 #: longest text shown whole in a cell of ``Results.table()`` (longer ones end in "...")
 _MAX_CELL_TEXT = 40
-#: character width of the text ``Results.table()`` renders
-_TABLE_WIDTH = 200
 #: field names listed in the message of an unknown filter() field
 _LISTED_FIELDS = 30
 _NAMESPACES = {
@@ -538,11 +544,14 @@ class Results:
         by: str | Iterable[str] = "params",
         metrics: Iterable[str] | None = None,
         stats: Iterable[str] = ("mean", "std", "count"),
+        *,
+        names: str | None = None,
     ) -> pd.DataFrame:
         """Summarise metrics over groups of runs, e.g. the seed replicates of each case.
 
         See :func:`metalab.analysis._tables.aggregate`: one row per group with
-        ``param_<name>``, ``n_runs`` and ``<metric>_<stat>`` columns.
+        ``params.<name>`` (``param_<name>`` with ``names="original"``),
+        ``n_runs`` and ``<metric>_<stat>`` columns.
         """
         from metalab.analysis._tables import aggregate
 
@@ -551,6 +560,7 @@ class Results:
             by if isinstance(by, str) else list(by),
             None if metrics is None else list(metrics),
             list(stats),
+            names,
         )
 
     # ------------------------------------------------------------- derived
@@ -627,6 +637,10 @@ class Results:
         include_metrics: bool = True,
         include_derived: bool = True,
         include_record: bool = True,
+        *,
+        derived_metrics: DerivedFn | str | Iterable[DerivedFn | str] | None = None,
+        artifact_reducers: dict[str, Callable[..., dict[str, Any]]] | None = None,
+        names: str | None = None,
     ) -> pd.DataFrame:
         """One row per run, built column-wise from the stored documents.
 
@@ -634,17 +648,36 @@ class Results:
         ``status``, ``started_at``, ``finished_at`` (UTC timestamps),
         ``duration_ms`` and ``context_fingerprint`` (the fingerprint of the
         context the run was made with: runs of one experiment id made with
-        two contexts differ in it; None when the record has none); then ``param_<name>`` for parameters, metric names
-        as they are (``metric_<name>`` if a name clashes with a column
-        above), and ``derived_<name>`` for derived metrics.  Missing values
-        are ``NaN``/``None``.
+        two contexts differ in it; None when the record has none); then
+        ``params.<name>`` for parameters, metric names as they are
+        (``metrics.<name>`` if a name clashes with a column above), and
+        ``derived.<name>`` for derived metrics.  ``names="original"`` (or
+        ``metalab.set_column_names("original")``) names them ``param_<name>``,
+        ``metric_<name>`` and ``derived_<name>`` as the original metalab did
+        (see :mod:`metalab.analysis._frames`).  Missing values are
+        ``NaN``/``None``.
+
+        ``derived_metrics`` (functions ``fn(run) -> dict`` or
+        ``"module:function"``) add derived columns computed now, not stored.
+        ``artifact_reducers`` maps an artifact name to ``fn(artifact) -> dict``
+        or ``fn(artifact, run) -> dict``; their keys become columns (a run
+        without the artifact gets NaN; a failing reducer is logged).
 
         Raises:
             MissingDependencyError: pandas is not installed.
+            ValidationError: unknown ``names``, unresolvable derived metric.
         """
         pd = require("pandas", "pandas", "Results.to_dataframe()")
+        n = naming(names)
+        df = self._frame(pd, n, include_params, include_metrics, include_derived, include_record)
+        if derived_metrics is None and not artifact_reducers:
+            return df
+        return add_computed_columns(df, list(self), derived_metrics, artifact_reducers, n)
+
+    def _frame(self, pd: Any, n: Naming, include_params: bool, include_metrics: bool,
+               include_derived: bool, include_record: bool) -> pd.DataFrame:
         if self._cols is not None:
-            return self._table_frame(pd, include_params, include_metrics, include_derived,
+            return self._table_frame(pd, n, include_params, include_metrics, include_derived,
                                      include_record)
         docs = self._docs
         # one pass over the documents (they are scattered in memory: each pass costs)
@@ -688,16 +721,16 @@ class Results:
                 )
             cols["context_fingerprint"] = pd.Series(contexts, dtype=object)
         if include_params:
-            _add_columns(cols, param_maps, "param_")
+            _add_columns(cols, param_maps, n.params)
         if include_metrics:
-            _add_columns(cols, metric_maps, "", clash="metric_")
+            _add_columns(cols, metric_maps, "", clash=n.metric_clash)
         if include_derived:
             derived = self._derived_list(set(exp_ids))
             if derived:
-                _add_columns(cols, derived, "derived_")
+                _add_columns(cols, derived, n.derived)
         return pd.DataFrame(cols, index=pd.RangeIndex(len(docs)))
 
-    def _table_frame(self, pd: Any, include_params: bool, include_metrics: bool,
+    def _table_frame(self, pd: Any, n: Naming, include_params: bool, include_metrics: bool,
                      include_derived: bool, include_record: bool) -> pd.DataFrame:
         """:meth:`to_dataframe` straight from the columns (no per-run documents)."""
         table = self._cols
@@ -717,18 +750,18 @@ class Results:
                 [v or None for v in table.column("context_fingerprint")], dtype=object)
         if include_params:
             for key in table.names("params"):
-                cols[f"param_{key}"] = table.fields[("params", key)]
+                cols[n.param(key)] = table.fields[("params", key)]
         if include_metrics:
             for key in table.names("metrics"):
-                column = key if key not in cols and key not in _RECORD_COLUMNS else f"metric_{key}"
-                cols[column] = table.fields[("metrics", key)]
+                clash = key in cols or key in _RECORD_COLUMNS
+                cols[f"{n.metric_clash}{key}" if clash else key] = table.fields[("metrics", key)]
         if include_derived:
             derived = self._derived_list(set(exp_ids))
             if derived:
-                _add_columns(cols, derived, "derived_")
+                _add_columns(cols, derived, n.derived)
         return pd.DataFrame(cols, index=pd.RangeIndex(len(table)))
 
-    def to_csv(self, path: str | os.PathLike[str], **dataframe_kwargs: bool) -> str:
+    def to_csv(self, path: str | os.PathLike[str], **dataframe_kwargs: Any) -> str:
         """Write :meth:`to_dataframe` as CSV to ``path`` atomically; returns the path.
 
         The parent folder is created if needed.  Keyword arguments go to
@@ -742,7 +775,7 @@ class Results:
         atomic_write_bytes(path, text.encode("utf-8"))
         return os.fspath(path)
 
-    def _table(self, n: int) -> tuple[list[str], list[list[str]]]:
+    def _table(self, n: int, names: str | None = None) -> tuple[list[str], list[list[str]]]:
         if self._docs_ is None and self._cols is not None:
             table = self._cols
             docs: Any = [table.row_document(i) for i in range(min(max(n, 0), len(table)))]
@@ -752,7 +785,7 @@ class Results:
         params = _ordered_keys(d.get("params") or {} for d in docs)
         metrics = _ordered_keys(d.get("metrics") or {} for d in docs)
         headers = ["run_id", *(["experiment"] if multi else []), "status", "duration_ms"]
-        headers += [f"param_{k}" for k in params] + list(metrics)
+        headers += [naming(names).param(k) for k in params] + list(metrics)
         rows = []
         for d in docs:
             p = d.get("params") or {}
@@ -763,29 +796,66 @@ class Results:
             rows.append(row)
         return headers, rows
 
-    def table(self, n: int = 20) -> str:
-        """The first ``n`` runs as a plain-text table (rendered with rich if installed)."""
-        headers, rows = self._table(n)
+    def table(self, n: int | None = None, *, as_dataframe: bool | None = None,
+              names: str | None = None) -> Any:
+        """The runs as a table; what comes back depends on how it is called.
+
+        * ``table()`` / ``table(n)``: the first ``n`` runs (default 20) as
+          plain text (rendered with rich if installed), for printing.
+        * ``table(as_dataframe=False)`` (the original metalab's form): every
+          run as a plain dict, see :func:`metalab.analysis._frames.rows`
+          (record fields, params, metrics, tags joined by ``","``).
+        * ``table(as_dataframe=True)`` (or ``table(True)``): those rows as a
+          pandas DataFrame.
+
+        ``names`` chooses the column naming (``params.lr`` or the original
+        ``param_lr``, see :meth:`to_dataframe`).
+
+        Raises:
+            ValidationError: ``n`` given together with ``as_dataframe``, or
+                unknown ``names``.  MissingDependencyError: pandas is not
+                installed (``as_dataframe=True``).
+        """
+        if isinstance(n, bool):  # table(True): the original's positional as_dataframe
+            n, as_dataframe = None, n
+        if as_dataframe is None:
+            return self._text(20 if n is None else n, names)
+        if n is not None:
+            raise ValidationError("table(n, as_dataframe=...): give n (text) or as_dataframe (rows)")
+        found = table_rows(self._docs, names)
+        if not as_dataframe:
+            return found
+        return require("pandas", "pandas", "Results.table(as_dataframe=True)").DataFrame(found)
+
+    def summary(self) -> dict[str, Any]:
+        """Counts and durations (the original metalab's summary): ``total_runs``,
+        ``by_status``, ``avg_duration_ms``, ``min_duration_ms``, ``max_duration_ms``
+        (``None`` when no run has a duration)."""
+        return summarize(self._docs)
+
+    def display(self, group_by: str | Iterable[str] | None = None, *, show_summary: bool = True,
+                file: TextIO | None = None) -> str:
+        """Print the :meth:`summary` and, with ``group_by``, success/failed/total per group.
+
+        ``group_by`` names fields as :meth:`filter` does (``"lr"``,
+        ``"params.lr"``, ``"metrics.score"``).  Prints to ``file`` (default
+        stdout) and returns the printed text.
+
+        Raises:
+            ValidationError: an unknown field in ``group_by``.
+        """
+        keys = [] if group_by is None else [group_by] if isinstance(group_by, str) else list(group_by)
+        fields = [self._resolve_field(k) for k in keys]
+        docs = self._docs
+        if any(ns == "derived" for ns, _ in fields):
+            derived = self._derived_list()
+            docs = tuple({**d, "derived": derived[i] if derived else {}} for i, d in enumerate(docs))
+        return display_runs(list(docs), fields, keys, show_summary, file)
+
+    def _text(self, n: int, names: str | None) -> str:
+        headers, rows = self._table(n, names)
         footer = f"{len(self) - len(rows)} more runs" if len(self) > len(rows) else ""
-        try:
-            from rich.console import Console
-            from rich.table import Table
-        except ImportError:
-            widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
-            lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
-            lines.append("  ".join("-" * w for w in widths))
-            lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-            if footer:
-                lines.append(f"... {footer}")
-            return "\n".join(line.rstrip() for line in lines)
-        table = Table(title=repr(self), caption=footer or None)
-        for h in headers:
-            table.add_column(h, overflow="fold")
-        for r in rows:
-            table.add_row(*r)
-        buf = io.StringIO()
-        Console(file=buf, width=_TABLE_WIDTH, color_system=None, force_terminal=False).print(table)
-        return buf.getvalue().rstrip("\n")
+        return render_text(headers, rows, repr(self), footer)
 
     def __repr__(self) -> str:
         counts = Counter(self._column("status"))
