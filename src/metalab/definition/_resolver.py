@@ -8,12 +8,14 @@ what a run sees and what its run id is made from; the case keeps the source's
 tags.  ``Experiment(param_resolver=r)`` is the same as
 ``params=with_resolver(params, r)`` with empty ``context_meta``.
 
-Remote execution (process, Dask and SLURM workers) rebuilds the resolver by
-reference, so it must be importable: a module-level function, a module-level
-class, or an instance of one whose attributes pickle.  A lambda, a nested
-function or a ``__main__``-only definition works in the submitting process
-but makes pickling and the manifest fail with a :class:`ValidationError`
-that says so.
+Serial, thread, process and Dask executors get the params resolved by the
+submitting process.  SLURM array tasks rebuild each case on the node, so they
+import the resolver by reference: it must be a module-level function, a
+module-level class, or an instance of one whose attributes pickle.  A lambda,
+a nested function or a ``__main__``-only definition works everywhere else,
+but a SLURM submission (pickling the source) refuses it with a
+:class:`ValidationError` that says so, and the experiment manifest records
+only its name (it cannot be rebuilt from the manifest).
 
 Thread safety: a resolved source is immutable; the resolver is called on
 every ``source[i]`` and must itself be safe to call from several threads.
@@ -168,16 +170,24 @@ class ResolvedSource(ParamSource):
         """``{"type": "resolved", "source", "resolver": "module:qualname", "context_meta"}``
         (plus ``"resolver_state"``, the attributes of a resolver instance).
 
-        Raises:
-            ValidationError: the resolver is not importable by reference.
+        A resolver that cannot be imported by reference (a lambda, a nested
+        function) is described as ``"resolver": None`` with its name in
+        ``"resolver_name"``: the manifest still documents the experiment, but
+        :func:`source_from_manifest` cannot rebuild it.
         """
         out: dict[str, Any] = {
             "type": "resolved",
             "source": self._source.to_manifest(),
-            "resolver": resolver_ref(self._resolver),
             "context_meta": copy.deepcopy(self._context_meta),
             "total_cases": len(self),
         }
+        try:
+            out["resolver"] = resolver_ref(self._resolver)
+        except ValidationError:
+            out["resolver"] = None
+            target = self._resolver if hasattr(self._resolver, "__qualname__") else type(self._resolver)
+            out["resolver_name"] = f"{target.__module__}.{target.__qualname__}"
+            return out
         if not hasattr(self._resolver, "__qualname__"):  # an instance: keep its attributes
             out["resolver_state"] = copy.deepcopy(vars(self._resolver))
         return out
@@ -214,6 +224,12 @@ def with_resolver(
 
 def _resolver_from_manifest(d: Mapping[str, Any]) -> Any:
     ref = d["resolver"]
+    if ref is None:
+        raise ValidationError(
+            f"the param resolver of this manifest ({d.get('resolver_name', 'unnamed')}) was not "
+            "importable when the manifest was written, so the source cannot be rebuilt from it; "
+            "rebuild it with with_resolver(source, resolver), or define the resolver at module level"
+        )
     try:
         found = _import_ref(ref)
     except (ImportError, AttributeError, ValueError) as exc:

@@ -143,6 +143,14 @@ class ConfigRegistry:
         return found
 
     @classmethod
+    def schemes(cls) -> list[str]:
+        """The registered schemes, sorted (built-in ones and ``metalab.stores`` plugins)."""
+        cls._ensure_builtin()
+        cls._load_entry_points()
+        with cls._lock:
+            return sorted(cls._by_scheme)
+
+    @classmethod
     def known(cls) -> Mapping[str, type[StoreConfig]]:
         """A read-only view of the registered schemes."""
         cls._ensure_builtin()

@@ -35,6 +35,7 @@ import contextlib
 import dataclasses
 import hashlib
 import os
+import pathlib
 import re
 import shutil
 import threading
@@ -271,6 +272,12 @@ class FileStore(FileClaims, Store):
 
     def get_working_directory(self) -> str:
         return self._dir
+
+    @property
+    def root(self) -> pathlib.Path:
+        """The folder this store's files are in: ``{config.root}/{safe id}`` when scoped,
+        else ``config.root`` (the original metalab's ``FileStore.root``)."""
+        return pathlib.Path(self._dir)
 
     # ------------------------------------------------------------ meta file
     def _check_meta(self) -> dict[str, Any] | None:
