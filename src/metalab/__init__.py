@@ -50,8 +50,7 @@ if TYPE_CHECKING:  # pragma: no cover - static view of the lazy table below
         ValidationError,
     )
     from metalab._errors import RunCancelledError as CancelledError
-    from metalab.analysis import Results, Run, load_results
-    from metalab.analysis._frames import set_column_names
+    from metalab.analysis import ExperimentInfo, Results, Run, load_results, set_column_names
     from metalab.definition import (
         DirPath,
         Experiment,
@@ -63,6 +62,9 @@ if TYPE_CHECKING:  # pragma: no cover - static view of the lazy table below
         SeedBundle,
         SeedPlan,
         choice,
+        context_spec,
+        dir_hash,
+        file_hash,
         grid,
         loguniform,
         loguniform_int,
@@ -170,7 +172,11 @@ _LAZY: dict[str, str] = {
     "OperationWrapper": "metalab.definition:Operation",
     "ParamResolver": "metalab.definition:ParamResolver",
     "loguniform_int": "metalab.definition:loguniform_int",
-    "set_column_names": "metalab.analysis._frames:set_column_names",
+    "set_column_names": "metalab.analysis:set_column_names",
+    "ExperimentInfo": "metalab.analysis:ExperimentInfo",
+    "context_spec": "metalab.definition:context_spec",
+    "dir_hash": "metalab.definition:dir_hash",
+    "file_hash": "metalab.definition:file_hash",
     "with_resolver": "metalab.definition:with_resolver",
     # analysis
     "Results": "metalab.analysis:Results",
@@ -212,6 +218,7 @@ __all__ = [
     "ExecutionError",
     "Executor",
     "Experiment",
+    "ExperimentInfo",
     "ExperimentMismatchError",
     "FilePath",
     "FileStore",
@@ -258,8 +265,11 @@ __all__ = [
     "ValidationError",
     "__version__",
     "choice",
+    "context_spec",
     "create_store",
+    "dir_hash",
     "export_store",
+    "file_hash",
     "grid",
     "load_results",
     "loguniform",

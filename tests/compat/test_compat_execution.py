@@ -41,7 +41,7 @@ def test_workers_run_the_resolved_params_under_local_run_ids(tmp_path, executor)
 def test_dask_workers_run_the_resolved_params(tmp_path):
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
-                                  host="127.0.0.1", dashboard_address=None) as cluster, \
+                                  host="127.0.0.1", dashboard_address=":0") as cluster, \
             distributed.Client(cluster) as client:
         results = metalab.run(resolved_exp(), store=tmp_path, executor=DaskExecutor(client)).result(
             timeout=120)

@@ -14,6 +14,7 @@ from metalab._errors import NotFoundError, StoreError
 from metalab._internal._json import decode_list
 from metalab.analysis._columns import PARTIAL
 from metalab.analysis._deps import require
+from metalab.analysis._experiment_info import ExperimentInfo
 from metalab.model import ArtifactDescriptor, ErrorInfo, RunRecord, Status, deserialize
 
 if TYPE_CHECKING:
@@ -156,6 +157,12 @@ class Run:
         return dict(self._ctx.derived_of(self.experiment_id, self.run_id) or {})
 
     # --------------------------------------------------------------- storage
+    @property
+    def experiment(self) -> ExperimentInfo:
+        """Name, version, description, metadata and tags of the run's experiment, read
+        from its latest manifest on each access (see :class:`ExperimentInfo`)."""
+        return ExperimentInfo.read(self._store, self.experiment_id)
+
     @property
     def _store(self) -> Store:
         return self._ctx.store_for(self.experiment_id)

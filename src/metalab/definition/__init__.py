@@ -7,6 +7,7 @@ by ``SeedBundle.numpy()``.
 from metalab.definition._canonical import canonical_bytes, fingerprint
 from metalab.definition._context import DirPath, FilePath, context_fingerprint, resolve_context
 from metalab.definition._experiment import Experiment
+from metalab.definition._hashing import context_spec, dir_hash, file_hash
 from metalab.definition._identity import RunSpec, compute_run_id
 from metalab.definition._operation import ALLOWED_ARGS, Operation, load_operation, operation
 from metalab.definition._params import (
@@ -57,8 +58,11 @@ __all__ = [
     "choice",
     "compute_run_id",
     "context_fingerprint",
+    "context_spec",
     "deserialize_param_source",
     "deserialize_seed_plan",
+    "dir_hash",
+    "file_hash",
     "fingerprint",
     "grid",
     "load_operation",
