@@ -267,13 +267,17 @@ class _LogUniform(Distribution):
         return {"dist": self.kind, "lo": self.lo, "hi": self.hi}
 
 
+def _check_int_bounds(what: str, lo: object, hi: object) -> None:
+    for name, v in (("lo", lo), ("hi", hi)):
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ValidationError(f"{what}(lo, hi): {name} must be an int, got {v!r}")
+
+
 class _LogUniformInt(_LogUniform):
     kind = "loguniform_int"
 
     def __init__(self, lo: int, hi: int) -> None:
-        for name, v in (("lo", lo), ("hi", hi)):
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise ValidationError(f"loguniform_int(lo, hi): {name} must be an int, got {v!r}")
+        _check_int_bounds("loguniform_int", lo, hi)
         super().__init__(lo, hi)
 
     def sample(self, rng: _random.Random) -> int:
@@ -285,9 +289,7 @@ class _RandInt(Distribution):
     kind = "randint"
 
     def __init__(self, lo: int, hi: int) -> None:
-        for name, v in (("lo", lo), ("hi", hi)):
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise ValidationError(f"randint(lo, hi): {name} must be an int, got {v!r}")
+        _check_int_bounds("randint", lo, hi)
         if lo >= hi:
             raise ValidationError(
                 f"randint(lo={lo!r}, hi={hi!r}): lo must be smaller than hi "

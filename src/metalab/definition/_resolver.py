@@ -24,11 +24,11 @@ every ``source[i]`` and must itself be safe to call from several threads.
 from __future__ import annotations
 
 import copy
-import importlib
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 from metalab._errors import CanonicalizationError, ValidationError
+from metalab._internal._refs import import_ref
 from metalab.definition._canonical import canonical_bytes
 from metalab.definition._params import ParamCase, ParamSource
 from metalab.definition._params import source_from_manifest as _base_source_from_manifest
@@ -57,14 +57,6 @@ class ParamResolver(Protocol):
         ...
 
 
-def _import_ref(ref: str) -> Any:
-    module_name, _, qualname = ref.partition(":")
-    obj: Any = importlib.import_module(module_name)
-    for part in qualname.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
 def _not_importable(resolver: Any, why: str) -> ValidationError:
     return ValidationError(
         f"the param resolver {resolver!r} is not importable by reference ({why}); "
@@ -87,7 +79,7 @@ def resolver_ref(resolver: Any) -> str:
         raise _not_importable(resolver, f"defined as {module}.{qualname}")
     ref = f"{module}:{qualname}"
     try:
-        found = _import_ref(ref)
+        found = import_ref(ref)
     except (ImportError, AttributeError) as exc:
         raise _not_importable(resolver, f"{ref} does not import: {exc}") from exc
     if found is not target:
@@ -231,7 +223,7 @@ def _resolver_from_manifest(d: Mapping[str, Any]) -> Any:
             "rebuild it with with_resolver(source, resolver), or define the resolver at module level"
         )
     try:
-        found = _import_ref(ref)
+        found = import_ref(ref)
     except (ImportError, AttributeError, ValueError) as exc:
         raise ValidationError(
             f"the param resolver {ref!r} of this manifest cannot be imported ({exc}); "
