@@ -31,11 +31,13 @@ def _flatten(doc: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any, exact: bool = False) -> str:
+    """The text of one cell: floats shortened to 6 digits for the eye, or in full (``exact``,
+    for csv: the shortest text that reads back as the same float)."""
     if value is None:
         return ""
     if isinstance(value, float):
-        return f"{value:.6g}"
+        return repr(value) if exact else f"{value:.6g}"
     if isinstance(value, str):
         return value
     return _json.dumps(value).decode()
@@ -81,7 +83,7 @@ def ls_cmd(locator: str, experiment_id: str | None, where: str | None, columns: 
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(headers)
         for r in rows:
-            writer.writerow([_cell(r.get(h)) for h in headers])
+            writer.writerow([_cell(r.get(h), exact=True) for h in headers])
         click.echo(buf.getvalue(), nl=False)
         return
     if not rows:
