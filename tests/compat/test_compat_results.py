@@ -7,6 +7,7 @@ import logging
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import compat_ops
 import pytest
@@ -214,3 +215,34 @@ def test_an_original_script_using_param_columns_runs_with_the_environment_switch
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[0.1, 0.2] [0.2, 0.4]"
+
+
+# --------------------------------------------------------- more original keywords
+
+
+def test_to_csv_takes_the_original_keywords(results, tmp_path):
+    plain = results.to_csv(tmp_path / "out.csv")
+    assert plain == str(tmp_path / "out.csv")
+    header = (tmp_path / "out.csv").read_text().splitlines()[0].split(",")
+    assert "context_fingerprint" in header and "params.x" in header
+    slim = results.to_csv(tmp_path / "slim.csv", include_fingerprints=False, include_derived=False)
+    assert not any(c.endswith("_fingerprint") for c in Path(slim).read_text().splitlines()[0].split(","))
+    stamped = results.to_csv(tmp_path / "s.csv", timestamp=True)
+    assert stamped != str(tmp_path / "s.csv") and stamped.startswith(str(tmp_path / "s_"))
+    (tmp_path / "dir").mkdir()
+    inside = results.to_csv(tmp_path / "dir")
+    assert inside.startswith(str(tmp_path / "dir" / "results_")) and inside.endswith(".csv")
+    assert len(Path(inside).read_text().splitlines()) == 7
+
+
+def test_load_run_fingerprints_and_progress_keywords(results):
+    run = results[0]
+    assert results.load(run.run_id, "history") == run.artifact("history")
+    with pytest.raises(metalab.NotFoundError):
+        results.load("nope", "history")
+    assert len(run.params_fingerprint) == len(run.seed_fingerprint) == 16
+    assert run.context_fingerprint == run.record.context_fingerprint
+    df = results.to_dataframe(derived_metrics=[compat_ops.data_sum], progress=True)
+    assert "derived.curve_sum" in df.columns
+    assert results.compute_derived(compat_ops.data_sum, progress=True) is results
+    assert {r.derived["curve_sum"] for r in results} == {6, 12, 18}

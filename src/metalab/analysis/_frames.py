@@ -17,8 +17,8 @@ start of a script, not while other threads build tables.
 
 Views
 -----
-:func:`table_rows` (``Results.table(as_dataframe=False)``), :func:`summarize`,
-:func:`display_runs` and :func:`reduce_artifacts` (the ``artifact_reducers`` of
+:func:`table` and :func:`table_rows` (``Results.table``), :func:`summarize`,
+:func:`display` and :func:`reduce_artifacts` (the ``artifact_reducers`` of
 ``to_dataframe``) build on the run documents a :class:`Results` holds.
 """
 
@@ -32,7 +32,9 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TextIO
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from metalab._errors import NotFoundError, ValidationError
 
@@ -45,16 +47,20 @@ __all__ = [
     "Naming",
     "add_computed_columns",
     "column_names",
-    "display_runs",
+    "csv_target",
+    "display",
     "naming",
     "reduce_artifacts",
     "render_text",
     "set_column_names",
     "summarize",
+    "table",
     "table_rows",
+    "tracked",
 ]
 
 log = logging.getLogger("metalab.analysis")
+T = TypeVar("T")
 
 #: environment variable read when no style was set in the process
 COLUMN_NAMES_ENV = "METALAB_COLUMN_NAMES"
@@ -133,6 +139,35 @@ def naming(names: str | None = None) -> Naming:
 
 #: character width of the text ``Results.table()`` renders
 _TABLE_WIDTH = 200
+#: runs shown by ``Results.table()`` without ``n``
+_DEFAULT_TEXT_ROWS = 20
+#: format of the time stamp ``Results.to_csv`` puts in file names
+_CSV_STAMP = "%Y%m%d_%H%M%S"
+
+
+def csv_target(path: str | os.PathLike[str], timestamp: bool) -> str:
+    """Where ``Results.to_csv(path)`` writes: ``results_<stamp>.csv`` inside a folder
+    (an existing one, or a path without suffix), ``<stem>_<stamp><suffix>`` with
+    ``timestamp``, else ``path``."""
+    p = Path(path)
+    stamp = datetime.now().strftime(_CSV_STAMP)
+    if p.is_dir() or not p.suffix:
+        return str(p / f"results_{stamp}.csv")
+    if timestamp:
+        return str(p.with_name(f"{p.stem}_{stamp}{p.suffix}"))
+    return os.fspath(path)
+
+
+def tracked(items: Iterable[T], total: int, description: str, progress: bool) -> Iterable[T]:
+    """``items``, with a progress bar on stderr when ``progress`` and rich is installed."""
+    if not progress:
+        return items
+    try:
+        from rich.progress import track
+    except ImportError:
+        log.info("progress=True needs rich (pip install rich); continuing without a bar")
+        return items
+    return track(items, total=total, description=description, transient=True)
 
 
 def render_text(headers: list[str], cells: list[list[str]], title: str, footer: str) -> str:
@@ -161,6 +196,24 @@ def render_text(headers: list[str], cells: list[list[str]], title: str, footer: 
 
 def _joined_tags(tags: Any) -> str:
     return ",".join(str(t) for t in tags) if isinstance(tags, list | tuple) else ""
+
+
+def table(results: Any, n: int | bool | None, as_dataframe: bool | None, names: str | None) -> Any:
+    """``Results.table``: text for ``table()`` / ``table(n)``, else :func:`table_rows`
+    (a DataFrame of them with ``as_dataframe=True``; ``table(True)`` is the original's
+    positional ``as_dataframe``)."""
+    if isinstance(n, bool):
+        n, as_dataframe = None, n
+    if as_dataframe is None:
+        return results._text(_DEFAULT_TEXT_ROWS if n is None else n, names)
+    if n is not None:
+        raise ValidationError("table(n, as_dataframe=...): give n (text) or as_dataframe (rows)")
+    found = table_rows(results._docs, names)
+    if not as_dataframe:
+        return found
+    from metalab.analysis._deps import require
+
+    return require("pandas", "pandas", "Results.table(as_dataframe=True)").DataFrame(found)
 
 
 def table_rows(docs: Iterable[Mapping[str, Any]], names: str | None = None) -> list[dict[str, Any]]:
@@ -240,15 +293,17 @@ def _group_lines(
     return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in table]
 
 
-def display_runs(
-    docs: list[Mapping[str, Any]],
-    fields: list[tuple[str, str]],
-    labels: list[str],
-    show_summary: bool = True,
-    file: TextIO | None = None,
+def display(
+    results: Any, group_by: str | Iterable[str] | None, show_summary: bool, file: TextIO | None
 ) -> str:
-    """Print (to ``file``, default stdout) the summary and a success/failed/total
-    count per group of ``fields`` values; returns the printed text."""
+    """``Results.display``: print (to ``file``, default stdout) the summary and a
+    success/failed/total count per group of ``group_by`` values; return the text."""
+    labels = [] if group_by is None else [group_by] if isinstance(group_by, str) else list(group_by)
+    fields = [results._resolve_field(k) for k in labels]
+    docs = list(results._docs)
+    if any(ns == "derived" for ns, _ in fields):
+        derived = results._derived_list()
+        docs = [{**d, "derived": derived[i] if derived else {}} for i, d in enumerate(docs)]
     lines: list[str] = []
     if show_summary:
         lines += _summary_lines(summarize(docs))

@@ -27,11 +27,13 @@ from metalab.analysis._derived import (
 from metalab.analysis._frames import (
     Naming,
     add_computed_columns,
-    display_runs,
+    csv_target,
+    display,
     naming,
     render_text,
     summarize,
-    table_rows,
+    table,
+    tracked,
 )
 from metalab.analysis._run import Run
 from metalab.model import RunRecord, Status
@@ -594,8 +596,10 @@ class Results:
         fns: DerivedFn | str | Iterable[DerivedFn | str],
         *,
         overwrite: bool = False,
+        progress: bool = False,
     ) -> Results:
-        """Compute derived metrics for every run and store them.
+        """Compute derived metrics for every run and store them (``progress``: a bar on
+        stderr while they are computed, when rich is installed).
 
         ``fns`` is one function or a list of them; each is a callable
         ``fn(run) -> dict`` or a ``"module:function"`` reference.  The new
@@ -611,7 +615,7 @@ class Results:
         resolved = [fn for _, fn in resolve_derived_many(fns)]
         self._load_derived()
         ctx = self._ctx
-        for run in self:
+        for run in tracked(self, len(self), "derived metrics", progress):
             new = compute_derived_for_run(run, resolved)
             if not new:
                 continue
@@ -641,27 +645,22 @@ class Results:
         derived_metrics: DerivedFn | str | Iterable[DerivedFn | str] | None = None,
         artifact_reducers: dict[str, Callable[..., dict[str, Any]]] | None = None,
         names: str | None = None,
+        progress: bool = False,
     ) -> pd.DataFrame:
         """One row per run, built column-wise from the stored documents.
 
         Columns: ``run_id``; with ``include_record`` ``experiment_id``,
         ``status``, ``started_at``, ``finished_at`` (UTC timestamps),
-        ``duration_ms`` and ``context_fingerprint`` (the fingerprint of the
-        context the run was made with: runs of one experiment id made with
-        two contexts differ in it; None when the record has none); then
-        ``params.<name>`` for parameters, metric names as they are
-        (``metrics.<name>`` if a name clashes with a column above), and
-        ``derived.<name>`` for derived metrics.  ``names="original"`` (or
-        ``metalab.set_column_names("original")``) names them ``param_<name>``,
-        ``metric_<name>`` and ``derived_<name>`` as the original metalab did
-        (see :mod:`metalab.analysis._frames`).  Missing values are
-        ``NaN``/``None``.
-
-        ``derived_metrics`` (functions ``fn(run) -> dict`` or
-        ``"module:function"``) add derived columns computed now, not stored.
-        ``artifact_reducers`` maps an artifact name to ``fn(artifact) -> dict``
-        or ``fn(artifact, run) -> dict``; their keys become columns (a run
-        without the artifact gets NaN; a failing reducer is logged).
+        ``duration_ms`` and ``context_fingerprint`` (None when the record has
+        none); then ``params.<name>``, metrics by name (``metrics.<name>`` on a
+        clash with a column above) and ``derived.<name>``; ``names="original"``
+        gives ``param_<name>`` / ``metric_<name>`` / ``derived_<name>`` (see
+        :mod:`metalab.analysis._frames`).  Missing values are ``NaN``/``None``.
+        ``derived_metrics`` (``fn(run) -> dict`` or ``"module:function"``) add
+        derived columns computed now, not stored; ``artifact_reducers`` map an
+        artifact name to ``fn(artifact[, run]) -> dict`` whose keys become
+        columns (NaN without the artifact; a failing reducer is logged);
+        ``progress`` shows a bar while those run.
 
         Raises:
             MissingDependencyError: pandas is not installed.
@@ -672,7 +671,8 @@ class Results:
         df = self._frame(pd, n, include_params, include_metrics, include_derived, include_record)
         if derived_metrics is None and not artifact_reducers:
             return df
-        return add_computed_columns(df, list(self), derived_metrics, artifact_reducers, n)
+        runs = tracked(self, len(self), "computing columns", progress)
+        return add_computed_columns(df, list(runs), derived_metrics, artifact_reducers, n)
 
     def _frame(self, pd: Any, n: Naming, include_params: bool, include_metrics: bool,
                include_derived: bool, include_record: bool) -> pd.DataFrame:
@@ -761,19 +761,32 @@ class Results:
                 _add_columns(cols, derived, n.derived)
         return pd.DataFrame(cols, index=pd.RangeIndex(len(table)))
 
-    def to_csv(self, path: str | os.PathLike[str], **dataframe_kwargs: Any) -> str:
-        """Write :meth:`to_dataframe` as CSV to ``path`` atomically; returns the path.
+    def to_csv(self, path: str | os.PathLike[str], *, include_fingerprints: bool = True,
+               timestamp: bool = False, **dataframe_kwargs: Any) -> str:
+        """Write :meth:`to_dataframe` (keywords go to it) as CSV atomically; return the path.
 
-        The parent folder is created if needed.  Keyword arguments go to
-        :meth:`to_dataframe`.
+        A folder (or a path without suffix) gets ``results_<stamp>.csv`` inside,
+        ``timestamp=True`` adds ``_<stamp>`` to a file name (see
+        :func:`metalab.analysis._frames.csv_target`); ``include_fingerprints=False``
+        drops the ``*_fingerprint`` columns.  Parent folders are created.
 
         Raises:
             MissingDependencyError: pandas is not installed.
         """
         df = self.to_dataframe(**dataframe_kwargs)
-        text = df.to_csv(index=False)
-        atomic_write_bytes(path, text.encode("utf-8"))
-        return os.fspath(path)
+        if not include_fingerprints:
+            df = df.drop(columns=[c for c in df.columns if str(c).endswith("_fingerprint")])
+        target = csv_target(path, timestamp)
+        atomic_write_bytes(target, df.to_csv(index=False).encode("utf-8"))
+        return target
+
+    def load(self, run_id: str, name: str) -> Any:
+        """The artifact ``name`` of run ``run_id`` (the original metalab's ``Results.load``).
+
+        Raises:
+            NotFoundError: no such run in this collection, or no such artifact.
+        """
+        return self[run_id].artifact(name)
 
     def _table(self, n: int, names: str | None = None) -> tuple[list[str], list[list[str]]]:
         if self._docs_ is None and self._cols is not None:
@@ -798,34 +811,15 @@ class Results:
 
     def table(self, n: int | None = None, *, as_dataframe: bool | None = None,
               names: str | None = None) -> Any:
-        """The runs as a table; what comes back depends on how it is called.
-
-        * ``table()`` / ``table(n)``: the first ``n`` runs (default 20) as
-          plain text (rendered with rich if installed), for printing.
-        * ``table(as_dataframe=False)`` (the original metalab's form): every
-          run as a plain dict, see :func:`metalab.analysis._frames.rows`
-          (record fields, params, metrics, tags joined by ``","``).
-        * ``table(as_dataframe=True)`` (or ``table(True)``): those rows as a
-          pandas DataFrame.
-
-        ``names`` chooses the column naming (``params.lr`` or the original
-        ``param_lr``, see :meth:`to_dataframe`).
+        """``table()`` / ``table(n)``: the first ``n`` runs (default 20) as printable text;
+        ``table(as_dataframe=False)`` (the original metalab's form): one dict per run;
+        ``as_dataframe=True`` (or ``table(True)``): those rows as a DataFrame.  See
+        :func:`metalab.analysis._frames.table`; ``names`` as in :meth:`to_dataframe`.
 
         Raises:
-            ValidationError: ``n`` given together with ``as_dataframe``, or
-                unknown ``names``.  MissingDependencyError: pandas is not
-                installed (``as_dataframe=True``).
+            ValidationError: ``n`` together with ``as_dataframe``; unknown ``names``.
         """
-        if isinstance(n, bool):  # table(True): the original's positional as_dataframe
-            n, as_dataframe = None, n
-        if as_dataframe is None:
-            return self._text(20 if n is None else n, names)
-        if n is not None:
-            raise ValidationError("table(n, as_dataframe=...): give n (text) or as_dataframe (rows)")
-        found = table_rows(self._docs, names)
-        if not as_dataframe:
-            return found
-        return require("pandas", "pandas", "Results.table(as_dataframe=True)").DataFrame(found)
+        return table(self, n, as_dataframe, names)
 
     def summary(self) -> dict[str, Any]:
         """Counts and durations (the original metalab's summary): ``total_runs``,
@@ -835,22 +829,13 @@ class Results:
 
     def display(self, group_by: str | Iterable[str] | None = None, *, show_summary: bool = True,
                 file: TextIO | None = None) -> str:
-        """Print the :meth:`summary` and, with ``group_by``, success/failed/total per group.
-
-        ``group_by`` names fields as :meth:`filter` does (``"lr"``,
-        ``"params.lr"``, ``"metrics.score"``).  Prints to ``file`` (default
-        stdout) and returns the printed text.
+        """Print the :meth:`summary` and, with ``group_by`` (fields named as in
+        :meth:`filter`), success/failed/total per group; returns the text.
 
         Raises:
             ValidationError: an unknown field in ``group_by``.
         """
-        keys = [] if group_by is None else [group_by] if isinstance(group_by, str) else list(group_by)
-        fields = [self._resolve_field(k) for k in keys]
-        docs = self._docs
-        if any(ns == "derived" for ns, _ in fields):
-            derived = self._derived_list()
-            docs = tuple({**d, "derived": derived[i] if derived else {}} for i, d in enumerate(docs))
-        return display_runs(list(docs), fields, keys, show_summary, file)
+        return display(self, group_by, show_summary, file)
 
     def _text(self, n: int, names: str | None) -> str:
         headers, rows = self._table(n, names)

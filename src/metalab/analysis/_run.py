@@ -158,6 +158,18 @@ class Run:
 
     # --------------------------------------------------------------- storage
     @property
+    def context_fingerprint(self) -> str:
+        return self.record.context_fingerprint
+
+    @property
+    def params_fingerprint(self) -> str:
+        return self.record.params_fingerprint
+
+    @property
+    def seed_fingerprint(self) -> str:
+        return self.record.seed_fingerprint
+
+    @property
     def experiment(self) -> ExperimentInfo:
         """Name, version, description, metadata and tags of the run's experiment, read
         from its latest manifest on each access (see :class:`ExperimentInfo`)."""
