@@ -163,11 +163,13 @@ def tracked(items: Iterable[T], total: int, description: str, progress: bool) ->
     if not progress:
         return items
     try:
+        from rich.console import Console
         from rich.progress import track
     except ImportError:
         log.info("progress=True needs rich (pip install rich); continuing without a bar")
         return items
-    return track(items, total=total, description=description, transient=True)
+    return track(items, total=total, description=description, transient=True,
+                 console=Console(stderr=True))
 
 
 def render_text(headers: list[str], cells: list[list[str]], title: str, footer: str) -> str:
