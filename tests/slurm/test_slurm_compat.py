@@ -32,7 +32,7 @@ def test_array_tasks_run_the_resolved_params_under_the_local_run_ids(tmp_path):
     assert sorted(r["params"]["x"] for r in recs.values()) == [2, 2, 3, 3, 4, 4]
     assert {r["metrics"]["y"] for r in recs.values()} == {4, 9, 16}
     assert sorted(results.run_ids) == sorted(s.run_id for s in exp.iter_specs())
-    local = metalab.run(resolved(tmp_path / "count2"), store=tmp_path / "local").result()
+    local = metalab.run(resolved(tmp_path / "count"), store=tmp_path / "local").result()
     assert sorted(local.run_ids) == sorted(results.run_ids)
 
 
