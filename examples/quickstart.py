@@ -56,8 +56,8 @@ def main() -> None:
     handle.result()  # wait until every run has finished
 
     results = metalab.load_results("./experiments", experiment_id=experiment.experiment_id)
-    df = results.to_dataframe().sort_values(["param_n_samples", "param_sampler", "run_id"])
-    columns = ["run_id", "status", "param_n_samples", "param_sampler", "pi_estimate", "abs_error"]
+    df = results.to_dataframe().sort_values(["params.n_samples", "params.sampler", "run_id"])
+    columns = ["run_id", "status", "params.n_samples", "params.sampler", "pi_estimate", "abs_error"]
     print(f"{len(results)} runs of {experiment.experiment_id}")
     print(df[columns].to_string(index=False))
 

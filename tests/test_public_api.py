@@ -29,6 +29,9 @@ EXPECTED = {
     # store
     "Store", "StoreConfig", "FileStore", "FileStoreConfig", "PostgresStoreConfig",
     "create_store", "parse_to_config", "export_store",
+    # the original metalab's names (docs/migrating.md)
+    "loguniform_int", "with_resolver", "ParamResolver", "set_column_names", "OperationWrapper",
+    "LocalRunHandle", "CancelledError", "ExperimentInfo", "context_spec", "file_hash", "dir_hash",
 }
 ERRORS = {
     name

@@ -24,7 +24,7 @@ def test_quickstart_prints_the_table_and_writes_the_store(tmp_path: Path) -> Non
     lines = out.strip().splitlines()
     assert lines[0] == "12 runs of pi_mc:1.0"
     header = lines[1].split()
-    assert header == ["run_id", "status", "param_n_samples", "param_sampler",
+    assert header == ["run_id", "status", "params.n_samples", "params.sampler",
                       "pi_estimate", "abs_error"]
     rows = [line.split() for line in lines[2:]]
     assert len(rows) == 12

@@ -49,26 +49,34 @@ if TYPE_CHECKING:  # pragma: no cover - static view of the lazy table below
         UnknownSchemeError,
         ValidationError,
     )
-    from metalab.analysis import Results, Run, load_results
+    from metalab._errors import RunCancelledError as CancelledError
+    from metalab.analysis import ExperimentInfo, Results, Run, load_results, set_column_names
     from metalab.definition import (
         DirPath,
         Experiment,
         FilePath,
         Operation,
         ParamCase,
+        ParamResolver,
         ParamSource,
         SeedBundle,
         SeedPlan,
         choice,
+        context_spec,
+        dir_hash,
+        file_hash,
         grid,
         loguniform,
+        loguniform_int,
         manual,
         operation,
         randint,
         random,
         seeds,
         uniform,
+        with_resolver,
     )
+    from metalab.definition import Operation as OperationWrapper
     from metalab.execution import (
         Capture,
         DaskExecutor,
@@ -87,6 +95,7 @@ if TYPE_CHECKING:  # pragma: no cover - static view of the lazy table below
         reconnect,
         run,
     )
+    from metalab.execution import RunHandle as LocalRunHandle
     from metalab.model import ArtifactDescriptor, ErrorInfo, Provenance, RunRecord, Status
     from metalab.store import (
         FileStore,
@@ -157,6 +166,18 @@ _LAZY: dict[str, str] = {
     "random": "metalab.definition:random",
     "seeds": "metalab.definition:seeds",
     "uniform": "metalab.definition:uniform",
+    # the original metalab's names (see docs/migrating.md)
+    "CancelledError": "metalab._errors:RunCancelledError",
+    "LocalRunHandle": "metalab.execution:RunHandle",
+    "OperationWrapper": "metalab.definition:Operation",
+    "ParamResolver": "metalab.definition:ParamResolver",
+    "loguniform_int": "metalab.definition:loguniform_int",
+    "set_column_names": "metalab.analysis:set_column_names",
+    "ExperimentInfo": "metalab.analysis:ExperimentInfo",
+    "context_spec": "metalab.definition:context_spec",
+    "dir_hash": "metalab.definition:dir_hash",
+    "file_hash": "metalab.definition:file_hash",
+    "with_resolver": "metalab.definition:with_resolver",
     # analysis
     "Results": "metalab.analysis:Results",
     "Run": "metalab.analysis:Run",
@@ -184,6 +205,7 @@ _LAZY: dict[str, str] = {
 
 __all__ = [
     "ArtifactDescriptor",
+    "CancelledError",
     "CanonicalizationError",
     "Capture",
     "ConfigError",
@@ -196,6 +218,7 @@ __all__ = [
     "ExecutionError",
     "Executor",
     "Experiment",
+    "ExperimentInfo",
     "ExperimentMismatchError",
     "FilePath",
     "FileStore",
@@ -203,12 +226,15 @@ __all__ = [
     "Handle",
     "IndexUnavailableError",
     "InvalidNameError",
+    "LocalRunHandle",
     "MetalabError",
     "MissingDependencyError",
     "NotFoundError",
     "Operation",
     "OperationImportError",
+    "OperationWrapper",
     "ParamCase",
+    "ParamResolver",
     "ParamSource",
     "PostgresStoreConfig",
     "ProcessExecutor",
@@ -239,11 +265,15 @@ __all__ = [
     "ValidationError",
     "__version__",
     "choice",
+    "context_spec",
     "create_store",
+    "dir_hash",
     "export_store",
+    "file_hash",
     "grid",
     "load_results",
     "loguniform",
+    "loguniform_int",
     "manual",
     "operation",
     "parse_to_config",
@@ -252,7 +282,9 @@ __all__ = [
     "reconnect",
     "run",
     "seeds",
+    "set_column_names",
     "uniform",
+    "with_resolver",
 ]
 
 

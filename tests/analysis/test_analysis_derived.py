@@ -63,8 +63,8 @@ def test_compute_derived_is_persisted_on_disk(sweep: Any, helper_module: str) ->
     assert not os.path.exists(os.path.join(sweep.get_working_directory(), "derived", "run5.json"))
     # a fresh load sees them, in the DataFrame too
     df = load_results(sweep).to_dataframe().set_index("run_id")
-    assert df.loc["run2", "derived_score"] == 20
-    assert df.loc["run0", "derived_double_loss"] == 2.0
+    assert df.loc["run2", "derived.score"] == 20
+    assert df.loc["run0", "derived.double_loss"] == 2.0
 
 
 def test_derived_visible_through_the_parent_and_filters(sweep: Any) -> None:
@@ -123,7 +123,7 @@ def test_derived_on_store_without_working_directory(memory_store: Any) -> None:
     results = Results(memory_store, memory_store.iter_run_documents())
     results.compute_derived(lambda run: {"sq": run.params["i"] ** 2})
     fresh = load_results(memory_store)
-    assert fresh.to_dataframe().set_index("run_id").loc["m2", "derived_sq"] == 4
+    assert fresh.to_dataframe().set_index("run_id").loc["m2", "derived.sq"] == 4
     assert fresh.filter(sq=[0, 1]).run_ids == ["m0", "m1"]
     assert fresh.experiments == [EXP]
 
@@ -139,7 +139,7 @@ def test_derived_goes_to_each_experiment_folder(root: Any, file_store: Any) -> N
         path = os.path.join(store.get_working_directory(), "derived", f"{eid[0]}1.json")
         with open(path, "rb") as fh:
             assert json.loads(fh.read()) == {"exp": eid}
-    assert set(load_results(str(root)).to_dataframe()["derived_exp"]) == {EXP, "other:2"}
+    assert set(load_results(str(root)).to_dataframe()["derived.exp"]) == {EXP, "other:2"}
 
 
 def test_derived_through_an_experiment_folder_path(file_store: Any) -> None:

@@ -98,18 +98,18 @@ def test_runs_records_and_results_read_floats(lab: str) -> None:
 
 def test_dataframe_columns_are_floats(lab: str) -> None:
     results = load_results(lab, experiment_id="nf:1")
-    df = results.to_dataframe().set_index("param_which")
+    df = results.to_dataframe().set_index("params.which")
     assert str(df["x"].dtype) == "float64"
     assert df.loc["pinf", "x"] == math.inf and df.loc["ninf", "x"] == -math.inf
     assert math.isnan(df.loc["nan", "x"]) and df.loc["one", "x"] == 1.5
-    assert str(df["derived_d"].dtype) == "float64" and df.loc["pinf", "derived_d"] == math.inf
-    assert str(df["derived_ratio"].dtype) == "float64"
+    assert str(df["derived.d"].dtype) == "float64" and df.loc["pinf", "derived.d"] == math.inf
+    assert str(df["derived.ratio"].dtype) == "float64"
     series = results.metric_series("loss")
     assert str(series["value"].dtype) == "float64"
     assert sorted(series["value"].isna()) == [False] * 12 + [True] * 4
     assert (series["value"] == math.inf).sum() == 4
     agg = results.aggregate(by=["which"], metrics=["x"], stats=["max"])
-    assert agg.set_index("param_which").loc["pinf", "x_max"] == math.inf
+    assert agg.set_index("params.which").loc["pinf", "x_max"] == math.inf
     arrow = results.to_arrow()
     assert str(arrow.schema.field("x").type) == "double"
 

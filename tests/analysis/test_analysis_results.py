@@ -140,10 +140,10 @@ def test_to_dataframe_columns_and_values(results: Results) -> None:
     assert list(df.columns[:6]) == [
         "run_id", "experiment_id", "status", "started_at", "finished_at", "duration_ms",
     ]
-    assert {"param_a", "param_b", "loss", "acc"} <= set(df.columns)
-    assert not any(c.startswith("derived_") for c in df.columns)  # none computed yet
+    assert {"params.a", "params.b", "loss", "acc"} <= set(df.columns)
+    assert not any(c.startswith("derived.") for c in df.columns)  # none computed yet
     row = df.set_index("run_id").loc["run2"]
-    assert row["param_a"] == 2 and row["param_b"] == "x"
+    assert row["params.a"] == 2 and row["params.b"] == "x"
     assert row["loss"] == pytest.approx(0.5)
     assert row["status"] == "success" and row["experiment_id"] == EXP
     assert row["duration_ms"] == 2000.0
@@ -162,7 +162,7 @@ def test_to_dataframe_include_flags(results: Results) -> None:
     df = results.to_dataframe(include_params=False, include_metrics=False, include_record=False)
     assert list(df.columns) == ["run_id"]
     only_params = results.to_dataframe(include_metrics=False, include_record=False)
-    assert list(only_params.columns) == ["run_id", "param_a", "param_b"]
+    assert list(only_params.columns) == ["run_id", "params.a", "params.b"]
 
 
 def test_to_dataframe_metric_clashing_with_a_record_column(file_store: Any) -> None:
@@ -170,7 +170,7 @@ def test_to_dataframe_metric_clashing_with_a_record_column(file_store: Any) -> N
     store.put_run_record(make_record("r", metrics={"status": 3, "ok": 1}))
     df = load_results(store).to_dataframe()
     assert df.loc[0, "status"] == "success"
-    assert df.loc[0, "metric_status"] == 3 and df.loc[0, "ok"] == 1
+    assert df.loc[0, "metrics.status"] == 3 and df.loc[0, "ok"] == 1
 
 
 def test_to_dataframe_of_no_runs(file_store: Any) -> None:
@@ -194,7 +194,7 @@ def test_to_dataframe_reads_derived_only_for_runs_that_have_them(results: Result
     finally:
         type(store).get_derived = original  # type: ignore[method-assign]
     assert calls == ["run3"]
-    assert df.set_index("run_id").loc["run3", "derived_score"] == 9
+    assert df.set_index("run_id").loc["run3", "derived.score"] == 9
 
 
 def test_missing_pandas_names_the_extra(results: Results, monkeypatch: Any) -> None:
@@ -207,14 +207,14 @@ def test_to_csv_creates_parent_and_writes_atomically(results: Results, tmp_path:
     target = tmp_path / "out" / "deep" / "results.csv"
     assert results.to_csv(target) == str(target)
     back = pd.read_csv(target)
-    assert len(back) == 6 and "param_a" in back.columns
+    assert len(back) == 6 and "params.a" in back.columns
     assert [p.name for p in target.parent.iterdir()] == ["results.csv"]  # no temp file left
 
 
 # ------------------------------------------------------------------- display
 def test_table_shows_params_and_metrics(results: Results) -> None:
     text = results.table(n=3)
-    assert "param_a" in text and "loss" in text and "run5" in text
+    assert "params.a" in text and "loss" in text and "run5" in text
     assert "3 more runs" in text
     assert "run0" not in text
 
@@ -237,5 +237,5 @@ def test_table_without_rich_is_plain_text(results: Results, monkeypatch: Any) ->
     monkeypatch.setitem(sys.modules, "rich.table", None)
     text = results.table(n=2)
     lines = text.splitlines()
-    assert lines[0].split()[:4] == ["run_id", "status", "duration_ms", "param_a"]
+    assert lines[0].split()[:4] == ["run_id", "status", "duration_ms", "params.a"]
     assert lines[2].startswith("run5") and "4 more runs" in lines[-1]

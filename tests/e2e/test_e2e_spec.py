@@ -129,7 +129,7 @@ def test_loading_results(ns: dict[str, Any], tmp_path: Path) -> None:
     results, results2, df = ns["results"], ns["results2"], ns["df"]
     assert len(results) == len(results2) == 6
     assert sorted(r.run_id for r in results) == sorted(r.run_id for r in results2)
-    assert sorted(df["param_x"].tolist()) == [1, 1, 2, 2, 3, 3]
+    assert sorted(df["params.x"].tolist()) == [1, 1, 2, 2, 3, 3]
     assert sorted(df["y"].tolist()) == [1, 1, 4, 4, 9, 9]
     # the stepped metric is a series, not a scalar column
     assert "loss" not in df.columns

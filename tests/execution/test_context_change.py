@@ -48,7 +48,7 @@ def test_another_context_is_warned_and_recorded_as_a_column(
     counts = df["context_fingerprint"].value_counts().to_dict()
     assert counts == {first.context_fingerprint: 6, second.context_fingerprint: 6}
     # the replicates of one parameter case: 3 per context, not 6 mixed
-    per_case = df.groupby(["context_fingerprint", "param_x"]).size()
+    per_case = df.groupby(["context_fingerprint", "params.x"]).size()
     assert set(per_case) == {3}
 
 

@@ -37,16 +37,16 @@ def test_non_finite_metrics_round_trip_through_the_index(collection: PostgresSto
         assert pg._index_current("nf:1")
         results = load_results(pg)
         assert pg._index.last_table_source == "query"  # (from the index's columns)
-        df = results.to_dataframe().set_index("param_which")
+        df = results.to_dataframe().set_index("params.which")
         monkeypatch.setattr(_pgcache, "CACHE_QUIET_S", 0.0)  # (kept, then answered from it)
         load_results(pg)
-        cached = load_results(pg).to_dataframe().set_index("param_which")
+        cached = load_results(pg).to_dataframe().set_index("params.which")
         assert pg._index.last_table_source == "cache"
         assert str(cached["x"].dtype) == "float64" and cached["x"].equals(df["x"])
         assert str(df["x"].dtype) == "float64"
         assert df.loc["pinf", "x"] == math.inf and df.loc["ninf", "x"] == -math.inf
         assert math.isnan(df.loc["nan", "x"]) and df.loc["one", "x"] == 1.5
-        assert str(df["derived_d"].dtype) == "float64" and df.loc["ninf", "derived_d"] == -math.inf
+        assert str(df["derived.d"].dtype) == "float64" and df.loc["ninf", "derived.d"] == -math.inf
         runs = {r.params["which"]: r for r in results}
         assert runs["pinf"].metrics["x"] == math.inf and math.isnan(runs["nan"].metrics["x"])
         assert runs["pinf"].record.metrics["x"] == math.inf
@@ -67,7 +67,7 @@ def test_non_finite_metrics_round_trip_through_the_index(collection: PostgresSto
         assert types[("metrics", "x")] == "number" and types[("derived", "d")] == "number"
     # the same answers from the files
     files = load_results(FileStoreConfig(root=str(file_root), experiment_id="nf:1"))
-    assert files.to_dataframe().set_index("param_which")["x"].equals(df["x"])
+    assert files.to_dataframe().set_index("params.which")["x"].equals(df["x"])
 
 
 def test_answers_without_non_finite_texts_are_marked(collection: PostgresStoreConfig) -> None:

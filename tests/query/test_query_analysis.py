@@ -44,7 +44,7 @@ def test_load_results_pushes_the_query_down(fstore: FileStore, monkeypatch: pyte
     assert calls
     assert r.run_ids == ["r019", "r018", "r014"]
     df = r.to_dataframe()
-    assert list(df["param_depth"]) == [4, 3, 4]
+    assert list(df["params.depth"]) == [4, 3, 4]
     assert list(df["score"]) == [1.9, 1.8, 1.4]
     kw = load_results(fstore, where={"params.depth": 4}, columns=["params.depth"])
     assert sorted(kw.run_ids) == ["r004", "r009", "r014", "r019"]
@@ -64,7 +64,7 @@ def test_arrow_polars_parquet(fstore: FileStore, tmp_path: Path) -> None:
     r = load_results(fstore)
     table = r.to_arrow()
     assert table.num_rows == 21
-    assert table.column("param_depth").type == "string"  # mixed ints and a string: JSON text
+    assert table.column("params.depth").type == "string"  # mixed ints and a string: JSON text
     assert str(table.column("started_at").type).startswith("timestamp[us")
     df = r.to_polars()
     assert isinstance(df, pl.DataFrame) and df.height == 21 and "score" in df.columns
@@ -100,10 +100,11 @@ def test_aggregate_groups_seed_replicates(tmp_path: Path) -> None:
             i += 1
     agg = load_results(store).aggregate(by="params", metrics=["acc"],
                                         stats=["mean", "std", "count"])
-    assert list(agg.columns) == ["param_lr", "n_runs", "acc_mean", "acc_std", "acc_count"]
-    rows = {row.param_lr: row for row in agg.itertuples()}
-    assert rows[0.1].n_runs == 3 and rows[0.1].acc_mean == pytest.approx(2.0)
-    assert rows[0.01].acc_mean == pytest.approx(1.1) and rows[0.01].acc_std == pytest.approx(1.0)
+    assert list(agg.columns) == ["params.lr", "n_runs", "acc_mean", "acc_std", "acc_count"]
+    rows = agg.set_index("params.lr")
+    assert rows.loc[0.1, "n_runs"] == 3 and rows.loc[0.1, "acc_mean"] == pytest.approx(2.0)
+    assert rows.loc[0.01, "acc_mean"] == pytest.approx(1.1)
+    assert rows.loc[0.01, "acc_std"] == pytest.approx(1.0)
     with pytest.raises(ValidationError):
         load_results(store).aggregate(stats=["mode"])
     with pytest.raises(ValidationError):

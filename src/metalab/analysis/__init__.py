@@ -12,15 +12,19 @@ from metalab.analysis._derived import (
     compute_derived_for_run,
     resolve_derived,
 )
+from metalab.analysis._experiment_info import ExperimentInfo
+from metalab.analysis._frames import set_column_names
 from metalab.analysis._load import load_results
 from metalab.analysis._results import Results
 from metalab.analysis._run import Run
 
 __all__ = [
     "DerivedFn",
+    "ExperimentInfo",
     "Results",
     "Run",
     "compute_derived_for_run",
     "load_results",
     "resolve_derived",
+    "set_column_names",
 ]

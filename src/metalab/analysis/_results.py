@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import difflib
 import html
-import io
 import logging
 import os
 import reprlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from operator import itemgetter
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, TextIO, overload
 
 from metalab._errors import CorruptRecordError, NotFoundError, ValidationError
 from metalab._internal._atomic import atomic_write_bytes
@@ -20,13 +18,25 @@ from metalab._internal._json import NON_FINITE_TEXTS, decode_values, encode_valu
 from metalab.analysis._columns import RunTable
 from metalab.analysis._context import ResultsContext
 from metalab.analysis._curate import annotate
+from metalab.analysis._dataframe import frame
 from metalab.analysis._deps import require
 from metalab.analysis._derived import (
     DerivedFn,
     compute_derived_for_run,
     resolve_derived_many,
 )
+from metalab.analysis._frames import (
+    add_computed_columns,
+    csv_target,
+    display,
+    naming,
+    render_text,
+    summarize,
+    table,
+    tracked,
+)
 from metalab.analysis._run import Run
+from metalab.analysis._tables import ordered_keys
 from metalab.model import RunRecord, Status
 from metalab.query import record_problem
 
@@ -44,8 +54,6 @@ _STATUS_VALUES = frozenset(s.value for s in Status)
 _ITER_BATCH = 2000
 #: longest text shown whole in a cell of ``Results.table()`` (longer ones end in "...")
 _MAX_CELL_TEXT = 40
-#: character width of the text ``Results.table()`` renders
-_TABLE_WIDTH = 200
 #: field names listed in the message of an unknown filter() field
 _LISTED_FIELDS = 30
 _NAMESPACES = {
@@ -55,8 +63,6 @@ _NAMESPACES = {
     "metric": "metrics",
     "derived": "derived",
 }
-_RECORD_COLUMNS = ("experiment_id", "status", "started_at", "finished_at", "duration_ms",
-                   "context_fingerprint")
 
 _cell = reprlib.Repr()
 _cell.maxstring = 40
@@ -117,18 +123,6 @@ def _matcher(condition: Any) -> Callable[[Any], bool]:
 
 
 _EMPTY: dict[str, Any] = {}
-
-
-def _ordered_keys(maps: Iterable[dict[str, Any]]) -> list[str]:
-    """Keys of all maps: those of the first non-empty map first, in its order, then the rest sorted."""
-    maps = maps if isinstance(maps, list) else list(maps)
-    keys: set[str] = set().union(*maps)
-    if not keys:
-        return []
-    first = next(m for m in maps if m)
-    ordered = [k for k in first if k in keys]
-    rest = keys.difference(first)
-    return ordered + sorted(rest, key=str)
 
 
 def _fmt(value: Any) -> str:
@@ -441,10 +435,10 @@ class Results:
 
     def _field_names(self, namespace: str) -> list[str]:
         if namespace == "derived":
-            return _ordered_keys(self._derived_list())
+            return ordered_keys(self._derived_list())
         if self._cols is not None and self._docs_ is None:
             return self._cols.names(namespace)
-        return _ordered_keys(d.get(namespace) or {} for d in self._docs)
+        return ordered_keys(d.get(namespace) or {} for d in self._docs)
 
     def _resolve_field(self, key: str) -> tuple[str, str]:
         prefix, dot, rest = key.partition(".")
@@ -558,11 +552,14 @@ class Results:
         by: str | Iterable[str] = "params",
         metrics: Iterable[str] | None = None,
         stats: Iterable[str] = ("mean", "std", "count"),
+        *,
+        names: str | None = None,
     ) -> pd.DataFrame:
         """Summarise metrics over groups of runs, e.g. the seed replicates of each case.
 
         See :func:`metalab.analysis._tables.aggregate`: one row per group with
-        ``param_<name>``, ``n_runs`` and ``<metric>_<stat>`` columns.
+        ``params.<name>`` (``param_<name>`` with ``names="original"``),
+        ``n_runs`` and ``<metric>_<stat>`` columns.
         """
         from metalab.analysis._tables import aggregate
 
@@ -571,6 +568,7 @@ class Results:
             by if isinstance(by, str) else list(by),
             None if metrics is None else list(metrics),
             list(stats),
+            names,
         )
 
     # ------------------------------------------------- sorting and cutting
@@ -642,8 +640,10 @@ class Results:
         fns: DerivedFn | str | Iterable[DerivedFn | str],
         *,
         overwrite: bool = False,
+        progress: bool = False,
     ) -> Results:
-        """Compute derived metrics for every run and store them.
+        """Compute derived metrics for every run and store them (``progress``: a bar on
+        stderr while they are computed, when rich is installed).
 
         ``fns`` is one function or a list of them; each is a callable
         ``fn(run) -> dict`` or a ``"module:function"`` reference.  The new
@@ -659,7 +659,7 @@ class Results:
         resolved = [fn for _, fn in resolve_derived_many(fns)]
         self._load_derived()
         ctx = self._ctx
-        for run in self:
+        for run in tracked(self, len(self), "derived metrics", progress):
             new = compute_derived_for_run(run, resolved)
             if not new:
                 continue
@@ -685,132 +685,77 @@ class Results:
         include_metrics: bool = True,
         include_derived: bool = True,
         include_record: bool = True,
+        *,
+        derived_metrics: DerivedFn | str | Iterable[DerivedFn | str] | None = None,
+        artifact_reducers: dict[str, Callable[..., dict[str, Any]]] | None = None,
+        names: str | None = None,
+        progress: bool = False,
     ) -> pd.DataFrame:
         """One row per run, built column-wise from the stored documents.
 
         Columns: ``run_id``; with ``include_record`` ``experiment_id``,
         ``status``, ``started_at``, ``finished_at`` (UTC timestamps),
-        ``duration_ms`` and ``context_fingerprint`` (the fingerprint of the
-        context the run was made with: runs of one experiment id made with
-        two contexts differ in it; None when the record has none); then ``param_<name>`` for parameters, metric names
-        as they are (``metric_<name>`` if a name clashes with a column
-        above), and ``derived_<name>`` for derived metrics.  Missing values
-        are ``NaN``/``None``.
+        ``duration_ms`` and ``context_fingerprint`` (None when the record has
+        none); then ``params.<name>``, metrics by name (``metrics.<name>`` on a
+        clash with a column above) and ``derived.<name>``; ``names="original"``
+        gives ``param_<name>`` / ``metric_<name>`` / ``derived_<name>`` (see
+        :mod:`metalab.analysis._frames`).  Missing values are ``NaN``/``None``.
+        ``derived_metrics`` (``fn(run) -> dict`` or ``"module:function"``) add
+        derived columns computed now, not stored; ``artifact_reducers`` map an
+        artifact name to ``fn(artifact[, run]) -> dict`` whose keys become
+        columns (NaN without the artifact; a failing reducer is logged);
+        ``progress`` shows a bar while those run.
 
         Raises:
             MissingDependencyError: pandas is not installed.
+            ValidationError: unknown ``names``, unresolvable derived metric.
         """
         pd = require("pandas", "pandas", "Results.to_dataframe()")
-        if self._cols is not None:
-            return self._table_frame(pd, include_params, include_metrics, include_derived,
-                                     include_record)
-        docs = self._docs
-        # one pass over the documents (they are scattered in memory: each pass costs)
-        run_ids: list[str] = []
-        exp_ids: list[str] = []
-        statuses: list[str] = []
-        started: list[str | None] = []
-        finished: list[str | None] = []
-        durations: list[Any] = []
-        contexts: list[str | None] = []
-        param_maps: list[dict[str, Any]] = []
-        metric_maps: list[dict[str, Any]] = []
-        add_run, add_exp, add_status = run_ids.append, exp_ids.append, statuses.append
-        add_start, add_finish, add_dur = started.append, finished.append, durations.append
-        add_params, add_metrics = param_maps.append, metric_maps.append
-        add_context = contexts.append
-        for d in docs:
-            get = d.get
-            add_run(d["run_id"])
-            add_exp(d["experiment_id"])
-            add_status(d["status"])
-            add_start(get("started_at"))
-            add_finish(get("finished_at"))
-            add_dur(get("duration_ms"))
-            add_context(get("context_fingerprint") or None)
-            add_params(get("params") or _EMPTY)
-            add_metrics(get("metrics") or _EMPTY)
-        cols: dict[str, Any] = {"run_id": pd.Series(run_ids, dtype=object)}
-        if include_record:
-            cols["experiment_id"] = pd.Series(exp_ids, dtype=object)
-            cols["status"] = pd.Series(statuses, dtype=object)
-            for name, values in (("started_at", started), ("finished_at", finished)):
-                cols[name] = pd.to_datetime(
-                    pd.Series(values, dtype=object), utc=True, format="ISO8601", errors="coerce"
-                )
-            try:
-                cols["duration_ms"] = pd.Series(durations, dtype="float64")
-            except (TypeError, ValueError):  # a hand-edited record: keep what is numeric
-                cols["duration_ms"] = pd.to_numeric(
-                    pd.Series(durations, dtype=object), errors="coerce"
-                )
-            cols["context_fingerprint"] = pd.Series(contexts, dtype=object)
-        if include_params:
-            _add_columns(cols, param_maps, "param_")
-        if include_metrics:
-            _add_columns(cols, metric_maps, "", clash="metric_")
-        if include_derived:
-            derived = self._derived_list(set(exp_ids))
-            if derived:
-                _add_columns(cols, derived, "derived_")
-        return pd.DataFrame(cols, index=pd.RangeIndex(len(docs)))
+        n = naming(names)
+        df = frame(self, pd, n, include_params, include_metrics, include_derived, include_record)
+        if derived_metrics is None and not artifact_reducers:
+            return df
+        runs = tracked(self, len(self), "computing columns", progress)
+        return add_computed_columns(df, list(runs), derived_metrics, artifact_reducers, n)
 
-    def _table_frame(self, pd: Any, include_params: bool, include_metrics: bool,
-                     include_derived: bool, include_record: bool) -> pd.DataFrame:
-        """:meth:`to_dataframe` straight from the columns (no per-run documents)."""
-        table = self._cols
-        assert table is not None
-        cols: dict[str, Any] = {"run_id": pd.Series(table.column("run_id"), dtype=object)}
-        exp_ids = table.column("experiment_id")
-        if include_record:
-            cols["experiment_id"] = pd.Series(exp_ids, dtype=object)
-            cols["status"] = pd.Series(table.column("status"), dtype=object)
-            for name in ("started_at", "finished_at"):
-                cols[name] = pd.to_datetime(
-                    pd.Series(table.column(name), dtype=object), utc=True, format="ISO8601",
-                    errors="coerce",
-                )
-            cols["duration_ms"] = pd.Series(table.column("duration_ms"), dtype="float64")
-            cols["context_fingerprint"] = pd.Series(
-                [v or None for v in table.column("context_fingerprint")], dtype=object)
-        if include_params:
-            for key in table.names("params"):
-                cols[f"param_{key}"] = table.fields[("params", key)]
-        if include_metrics:
-            for key in table.names("metrics"):
-                column = key if key not in cols and key not in _RECORD_COLUMNS else f"metric_{key}"
-                cols[column] = table.fields[("metrics", key)]
-        if include_derived:
-            derived = self._derived_list(set(exp_ids))
-            if derived:
-                _add_columns(cols, derived, "derived_")
-        return pd.DataFrame(cols, index=pd.RangeIndex(len(table)))
+    def to_csv(self, path: str | os.PathLike[str], *, include_fingerprints: bool = True,
+               timestamp: bool = False, **dataframe_kwargs: Any) -> str:
+        """Write :meth:`to_dataframe` (keywords go to it) as CSV atomically; return the path.
 
-    def to_csv(self, path: str | os.PathLike[str], **dataframe_kwargs: bool) -> str:
-        """Write :meth:`to_dataframe` as CSV to ``path`` atomically; returns the path.
-
-        The parent folder is created if needed.  Keyword arguments go to
-        :meth:`to_dataframe`.
+        A folder (or a path without suffix) gets ``results_<stamp>.csv`` inside,
+        ``timestamp=True`` adds ``_<stamp>`` to a file name (see
+        :func:`metalab.analysis._frames.csv_target`); ``include_fingerprints=False``
+        drops the ``*_fingerprint`` columns.  Parent folders are created.
 
         Raises:
             MissingDependencyError: pandas is not installed.
         """
         df = self.to_dataframe(**dataframe_kwargs)
-        text = df.to_csv(index=False)
-        atomic_write_bytes(path, text.encode("utf-8"))
-        return os.fspath(path)
+        if not include_fingerprints:
+            df = df.drop(columns=[c for c in df.columns if str(c).endswith("_fingerprint")])
+        target = csv_target(path, timestamp)
+        atomic_write_bytes(target, df.to_csv(index=False).encode("utf-8"))
+        return target
 
-    def _table(self, n: int) -> tuple[list[str], list[list[str]]]:
+    def load(self, run_id: str, name: str) -> Any:
+        """The artifact ``name`` of run ``run_id`` (the original metalab's ``Results.load``).
+
+        Raises:
+            NotFoundError: no such run in this collection, or no such artifact.
+        """
+        return self[run_id].artifact(name)
+
+    def _table(self, n: int, names: str | None = None) -> tuple[list[str], list[list[str]]]:
         if self._docs_ is None and self._cols is not None:
             table = self._cols
             docs: Any = [table.row_document(i) for i in range(min(max(n, 0), len(table)))]
         else:
             docs = self._docs[: max(n, 0)]
         multi = len(set(self._column("experiment_id"))) > 1
-        params = _ordered_keys(d.get("params") or {} for d in docs)
-        metrics = _ordered_keys(d.get("metrics") or {} for d in docs)
+        params = ordered_keys(d.get("params") or {} for d in docs)
+        metrics = ordered_keys(d.get("metrics") or {} for d in docs)
         headers = ["run_id", *(["experiment"] if multi else []), "status", "duration_ms"]
-        headers += [f"param_{k}" for k in params] + list(metrics)
+        headers += [naming(names).param(k) for k in params] + list(metrics)
         rows = []
         for d in docs:
             p = d.get("params") or {}
@@ -821,29 +766,38 @@ class Results:
             rows.append(row)
         return headers, rows
 
-    def table(self, n: int = 20) -> str:
-        """The first ``n`` runs as a plain-text table (rendered with rich if installed)."""
-        headers, rows = self._table(n)
+    def table(self, n: int | None = None, *, as_dataframe: bool | None = None,
+              names: str | None = None) -> Any:
+        """``table()`` / ``table(n)``: the first ``n`` runs (default 20) as printable text;
+        ``table(as_dataframe=False)`` (the original metalab's form): one dict per run;
+        ``as_dataframe=True`` (or ``table(True)``): those rows as a DataFrame.  See
+        :func:`metalab.analysis._frames.table`; ``names`` as in :meth:`to_dataframe`.
+
+        Raises:
+            ValidationError: ``n`` together with ``as_dataframe``; unknown ``names``.
+        """
+        return table(self, n, as_dataframe, names)
+
+    def summary(self) -> dict[str, Any]:
+        """Counts and durations (the original metalab's summary): ``total_runs``,
+        ``by_status``, ``avg_duration_ms``, ``min_duration_ms``, ``max_duration_ms``
+        (``None`` when no run has a duration)."""
+        return summarize(self._docs)
+
+    def display(self, group_by: str | Iterable[str] | None = None, *, show_summary: bool = True,
+                file: TextIO | None = None) -> str:
+        """Print the :meth:`summary` and, with ``group_by`` (fields named as in
+        :meth:`filter`), success/failed/total per group; returns the text.
+
+        Raises:
+            ValidationError: an unknown field in ``group_by``.
+        """
+        return display(self, group_by, show_summary, file)
+
+    def _text(self, n: int, names: str | None) -> str:
+        headers, rows = self._table(n, names)
         footer = f"{len(self) - len(rows)} more runs" if len(self) > len(rows) else ""
-        try:
-            from rich.console import Console
-            from rich.table import Table
-        except ImportError:
-            widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
-            lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
-            lines.append("  ".join("-" * w for w in widths))
-            lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-            if footer:
-                lines.append(f"... {footer}")
-            return "\n".join(line.rstrip() for line in lines)
-        table = Table(title=repr(self), caption=footer or None)
-        for h in headers:
-            table.add_column(h, overflow="fold")
-        for r in rows:
-            table.add_row(*r)
-        buf = io.StringIO()
-        Console(file=buf, width=_TABLE_WIDTH, color_system=None, force_terminal=False).print(table)
-        return buf.getvalue().rstrip("\n")
+        return render_text(headers, rows, repr(self), footer)
 
     def __repr__(self) -> str:
         counts = Counter(self._column("status"))
@@ -873,29 +827,6 @@ class Results:
             f"<div class='metalab-results'><p>{esc(repr(self))}</p>"
             f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{more}</div>"
         )
-
-
-def _add_columns(
-    cols: dict[str, Any], maps: list[dict[str, Any]], prefix: str, clash: str | None = None
-) -> None:
-    if not maps:
-        return
-    first = maps[0]
-    extracted: list[tuple[str, list[Any]]] | None = None
-    n_keys = len(first)
-    if n_keys and all(n == n_keys for n in map(len, maps)):
-        # typical sweep: every map has the first map's keys (same count => no others)
-        try:
-            extracted = [(key, list(map(itemgetter(key), maps))) for key in first]
-        except KeyError:
-            extracted = None
-    if extracted is None:
-        extracted = [(key, [m.get(key) for m in maps]) for key in _ordered_keys(maps)]
-    for key, values in extracted:
-        column = f"{prefix}{key}"
-        if clash is not None and (column in cols or column in _RECORD_COLUMNS):
-            column = f"{clash}{key}"
-        cols[column] = values
 
 
 def _statuses(status: Status | str | Iterable[Status | str]) -> frozenset[str]:

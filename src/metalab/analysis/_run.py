@@ -14,6 +14,7 @@ from metalab._errors import NotFoundError, StoreError
 from metalab._internal._json import decode_list
 from metalab.analysis._columns import PARTIAL
 from metalab.analysis._deps import require
+from metalab.analysis._experiment_info import ExperimentInfo
 from metalab.model import ArtifactDescriptor, ErrorInfo, RunRecord, Status, deserialize
 
 if TYPE_CHECKING:
@@ -192,6 +193,24 @@ class Run:
         return dict(self._ctx.derived_of(self.experiment_id, self.run_id) or {})
 
     # --------------------------------------------------------------- storage
+    @property
+    def context_fingerprint(self) -> str:
+        return self.record.context_fingerprint
+
+    @property
+    def params_fingerprint(self) -> str:
+        return self.record.params_fingerprint
+
+    @property
+    def seed_fingerprint(self) -> str:
+        return self.record.seed_fingerprint
+
+    @property
+    def experiment(self) -> ExperimentInfo:
+        """Name, version, description, metadata and tags of the run's experiment, read
+        from its latest manifest on each access (see :class:`ExperimentInfo`)."""
+        return ExperimentInfo.read(self._store, self.experiment_id)
+
     @property
     def _store(self) -> Store:
         return self._ctx.store_for(self.experiment_id)

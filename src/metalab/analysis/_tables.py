@@ -19,6 +19,7 @@ from metalab._internal._atomic import atomic_write_bytes
 from metalab._internal._json import decode_list, dumps
 from metalab._internal._time import from_iso
 from metalab.analysis._deps import require
+from metalab.analysis._frames import naming
 
 if TYPE_CHECKING:
     from metalab.analysis._columns import RunTable
@@ -44,7 +45,7 @@ class ResultsView(Protocol):
 __all__ = ["STATS", "aggregate", "column_lists", "metric_series", "to_arrow", "to_parquet",
            "to_polars"]
 
-_RECORD_COLUMNS = ("experiment_id", "status", "started_at", "finished_at", "duration_ms",
+RECORD_COLUMNS = ("experiment_id", "status", "started_at", "finished_at", "duration_ms",
                    "context_fingerprint")
 #: statistics accepted by :func:`aggregate`
 STATS = ("count", "mean", "std", "sem", "min", "max", "median")
@@ -93,16 +94,17 @@ def column_lists(results: ResultsView, include_derived: bool = True) -> dict[str
     params = results._maps("params")
     metrics = results._maps("metrics")
     indexed = results._cols is not None
+    n = naming()
     for k in _keys(params, indexed):
-        cols[f"param_{k}"] = [p.get(k) for p in params]
+        cols[n.param(k)] = [p.get(k) for p in params]
     for k in _keys(metrics, indexed):
-        column = f"metric_{k}" if (k in cols or k in _RECORD_COLUMNS) else k
+        column = f"{n.metric_clash}{k}" if (k in cols or k in RECORD_COLUMNS) else k
         cols[column] = [m.get(k) for m in metrics]
     if include_derived:
         derived = results._derived_list()
         if derived:
             for k in _keys(derived):
-                cols[f"derived_{k}"] = [m.get(k) for m in derived]
+                cols[n.derived_column(k)] = [m.get(k) for m in derived]
     return cols
 
 
@@ -219,6 +221,7 @@ def aggregate(
     by: str | Sequence[str] = "params",
     metrics: Sequence[str] | None = None,
     stats: Sequence[str] = ("mean", "std", "count"),
+    column_style: str | None = None,
 ) -> Any:
     """Group runs (seed replicates) and summarise metrics per group (pandas DataFrame).
 
@@ -226,13 +229,15 @@ def aggregate(
     i.e. its seed replicates, form a group) or a list of parameter names /
     ``params.x`` fields.  ``metrics``: metric names (default: all).
     ``stats``: from :data:`STATS`.  One row per group, columns
-    ``param_<name>`` for the keys, ``n_runs``, and ``<metric>_<stat>``.
+    ``params.<name>`` for the keys (``param_<name>`` with ``column_style="original"``,
+    see :mod:`metalab.analysis._frames`), ``n_runs``, and ``<metric>_<stat>``.
     Parameter values that are lists or objects group by their JSON text.
 
     Raises:
         ValidationError: an unknown statistic, parameter or metric.
     """
     pd = require("pandas", "pandas", "Results.aggregate()")
+    n = naming(column_style)
     bad = [s for s in stats if s not in STATS]
     if bad or not stats:
         raise ValidationError(f"unknown statistic(s) {bad}; use some of {', '.join(STATS)}")
@@ -262,7 +267,7 @@ def aggregate(
 
     frame: dict[str, Any] = {}
     for k in keys:
-        frame[f"param_{k}"] = pd.Series(
+        frame[n.param(k)] = pd.Series(
             [hashable(p.get(k)) for p in params_of], dtype=object
         )
     for m in chosen:
@@ -271,7 +276,7 @@ def aggregate(
             errors="coerce",
         )
     df = pd.DataFrame(frame)
-    key_cols = [f"param_{k}" for k in keys]
+    key_cols = [n.param(k) for k in keys]
     if not key_cols:
         df["__all"] = 0
         key_cols = ["__all"]
@@ -283,3 +288,15 @@ def aggregate(
             out[f"{m}_{s}"] = col.agg(s)
     out = out.reset_index()
     return out.drop(columns=["__all"]) if "__all" in out.columns else out
+
+
+def ordered_keys(maps: Iterable[dict[str, Any]]) -> list[str]:
+    """Keys of all maps: those of the first non-empty map first, in its order, then the rest sorted."""
+    maps = maps if isinstance(maps, list) else list(maps)
+    keys: set[str] = set().union(*maps)
+    if not keys:
+        return []
+    first = next(m for m in maps if m)
+    ordered = [k for k in first if k in keys]
+    rest = keys.difference(first)
+    return ordered + sorted(rest, key=str)

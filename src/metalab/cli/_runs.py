@@ -33,6 +33,8 @@ def _flatten(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def _cell(value: Any) -> str:
+    """The text of one table cell: floats shortened to 6 digits for the eye (csv and json
+    use :func:`~metalab.cli._common.exact_cell` / ``json_ready``)."""
     if value is None:
         return ""
     if isinstance(value, float):

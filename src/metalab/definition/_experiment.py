@@ -16,6 +16,7 @@ from metalab.definition._context import context_fingerprint, resolve_context
 from metalab.definition._identity import RunSpec, compute_run_id
 from metalab.definition._operation import Operation
 from metalab.definition._params import ParamSource
+from metalab.definition._resolver import ResolvedSource, with_resolver
 from metalab.definition._seeds import SeedBundle, SeedPlan
 
 __all__ = ["Experiment"]
@@ -45,6 +46,15 @@ class Experiment:
         seeds: a :class:`SeedPlan` (``seeds(base, replicates)``).
         description, tags, metadata: stored in the manifest, not in run ids;
             ``tags`` also go to every run's tags (before the param case's own).
+        param_resolver: optional function ``(context_meta, params) -> params``
+            or object with ``resolve(context_meta, params)``; ``params`` is
+            then wrapped as ``with_resolver(params, param_resolver)`` (empty
+            ``context_meta``), so every executor, SLURM included, runs and
+            identifies the *resolved* params.  It must be importable by
+            reference for process, Dask and SLURM workers.
+
+    The fields follow the original metalab's order (``description, tags,
+    param_resolver, metadata`` after ``seeds``).
 
     The object is immutable; ``context_fingerprint`` is computed once (on first
     use, which stats the context's files) and cached.
@@ -61,6 +71,7 @@ class Experiment:
     seeds: SeedPlan
     description: str | None = None
     tags: Sequence[str] = ()
+    param_resolver: Any = None
     metadata: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
@@ -89,6 +100,11 @@ class Experiment:
                 f"Experiment params must be a param source such as grid(...), random(...) or "
                 f"manual([...]), got {type(self.params).__name__}"
             )
+        already = isinstance(self.params, ResolvedSource) and (
+            self.params.resolver is self.param_resolver
+        )  # dataclasses.replace() passes the wrapped source back in
+        if self.param_resolver is not None and not already:
+            object.__setattr__(self, "params", with_resolver(self.params, self.param_resolver))
         if not isinstance(self.seeds, SeedPlan):
             raise ValidationError(
                 f"Experiment seeds must be seeds(base, replicates), got {type(self.seeds).__name__}"

@@ -42,6 +42,7 @@ __all__ = [
     "choice",
     "grid",
     "loguniform",
+    "loguniform_int",
     "manual",
     "randint",
     "random",
@@ -89,6 +90,10 @@ class ParamSource(ABC):
     @abstractmethod
     def to_manifest(self) -> dict[str, Any]:
         """JSON-friendly description that :func:`source_from_manifest` reverses."""
+
+    def to_manifest_dict(self) -> dict[str, Any]:
+        """The original metalab's name for :meth:`to_manifest` (same dict)."""
+        return self.to_manifest()
 
     def __getitem__(self, index: int) -> ParamCase:
         """Return case ``index`` in O(1).
@@ -262,13 +267,29 @@ class _LogUniform(Distribution):
         return {"dist": self.kind, "lo": self.lo, "hi": self.hi}
 
 
+def _check_int_bounds(what: str, lo: object, hi: object) -> None:
+    for name, v in (("lo", lo), ("hi", hi)):
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ValidationError(f"{what}(lo, hi): {name} must be an int, got {v!r}")
+
+
+class _LogUniformInt(_LogUniform):
+    kind = "loguniform_int"
+
+    def __init__(self, lo: int, hi: int) -> None:
+        _check_int_bounds("loguniform_int", lo, hi)
+        super().__init__(lo, hi)
+
+    def sample(self, rng: _random.Random) -> int:
+        value = round(math.exp(rng.uniform(math.log(self.lo), math.log(self.hi))))
+        return int(min(max(value, self.lo), self.hi))
+
+
 class _RandInt(Distribution):
     kind = "randint"
 
     def __init__(self, lo: int, hi: int) -> None:
-        for name, v in (("lo", lo), ("hi", hi)):
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise ValidationError(f"randint(lo, hi): {name} must be an int, got {v!r}")
+        _check_int_bounds("randint", lo, hi)
         if lo >= hi:
             raise ValidationError(
                 f"randint(lo={lo!r}, hi={hi!r}): lo must be smaller than hi "
@@ -312,6 +333,15 @@ def loguniform(lo: float, hi: float) -> Distribution:
     return _LogUniform(lo, hi)
 
 
+def loguniform_int(lo: int, hi: int) -> Distribution:
+    """Integer drawn log-uniformly from ``[lo, hi]`` and rounded (both bounds inclusive).
+
+    Needs ints with ``0 < lo < hi``; ``loguniform_int(16, 1024)`` suits batch
+    sizes or layer widths.  Raises ValidationError otherwise.
+    """
+    return _LogUniformInt(lo, hi)
+
+
 def randint(lo: int, hi: int) -> Distribution:
     """Integer drawn uniformly from ``lo..hi``, **both inclusive**; needs ``lo < hi``."""
     return _RandInt(lo, hi)
@@ -328,6 +358,8 @@ def _distribution_from_manifest(d: Mapping[str, Any]) -> Distribution:
         return _Uniform(d["lo"], d["hi"])
     if kind == "loguniform":
         return _LogUniform(d["lo"], d["hi"])
+    if kind == "loguniform_int":
+        return _LogUniformInt(d["lo"], d["hi"])
     if kind == "randint":
         return _RandInt(d["lo"], d["hi"])
     if kind == "choice":
@@ -411,7 +443,10 @@ def random(space: Mapping[str, Any], n_trials: int, seed: int = 0) -> RandomSour
 class ManualSource(ParamSource):
     """An explicit list of param dicts; built by :func:`manual`."""
 
-    def __init__(self, cases: Sequence[Mapping[str, Any]]) -> None:
+    def __init__(
+        self, cases: Sequence[Mapping[str, Any]], tags: Sequence[str] | None = None
+    ) -> None:
+        self._tags = _check_tags(tags)
         if isinstance(cases, str | bytes | Mapping) or not isinstance(cases, list | tuple):
             raise ValidationError(
                 f"manual(cases): cases must be a list of dicts, got {type(cases).__name__}"
@@ -431,19 +466,41 @@ class ManualSource(ParamSource):
         return len(self._cases)
 
     def _case(self, index: int) -> ParamCase:
-        return ParamCase(copy.deepcopy(self._cases[index]), tags=(f"manual_{index}",))
+        return ParamCase(
+            copy.deepcopy(self._cases[index]), tags=(*self._tags, f"manual_{index}")
+        )
 
     def to_manifest(self) -> dict[str, Any]:
-        return {"type": "manual", "cases": copy.deepcopy(self._cases)}
+        out: dict[str, Any] = {"type": "manual", "cases": copy.deepcopy(self._cases)}
+        if self._tags:
+            out["tags"] = list(self._tags)
+        return out
 
 
-def manual(cases: Sequence[Mapping[str, Any]]) -> ManualSource:
-    """Run exactly the given param dicts, in order; case ``i`` is tagged ``manual_{i}``.
+def _check_tags(tags: Sequence[str] | None) -> tuple[str, ...]:
+    if tags is None:
+        return ()
+    if isinstance(tags, str) or not isinstance(tags, list | tuple):
+        raise ValidationError(
+            f"manual(cases, tags=...): tags must be a list of strings, got {tags!r}"
+        )
+    if not all(isinstance(t, str) and t for t in tags):
+        raise ValidationError(f"manual(cases, tags=...): every tag must be a non-empty string, got {tags!r}")
+    return tuple(tags)
+
+
+def manual(cases: Sequence[Mapping[str, Any]], tags: Sequence[str] | None = None) -> ManualSource:
+    """Run exactly the given param dicts, in order.
+
+    Case ``i`` is tagged with ``tags`` (given to every case) followed by
+    ``manual_{i}``: ``manual([{"lr": 0.1}], tags=["baseline"])[0].tags ==
+    ("baseline", "manual_0")``.
 
     Raises:
-        ValidationError: ``cases`` is not a list of dicts with string keys.
+        ValidationError: ``cases`` is not a list of dicts with string keys, or
+            ``tags`` is not a list of non-empty strings.
     """
-    return ManualSource(cases)
+    return ManualSource(cases, tags)
 
 
 # ----------------------------------------------------------------------- manifest
@@ -468,7 +525,7 @@ def source_from_manifest(d: Mapping[str, Any]) -> ParamSource:
             }
             return RandomSource(space, d["n_trials"], d.get("seed", 0))
         if kind == "manual":
-            return ManualSource(d["cases"])
+            return ManualSource(d["cases"], d.get("tags"))
     except (KeyError, TypeError, AttributeError) as exc:
         raise ValidationError(
             f"malformed {kind} param source manifest ({type(exc).__name__}: {exc}); "

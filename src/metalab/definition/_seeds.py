@@ -7,6 +7,11 @@ independent named streams: ``bundle.derive("init")`` is the first 8 bytes of
 and shifted right by one bit (a 63-bit non-negative int).  It depends only on
 these three values, so it is the same on every platform and Python version.
 
+:meth:`SeedBundle.for_preprocessing` gives a bundle for work shared by every
+run (data preparation, splits): its streams hash
+``f"metalab.seed.preprocessing:{root_seed}:{name}"``, a text no replicate's
+stream ever hashes, so they never coincide with a run's streams.
+
 Everything here is immutable, picklable and thread-safe (each ``rng()`` call
 returns a new generator).
 """
@@ -22,6 +27,11 @@ from typing import Any
 from metalab._errors import MissingDependencyError, ValidationError
 
 __all__ = ["SeedBundle", "SeedPlan", "seeds"]
+
+#: the stream namespace of :meth:`SeedBundle.for_preprocessing` bundles
+PREPROCESSING = "preprocessing"
+#: numpy's legacy seeding takes a 32-bit seed (``numpy_seed``)
+_NUMPY_SEED_MODULUS = 2**32
 
 
 def _is_int(value: object) -> bool:
@@ -39,8 +49,15 @@ class SeedBundle:
 
     root_seed: int
     replicate_index: int = 0
+    #: ``None`` for a run's bundle; ``"preprocessing"`` for :meth:`for_preprocessing`
+    purpose: str | None = None
 
     def __post_init__(self) -> None:
+        if self.purpose not in (None, PREPROCESSING):
+            raise ValidationError(
+                f"SeedBundle purpose must be None or {PREPROCESSING!r}, got {self.purpose!r}; "
+                "use SeedBundle.for_preprocessing(base) for shared preprocessing"
+            )
         if not _is_int(self.root_seed):
             raise ValidationError(f"root_seed must be an int, got {self.root_seed!r}")
         if not _is_int(self.replicate_index) or self.replicate_index < 0:
@@ -52,7 +69,10 @@ class SeedBundle:
         """A 63-bit seed for the stream ``name`` (stable everywhere, see module doc)."""
         if not isinstance(name, str):
             raise ValidationError(f"seed stream name must be a string, got {name!r}")
-        text = f"metalab.seed:{self.root_seed}:{self.replicate_index}:{name}"
+        if self.purpose is None:
+            text = f"metalab.seed:{self.root_seed}:{self.replicate_index}:{name}"
+        else:
+            text = f"metalab.seed.{self.purpose}:{self.root_seed}:{name}"
         digest = hashlib.sha256(text.encode("utf-8")).digest()
         return int.from_bytes(digest[:8], "big") >> 1
 
@@ -72,15 +92,40 @@ class SeedBundle:
             raise MissingDependencyError("numpy", "numpy", "SeedBundle.numpy()") from exc
         return np.random.default_rng(self.derive(name))
 
-    def to_dict(self) -> dict[str, int]:
-        """``{"root_seed": ..., "replicate_index": ...}`` (the bundle's identity)."""
-        return {"root_seed": self.root_seed, "replicate_index": self.replicate_index}
+    def numpy_seed(self, name: str = "default") -> int:
+        """``derive(name)`` reduced to 32 bits, for APIs that take a 32-bit seed."""
+        return self.derive(name) % _NUMPY_SEED_MODULUS
+
+    @classmethod
+    def for_preprocessing(cls, base: int) -> SeedBundle:
+        """A bundle for preprocessing shared by all runs of an experiment with root seed ``base``.
+
+        Its streams (``derive``, ``rng``, ``numpy``) are reproducible from
+        ``base`` alone and differ from the streams of every replicate of
+        ``seeds(base, n)``, so a split or a shuffle done before the runs never
+        reuses a run's randomness.  Put ``base`` in the name of a cached
+        preprocessed file so a new base recomputes it.
+
+        Raises:
+            ValidationError: ``base`` is not an int.
+        """
+        return cls(base, 0, PREPROCESSING)
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"root_seed": ..., "replicate_index": ...}`` (the bundle's identity).
+
+        A preprocessing bundle adds ``"purpose": "preprocessing"``.
+        """
+        out: dict[str, Any] = {"root_seed": self.root_seed, "replicate_index": self.replicate_index}
+        if self.purpose is not None:
+            out["purpose"] = self.purpose
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> SeedBundle:
         """Inverse of :meth:`to_dict`.  Raises ValidationError on a malformed dict."""
         try:
-            return cls(d["root_seed"], d.get("replicate_index", 0))
+            return cls(d["root_seed"], d.get("replicate_index", 0), d.get("purpose"))
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValidationError(
                 f"a seed bundle dict needs 'root_seed' and 'replicate_index', got {d!r}"
@@ -119,8 +164,22 @@ class SeedPlan:
         for i in range(self.replicates):
             yield SeedBundle(self.base, i)
 
+    @property
+    def base_seed(self) -> int:
+        """The root seed of every bundle (the original metalab's name for :attr:`base`)."""
+        return self.base
+
     def to_manifest(self) -> dict[str, Any]:
         return {"type": "seeds", "base": self.base, "replicates": self.replicates}
+
+    def to_manifest_dict(self) -> dict[str, Any]:
+        """The original metalab's name for :meth:`to_manifest` (same dict)."""
+        return self.to_manifest()
+
+    @classmethod
+    def from_manifest_dict(cls, d: Mapping[str, Any]) -> SeedPlan:
+        """The original metalab's name for :meth:`from_manifest`."""
+        return cls.from_manifest(d)
 
     @classmethod
     def from_manifest(cls, d: Mapping[str, Any]) -> SeedPlan:

@@ -17,6 +17,7 @@ import os
 import shlex
 import threading
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -46,6 +47,8 @@ _FINAL = (Status.SUCCESS, Status.FAILED, Status.CANCELLED)
 _DISK_FULL_ERRNOS = frozenset(
     e for e in (getattr(errno, "ENOSPC", None), getattr(errno, "EDQUOT", None)) if e is not None
 )
+#: hex digits of the random part of a local submission's job id
+_LOCAL_JOB_ID_HEX = 12
 _DISK_FULL_TEXTS = ("No space left on device", "Disk quota exceeded")
 
 
@@ -84,6 +87,16 @@ class RunStatus:
     @property
     def finished(self) -> bool:
         return self.done >= self.total
+
+    @property
+    def completed(self) -> int:
+        """Runs this submission executed successfully (the original metalab's name for ``success``)."""
+        return self.success
+
+    @property
+    def in_flight(self) -> int:
+        """Runs executing now, here or in another live launch (``running + elsewhere``)."""
+        return self.running + self.elsewhere
 
 
 def _disk_full(exc: BaseException | None, text: str = "") -> OSError | bool:
@@ -157,6 +170,17 @@ class Handle(abc.ABC):
     def __init__(self, store: Store, experiment_id: str) -> None:
         self._store = store
         self._experiment_id = experiment_id
+        self._local_job_id = f"local-{uuid.uuid4().hex[:_LOCAL_JOB_ID_HEX]}"
+
+    @property
+    def job_id(self) -> str:
+        """An id of this submission: the scheduler's job id(s) for SLURM, ``"local-<hex>"`` otherwise."""
+        return self._local_job_id
+
+    @property
+    def is_complete(self) -> bool:
+        """The original metalab's name for :attr:`done`."""
+        return self.done
 
     @property
     def store(self) -> Store:

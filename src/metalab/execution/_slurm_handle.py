@@ -110,6 +110,11 @@ class SlurmRunHandle(Handle):
         return [str(a["job_id"]) for a in self._sub.get("arrays", []) if a.get("job_id")]
 
     @property
+    def job_id(self) -> str:
+        """The SLURM array job id (several, comma-separated, when the runs needed several arrays)."""
+        return ",".join(self.job_ids) or str(self._sub.get("submission_id", ""))
+
+    @property
     def submission_dir(self) -> str:
         return submission_dir(self._store, str(self._sub["submission_id"]))
 

@@ -18,6 +18,7 @@ A metric may be an infinite or NaN float: the document holds the JSON text
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -104,13 +105,34 @@ class ArtifactDescriptor:
         )
 
 
+_ERROR_KEYS = ("type", "message", "traceback")
+
+
 @dataclass(frozen=True, slots=True)
-class ErrorInfo:
-    """Why a run failed: exception type, message and formatted traceback."""
+class ErrorInfo(Mapping[str, str]):
+    """Why a run failed: exception type, message and formatted traceback.
+
+    Readable by attribute (``error.message``) and, as in the original
+    metalab where it was a dict, as a read-only mapping with the keys
+    ``type``, ``message`` and ``traceback`` (``error["message"]``,
+    ``error.get("type")``, ``dict(error)``).  An unknown key raises KeyError.
+    """
 
     type: str
     message: str
     traceback: str = ""
+
+    def __getitem__(self, key: str) -> str:
+        if key not in _ERROR_KEYS:
+            raise KeyError(key)
+        value: str = getattr(self, key)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_ERROR_KEYS)
+
+    def __len__(self) -> int:
+        return len(_ERROR_KEYS)
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": self.type, "message": self.message, "traceback": self.traceback}

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from metalab._errors import ConfigError, ScopeError, UnknownSchemeError
 from metalab._internal._redact import without_secrets
+from metalab._internal._refs import import_ref
 
 if TYPE_CHECKING:
     from metalab.store.locator import LocatorInfo
@@ -44,11 +45,7 @@ def load_object(path: str) -> Any:
         ImportError: the module cannot be imported.
         AttributeError: the module has no such name.
     """
-    module, _, name = path.partition(":")
-    found: Any = importlib.import_module(module)
-    for part in name.split("."):
-        found = getattr(found, part)
-    return found
+    return import_ref(path)
 
 
 def parse_bool(name: str, text: str) -> bool:
@@ -141,6 +138,14 @@ class ConfigRegistry:
                 "Register one by subclassing metalab.store.StoreConfig with a 'scheme' ClassVar"
             )
         return found
+
+    @classmethod
+    def schemes(cls) -> list[str]:
+        """The registered schemes, sorted (built-in ones and ``metalab.stores`` plugins)."""
+        cls._ensure_builtin()
+        cls._load_entry_points()
+        with cls._lock:
+            return sorted(cls._by_scheme)
 
     @classmethod
     def known(cls) -> Mapping[str, type[StoreConfig]]:

@@ -38,6 +38,7 @@ import contextlib
 import dataclasses
 import hashlib
 import os
+import pathlib
 import re
 import threading
 from collections.abc import Iterator, Sequence
@@ -278,6 +279,12 @@ class FileStore(FileClaims, FileCuration, Store):
 
     def get_working_directory(self) -> str:
         return self._dir
+
+    @property
+    def root(self) -> pathlib.Path:
+        """The folder this store's files are in: ``{config.root}/{safe id}`` when scoped,
+        else ``config.root`` (the original metalab's ``FileStore.root``)."""
+        return pathlib.Path(self._dir)
 
     # ------------------------------------------------------------ meta file
     def _check_meta(self) -> dict[str, Any] | None:

@@ -86,6 +86,11 @@ class LocatorInfo:
              tuple(sorted(self.query.items())))
         )
 
+    @property
+    def params(self) -> Mapping[str, str]:
+        """The query parameters (the original metalab's name for :attr:`query`)."""
+        return self.query
+
     def __repr__(self) -> str:
         pw = ", password='***'" if self.password is not None else ""
         return (

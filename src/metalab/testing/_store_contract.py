@@ -511,12 +511,12 @@ class StoreContractTests(CurationContractTests):
         assert frame.shape == (7, 13)
         assert list(frame.columns) == [
             "run_id", "experiment_id", "status", "started_at", "finished_at", "duration_ms",
-            "context_fingerprint", "param_lr", "param_opt", "param_name", "param_x", "loss",
-            "derived_acc",
+            "context_fingerprint", "params.lr", "params.opt", "params.name", "params.x", "loss",
+            "derived.acc",
         ]
         assert list(frame["run_id"]) == ["l1", "l2", "q0", "q1", "q2", "q3", "q4"]
         row = frame.set_index("run_id").loc["q1"]
-        assert (row["param_lr"], row["param_opt"], row["loss"], row["derived_acc"]) == (
+        assert (row["params.lr"], row["params.opt"], row["loss"], row["derived.acc"]) == (
             0.01, "adam", 0.3, 0.8)
         narrow = load_results(store, where="params.opt = 'adam'",
                               columns=["params.lr", "metrics.loss"]).to_dataframe()
