@@ -11,22 +11,21 @@ from __future__ import annotations
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
-from metalab.analysis._tables import RECORD_COLUMNS, ordered_keys
+from metalab.analysis._tables import RECORD_COLUMNS, ResultsView, ordered_keys
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from metalab.analysis._frames import Naming
-    from metalab.analysis._results import Results
 
 __all__ = ["frame"]
 
 _EMPTY: dict[str, Any] = {}
 
 
-def frame(results: Results, pd: Any, n: Naming, include_params: bool, include_metrics: bool,
+def frame(results: ResultsView, pd: Any, n: Naming, include_params: bool, include_metrics: bool,
           include_derived: bool, include_record: bool) -> pd.DataFrame:
-    """The DataFrame of :meth:`Results.to_dataframe` (pandas given as ``pd``)."""
+    """The DataFrame of ``Results.to_dataframe`` (pandas given as ``pd``)."""
     if results._cols is not None:
         return _table_frame(results, pd, n, include_params, include_metrics, include_derived,
                             include_record)
@@ -81,7 +80,7 @@ def frame(results: Results, pd: Any, n: Naming, include_params: bool, include_me
             _add_columns(cols, derived, n.derived)
     return pd.DataFrame(cols, index=pd.RangeIndex(len(docs)))
 
-def _table_frame(results: Results, pd: Any, n: Naming, include_params: bool,
+def _table_frame(results: ResultsView, pd: Any, n: Naming, include_params: bool,
                  include_metrics: bool, include_derived: bool, include_record: bool
                  ) -> pd.DataFrame:
     """:meth:`to_dataframe` straight from the columns (no per-run documents)."""
