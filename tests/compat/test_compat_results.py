@@ -233,6 +233,11 @@ def test_to_csv_takes_the_original_keywords(results, tmp_path):
     inside = results.to_csv(tmp_path / "dir")
     assert inside.startswith(str(tmp_path / "dir" / "results_")) and inside.endswith(".csv")
     assert len(Path(inside).read_text().splitlines()) == 7
+    # a new name without suffix is a file name (not a folder created on the fly)
+    bare = results.to_csv(tmp_path / "table")
+    assert bare == str(tmp_path / "table") and (tmp_path / "table").is_file()
+    slash = results.to_csv(f"{tmp_path / 'made'}/")
+    assert Path(slash).parent == tmp_path / "made" and Path(slash).name.startswith("results_")
 
 
 def test_load_run_fingerprints_and_progress_keywords(results):

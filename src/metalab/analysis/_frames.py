@@ -147,11 +147,11 @@ _CSV_STAMP = "%Y%m%d_%H%M%S"
 
 def csv_target(path: str | os.PathLike[str], timestamp: bool) -> str:
     """Where ``Results.to_csv(path)`` writes: ``results_<stamp>.csv`` inside a folder
-    (an existing one, or a path without suffix), ``<stem>_<stamp><suffix>`` with
-    ``timestamp``, else ``path``."""
+    (an existing one, or a path ending in a separator), ``<stem>_<stamp><suffix>`` with
+    ``timestamp``, else ``path`` itself (a file name without suffix stays a file)."""
     p = Path(path)
     stamp = datetime.now().strftime(_CSV_STAMP)
-    if p.is_dir() or not p.suffix:
+    if p.is_dir() or os.fspath(path).endswith(("/", os.sep)):
         return str(p / f"results_{stamp}.csv")
     if timestamp:
         return str(p.with_name(f"{p.stem}_{stamp}{p.suffix}"))

@@ -722,7 +722,7 @@ class Results:
                timestamp: bool = False, **dataframe_kwargs: Any) -> str:
         """Write :meth:`to_dataframe` (keywords go to it) as CSV atomically; return the path.
 
-        A folder (or a path without suffix) gets ``results_<stamp>.csv`` inside,
+        An existing folder (or a path ending in a separator) gets ``results_<stamp>.csv`` inside,
         ``timestamp=True`` adds ``_<stamp>`` to a file name (see
         :func:`metalab.analysis._frames.csv_target`); ``include_fingerprints=False``
         drops the ``*_fingerprint`` columns.  Parent folders are created.
