@@ -9,6 +9,7 @@ from metalab.cli._common import MetalabGroup
 from metalab.cli._postgres import postgres, reconcile_cmd
 from metalab.cli._runs import runs
 from metalab.cli._store import store
+from metalab.cli._ui import ui_cmd
 
 __all__ = ["cli", "main"]
 
@@ -28,6 +29,7 @@ cli.add_command(store)
 store.add_command(reconcile_cmd)
 cli.add_command(postgres)
 cli.add_command(runs)
+cli.add_command(ui_cmd)
 
 
 def main() -> None:
