@@ -9,9 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from ui_store import fill, install_chart_stand_in
-
-install_chart_stand_in()
+from ui_store import fill
 
 
 @pytest.fixture(scope="session")
