@@ -154,3 +154,23 @@ def test_help_lists_the_options() -> None:
     out = CliRunner().invoke(cli, ["ui", "--help"])
     for option in ("--store", "--host", "--port", "--token", "--no-browser"):
         assert option in out.output
+
+
+def test_serve_prints_the_url_with_a_generated_token_off_loopback(
+        monkeypatch: pytest.MonkeyPatch, file_store_root: str) -> None:
+    import uvicorn
+
+    from metalab.ui import serve
+
+    ran: list[dict[str, Any]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: ran.append({"app": app, **kw}))
+    printed: list[str] = []
+    with make_store(file_store_root) as store:
+        serve(store, host="0.0.0.0", port=9876, open_browser=False, echo=printed.append)
+        serve(store, open_browser=False, echo=printed.append)
+    token = printed[0].split("?token=")[1].split()[0]
+    assert len(token) >= 24 and ran[0]["host"] == "0.0.0.0" and ran[0]["port"] == 9876
+    with TestClient(ran[0]["app"], base_url="http://192.0.2.1") as c:
+        assert c.get("/api/experiments").status_code == 401
+        assert c.get("/api/experiments", params={"token": token}).status_code == 200
+    assert "http://127.0.0.1:8765/ " in printed[1] and "token" not in printed[1]

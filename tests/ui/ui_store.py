@@ -21,10 +21,10 @@ RUNNING_ID = "0123456789abcdef0123456789abcdef"
 SERIES_STEPS = 300
 
 
-def png_bytes(size: int = 24) -> bytes:
+def png_bytes(size: int = 96) -> bytes:
     """A small valid PNG (a colour gradient)."""
     rows = b"".join(
-        b"\x00" + b"".join(bytes((x * 10 % 256, y * 10 % 256, 128)) for x in range(size))
+        b"\x00" + b"".join(bytes((x * 255 // size, y * 255 // size, 160)) for x in range(size))
         for y in range(size))
 
     def chunk(tag: bytes, data: bytes) -> bytes:
@@ -45,7 +45,7 @@ def train(params: Any, seeds: Any, capture: Any) -> None:
     lr = params["lr"]
     loss = 1.0
     for step in range(SERIES_STEPS):
-        loss = loss * (1 - lr / 10) + rng.random() * 0.01
+        loss = loss * (1 - min(lr, 0.5) / 20) + rng.random() * 0.001
         capture.metric("loss", loss, step=step)
     capture.log(f"model {params['model']} lr={lr}")
     capture.log(f"finished with {SCRIPT}")
