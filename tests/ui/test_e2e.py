@@ -2,14 +2,17 @@
 
 A real uvicorn server on a free port serves the generated store (a sweep
 with series, an image artifact, failed runs, a running run); the browser
-clicks through every page, checks what is shown and saves the screenshots
-docs/ui.md uses (docs/img/ui-*.png).  The driver path is given explicitly,
+clicks through every page, checks what is shown and saves screenshots
+(``ui-*.png``) in ``$METALAB_UI_SCREENSHOTS`` (default: a folder in the temp
+directory; ``METALAB_UI_SCREENSHOTS=docs/img`` refreshes the ones docs/ui.md shows).  The driver path is given explicitly,
 so Selenium never downloads a browser or driver.
 """
 
 from __future__ import annotations
 
+import os
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -29,7 +32,8 @@ from metalab.ui import create_app
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "img"
+SHOTS = Path(os.environ.get("METALAB_UI_SCREENSHOTS")
+             or Path(tempfile.gettempdir()) / "metalab-ui-screenshots")
 #: seconds a page element may take to appear (a loaded CI machine)
 WAIT_S = 30
 WINDOW = (1400, 1000)
