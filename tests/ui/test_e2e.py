@@ -159,6 +159,19 @@ def test_runs_page_filter_columns_pages_and_snippets(server: str, browser: Any) 
 
 
 def test_runs_page_next_page_group_and_compare(server: str, browser: Any) -> None:
+    browser.get(f"{server}/experiments/{EXPERIMENT}?sort=-metrics.score&limit=5")
+    counts = _wait(browser, "#counts")
+    WebDriverWait(browser, WAIT_S).until(lambda d: "running: 1" in counts.text)
+    assert "failed: 6" in counts.text and "18 / 19 finished" in counts.text
+    seen: list[str] = []
+    while True:
+        _wait(browser, "table#runs")
+        seen += [a.text for a in browser.find_elements(By.CSS_SELECTOR, "a.run-link")]
+        following = browser.find_elements(By.ID, "next-page")
+        if not following:
+            break
+        following[0].click()
+    assert len(seen) == 19 and len(set(seen)) == 19
     browser.get(f"{server}/experiments/{EXPERIMENT}?sort=-metrics.score")
     _wait(browser, "table#runs")
     badges = {b.text for b in browser.find_elements(By.CSS_SELECTOR, "table#runs .badge")}

@@ -19,9 +19,8 @@ from starlette.routing import Route
 
 import metalab.ui._export as _export
 import metalab.ui._files as _files
-from metalab._errors import ValidationError
 from metalab.ui._http import json_response
-from metalab.ui._views import PAGE_SIZE, StoreView, grouped, parse_list, view_state
+from metalab.ui._views import StoreView, grouped, int_param, parse_list, view_state
 
 __all__ = ["API_ROUTES", "plot_spec"]
 
@@ -38,16 +37,6 @@ def _view(request: Request) -> StoreView:
 
 def _json(value: Any, status_code: int = 200) -> Response:
     return json_response(value, status_code)
-
-
-def _int(params: Mapping[str, str], name: str, default: int) -> int:
-    raw = params.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValidationError(f"{name} must be a whole number, got {raw!r}") from None
 
 
 def _experiment(request: Request) -> str:
@@ -74,7 +63,7 @@ def runs(request: Request) -> Response:
         return _json({"grouped": grouped(view, eid, state), **state})
     page = view.runs_page(eid, where=state["where"], columns=state["columns"],
                           sort=state["sort"], after=params.get("after") or None,
-                          limit=_int(params, "limit", PAGE_SIZE))
+                          limit=state["limit"])
     return _json(page)
 
 
@@ -146,7 +135,7 @@ def series(request: Request) -> Response:
     names = parse_list(request.query_params.get("names"))
     if not names:
         names = view.run_detail(rid)["series"]
-    points = _int(request.query_params, "max_points", SERIES_POINTS)
+    points = int_param(request.query_params, "max_points", SERIES_POINTS)
     return _json(series_figure(view.series(rid, names), points))
 
 
@@ -169,7 +158,7 @@ def artifact_preview(request: Request) -> Response:
 
 def log(request: Request) -> Response:
     store, record = _view(request).record(_run_id(request))
-    lines = _int(request.query_params, "lines", LOG_LINES)
+    lines = int_param(request.query_params, "lines", LOG_LINES)
     return _json(_files.log_tail(store, record.run_id, str(request.path_params["name"]), lines))
 
 
@@ -194,7 +183,7 @@ def compare_series(request: Request) -> Response:
     for rid in run_ids:
         if name in view.run_detail(rid)["series"]:
             lines[rid[:12]] = view.series(rid, [name])[name]
-    points = _int(request.query_params, "max_points", SERIES_POINTS)
+    points = int_param(request.query_params, "max_points", SERIES_POINTS)
     return _json(series_figure(lines, points))
 
 

@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from metalab._errors import MissingDependencyError, QueryError, ValidationError
-from metalab.ui._views import StoreView, grouped, parse_list, status_class, view_state
+from metalab.ui._views import PAGE_SIZE, StoreView, grouped, parse_list, status_class, view_state
 
 __all__ = ["PAGE_ROUTES", "cell", "error_page"]
 
@@ -68,7 +68,8 @@ def _query_of(state: dict[str, Any], **changes: Any) -> str:
     """The query string of the runs view with ``changes`` (empty values left out)."""
     merged = {"where": state["where"], "columns": ",".join(state["columns"]),
               "sort": ",".join(state["sort"]), "group": "1" if state["group"] else "",
-              "band": state["band"] if state["band"] != "ci95" else ""}
+              "band": state["band"] if state["band"] != "ci95" else "",
+              "limit": str(state["limit"]) if state["limit"] != PAGE_SIZE else ""}
     merged.update(changes)
     return urlencode({k: v for k, v in merged.items() if v})
 
@@ -86,7 +87,7 @@ def _sort_links(state: dict[str, Any], columns: list[str]) -> dict[str, str]:
 def runs_page(request: Request) -> Response:
     view = _view(request)
     eid = str(request.path_params["experiment_id"])
-    summary = view.experiment_summary(eid)
+    summary = view.experiment_info(eid)
     state = view_state(request.query_params)
     page: dict[str, Any] = {"rows": [], "columns": state["columns"], "next": None}
     table, error = None, None
@@ -95,7 +96,7 @@ def runs_page(request: Request) -> Response:
             table = grouped(view, eid, state)
         else:
             page = view.runs_page(eid, where=state["where"], columns=state["columns"],
-                                  sort=state["sort"],
+                                  sort=state["sort"], limit=state["limit"],
                                   after=request.query_params.get("after") or None)
     except (QueryError, ValidationError, MissingDependencyError) as exc:
         error = str(exc)
@@ -113,7 +114,7 @@ def plot_page(request: Request) -> Response:
     view = _view(request)
     eid = str(request.path_params["experiment_id"])
     params = request.query_params
-    summary = view.experiment_summary(eid)
+    summary = view.experiment_info(eid)
     return _render(request, "plot.html", title=f"metalab: plot {eid}", summary=summary,
                    fields=view.fields(eid), params=dict(params), kinds=PLOT_KINDS,
                    query=urlencode([(k, v) for k, v in params.multi_items() if k != "token"]))

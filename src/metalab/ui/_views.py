@@ -11,6 +11,7 @@ them.  Thread-safe (a :class:`StoreView` may serve many requests at once).
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +28,7 @@ __all__ = [
     "StoreView",
     "flatten",
     "grouped",
+    "int_param",
     "parse_list",
     "status_class",
     "view_state",
@@ -40,6 +42,8 @@ PAGE_SIZE = 50
 COMPARE_MIN, COMPARE_MAX = 2, 20
 #: how many recent runs are read to list the fields of an experiment
 FIELD_SAMPLE = 500
+#: seconds the field names of an experiment are reused before they are read again
+FIELDS_TTL_S = 5.0
 #: default columns when the view names none: the first params and metrics
 DEFAULT_PARAMS, DEFAULT_METRICS = 8, 8
 #: statuses shown as counts, in this order (``not_started``: in the manifest, no record yet)
@@ -66,12 +70,24 @@ def flatten(doc: dict[str, Any]) -> dict[str, Any]:
 BANDS = ("std", "sem", "ci95")
 
 
+def int_param(params: Mapping[str, str], name: str, default: int) -> int:
+    """Query-string parameter ``name`` as an int (ValidationError if it is not one)."""
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValidationError(f"{name} must be a whole number, got {raw!r}") from None
+
+
 def view_state(params: Mapping[str, str]) -> dict[str, Any]:
-    """The runs view's state from a query string: where, columns, sort, group, band."""
+    """The runs view's state from a query string: where, columns, sort, group, band, limit."""
     band = params.get("band") or "ci95"
     if band not in BANDS:
         raise ValidationError(f"band must be one of {', '.join(BANDS)}, got {band!r}")
     return {
+        "limit": int_param(params, "limit", PAGE_SIZE),
         "where": params.get("where") or "",
         "columns": parse_list(params.get("columns")),
         "sort": parse_list(params.get("sort")),
@@ -110,6 +126,7 @@ class StoreView:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._scoped: dict[str, Store] = {}
+        self._fields: dict[str, tuple[float, dict[str, list[str]]]] = {}
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -139,11 +156,27 @@ class StoreView:
         with self._lock:
             return self._scoped.setdefault(experiment_id, scoped)
 
+    def experiment_info(self, experiment_id: str) -> dict[str, Any]:
+        """Id, name, description, tags, params and seeds of the experiment, from its
+        newest manifest (cheap: no run is read)."""
+        manifest = self.scoped(experiment_id).get_experiment_manifest(experiment_id) or {}
+        return {
+            "experiment_id": experiment_id,
+            "name": manifest.get("name"),
+            "description": manifest.get("description") or "",
+            "tags": [str(t) for t in manifest.get("tags") or ()],
+            "params": manifest.get("params"),
+            "seeds": manifest.get("seeds"),
+            "planned": manifest.get("run_ids"),
+            "total_runs": manifest.get("total_runs"),
+        }
+
     def experiment_summary(self, experiment_id: str) -> dict[str, Any]:
-        """Id, description, tags, status counts (with ``not_started``), progress, last activity."""
-        store = self.scoped(experiment_id)
-        manifest = store.get_experiment_manifest(experiment_id) or {}
-        rows = store.query_runs(experiment_id, None, columns=["finished_at"])
+        """:meth:`experiment_info` plus status counts (with ``not_started``: runs of the
+        manifest without a record yet), progress and last activity."""
+        info = self.experiment_info(experiment_id)
+        planned, total = info.pop("planned"), info.pop("total_runs")
+        rows = self.scoped(experiment_id).query_runs(experiment_id, None, columns=["finished_at"])
         counts = dict.fromkeys(STATUS_ORDER, 0)
         last: str | None = None
         seen: set[str] = set()
@@ -155,8 +188,6 @@ class StoreView:
                 when = row.get(key)
                 if isinstance(when, str) and (last is None or when > last):
                     last = when
-        planned = manifest.get("run_ids")
-        total = manifest.get("total_runs")
         if isinstance(planned, list):
             counts["not_started"] = sum(1 for rid in planned if rid not in seen)
         elif isinstance(total, int):
@@ -165,25 +196,27 @@ class StoreView:
             counts["not_started"] = 0
         finished = counts["success"] + counts["failed"] + counts["cancelled"]
         total_runs = len(rows) + counts["not_started"]
-        return {
-            "experiment_id": experiment_id,
-            "name": manifest.get("name"),
-            "description": manifest.get("description") or "",
-            "tags": [str(t) for t in manifest.get("tags") or ()],
-            "counts": counts,
-            "total": total_runs,
-            "finished": finished,
-            "progress": (finished / total_runs) if total_runs else None,
-            "last_activity": last,
-            "params": manifest.get("params"),
-            "seeds": manifest.get("seeds"),
-        }
+        return {**info, "counts": counts, "total": total_runs, "finished": finished,
+                "progress": (finished / total_runs) if total_runs else None,
+                "last_activity": last}
 
     def all_summaries(self) -> list[dict[str, Any]]:
         return [self.experiment_summary(eid) for eid in self.experiments()]
 
     def fields(self, experiment_id: str) -> dict[str, list[str]]:
-        """Field names of the experiment by namespace (from its most recent runs)."""
+        """Field names of the experiment by namespace (from its most recent runs; kept
+        for :data:`FIELDS_TTL_S` seconds, so one page load reads them once)."""
+        now = time.monotonic()
+        with self._lock:
+            cached = self._fields.get(experiment_id)
+        if cached is not None and now - cached[0] < FIELDS_TTL_S:
+            return cached[1]
+        found = self._read_fields(experiment_id)
+        with self._lock:
+            self._fields[experiment_id] = (now, found)
+        return found
+
+    def _read_fields(self, experiment_id: str) -> dict[str, list[str]]:
         from metalab.query import known_fields
 
         store = self.scoped(experiment_id)

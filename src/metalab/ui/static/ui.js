@@ -123,6 +123,25 @@ function liveExperiments(table) {
   }).catch(() => {}), LIVE_POLL_MS);
 }
 
+function liveCounts(el) {
+  const refresh = () => getJSON(el.dataset.live).then((e) => {
+    const parts = [];
+    for (const [status, n] of Object.entries(e.counts)) {
+      if (!n) { continue; }
+      const badge = document.createElement("span");
+      badge.className = "badge badge-" + status;
+      badge.dataset.status = status;
+      badge.textContent = `${status}: ${n}`;
+      parts.push(badge, " ");
+    }
+    const done = document.createElement("span");
+    done.textContent = `${e.finished} / ${e.total} finished`;
+    el.replaceChildren(...parts, done);
+  }).catch((err) => showError(el, err));
+  refresh();
+  setInterval(refresh, LIVE_POLL_MS);
+}
+
 function setupPicker(form) {
   const filter = document.getElementById("picker-filter");
   const hidden = document.getElementById("columns");
@@ -171,6 +190,8 @@ document.addEventListener("DOMContentLoaded", () => {
   if (status) { liveRunStatus(status); }
   const experiments = document.querySelector("table#experiments[data-live]");
   if (experiments) { liveExperiments(experiments); }
+  const counts = document.querySelector("#counts[data-live]");
+  if (counts) { liveCounts(counts); }
   const form = document.getElementById("query-form");
   if (form) { setupPicker(form); }
   for (const b of document.querySelectorAll("button.copy")) { setupCopy(b); }
