@@ -44,8 +44,9 @@ def train(params: Any, seeds: Any, capture: Any) -> None:
     rng = seeds.rng("noise")
     lr = params["lr"]
     loss = 1.0
+    decay = min(lr, 0.5) / (20 if params["model"] == "resnet" else 35)
     for step in range(SERIES_STEPS):
-        loss = loss * (1 - min(lr, 0.5) / 20) + rng.random() * 0.001
+        loss = loss * (1 - decay) + rng.random() * 0.004
         capture.metric("loss", loss, step=step)
     capture.log(f"model {params['model']} lr={lr}")
     capture.log(f"finished with {SCRIPT}")
