@@ -40,10 +40,14 @@ PAGE_SIZE_MAX = 500
 PAGE_SIZE = 50
 #: how many runs the compare view takes
 COMPARE_MIN, COMPARE_MAX = 2, 20
-#: how many recent runs are read to list the fields of an experiment
+#: how many runs are read to list the fields of an experiment (the first by run id:
+#: run ids are hashes, so a spread over the experiment, read without sorting it)
 FIELD_SAMPLE = 500
 #: seconds the field names of an experiment are reused before they are read again
 FIELDS_TTL_S = 5.0
+#: seconds an experiment's status counts are reused (the pages poll every 1.5 s, so
+#: the counts they show are at most 2 s old)
+SUMMARY_TTL_S = 0.5
 #: default columns when the view names none: the first params and metrics
 DEFAULT_PARAMS, DEFAULT_METRICS = 8, 8
 #: statuses shown as counts, in this order (``not_started``: in the manifest, no record yet)
@@ -127,6 +131,8 @@ class StoreView:
         self.store = store
         self._scoped: dict[str, Store] = {}
         self._fields: dict[str, tuple[float, dict[str, list[str]]]] = {}
+        self._summaries: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._summary_lock = threading.Lock()
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -173,7 +179,21 @@ class StoreView:
 
     def experiment_summary(self, experiment_id: str) -> dict[str, Any]:
         """:meth:`experiment_info` plus status counts (with ``not_started``: runs of the
-        manifest without a record yet), progress and last activity."""
+        manifest without a record yet), progress and last activity.
+
+        Counting reads every run's status, so one summary is computed at a time
+        and reused for :data:`SUMMARY_TTL_S` seconds: however many browsers poll
+        the live counts, the store counts an experiment at most about once a second.
+        """
+        with self._summary_lock:
+            cached = self._summaries.get(experiment_id)
+            if cached is not None and time.monotonic() - cached[0] < SUMMARY_TTL_S:
+                return cached[1]
+            summary = self._count(experiment_id)
+            self._summaries[experiment_id] = (time.monotonic(), summary)
+            return summary
+
+    def _count(self, experiment_id: str) -> dict[str, Any]:
         info = self.experiment_info(experiment_id)
         planned, total = info.pop("planned"), info.pop("total_runs")
         rows = self.scoped(experiment_id).query_runs(experiment_id, None, columns=["finished_at"])
@@ -204,7 +224,7 @@ class StoreView:
         return [self.experiment_summary(eid) for eid in self.experiments()]
 
     def fields(self, experiment_id: str) -> dict[str, list[str]]:
-        """Field names of the experiment by namespace (from its most recent runs; kept
+        """Field names of the experiment by namespace (from a sample of its runs; kept
         for :data:`FIELDS_TTL_S` seconds, so one page load reads them once)."""
         now = time.monotonic()
         with self._lock:
@@ -221,7 +241,7 @@ class StoreView:
 
         store = self.scoped(experiment_id)
         rows = store.query_runs(experiment_id, None, columns=["params", "metrics", "derived"],
-                                order_by="-started_at", limit=FIELD_SAMPLE)
+                                limit=FIELD_SAMPLE)
         names = known_fields(rows, (r["derived"] for r in rows if isinstance(r.get("derived"), dict)))
         out: dict[str, list[str]] = {"params": [], "metrics": [], "derived": []}
         for name in sorted(names):
