@@ -184,3 +184,25 @@ def test_serve_prints_the_url_with_a_generated_token_off_loopback(
         assert c.get("/api/experiments").status_code == 401
         assert c.get("/api/experiments", params={"token": token}).status_code == 200
     assert "http://127.0.0.1:8765/ " in printed[1] and "token" not in printed[1]
+
+
+def test_one_experiment_store_and_a_lost_run(tmp_path: Path) -> None:
+    """A store scoped to one experiment (or the path of its folder) serves like a collection;
+    a running record whose heartbeat stopped shows as lost."""
+    long_ago = datetime(2020, 1, 1, tzinfo=UTC)
+    with make_store(str(tmp_path / "exps"), experiment_id="one:1") as writer:
+        writer.put_run_record(RunRecord(run_id="cccc0000cccc0000", experiment_id="one:1",
+                                        status=Status.RUNNING, params={"x": 1},
+                                        started_at=long_ago, heartbeat_at=long_ago))
+        folder = writer.get_working_directory()
+    for target in (make_store(str(tmp_path / "exps"), experiment_id="one:1"),
+                   make_store(folder)):
+        with target as store, TestClient(create_app(store),
+                                         base_url="http://127.0.0.1") as client:
+            (exp,) = client.get("/api/experiments").json()["experiments"]
+            assert exp["experiment_id"] == "one:1" and exp["counts"]["lost"] == 1
+            rows = client.get("/api/experiments/one:1/runs").json()["rows"]
+            assert [r["status"] for r in rows] == ["lost"]
+            assert client.get("/api/runs/cccc0000cccc0000").json()["status"] == "lost"
+            page = client.get("/experiments/one:1")
+            assert page.status_code == 200 and "badge-lost" in page.text

@@ -157,6 +157,11 @@ class StoreView:
             scoped = self.store
         elif experiment_id in self.experiments() and not self.store.is_scoped:
             scoped = make_store(self.store, experiment_id=experiment_id)
+            if experiment_id not in scoped.list_experiments():
+                # the store is the experiment's folder itself: it reads its own runs
+                # (as load_results does)
+                scoped.close()
+                scoped = self.store
         else:
             raise NotFoundError(f"this store holds no experiment {experiment_id!r}")
         with self._lock:
