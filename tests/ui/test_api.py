@@ -75,7 +75,9 @@ def test_query_errors_point_at_the_position(client: Any) -> None:
     assert "  params.lr &lt; and\n              ^" in page.text
 
 
-def test_bad_cursor_and_limit_are_clear_errors(client: Any) -> None:
+def test_bad_cursor_limit_and_sort_are_clear_errors(client: Any) -> None:
+    r = client.get(f"{API}/runs", params={"sort": "tags"})
+    assert r.status_code == 400 and "tags" in r.json()["error"]
     assert client.get(f"{API}/runs", params={"after": "%%%"}).status_code == 400
     r = client.get(f"{API}/runs", params={"limit": "0"})
     assert r.status_code == 400 and "limit" in r.json()["error"]

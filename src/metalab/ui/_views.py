@@ -284,6 +284,8 @@ class StoreView:
         store = self.scoped(experiment_id)
         cols = list(columns) or self.default_columns(experiment_id)
         order = _sort_fields(sort)
+        if any(f == "tags" for f, _ in order):
+            raise ValidationError("the runs cannot be sorted by tags (a list); sort by another field")
         build_query(where, columns=cols, order_by=list(sort))  # syntax errors point into `where`
         fetch = cols + [f for f, _ in order if f not in cols and f not in _IDENTITY]
         text = where
