@@ -15,7 +15,8 @@ values) x ``width`` (10) x ``model`` (5), each repeated over seeds, 10 metrics p
 run, written without fsync (a benchmark fixture); run ids are 16 hex digits of
 a hash, like metalab's.
 
-Usage: python bench/bench_ui.py [--runs 1000000] [--dir D] [--reuse] [--json bench/out/ui.json]
+Usage: python bench/bench_ui.py [--runs 1000000] [--dir D] [--reuse] [--no-plot]
+                                [--json bench/out/ui.json]
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ def open_store(root: str, n: int, reuse: bool) -> FileStore:
     return store
 
 
-def measure(store: FileStore, client: TestClient) -> None:
+def measure(store: FileStore, client: TestClient, plot: bool = True) -> None:
     params = {"where": WHERE, "columns": ",".join(COLUMNS)}
     page_url = f"/experiments/{EXP}"
     # one untimed call of each first: the first queries after the catalog build
@@ -122,13 +123,8 @@ def measure(store: FileStore, client: TestClient) -> None:
     after = client.get(api, params=params).json()["next"]
     log("b_next_page_json_s", round(best_of(
         lambda: client.get(api, params={**params, "after": after}), repeat=5), 4))
-    plot = {"kind": "line", "x": "params.lr", "y": "metrics.m0", "group": "params.model",
-            "over_seeds": "true", "band": "ci95"}
-    answer = client.get(f"/api/experiments/{EXP}/plot", params=plot)
-    assert answer.status_code == 200, answer.text[:500]
-    log("c_plot_bytes", len(answer.content))
-    log("c_grouped_plot_whole_experiment_s", round(best_of(
-        lambda: client.get(f"/api/experiments/{EXP}/plot", params=plot), repeat=3), 3))
+    if plot:
+        measure_plot(client)
     rid = client.get(api, params={"limit": 1}).json()["rows"][0]["run_id"]
     log("d_run_page_s", round(best_of(lambda: client.get(f"/runs/{rid}"), repeat=5), 4))
     before = rss_mib()
@@ -138,12 +134,24 @@ def measure(store: FileStore, client: TestClient) -> None:
     log("e_rss_after_100_pages_mib", round(rss_mib(), 1))
 
 
+def measure_plot(client: TestClient) -> None:
+    spec = {"kind": "line", "x": "params.lr", "y": "metrics.m0", "group": "params.model",
+            "over_seeds": "true", "band": "ci95"}
+    url = f"/api/experiments/{EXP}/plot"
+    answer = client.get(url, params=spec)
+    assert answer.status_code == 200, answer.text[:500]
+    log("c_plot_bytes", len(answer.content))
+    log("c_grouped_plot_whole_experiment_s",
+        round(best_of(lambda: client.get(url, params=spec), repeat=3), 3))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=1_000_000)
     ap.add_argument("--dir", default=None)
     ap.add_argument("--reuse", action="store_true", help="keep the run files already in --dir")
     ap.add_argument("--json", default=str(Path(__file__).parent / "out" / "ui.json"))
+    ap.add_argument("--no-plot", action="store_true", help="skip (c), the grouped plot")
     args = ap.parse_args()
     log("machine", machine())
     log("runs", args.runs)
@@ -151,7 +159,7 @@ def main() -> None:
     folder = args.dir or tempfile.mkdtemp(prefix="mlbench-ui-")
     store = open_store(os.path.join(folder, "store"), args.runs, args.reuse)
     with TestClient(create_app(store), base_url="http://127.0.0.1") as client:
-        measure(store, client)
+        measure(store, client, plot=not args.no_plot)
     log("finished", datetime.now(UTC).isoformat(timespec="seconds"))
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(out, indent=2))
