@@ -112,6 +112,8 @@ def _no_alert(driver: Any) -> None:
 def test_experiments_page(server: str, browser: Any) -> None:
     browser.get(server + "/")
     row = _wait(browser, f'tr[data-experiment="{EXPERIMENT}"]')
+    success = row.find_element(By.CSS_SELECTOR, '[data-count="success"]')
+    WebDriverWait(browser, WAIT_S).until(lambda d: success.text == "12")  # (counted by the API)
     assert row.find_element(By.CSS_SELECTOR, '[data-count="success"]').text == "12"
     assert row.find_element(By.CSS_SELECTOR, '[data-count="failed"]').text == "6"
     assert row.find_element(By.CSS_SELECTOR, '[data-count="running"]').text == "1"

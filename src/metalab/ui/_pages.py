@@ -60,7 +60,7 @@ def _view(request: Request) -> StoreView:
 
 
 def experiments_page(request: Request) -> Response:
-    return _render(request, "experiments.html", experiments=_view(request).all_summaries(),
+    return _render(request, "experiments.html", experiments=_view(request).all_infos(),
                    title="metalab: experiments")
 
 

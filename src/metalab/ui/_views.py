@@ -46,8 +46,11 @@ FIELD_SAMPLE = 500
 #: seconds the field names of an experiment are reused before they are read again
 FIELDS_TTL_S = 5.0
 #: seconds an experiment's status counts are reused (the pages poll every 1.5 s, so
-#: the counts they show are at most 2 s old)
+#: the counts they show are at most 2 s old) ...
 SUMMARY_TTL_S = 0.5
+#: ... or this many times as long as counting took, if longer: a server never spends
+#: more than about a third of its time counting, however large the experiment
+SUMMARY_REUSE_FACTOR = 2.0
 #: default columns when the view names none: the first params and metrics
 DEFAULT_PARAMS, DEFAULT_METRICS = 8, 8
 #: statuses shown as counts, in this order (``not_started``: in the manifest, no record yet)
@@ -187,15 +190,19 @@ class StoreView:
         manifest without a record yet), progress and last activity.
 
         Counting reads every run's status, so one summary is computed at a time
-        and reused for :data:`SUMMARY_TTL_S` seconds: however many browsers poll
-        the live counts, the store counts an experiment at most about once a second.
+        and reused for :data:`SUMMARY_TTL_S` seconds, or :data:`SUMMARY_REUSE_FACTOR`
+        times as long as it took (a large experiment: counting 10^6 runs reads them
+        all), however many browsers poll the live counts.
         """
         with self._summary_lock:
             cached = self._summaries.get(experiment_id)
-            if cached is not None and time.monotonic() - cached[0] < SUMMARY_TTL_S:
+            if cached is not None and time.monotonic() < cached[0]:
                 return cached[1]
+            started = time.monotonic()
             summary = self._count(experiment_id)
-            self._summaries[experiment_id] = (time.monotonic(), summary)
+            done = time.monotonic()
+            reuse = max(SUMMARY_TTL_S, SUMMARY_REUSE_FACTOR * (done - started))
+            self._summaries[experiment_id] = (done + reuse, summary)
             return summary
 
     def _count(self, experiment_id: str) -> dict[str, Any]:
@@ -227,6 +234,10 @@ class StoreView:
 
     def all_summaries(self) -> list[dict[str, Any]]:
         return [self.experiment_summary(eid) for eid in self.experiments()]
+
+    def all_infos(self) -> list[dict[str, Any]]:
+        """:meth:`experiment_info` of every experiment (no run is read)."""
+        return [self.experiment_info(eid) for eid in self.experiments()]
 
     def fields(self, experiment_id: str) -> dict[str, list[str]]:
         """Field names of the experiment by namespace (from a sample of its runs; kept

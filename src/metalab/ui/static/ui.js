@@ -108,19 +108,25 @@ function liveRunStatus(el) {
 }
 
 function liveExperiments(table) {
-  setInterval(() => getJSON(table.dataset.live).then((body) => {
+  const refresh = () => getJSON(table.dataset.live).then((body) => {
     for (const e of body.experiments) {
       const row = table.querySelector(`tr[data-experiment="${CSS.escape(e.experiment_id)}"]`);
       if (!row) { continue; }
       for (const cell of row.querySelectorAll("[data-count]")) {
-        const n = e.counts[cell.dataset.count] || 0;
-        cell.textContent = String(n);
+        const status = cell.dataset.count;
+        const n = e.counts[status] || 0;
+        const badge = document.createElement("span");
+        badge.className = n ? "badge badge-" + status : "";
+        badge.textContent = String(n);
+        cell.replaceChildren(badge);
       }
       row.querySelector("progress").value = e.progress || 0;
       row.querySelector("[data-field=progress]").textContent = `${e.finished} / ${e.total}`;
       row.querySelector("[data-field=last_activity]").textContent = e.last_activity || "";
     }
-  }).catch(() => {}), LIVE_POLL_MS);
+  }).catch(() => {});
+  refresh();
+  setInterval(refresh, LIVE_POLL_MS);
 }
 
 function liveCounts(el) {
