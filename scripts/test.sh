@@ -35,8 +35,22 @@ ensure_postgres() {
     fi
 }
 
+ensure_chromium() {
+    # The UI's end-to-end tests (tests/ui/test_e2e.py) drive Debian's headless Chromium
+    # through its chromedriver; never a browser download.
+    if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+        echo "==> installing Chromium and its driver (apt-get install chromium chromium-driver)" >&2
+        local sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        export DEBIAN_FRONTEND=noninteractive
+        $sudo apt-get update -q
+        $sudo apt-get install -y -q --no-install-recommends chromium chromium-driver
+    fi
+}
+
 start_services() {
     ensure_postgres
+    ensure_chromium
     # a real single-node SLURM cluster for tests/slurm (installs slurm-wlm + munge if missing);
     # one already running (e.g. from scripts/slurm_up.sh by hand) is reused and left running
     local conf="${SLURM_CI_DIR:-/tmp/slurmci}/slurm.conf"

@@ -32,6 +32,7 @@ LAYERS: dict[str, int] = {
     "analysis": 5,
     "execution": 6,
     "cli": 7,
+    "ui": 7,  # the web UI (interfaces, beside cli; cli imports it lazily, never the reverse)
 }
 TESTING_LAYER = 99  # importing metalab.testing from the library is never allowed
 EXEMPT = {"metalab", "metalab.testing"}

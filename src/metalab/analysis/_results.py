@@ -815,6 +815,8 @@ class Results:
 
     def _repr_html_(self, n: int = 20) -> str:
         headers, rows = self._table(n)
+        from metalab.analysis._plots_html import results_media_html
+
         esc = html.escape
         head = "".join(f"<th>{esc(h)}</th>" for h in headers)
         body = "".join(
@@ -825,8 +827,26 @@ class Results:
         )
         return (
             f"<div class='metalab-results'><p>{esc(repr(self))}</p>"
-            f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{more}</div>"
+            f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{more}"
+            f"{results_media_html(self, len(rows))}</div>"
         )
+
+    def plot(self, kind: str = "scatter", x: str | None = None, y: str | None = None,
+             group: str | None = None, over_seeds: bool = True, band: str | None = "ci95",
+             *, bins: int = 50, max_points: int = 5000) -> Any:
+        """A chart of these runs as a plotly ``Figure`` (renders in Jupyter).
+
+        The arguments are those of :class:`~metalab.analysis.PlotSpec`; the
+        figure is :func:`~metalab.analysis.plot_figure` (the web UI's charts).
+
+        Raises:
+            ValidationError: a bad setting or a field no run has.
+            MissingDependencyError: plotly, numpy or pandas is missing (extra ``ui``).
+        """
+        from metalab.analysis._plots import PlotSpec, figure_object, plot_figure
+
+        spec = PlotSpec(kind, x, y, group, over_seeds, band, bins, max_points)
+        return figure_object(plot_figure(self, spec))
 
 
 def _statuses(status: Status | str | Iterable[Status | str]) -> frozenset[str]:

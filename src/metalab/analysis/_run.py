@@ -395,4 +395,6 @@ class Run:
             f"<td style='text-align:left'>{html.escape(_short.repr(v) if not isinstance(v, str) else v)}</td></tr>"
             for k, v in rows
         )
-        return f"<table class='metalab-run'><tbody>{body}</tbody></table>"
+        from metalab.analysis._plots_html import run_media_html
+
+        return f"<table class='metalab-run'><tbody>{body}</tbody></table>{run_media_html(self)}"

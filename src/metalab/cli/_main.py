@@ -11,6 +11,7 @@ from metalab.cli._postgres import postgres, reconcile_cmd
 from metalab.cli._rerun import rerun_cmd
 from metalab.cli._runs import runs
 from metalab.cli._store import store
+from metalab.cli._ui import ui_cmd
 
 __all__ = ["cli", "main"]
 
@@ -32,6 +33,7 @@ cli.add_command(postgres)
 cli.add_command(runs)
 runs.add_command(rerun_cmd)
 register_curation(runs, store)  # runs tag|untag|note|rm, store rm
+cli.add_command(ui_cmd)
 
 
 def main() -> None:
