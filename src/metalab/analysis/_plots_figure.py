@@ -19,7 +19,7 @@ from metalab.analysis._plots_data import (
     Numbers,
     as_numbers,
     categories,
-    field_values,
+    columns_of,
     label,
     require_present,
 )
@@ -101,9 +101,11 @@ def _prepare(np: Any, pd: Any, results: ResultsView, spec: PlotSpec) -> Prepared
     value_field = spec.x if spec.kind == "histogram" and spec.x is not None else None
     x_field = None if spec.kind == "histogram" else spec.x
     y_field = (spec.y if spec.kind != "histogram" else (value_field or spec.y))
-    raw_x = field_values(results, x_field) if x_field else None
-    raw_y = field_values(results, y_field) if y_field else None
-    raw_g = field_values(results, spec.group) if spec.group else None
+    wanted = [f for f in (x_field, y_field, spec.group) if f]
+    got = dict(zip(wanted, columns_of(results, wanted), strict=True))
+    raw_x = got[x_field] if x_field else None
+    raw_y = got[y_field] if y_field else None
+    raw_g = got[spec.group] if spec.group else None
     n = len(raw_x if raw_x is not None else raw_y if raw_y is not None else [])
     if raw_x is None and raw_y is None:  # (a spec always names one of them)
         raise ValidationError("the chart names no field")
