@@ -31,24 +31,26 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import orjson
 from _common import best_of, machine
-from bench_query import EXP, write_runs
+from bench_query import store_folder, write_runs
 
 from metalab import load_results
 from metalab.analysis import PlotSpec, plot_figure
-from metalab.store import FileStore, FileStoreConfig
+from metalab.store import FileStore
 from metalab.store._base import Store
 
 SPEC = PlotSpec("line", "params.p1", "metrics.m0", group="params.p3")
 RAW = PlotSpec("scatter", "params.p0", "metrics.m0", group="params.p3", over_seeds=False)
 
 out: dict[str, Any] = {}
+T = TypeVar("T")
 
 
 def log(key: str, value: Any) -> None:
@@ -91,23 +93,22 @@ def measure(name: str, store: Store, repeat: int) -> None:
     log(f"{name}_raw_scatter_points", holder["raw"]["layout"]["meta"]["metalab"]["points"])
 
 
+def timed(key: str, fn: Callable[[], T]) -> T:
+    """``fn()``, its wall time logged under ``key``."""
+    t0 = time.perf_counter()
+    value = fn()
+    log(key, round(time.perf_counter() - t0, 1))
+    return value
+
+
 def make_store(root: str, runs: int, reuse: bool) -> FileStore:
-    fs = FileStore(FileStoreConfig(root=root, experiment_id=EXP))
-    folder = fs.get_working_directory()
-    os.makedirs(folder, exist_ok=True)
-    with open(os.path.join(folder, "_meta.json"), "wb") as fh:
-        fh.write(orjson.dumps({"format": "metalab-filestore", "layout_version": 1,
-                               "experiment_id": EXP}))
+    fs, folder = store_folder(root)
     existing = os.path.join(folder, "runs")
     if reuse and os.path.isdir(existing) and len(os.listdir(existing)) >= runs:
         log("reused_run_files", len(os.listdir(existing)))
     else:
-        t0 = time.perf_counter()
-        write_runs(folder, 0, runs, 1)
-        log("generate_s", round(time.perf_counter() - t0, 1))
-    t0 = time.perf_counter()
-    fs.reindex_catalog()
-    log("catalog_build_s", round(time.perf_counter() - t0, 1))
+        timed("generate_s", lambda: write_runs(folder, 0, runs, 1))
+    timed("catalog_build_s", fs.reindex_catalog)
     return fs
 
 
@@ -132,11 +133,10 @@ def main() -> None:
         from metalab.store import PostgresStore
 
         pg_dir = os.path.join(tmp, "pg")
-        info = start_server(pg_dir, fast=True)
+        url = start_server(pg_dir, fast=True).url
         try:
-            t0 = time.perf_counter()
-            pg = PostgresStore.from_filestore(info.url, fs, rebuild=True)
-            log("pg_rebuild_index_s", round(time.perf_counter() - t0, 1))
+            pg = timed("pg_rebuild_index_s",
+                       lambda: PostgresStore.from_filestore(url, fs, rebuild=True))
             measure("pg", pg, args.repeat)
             pg.close()
         finally:
