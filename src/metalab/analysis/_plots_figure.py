@@ -245,16 +245,17 @@ def _share(np: Any, groups: Any, usable: Any, n_groups: int, max_points: int) ->
     """Positions to draw per group: all usable ones, or evenly spaced ones within
     ``max_points`` shared in proportion to each group's size."""
     total = int(np.count_nonzero(usable))
-    out: dict[int, Any] = {}
-    shown = 0
-    for g in range(n_groups):
-        rows = np.flatnonzero((groups == g) & usable)
-        if total > max_points and len(rows):
-            quota = max(2, (len(rows) * max_points) // total)
-            rows = rows[spread_indices(np, len(rows), quota)]
-        out[g] = rows
-        shown += len(rows)
-    return _Budget(out, total, shown, shown < total)
+    rows_of = [np.flatnonzero((groups == g) & usable) for g in range(n_groups)]
+    if total > max_points:
+        quotas = [(len(rows) * max_points) // total for rows in rows_of]
+        spare = max_points - sum(quotas)
+        for g, rows in enumerate(rows_of):  # a group too small for its own point gets one
+            if spare and len(rows) and not quotas[g]:
+                quotas[g], spare = 1, spare - 1
+        rows_of = [rows[spread_indices(np, len(rows), q)] for rows, q in zip(rows_of, quotas,
+                                                                             strict=True)]
+    shown = sum(len(rows) for rows in rows_of)
+    return _Budget(dict(enumerate(rows_of)), total, shown, shown < total)
 
 
 def _raw_points(np: Any, results: ResultsView, prep: Prepared,
