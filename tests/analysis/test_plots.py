@@ -298,6 +298,13 @@ def test_replicate_table_one_row_per_case(file_store: Callable[[str], Store]) ->
         replicate_table(load_results(store), ["metrics.loss"], "mad")
 
 
+def test_replicate_table_of_a_projected_load(sweep_results: Any, root: Any) -> None:
+    results, _ = sweep_results
+    narrow = load_results(str(root), EXP, columns=["params", "metrics.loss"])
+    assert replicate_table(narrow, ["metrics.loss"], "sem") == replicate_table(
+        results, ["metrics.loss"], "sem")
+
+
 def test_replicate_table_with_one_run_per_case_has_no_band(
         file_store: Callable[[str], Store]) -> None:
     store = file_store(EXP)

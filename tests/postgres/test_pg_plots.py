@@ -45,5 +45,8 @@ def test_figures_and_replicate_tables_from_the_index_equal_those_from_files(
     assert whole._cols is not None
     table = replicate_table(whole, ["metrics.loss"], "ci95")
     assert table == replicate_table(files, ["metrics.loss"], "ci95")
+    narrow = load_results(pg, columns=["params", "metrics.loss"])
+    assert narrow._cols is not None
+    assert replicate_table(narrow, ["metrics.loss"], "ci95") == table
     assert [row[2] for row in table["rows"]] == [10] * 6
     assert sum(row[-1] for row in table["rows"]) == 58  # inf and NaN left out
