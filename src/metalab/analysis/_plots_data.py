@@ -20,8 +20,8 @@ from metalab._errors import ValidationError
 from metalab._internal._json import NON_FINITE_TEXTS, dumps
 from metalab.analysis._tables import ResultsView
 
-__all__ = ["Axis", "Numbers", "as_numbers", "categories", "columns_of", "field_values",
-           "label"]
+__all__ = ["Axis", "Numbers", "as_numbers", "categories", "columns_of", "distinct",
+           "field_values", "label"]
 
 #: top-level run fields a chart may use besides params / metrics / derived
 TOP_FIELDS = ("duration_ms", "status", "experiment_id")
@@ -183,7 +183,7 @@ def categories(np: Any, pd: Any, raw: list[Any], nums: Numbers | None,
     n = len(raw)
     if nums is not None and not nums.other.any() and (~nums.missing).any():
         usable = np.isfinite(nums.values)
-        points, inverse = np.unique(nums.values[usable], return_inverse=True)
+        points, inverse = distinct(pd, nums.values[usable])
         codes = np.full(n, -1, dtype=np.int64)
         codes[usable] = inverse
         return Axis(codes, points.tolist(), True, points)
@@ -200,6 +200,14 @@ def categories(np: Any, pd: Any, raw: list[Any], nums: Numbers | None,
         codes = np.where(codes == len(labels) - 1, -1, codes)
         labels = labels[:-1]
     return Axis(np.asarray(codes, dtype=np.int64), labels, False, None)
+
+
+def distinct(pd: Any, values: Any) -> tuple[Any, Any]:
+    """``(sorted distinct values, position of each value among them)`` of a numeric
+    array, as ``numpy.unique(..., return_inverse=True)`` gives, by hashing (no sort of
+    every value)."""
+    codes, uniques = pd.factorize(values, sort=True)
+    return uniques, codes
 
 
 def _is_missing(value: Any) -> bool:

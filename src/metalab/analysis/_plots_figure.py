@@ -20,6 +20,7 @@ from metalab.analysis._plots_data import (
     as_numbers,
     categories,
     columns_of,
+    distinct,
     label,
     require_present,
 )
@@ -88,9 +89,9 @@ def build_figure(results: ResultsView, spec: PlotSpec) -> dict[str, Any]:
     if spec.kind == "histogram":
         traces, notes = _histogram(np, prep, spec)
     elif spec.kind == "bar":
-        traces, notes = _bars(np, prep, spec)
+        traces, notes = _bars(np, pd, prep, spec)
     elif spec.over_seeds:
-        traces, notes = _aggregated(np, prep, spec)
+        traces, notes = _aggregated(np, pd, prep, spec)
     else:
         traces, notes = _raw_points(np, results, prep, spec)
     return _figure(spec, prep, traces, notes)
@@ -169,7 +170,7 @@ def _x_values(prep: Prepared, codes: Any) -> list[Any]:
     return [esc(label(labels[c])) for c in codes.tolist()]
 
 
-def _aggregated(np: Any, prep: Prepared, spec: PlotSpec) -> tuple[list[dict[str, Any]], list[str]]:
+def _aggregated(np: Any, pd: Any, prep: Prepared, spec: PlotSpec) -> tuple[list[dict[str, Any]], list[str]]:
     """Mean of y per (group, x) with a band: markers with error bars, or a line with a band."""
     assert prep.x is not None and prep.y is not None and spec.y is not None
     prep.drop(np, prep.y.other, f"{spec.y} not a number")
@@ -177,7 +178,7 @@ def _aggregated(np: Any, prep: Prepared, spec: PlotSpec) -> tuple[list[dict[str,
     nx = max(len(prep.x.labels), 1)
     keep = prep.keep
     combined = gcodes[keep] * nx + prep.x.codes[keep]
-    keys, inverse = np.unique(combined, return_inverse=True)
+    keys, inverse = distinct(pd, combined)
     stats = group_stats(np, inverse, prep.y.values[keep], len(keys))
     width = band_width(np, stats, spec.band)
     nonfinite = stats.n - stats.n_finite
@@ -291,7 +292,7 @@ def _raw_points(np: Any, results: ResultsView, prep: Prepared,
     return traces, notes
 
 
-def _bars(np: Any, prep: Prepared, spec: PlotSpec) -> tuple[list[dict[str, Any]], list[str]]:
+def _bars(np: Any, pd: Any, prep: Prepared, spec: PlotSpec) -> tuple[list[dict[str, Any]], list[str]]:
     """Per x value (and group): the mean of y with its band, or without y the run count."""
     assert prep.x is not None
     gcodes, glabels = _group_codes(np, prep)
@@ -300,7 +301,7 @@ def _bars(np: Any, prep: Prepared, spec: PlotSpec) -> tuple[list[dict[str, Any]]
         prep.drop(np, prep.y.other, f"{spec.y} not a number")
     keep = prep.keep
     combined = gcodes[keep] * nx + prep.x.codes[keep]
-    keys, inverse = np.unique(combined, return_inverse=True)
+    keys, inverse = distinct(pd, combined)
     values = prep.y.values[keep] if prep.y is not None else np.zeros(len(inverse))
     stats = group_stats(np, inverse, values, len(keys))
     counting = prep.y is None

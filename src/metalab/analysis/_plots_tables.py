@@ -11,6 +11,7 @@ from metalab.analysis._plots_data import (
     as_numbers,
     categories,
     columns_of,
+    distinct,
     hashable,
     require_present,
 )
@@ -53,9 +54,11 @@ def build_replicate_table(results: ResultsView, values: Sequence[str],
     for raw in raw_params:
         axis = categories(np, pd, raw, None, keep_missing=True)
         case = case * max(len(axis.labels), 1) + axis.codes
-        case = np.unique(case, return_inverse=True)[1].astype(np.int64)
-    keys, first, inverse = np.unique(case, return_index=True, return_inverse=True)
-    n_cases = len(keys)
+        case = distinct(pd, case)[1].astype(np.int64)
+    n_cases = int(case.max()) + 1 if n else 0
+    inverse = case
+    first = np.full(n_cases, n, dtype=np.int64)
+    np.minimum.at(first, inverse, np.arange(n))
     columns = [f"params.{name}" for name in names] + ["n"]
     cells: list[list[Any]] = [[raw[i] for i in first.tolist()] for raw in raw_params]
     cells.append(np.bincount(inverse, minlength=n_cases).tolist())
