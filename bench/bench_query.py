@@ -114,6 +114,18 @@ def write_runs(folder: str, start: int, n: int, seed: int, logged: bool = False)
     return paths
 
 
+def store_folder(root: str) -> tuple[FileStore, str]:
+    """The FileStore of the benchmark's experiment under ``root`` and its folder
+    (made, with the experiment's ``_meta.json``, if missing)."""
+    fs = FileStore(FileStoreConfig(root=root, experiment_id=EXP))
+    folder = fs.get_working_directory()
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "_meta.json"), "wb") as fh:
+        fh.write(orjson.dumps({"format": "metalab-filestore", "layout_version": 1,
+                               "experiment_id": EXP}))
+    return fs, folder
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=1_000_000)
@@ -132,14 +144,7 @@ def main() -> None:
     log("runs", args.runs)
     tmp = args.dir or tempfile.mkdtemp(prefix="mlbench-query-")
     os.chmod(tmp, 0o755)  # the PostgreSQL server user must reach its data folder
-    root = os.path.join(tmp, "store")
-    config = FileStoreConfig(root=root, experiment_id=EXP)
-    fs = FileStore(config)
-    folder = fs.get_working_directory()
-    os.makedirs(folder, exist_ok=True)
-    with open(os.path.join(folder, "_meta.json"), "wb") as fh:
-        fh.write(orjson.dumps({"format": "metalab-filestore", "layout_version": 1,
-                               "experiment_id": EXP}))
+    fs, folder = store_folder(os.path.join(tmp, "store"))
     existing = os.path.join(folder, "runs")
     if args.reuse and os.path.isdir(existing) and len(os.listdir(existing)) >= args.runs:
         log("reused_run_files", len(os.listdir(existing)))

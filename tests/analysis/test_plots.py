@@ -209,6 +209,20 @@ def test_large_scatter_is_sampled_deterministically_with_webgl(
     assert points <= 100 and agg["data"][-1]["x"][0] == 0.0 and agg["data"][-1]["x"][-1] == 749.5
 
 
+def test_many_groups_stay_within_max_points(file_store: Callable[[str], Store]) -> None:
+    store = file_store(EXP)
+    for i in range(400):
+        store.put_run_record(make_record(f"r{i:04d}", params={"x": i % 40, "g": i % 30},
+                                         metrics={"m": float(i)}, minute=i))
+    results = load_results(store)
+    for kind in ("line", "scatter", "bar"):
+        fig = plot_figure(results, PlotSpec(kind, "params.x", "metrics.m", "params.g",
+                                            max_points=25))
+        drawn = [t for t in fig["data"] if t.get("fill") is None]
+        assert sum(len(t["x"]) for t in drawn) <= 25
+        assert fig["layout"]["meta"]["metalab"]["points"] <= 25
+
+
 def test_bars_and_histograms(sweep_results: Any) -> None:
     results, cases = sweep_results
     counts = plot_figure(results, PlotSpec("bar", "params.model"))
@@ -282,6 +296,13 @@ def test_replicate_table_one_row_per_case(file_store: Callable[[str], Store]) ->
     json.dumps(table, allow_nan=False)
     with pytest.raises(ValidationError, match="band='mad'"):
         replicate_table(load_results(store), ["metrics.loss"], "mad")
+
+
+def test_replicate_table_of_a_projected_load(sweep_results: Any, root: Any) -> None:
+    results, _ = sweep_results
+    narrow = load_results(str(root), EXP, columns=["params", "metrics.loss"])
+    assert replicate_table(narrow, ["metrics.loss"], "sem") == replicate_table(
+        results, ["metrics.loss"], "sem")
 
 
 def test_replicate_table_with_one_run_per_case_has_no_band(

@@ -20,7 +20,8 @@ from metalab._errors import ValidationError
 from metalab._internal._json import NON_FINITE_TEXTS, dumps
 from metalab.analysis._tables import ResultsView
 
-__all__ = ["Axis", "Numbers", "as_numbers", "categories", "field_values", "label"]
+__all__ = ["Axis", "Numbers", "as_numbers", "categories", "columns_of", "distinct",
+           "field_values", "label"]
 
 #: top-level run fields a chart may use besides params / metrics / derived
 TOP_FIELDS = ("duration_ms", "status", "experiment_id")
@@ -48,8 +49,30 @@ def field_values(results: ResultsView, field: str) -> list[Any]:
         if whole is not None:
             return [m.get(name) if type(m) is dict else None for m in whole]
         return [None] * len(table)
+    return columns_of(results, [field])[0]
+
+
+def columns_of(results: ResultsView, fields: list[str]) -> list[list[Any]]:
+    """:func:`field_values` of several fields; run documents are visited once for all
+    (each visit of a scattered document costs more than the lookups in it)."""
+    if results._cols is not None:
+        return [field_values(results, f) for f in fields]
+    outs: list[list[Any]] = [[] for _ in fields]
+    plan: dict[str, list[tuple[str, Any]]] = {}
+    for field, out in zip(fields, outs, strict=True):
+        ns, _, name = field.partition(".")
+        if not name or ns == "derived":
+            out.extend(field_values(results, field))
+        else:
+            plan.setdefault(ns, []).append((name, out.append))
+    steps = list(plan.items())
     empty: dict[str, Any] = {}
-    return [(d.get(ns) or empty).get(name) for d in results._docs]
+    for d in results._docs:
+        for ns, items in steps:
+            values = d.get(ns) or empty
+            for name, add in items:
+                add(values.get(name))
+    return outs
 
 
 def _count(results: ResultsView) -> int:
@@ -160,11 +183,12 @@ def categories(np: Any, pd: Any, raw: list[Any], nums: Numbers | None,
     n = len(raw)
     if nums is not None and not nums.other.any() and (~nums.missing).any():
         usable = np.isfinite(nums.values)
-        points, inverse = np.unique(nums.values[usable], return_inverse=True)
+        points, inverse = distinct(pd, nums.values[usable])
         codes = np.full(n, -1, dtype=np.int64)
         codes[usable] = inverse
         return Axis(codes, points.tolist(), True, points)
-    keys = [hashable(v) for v in raw] if any(isinstance(v, list | dict) for v in raw) else raw
+    kinds = set(map(type, raw))
+    keys = [hashable(v) for v in raw] if (list in kinds or dict in kinds) else raw
     codes, uniques = pd.factorize(pd.Series(keys, dtype=object), use_na_sentinel=False)
     labels = list(uniques)
     order = sorted(range(len(labels)), key=lambda i: _order(labels[i]))
@@ -176,6 +200,14 @@ def categories(np: Any, pd: Any, raw: list[Any], nums: Numbers | None,
         codes = np.where(codes == len(labels) - 1, -1, codes)
         labels = labels[:-1]
     return Axis(np.asarray(codes, dtype=np.int64), labels, False, None)
+
+
+def distinct(pd: Any, values: Any) -> tuple[Any, Any]:
+    """``(sorted distinct values, position of each value among them)`` of a numeric
+    array, as ``numpy.unique(..., return_inverse=True)`` gives, by hashing (no sort of
+    every value)."""
+    codes, uniques = pd.factorize(values, sort=True)
+    return uniques, codes
 
 
 def _is_missing(value: Any) -> bool:

@@ -19,7 +19,8 @@ from metalab.analysis._plots_data import (
     Numbers,
     as_numbers,
     categories,
-    field_values,
+    columns_of,
+    distinct,
     label,
     require_present,
 )
@@ -88,9 +89,9 @@ def build_figure(results: ResultsView, spec: PlotSpec) -> dict[str, Any]:
     if spec.kind == "histogram":
         traces, notes = _histogram(np, prep, spec)
     elif spec.kind == "bar":
-        traces, notes = _bars(np, prep, spec)
+        traces, notes = _bars(np, pd, prep, spec)
     elif spec.over_seeds:
-        traces, notes = _aggregated(np, prep, spec)
+        traces, notes = _aggregated(np, pd, prep, spec)
     else:
         traces, notes = _raw_points(np, results, prep, spec)
     return _figure(spec, prep, traces, notes)
@@ -101,9 +102,11 @@ def _prepare(np: Any, pd: Any, results: ResultsView, spec: PlotSpec) -> Prepared
     value_field = spec.x if spec.kind == "histogram" and spec.x is not None else None
     x_field = None if spec.kind == "histogram" else spec.x
     y_field = (spec.y if spec.kind != "histogram" else (value_field or spec.y))
-    raw_x = field_values(results, x_field) if x_field else None
-    raw_y = field_values(results, y_field) if y_field else None
-    raw_g = field_values(results, spec.group) if spec.group else None
+    wanted = [f for f in (x_field, y_field, spec.group) if f]
+    got = dict(zip(wanted, columns_of(results, wanted), strict=True))
+    raw_x = got[x_field] if x_field else None
+    raw_y = got[y_field] if y_field else None
+    raw_g = got[spec.group] if spec.group else None
     n = len(raw_x if raw_x is not None else raw_y if raw_y is not None else [])
     if raw_x is None and raw_y is None:  # (a spec always names one of them)
         raise ValidationError("the chart names no field")
@@ -167,7 +170,7 @@ def _x_values(prep: Prepared, codes: Any) -> list[Any]:
     return [esc(label(labels[c])) for c in codes.tolist()]
 
 
-def _aggregated(np: Any, prep: Prepared, spec: PlotSpec) -> tuple[list[dict[str, Any]], list[str]]:
+def _aggregated(np: Any, pd: Any, prep: Prepared, spec: PlotSpec) -> tuple[list[dict[str, Any]], list[str]]:
     """Mean of y per (group, x) with a band: markers with error bars, or a line with a band."""
     assert prep.x is not None and prep.y is not None and spec.y is not None
     prep.drop(np, prep.y.other, f"{spec.y} not a number")
@@ -175,7 +178,7 @@ def _aggregated(np: Any, prep: Prepared, spec: PlotSpec) -> tuple[list[dict[str,
     nx = max(len(prep.x.labels), 1)
     keep = prep.keep
     combined = gcodes[keep] * nx + prep.x.codes[keep]
-    keys, inverse = np.unique(combined, return_inverse=True)
+    keys, inverse = distinct(pd, combined)
     stats = group_stats(np, inverse, prep.y.values[keep], len(keys))
     width = band_width(np, stats, spec.band)
     nonfinite = stats.n - stats.n_finite
@@ -243,16 +246,17 @@ def _share(np: Any, groups: Any, usable: Any, n_groups: int, max_points: int) ->
     """Positions to draw per group: all usable ones, or evenly spaced ones within
     ``max_points`` shared in proportion to each group's size."""
     total = int(np.count_nonzero(usable))
-    out: dict[int, Any] = {}
-    shown = 0
-    for g in range(n_groups):
-        rows = np.flatnonzero((groups == g) & usable)
-        if total > max_points and len(rows):
-            quota = max(2, (len(rows) * max_points) // total)
-            rows = rows[spread_indices(np, len(rows), quota)]
-        out[g] = rows
-        shown += len(rows)
-    return _Budget(out, total, shown, shown < total)
+    rows_of = [np.flatnonzero((groups == g) & usable) for g in range(n_groups)]
+    if total > max_points:
+        quotas = [(len(rows) * max_points) // total for rows in rows_of]
+        spare = max_points - sum(quotas)
+        for g, rows in enumerate(rows_of):  # a group too small for its own point gets one
+            if spare and len(rows) and not quotas[g]:
+                quotas[g], spare = 1, spare - 1
+        rows_of = [rows[spread_indices(np, len(rows), q)] for rows, q in zip(rows_of, quotas,
+                                                                             strict=True)]
+    shown = sum(len(rows) for rows in rows_of)
+    return _Budget(dict(enumerate(rows_of)), total, shown, shown < total)
 
 
 def _raw_points(np: Any, results: ResultsView, prep: Prepared,
@@ -288,7 +292,7 @@ def _raw_points(np: Any, results: ResultsView, prep: Prepared,
     return traces, notes
 
 
-def _bars(np: Any, prep: Prepared, spec: PlotSpec) -> tuple[list[dict[str, Any]], list[str]]:
+def _bars(np: Any, pd: Any, prep: Prepared, spec: PlotSpec) -> tuple[list[dict[str, Any]], list[str]]:
     """Per x value (and group): the mean of y with its band, or without y the run count."""
     assert prep.x is not None
     gcodes, glabels = _group_codes(np, prep)
@@ -297,7 +301,7 @@ def _bars(np: Any, prep: Prepared, spec: PlotSpec) -> tuple[list[dict[str, Any]]
         prep.drop(np, prep.y.other, f"{spec.y} not a number")
     keep = prep.keep
     combined = gcodes[keep] * nx + prep.x.codes[keep]
-    keys, inverse = np.unique(combined, return_inverse=True)
+    keys, inverse = distinct(pd, combined)
     values = prep.y.values[keep] if prep.y is not None else np.zeros(len(inverse))
     stats = group_stats(np, inverse, values, len(keys))
     counting = prep.y is None

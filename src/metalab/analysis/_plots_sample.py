@@ -97,7 +97,7 @@ def spread_indices(np: Any, n: int, max_points: int) -> Any:
     if n <= max_points:
         return np.arange(n)
     if max_points <= 1:
-        return np.arange(min(n, max_points))
+        return np.arange(max(max_points, 0))
     return np.unique(np.linspace(0, n - 1, max_points).round().astype(np.int64))
 
 

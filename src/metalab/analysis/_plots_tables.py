@@ -10,7 +10,8 @@ from metalab.analysis._deps import require
 from metalab.analysis._plots_data import (
     as_numbers,
     categories,
-    field_values,
+    columns_of,
+    distinct,
     hashable,
     require_present,
 )
@@ -45,21 +46,23 @@ def build_replicate_table(results: ResultsView, values: Sequence[str],
     np = require("numpy", "ui", "replicate tables")
     pd = require("pandas", "ui", "replicate tables")
     names = param_names(results)
-    raw_params = [field_values(results, f"params.{name}") for name in names]
+    fetched = columns_of(results, [f"params.{name}" for name in names] + list(values))
+    raw_params, raw_values = fetched[:len(names)], fetched[len(names):]
     n = len(raw_params[0]) if raw_params else len(results._column("run_id"))
     # one integer per parameter case: combine the codes of every param
     case = np.zeros(n, dtype=np.int64)
     for raw in raw_params:
         axis = categories(np, pd, raw, None, keep_missing=True)
         case = case * max(len(axis.labels), 1) + axis.codes
-        case = np.unique(case, return_inverse=True)[1].astype(np.int64)
-    keys, first, inverse = np.unique(case, return_index=True, return_inverse=True)
-    n_cases = len(keys)
+        case = distinct(pd, case)[1].astype(np.int64)
+    n_cases = int(case.max()) + 1 if n else 0
+    inverse = case
+    first = np.full(n_cases, n, dtype=np.int64)
+    np.minimum.at(first, inverse, np.arange(n))
     columns = [f"params.{name}" for name in names] + ["n"]
     cells: list[list[Any]] = [[raw[i] for i in first.tolist()] for raw in raw_params]
     cells.append(np.bincount(inverse, minlength=n_cases).tolist())
-    for field in values:
-        raw = field_values(results, field)
+    for field, raw in zip(values, raw_values, strict=True):
         require_present(results, field, raw, "value")
         nums = as_numbers(np, raw)
         if len(raw) and nums.other.all():
