@@ -10,8 +10,10 @@ then commits every run staged meanwhile at once (one ``syncfs``, the
 renames, the change-log lines), releases their claims and only then hands
 each run's future to the handle.  So a run is never reported done (events,
 handle status, ``result()``) before its record is durable, and the number of
-disk flushes adapts to the disk: the slower a flush, the more runs the next
-one covers, while the next runs execute meanwhile.
+disk flushes adapts to the runs and the disk: a group is what ended within
+:data:`GROUP_WAIT_S` of its first run (or :data:`GROUP_TARGET` runs), plus
+what ended while the previous group was being flushed, and the next runs
+execute meanwhile.
 
 A crash (``kill -9``) before a run's rename leaves its temp file (skipped by
 readers) and its claim, whose owner is dead: the next launch takes the
@@ -31,6 +33,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +48,12 @@ log = logging.getLogger("metalab.execution")
 #: runs handed over and not yet committed beyond which the submitting thread waits
 #: (bounds the work a crash makes to redo)
 MAX_QUEUED = 256
+
+#: seconds the committer waits for more runs after the first one of a group (what the
+#: report of a run's end may wait beyond its commit)
+GROUP_WAIT_S = 0.01
+#: runs that make a group worth committing without waiting further
+GROUP_TARGET = 128
 
 Track = Callable[[str, "cf.Future[Any]", Any], None]
 
@@ -121,7 +130,10 @@ class GroupCommitter:
                     target=self._loop, name="metalab-group-commit", daemon=True
                 )
                 self._thread.start()
-            self._cond.notify_all()
+            if len(self._queue) in (1, GROUP_TARGET):
+                # wake the committer for a group's first run (it then waits up to
+                # GROUP_WAIT_S for more) or for a full group: two wake-ups per group
+                self._cond.notify_all()
         return True
 
     def close(self) -> None:
@@ -149,6 +161,13 @@ class GroupCommitter:
                     self._cond.wait()
                 if not self._queue:
                     return
+                # let the group grow while runs end quickly, for at most GROUP_WAIT_S
+                deadline = time.monotonic() + GROUP_WAIT_S
+                while len(self._queue) < GROUP_TARGET and not self._closed:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
                 group, self._queue = self._queue, []
                 self._cond.notify_all()  # a submitter waiting for room
             self._commit(group)
