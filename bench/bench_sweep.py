@@ -10,8 +10,8 @@ Target: <= 1.5x the baseline's time.
 
 The disk is shared and noisy: rounds alternate baseline and sweep, each in a
 fresh folder on the same disk; the ratio is the median of the per-round
-ratios.  Each round also counts fsyncs (one per final record is what the
-sweep should need).
+ratios.  Each round also counts fsyncs and the group commit's syncfs calls
+(a serial sweep makes its final records durable in groups: one syncfs per group).
 
 Usage: python bench/bench_sweep.py [--runs 3000] [--rounds 3] [--json out.json]
 """
@@ -42,6 +42,11 @@ from metalab import Experiment, grid, seeds
 from metalab._internal._json import dumps
 from metalab._internal._time import utcnow
 from metalab.model import Provenance, RunRecord, Status
+
+try:
+    from metalab.store import _group_commit
+except ImportError:  # code from before the group commit (the A/B against older commits)
+    _group_commit = None  # type: ignore[assignment]
 
 
 def make(n: int) -> Experiment:
@@ -89,25 +94,37 @@ def raw_round(payloads: list[tuple[str, bytes]], folder: Path, dir_fsync: bool =
 
 
 class FsyncCounter:
-    """Counts os.fsync calls (the sweep runs in this process)."""
+    """Counts os.fsync calls and the group commit's syncfs calls (the sweep runs in this process)."""
 
     def __init__(self) -> None:
         self.calls = 0
+        self.syncfs = 0
         self._orig = os.fsync
+        self._orig_syncfs = _group_commit._syncfs if _group_commit is not None else None
 
     def __enter__(self) -> FsyncCounter:
         def counting(fd: int) -> None:
             self.calls += 1
             self._orig(fd)
 
+        def counting_syncfs(folder: str) -> None:
+            self.syncfs += 1
+            assert self._orig_syncfs is not None
+            self._orig_syncfs(folder)
+
         os.fsync = counting  # type: ignore[assignment]
+        if _group_commit is not None:
+            _group_commit._syncfs = counting_syncfs  # type: ignore[assignment]
         return self
 
     def __exit__(self, *exc: object) -> None:
         os.fsync = self._orig  # type: ignore[assignment]
+        if _group_commit is not None:
+            _group_commit._syncfs = self._orig_syncfs  # type: ignore[assignment]
 
 
-def sweep_round(exp: Experiment, folder: Path) -> tuple[float, int]:
+def sweep_round(exp: Experiment, folder: Path) -> tuple[float, int, int]:
+    """(seconds, fsync calls, syncfs calls) of one sweep."""
     with FsyncCounter() as fsyncs:
         t0 = time.perf_counter()
         handle = metalab.run(exp, store=str(folder))
@@ -115,7 +132,7 @@ def sweep_round(exp: Experiment, folder: Path) -> tuple[float, int]:
     st = handle.status
     if st.success != st.total:
         raise SystemExit(f"the sweep did not succeed: {st}")
-    return elapsed, fsyncs.calls
+    return elapsed, fsyncs.calls, fsyncs.syncfs
 
 
 class PhaseTimer:
@@ -159,6 +176,10 @@ class PhaseTimer:
         self._wrap(FileStore, "get_run_record", lambda *a, **k: "record read before the run")
         self._wrap(FileStore, "put_run_record", lambda *a, durable=True, **k:
                    "final record (fsync)" if durable else "running record (no fsync)")
+        if hasattr(FileStore, "stage_run_record"):
+            self._wrap(FileStore, "stage_run_record", lambda *a, **k: "final record staged (temp file)")
+            self._wrap(FileStore, "commit_staged", lambda *a, **k:
+                       "group commits (syncfs, renames; committer thread, overlaps the runs)")
         self._wrap(_claims.Heartbeat, "start", lambda *a, **k: "heartbeat thread start/stop")
         self._wrap(_claims.Heartbeat, "stop", lambda *a, **k: "heartbeat thread start/stop")
         for attr in ("__init__", "write", "close"):
@@ -173,7 +194,7 @@ class PhaseTimer:
 def breakdown(exp: Experiment, folder: Path, n: int, raw_s: float) -> dict[str, float]:
     """ms per run spent in each step of a sweep (one extra round, not counted in the ratio)."""
     with PhaseTimer() as timer:
-        total, _ = sweep_round(exp, folder)
+        total, _, _ = sweep_round(exp, folder)
     out = {k: v / n * 1000 for k, v in sorted(timer.totals.items(), key=lambda kv: -kv[1])}
     out["everything else (runner, executor, records, operation call)"] = (
         total - sum(timer.totals.values())) / n * 1000
@@ -198,15 +219,16 @@ def main() -> None:
     try:
         # warm imports and the first-run costs (platform probe, log routing) untimed
         metalab.run(make(2), store=str(tmp / "warm"))
-        t_raw, t_sweep, ratios, fsyncs = [], [], [], []
+        t_raw, t_sweep, ratios, fsyncs, syncfs = [], [], [], [], []
         for _ in range(args.rounds):
             os.sync()
             a = raw_round(payloads, tmp / f"raw-{secrets.token_hex(4)}")
             os.sync()
-            b, f = sweep_round(exp, tmp / f"sweep-{secrets.token_hex(4)}")
+            b, f, g = sweep_round(exp, tmp / f"sweep-{secrets.token_hex(4)}")
             t_raw.append(a)
             t_sweep.append(b)
             fsyncs.append(f)
+            syncfs.append(g)
             ratios.append(b / a)
         result = {
             "machine": machine(),
@@ -219,11 +241,13 @@ def main() -> None:
             "ratios": ratios,
             "ratio_median": statistics.median(ratios),
             "fsyncs_per_run": [f / n for f in fsyncs],
+            "syncfs_per_run": [g / n for g in syncfs],
         }
         print(f"no-op sweep of {n} runs, SerialExecutor, FileStore ({result['bytes_per_record']} B/record)")
-        for i, (a, b, f) in enumerate(zip(t_raw, t_sweep, fsyncs, strict=True)):
+        for i, (a, b, f, g) in enumerate(zip(t_raw, t_sweep, fsyncs, syncfs, strict=True)):
             print(f"  round {i + 1}: raw {a:7.3f} s ({a / n * 1000:.3f} ms/run)   sweep {b:7.3f} s "
-                  f"({b / n * 1000:.3f} ms/run)   ratio {b / a:.2f}x   fsyncs/run {f / n:.2f}")
+                  f"({b / n * 1000:.3f} ms/run)   ratio {b / a:.2f}x   fsyncs/run {f / n:.2f}"
+                  f"   syncfs/run {g / n:.3f}")
         print(f"  ratio per round: median {result['ratio_median']:.2f}x, range {min(ratios):.2f}-"
               f"{max(ratios):.2f}x (target <= 1.5x)")
         if args.breakdown:

@@ -5,7 +5,8 @@ heartbeats, claims and logs are re-created when a lost run restarts, so
 they are written atomically (temp file + rename) without an fsync.  A
 first attempt shorter than its first heartbeat writes no ``running`` record
 at all.  Each
-test records what is on disk in the file being fsynced at that moment.
+test records what is on disk in the file being fsynced at that moment
+(a group commit's ``syncfs``: in each temp file of the synced folder).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pytest
 from metalab.definition import Experiment, grid, operation, seeds
 from metalab.execution import SerialExecutor, ThreadExecutor, run
 from metalab.model import RunRecord, Status
-from metalab.store import FileStore
+from metalab.store import FileStore, _group_commit
 
 pytestmark = pytest.mark.skipif(
     not os.path.isdir("/proc/self/fd"), reason="names fsynced files through /proc/self/fd"
@@ -37,33 +38,50 @@ def slow_noop(params):
 
 
 class FsyncLog:
-    """Replaces os.fsync; remembers the path and contents of every fsynced file."""
+    """Replaces os.fsync and the group commit's syncfs; remembers the path and
+    contents of every file made durable (for a syncfs of a folder: its temp files)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.calls: list[tuple[str, bytes]] = []
+        self.syncfs_calls = 0
         real = os.fsync
+        real_syncfs = _group_commit._syncfs
 
         def fsync(fd: int) -> None:
             path = os.readlink(f"/proc/self/fd/{fd}")
-            data = b""
-            if os.path.isfile(path):
-                with open(path, "rb") as fh:
-                    data = fh.read()
-            self.calls.append((path, data))
+            self.calls.append((path, _read(path)))
             real(fd)
 
+        def syncfs(folder: str) -> None:
+            self.syncfs_calls += 1
+            real_syncfs(folder)  # (a failure here is the fallback's to handle)
+            for name in sorted(os.listdir(folder)):
+                if name.startswith(".tmp-"):
+                    self.calls.append((os.path.join(folder, name), _read(os.path.join(folder, name))))
+
         monkeypatch.setattr(os, "fsync", fsync)
+        monkeypatch.setattr(_group_commit, "_syncfs", syncfs)
 
     def run_records(self) -> list[dict]:
-        """Run records (JSON objects with a run_id and a status) that were fsynced."""
+        """Run records (JSON objects with a run_id and a status) that were fsynced
+        (a temp file synced by several syncfs calls counts once)."""
         out = []
+        seen: set[str] = set()
         for path, data in self.calls:
-            if f"{os.sep}runs{os.sep}" not in path:
+            if f"{os.sep}runs{os.sep}" not in path or (".tmp-" in path and path in seen):
                 continue
+            seen.add(path)
             doc = json.loads(data)
             assert isinstance(doc, dict) and "status" in doc, (path, data)
             out.append(doc)
         return out
+
+
+def _read(path: str) -> bytes:
+    if not os.path.isfile(path):
+        return b""
+    with open(path, "rb") as fh:
+        return fh.read()
 
 
 def exp(op, n: int) -> Experiment:

@@ -209,25 +209,31 @@ def executions(counter_dir: Path) -> dict[str, int]:
 
 # ------------------------------------------------------------------ trials
 def sweep_trial(mode: str, base: Path, seed: int, n: int = 24) -> Outcome:
-    """kill -9 a ``process`` or ``thread`` sweep, resume at once with the same executor."""
+    """kill -9 a ``process``, ``thread`` or ``serial`` sweep, resume at once with the same
+    executor.  Every run the killed launcher reported finished must have its success record."""
     import metalab
-    from metalab.execution import ProcessExecutor, ThreadExecutor
+    from metalab.execution import ProcessExecutor, SerialExecutor, ThreadExecutor
 
     out = Outcome(seed)
     rng = random.Random(seed)
-    root, counter = base / "store", base / "count"
+    root, counter, reported = base / "store", base / "count", base / "reported"
     counter.mkdir(parents=True)
-    # the work takes ~0.5 s on 4 threads and ~1 s on 2 processes after the first run starts
-    window = 1.0 if mode == "process" else 0.5
+    # the work takes ~0.5 s on 4 threads, ~1 s on 2 processes and ~2 s serially after the
+    # first run starts
+    window = {"process": 1.0, "thread": 0.5, "serial": 2.0}[mode]
     out.killed_mid_work = launch_and_kill(
-        [mode, str(root), str(counter), str(n)], rng, window, started=counter
+        [mode, str(root), str(counter), str(n), str(reported)], rng, window, started=counter
     )
     exp = make_experiment(str(counter), n)
     folder = root / "faults_1"
     before = read_raw(folder, out)
     done_before = {rid for rid, doc in before.items() if doc.get("status") == "success"}
+    said_done = set(reported.read_text().split()) if reported.exists() else set()
+    for rid in sorted(said_done - done_before):
+        out.problem("misreported", f"run {rid} was reported finished but has no success record")
     runs_before = executions(counter) if counter.exists() else {}
-    executor = ProcessExecutor(max_workers=2) if mode == "process" else ThreadExecutor(4)
+    executor = {"process": lambda: ProcessExecutor(max_workers=2), "thread": lambda: ThreadExecutor(4),
+                "serial": SerialExecutor}[mode]()
     t0 = time.monotonic()
     handle = metalab.run(exp, store=root, executor=executor)
     if not handle.wait(timeout=STUCK_AFTER_S):

@@ -11,7 +11,7 @@ import pytest
 from fault_harness import export_trial, make_template, rebuild_trial, run_trials, sweep_trial
 
 #: trials per mode in CI (>= 50 in all); the bench script runs more
-TRIALS = {"process": 16, "thread": 20, "rebuild": 8, "export": 8}
+TRIALS = {"process": 16, "thread": 20, "serial": 12, "rebuild": 8, "export": 8}
 
 
 def _assert_clean(tally, scoreboard, key):
@@ -22,14 +22,14 @@ def _assert_clean(tally, scoreboard, key):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["process", "thread"])
+@pytest.mark.parametrize("mode", ["process", "thread", "serial"])
 def test_kill9_sweep_then_resume_completes_every_run(tmp_path, scoreboard, mode):
     tally = run_trials(
         f"kill -9 sweep {mode}",
         TRIALS[mode],
         lambda base, seed: sweep_trial(mode, base, seed),
         tmp_path,
-        first_seed=1000 if mode == "process" else 2000,
+        first_seed={"process": 1000, "thread": 2000, "serial": 5000}[mode],
     )
     _assert_clean(tally, scoreboard, mode)
     assert tally.killed_mid_work >= TRIALS[mode] // 2  # the kills hit the work, not only its end

@@ -24,7 +24,9 @@ __all__ = [
     "fsync_dir",
     "is_temp_name",
     "open_in_folder",
+    "temp_path",
     "write_all",
+    "write_new_file",
 ]
 
 TMP_PREFIX = ".tmp-"
@@ -39,7 +41,8 @@ def is_temp_name(name: str) -> bool:
     return name.startswith(TMP_PREFIX)
 
 
-def _tmp_path(path: str) -> str:
+def temp_path(path: str) -> str:
+    """A unique temp file name for ``path``, in the same folder (readers skip it)."""
     head, tail = os.path.split(path)
     return os.path.join(head, f"{TMP_PREFIX}{tail}.{secrets.token_hex(4)}")
 
@@ -63,7 +66,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, durable: bo
         OSError: the folder cannot be written.
     """
     target = os.fspath(path)
-    tmp = _tmp_path(target)
+    tmp = temp_path(target)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     except FileNotFoundError:
@@ -139,7 +142,7 @@ def create_exclusive(path: str, data: bytes, *, durable: bool = True, in_place: 
         return _create_in_place(path, data, durable)
     if os.path.exists(path):
         return False
-    tmp = _tmp_path(path)
+    tmp = temp_path(path)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
     try:
         fd = os.open(tmp, flags, FILE_MODE)
@@ -170,9 +173,20 @@ def create_exclusive(path: str, data: bytes, *, durable: bool = True, in_place: 
 def _create_in_place(path: str, data: bytes, durable: bool) -> bool:
     """``create_exclusive`` without hard links: O_EXCL create, write, remove on failure."""
     try:
-        fd = open_in_folder(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        write_new_file(path, data, durable=durable)
     except FileExistsError:
         return False
+    return True
+
+
+def write_new_file(path: str, data: bytes, *, durable: bool) -> None:
+    """Create ``path`` (``O_EXCL``, making its folder if missing) holding ``data``,
+    fsynced if ``durable``; on any failure after the create the file is removed.
+
+    Raises:
+        FileExistsError: ``path`` exists.  OSError: it cannot be written (ENOSPC, ...).
+    """
+    fd = open_in_folder(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
     try:
         try:
             write_all(fd, data)
@@ -184,7 +198,6 @@ def _create_in_place(path: str, data: bytes, durable: bool) -> bool:
         with contextlib.suppress(OSError):
             os.unlink(path)
         raise
-    return True
 
 
 def atomic_copy_file(
@@ -193,7 +206,7 @@ def atomic_copy_file(
     """Copy ``src`` to ``dst`` atomically; returns the number of bytes copied."""
     target = os.fspath(dst)
     os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
-    tmp = _tmp_path(target)
+    tmp = temp_path(target)
     size = 0
     try:
         with open(src, "rb") as fin, open(tmp, "xb") as fout:

@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from metalab.execution._capture import logging_routed
+from metalab.execution._commit import GroupCommitter
 from metalab.execution._events import EventCallback, EventDispatcher
 from metalab.execution._handle import JobExecutor, RunHandle
 from metalab.execution._progress import progress_reporter
@@ -193,15 +194,17 @@ def _submit_pending(handle: RunHandle, executor: BatchExecutor, batch: Batch) ->
     cancel_flag = handle._cancel_flag
     interrupt: str | None = None
     # runs that execute here, one after another, share one installation of the log routing
+    # and commit their final records in groups (reported done once durable)
     routing = logging_routed() if executor.runs_in_caller else contextlib.nullcontext()
+    committer = _group_committer(executor, batch, handle)
     try:
         with sigterm_as_exit(), routing:
             for spec, attempt in batch.pending:
                 if cancel_flag.is_set():
                     break
                 job = batch.job(spec, attempt, handle)
+                job.committer = committer
                 fut = executor.submit(job)
-                handle._track(spec.run_id, fut, job)
                 # (only a run executed in this thread interrupts the caller; a thread run
                 # that is already done when checked is not one)
                 if executor.runs_in_caller and fut.done() and not fut.cancelled() \
@@ -209,19 +212,32 @@ def _submit_pending(handle: RunHandle, executor: BatchExecutor, batch: Batch) ->
                     record = fut.result()
                     if is_interrupt(record):
                         interrupt = record.error.type
+                        handle.cancel()  # (its report may wait for the group commit)
+                if committer is None or not committer.submitted(spec.run_id, fut, job):
+                    handle._track(spec.run_id, fut, job)
     except KeyboardInterrupt:
         interrupt = interrupt or "KeyboardInterrupt"  # a SIGTERM seen first still wins
         handle.cancel()
     except BaseException:
         handle.cancel()
-        _close_submission(handle, batch)
+        _close_submission(handle, batch, committer)
         raise
-    _close_submission(handle, batch)
+    _close_submission(handle, batch, committer)
     return interrupt
 
 
-def _close_submission(handle: RunHandle, batch: Batch) -> None:
-    """Account for runs never handed to the executor, then let the handle finish."""
+def _group_committer(executor: BatchExecutor, batch: Batch, handle: RunHandle) -> GroupCommitter | None:
+    """A group committer for runs executing in this thread on a store that stages records."""
+    if executor.runs_in_caller and callable(getattr(batch.store, "stage_run_record", None)):
+        return GroupCommitter(batch.store, handle._track)
+    return None
+
+
+def _close_submission(handle: RunHandle, batch: Batch, committer: GroupCommitter | None = None) -> None:
+    """Commit the staged final records, account for runs never handed to the
+    executor, then let the handle finish."""
+    if committer is not None:
+        committer.close()
     tracked = handle._futures
     for spec, _ in batch.pending:
         if spec.run_id not in tracked:

@@ -53,9 +53,11 @@ __all__ = [
     "RunPayload",
     "StartedCallback",
     "execute_run",
+    "final_not_saved",
     "is_interrupt",
     "process_entry",
     "process_initializer",
+    "release_quietly",
     "run_job",
 ]
 
@@ -221,6 +223,9 @@ def run_job(job: Job, executor: str, worker_id: str, owner: str | None = None) -
     start only from the store, like the SLURM handle, pass 0), calls the
     operation with the arguments it declares (``context``, ``params``,
     ``seeds``, ``runtime``, ``capture``), then writes one final record.
+    With ``job.committer`` the final record is staged instead (see
+    :mod:`metalab.execution._commit`): the claim is kept, and the record is
+    durable and in place only once the committer has committed it.
     Exceptions of the operation never escape: they become a ``failed`` record
     (``cancelled`` for KeyboardInterrupt, SystemExit and
     :class:`~metalab.RunCancelledError`).  Thread-safe for distinct runs.
@@ -246,8 +251,16 @@ def run_job(job: Job, executor: str, worker_id: str, owner: str | None = None) -
     try:
         return _execute_claimed(job, owner, executor, worker_id)
     finally:
-        if job.claim:
-            _release_quietly(store, run_id, owner)
+        committer = _committer_of(job)
+        # a staged final record keeps its claim until the committer renamed it into place
+        if job.claim and not (committer is not None and committer.holds(run_id)):
+            release_quietly(store, run_id, owner)
+
+
+def _committer_of(job: Job) -> Any:
+    """The group committer of ``job``'s final record, or None to write it at once
+    (derived metrics read the stored record right after it is written)."""
+    return job.committer if not job.derived_metrics else None
 
 
 def _claim(store: Store, run_id: str, owner: str, *, skip_if_succeeded: bool) -> None:
@@ -276,7 +289,7 @@ def _claim(store: Store, run_id: str, owner: str, *, skip_if_succeeded: bool) ->
             done = None  # unreadable (readers skip it): executing again replaces it
         except BaseException:
             # unknown (I/O error, database down): executing could repeat a finished run
-            _release_quietly(store, run_id, owner)
+            release_quietly(store, run_id, owner)
             raise
         if done is not None and done.status is Status.SUCCESS:
             store.release_claim(run_id, owner)
@@ -285,7 +298,7 @@ def _claim(store: Store, run_id: str, owner: str, *, skip_if_succeeded: bool) ->
             )
 
 
-def _release_quietly(store: Store, run_id: str, owner: str) -> None:
+def release_quietly(store: Store, run_id: str, owner: str) -> None:
     """Release a claim; a failure is logged, never raised (the run's outcome, or the error
     being raised, is what to report)."""
     try:
@@ -338,7 +351,8 @@ def _execute_claimed(job: Job, owner: str, executor: str, worker_id: str) -> Run
         final = _final_record(running, capture, status, error, returned, t0)
         _end_log(run_log, final, attempt)
         _put_final_record(
-            store, final, running_shown=running_written_at_once or heartbeat.wrote_record
+            store, final, running_shown=running_written_at_once or heartbeat.wrote_record,
+            committer=_committer_of(job), owner=owner if job.claim else None,
         )
         if final.status is Status.SUCCESS and job.derived_metrics:
             _compute_derived(store, final, job.derived_metrics)
@@ -453,30 +467,44 @@ def _end_log(run_log: RunLog, final: RunRecord, attempt: int) -> None:
         log.debug("run %s: could not write the end of its log: %s", final.run_id, exc)
 
 
-def _put_final_record(store: Store, final: RunRecord, *, running_shown: bool) -> None:
-    """Store ``final``; FinalRecordNotSavedError if it cannot be written.
+def _put_final_record(
+    store: Store, final: RunRecord, *, running_shown: bool, committer: Any = None,
+    owner: str | None = None,
+) -> None:
+    """Store ``final`` (or stage it with ``committer``, keeping the claim of ``owner``);
+    FinalRecordNotSavedError if it cannot be written.
 
     ``running_shown``: whether the store already holds this attempt's ``running`` record.
     """
     try:
-        store.put_run_record(final)
+        if committer is not None:
+            committer.stage(final, owner, running_shown)
+        else:
+            store.put_run_record(final)
     except Exception as exc:
-        log.debug("run %s: the final record could not be written", final.run_id, exc_info=True)
-        cause = _os_error_of(exc)
-        shows = (
-            "the store still shows it as running"
-            if running_shown
-            else "the store holds no record of it"
-        )
-        raise FinalRecordNotSavedError(
-            f"run {final.run_id} ended {final.status.value}, but its final record could NOT be written "
-            f"({type(exc).__name__}: {exc}); {shows}. Fix the "
-            "store and run again with resume=True",
-            final.run_id,
-            final.status.value,
-            cause.errno if cause is not None else None,
-            str(cause.filename or "") if cause is not None else "",
-        ) from exc
+        raise final_not_saved(final, exc, running_shown) from exc
+
+
+def final_not_saved(final: RunRecord, exc: BaseException, running_shown: bool) -> FinalRecordNotSavedError:
+    """The error of a run whose final record ``final`` could not be written because of ``exc``."""
+    log.debug("run %s: the final record could not be written", final.run_id, exc_info=exc)
+    cause = _os_error_of(exc)
+    shows = (
+        "the store still shows it as running"
+        if running_shown
+        else "the store holds no record of it"
+    )
+    err = FinalRecordNotSavedError(
+        f"run {final.run_id} ended {final.status.value}, but its final record could NOT be written "
+        f"({type(exc).__name__}: {exc}); {shows}. Fix the "
+        "store and run again with resume=True",
+        final.run_id,
+        final.status.value,
+        cause.errno if cause is not None else None,
+        str(cause.filename or "") if cause is not None else "",
+    )
+    err.__cause__ = exc
+    return err
 
 
 # --------------------------------------------------------------------- jobs
@@ -512,6 +540,9 @@ class Job:
     #: capture ``sys.stdout`` / ``sys.stderr`` writes in the run's logs (tee'd; see
     #: ``_stdio``); False where file descriptors 1 and 2 already go there
     capture_std: bool = True
+    #: stages the final record and commits it later with others
+    #: (:class:`~metalab.execution._commit.GroupCommitter`; in process only, not shipped)
+    committer: Any = None
 
     @property
     def run_id(self) -> str:

@@ -53,7 +53,7 @@ import re
 import secrets
 import socket
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from metalab._internal._atomic import FILE_MODE, create_exclusive
@@ -74,6 +74,7 @@ __all__ = [
     "marker_key",
     "moved_states",
     "note_change",
+    "note_changes",
     "read_changes",
     "read_log",
     "stat_logs",
@@ -154,7 +155,14 @@ def note_change(folder: str, kind: str, run_id: str) -> None:
 
     Call it after the file was renamed into place (or deleted).  Never raises.
     """
-    line = f"{kind} {run_id}\n".encode()
+    note_changes(folder, kind, (run_id,))
+
+
+def note_changes(folder: str, kind: str, run_ids: Iterable[str]) -> None:
+    """:func:`note_change` for several runs of one folder, in one append.  Never raises."""
+    line = "".join(f"{kind} {run_id}\n" for run_id in run_ids).encode()
+    if not line:
+        return
     try:
         with _lock:
             if os.getpid() != _pid:

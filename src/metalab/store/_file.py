@@ -81,6 +81,7 @@ from metalab.store._changes import note_change
 from metalab.store._config import StoreConfig, parse_bool
 from metalab.store._file_claims import FileClaims
 from metalab.store._file_curate import FileCuration
+from metalab.store._group_commit import FileGroupCommit
 from metalab.store._series import LIVE_SERIES_FILE
 from metalab.store.locator import LocatorInfo
 
@@ -216,10 +217,11 @@ def _artifact_file_name(name: str, format: str) -> str:
     return f"{name}.{format}"
 
 
-class FileStore(FileClaims, FileCuration, Store):
+class FileStore(FileClaims, FileCuration, FileGroupCommit, Store):
     """A store of plain files under one folder.  See the module docstring; claims
     and heartbeats are in :mod:`metalab.store._file_claims`, annotations and
-    deletion in :mod:`metalab.store._file_curate`.
+    deletion in :mod:`metalab.store._file_curate`, the group commit of final
+    records in :mod:`metalab.store._group_commit`.
 
     Raises (on connect):
         ExperimentMismatchError: the experiment folder belongs to another
@@ -234,7 +236,9 @@ class FileStore(FileClaims, FileCuration, Store):
     #: which :meth:`rebuild_index` rebuilds
     supports_index: ClassVar[bool] = True
     index_unit: ClassVar[str] = "files read"
-    backend_write_methods: ClassVar[frozenset[str]] = frozenset({"put_run_data"})
+    backend_write_methods: ClassVar[frozenset[str]] = frozenset(
+        {"put_run_data", "stage_run_record", "commit_staged", "discard_staged"}
+    )
 
     def __init__(
         self, config: FileStoreConfig | str | os.PathLike[str], experiment_id: str | None = None
@@ -518,6 +522,12 @@ class FileStore(FileClaims, FileCuration, Store):
         For a store that serialises the record once and hands the same bytes
         to an index (PostgresStore).  Raises what :meth:`put_run_record` raises.
         """
+        folder, path = self._record_target(record)
+        self._write(path, data, durable=durable)
+        note_change(folder, "r", record.run_id)  # after the rename (see _changes)
+
+    def _record_target(self, record: RunRecord) -> tuple[str, str]:
+        """(experiment folder, record file) of ``record``; ScopeError / InvalidNameError."""
         run_id = check_name(record.run_id, "run id")
         if self.experiment_id is not None and record.experiment_id != self.experiment_id:
             raise ScopeError(
@@ -525,8 +535,7 @@ class FileStore(FileClaims, FileCuration, Store):
                 f"scoped to {self.experiment_id!r}; write it through a store of its experiment"
             )
         folder = self._record_folder(record)
-        self._write(os.path.join(folder, "runs", f"{run_id}.json"), data, durable=durable)
-        note_change(folder, "r", run_id)  # after the rename (see _changes)
+        return folder, os.path.join(folder, "runs", f"{run_id}.json")
 
     def get_run_record(self, run_id: str) -> RunRecord | None:
         check_name(run_id, "run id")

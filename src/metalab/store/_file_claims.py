@@ -33,6 +33,7 @@ __all__ = ["FileClaims"]
 
 #: bytes of a claim file read for its owner line
 _OWNER_READ = 4096
+_O_READ = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
 
 
 class FileClaims:
@@ -60,12 +61,16 @@ class FileClaims:
         short grace (:func:`~metalab._internal._owner.holder_is_stale`).
         """
         try:
-            with open(path, "rb") as fh:
-                st = os.fstat(fh.fileno())
+            # os.open/os.read: 4 system calls where open() makes 8 (on every claim release)
+            fd = os.open(path, _O_READ)
+            try:
+                st = os.fstat(fd)
                 try:
-                    owner = fh.read(_OWNER_READ).decode("utf-8", "replace").split("\n", 1)[0]
+                    owner = os.read(fd, _OWNER_READ).decode("utf-8", "replace").split("\n", 1)[0]
                 except OSError:
                     owner = ""
+            finally:
+                os.close(fd)
         except FileNotFoundError:
             return None
         except OSError:
