@@ -73,3 +73,18 @@ def test_a_file_config_is_the_same_either_way(tmp_path):
     cfg = FileStoreConfig(root=str(tmp_path), experiment_id="e:1")
     assert cfg.to_dict(include_password=False) == cfg.to_dict() == {
         "root": str(tmp_path), "experiment_id": "e:1", "_type": "file"}
+
+
+def test_display_target_never_shows_the_user_part_of_a_garbled_uri(tmp_path):
+    # a keyword-style password pasted into a URI lands in its user part; libpq would take
+    # the user as the default database name, so a display of host:port/db must not
+    cfg = PostgresStoreConfig(connection_string="a://password='Zq7Mx5@Jw4' a://",
+                              file_root=str(tmp_path))
+    for piece in ("Zq7", "Mx5", "zq7", "mx5"):
+        assert piece not in cfg.display_target and piece not in repr(cfg)
+    plain = PostgresStoreConfig(connection_string="postgresql://alice@db.example/runs",
+                                file_root=str(tmp_path))
+    assert plain.display_target == "db.example:5432/runs"
+    no_db = PostgresStoreConfig(connection_string="postgresql://alice@db.example",
+                                file_root=str(tmp_path))
+    assert no_db.display_target == "db.example:5432/(default)"

@@ -143,11 +143,15 @@ class PostgresStoreConfig(StoreConfig):
     # ------------------------------------------------------------ display
     @property
     def display_target(self) -> str:
-        """``host:port/dbname`` of the index, for messages (no user, no password)."""
+        """``host:port/dbname`` of the index, for messages (no user, no password).
+
+        Without a dbname the database is shown as ``(default)``, never as the user
+        name libpq would default it to: a mistyped string can hold password
+        characters in its user part."""
         params = conninfo_params(self.connection_string)
         host = params.get("host") or "localhost"
         port = params.get("port") or "5432"
-        db = params.get("dbname") or params.get("user") or "?"
+        db = params.get("dbname") or "(default)"
         return f"{host}:{port}/{db}"
 
     @property
