@@ -57,3 +57,27 @@ def fails_on_two(params, capture):
 def data_sum(run) -> dict[str, Any]:
     """A derived metric that reads the run's captured data."""
     return {"curve_sum": sum(run.data("curve"))}
+
+
+class KeyedResolver:
+    """A resolver instance holding a secret and an object that is no JSON (never recorded)."""
+
+    __slots__ = ("api_key", "model")
+
+    def __init__(self, api_key: str) -> None:
+        self.api_key = api_key
+        self.model = object()
+
+    def resolve(self, context_meta: dict[str, Any], params_raw: dict[str, Any]) -> dict[str, Any]:
+        return dict(params_raw)
+
+
+class DescribedResolver(ScaleResolver):
+    """A resolver instance that says what of it to record."""
+
+    def to_manifest_dict(self) -> dict[str, Any]:
+        return {"factor": self.factor}
+
+    @classmethod
+    def from_manifest_dict(cls, d: dict[str, Any]) -> DescribedResolver:
+        return cls(d["factor"])

@@ -234,3 +234,19 @@ def test_preprocessing_streams_differ_from_every_replicates_streams():
 def test_a_bundle_rejects_an_unknown_purpose():
     with pytest.raises(ValidationError, match="for_preprocessing"):
         SeedBundle(1, 0, "training")
+
+
+def test_a_resolver_instance_state_reaches_the_store_only_when_its_class_describes_it(tmp_path):
+    keyed = make(metalab.with_resolver(metalab.grid(x=[1]), compat_ops.KeyedResolver("sk-SECRET123")))
+    metalab.run(keyed, store=tmp_path).result()  # no UnencodableValueError, no bare TypeError
+    written = "".join(p.read_text() for p in tmp_path.rglob("*.json"))
+    assert "sk-SECRET123" not in written
+    manifest = keyed.params.to_manifest_dict()
+    assert manifest["resolver_state"] is None
+    with pytest.raises(ValidationError, match="state was not recorded"):
+        source_from_manifest(_json(manifest))
+    described = metalab.with_resolver(metalab.grid(x=[1, 2]), compat_ops.DescribedResolver(3))
+    d = described.to_manifest_dict()
+    assert d["resolver_state"] == {"factor": 3}
+    back = source_from_manifest(_json(d))
+    assert [c.params for c in back] == [c.params for c in described]

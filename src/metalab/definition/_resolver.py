@@ -160,7 +160,14 @@ class ResolvedSource(ParamSource):
 
     def to_manifest(self) -> dict[str, Any]:
         """``{"type": "resolved", "source", "resolver": "module:qualname", "context_meta"}``
-        (plus ``"resolver_state"``, the attributes of a resolver instance).
+        (plus ``"resolver_state"`` for a resolver instance).
+
+        The state of a resolver instance goes into the manifest (a file in the
+        store) only if its class says what to write: ``to_manifest_dict()``
+        returning a JSON-like dict (and, to rebuild, ``from_manifest_dict(d)``
+        or attributes set from it).  Other instances are recorded with
+        ``"resolver_state": None``: their attributes may hold secrets (an API
+        key) or objects that are no JSON (a model, a connection).
 
         A resolver that cannot be imported by reference (a lambda, a nested
         function) is described as ``"resolver": None`` with its name in
@@ -180,8 +187,8 @@ class ResolvedSource(ParamSource):
             target = self._resolver if hasattr(self._resolver, "__qualname__") else type(self._resolver)
             out["resolver_name"] = f"{target.__module__}.{target.__qualname__}"
             return out
-        if not hasattr(self._resolver, "__qualname__"):  # an instance: keep its attributes
-            out["resolver_state"] = copy.deepcopy(vars(self._resolver))
+        if not hasattr(self._resolver, "__qualname__"):  # an instance
+            out["resolver_state"] = _resolver_state(self._resolver)
         return out
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -229,11 +236,47 @@ def _resolver_from_manifest(d: Mapping[str, Any]) -> Any:
             f"the param resolver {ref!r} of this manifest cannot be imported ({exc}); "
             "make its module importable (PYTHONPATH) before rebuilding the source"
         ) from exc
-    if "resolver_state" in d:
-        instance = found.__new__(found)
-        instance.__dict__.update(copy.deepcopy(d["resolver_state"]))
-        return instance
-    return found
+    if "resolver_state" not in d:
+        return found
+    state = d["resolver_state"]
+    if state is None:
+        raise ValidationError(
+            f"the param resolver {ref!r} of this manifest is an instance whose state was not "
+            "recorded (its class has no to_manifest_dict()); rebuild the source with "
+            "with_resolver(source, resolver), or give the class to_manifest_dict() and "
+            "from_manifest_dict()"
+        )
+    if callable(rebuild := getattr(found, "from_manifest_dict", None)):
+        return rebuild(copy.deepcopy(state))
+    instance = found.__new__(found)
+    instance.__dict__.update(copy.deepcopy(state))
+    return instance
+
+
+def _resolver_state(resolver: Any) -> dict[str, Any] | None:
+    """What a resolver instance's ``to_manifest_dict()`` says to record; None without one.
+
+    Raises:
+        ValidationError: ``to_manifest_dict()`` returned something that is no
+            JSON-like dict.
+    """
+    describe = getattr(resolver, "to_manifest_dict", None)
+    if not callable(describe):
+        return None
+    state = describe()
+    try:
+        canonical_bytes(state)
+    except CanonicalizationError as exc:
+        raise ValidationError(
+            f"{type(resolver).__qualname__}.to_manifest_dict() must return a JSON-like dict "
+            f"(it goes into the experiment manifest): {exc}"
+        ) from None
+    if not isinstance(state, dict):
+        raise ValidationError(
+            f"{type(resolver).__qualname__}.to_manifest_dict() must return a dict, "
+            f"got {type(state).__name__}"
+        )
+    return state
 
 
 def source_from_manifest(d: Mapping[str, Any]) -> ParamSource:
