@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import pickle
 
 import compat_ops
@@ -250,3 +251,24 @@ def test_a_resolver_instance_state_reaches_the_store_only_when_its_class_describ
     assert d["resolver_state"] == {"factor": 3}
     back = source_from_manifest(_json(d))
     assert [c.params for c in back] == [c.params for c in described]
+
+
+def test_filepath_and_dirpath_take_the_original_hash_path_keyword(tmp_path):
+    from metalab.definition._context import context_fingerprint
+
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        (tmp_path / sub / "data.csv").write_text("x\n1\n")
+        os.utime(tmp_path / sub / "data.csv", ns=(1, 1))
+    plain = [context_fingerprint({"d": metalab.FilePath(tmp_path / s / "data.csv")}) for s in "ab"]
+    assert plain[0] == plain[1]  # default: moving the data keeps the context
+    pathed = [context_fingerprint({"d": metalab.FilePath(tmp_path / s / "data.csv", hash_path=True)})
+              for s in "ab"]
+    assert pathed[0] != pathed[1] and plain[0] not in pathed
+    dirs = [context_fingerprint({"d": metalab.DirPath(tmp_path / s, "*.csv", hash_path=True)})
+            for s in "ab"]
+    assert dirs[0] != dirs[1]
+    marker = metalab.DirPath(tmp_path / "a", "*.csv", hash_path=True)
+    assert pickle.loads(pickle.dumps(marker)) == marker and "hash_path=True" in repr(marker)
+    assert metalab.FilePath(tmp_path / "a" / "data.csv", hash_path=False) == metalab.FilePath(
+        tmp_path / "a" / "data.csv")

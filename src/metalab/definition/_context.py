@@ -15,6 +15,9 @@ The fingerprint is computed lazily, the first time :func:`resolve_context` or
   the data folder or copying it with ``rsync -a`` / ``cp -p`` keeps run ids.
 * ``hash_content=True``: the name and the sha256 of the content instead of size
   and mtime (slower, but stable under ``touch`` and plain copies).
+* ``hash_path=True`` (the original metalab's keyword): the path as given is
+  part of the fingerprint too, so the same data at another path is another
+  context.
 
 Markers are picklable (the cache is not pickled) and safe to read from several
 threads (at worst two threads compute the same fingerprint).
@@ -49,6 +52,7 @@ class _PathMarker:
 
     path: str
     hash_content: bool
+    hash_path: bool
     _payload: dict[str, Any] | None
 
     def __fspath__(self) -> str:
@@ -64,8 +68,14 @@ class _PathMarker:
             ValidationError: the path does not exist (or has the wrong kind).
         """
         if self._payload is None:
-            self._payload = self._compute()
+            payload = self._compute()
+            self._payload = {**payload, "path": self.path} if self.hash_path else payload
         return dict(self._payload)
+
+    def _flags(self) -> str:
+        """The keywords of the repr that differ from their defaults."""
+        return (", hash_content=True" if self.hash_content else "") + (
+            ", hash_path=True" if self.hash_path else "")
 
     def __metalab_canonical__(self) -> dict[str, Any]:
         return self.fingerprint_payload()
@@ -88,9 +98,11 @@ class FilePath(_PathMarker):
 
     kind = "FilePath"
 
-    def __init__(self, path: str | os.PathLike[str], hash_content: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike[str], hash_content: bool = False, *,
+                 hash_path: bool = False) -> None:
         self.path = os.fspath(path)
         self.hash_content = bool(hash_content)
+        self.hash_path = bool(hash_path)
         self._payload = None
 
     def _compute(self) -> dict[str, Any]:
@@ -108,19 +120,29 @@ class FilePath(_PathMarker):
         return {"kind": "file", "name": p.name, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (FilePath, (self.path, self.hash_content))
+        return (_file_path, (self.path, self.hash_content, self.hash_path))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, FilePath):
             return NotImplemented
-        return (self.path, self.hash_content) == (other.path, other.hash_content)
+        return (self.path, self.hash_content, self.hash_path) == (
+            other.path, other.hash_content, other.hash_path)
 
     def __hash__(self) -> int:
-        return hash((self.kind, self.path, self.hash_content))
+        return hash((self.kind, self.path, self.hash_content, self.hash_path))
 
     def __repr__(self) -> str:
-        extra = ", hash_content=True" if self.hash_content else ""
-        return f"FilePath({self.path!r}{extra})"
+        return f"FilePath({self.path!r}{self._flags()})"
+
+
+def _file_path(path: str, hash_content: bool, hash_path: bool = False) -> FilePath:
+    """Unpickle a :class:`FilePath` (``hash_path`` is keyword-only)."""
+    return FilePath(path, hash_content, hash_path=hash_path)
+
+
+def _dir_path(path: str, pattern: str, hash_content: bool, hash_path: bool = False) -> DirPath:
+    """Unpickle a :class:`DirPath` (``hash_path`` is keyword-only)."""
+    return DirPath(path, pattern, hash_content, hash_path=hash_path)
 
 
 class DirPath(_PathMarker):
@@ -134,13 +156,15 @@ class DirPath(_PathMarker):
     kind = "DirPath"
 
     def __init__(
-        self, path: str | os.PathLike[str], pattern: str = "*", hash_content: bool = False
+        self, path: str | os.PathLike[str], pattern: str = "*", hash_content: bool = False, *,
+        hash_path: bool = False,
     ) -> None:
         if not isinstance(pattern, str) or not pattern:
             raise ValidationError(f"DirPath pattern must be a non-empty string, got {pattern!r}")
         self.path = os.fspath(path)
         self.pattern = pattern
         self.hash_content = bool(hash_content)
+        self.hash_path = bool(hash_path)
         self._payload = None
 
     def _compute(self) -> dict[str, Any]:
@@ -163,23 +187,19 @@ class DirPath(_PathMarker):
         return {"kind": "dir", "pattern": self.pattern, "files": files}
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (DirPath, (self.path, self.pattern, self.hash_content))
+        return (_dir_path, (self.path, self.pattern, self.hash_content, self.hash_path))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, DirPath):
             return NotImplemented
-        return (self.path, self.pattern, self.hash_content) == (
-            other.path,
-            other.pattern,
-            other.hash_content,
-        )
+        return (self.path, self.pattern, self.hash_content, self.hash_path) == (
+            other.path, other.pattern, other.hash_content, other.hash_path)
 
     def __hash__(self) -> int:
-        return hash((self.kind, self.path, self.pattern, self.hash_content))
+        return hash((self.kind, self.path, self.pattern, self.hash_content, self.hash_path))
 
     def __repr__(self) -> str:
-        extra = ", hash_content=True" if self.hash_content else ""
-        return f"DirPath({self.path!r}, pattern={self.pattern!r}{extra})"
+        return f"DirPath({self.path!r}, pattern={self.pattern!r}{self._flags()})"
 
 
 def _join(path: str, key: object) -> str:
