@@ -1,0 +1,78 @@
+"""Aggregation pushdown on PostgreSQL: charts over seeds computed in SQL equal the
+charts computed from the loaded runs (of the index and of the files)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "store"))
+from aggregate_support import EVIL, SPECS, WHERES, fill, same
+
+from metalab import load_results
+from metalab.analysis import PlotSpec, plot_figure
+from metalab.analysis._plots_pushdown import pushed_figure
+from metalab.store import FileStoreConfig, PostgresStore
+from metalab.testing import make_record
+
+EXP = "exp:1"
+
+
+@pytest.fixture
+def filled(make_store: Any, file_root: Path) -> tuple[PostgresStore, Any]:
+    pg: PostgresStore = make_store(EXP)
+    fill(pg, EXP)
+    pg.flush()
+    return pg, FileStoreConfig(root=str(file_root), experiment_id=EXP).connect()
+
+
+def _loaded(store: Any, spec: PlotSpec, where: str | None) -> dict[str, Any]:
+    return plot_figure(load_results(store, where=where, columns=spec.fields()), spec)
+
+
+@pytest.mark.parametrize("where", WHERES)
+def test_pushed_figures_equal_those_of_loaded_runs(filled: tuple[PostgresStore, Any],
+                                                   where: str | None) -> None:
+    pg, files = filled
+    for spec in SPECS:
+        pushed = pushed_figure(pg, None, where, spec)
+        assert pushed is not None, spec
+        same(pushed, _loaded(files, spec, where), path=str(spec.to_query()))
+        same(pushed, _loaded(pg, spec, where), path=str(spec.to_query()))
+
+
+def test_names_are_bound_parameters_and_scope_is_kept(make_store: Any) -> None:
+    collection: PostgresStore = make_store(None)
+    fill(collection, EXP, n=60)
+    fill(collection, "exp:2", n=90, seed=2)
+    collection.flush()
+    spec = PlotSpec("bar", f"params.{EVIL}", "metrics.acc", group=f"params.{EVIL}")
+    where = 'params."' + EVIL.replace('"', '\\"') + '" >= 1'
+    scoped: PostgresStore = make_store(EXP)
+    got = pushed_figure(scoped, None, where, spec)
+    assert got is not None
+    same(got, _loaded(scoped, spec, where))
+    assert got["layout"]["meta"]["metalab"]["runs"] == 45  # (i % 4 >= 1 of 60)
+    whole = collection.aggregate_runs(None, None, by=["params.opt"])
+    assert whole is not None and sum(g["n"] for g in whole) == 150
+    assert scoped.aggregate_runs("exp:2", None, by=["params.opt"]) == []  # outside its scope
+    assert len(load_results(collection)) == 150  # the runs table is still there
+
+
+def test_var_samp_keeps_the_digits_of_a_small_spread(make_store: Any) -> None:
+    import statistics
+
+    pg: PostgresStore = make_store(EXP)
+    values = [1e9 + ((i * 7919) % 97) * 1e-4 for i in range(40)]
+    for i, v in enumerate(values):
+        pg.put_run_record(make_record(f"r{i:03d}", EXP, params={"c": "one"}, metrics={"v": v}))
+    pg.flush()
+    groups = pg.aggregate_runs(None, None, by=["params.c"], values=["metrics.v"])
+    assert groups is not None
+    (stats,) = groups[0]["values"]
+    assert stats["finite"] == 40
+    assert stats["mean"] == pytest.approx(statistics.fmean(values), rel=1e-15)
+    assert (stats["m2"] / 39) ** 0.5 == pytest.approx(statistics.stdev(values), rel=1e-6)
