@@ -76,3 +76,16 @@ def test_var_samp_keeps_the_digits_of_a_small_spread(make_store: Any) -> None:
     assert stats["finite"] == 40
     assert stats["mean"] == pytest.approx(statistics.fmean(values), rel=1e-15)
     assert (stats["m2"] / 39) ** 0.5 == pytest.approx(statistics.stdev(values), rel=1e-6)
+
+
+def test_derived_values_group_and_aggregate_as_loaded(filled: tuple[PostgresStore, Any]) -> None:
+    pg, files = filled
+    for i in range(0, 240, 3):
+        pg.put_derived(f"r{i:04d}", {"z": (i % 7) * 0.5, "tag": ["p", "q"][i % 2]})
+    pg.flush()
+    for spec in (PlotSpec("line", "params.lr", "derived.z", "derived.tag"),
+                 PlotSpec("bar", "derived.tag", "metrics.acc")):
+        for where in (None, "derived.z > 1"):
+            pushed = pushed_figure(pg, None, where, spec)
+            assert pushed is not None
+            same(pushed, _loaded(files, spec, where))

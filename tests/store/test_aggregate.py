@@ -127,3 +127,14 @@ def test_aggregate_runs_is_behind_its_capability_flag(store: FileStore) -> None:
     for g in groups:
         for v in g["values"]:
             assert v["missing"] + v["nonfinite"] + v["finite"] + v["other"] == g["n"]
+
+
+def test_derived_values_group_and_aggregate_as_loaded(store: FileStore) -> None:
+    for i in range(0, 240, 3):
+        store.put_derived(f"r{i:04d}", {"z": (i % 7) * 0.5, "tag": ["p", "q"][i % 2]})
+    for spec in (PlotSpec("line", "params.lr", "derived.z", "derived.tag"),
+                 PlotSpec("bar", "derived.tag", "metrics.acc")):
+        for where in (None, "derived.z > 1"):
+            pushed = pushed_figure(store, None, where, spec)
+            assert pushed is not None
+            same(pushed, _loaded(store, spec, where))
