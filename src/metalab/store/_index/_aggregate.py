@@ -199,7 +199,7 @@ def _catalog_groups(catalog: Catalog, conn: sqlite3.Connection, query: Query,
     for c, shift in zip(cells, shifts, strict=True):
         fv, k = _sqlite_finite(c), comp.bind(shift)
         stats += [f"count({c})", f"sum({_sqlite_nonfinite(c)})", f"count({fv})",
-                  f"avg({fv})", f"sum({fv} - {k})", f"sum(({fv} - {k}) * ({fv} - {k}))"]
+                  f"{k} + 0.0", f"sum({fv} - {k})", f"sum(({fv} - {k}) * ({fv} - {k}))"]
     group = f" GROUP BY {', '.join(f'k{i}' for i in range(len(keys)))}" if keys else ""
     conn.execute("DROP TABLE IF EXISTS temp.agg_groups")
     conn.execute(
@@ -221,9 +221,9 @@ def _catalog_groups(catalog: Catalog, conn: sqlite3.Connection, query: Query,
         n = int(row[1 + nk])
         got = []
         for i in range(len(cells)):
-            present, nonfinite, k, mean, s1, _ = row[2 + nk + i * per:2 + nk + (i + 1) * per]
-            if k:  # (the mean around the shift: its digits are those of the spread)
-                mean = shifts[i] + s1 / k
+            present, nonfinite, k, _, s1, _ = row[2 + nk + i * per:2 + nk + (i + 1) * per]
+            # (the mean around the shift: its digits are those of the spread)
+            mean = shifts[i] + s1 / k if k else None
             got.append(_value_stats(n, n - int(present), nonfinite, k, mean, m2[row[0], i]))
         out.append({"keys": [_key_value(decode(c)) for c in row[1:1 + nk]], "n": n,
                     "values": got})
@@ -240,7 +240,10 @@ def _catalog_m2(conn: sqlite3.Connection, keys: list[str], cells: list[str], sou
                      + ", ".join(f"k{i}" for i in range(len(keys))) + ")")
     devs = []
     for i, c in enumerate(cells):
-        fv, mean = _sqlite_finite(c), f"a.s{i * per + 3}"
+        # (the group's mean: its shift (a column, so the statement binds no shift)
+        # plus the mean deviation from it)
+        shift, s1, k = (f"a.s{i * per + j}" for j in (3, 4, 2))
+        fv, mean = _sqlite_finite(c), f"({shift} + {s1} / {k})"
         devs.append(f"sum(({fv} - {mean}) * ({fv} - {mean}))")
     # (the runs drive the join: each probes the few groups through their index)
     head, _, cond = source.partition(" WHERE ")
