@@ -56,26 +56,39 @@ def test_names_are_bound_parameters_and_scope_is_kept(make_store: Any) -> None:
     assert got is not None
     same(got, _loaded(scoped, spec, where))
     assert got["layout"]["meta"]["metalab"]["runs"] == 45  # (i % 4 >= 1 of 60)
-    whole = collection.aggregate_runs(None, None, by=["params.opt"])
-    assert whole is not None and sum(g["n"] for g in whole) == 150
+    whole = collection.aggregate_runs(None, None, by=["experiment_id"])
+    assert whole is not None
+    loaded = load_results(collection)
+    assert {g["keys"][0]: g["n"] for g in whole} == {
+        eid: sum(1 for r in loaded if r.experiment_id == eid) for eid in (EXP, "exp:2")}
     assert scoped.aggregate_runs("exp:2", None, by=["params.opt"]) == []  # outside its scope
-    assert len(load_results(collection)) == 150  # the runs table is still there
+    assert len(load_results(collection)) == len(loaded)  # the runs table is still there
 
 
 def test_var_samp_keeps_the_digits_of_a_small_spread(make_store: Any) -> None:
     import statistics
 
     pg: PostgresStore = make_store(EXP)
-    values = [1e9 + ((i * 7919) % 97) * 1e-4 for i in range(40)]
-    for i, v in enumerate(values):
-        pg.put_run_record(make_record(f"r{i:03d}", EXP, params={"c": "one"}, metrics={"v": v}))
+    values: dict[str, list[float]] = {"big": [], "small": []}
+    for i in range(80):  # one group near 0 (the shift), one at 1e9: two statements
+        case = "big" if i % 2 else "small"
+        v = (1e9 if case == "big" else 0.0) + ((i * 7919) % 97) * 1e-4
+        values[case].append(v)
+        pg.put_run_record(make_record(f"r{i:03d}", EXP, params={"c": case}, metrics={"v": v}))
     pg.flush()
     groups = pg.aggregate_runs(None, None, by=["params.c"], values=["metrics.v"])
-    assert groups is not None
-    (stats,) = groups[0]["values"]
-    assert stats["finite"] == 40
-    assert stats["mean"] == pytest.approx(statistics.fmean(values), rel=1e-15)
-    assert (stats["m2"] / 39) ** 0.5 == pytest.approx(statistics.stdev(values), rel=1e-6)
+    assert groups is not None and len(groups) == 2
+    for group in groups:
+        (stats,) = group["values"]
+        got = values[group["keys"][0]]
+        assert stats["finite"] == 40
+        assert stats["mean"] == pytest.approx(statistics.fmean(got), rel=1e-15)
+        assert (stats["m2"] / 39) ** 0.5 == pytest.approx(statistics.stdev(got), rel=1e-4)
+    one = pg.aggregate_runs(None, "params.c = 'big'", by=[], values=["metrics.v"])
+    assert one is not None
+    (stats,) = one[0]["values"]  # (shifted by one of its values: the one pass is exact)
+    assert (stats["m2"] / 39) ** 0.5 == pytest.approx(statistics.stdev(values["big"]),
+                                                      rel=1e-6)
 
 
 def test_derived_values_group_and_aggregate_as_loaded(filled: tuple[PostgresStore, Any]) -> None:

@@ -30,6 +30,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from metalab._internal._json import dumps
 from metalab.query._ast import Field, Query, without_nan
 from metalab.query._fields import named_fields
 from metalab.store._index._sqlite import SqliteCompiler, decode
@@ -284,11 +285,15 @@ def _pg_source(comp: Any, query: Query, experiment_id: str | None, derived: bool
 
 
 def pg_sql(by: Sequence[Field], values: Sequence[Field], comp: Any, source: str,
-           shifts: list[float]) -> tuple[str, list[Any]]:
+           shifts: list[float] | None) -> tuple[str, list[Any]]:
     """(SQL with ``{s}`` for the schema, args before those of ``source``) of the groups.
 
-    Per value: the counts of :data:`COUNTS`, the mean, ``var_samp`` and the sum of
-    squared deviations from its shift (see :func:`_shifted_m2`)."""
+    Per value: the counts of :data:`COUNTS` and the sums of the deviations from
+    its shift and of their squares (see :func:`_shifted_m2`); without
+    ``shifts``, ``var_samp`` alone (Youngs-Cramer: stable, the fallback).
+    A JSON number becomes a ``float8`` through ``numeric`` (the costly step of
+    each run): it is converted twice a run, each square taken by ``power``.
+    """
     cols: list[str] = []
     args: list[Any] = []
     for f in by:
@@ -299,23 +304,21 @@ def pg_sql(by: Sequence[Field], values: Sequence[Field], comp: Any, source: str,
             sql_, a = acc.sql, list(acc.args)
         cols.append(sql_)
         args += a
-    n_keys = len(cols)
     cols.append("count(*)")
-    for f, shift in zip(values, shifts, strict=True):
+    for i, f in enumerate(values):
         v, a = _pg_value(f)
         kinds = _pg_kinds(v)
+        number, finite = f"({v})::float8", f"FILTER (WHERE {kinds[2]})"
+        if shifts is None:
+            cols.append(f"var_samp({number}) {finite}")
+            args += a * 2
+            continue
         for k in kinds:
             cols.append(f"count(*) FILTER (WHERE {k})")
             args += a * k.count("%s")
-        number = f"({v})::float8"
-        for agg in ("avg", "var_samp"):
-            cols.append(f"{agg}({number}) FILTER (WHERE {kinds[2]})")
-            args += a * 2
-        cols.append(f"sum({number} - %s) FILTER (WHERE {kinds[2]})")
-        args += [*a, shift, *a]
-        cols.append(f"sum(({number} - %s) * ({number} - %s)) FILTER (WHERE {kinds[2]})")
-        args += [*a, shift, *a, shift, *a]
-    group = (" GROUP BY " + ", ".join(str(i + 1) for i in range(n_keys))) if n_keys else ""
+        cols += [f"sum({number} - %s) {finite}", f"sum(power({number} - %s, 2)) {finite}"]
+        args += [*a, shifts[i], *a, *a, shifts[i], *a]
+    group = (" GROUP BY " + ", ".join(str(i + 1) for i in range(len(by)))) if by else ""
     return f"SELECT {', '.join(cols)} {source}{group}", args
 
 
@@ -326,8 +329,7 @@ def pg_aggregate(index: PostgresIndex, experiment_id: str | None, query: Query,
     None when a field cannot be pushed down.
 
     ``m2``: the one-pass sum around a shift when its error bound allows (see
-    :func:`_shifted_m2`), else ``var_samp``'s (Youngs-Cramer: stable, to about
-    1e-5 relative for a spread 1e-12 of the mean).
+    :func:`_shifted_m2`), else from ``var_samp`` in a second statement.
 
     Raises:
         IndexUnavailableError, StoreError: the index cannot answer.
@@ -359,24 +361,37 @@ def pg_aggregate(index: PostgresIndex, experiment_id: str | None, query: Query,
                       "LIMIT 1", a + sargs + a)
             shifts.append(float(got[0][0]) if got else 0.0)
         text, args = pg_sql(by, values, comp, source, shifts)
-        rows = run(conn, text, args + sargs)
-    return [_pg_group(row, len(by), shifts) for row in rows]
+        groups = [_pg_group(row, len(by), shifts) for row in run(conn, text, args + sargs)]
+        if any(v["m2"] is None and v["finite"] for g in groups for v in g["values"]):
+            text, args = pg_sql(by, values, comp, source, None)
+            _add_variances(groups, run(conn, text, args + sargs), len(by))
+    return groups
+
+
+def _add_variances(groups: list[dict[str, Any]], rows: list[tuple[Any, ...]],
+                   n_keys: int) -> None:
+    """Fill each ``m2`` the one pass could not give from the rows of ``var_samp``."""
+    by_keys = {dumps([_key_value(k) for k in row[:n_keys]]): row[n_keys + 1:] for row in rows}
+    for g in groups:
+        variances = by_keys.get(dumps(g["keys"]), ())
+        for v, var in zip(g["values"], variances, strict=False):
+            if v["m2"] is None and v["finite"]:
+                v["m2"] = float(var) * (v["finite"] - 1) if var is not None else 0.0
 
 
 def _pg_group(row: tuple[Any, ...], n_keys: int, shifts: list[float]) -> dict[str, Any]:
-    per = len(COUNTS) + 4
+    per = len(COUNTS) + 2
     n = int(row[n_keys])
     got = []
     for i, shift in enumerate(shifts):
-        missing, nonfinite, finite, mean, var, s1, s2 = row[n_keys + 1 + i * per:
-                                                            n_keys + 1 + (i + 1) * per]
+        missing, nonfinite, finite, s1, s2 = row[n_keys + 1 + i * per:
+                                                 n_keys + 1 + (i + 1) * per]
         k = int(finite or 0)
-        m2 = _shifted_m2(k, s1, s2) if k else 0.0
-        if k:  # (the mean around the shift: its digits are those of the spread)
-            mean = shift + s1 / k
-        if m2 is None:
-            m2 = float(var) * (k - 1) if var is not None else 0.0
-        got.append(_value_stats(n, missing, nonfinite, k, mean, m2))
+        # (the mean around the shift: its digits are those of the spread)
+        mean = shift + s1 / k if k else None
+        stats = _value_stats(n, missing, nonfinite, k, mean, 0.0)
+        stats["m2"] = _shifted_m2(k, s1, s2) if k else None  # (None: see the second pass)
+        got.append(stats)
     return {"keys": [_key_value(k) for k in row[:n_keys]], "n": n, "values": got}
 
 
