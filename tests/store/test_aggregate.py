@@ -138,3 +138,10 @@ def test_derived_values_group_and_aggregate_as_loaded(store: FileStore) -> None:
             pushed = pushed_figure(store, None, where, spec)
             assert pushed is not None
             same(pushed, _loaded(store, spec, where))
+
+
+def test_a_boolean_and_the_number_one_are_two_categories(store: FileStore) -> None:
+    spec = PlotSpec("bar", "params.mixed")
+    loaded = _loaded(store, spec, None)
+    assert loaded["data"][0]["x"] == ["True", "1", "2.5", "NaN", "one"]  # (missing: left out)
+    same(pushed_figure(store, None, None, spec), loaded)

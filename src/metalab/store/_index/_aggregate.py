@@ -354,6 +354,11 @@ def pg_aggregate(index: PostgresIndex, experiment_id: str | None, query: Query,
     with index.connection() as conn, conn.transaction():
         conn.execute("SET LOCAL TimeZone = 'UTC'")
         conn.execute("SET LOCAL work_mem = '64MB'")
+        # (the planner cannot count the groups of a JSON key, guesses one per run and
+        # sorts every run to group them, spilling to disk; grouping by hashing, as
+        # this forces, took 2.2-2.4 s at 10^6 runs against 3.9-4.0 s sorted, on 2
+        # CPUs under load; a hash table larger than memory spills to disk too)
+        conn.execute("SET LOCAL enable_sort = off")
         shifts = []
         for f in values:  # (any value of the field: the one-pass sums are taken around it)
             v, a = _pg_value(f)
