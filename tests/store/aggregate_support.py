@@ -38,7 +38,8 @@ WHERES = [None, "params.lr > 0.005", "params.opt = 'a' or metrics.loss > 0.5",
 
 
 def fill(store: Store, experiment_id: str, n: int = 240, seed: int = 1) -> None:
-    """``n`` runs of ``experiment_id`` (see the module docstring)."""
+    """``n`` runs of ``experiment_id`` (see the module docstring), ids ``r0000`` ...
+    (another ``seed``: ``s<seed>-0000`` ...)."""
     rng = random.Random(seed)
     for i in range(n):
         loss: Any = 0.1 * (i % 5) + rng.random()
@@ -62,7 +63,8 @@ def fill(store: Store, experiment_id: str, n: int = 240, seed: int = 1) -> None:
         if i == 5:  # running, its heartbeat long stopped: readers see it lost
             status, beat = Status.RUNNING, T0
         store.put_run_record(make_record(
-            f"r{i:04d}", experiment_id, params=params, metrics=metrics, status=status,
+            # (run ids are unique within a collection, as metalab's are)
+            f"r{i:04d}" if seed == 1 else f"s{seed}-{i:04d}", experiment_id, params=params, metrics=metrics, status=status,
             heartbeat_at=beat, finished_at=None if beat else T0 + timedelta(seconds=i + 1),
             seed={"root_seed": i % 4, "replicate_index": i % 4},
             started_at=T0 + timedelta(seconds=i)))
