@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "store"))
-from aggregate_support import EVIL, SPECS, WHERES, fill, same
+from aggregate_support import EVIL, SPECS, WHERES, check_derived, fill, same
 
 from metalab import load_results
 from metalab.analysis import PlotSpec, plot_figure
@@ -91,12 +91,4 @@ def test_var_samp_keeps_the_digits_of_a_small_spread(make_store: Any) -> None:
 
 def test_derived_values_group_and_aggregate_as_loaded(filled: tuple[PostgresStore, Any]) -> None:
     pg, files = filled
-    for i in range(0, 240, 3):
-        pg.put_derived(f"r{i:04d}", {"z": (i % 7) * 0.5, "tag": ["p", "q"][i % 2]})
-    pg.flush()
-    for spec in (PlotSpec("line", "params.lr", "derived.z", "derived.tag"),
-                 PlotSpec("bar", "derived.tag", "metrics.acc")):
-        for where in (None, "derived.z > 1"):
-            pushed = pushed_figure(pg, None, where, spec)
-            assert pushed is not None
-            same(pushed, _loaded(files, spec, where))
+    check_derived(pg, files, pg.flush)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import random
 from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
 from typing import Any
 
 from metalab.analysis import PlotSpec
@@ -68,6 +69,28 @@ def fill(store: Store, experiment_id: str, n: int = 240, seed: int = 1) -> None:
             heartbeat_at=beat, finished_at=None if beat else T0 + timedelta(seconds=i + 1),
             seed={"root_seed": i % 4, "replicate_index": i % 4},
             started_at=T0 + timedelta(seconds=i)))
+
+
+def check_derived(store: Store, reference: Store,
+                  flush: Callable[[], Any] | None = None) -> None:
+    """Derived values of every third run of :func:`fill` as keys, values and filters:
+    the figures ``store`` computes in its index equal those of ``reference``'s
+    loaded runs (``flush``: makes the index current after the writes)."""
+    from metalab import load_results
+    from metalab.analysis import plot_figure
+    from metalab.analysis._plots_pushdown import pushed_figure
+
+    for i in range(0, 240, 3):
+        store.put_derived(f"r{i:04d}", {"z": (i % 7) * 0.5, "tag": ["p", "q"][i % 2]})
+    if flush is not None:
+        flush()
+    for spec in (PlotSpec("line", "params.lr", "derived.z", "derived.tag"),
+                 PlotSpec("bar", "derived.tag", "metrics.acc")):
+        for where in (None, "derived.z > 1"):
+            pushed = pushed_figure(store, None, where, spec)
+            assert pushed is not None
+            loaded = load_results(reference, where=where, columns=spec.fields())
+            same(pushed, plot_figure(loaded, spec))
 
 
 def same(a: Any, b: Any, rel: float = 1e-9, path: str = "") -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aggregate_support import EVIL, SPECS, WHERES, fill, same
+from aggregate_support import EVIL, SPECS, WHERES, check_derived, fill, same
 
 from metalab import MetalabError, ValidationError, load_results
 from metalab.analysis import PlotSpec, plot_figure
@@ -130,14 +130,7 @@ def test_aggregate_runs_is_behind_its_capability_flag(store: FileStore) -> None:
 
 
 def test_derived_values_group_and_aggregate_as_loaded(store: FileStore) -> None:
-    for i in range(0, 240, 3):
-        store.put_derived(f"r{i:04d}", {"z": (i % 7) * 0.5, "tag": ["p", "q"][i % 2]})
-    for spec in (PlotSpec("line", "params.lr", "derived.z", "derived.tag"),
-                 PlotSpec("bar", "derived.tag", "metrics.acc")):
-        for where in (None, "derived.z > 1"):
-            pushed = pushed_figure(store, None, where, spec)
-            assert pushed is not None
-            same(pushed, _loaded(store, spec, where))
+    check_derived(store, store)
 
 
 def test_a_boolean_and_the_number_one_are_two_categories(store: FileStore) -> None:
