@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import math
 import random
-from datetime import UTC, datetime, timedelta
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from metalab.analysis import PlotSpec
