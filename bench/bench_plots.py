@@ -13,12 +13,17 @@ best of a few repeats:
 * ``figure``: ``plot_figure(results, spec)`` on the loaded runs (the math);
 * ``chart``: both, what the UI server does per plot request (target < 2 s
   at 10^6 runs);
-* a raw scatter of the same fields (a fixed sample of 5,000 runs, WebGL).
+* a raw scatter of the same fields (a fixed sample of 5,000 runs, WebGL);
+* ``pushed_chart``: the same chart computed in the index (aggregation
+  pushdown, ``Store.aggregate_runs``: only the 200 groups leave SQL), and
+  whether its figure equals the loaded one (floats within 1e-9);
+  ``query_figure``: what the UI's plot endpoint calls (the pushdown, else a load).
 
 Stores: the FileStore catalog, then (``--pg``) PostgreSQL filled with
 ``rebuild_index`` from the same files (a throwaway server).
 
 Usage: python bench/bench_plots.py [--runs 1000000] [--dir D [--reuse]] [--pg] [--repeat 3]
+       [--pushed-only]
        [--json bench/out/plots.json]
 """
 
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import sys
@@ -43,6 +49,7 @@ from bench_query import store_folder, write_runs
 
 from metalab import load_results
 from metalab.analysis import PlotSpec, plot_figure
+from metalab.analysis._plots_pushdown import pushed_figure, query_figure
 from metalab.store import FileStore
 from metalab.store._base import Store
 
@@ -56,6 +63,21 @@ T = TypeVar("T")
 def log(key: str, value: Any) -> None:
     out[key] = value
     print(f"{key}: {value}", flush=True)
+
+
+def measure_pushed(name: str, store: Store, repeat: int) -> None:
+    """The chart computed in the index (see the module docstring), and whether it
+    equals the chart of the loaded runs (loaded once, untimed)."""
+    holder: dict[str, Any] = {}
+
+    def pushed() -> None:
+        holder["pushed"] = pushed_figure(store, None, None, SPEC)
+
+    log(f"{name}_pushed_chart_s", round(best_of(pushed, repeat), 3))
+    log(f"{name}_pushed_groups_points", holder["pushed"]["layout"]["meta"]["metalab"]["points"])
+    log(f"{name}_query_figure_s", round(best_of(lambda: query_figure(store, SPEC), repeat), 3))
+    loaded = plot_figure(load_results(store, columns=SPEC.fields()), SPEC)
+    log(f"{name}_pushed_same_figure", _same(holder["pushed"], loaded))
 
 
 def measure(name: str, store: Store, repeat: int) -> None:
@@ -84,6 +106,7 @@ def measure(name: str, store: Store, repeat: int) -> None:
         plot_figure(load_results(store, columns=fields), SPEC)
 
     log(f"{name}_chart_s", round(best_of(chart, repeat), 3))
+    measure_pushed(name, store, repeat)
     raw_fields = RAW.fields()
 
     def raw_chart() -> None:
@@ -91,6 +114,17 @@ def measure(name: str, store: Store, repeat: int) -> None:
 
     log(f"{name}_raw_scatter_chart_s", round(best_of(raw_chart, repeat), 3))
     log(f"{name}_raw_scatter_points", holder["raw"]["layout"]["meta"]["metalab"]["points"])
+
+
+def _same(a: Any, b: Any, rel: float = 1e-9) -> bool:
+    """Whether two figures are equal, floats within ``rel`` (sums in another order)."""
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=rel, abs_tol=1e-12)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k], rel) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y, rel) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
 
 
 def timed(key: str, fn: Callable[[], T]) -> T:
@@ -121,6 +155,8 @@ def main() -> None:
     ap.add_argument("--reuse", action="store_true", help="keep the run files already in --dir")
     ap.add_argument("--pg", action="store_true", help="also measure PostgreSQL")
     ap.add_argument("--repeat", type=int, default=3, help="best of this many runs")
+    ap.add_argument("--pushed-only", action="store_true",
+                    help="measure only the chart computed in the index (and check it)")
     ap.add_argument("--json", default=str(Path(__file__).parent / "out" / "plots.json"))
     args = ap.parse_args()
     log("machine", machine())
@@ -129,7 +165,8 @@ def main() -> None:
     tmp = args.dir or tempfile.mkdtemp(prefix="mlbench-plots-")
     os.chmod(tmp, 0o755)  # the PostgreSQL server user must reach its data folder
     fs = make_store(os.path.join(tmp, "store"), args.runs, args.reuse)
-    measure("catalog", fs, args.repeat)
+    run = measure_pushed if args.pushed_only else measure
+    run("catalog", fs, args.repeat)
     if args.pg:
         from metalab.services import start_server, stop_server
         from metalab.store import PostgresStore
@@ -139,7 +176,7 @@ def main() -> None:
         try:
             pg = timed("pg_rebuild_index_s",
                        lambda: PostgresStore.from_filestore(url, fs, rebuild=True))
-            measure("pg", pg, args.repeat)
+            run("pg", pg, args.repeat)
             pg.close()
         finally:
             stop_server(pg_dir, mode="fast", remove=True)

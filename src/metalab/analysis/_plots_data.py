@@ -27,6 +27,8 @@ __all__ = ["Axis", "Numbers", "as_numbers", "categories", "columns_of", "distinc
 TOP_FIELDS = ("duration_ms", "status", "experiment_id")
 #: the label of a run without a value in a group or category field
 MISSING_LABEL = "(no value)"
+#: the tag of a boolean category among numbers (see :func:`categories`)
+_BOOL = "\0bool"
 #: names listed in the message about an unknown field
 _LISTED = 20
 
@@ -188,9 +190,15 @@ def categories(np: Any, pd: Any, raw: list[Any], nums: Numbers | None,
         codes[usable] = inverse
         return Axis(codes, points.tolist(), True, points)
     kinds = set(map(type, raw))
-    keys = [hashable(v) for v in raw] if (list in kinds or dict in kinds) else raw
+    # (True == 1 in Python: a boolean among numbers is tagged, or both would share
+    # a category, as they never do in a query)
+    tag = bool in kinds and (int in kinds or float in kinds)
+    if tag or list in kinds or dict in kinds:
+        keys = [(_BOOL, v) if tag and type(v) is bool else hashable(v) for v in raw]
+    else:
+        keys = raw
     codes, uniques = pd.factorize(pd.Series(keys, dtype=object), use_na_sentinel=False)
-    labels = list(uniques)
+    labels = [u[1] if type(u) is tuple else u for u in uniques]
     order = sorted(range(len(labels)), key=lambda i: _order(labels[i]))
     rank = np.empty(len(labels), dtype=np.int64)
     rank[order] = np.arange(len(labels))

@@ -25,13 +25,14 @@ from metalab.analysis._plots_data import (
     require_present,
 )
 from metalab.analysis._plots_sample import sample_indices, spread_indices
-from metalab.analysis._plots_stats import band_width, group_stats
+from metalab.analysis._plots_stats import GroupStats, band_width, group_stats
 
 if TYPE_CHECKING:
     from metalab.analysis._plots_spec import PlotSpec
     from metalab.analysis._tables import ResultsView
 
-__all__ = ["add_notes", "build_figure", "esc", "finite_list"]
+__all__ = ["Prepared", "add_notes", "bar_traces", "build_figure", "esc", "figure_of",
+           "finite_list", "mean_traces"]
 
 #: past this many points in one figure, scatter traces use WebGL (``scattergl``)
 WEBGL_AFTER = 1000
@@ -94,6 +95,12 @@ def build_figure(results: ResultsView, spec: PlotSpec) -> dict[str, Any]:
         traces, notes = _aggregated(np, pd, prep, spec)
     else:
         traces, notes = _raw_points(np, results, prep, spec)
+    return _figure(spec, prep, traces, notes)
+
+
+def figure_of(spec: PlotSpec, prep: Prepared, traces: list[dict[str, Any]],
+              notes: list[str]) -> dict[str, Any]:
+    """The figure dict of ``traces`` (titles, notes, ``layout.meta.metalab``)."""
     return _figure(spec, prep, traces, notes)
 
 
@@ -180,6 +187,14 @@ def _aggregated(np: Any, pd: Any, prep: Prepared, spec: PlotSpec) -> tuple[list[
     combined = gcodes[keep] * nx + prep.x.codes[keep]
     keys, inverse = distinct(pd, combined)
     stats = group_stats(np, inverse, prep.y.values[keep], len(keys))
+    return mean_traces(np, prep, spec, keys, nx, stats, glabels)
+
+
+def mean_traces(np: Any, prep: Prepared, spec: PlotSpec, keys: Any, nx: int,
+                stats: GroupStats, glabels: list[Any]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The traces of :func:`_aggregated` from the statistics of each point
+    (``keys``: group code * ``nx`` + x code of each, ascending)."""
+    assert prep.x is not None and spec.y is not None
     width = band_width(np, stats, spec.band)
     nonfinite = stats.n - stats.n_finite
     if nonfinite.any():
@@ -304,6 +319,14 @@ def _bars(np: Any, pd: Any, prep: Prepared, spec: PlotSpec) -> tuple[list[dict[s
     keys, inverse = distinct(pd, combined)
     values = prep.y.values[keep] if prep.y is not None else np.zeros(len(inverse))
     stats = group_stats(np, inverse, values, len(keys))
+    return bar_traces(np, prep, spec, keys, nx, stats, glabels)
+
+
+def bar_traces(np: Any, prep: Prepared, spec: PlotSpec, keys: Any, nx: int,
+               stats: GroupStats, glabels: list[Any]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The traces of :func:`_bars` from the statistics of each bar (``keys`` as in
+    :func:`mean_traces`; without ``prep.y`` the bars count runs: ``stats.n``)."""
+    assert prep.x is not None
     counting = prep.y is None
     if not counting:
         nonfinite = stats.n - stats.n_finite

@@ -22,6 +22,8 @@ Capabilities:
     * ``supports_run_table``: :meth:`Store.run_table` and
       :meth:`Store.read_run_documents` answer from an index
       (``load_results`` uses them).
+    * ``supports_aggregate``: :meth:`Store.aggregate_runs` computes grouped
+      statistics of runs in the index (charts over seeds without loading runs).
     * ``supports_annotations``: tags and notes after the fact
       (:meth:`Store.annotate_runs`, :meth:`Store.annotate_experiment`) and
       :meth:`Store.delete_experiment`.
@@ -93,7 +95,7 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, cast
 
 from metalab._errors import CorruptRecordError, ReadOnlyStoreError
 from metalab.model import ArtifactDescriptor, RunRecord
@@ -182,6 +184,8 @@ class Store(abc.ABC):
     #: :meth:`run_table` answers runs as columns and :meth:`read_run_documents`
     #: fetches many records at once (an index that needs no record parsing)
     supports_run_table: ClassVar[bool] = False
+    #: :meth:`aggregate_runs` groups runs in the store's index (its ``_query_index``)
+    supports_aggregate: ClassVar[bool] = False
     #: the backend's own methods that write (beyond :data:`WRITE_METHODS`):
     #: a read-only store refuses them with the same guard
     backend_write_methods: ClassVar[frozenset[str]] = frozenset()
@@ -334,6 +338,43 @@ class Store(abc.ABC):
         files): the caller reads the files instead.
         """
         raise NotImplementedError(f"{type(self).__name__} has no run table")
+
+    def aggregate_runs(self, experiment_id: str | None = None, where: Any = None, *,
+                       by: Sequence[str] = (), values: Sequence[str] = ()
+                       ) -> list[dict[str, Any]] | None:
+        """The runs of a query grouped by the values of ``by``, computed in the index
+        (only if ``supports_aggregate``); None: the index cannot answer now
+        (unreachable, behind the files, a collection of several folders, a field
+        it cannot group by): load the runs instead.
+
+        ``where`` as in :meth:`query_runs`; ``by`` and ``values``: field names
+        (``"params.lr"``, ``"metrics.loss"``, ``"derived.z"``; ``by`` also
+        ``status``, ``experiment_id``, ``duration_ms``; ``values`` also
+        ``duration_ms``).  One dict per group, in no particular order:
+        ``{"keys": [value of each ``by`` field, as the runs' JSON holds it
+        (None: missing; an infinite number as its text "Infinity")], "n": runs,
+        "values": [per ``values`` field {"missing", "other" (a value that is not
+        a number: text, boolean, list ...), "nonfinite" (inf, -inf, NaN),
+        "finite": counts of runs; "mean", "m2": mean and sum of squared
+        deviations of the finite numbers (None without any)}]}``.  The texts
+        "Infinity", "-Infinity", "NaN" count as those numbers; booleans are not
+        numbers.  Runs as readers see them (a stopped heartbeat: lost), in the
+        store's scope.
+
+        Raises:
+            NotImplementedError: the store does not ``supports_aggregate``.
+            QuerySyntaxError, QueryError: a malformed query or field name.
+            UnknownFieldError: ``where`` names a field no run has.
+        """
+        if not self.supports_aggregate:
+            raise NotImplementedError(f"{type(self).__name__} cannot aggregate in an index")
+        from metalab.query import as_query, parse_field
+
+        query = as_query(where, None, None, None)
+        index = cast(Any, self)._query_index  # (see supports_aggregate)
+        groups: list[dict[str, Any]] | None = index.aggregate(
+            experiment_id, query, [parse_field(f) for f in by], [parse_field(f) for f in values])
+        return groups
 
     def read_run_documents(
         self, keys: list[tuple[str, str]]

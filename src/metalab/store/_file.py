@@ -235,6 +235,7 @@ class FileStore(FileClaims, FileCuration, FileGroupCommit, Store):
     #: queries use the folder's catalog (``.catalog/``, see ``store._index._catalog``),
     #: which :meth:`rebuild_index` rebuilds
     supports_index: ClassVar[bool] = True
+    supports_aggregate: ClassVar[bool] = True
     index_unit: ClassVar[str] = "files read"
     backend_write_methods: ClassVar[frozenset[str]] = frozenset(
         {"put_run_data", "stage_run_record", "commit_staged", "discard_staged"}

@@ -110,13 +110,12 @@ def plot_spec(params: Mapping[str, str]) -> Any:
 
 def plot(request: Request) -> Response:
     """A plotly figure of the experiment's query, aggregated on the server."""
-    from metalab.analysis import plot_figure
+    from metalab.analysis._plots_pushdown import query_figure
 
     view, eid = _view(request), _experiment(request)
     spec = plot_spec(request.query_params)
-    where = request.query_params.get("where") or ""
-    results = view.results(eid, where=where, columns=spec.fields())
-    return _json(plot_figure(results, spec))
+    where = request.query_params.get("where") or None
+    return _json(query_figure(view.scoped(eid), spec, where))
 
 
 def _run_id(request: Request) -> str:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any, Protocol
 
 from metalab._errors import StoreError
-from metalab.query._ast import Query
+from metalab.query._ast import Field, Query
 from metalab.query._eval import run_query
 from metalab.query._liveness import lost_cutoff
 from metalab.query._records import parse_record, report_problem
@@ -151,6 +151,13 @@ class CatalogIndex(Index):
 
     def table(self, experiment_id: str | None, query: Query | None) -> dict[str, Any] | None:
         return None
+
+    def aggregate(self, experiment_id: str | None, query: Query, by: list[Field],
+                  values: list[Field]) -> list[dict[str, Any]] | None:
+        from metalab.store._index._aggregate import filestore_aggregate
+
+        return filestore_aggregate(self._store, _single_folder(self._store, experiment_id),
+                                   query, by, values)
 
     def refresh(self, progress: Progress | None = None) -> int:
         """Refresh the catalog of every experiment folder; returns the files read.

@@ -13,7 +13,7 @@ from __future__ import annotations
 import abc
 from typing import Any
 
-from metalab.query._ast import Query
+from metalab.query._ast import Field, Query
 from metalab.store._base import Progress
 
 __all__ = ["Index"]
@@ -69,6 +69,17 @@ class Index(abc.ABC):
         Raises:
             UnknownFieldError: ``query`` names a field no run in scope has.
         """
+
+    def aggregate(self, experiment_id: str | None, query: Query, by: list[Field],
+                  values: list[Field]) -> list[dict[str, Any]] | None:
+        """The runs of ``query`` grouped by the values of ``by``, with statistics of
+        each field of ``values`` per group (see :meth:`~metalab.store.Store.aggregate_runs`);
+        None: this index cannot (load the runs instead).
+
+        Raises:
+            UnknownFieldError: ``query`` names a field no run in scope has.
+        """
+        return None
 
     @abc.abstractmethod
     def rebuild(self, progress: Progress | None = None) -> int:

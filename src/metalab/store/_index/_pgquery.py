@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from metalab._errors import IndexUnavailableError, StoreError
 from metalab._internal._gc import gc_paused
 from metalab._internal._json import loads
-from metalab.query._ast import DYNAMIC, Query, TrueNode, fields_of
+from metalab.query._ast import DYNAMIC, Field, Query, TrueNode, fields_of
 from metalab.query._fields import FieldKey, named_fields, require_fields
 from metalab.query._liveness import lost_cutoff
 from metalab.query._parser import build_query
@@ -195,6 +195,13 @@ class PostgresQueries(Index):
 
     def table(self, experiment_id: str | None, query: Query | None) -> dict[str, Any] | None:
         return table_runs(self._store, experiment_id, query)
+
+    def aggregate(self, experiment_id: str | None, query: Query, by: list[Field],
+                  values: list[Field]) -> list[dict[str, Any]] | None:
+        from metalab.store._index._aggregate import postgres_aggregate
+
+        return postgres_aggregate(self._store, _scope(self._store, experiment_id), query, by,
+                                  values, _check_named_fields)
 
     def refresh(self, progress: Progress | None = None) -> int:
         """:meth:`PostgresStore.catch_up` (``progress`` is not reported)."""

@@ -132,6 +132,7 @@ class PostgresStore(PostgresCuration, Store):
     supports_log_path: ClassVar[bool] = True
     supports_live_series: ClassVar[bool] = True
     supports_index: ClassVar[bool] = True
+    supports_aggregate: ClassVar[bool] = True
     index_unit: ClassVar[str] = "runs indexed"
     supports_run_table: ClassVar[bool] = True
     backend_write_methods: ClassVar[frozenset[str]] = frozenset(

@@ -1,0 +1,168 @@
+"""Charts over seeds computed in the store's index (aggregation pushdown).
+
+:func:`pushed_figure` draws a :class:`~metalab.analysis.PlotSpec` from the
+groups :meth:`Store.aggregate_runs <metalab.store.Store.aggregate_runs>`
+computes in SQL (one row per distinct ``(x, group)`` value, never one per
+run), when the store offers it and the chart is one it can serve: ``line``
+and ``scatter`` over seeds, ``bar``.  The figure is the one
+:func:`~metalab.analysis.plot_figure` makes from the loaded runs: the same
+axes and category order, means and bands (merged from the groups' means and
+sums of squared deviations), left-out counts per reason and notes; any
+chart the pushdown cannot make as the loaded path would, including every
+error (a field no run has, a y without numbers, too many groups), answers
+None and the caller loads the runs.  Pure functions over the store's
+answer; thread-safe.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from metalab.analysis._deps import require
+from metalab.analysis._plots_data import Numbers, as_numbers, categories, distinct
+from metalab.analysis._plots_figure import (
+    MAX_GROUPS,
+    Prepared,
+    bar_traces,
+    figure_of,
+    mean_traces,
+)
+from metalab.analysis._plots_stats import GroupStats
+
+if TYPE_CHECKING:
+    from metalab.analysis._plots_spec import PlotSpec
+    from metalab.store import Store
+
+__all__ = ["pushable", "pushed_figure", "query_figure"]
+
+
+def query_figure(store: Store, spec: PlotSpec, where: Any = None) -> dict[str, Any]:
+    """:func:`~metalab.analysis.plot_figure` of the runs of ``store`` matching
+    ``where``, computed in the store's index when it can (:func:`pushed_figure`:
+    only the groups leave the index), else from the runs loaded with the
+    chart's columns.  The same figure either way.
+
+    Raises:
+        ValidationError, QueryError, UnknownFieldError: as ``plot_figure`` and
+            :func:`~metalab.load_results` raise them.
+        MissingDependencyError: numpy or pandas is missing (extra ``ui``).
+    """
+    from metalab.analysis._load import load_results
+    from metalab.analysis._plots_figure import build_figure
+
+    figure = pushed_figure(store, None, where, spec)
+    if figure is not None:
+        return figure
+    return build_figure(load_results(store, where=where, columns=spec.fields()), spec)
+
+
+def pushable(spec: PlotSpec) -> bool:
+    """Whether :func:`pushed_figure` can draw ``spec`` (a store permitting)."""
+    if spec.kind == "bar":
+        return True
+    return spec.kind in ("line", "scatter") and spec.over_seeds
+
+
+def pushed_figure(store: Store, experiment_id: str | None, where: Any,
+                  spec: PlotSpec) -> dict[str, Any] | None:
+    """The figure of ``spec`` over the runs of ``where`` from the store's index, or
+    None (the store cannot aggregate, the index cannot answer now, or the
+    chart needs the loaded runs): then call :func:`plot_figure` on loaded runs.
+
+    Raises:
+        QuerySyntaxError, QueryError, UnknownFieldError: a bad ``where`` (as
+            :func:`~metalab.load_results` raises them).
+        MissingDependencyError: numpy or pandas is missing (extra ``ui``).
+    """
+    if not store.supports_aggregate or not pushable(spec):
+        return None
+    np = require("numpy", "ui", "charts")
+    pd = require("pandas", "ui", "charts")
+    assert spec.x is not None
+    by = [spec.x] + ([spec.group] if spec.group else [])
+    values = [spec.y] if spec.y else []
+    groups = store.aggregate_runs(experiment_id, where, by=by, values=values)
+    if groups is None:
+        return None
+    return figure_from_groups(np, pd, spec, groups)
+
+
+def _column(np: Any, rows: list[dict[str, Any]], key: str) -> Any:
+    return np.array([r[key] if r[key] is not None else np.nan for r in rows], dtype=np.float64)
+
+
+def figure_from_groups(np: Any, pd: Any, spec: PlotSpec,
+                       groups: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The figure of ``spec`` from :meth:`Store.aggregate_runs` groups (by x, then
+    group; values: y), or None where only the loaded runs give the answer (errors)."""
+    n = np.array([g["n"] for g in groups], dtype=np.int64)
+    total = int(n.sum())
+    raw_x = [g["keys"][0] for g in groups]
+    raw_g = [g["keys"][1] for g in groups] if spec.group else None
+    if total and (all(v is None for v in raw_x)
+                  or (raw_g is not None and all(v is None for v in raw_g))):
+        return None  # (no run has the field: the loaded path names close ones)
+    alive = n.copy()
+    prep = Prepared(total, None, None, None, np.ones(len(groups), dtype=bool))
+
+    def drop(counts: Any, reason: str) -> None:
+        hit = int(counts.sum())
+        if hit:
+            prep.excluded[reason] = prep.excluded.get(reason, 0) + hit
+        alive[:] -= counts
+
+    ys = [g["values"][0] for g in groups] if spec.y else None
+    if ys is not None:
+        other = np.array([v["other"] for v in ys], dtype=np.int64)
+        missing = np.array([v["missing"] for v in ys], dtype=np.int64)
+        if total and (int(missing.sum()) == total or int(other.sum()) == total):
+            return None
+        prep.y = Numbers(np.zeros(0), np.zeros(0, dtype=bool), np.zeros(0, dtype=bool))
+        drop(missing, f"no {spec.y}")
+    x_nums = as_numbers(np, raw_x)
+    drop(np.where(x_nums.missing, alive, 0), f"no {spec.x}")
+    prep.x = categories(np, pd, raw_x, x_nums, keep_missing=False)
+    if prep.x.numeric:
+        drop(np.where(np.isnan(x_nums.values) & ~x_nums.missing, alive, 0), f"{spec.x} = NaN")
+        drop(np.where(np.isinf(x_nums.values), alive, 0), f"{spec.x} = ±inf")
+    if raw_g is not None:
+        prep.group = categories(np, pd, raw_g, None, keep_missing=True)
+        if len(prep.group.labels) > MAX_GROUPS:
+            return None
+        gcodes, glabels = prep.group.codes, prep.group.labels
+    else:
+        gcodes, glabels = np.zeros(len(groups), dtype=np.int64), [None]
+    if ys is not None:
+        drop(np.where(alive > 0, other, 0), f"{spec.y} not a number")
+    kept = alive > 0
+    nx = max(len(prep.x.labels), 1)
+    keys, inverse = distinct(pd, gcodes[kept] * nx + prep.x.codes[kept])
+    stats = _merged(np, inverse, len(keys), alive[kept],
+                    [v for v, k in zip(ys, kept.tolist(), strict=True) if k] if ys else None)
+    build = bar_traces if spec.kind == "bar" else mean_traces
+    traces, notes = build(np, prep, spec, keys, nx, stats, glabels)
+    return figure_of(spec, prep, traces, notes)
+
+
+def _merged(np: Any, inverse: Any, n_cells: int, runs: Any,
+            ys: list[dict[str, Any]] | None) -> GroupStats:
+    """The statistics of each cell (chart point) from its groups' (``inverse``: the
+    cell of each group; ``runs``: the runs each group keeps): counts add up,
+    means and sums of squared deviations merge exactly (Chan et al.)."""
+    n = np.bincount(inverse, weights=runs, minlength=n_cells).astype(np.int64)
+    if ys is None:  # (counting bars: every kept run counts, no statistics)
+        zeros = np.zeros(n_cells)
+        with np.errstate(invalid="ignore"):
+            std = np.where(n > 1, 0.0, np.nan)
+        return GroupStats(n=n, n_finite=n, mean=zeros, std=std)
+    k = np.array([v["finite"] for v in ys], dtype=np.int64)
+    means = np.nan_to_num(_column(np, ys, "mean"))
+    m2s = np.nan_to_num(_column(np, ys, "m2"))
+    n_finite = np.bincount(inverse, weights=k, minlength=n_cells).astype(np.int64)
+    sums = np.bincount(inverse, weights=k * means, minlength=n_cells)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(n_finite > 0, sums / np.maximum(n_finite, 1), np.nan)
+        shift = np.where(k > 0, means - mean[inverse], 0.0)
+        m2 = np.bincount(inverse, weights=m2s + k * shift * shift, minlength=n_cells)
+        std = np.where(n_finite > 1, np.sqrt(m2 / np.maximum(n_finite - 1, 1)), np.nan)
+    return GroupStats(n=n, n_finite=n_finite, mean=mean, std=std)
