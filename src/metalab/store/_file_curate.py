@@ -1,4 +1,5 @@
-"""Curation of a FileStore after the fact: annotations and crash-safe deletion.
+"""Curation of a FileStore after the fact: annotations and crash-safe deletion
+(and the opening of a log for a partial read, kept here beside them).
 
 :class:`FileCuration` is a mixin of :class:`~metalab.store._file.FileStore`
 (it uses the store's folder lookups).  Annotations are sidecar files (see
@@ -28,10 +29,11 @@ import secrets
 import shutil
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
 from metalab._errors import CorruptRecordError, NotFoundError, ScopeError
 from metalab._internal._atomic import fsync_dir
+from metalab._internal._confined import open_regular_inside
 from metalab._internal._json import JSONDecodeError, dumps, loads
 from metalab._internal._names import check_name, safe_experiment_id
 from metalab.model import RunRecord
@@ -104,11 +106,21 @@ def _purge_stale_trash(trash_root: str) -> None:
     """Remove trash folders older than :data:`TRASH_STALE_S` (left by killed
     deletions), then ``trash_root`` itself if it is empty."""
     cutoff = time.time() - TRASH_STALE_S
-    with contextlib.suppress(FileNotFoundError, NotADirectoryError), os.scandir(trash_root) as it:
+    if os.path.islink(trash_root):  # (never delete where a link leads)
+        return
+    try:
+        it = os.scandir(trash_root)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    with it:
         for entry in it:
             with contextlib.suppress(FileNotFoundError):
-                if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                if entry.stat(follow_symlinks=False).st_mtime >= cutoff:
+                    continue
+                if entry.is_dir(follow_symlinks=False):
                     shutil.rmtree(entry.path)
+                else:  # a stray file or a symbolic link (removed, never followed)
+                    os.unlink(entry.path)
     with contextlib.suppress(OSError):  # (not empty: another deletion is using it)
         os.rmdir(trash_root)
 
@@ -159,7 +171,23 @@ class FileCuration:
         def config(self) -> Any: ...  # (a FileStoreConfig)
         def _folder(self, run_id: str) -> str: ...
         def list_logs(self, run_id: str) -> list[str]: ...
+        def _log_file(self, folder: str, run_id: str, name: str) -> str: ...
         def list_experiments(self) -> list[str]: ...
+
+    # ------------------------------------------------------------ log reads
+    def open_log(self, run_id: str, name: str = "run") -> BinaryIO | None:
+        """Log ``name`` of ``run_id`` opened for binary reading (``None`` if missing).
+
+        Raises:
+            InvalidNameError: the run id or log name is not a usable name.
+            NotFoundError: the log is a symbolic link, a folder or outside the
+                experiment folder (see :mod:`metalab._internal._confined`).
+        """
+        folder = self._folder(run_id)
+        try:
+            return open_regular_inside(self._log_file(folder, run_id, name), folder)
+        except FileNotFoundError:
+            return None
 
     # ------------------------------------------------------------ annotations
     def _experiment_folder(self, experiment_id: str | None) -> str:
