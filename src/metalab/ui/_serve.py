@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from metalab._errors import ConfigError, MissingDependencyError
+from metalab._internal._redact import redact
 from metalab.store import Store
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "create_app", "is_loopback", "resolve_token", "serve"]
@@ -105,7 +106,8 @@ def serve(
 
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
-    echo(f"metalab ui serving {locator or 'the store'} at {url}  (Ctrl+C stops it)")
+    shown_store = redact(locator) if locator else "the store"  # (never the password)
+    echo(f"metalab ui serving {shown_store} at {url}  (Ctrl+C stops it)")
     if open_browser and _has_display():
         import threading
         import webbrowser
