@@ -66,6 +66,8 @@ def test_host_and_token_rules() -> None:
         resolve_token("0.0.0.0", None, generate=False)
     with pytest.raises(metalab.ConfigError, match="empty"):
         resolve_token("0.0.0.0", " ")
+    auto = resolve_token("127.0.0.1", "auto")  # (loopback is shared on a login node)
+    assert auto and auto != "auto" and len(auto) >= 24
 
 
 def _paths(app: Any) -> list[tuple[str, set[str]]]:
