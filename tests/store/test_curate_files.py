@@ -212,3 +212,17 @@ def test_stale_trash_holding_a_link_or_a_stray_file_does_not_stop_deletions(
     assert not trash.exists()
     assert (kept / "precious.txt").read_text() == "keep me"  # (the link was never followed)
     assert _ids(store, "") == ["r2"]
+
+
+def test_delete_run_moves_a_linked_log_without_following_it(store: FileStore,
+                                                            tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere.log"
+    target.write_text("not the store's")
+    store.append_log("r0", "run", "hello\n")
+    logs = _folder(store) / "logs"
+    (logs / "r0_linked.log").symlink_to(target)
+    (logs / "r0_odd.log").mkdir()
+    assert store.list_logs("r0") == ["run"]  # (only regular files are logs to read)
+    store.delete_run("r0")
+    assert sorted(p.name for p in logs.iterdir()) == []
+    assert target.read_text() == "not the store's"

@@ -822,30 +822,7 @@ class FileStore(FileClaims, FileCuration, FileGroupCommit, Store):
 
     def list_logs(self, run_id: str) -> list[str]:
         check_name(run_id, "run id")
-        folder = self._folder(run_id)
-        prefix = f"{run_id}_"
-        try:
-            names = regular_file_names(os.path.join(folder, "logs"))
-        except (FileNotFoundError, NotADirectoryError):
-            return []
-        out = []
-        for file_name in names:
-            if not (file_name.startswith(prefix) and file_name.endswith(".log")):
-                continue
-            log_name = file_name[len(prefix):-4]
-            if log_name and not self._belongs_to_longer_run(folder, run_id, log_name):
-                out.append(log_name)
-        return sorted(out)
-
-    @staticmethod
-    def _belongs_to_longer_run(folder: str, run_id: str, log_name: str) -> bool:
-        # "{a}_{b_c}.log" may be log "b_c" of run "a" or log "c" of run "a_b"
-        parts = log_name.split("_")
-        for i in range(1, len(parts)):
-            other = "_".join([run_id, *parts[:i]])
-            if os.path.exists(os.path.join(folder, "runs", f"{other}.json")):
-                return True
-        return False
+        return self._log_names(self._folder(run_id), run_id)
 
     def log_path(self, run_id: str, name: str) -> str:
         """Path of log ``name`` (its folder is created so it can be opened for append)."""

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
 from metalab._errors import CorruptRecordError, NotFoundError, ScopeError
 from metalab._internal._atomic import fsync_dir
-from metalab._internal._confined import open_regular_inside
+from metalab._internal._confined import open_regular_inside, regular_file_names
 from metalab._internal._json import JSONDecodeError, dumps, loads
 from metalab._internal._names import check_name, safe_experiment_id
 from metalab.model import RunRecord
@@ -96,6 +96,16 @@ def _shown_without_run(folder: str, run_id: str) -> list[str]:
     base = doc.get("tags") if isinstance(doc, dict) else None
     return effective_tags(base if isinstance(base, list) else (),
                           read_annotations(experiment_path(folder)), None)
+
+
+def _belongs_to_longer_run(folder: str, run_id: str, log_name: str) -> bool:
+    # "{a}_{b_c}.log" may be log "b_c" of run "a" or log "c" of run "a_b"
+    parts = log_name.split("_")
+    for i in range(1, len(parts)):
+        other = "_".join([run_id, *parts[:i]])
+        if os.path.exists(os.path.join(folder, "runs", f"{other}.json")):
+            return True
+    return False
 
 
 def _trash_name(stem: str) -> str:
@@ -170,11 +180,29 @@ class FileCuration:
         @property
         def config(self) -> Any: ...  # (a FileStoreConfig)
         def _folder(self, run_id: str) -> str: ...
-        def list_logs(self, run_id: str) -> list[str]: ...
         def _log_file(self, folder: str, run_id: str, name: str) -> str: ...
         def list_experiments(self) -> list[str]: ...
 
     # ------------------------------------------------------------ log reads
+    def _log_names(self, folder: str, run_id: str, *, regular_only: bool = True) -> list[str]:
+        """Names of the logs ``logs/{run_id}_{name}.log`` of ``run_id`` in ``folder``,
+        sorted: regular files only (``regular_only=False``: every entry so named, a
+        link or a folder too, as deletion moves them all)."""
+        logs = os.path.join(folder, "logs")
+        try:
+            names = regular_file_names(logs) if regular_only else os.listdir(logs)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        prefix = f"{run_id}_"
+        out = []
+        for file_name in names:
+            if not (file_name.startswith(prefix) and file_name.endswith(".log")):
+                continue
+            log_name = file_name[len(prefix):-4]
+            if log_name and not _belongs_to_longer_run(folder, run_id, log_name):
+                out.append(log_name)
+        return sorted(out)
+
     def open_log(self, run_id: str, name: str = "run") -> BinaryIO | None:
         """Log ``name`` of ``run_id`` opened for binary reading (``None`` if missing).
 
@@ -311,7 +339,7 @@ class FileCuration:
         """See :meth:`Store.delete_run`; crash-safe as the module docstring says."""
         check_name(run_id, "run id")
         folder = self._folder(run_id)
-        trash = _move_run_files(folder, run_id, self.list_logs(run_id))
+        trash = _move_run_files(folder, run_id, self._log_names(folder, run_id, regular_only=False))
         self._run_folders.pop(run_id, None)
         if trash is not None:
             shutil.rmtree(trash)
