@@ -191,3 +191,38 @@ def test_delete_experiment_is_one_rename_and_leaves_no_trash(tmp_path: Path,
     assert collection.list_experiments() == ["keep:1"]
     assert sorted(os.listdir(store.config.root)) == ["keep_1"]
     assert [d["run_id"] for d in collection.iter_run_documents()] == ["k"]
+
+
+def test_stale_trash_holding_a_link_or_a_stray_file_does_not_stop_deletions(
+        store: FileStore, tmp_path: Path) -> None:
+    from metalab.store._file_curate import TRASH_DIR, TRASH_STALE_S
+
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "precious.txt").write_text("keep me")
+    trash = _folder(store) / TRASH_DIR
+    (trash / "old.abc").mkdir(parents=True)
+    (trash / "a-link").symlink_to(kept)
+    (trash / "a-file").write_text("stray")
+    old = os.stat(trash).st_mtime - 2 * TRASH_STALE_S
+    for name in ("a-link", "a-file", "old.abc"):
+        os.utime(trash / name, (old, old), follow_symlinks=False)
+    store.delete_run("r0")
+    store.delete_run("r1")  # (a second deletion finds the trash clean, not an error)
+    assert not trash.exists()
+    assert (kept / "precious.txt").read_text() == "keep me"  # (the link was never followed)
+    assert _ids(store, "") == ["r2"]
+
+
+def test_delete_run_moves_a_linked_log_without_following_it(store: FileStore,
+                                                            tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere.log"
+    target.write_text("not the store's")
+    store.append_log("r0", "run", "hello\n")
+    logs = _folder(store) / "logs"
+    (logs / "r0_linked.log").symlink_to(target)
+    (logs / "r0_odd.log").mkdir()
+    assert store.list_logs("r0") == ["run"]  # (only regular files are logs to read)
+    store.delete_run("r0")
+    assert sorted(p.name for p in logs.iterdir()) == []
+    assert target.read_text() == "not the store's"

@@ -64,3 +64,29 @@ def test_pages_cover_the_query_once_in_order(order: list[str], seed: int) -> Non
         where = after_filter([(c, o.startswith("-")) for c, o in zip(columns, order, strict=True)],
                              vals, rid)
     assert got == full
+
+
+@pytest.mark.parametrize("order", [["duration_ms"], ["-duration_ms"],
+                                   ["-duration_ms", "params.x"]])
+@pytest.mark.parametrize("limit", [1, 2])
+def test_pages_sorted_by_duration_cover_the_query_once_in_order(order: list[str],
+                                                                limit: int) -> None:
+    docs = _docs(random.Random(7), 15)
+    for i, doc in enumerate(docs):
+        if i % 4:  # (some runs have no duration)
+            doc["duration_ms"] = (i * 37) % 11 * 100
+    columns = [o.lstrip("-") for o in order]
+    full = [d["run_id"] for d in run_query(docs, build_query("", order_by=order))]
+    got: list[str] = []
+    where = ""
+    for _ in range(len(docs) + 2):
+        page = run_query(docs, build_query(where, columns=columns, order_by=order, limit=limit))
+        if not page:
+            break
+        got += [d["run_id"] for d in page]
+        last = page[-1]
+        vals, rid = decode_cursor(encode_cursor([_get(last, c) for c in columns],
+                                                last["run_id"]))
+        where = after_filter([(c, o.startswith("-")) for c, o in zip(columns, order, strict=True)],
+                             vals, rid)
+    assert got == full

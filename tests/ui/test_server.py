@@ -66,6 +66,8 @@ def test_host_and_token_rules() -> None:
         resolve_token("0.0.0.0", None, generate=False)
     with pytest.raises(metalab.ConfigError, match="empty"):
         resolve_token("0.0.0.0", " ")
+    auto = resolve_token("127.0.0.1", "auto")  # (loopback is shared on a login node)
+    assert auto and auto != "auto" and len(auto) >= 24
 
 
 def _paths(app: Any) -> list[tuple[str, set[str]]]:
@@ -206,3 +208,33 @@ def test_one_experiment_store_and_a_lost_run(tmp_path: Path) -> None:
             assert client.get("/api/runs/cccc0000cccc0000").json()["status"] == "lost"
             page = client.get("/experiments/one:1")
             assert page.status_code == 200 and "badge-lost" in page.text
+
+
+def test_serve_never_prints_the_database_password(
+        monkeypatch: pytest.MonkeyPatch, file_store_root: str) -> None:
+    import uvicorn
+
+    from metalab.ui import serve
+
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: None)
+    printed: list[str] = []
+    with make_store(file_store_root) as store:
+        serve(store, open_browser=False, echo=printed.append,
+              locator="postgresql://alice:hunter2@db.example:5432/metalab")
+    (line,) = printed
+    assert "hunter2" not in line and "alice" in line and "db.example:5432/metalab" in line
+
+
+def test_two_servers_on_one_host_keep_their_own_token_cookies(file_store_root: str) -> None:
+    cookies: dict[str, str] = {}
+    with make_store(file_store_root) as store:
+        apps = {tok: create_app(store, token=tok) for tok in ("token-one", "token-two")}
+        for tok, app in apps.items():
+            with TestClient(app, base_url="http://127.0.0.1") as c:
+                first = c.get("/", params={"token": tok})
+                assert first.status_code == 200
+                cookies.update(first.cookies)
+        assert len(cookies) == 2  # (one cookie each: the second did not replace the first)
+        for app in apps.values():
+            with TestClient(app, base_url="http://127.0.0.1", cookies=cookies) as c:
+                assert c.get("/api/experiments").status_code == 200

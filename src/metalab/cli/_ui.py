@@ -15,7 +15,7 @@ __all__ = ["ui_cmd"]
                    "(generated and printed when --token is not given).")
 @click.option("--port", default=8765, show_default=True, type=int, help="TCP port.")
 @click.option("--token", default=None, metavar="TOKEN",
-              help="Access token every request must carry (?token=...).")
+              help="Access token every request must carry (?token=...); 'auto' generates one.")
 @click.option("--no-browser", is_flag=True, help="Do not open a web browser.")
 def ui_cmd(locator: str | None, host: str, port: int, token: str | None,
            no_browser: bool) -> None:

@@ -91,6 +91,7 @@ from __future__ import annotations
 
 import abc
 import functools
+import io
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -552,6 +553,20 @@ class Store(abc.ABC):
         Raises:
             InvalidNameError: the run id is not a usable name.
         """
+
+    def open_log(self, run_id: str, name: str = "run") -> BinaryIO | None:
+        """Log ``name`` opened for binary reading (``None`` if it does not exist).
+
+        For reading a part of a large log (its tail) without reading it all;
+        this default holds :meth:`get_log` in memory, a store with log files
+        opens the file.  The caller closes it.
+
+        Raises:
+            InvalidNameError: the run id or log name is not a usable name.
+            NotFoundError: the log is not a regular file inside the store.
+        """
+        text = self.get_log(run_id, name)
+        return None if text is None else io.BytesIO(text.encode("utf-8"))
 
     def log_path(self, run_id: str, name: str) -> str:
         """A local file path for log ``name`` (only if ``supports_log_path``)."""

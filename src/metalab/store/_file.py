@@ -62,6 +62,7 @@ from metalab._internal._atomic import (
     open_in_folder,
     write_all,
 )
+from metalab._internal._confined import open_regular_inside, read_regular_inside, regular_file_names
 from metalab._internal._json import (
     JSONDecodeError,
     dumps,
@@ -196,10 +197,10 @@ def _read_bytes(path: str) -> bytes:
         return fh.read()
 
 
-def _read_json(path: str, what: str) -> Any:
-    """JSON in ``path``; ``None`` if missing; CorruptRecordError if unreadable."""
+def _read_json(path: str, what: str, root: str | None = None) -> Any:
+    """JSON in ``path`` (a regular file in ``root`` if given); None if missing or CorruptRecordError."""
     try:
-        data = _read_bytes(path)
+        data = _read_bytes(path) if root is None else read_regular_inside(path, root)
     except FileNotFoundError:
         return None
     try:
@@ -784,7 +785,8 @@ class FileStore(FileClaims, FileCuration, FileGroupCommit, Store):
             if e.get("name") == name:
                 file_name = os.path.basename(str(e.get("uri", "")))
                 try:
-                    return open(os.path.join(folder, "artifacts", run_id, file_name), "rb")
+                    return open_regular_inside(
+                        os.path.join(folder, "artifacts", run_id, file_name), folder)
                 except FileNotFoundError:
                     break
         known = sorted(str(e.get("name")) for e in entries)
@@ -812,38 +814,16 @@ class FileStore(FileClaims, FileCuration, FileGroupCommit, Store):
             os.close(fd)
 
     def get_log(self, run_id: str, name: str = "run") -> str | None:
-        path = self._log_file(self._folder(run_id), run_id, name)
+        folder = self._folder(run_id)
         try:
-            return _read_bytes(path).decode("utf-8", errors="replace")
+            return read_regular_inside(self._log_file(folder, run_id, name), folder).decode(
+                "utf-8", errors="replace")
         except FileNotFoundError:
             return None
 
     def list_logs(self, run_id: str) -> list[str]:
         check_name(run_id, "run id")
-        folder = self._folder(run_id)
-        prefix = f"{run_id}_"
-        try:
-            names = os.listdir(os.path.join(folder, "logs"))
-        except (FileNotFoundError, NotADirectoryError):
-            return []
-        out = []
-        for file_name in names:
-            if not (file_name.startswith(prefix) and file_name.endswith(".log")):
-                continue
-            log_name = file_name[len(prefix):-4]
-            if log_name and not self._belongs_to_longer_run(folder, run_id, log_name):
-                out.append(log_name)
-        return sorted(out)
-
-    @staticmethod
-    def _belongs_to_longer_run(folder: str, run_id: str, log_name: str) -> bool:
-        # "{a}_{b_c}.log" may be log "b_c" of run "a" or log "c" of run "a_b"
-        parts = log_name.split("_")
-        for i in range(1, len(parts)):
-            other = "_".join([run_id, *parts[:i]])
-            if os.path.exists(os.path.join(folder, "runs", f"{other}.json")):
-                return True
-        return False
+        return self._log_names(self._folder(run_id), run_id)
 
     def log_path(self, run_id: str, name: str) -> str:
         """Path of log ``name`` (its folder is created so it can be opened for append)."""
@@ -889,8 +869,9 @@ class FileStore(FileClaims, FileCuration, FileGroupCommit, Store):
     def get_data(self, run_id: str, name: str) -> dict[str, Any] | None:
         check_name(run_id, "run id")
         check_name(name, "data name", file_name=f"{name}.json")
-        path = os.path.join(self._folder(run_id), "results", run_id, f"{name}.json")
-        doc = _read_json(path, "structured data file")
+        folder = self._folder(run_id)
+        path = os.path.join(folder, "results", run_id, f"{name}.json")
+        doc = _read_json(path, "structured data file", folder)
         if doc is not None and not isinstance(doc, dict):
             raise CorruptRecordError(f"structured data file {path} is not a JSON object", path)
         return doc
@@ -898,7 +879,7 @@ class FileStore(FileClaims, FileCuration, FileGroupCommit, Store):
     def list_data(self, run_id: str) -> list[str]:
         check_name(run_id, "run id")
         try:
-            names = os.listdir(os.path.join(self._folder(run_id), "results", run_id))
+            names = regular_file_names(os.path.join(self._folder(run_id), "results", run_id))
         except (FileNotFoundError, NotADirectoryError):
             return []
         return sorted(n[:-5] for n in names if n.endswith(".json") and not n.startswith("."))

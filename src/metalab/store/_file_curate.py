@@ -1,4 +1,5 @@
-"""Curation of a FileStore after the fact: annotations and crash-safe deletion.
+"""Curation of a FileStore after the fact: annotations and crash-safe deletion
+(and the opening of a log for a partial read, kept here beside them).
 
 :class:`FileCuration` is a mixin of :class:`~metalab.store._file.FileStore`
 (it uses the store's folder lookups).  Annotations are sidecar files (see
@@ -28,10 +29,11 @@ import secrets
 import shutil
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
 from metalab._errors import CorruptRecordError, NotFoundError, ScopeError
 from metalab._internal._atomic import fsync_dir
+from metalab._internal._confined import open_regular_inside, regular_file_names
 from metalab._internal._json import JSONDecodeError, dumps, loads
 from metalab._internal._names import check_name, safe_experiment_id
 from metalab.model import RunRecord
@@ -96,6 +98,16 @@ def _shown_without_run(folder: str, run_id: str) -> list[str]:
                           read_annotations(experiment_path(folder)), None)
 
 
+def _belongs_to_longer_run(folder: str, run_id: str, log_name: str) -> bool:
+    # "{a}_{b_c}.log" may be log "b_c" of run "a" or log "c" of run "a_b"
+    parts = log_name.split("_")
+    for i in range(1, len(parts)):
+        other = "_".join([run_id, *parts[:i]])
+        if os.path.exists(os.path.join(folder, "runs", f"{other}.json")):
+            return True
+    return False
+
+
 def _trash_name(stem: str) -> str:
     return f"{stem}.{secrets.token_hex(6)}"
 
@@ -104,11 +116,21 @@ def _purge_stale_trash(trash_root: str) -> None:
     """Remove trash folders older than :data:`TRASH_STALE_S` (left by killed
     deletions), then ``trash_root`` itself if it is empty."""
     cutoff = time.time() - TRASH_STALE_S
-    with contextlib.suppress(FileNotFoundError, NotADirectoryError), os.scandir(trash_root) as it:
+    if os.path.islink(trash_root):  # (never delete where a link leads)
+        return
+    try:
+        it = os.scandir(trash_root)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    with it:
         for entry in it:
             with contextlib.suppress(FileNotFoundError):
-                if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                if entry.stat(follow_symlinks=False).st_mtime >= cutoff:
+                    continue
+                if entry.is_dir(follow_symlinks=False):
                     shutil.rmtree(entry.path)
+                else:  # a stray file or a symbolic link (removed, never followed)
+                    os.unlink(entry.path)
     with contextlib.suppress(OSError):  # (not empty: another deletion is using it)
         os.rmdir(trash_root)
 
@@ -158,8 +180,42 @@ class FileCuration:
         @property
         def config(self) -> Any: ...  # (a FileStoreConfig)
         def _folder(self, run_id: str) -> str: ...
-        def list_logs(self, run_id: str) -> list[str]: ...
+        def _log_file(self, folder: str, run_id: str, name: str) -> str: ...
         def list_experiments(self) -> list[str]: ...
+
+    # ------------------------------------------------------------ log reads
+    def _log_names(self, folder: str, run_id: str, *, regular_only: bool = True) -> list[str]:
+        """Names of the logs ``logs/{run_id}_{name}.log`` of ``run_id`` in ``folder``,
+        sorted: regular files only (``regular_only=False``: every entry so named, a
+        link or a folder too, as deletion moves them all)."""
+        logs = os.path.join(folder, "logs")
+        try:
+            names = regular_file_names(logs) if regular_only else os.listdir(logs)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        prefix = f"{run_id}_"
+        out = []
+        for file_name in names:
+            if not (file_name.startswith(prefix) and file_name.endswith(".log")):
+                continue
+            log_name = file_name[len(prefix):-4]
+            if log_name and not _belongs_to_longer_run(folder, run_id, log_name):
+                out.append(log_name)
+        return sorted(out)
+
+    def open_log(self, run_id: str, name: str = "run") -> BinaryIO | None:
+        """Log ``name`` of ``run_id`` opened for binary reading (``None`` if missing).
+
+        Raises:
+            InvalidNameError: the run id or log name is not a usable name.
+            NotFoundError: the log is a symbolic link, a folder or outside the
+                experiment folder (see :mod:`metalab._internal._confined`).
+        """
+        folder = self._folder(run_id)
+        try:
+            return open_regular_inside(self._log_file(folder, run_id, name), folder)
+        except FileNotFoundError:
+            return None
 
     # ------------------------------------------------------------ annotations
     def _experiment_folder(self, experiment_id: str | None) -> str:
@@ -283,7 +339,7 @@ class FileCuration:
         """See :meth:`Store.delete_run`; crash-safe as the module docstring says."""
         check_name(run_id, "run id")
         folder = self._folder(run_id)
-        trash = _move_run_files(folder, run_id, self.list_logs(run_id))
+        trash = _move_run_files(folder, run_id, self._log_names(folder, run_id, regular_only=False))
         self._run_folders.pop(run_id, None)
         if trash is not None:
             shutil.rmtree(trash)

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 import metalab.ui._export as _export
@@ -139,15 +139,16 @@ def series(request: Request) -> Response:
 
 
 def artifact(request: Request) -> Response:
-    """The bytes of an artifact, by name (``inline=1``: shown in the page, images only)."""
+    """The bytes of an artifact, by name, streamed (``inline=1``: shown in the page, images
+    only)."""
     store, record = _view(request).record(_run_id(request))
     name = str(request.path_params["name"])
-    data, media = _files.artifact_bytes(store, record, name)
+    chunks, media = _files.artifact_chunks(store, record, name)
     inline = request.query_params.get("inline") == "1" and media.startswith("image/")
     disposition = "inline" if inline else "attachment"
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-    return Response(data, media_type=media,
-                    headers={"Content-Disposition": f'{disposition}; filename="{safe}"'})
+    return StreamingResponse(chunks, media_type=media, headers={
+        "Content-Disposition": f'{disposition}; filename="{safe}"'})
 
 
 def artifact_preview(request: Request) -> Response:

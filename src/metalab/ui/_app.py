@@ -16,6 +16,7 @@ the synchronous handlers in a thread pool); it keeps no state besides the
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -46,16 +47,27 @@ from metalab.ui._api import API_ROUTES
 from metalab.ui._http import error_body
 from metalab.ui._views import StoreView
 
-__all__ = ["TOKEN_COOKIE", "build_app"]
+__all__ = ["build_app", "token_cookie"]
 
 HERE = Path(__file__).resolve().parent
-#: the cookie that carries the access token after the first request with ``?token=``
-TOKEN_COOKIE = "metalab_ui_token"
+#: the start of the name of the cookie that carries the access token after the first
+#: request with ``?token=`` (see :func:`token_cookie`)
+TOKEN_COOKIE_PREFIX = "metalab_ui_token_"
+#: hex digits of the token's hash in the cookie name
+_COOKIE_HASH_CHARS = 12
 #: the Host headers a loopback-only server answers (a defence against DNS rebinding)
 LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "::1", "[::1]"]
 _CSP = ("default-src 'self'; script-src 'self' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; "
         "img-src 'self' data: blob:; object-src 'none'; frame-ancestors 'none'; "
         "base-uri 'none'; form-action 'self'")
+
+
+def token_cookie(token: str) -> str:
+    """The name of the cookie holding ``token``: it holds a short hash of the token,
+    because cookies are shared by every port of a host and two servers on one
+    machine (each with its own token) must not overwrite each other's cookie."""
+    digest = hashlib.sha256(token.encode("utf-8")).hexdigest()[:_COOKIE_HASH_CHARS]
+    return TOKEN_COOKIE_PREFIX + digest
 
 
 def _status_of(exc: BaseException) -> int:
@@ -87,11 +99,12 @@ class _Guard(BaseHTTPMiddleware):
     def __init__(self, app: Any, token: str | None) -> None:
         super().__init__(app)
         self.token = token
+        self.cookie = token_cookie(token) if token is not None else ""
 
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
         set_cookie = False
         if self.token is not None:
-            given = _given_token(request)
+            given = _given_token(request, self.cookie)
             if given is None or not secrets.compare_digest(given.encode(), self.token.encode()):
                 return PlainTextResponse(
                     "this metalab ui needs its access token: open the URL it printed "
@@ -106,15 +119,15 @@ class _Guard(BaseHTTPMiddleware):
         if request.url.path.startswith("/api/"):
             headers["Cache-Control"] = "no-store"
         if set_cookie and self.token is not None:
-            response.set_cookie(TOKEN_COOKIE, self.token, httponly=True, samesite="strict")
+            response.set_cookie(self.cookie, self.token, httponly=True, samesite="strict")
         return response
 
 
-def _given_token(request: Request) -> str | None:
+def _given_token(request: Request, cookie: str) -> str | None:
     auth = request.headers.get("authorization", "")
     if auth.lower().startswith("bearer "):
         return auth[7:].strip()
-    return request.query_params.get("token") or request.cookies.get(TOKEN_COOKIE)
+    return request.query_params.get("token") or request.cookies.get(cookie)
 
 
 def _plotly_js(request: Request) -> Response:

@@ -22,20 +22,27 @@ from metalab._internal._redact import redact
 __all__ = ["cli_snippet", "csv_bytes", "parquet_bytes", "python_snippet"]
 
 
+#: first characters that make a spreadsheet read a cell as a formula (CSV injection)
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _cell(value: Any) -> str:
+    """A CSV cell; a text that a spreadsheet would run as a formula gets a leading ``'``
+    (numbers are written as they are, so ``-1.5`` stays a number)."""
     if value is None:
         return ""
     if isinstance(value, str):
-        return value
+        return "'" + value if value.startswith(_FORMULA_STARTS) else value
     if isinstance(value, bool | int | float):
         return repr(value) if isinstance(value, float) else str(value)
     return _json.dumps(value).decode()
 
 
 def csv_bytes(header: Sequence[str], rows: Sequence[dict[str, Any]]) -> bytes:
-    """UTF-8 CSV of ``rows`` with the columns ``header`` (lists and objects as JSON)."""
+    """UTF-8 CSV of ``rows`` with the columns ``header`` (lists and objects as JSON;
+    a text starting with ``= + - @``, a tab or a carriage return behind a ``'``)."""
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
+    writer = csv.writer(buf, lineterminator="\r\n")  # (RFC 4180: a \r in a text is quoted)
     writer.writerow(header)
     for row in rows:
         writer.writerow([_cell(row.get(h)) for h in header])

@@ -30,6 +30,8 @@ __all__ = ["after_filter", "decode_cursor", "encode_cursor", "literal", "quote_f
 
 #: top-level fields whose values are instants (compared with ISO 8601 strings)
 _TIME_FIELDS = frozenset({"started_at", "finished_at"})
+#: top-level fields that hold a number or nothing (a probe with a text is a type error)
+_NUMBER_FIELDS = frozenset({"duration_ms"})
 #: top-level fields that always hold a string
 _STRING_FIELDS = frozenset({"run_id", "experiment_id", "status"})
 #: the kinds of one field in the query order (a list or object sorts as a missing value)
@@ -85,7 +87,7 @@ def _rank(field: str, value: Any) -> str:
 
 def _is_rank(f: str, rank: str, field: str) -> str:
     """A filter true when field ``f`` holds a value of kind ``rank``."""
-    if field in _TIME_FIELDS:
+    if field in _TIME_FIELDS or field in _NUMBER_FIELDS:
         return f"{f} is not null" if rank == "number" else (
             f"{f} is null" if rank == "null" else _NEVER)
     if field in _STRING_FIELDS:

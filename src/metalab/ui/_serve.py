@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from metalab._errors import ConfigError, MissingDependencyError
+from metalab._internal._redact import redact
 from metalab.store import Store
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "create_app", "is_loopback", "resolve_token", "serve"]
@@ -18,6 +19,8 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 #: bytes of randomness of a generated access token
 TOKEN_BYTES = 24
+#: the ``--token`` value that asks for a generated token (on loopback too)
+AUTO_TOKEN = "auto"
 
 
 def _require_packages() -> None:
@@ -44,10 +47,14 @@ def resolve_token(host: str, token: str | None, *, generate: bool = True) -> str
 
     A loopback host needs none unless one is given.  Any other host needs
     one: ``token`` if given, else a generated one (``generate``), else
-    :class:`~metalab.ConfigError`.
+    :class:`~metalab.ConfigError`.  ``token="auto"`` (:data:`AUTO_TOKEN`)
+    asks for a generated one on any host (for a loopback address shared by
+    the other users of the machine, as on an HPC login node).
     """
     if token is not None and not token.strip():
         raise ConfigError("--token must not be empty")
+    if token == AUTO_TOKEN:
+        return secrets.token_urlsafe(TOKEN_BYTES)
     if token is not None or is_loopback(host):
         return token
     if not generate:
@@ -105,7 +112,8 @@ def serve(
 
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
-    echo(f"metalab ui serving {locator or 'the store'} at {url}  (Ctrl+C stops it)")
+    shown_store = redact(locator) if locator else "the store"  # (never the password)
+    echo(f"metalab ui serving {shown_store} at {url}  (Ctrl+C stops it)")
     if open_browser and _has_display():
         import threading
         import webbrowser

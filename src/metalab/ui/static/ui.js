@@ -90,7 +90,7 @@ function loadText(el) {
 function loadLog(el) {
   const refresh = () => getJSON(el.dataset.src).then((d) => {
     el.textContent = d.lines.join("\n");
-    el.dataset.lines = String(d.total_lines);
+    el.dataset.truncated = d.truncated ? "1" : "";
   }).catch((err) => showError(el, err));
   refresh();
   if (el.dataset.live) { el._timer = setInterval(refresh, LIVE_POLL_MS); }
