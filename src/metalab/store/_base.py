@@ -342,6 +342,16 @@ class Store(abc.ABC):
         (only if ``supports_run_table``); runs found nowhere are absent."""
         raise NotImplementedError(f"{type(self).__name__} has no run table")
 
+    def status_counts(self, experiment_id: str | None = None) -> dict[str, int]:
+        """``{status: runs}`` of the runs in scope, by the status a reader sees (a
+        ``running`` run whose heartbeat stopped counts as ``lost``); statuses with
+        no run are absent.  From the store's query index when it can answer (one
+        ``GROUP BY``), else by reading every run document (unreadable ones are
+        reported and not counted, as in :meth:`iter_run_documents`)."""
+        from metalab.store._counts import status_counts
+
+        return status_counts(self, experiment_id)
+
     @abc.abstractmethod
     def delete_run(self, run_id: str) -> None:
         """Remove everything stored for ``run_id`` (record, derived, data, artifacts, logs,

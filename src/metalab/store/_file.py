@@ -81,6 +81,7 @@ from metalab.store._changes import note_change
 from metalab.store._config import StoreConfig, parse_bool
 from metalab.store._file_claims import FileClaims
 from metalab.store._file_curate import FileCuration
+from metalab.store._file_index import FileIndexReads
 from metalab.store._series import LIVE_SERIES_FILE
 from metalab.store.locator import LocatorInfo
 
@@ -216,7 +217,7 @@ def _artifact_file_name(name: str, format: str) -> str:
     return f"{name}.{format}"
 
 
-class FileStore(FileClaims, FileCuration, Store):
+class FileStore(FileClaims, FileCuration, FileIndexReads, Store):
     """A store of plain files under one folder.  See the module docstring; claims
     and heartbeats are in :mod:`metalab.store._file_claims`, annotations and
     deletion in :mod:`metalab.store._file_curate`.
@@ -233,6 +234,8 @@ class FileStore(FileClaims, FileCuration, Store):
     #: queries use the folder's catalog (``.catalog/``, see ``store._index._catalog``),
     #: which :meth:`rebuild_index` rebuilds
     supports_index: ClassVar[bool] = True
+    #: loads of chosen columns are answered by the catalog (see ``_file_index``)
+    supports_run_table: ClassVar[bool] = True
     index_unit: ClassVar[str] = "files read"
     backend_write_methods: ClassVar[frozenset[str]] = frozenset({"put_run_data"})
 
