@@ -53,9 +53,9 @@ def table_rows(store: Store, query: Query) -> Any:
     for i in range(len(table)):
         doc = table.row_document(i)
         del doc[PARTIAL]
-        for ns in ("metrics", "derived"):
-            if ns in doc:
-                doc[ns] = {k: _stored(v) for k, v in doc[ns].items()}
+        for ns in ("params", "metrics", "derived"):
+            if ns in doc:  # (PostgreSQL keeps a JSON null in a whole object: as absent)
+                doc[ns] = {k: _stored(v) for k, v in doc[ns].items() if v is not None}
         rows.append(doc)
     return _same_times(rows)
 
