@@ -56,8 +56,7 @@ class FileIndexReads:
         run_id)`` runs, read from their files; runs without a file are absent, and an
         unreadable file is reported (a warning naming it) and absent."""
         from metalab._errors import CorruptRecordError, InvalidNameError
-        from metalab.query._records import parse_record
-        from metalab.store._index._catalog import read_run_file
+        from metalab.store._index._catalog import read_record
 
         out: dict[tuple[str, str], dict[str, Any]] = {}
         for eid, rid in keys:
@@ -66,14 +65,9 @@ class FileIndexReads:
             except InvalidNameError:
                 continue  # (no file can have that name)
             folder = self._folder(rid)
-            path = os.path.join(folder, "runs", f"{rid}.json")
-            got = read_run_file(path)
-            if got is None:
-                continue
-            doc = parse_record(path, got[0])
+            doc = read_record(os.path.join(folder, "runs", f"{rid}.json"))
             if isinstance(doc, CorruptRecordError):
                 warn_corrupt(doc)
-                continue
-            if doc.get("experiment_id") == eid:
+            elif doc is not None and doc.get("experiment_id") == eid:
                 out[(eid, rid)] = self._annotated(folder, doc)
         return out

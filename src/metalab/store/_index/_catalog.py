@@ -140,6 +140,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
+from metalab._errors import CorruptRecordError
 from metalab._internal._gc import gc_paused
 from metalab._internal._json import JSONDecodeError, loads
 from metalab._internal._lockfile import FileLock, LockTimeout
@@ -158,7 +159,7 @@ from metalab.store._changes import (
 from metalab.store._index._catalog_rows import GONE, CatalogRows, Signature, row_reader
 from metalab.store._index._sqlite import COLUMN_RE, SqliteCompiler
 
-__all__ = ["CATALOG_DIR", "Catalog", "CatalogUnavailable", "read_run_file"]
+__all__ = ["CATALOG_DIR", "Catalog", "CatalogUnavailable", "read_record", "read_run_file"]
 
 log = logging.getLogger("metalab.store.catalog")
 
@@ -227,6 +228,13 @@ def read_run_file(path: str, dir_fd: int | None = None) -> tuple[bytes, Signatur
         return data, (st.st_ino, st.st_mtime_ns, st.st_size)
     finally:
         os.close(fd)
+
+
+def read_record(path: str) -> dict[str, Any] | CorruptRecordError | None:
+    """The run document of the file ``path``, the error naming the file when it is
+    not one (see :func:`~metalab.query._records.parse_record`), or None: no file."""
+    got = read_run_file(path)
+    return None if got is None else parse_record(path, got[0])
 
 
 @contextlib.contextmanager
@@ -902,11 +910,7 @@ class Catalog:
         the refresh is left for the next refresh to catalogue.
         """
         for stem in stems:
-            path = os.path.join(self.folder, "runs", stem + ".json")
-            got = read_run_file(path)
-            if got is None:
-                continue
-            problem = parse_record(path, got[0])
+            problem = read_record(os.path.join(self.folder, "runs", stem + ".json"))
             if isinstance(problem, Exception):
                 report_problem(problem)
 
