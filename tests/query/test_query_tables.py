@@ -185,3 +185,16 @@ def test_a_load_of_whole_records_is_left_to_the_files(fstore: FileStore) -> None
     assert fstore.run_table(None, None) is None
     assert fstore.run_table(None, build_query(None)) is None
     assert fstore.run_table(None, build_query(None, columns=["params.lr"])) is not None
+
+
+def test_a_store_whose_index_cannot_answer_counts_its_files(fstore: FileStore) -> None:
+    """A read-only FileStore never refreshes its catalog: it counts by reading the
+    runs, with the same answer (the unreadable file reported, not counted)."""
+    from metalab.store import FileStoreConfig
+
+    _special_store(fstore)
+    config = FileStoreConfig(root=fstore.config.root, experiment_id=fstore.experiment_id,
+                             read_only=True)
+    reader = FileStore(config)
+    assert reader._query_index.status_counts(None) is None
+    assert reader.status_counts() == fstore.status_counts() == scanned_counts(fstore)

@@ -348,9 +348,18 @@ class Store(abc.ABC):
         no run are absent.  From the store's query index when it can answer (one
         ``GROUP BY``), else by reading every run document (unreadable ones are
         reported and not counted, as in :meth:`iter_run_documents`)."""
-        from metalab.store._counts import status_counts
+        from collections import Counter
 
-        return status_counts(self, experiment_id)
+        from metalab.query._liveness import lost_cutoff, status_at_cutoff
+
+        # (the stores with an index hold it as ``_query_index``: see store/_index)
+        ask = getattr(getattr(self, "_query_index", None), "status_counts", None)
+        counted = ask(experiment_id) if callable(ask) else None
+        if counted is not None:
+            return dict(counted)
+        cutoff = lost_cutoff()  # one instant for every run counted
+        found = Counter(status_at_cutoff(d, cutoff) for d in self.iter_run_documents(experiment_id))
+        return {status: n for status, n in found.items() if status is not None}
 
     @abc.abstractmethod
     def delete_run(self, run_id: str) -> None:
