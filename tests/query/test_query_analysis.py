@@ -31,17 +31,18 @@ def test_where_on_derived_values(fstore: FileStore) -> None:
 
 def test_load_results_pushes_the_query_down(fstore: FileStore, monkeypatch: pytest.MonkeyPatch
                                             ) -> None:
+    """The filter, order and limit reach the catalog (its run table answers as columns)."""
     calls: list[Any] = []
-    real = FileStore.query_runs
+    real = FileStore.run_table
 
     def spy(self: FileStore, *args: Any, **kwargs: Any) -> Any:
-        calls.append(args)
-        return real(self, *args, **kwargs)
+        calls.append(answer := real(self, *args, **kwargs))
+        return answer
 
-    monkeypatch.setattr(FileStore, "query_runs", spy)
+    monkeypatch.setattr(FileStore, "run_table", spy)
     r = load_results(fstore, where="params.depth >= 3", columns=["params.depth", "metrics.score"],
                      order_by="-metrics.score", limit=3)
-    assert calls
+    assert calls and calls[0] is not None and calls[0]["n"] == 3
     assert r.run_ids == ["r019", "r018", "r014"]
     df = r.to_dataframe()
     assert list(df["params.depth"]) == [4, 3, 4]

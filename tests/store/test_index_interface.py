@@ -45,11 +45,19 @@ def test_catalog_index_answers_as_the_scan(tmp_path: Path) -> None:
     assert [r["run_id"] for r in selected] == ["r002", "r003", "r004"]
 
 
-def test_catalog_index_counts_and_tables_are_left_to_the_files(tmp_path: Path) -> None:
+def test_catalog_index_counts_and_tables_of_chosen_columns(tmp_path: Path) -> None:
+    """Counts and projected run tables come from the catalog; a load of whole
+    records (no columns) is left to the files."""
     store = _store(tmp_path)
     _fill(store, 2)
-    assert store._query_index.count(None, None) is None
+    assert store._query_index.count(None, None) == 2
+    assert store._query_index.count(None, "success") == 2
+    assert store._query_index.count(None, "failed") == 0
+    assert store._query_index.status_counts(None) == {"success": 2}
     assert store._query_index.table(None, None) is None
+    table = store._query_index.table(None, as_query(None, ["params.i"], None, None))
+    assert table is not None and table["n"] == 2
+    assert table["fields"] == {("params", "i"): [0, 1]}
 
 
 def test_catalog_index_refresh_and_rebuild_read_the_files(tmp_path: Path) -> None:

@@ -84,7 +84,10 @@ def load_results(
     store = _open(store_or_path, experiment_id)
     narrow = experiment_id if not store.is_scoped else None
     plain = where is None and columns is None and order_by is None and limit is None
-    table = _from_index(store, narrow, where, columns, order_by, limit, plain)
+    from metalab.query import problems_to
+
+    with problems_to(collect):  # the files the index skipped (the FileStore catalog names them)
+        table = _from_index(store, narrow, where, columns, order_by, limit, plain)
     if table is not None:
         results = _results_of_table(store, table, problems, collect, tell)
     elif plain:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections import Counter
 from typing import Any
 
 import click
@@ -81,15 +80,13 @@ def import_cmd(source: str, destination: str, experiment_id: str | None, overwri
 
 
 def _status_counts(locator: str) -> dict[str, dict[str, int]]:
-    from metalab.query import lost_cutoff, status_at_cutoff
+    """Per experiment, its runs by status (the store's index when it can answer)."""
     from metalab.store import make_store
 
     out: dict[str, dict[str, int]] = {}
-    cutoff = lost_cutoff()  # one instant for the whole listing
     with make_store(locator, must_exist=True) as st:
         for exp_id in sorted(st.list_experiments()):
-            docs = st.iter_run_documents(exp_id)
-            counts = Counter(status_at_cutoff(d, cutoff) or "?" for d in docs)
+            counts = st.status_counts(exp_id)
             out[exp_id] = {"total": sum(counts.values()), **dict(sorted(counts.items()))}
     return out
 

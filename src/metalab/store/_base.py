@@ -384,6 +384,25 @@ class Store(abc.ABC):
         (only if ``supports_run_table``); runs found nowhere are absent."""
         raise NotImplementedError(f"{type(self).__name__} has no run table")
 
+    def status_counts(self, experiment_id: str | None = None) -> dict[str, int]:
+        """``{status: runs}`` of the runs in scope, by the status a reader sees (a
+        ``running`` run whose heartbeat stopped counts as ``lost``); statuses with
+        no run are absent.  From the store's query index when it can answer (one
+        ``GROUP BY``), else by reading every run document (unreadable ones are
+        reported and not counted, as in :meth:`iter_run_documents`)."""
+        from collections import Counter
+
+        from metalab.query._liveness import lost_cutoff, status_at_cutoff
+
+        # (the stores with an index hold it as ``_query_index``: see store/_index)
+        ask = getattr(getattr(self, "_query_index", None), "status_counts", None)
+        counted = ask(experiment_id) if callable(ask) else None
+        if counted is not None:
+            return dict(counted)
+        cutoff = lost_cutoff()  # one instant for every run counted
+        found = Counter(status_at_cutoff(d, cutoff) for d in self.iter_run_documents(experiment_id))
+        return {status: n for status, n in found.items() if status is not None}
+
     @abc.abstractmethod
     def delete_run(self, run_id: str) -> None:
         """Remove everything stored for ``run_id`` (record, derived, data, artifacts, logs,

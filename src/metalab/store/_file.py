@@ -82,6 +82,7 @@ from metalab.store._changes import note_change
 from metalab.store._config import StoreConfig, parse_bool
 from metalab.store._file_claims import FileClaims
 from metalab.store._file_curate import FileCuration
+from metalab.store._file_index import FileIndexReads
 from metalab.store._group_commit import FileGroupCommit
 from metalab.store._series import LIVE_SERIES_FILE
 from metalab.store.locator import LocatorInfo
@@ -218,11 +219,12 @@ def _artifact_file_name(name: str, format: str) -> str:
     return f"{name}.{format}"
 
 
-class FileStore(FileClaims, FileCuration, FileGroupCommit, Store):
+class FileStore(FileClaims, FileCuration, FileIndexReads, FileGroupCommit, Store):
     """A store of plain files under one folder.  See the module docstring; claims
     and heartbeats are in :mod:`metalab.store._file_claims`, annotations and
-    deletion in :mod:`metalab.store._file_curate`, the group commit of final
-    records in :mod:`metalab.store._group_commit`.
+    deletion in :mod:`metalab.store._file_curate`, reads answered by the catalog
+    in :mod:`metalab.store._file_index`, the group commit of final records in
+    :mod:`metalab.store._group_commit`.
 
     Raises (on connect):
         ExperimentMismatchError: the experiment folder belongs to another
@@ -237,6 +239,8 @@ class FileStore(FileClaims, FileCuration, FileGroupCommit, Store):
     #: which :meth:`rebuild_index` rebuilds
     supports_index: ClassVar[bool] = True
     supports_aggregate: ClassVar[bool] = True
+    #: loads of chosen columns are answered by the catalog (see ``_file_index``)
+    supports_run_table: ClassVar[bool] = True
     index_unit: ClassVar[str] = "files read"
     backend_write_methods: ClassVar[frozenset[str]] = frozenset(
         {"put_run_data", "stage_run_record", "commit_staged", "discard_staged"}

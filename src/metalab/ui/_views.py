@@ -189,10 +189,10 @@ class StoreView:
         """:meth:`experiment_info` plus status counts (with ``not_started``: runs of the
         manifest without a record yet), progress and last activity.
 
-        Counting reads every run's status, so one summary is computed at a time
+        Counts come from the store's index when it can answer (one ``GROUP BY``),
+        else from reading every run; either way one summary is computed at a time
         and reused for :data:`SUMMARY_TTL_S` seconds, or :data:`SUMMARY_REUSE_FACTOR`
-        times as long as it took (a large experiment: counting 10^6 runs reads them
-        all), however many browsers poll the live counts.
+        times as long as it took, however many browsers poll the live counts.
         """
         with self._summary_lock:
             cached = self._summaries.get(experiment_id)
@@ -206,31 +206,41 @@ class StoreView:
             return summary
 
     def _count(self, experiment_id: str) -> dict[str, Any]:
+        """Counts by status from the store's index (one ``GROUP BY`` when it can
+        answer), the last activity from two one-row queries; the run ids are read
+        only when the manifest lists the planned ones."""
         info = self.experiment_info(experiment_id)
         planned, total = info.pop("planned"), info.pop("total_runs")
-        rows = self.scoped(experiment_id).query_runs(experiment_id, None, columns=["finished_at"])
+        store = self.scoped(experiment_id)
+        found = store.status_counts(experiment_id)
         counts = dict.fromkeys(STATUS_ORDER, 0)
-        last: str | None = None
-        seen: set[str] = set()
-        for row in rows:
-            status = str(row.get("status"))
-            counts[status] = counts.get(status, 0) + 1
-            seen.add(str(row.get("run_id")))
-            for key in ("started_at", "finished_at"):
-                when = row.get(key)
-                if isinstance(when, str) and (last is None or when > last):
-                    last = when
+        counts.update(found)
+        recorded = sum(found.values())
         if isinstance(planned, list):
+            seen = {str(row.get("run_id")) for row in
+                    store.query_runs(experiment_id, None, columns=["run_id"])}
             counts["not_started"] = sum(1 for rid in planned if rid not in seen)
         elif isinstance(total, int):
-            counts["not_started"] = max(0, total - len(rows))
+            counts["not_started"] = max(0, total - recorded)
         else:
             counts["not_started"] = 0
         finished = counts["success"] + counts["failed"] + counts["cancelled"]
-        total_runs = len(rows) + counts["not_started"]
+        total_runs = recorded + counts["not_started"]
         return {**info, "counts": counts, "total": total_runs, "finished": finished,
                 "progress": (finished / total_runs) if total_runs else None,
-                "last_activity": last}
+                "last_activity": self._last_activity(store, experiment_id) if recorded else None}
+
+    @staticmethod
+    def _last_activity(store: Store, experiment_id: str) -> str | None:
+        """The latest ``started_at`` or ``finished_at`` of the experiment's runs."""
+        last: str | None = None
+        for key in ("started_at", "finished_at"):
+            for row in store.query_runs(experiment_id, None, columns=[key],
+                                        order_by=[f"-{key}"], limit=1):
+                when = row.get(key)
+                if isinstance(when, str) and (last is None or when > last):
+                    last = when
+        return last
 
     def all_summaries(self) -> list[dict[str, Any]]:
         return [self.experiment_summary(eid) for eid in self.experiments()]

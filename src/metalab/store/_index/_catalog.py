@@ -138,8 +138,9 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
+from metalab._errors import CorruptRecordError
 from metalab._internal._gc import gc_paused
 from metalab._internal._json import JSONDecodeError, loads
 from metalab._internal._lockfile import FileLock, LockTimeout
@@ -158,7 +159,7 @@ from metalab.store._changes import (
 from metalab.store._index._catalog_rows import GONE, CatalogRows, Signature, row_reader
 from metalab.store._index._sqlite import COLUMN_RE, SqliteCompiler
 
-__all__ = ["CATALOG_DIR", "Catalog", "CatalogUnavailable", "read_run_file"]
+__all__ = ["CATALOG_DIR", "Catalog", "CatalogUnavailable", "read_record", "read_run_file"]
 
 log = logging.getLogger("metalab.store.catalog")
 
@@ -197,6 +198,7 @@ _PAGE_SIZE = 16384
 _SYNCHRONOUS = "FULL"
 
 Progress = Callable[[int, int | None], None]
+T = TypeVar("T")
 
 
 class CatalogUnavailable(Exception):
@@ -226,6 +228,13 @@ def read_run_file(path: str, dir_fd: int | None = None) -> tuple[bytes, Signatur
         return data, (st.st_ino, st.st_mtime_ns, st.st_size)
     finally:
         os.close(fd)
+
+
+def read_record(path: str) -> dict[str, Any] | CorruptRecordError | None:
+    """The run document of the file ``path``, the error naming the file when it is
+    not one (see :func:`~metalab.query._records.parse_record`), or None: no file."""
+    got = read_run_file(path)
+    return None if got is None else parse_record(path, got[0])
 
 
 @contextlib.contextmanager
@@ -745,6 +754,35 @@ class Catalog:
         except (sqlite3.Error, OSError) as exc:
             raise CatalogUnavailable(f"catalog {self.path}: {exc}") from exc
 
+    def read(self, answer: Callable[[sqlite3.Connection, dict[tuple[str, str], str]], T]) -> T:
+        """``answer(conn, fields)`` on the refreshed catalog, under its lock.
+
+        ``fields`` maps each (namespace, name) to its column; the view
+        ``live_runs`` holds the rows in effect (``bad = 0``: run records).
+        Each file that is not a run record is then reported, as a scan does.
+
+        Raises:
+            CatalogUnavailable: use a scan instead.
+            UnknownFieldError: raised by ``answer`` (a field no run has).
+        """
+        try:
+            with self._locked(LOCK_WAIT_S):
+                conn = self._open()
+                try:
+                    self._refresh(conn)
+                    fields = self._fields(conn)
+                    self._live_runs(conn)
+                    got = answer(conn, fields)
+                    # (the partial index runs_bad: no scan of the runs)
+                    bad = [f for (f,) in conn.execute(
+                        f"SELECT file FROM {_LIVE['runs']} WHERE bad = 1 ORDER BY file")]
+                finally:
+                    conn.close()
+        except (sqlite3.Error, OSError) as exc:
+            raise CatalogUnavailable(f"catalog {self.path}: {exc}") from exc
+        self._report_bad(bad)
+        return got
+
     def query(self, query: Query, cutoff: int) -> list[dict[str, Any]]:
         """Answer ``query`` from the refreshed catalog.
 
@@ -755,20 +793,8 @@ class Catalog:
             CatalogUnavailable: use a scan instead.
             UnknownFieldError: a field no run has.
         """
-        try:
-            with self._locked(LOCK_WAIT_S):
-                conn = self._open()
-                try:
-                    self._refresh(conn)
-                    rows, fields = self._select(conn, query, cutoff)
-                    # (the partial index runs_bad: no scan of the runs)
-                    bad = [f for (f,) in conn.execute(
-                        f"SELECT file FROM {_LIVE['runs']} WHERE bad = 1 ORDER BY file")]
-                finally:
-                    conn.close()
-        except (sqlite3.Error, OSError) as exc:
-            raise CatalogUnavailable(f"catalog {self.path}: {exc}") from exc
-        self._report_bad(bad)
+        rows, fields = self.read(lambda conn, fields: (
+            self.select_rows(conn, fields, query, cutoff), fields))
         if query.columns is None:
             return self._documents(rows, query, cutoff)
         read = row_reader(query.columns, fields)
@@ -791,11 +817,15 @@ class Catalog:
                      "FROM main.runs WHERE rid > ? ORDER BY rid", (self._cold(conn),))
         conn.execute(_view_sql("runs"))
 
-    def _select(
-        self, conn: sqlite3.Connection, query: Query, cutoff: int
-    ) -> tuple[list[tuple[Any, ...]], dict[tuple[str, str], str]]:
-        fields = self._fields(conn)
-        self._live_runs(conn)
+    @staticmethod
+    def select_rows(conn: sqlite3.Connection, fields: dict[tuple[str, str], str],
+                    query: Query, cutoff: int) -> list[tuple[Any, ...]]:
+        """The rows of ``query`` (in :meth:`read`): each file name, or with
+        ``query.columns`` the projected cells (see :func:`._catalog_rows.row_reader`).
+
+        Raises:
+            UnknownFieldError: ``query`` names a field no run has.
+        """
 
         # derived values of a run: its delta row, else its main row
         derived_join = (f" LEFT JOIN {_TABLE['derived']} d ON d.file = r.file"
@@ -850,7 +880,7 @@ class Catalog:
                f"ORDER BY {order}")
         if query.limit is not None:
             sql += f" LIMIT {comp.bind(query.limit)}"
-        return conn.execute(sql, comp.params).fetchall(), fields
+        return conn.execute(sql, comp.params).fetchall()
 
     def _documents(self, rows: list[tuple[Any, ...]], query: Query,
                    cutoff: int) -> list[dict[str, Any]]:
@@ -880,11 +910,7 @@ class Catalog:
         the refresh is left for the next refresh to catalogue.
         """
         for stem in stems:
-            path = os.path.join(self.folder, "runs", stem + ".json")
-            got = read_run_file(path)
-            if got is None:
-                continue
-            problem = parse_record(path, got[0])
+            problem = read_record(os.path.join(self.folder, "runs", stem + ".json"))
             if isinstance(problem, Exception):
                 report_problem(problem)
 

@@ -5,17 +5,23 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
-from typing import Any, Protocol
+import sqlite3
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol, TypeVar
 
 from metalab._errors import StoreError
-from metalab.query._ast import Field, Query
+from metalab.query._ast import DYNAMIC, Field, Query
 from metalab.query._eval import run_query
 from metalab.query._liveness import lost_cutoff
 from metalab.query._records import parse_record, report_problem
 from metalab.store._annotations import FolderAnnotations
 from metalab.store._index._catalog import Catalog, CatalogUnavailable, Progress, read_run_file
+from metalab.store._index._catalog_table import TABLE_FIXED
+from metalab.store._index._catalog_table import run_table as catalog_run_table
+from metalab.store._index._catalog_table import status_counts as catalog_status_counts
 from metalab.store._index._interface import Index
+
+T = TypeVar("T")
 
 
 class FileStore(Protocol):
@@ -125,9 +131,9 @@ class CatalogIndex(Index):
     """:class:`Index` of a FileStore: one SQLite catalog per experiment folder
     (``.catalog/`` in it, see :mod:`._catalog`).
 
-    It answers queries of one experiment folder (collections spanning
-    several are scanned by the store), never on a read-only store (a refresh
-    would write to the folder), and no counts or run tables (None).  Each
+    It answers queries, counts and run tables (of projected queries) of one
+    experiment folder (collections spanning several are scanned by the
+    store), never on a read-only store (a refresh would write to the folder).  Each
     call opens the catalogs it needs; a lock file per folder serialises their
     writers across threads and processes.
     """
@@ -135,22 +141,66 @@ class CatalogIndex(Index):
     def __init__(self, store: FileStore) -> None:
         self._store = store
 
-    def select(self, query: Query, experiment_id: str | None) -> list[dict[str, Any]] | None:
-        """The catalog's answer (refreshed first from the files that changed), or None."""
+    def _catalog(self, experiment_id: str | None) -> Catalog | None:
+        """The catalog answering for ``experiment_id``, or None (then scan)."""
         store = self._store
         folder = None if store.read_only else _single_folder(store, experiment_id)
         if folder is not None and os.path.isdir(os.path.join(folder, "runs")):
+            return Catalog(folder)
+        return None
+
+    def _read(self, experiment_id: str | None, what: str,
+              answer: Callable[[sqlite3.Connection, dict[tuple[str, str], str]], T]) -> T | None:
+        """``answer`` on the refreshed catalog of ``experiment_id`` (see
+        :meth:`Catalog.read`), or None when there is none or it is unavailable."""
+        catalog = self._catalog(experiment_id)
+        if catalog is None:
+            return None
+        try:
+            return catalog.read(answer)
+        except CatalogUnavailable as exc:
+            log.info("%s by reading the files (catalog unavailable: %s)", what, exc)
+        return None
+
+    def select(self, query: Query, experiment_id: str | None) -> list[dict[str, Any]] | None:
+        """The catalog's answer (refreshed first from the files that changed), or None."""
+        catalog = self._catalog(experiment_id)
+        if catalog is not None:
             try:
-                return Catalog(folder).query(query, lost_cutoff())
+                return catalog.query(query, lost_cutoff())
             except CatalogUnavailable as exc:
                 log.info("querying by scanning the files (catalog unavailable: %s)", exc)
         return None
 
+    def status_counts(self, experiment_id: str | None) -> dict[str, int] | None:
+        """The catalog's counts by status (refreshed first, one ``GROUP BY``), or None."""
+        cutoff = lost_cutoff()
+        scope = experiment_id if experiment_id is not None else self._store.experiment_id
+        return self._read(experiment_id, "counting",
+                          lambda conn, _fields: catalog_status_counts(conn, cutoff, scope))
+
     def count(self, experiment_id: str | None, status: str | None) -> int | None:
-        return None
+        """The catalog's count (``status``: as readers see it, ``lost`` included), or None."""
+        counts = self.status_counts(experiment_id)
+        if counts is None:
+            return None
+        return sum(counts.values()) if status is None else counts.get(status, 0)
 
     def table(self, experiment_id: str | None, query: Query | None) -> dict[str, Any] | None:
-        return None
+        """The runs of ``query`` as columns from the catalog (see :mod:`._catalog_table`),
+        or None: a load of whole records (no ``columns``, or a column the catalog
+        does not keep), or no catalog.
+
+        Raises:
+            UnknownFieldError: ``query`` names a field no run has.
+        """
+        if query is None or query.columns is None or any(
+                f.ns not in DYNAMIC and f.ns not in TABLE_FIXED for f in query.columns):
+            return None
+        cutoff = lost_cutoff()
+        scope = experiment_id if experiment_id is not None else self._store.experiment_id
+        return self._read(experiment_id, "loading", lambda conn, fields: catalog_run_table(
+            conn, fields, query, cutoff, scope))
 
     def aggregate(self, experiment_id: str | None, query: Query, by: list[Field],
                   values: list[Field]) -> list[dict[str, Any]] | None:

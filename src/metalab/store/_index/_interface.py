@@ -61,6 +61,16 @@ class Index(abc.ABC):
         Raises nothing of its own: an index that fails answers None.
         """
 
+    def status_counts(self, experiment_id: str | None) -> dict[str, int] | None:
+        """``{status: runs}`` of the runs in scope, by the status a reader sees (a
+        ``running`` run whose heartbeat is older than the lost limit counts as
+        ``lost``; statuses with no run are absent); None: count the files.
+
+        This default answers None.  Raises nothing of its own: an index that
+        fails answers None.
+        """
+        return None
+
     @abc.abstractmethod
     def table(self, experiment_id: str | None, query: Query | None) -> dict[str, Any] | None:
         """The runs of ``query`` as columns (see :meth:`~metalab.store.Store.run_table`);

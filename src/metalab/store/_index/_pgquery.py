@@ -193,6 +193,21 @@ class PostgresQueries(Index):
                 store._warn("count", exc)
         return None
 
+    def status_counts(self, experiment_id: str | None) -> dict[str, int] | None:
+        """One ``GROUP BY`` of the index when current (see :mod:`._pgcounts`), else None."""
+        from metalab.store._index._pgcounts import status_counts
+
+        store = self._store
+        in_scope, scope = _scope(store, experiment_id)
+        if not in_scope:
+            return {}
+        if store._index_current(scope):
+            try:
+                return status_counts(store._index, scope, lost_cutoff())
+            except (IndexUnavailableError, StoreError, ImportError) as exc:
+                store._warn("count", exc)
+        return None
+
     def table(self, experiment_id: str | None, query: Query | None) -> dict[str, Any] | None:
         return table_runs(self._store, experiment_id, query)
 
