@@ -26,6 +26,7 @@ from metalab.execution._events import EventCallback, EventDispatcher
 from metalab.execution._handle import JobExecutor, RunHandle
 from metalab.execution._progress import progress_reporter
 from metalab.execution._worker import EXIT_SIGTERM, Job, is_interrupt
+from metalab.store import FileStore
 
 __all__ = ["Batch", "BatchExecutor", "launch_local"]
 
@@ -228,18 +229,41 @@ def _submit_pending(handle: RunHandle, executor: BatchExecutor, batch: Batch) ->
 
 def _group_committer(executor: BatchExecutor, batch: Batch, handle: RunHandle) -> GroupCommitter | None:
     """A group committer for runs executing in this thread on a store that stages records."""
-    if executor.runs_in_caller and callable(getattr(batch.store, "stage_run_record", None)):
+    if executor.runs_in_caller and _stages_records(batch.store):
         return GroupCommitter(batch.store, handle._track)
     return None
+
+
+def _stages_records(store: Any) -> bool:
+    """True if ``store`` stages final records (``stage_run_record`` and co.) and its
+    final records need no other write: a FileStore subclass that overrides
+    ``put_run_record`` or ``put_run_data`` (to see or index each record) gets
+    every record through them instead."""
+    if not all(callable(getattr(store, m, None)) for m in _STAGING_METHODS):
+        return False
+    if isinstance(store, FileStore):
+        cls = type(store)
+        return all(
+            getattr(cls, m) is getattr(FileStore, m) and m not in vars(store)
+            for m in ("put_run_record", "put_run_data")
+        )
+    return True
+
+
+_STAGING_METHODS = ("stage_run_record", "commit_staged", "discard_staged")
 
 
 def _close_submission(handle: RunHandle, batch: Batch, committer: GroupCommitter | None = None) -> None:
     """Commit the staged final records, account for runs never handed to the
     executor, then let the handle finish."""
-    if committer is not None:
-        committer.close()
-    tracked = handle._futures
-    for spec, _ in batch.pending:
-        if spec.run_id not in tracked:
-            handle._not_submitted(spec.run_id)
-    handle._submission_complete()
+    try:
+        if committer is not None:
+            committer.close()
+    finally:
+        try:
+            tracked = handle._futures
+            for spec, _ in batch.pending:
+                if spec.run_id not in tracked:
+                    handle._not_submitted(spec.run_id)
+        finally:
+            handle._submission_complete()

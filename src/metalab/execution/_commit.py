@@ -25,7 +25,14 @@ Thread safety: the committer is made by the submitting thread, which calls
 :meth:`~GroupCommitter.submitted` and :meth:`~GroupCommitter.close`; only
 runs executing in that thread are staged (:meth:`~GroupCommitter.stage` from
 any other thread writes the record at once).  The committing thread calls
-the ``track`` callback (the handle's, which is thread-safe).
+the ``track`` callback (the handle's, which is thread-safe; it runs the
+``on_event`` callbacks of the runs).  What reporting a run raises beyond
+``Exception`` (a callback's ``SystemExit``) does not stop the group: its
+records are put in place and its claims released, and the first such
+exception is raised in the submitting thread by the next
+:meth:`~GroupCommitter.submitted` or by :meth:`~GroupCommitter.close`.
+Should the committing thread end early, the submitting thread commits what
+it hands over itself.
 """
 
 from __future__ import annotations
@@ -90,6 +97,9 @@ class GroupCommitter:
         self._queue: list[_Entry] = []
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._dead = False  # the committer thread ended
+        self._error: BaseException | None = None  # to raise in the submitting thread
+        self._error_raised = False
         self._submitter = threading.get_ident()
 
     def stage(self, final: RunRecord, owner: str | None, running_shown: bool) -> None:
@@ -116,45 +126,102 @@ class GroupCommitter:
     def submitted(self, run_id: str, fut: cf.Future[Any], job: Any) -> bool:
         """Hand over the future of a finished run; False if the run was not staged
         (the caller then tracks it itself).  Waits while :data:`MAX_QUEUED` runs
-        are waiting for their commit."""
+        are waiting for their commit.
+
+        Raises the first exception reporting a run raised (an ``on_event``
+        callback's ``SystemExit``, say), once; the run handed over is committed
+        and reported all the same (an interrupt while waiting for room too).
+        """
         with self._cond:
-            entry = self._staged.pop(run_id, None)
+            entry = self._staged.get(run_id)
             if entry is None:
                 return False
             entry.fut, entry.job = fut, job
-            while len(self._queue) >= MAX_QUEUED:
-                self._cond.wait()
-            self._queue.append(entry)
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._loop, name="metalab-group-commit", daemon=True
-                )
-                self._thread.start()
-            if len(self._queue) in (1, GROUP_TARGET):
-                # wake the committer for a group's first run (it then waits up to
-                # GROUP_WAIT_S for more) or for a full group: two wake-ups per group
-                self._cond.notify_all()
+            try:
+                while len(self._queue) >= MAX_QUEUED and not self._dead:
+                    self._cond.wait()
+            finally:  # (an interrupt while waiting: the run is queued all the same)
+                del self._staged[run_id]
+                direct = self._dead
+                if not direct:
+                    self._enqueue(entry)
+        if direct:  # the committer thread is gone: commit here
+            self._commit([entry])
+        self._raise_error()
         return True
 
+    def _enqueue(self, entry: _Entry) -> None:
+        """Queue ``entry`` for the committer thread (started at the first run); holds the lock."""
+        self._queue.append(entry)
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._loop, name="metalab-group-commit", daemon=True
+            )
+            self._thread.start()
+        if len(self._queue) in (1, GROUP_TARGET):
+            # wake the committer for a group's first run (it then waits up to
+            # GROUP_WAIT_S for more) or for a full group: two wake-ups per group
+            self._cond.notify_all()
+
+    def _wait_for_committer(self) -> None:
+        # (not Thread.join: a join interrupted by Ctrl-C may take the thread for ended)
+        with self._cond:
+            while not self._dead:
+                self._cond.wait()
+
+    def _raise_error(self) -> None:
+        with self._cond:
+            err, self._error = self._error, None
+            self._error_raised = self._error_raised or err is not None
+        if err is not None:
+            raise err
+
     def close(self) -> None:
-        """Commit every run handed over, discard the others; returns when all are reported."""
+        """Commit every run handed over, discard the others; returns when all are reported.
+
+        Raises the first exception reporting a run raised and that
+        :meth:`submitted` did not raise yet.  An interrupt while waiting for
+        the committer waits again (the runs are reported), then propagates.
+        """
         with self._cond:
             self._closed = True
-            leftovers = list(self._staged.values())
-            self._staged.clear()
             self._cond.notify_all()
             thread = self._thread
-        if thread is not None:
-            thread.join()
-        if leftovers:
-            try:
-                self._store.discard_staged([e.staged for e in leftovers])
-            finally:
-                for e in leftovers:
-                    if e.owner is not None:
-                        release_quietly(self._store, e.run_id, e.owner)
+        try:
+            if thread is not None:
+                try:
+                    self._wait_for_committer()
+                except KeyboardInterrupt:
+                    self._wait_for_committer()
+                    raise
+        finally:
+            with self._cond:
+                leftovers = list(self._staged.values())
+                self._staged.clear()
+                orphans, self._queue = self._queue, []  # (left by a committer that died)
+            if orphans:
+                self._commit(orphans)
+            if leftovers:
+                try:
+                    self._store.discard_staged([e.staged for e in leftovers])
+                finally:
+                    for e in leftovers:
+                        if e.owner is not None:
+                            release_quietly(self._store, e.run_id, e.owner)
+        self._raise_error()
 
     def _loop(self) -> None:
+        try:
+            self._groups()
+        except BaseException as exc:  # (never expected: _commit keeps what reporting raises)
+            log.error("the group commit thread failed", exc_info=True)
+            self._keep_error(exc)
+        finally:  # the submitting thread commits what is handed over from now on
+            with self._cond:
+                self._dead = True
+                self._cond.notify_all()
+
+    def _groups(self) -> None:
         while True:
             with self._cond:
                 while not self._queue and not self._closed:
@@ -172,16 +239,23 @@ class GroupCommitter:
                 self._cond.notify_all()  # a submitter waiting for room
             self._commit(group)
 
+    def _keep_error(self, exc: BaseException) -> None:
+        with self._cond:
+            if self._error is None and not self._error_raised:
+                self._error = exc
+
     def _commit(self, group: list[_Entry]) -> None:
         errors: list[BaseException | None]
         try:
             errors = list(self._store.commit_staged([e.staged for e in group]))
-        except Exception as exc:  # not an I/O error of a file: report it for every run
+        except BaseException as exc:  # not an I/O error of a file: report it for every run
             log.debug("group commit failed", exc_info=True)
+            if not isinstance(exc, Exception):
+                self._keep_error(exc)
             errors = [exc] * len(group)
             try:
                 self._store.discard_staged([e.staged for e in group])
-            except Exception as exc2:
+            except BaseException as exc2:
                 log.warning("could not remove the temp files of %d records: %s", len(group), exc2)
         for entry, err in zip(group, errors, strict=True):
             if entry.owner is not None:
@@ -196,3 +270,5 @@ class GroupCommitter:
                 self._track(entry.run_id, fut, entry.job)
             except Exception:
                 log.exception("run %s: reporting its end failed", entry.run_id)
+            except BaseException as exc:  # (SystemExit of a callback: raised in the submitter)
+                self._keep_error(exc)

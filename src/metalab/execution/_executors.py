@@ -120,9 +120,10 @@ class ThreadExecutor(Executor):
     """Runs jobs on a pool of ``max_workers`` threads of this process.
 
     Good for operations that release the GIL (I/O, numpy).  Each run's Python
-    logging goes to its own log (context-variable routing).  ``print()``
-    output is not captured per run (threads share stdout); use
-    ``capture.log`` or ``logging``.
+    logging, ``print()`` output and warnings go to its own logs
+    (context-variable routing, see :mod:`metalab.execution._stdio`), and are
+    still shown on the terminal; output of threads an operation starts
+    itself is not captured.
     """
 
     name = "thread"

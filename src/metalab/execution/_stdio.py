@@ -76,33 +76,56 @@ class _RunOutput:
             if not cut:
                 cut = len(pending)
             self._partial[name] = pending[cut:]
-            self._emit(name, pending[:cut])
+            problem = self._emit(name, pending[:cut])
+        _report(problem)
 
-    def _emit(self, name: str, text: str) -> None:
+    def _emit(self, name: str, text: str) -> str | None:
+        """Write ``text`` to the log ``name``; the problem to report (after the lock is
+        released: a logging handler may write to the proxied streams), if any."""
+        problem = None
         if name not in self._logs:
             try:
                 self._logs[name] = RunLog(self._store, self._run_id, name)
             except Exception as exc:
                 self._logs[name] = None
-                log.warning("run %s: its %s cannot be captured (%s)", self._run_id, name, exc)
+                problem = f"run {self._run_id}: its {name} cannot be captured ({exc})"
         run_log = self._logs[name]
         if run_log is None:
-            return
+            return problem
         try:
             run_log.write(text)
         except Exception as exc:
             self._logs[name] = None
-            log.warning("run %s: its %s can no longer be captured (%s)", self._run_id, name, exc)
+            problem = f"run {self._run_id}: its {name} can no longer be captured ({exc})"
+        return problem
 
     def close(self) -> None:
+        problems = []
         with self._lock:
             for name, rest in self._partial.items():
                 if rest:
-                    self._emit(name, rest)
+                    problems.append(self._emit(name, rest))
             self._partial = {"stdout": "", "stderr": ""}
             for run_log in self._logs.values():
                 if run_log is not None:
                     run_log.close()
+        for problem in problems:
+            _report(problem)
+
+
+#: per thread: set while a capture problem is being logged; the proxies then pass
+#: writes straight through (a handler writing to ``sys.stderr`` never re-enters a run's log)
+_REPORTING = threading.local()
+
+
+def _report(problem: str | None) -> None:
+    if problem is None:
+        return
+    _REPORTING.active = True
+    try:
+        log.warning("%s", problem)
+    finally:
+        _REPORTING.active = False
 
 
 _CURRENT: contextvars.ContextVar[_RunOutput | None] = contextvars.ContextVar(
@@ -119,12 +142,18 @@ class _StreamProxy:
 
     def write(self, text: str) -> int:
         output = _CURRENT.get()
-        if output is None:
+        if output is None or getattr(_REPORTING, "active", False):
             return self._target.write(text)
         output.write(self._name, str(text))
         if output.tee:
-            with contextlib.suppress(Exception):  # a closed terminal never fails the run
-                self._target.write(text)
+            # (outside the run: a stale proxy under this one passes it through, not
+            # into the log a second time)
+            token = _CURRENT.set(None)
+            try:
+                with contextlib.suppress(Exception):  # a closed terminal never fails the run
+                    self._target.write(text)
+            finally:
+                _CURRENT.reset(token)
         return len(text)
 
     def writelines(self, lines: Any) -> None:
@@ -219,12 +248,17 @@ def route_std(store: Store, run_id: str, *, tee: bool = True) -> Iterator[None]:
     Everything is put back on exit, whatever ends the context.
     """
     output = _RunOutput(store, run_id, tee)
-    _ROUTER.acquire()
-    token = _CURRENT.set(output)
-    _forget_shown_warnings()
+    token = None
+    acquired = False
     try:
+        _ROUTER.acquire()
+        acquired = True
+        token = _CURRENT.set(output)
+        _forget_shown_warnings()
         yield
     finally:
-        _CURRENT.reset(token)
-        _ROUTER.release()
+        if token is not None:
+            _CURRENT.reset(token)
+        if acquired:
+            _ROUTER.release()
         output.close()

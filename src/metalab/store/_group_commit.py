@@ -5,12 +5,14 @@ disk cache flush) per run.  A launch that executes many short runs in one
 thread instead *stages* each final record (:meth:`FileGroupCommit.stage_run_record`:
 the bytes go to a temp file in the record's folder, no ``fsync``) and
 *commits* a group of them at once (:meth:`FileGroupCommit.commit_staged`):
-one ``syncfs`` of the filesystem holding them (Linux; each temp file is
-``fsync``-ed instead for a group of one, where ``syncfs`` is missing or
-fails, and while ``syncfs`` costs more, see :func:`sync_files`), then the renames
-into place, then one change-log line block per folder.  So the bytes of every
-record are on disk before its name points to them, exactly as with
-:meth:`FileStore.put_run_record`; only the number of disk flushes differs.
+one ``syncfs`` of the filesystem holding them (Linux >= 5.8 on a known local
+filesystem, see :func:`syncfs_trusted`; each temp file is ``fsync``-ed instead
+for a group of one, elsewhere, where ``syncfs`` fails, and while it costs
+more, see :func:`sync_files`), then the renames into place, one ``fsync`` of
+each ``runs/`` folder renamed into (POSIX), then one change-log line block
+per folder.  So the bytes of every record are on disk before its name
+points to them, as with :meth:`FileStore.put_run_record`, and the names
+too before any run is reported done.
 
 What a crash leaves: before the renames, temp files (``.tmp-*``, which
 readers skip) and no record: the run is executed again on resume.  During
@@ -28,13 +30,16 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import logging
 import os
+import platform
+import sys
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from metalab._internal._atomic import temp_path, write_new_file
 from metalab._internal._json import dumps
@@ -48,6 +53,7 @@ __all__ = ["FileGroupCommit", "StagedRecord", "sync_files"]
 log = logging.getLogger("metalab.store")
 
 _READ = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+_WRITE = os.O_RDWR | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 
 
 @dataclass(frozen=True)
@@ -65,19 +71,77 @@ class StagedRecord:
     target: str
 
 
-def _load_syncfs() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
-    """libc's ``syncfs`` (Linux), or None where there is none."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-        fn = libc.syncfs
-    except (OSError, AttributeError):
+def _load_libc() -> ctypes.CDLL | None:
+    """The C library (Linux), or None: elsewhere, or where it cannot be loaded."""
+    if not sys.platform.startswith("linux"):
         return None
-    fn.argtypes = [ctypes.c_int]
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+    except Exception as exc:  # (OSError, TypeError, ... depending on the platform)
+        log.debug("libc not loaded (%s): records are fsynced one by one", exc)
+        return None
+
+
+def _libc_function(libc: ctypes.CDLL | None, name: str, argtypes: list[Any]) -> Any:
+    if libc is None:
+        return None
+    try:
+        fn = getattr(libc, name)
+    except AttributeError:
+        log.debug("libc has no %s: records are fsynced one by one", name)
+        return None
+    fn.argtypes = argtypes
     fn.restype = ctypes.c_int
     return fn
 
 
-_SYNCFS = _load_syncfs()
+_LIBC = _load_libc()
+_SYNCFS = _libc_function(_LIBC, "syncfs", [ctypes.c_int])
+_STATFS = _libc_function(_LIBC, "statfs", [ctypes.c_char_p, ctypes.c_void_p])
+
+#: first Linux version whose ``syncfs`` reports write-back errors (before, it returns 0
+#: even when the data never reached the disk)
+_SYNCFS_REPORTS_ERRORS = (5, 8)
+#: ``statfs`` ``f_type`` of local filesystems whose ``syncfs`` flushes their data
+#: (on FUSE or network filesystems it may not reach the server): ext2/3/4, xfs,
+#: btrfs, tmpfs
+_LOCAL_FS_TYPES = frozenset({0xEF53, 0x58465342, 0x9123683E, 0x01021994})
+#: bytes of the buffer handed to ``statfs`` (more than any ``struct statfs``)
+_STATFS_BUF = 512
+
+
+def kernel_version(release: str) -> tuple[int, int]:
+    """(major, minor) of a Linux release string such as ``"5.15.0-91-generic"``; (0, 0)
+    when it cannot be read."""
+    parts = release.split(".")
+    try:
+        return int(parts[0]), int("".join(c for c in parts[1] if c.isdigit()) or "0")
+    except (IndexError, ValueError):
+        return (0, 0)
+
+
+_KERNEL = kernel_version(platform.release()) if sys.platform.startswith("linux") else (0, 0)
+
+
+def fs_type(folder: str) -> int | None:
+    """``statfs`` ``f_type`` of the filesystem holding ``folder``; None where unknown."""
+    if _STATFS is None:
+        return None
+    buf = ctypes.create_string_buffer(_STATFS_BUF)
+    if _STATFS(os.fsencode(folder), buf) != 0:
+        return None
+    # (f_type is the first field of struct statfs, a word on every Linux ABI)
+    return ctypes.c_ulong.from_buffer(buf).value & 0xFFFFFFFF
+
+
+@functools.lru_cache(maxsize=256)
+def syncfs_trusted(folder: str) -> bool:
+    """True if one ``syncfs`` makes the files of ``folder`` durable and reports its
+    failures: Linux >= 5.8 and a known local filesystem (checked once per folder).
+    Otherwise the files are fsynced one by one."""
+    if _SYNCFS is None or _KERNEL < _SYNCFS_REPORTS_ERRORS:
+        return False
+    return fs_type(folder) in _LOCAL_FS_TYPES
 
 
 def _syncfs(folder: str) -> None:
@@ -99,11 +163,29 @@ def _syncfs(folder: str) -> None:
 
 
 def _fsync_file(path: str) -> None:
-    fd = os.open(path, _READ)
+    # (opened for writing: Windows refuses to flush a file opened read-only)
+    fd = os.open(path, _WRITE)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _fsync_folder(folder: str) -> None:
+    """fsync ``folder`` so the renames into it survive a power loss (POSIX; where a
+    folder cannot be opened, as on Windows, the renames are as durable as the OS makes
+    them).  A failure is logged: the records are in place, their names may not survive."""
+    if os.name != "posix":
+        return
+    try:
+        fd = os.open(folder, _READ)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        log.warning("the folder %s could not be fsynced (%s): its newest records may "
+                    "not survive a power loss", folder, exc)
 
 
 class _SyncCosts:
@@ -179,7 +261,7 @@ def sync_files(paths: Sequence[str]) -> dict[str, OSError]:
             continue
         by_dev.setdefault(dev, []).extend(files)
     for group in by_dev.values():
-        if _SyncCosts.prefer_syncfs(len(group)):
+        if syncfs_trusted(os.path.dirname(group[0])) and _SyncCosts.prefer_syncfs(len(group)):
             t0 = time.perf_counter()
             try:
                 _syncfs(os.path.dirname(group[0]))
@@ -227,18 +309,22 @@ class FileGroupCommit:
         failed = sync_files([s.tmp for s in staged])
         out: list[OSError | None] = []
         renamed: dict[str, list[str]] = {}
+        runs_folders: set[str] = set()
         for s in staged:
             err = failed.get(s.tmp)
             if err is None:
                 try:
                     os.replace(s.tmp, s.target)
                     renamed.setdefault(s.folder, []).append(s.run_id)
+                    runs_folders.add(os.path.dirname(s.target))
                 except OSError as exc:
                     err = exc
             if err is not None:
                 with contextlib.suppress(OSError):
                     os.unlink(s.tmp)
             out.append(err)
+        for folder in runs_folders:
+            _fsync_folder(folder)  # the renames, before any run is reported done
         for folder, run_ids in renamed.items():
             note_changes(folder, "r", run_ids)  # after the renames (see _changes)
         return out
