@@ -141,6 +141,8 @@ def test_series_are_downsampled_on_the_server(client: Any) -> None:
     full = client.get(f"/api/runs/{rid}/series").json()
     assert len(full["data"]) == 1
     assert client.get(f"/api/runs/{rid}/series", params={"names": "nope"}).status_code == 404
+    too_many = client.get(f"/api/runs/{rid}/series", params={"names": "loss", "max_points": 10**9})
+    assert too_many.status_code == 400 and "at most" in too_many.text
 
 
 def _artifact_run(client: Any) -> str:

@@ -26,6 +26,9 @@ __all__ = ["API_ROUTES", "plot_spec"]
 
 #: the default number of points of one series chart
 SERIES_POINTS = 2000
+#: the most points a client may ask of one series (the browser never gets a whole
+#: 10^6-step series unless it asks for it through the store)
+SERIES_POINTS_MAX = 20_000
 #: the default number of log lines returned
 LOG_LINES = 200
 
@@ -134,7 +137,7 @@ def series(request: Request) -> Response:
     names = parse_list(request.query_params.get("names"))
     if not names:
         names = view.run_detail(rid)["series"]
-    points = int_param(request.query_params, "max_points", SERIES_POINTS)
+    points = int_param(request.query_params, "max_points", SERIES_POINTS, SERIES_POINTS_MAX)
     return _json(series_figure(view.series(rid, names), points))
 
 
@@ -183,7 +186,7 @@ def compare_series(request: Request) -> Response:
     for rid in run_ids:
         if name in view.run_detail(rid)["series"]:
             lines[rid[:12]] = view.series(rid, [name])[name]
-    points = int_param(request.query_params, "max_points", SERIES_POINTS)
+    points = int_param(request.query_params, "max_points", SERIES_POINTS, SERIES_POINTS_MAX)
     return _json(series_figure(lines, points))
 
 

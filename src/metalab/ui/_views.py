@@ -77,15 +77,20 @@ def flatten(doc: dict[str, Any]) -> dict[str, Any]:
 BANDS = ("std", "sem", "ci95")
 
 
-def int_param(params: Mapping[str, str], name: str, default: int) -> int:
-    """Query-string parameter ``name`` as an int (ValidationError if it is not one)."""
+def int_param(params: Mapping[str, str], name: str, default: int,
+              upper: int | None = None) -> int:
+    """Query-string parameter ``name`` as an int (ValidationError if it is not one,
+    or if it is above ``upper``)."""
     raw = params.get(name)
     if raw is None or raw == "":
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         raise ValidationError(f"{name} must be a whole number, got {raw!r}") from None
+    if upper is not None and value > upper:
+        raise ValidationError(f"{name} must be at most {upper}, got {value}")
+    return value
 
 
 def view_state(params: Mapping[str, str]) -> dict[str, Any]:
