@@ -92,6 +92,15 @@ def _wait(driver: Any, css: str) -> Any:
         ec.presence_of_element_located((By.CSS_SELECTOR, css)))
 
 
+def _click_and_load(driver: Any, element: Any, css: str) -> Any:
+    """Click ``element`` (which loads another page) and wait for ``css`` on the NEW page
+    (waiting on the old page's element would race with the navigation)."""
+    old = driver.find_element(By.TAG_NAME, "html")
+    element.click()
+    WebDriverWait(driver, WAIT_S).until(ec.staleness_of(old))
+    return _wait(driver, css)
+
+
 def _shot(driver: Any, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     driver.save_screenshot(str(SHOTS / f"ui-{name}.png"))
@@ -135,8 +144,7 @@ def test_runs_page_filter_columns_pages_and_snippets(server: str, browser: Any) 
     where = browser.find_element(By.ID, "where")
     where.clear()
     where.send_keys("params.lr < 0.5")
-    browser.find_element(By.ID, "apply").click()
-    _wait(browser, "table#runs")
+    _click_and_load(browser, browser.find_element(By.ID, "apply"), "table#runs")
     assert len(browser.find_elements(By.CSS_SELECTOR, "a.run-link")) == 12
     assert "where=params.lr" in browser.current_url
     browser.find_element(By.CSS_SELECTOR, "#picker summary").click()
@@ -146,12 +154,10 @@ def test_runs_page_filter_columns_pages_and_snippets(server: str, browser: Any) 
     assert [b.get_attribute("value") for b in boxes] == ["metrics.score"]
     boxes[0].click()  # (uncheck: the default columns include it)
     boxes[0].click()
-    browser.find_element(By.ID, "apply").click()
-    _wait(browser, "table#runs")
+    _click_and_load(browser, browser.find_element(By.ID, "apply"), "table#runs")
     header = browser.find_element(By.CSS_SELECTOR, "table#runs thead").text
     assert "metrics.score" in header
-    browser.find_element(By.LINK_TEXT, "metrics.score").click()
-    _wait(browser, "table#runs")
+    _click_and_load(browser, browser.find_element(By.LINK_TEXT, "metrics.score"), "table#runs")
     assert "sort=metrics.score" in browser.current_url
     browser.find_element(By.ID, "copy-python").click()
     snippet = _wait(browser, "#snippet:not([hidden])")
