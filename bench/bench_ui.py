@@ -1,4 +1,5 @@
-"""``metalab ui`` on a large generated experiment (FileStore catalog), all figures in one run.
+"""``metalab ui`` on a large generated experiment (FileStore catalog, and with ``--pg``
+PostgreSQL filled from the same files by ``rebuild_index``), all figures in one run.
 
 (a) the runs page's first screen (50 rows, 10 columns, with a filter), as HTML, against
     the query engine alone for the same rows (``store.query_runs`` with the same filter,
@@ -8,6 +9,8 @@
     metric against a param, one line per model, mean and 95% CI).  Target: < 2 s.
 (d) a run page (``/runs/<id>``).  Target: < 200 ms.
 (e) the server's resident memory before and after 100 page loads.  Target: flat.
+(f) the experiments page's JSON (``/api/experiments``: status counts, progress,
+    last activity) on a new server (nothing reused from before).
 
 Requests go through Starlette's test client in the same process (the ASGI app
 and its templates, no network).  The store: parameter cases of ``lr`` (10
@@ -15,8 +18,10 @@ values) x ``width`` (10) x ``model`` (5), each repeated over seeds, 10 metrics p
 run, written without fsync (a benchmark fixture); run ids are 16 hex digits of
 a hash, like metalab's.
 
-Usage: python bench/bench_ui.py [--runs 1000000] [--dir D] [--reuse] [--no-plot]
+Usage: python bench/bench_ui.py [--runs 1000000] [--dir D] [--reuse] [--no-plot] [--pg]
                                 [--json bench/out/ui.json]
+
+Keys of the output are prefixed ``catalog_`` and ``pg_`` by store.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import os
 import random
 import sys
@@ -55,7 +61,11 @@ PAGE_LOADS = 100
 out: dict[str, Any] = {}
 
 
+PREFIX = [""]
+
+
 def log(key: str, value: Any) -> None:
+    key = PREFIX[0] + key
     out[key] = value
     print(f"{key}: {value}", flush=True)
 
@@ -106,7 +116,7 @@ def open_store(root: str, n: int, reuse: bool) -> FileStore:
     return store
 
 
-def measure(store: FileStore, client: TestClient, plot: bool = True) -> None:
+def measure(store: Any, client: TestClient, plot: bool = True) -> None:
     params = {"where": WHERE, "columns": ",".join(COLUMNS)}
     page_url = f"/experiments/{EXP}"
     # one untimed call of each first: the first queries after the catalog build
@@ -134,6 +144,27 @@ def measure(store: FileStore, client: TestClient, plot: bool = True) -> None:
     log("e_rss_after_100_pages_mib", round(rss_mib(), 1))
 
 
+def measure_experiments_page(store: Any) -> None:
+    """(f): ``/api/experiments`` on a new server each time (best of 3)."""
+    best = math.inf
+    for _ in range(3):
+        with TestClient(create_app(store), base_url="http://127.0.0.1") as client:
+            t0 = time.perf_counter()
+            answer = client.get("/api/experiments")
+            best = min(best, time.perf_counter() - t0)
+            assert answer.status_code == 200, answer.text[:500]
+    log("f_experiments_page_api_fresh_s", round(best, 3))
+    log("f_counts", answer.json()["experiments"][0]["counts"])
+
+
+def measure_store(name: str, store: Any, plot: bool) -> None:
+    PREFIX[0] = f"{name}_"
+    with TestClient(create_app(store), base_url="http://127.0.0.1") as client:
+        measure(store, client, plot=plot)
+    measure_experiments_page(store)
+    PREFIX[0] = ""
+
+
 def measure_plot(client: TestClient) -> None:
     spec = {"kind": "line", "x": "params.lr", "y": "metrics.m0", "group": "params.model",
             "over_seeds": "true", "band": "ci95"}
@@ -145,6 +176,22 @@ def measure_plot(client: TestClient) -> None:
         round(best_of(lambda: client.get(url, params=spec), repeat=3), 3))
 
 
+def measure_pg(folder: str, files: FileStore, plot: bool) -> None:
+    from metalab.services import start_server, stop_server
+    from metalab.store import PostgresStore
+
+    pg_dir = os.path.join(folder, "pg")
+    url = start_server(pg_dir, fast=True).url
+    try:
+        t0 = time.perf_counter()
+        pg = PostgresStore.from_filestore(url, files, rebuild=True)
+        log("pg_rebuild_index_s", round(time.perf_counter() - t0, 1))
+        measure_store("pg", pg, plot)
+        pg.close()
+    finally:
+        stop_server(pg_dir, mode="fast", remove=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=1_000_000)
@@ -152,14 +199,20 @@ def main() -> None:
     ap.add_argument("--reuse", action="store_true", help="keep the run files already in --dir")
     ap.add_argument("--json", default=str(Path(__file__).parent / "out" / "ui.json"))
     ap.add_argument("--no-plot", action="store_true", help="skip (c), the grouped plot")
+    ap.add_argument("--pg", action="store_true",
+                    help="also measure PostgreSQL (a throwaway server filled by rebuild_index)")
+    ap.add_argument("--pg-only", action="store_true", help="measure PostgreSQL only")
     args = ap.parse_args()
     log("machine", machine())
     log("runs", args.runs)
     log("started", datetime.now(UTC).isoformat(timespec="seconds"))
     folder = args.dir or tempfile.mkdtemp(prefix="mlbench-ui-")
+    os.chmod(folder, 0o755)  # the PostgreSQL server user must reach its data folder
     store = open_store(os.path.join(folder, "store"), args.runs, args.reuse)
-    with TestClient(create_app(store), base_url="http://127.0.0.1") as client:
-        measure(store, client, plot=not args.no_plot)
+    if not args.pg_only:
+        measure_store("catalog", store, plot=not args.no_plot)
+    if args.pg or args.pg_only:
+        measure_pg(folder, store, plot=not args.no_plot)
     log("finished", datetime.now(UTC).isoformat(timespec="seconds"))
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(out, indent=2))
