@@ -343,11 +343,17 @@ def test_version_1_index_migrates_to_version_2(collection, pg_conn, pg_schema) -
         assert [d["run_id"] for d in store.query_runs(where="params.i >= 1")] == ["r1", "r2"]
     finally:
         store.close()
-    assert schema_version(pg_conn, pg_schema) == SCHEMA_VERSION == 3
+    assert schema_version(pg_conn, pg_schema) == SCHEMA_VERSION == 4
     cols = {r[0] for r in pg_conn.execute(
         "SELECT column_name FROM information_schema.columns WHERE table_schema = %s "
         "AND table_name = 'runs'", (pg_schema,)).fetchall()}
     assert "record" not in cols and "heartbeat" in cols
+    indexes = {r[0]: r[1] for r in pg_conn.execute(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = %s "
+        "AND tablename = 'runs'", (pg_schema,)).fetchall()}
+    # (version 4: pages of one experiment in run id order come from an index)
+    assert 'run_id COLLATE "C"' in indexes["runs_key_idx"]
+    assert "runs_run_id_idx" not in indexes
     assert index_rows(pg_conn, pg_schema) == {("exp:1", d["run_id"]): d for d in docs}
 
 
@@ -399,7 +405,7 @@ def test_version_2_index_migrates_to_version_3(collection, pg_conn, pg_schema,
         assert store.index.last_table_source == "query"
     finally:
         store.close()
-    assert schema_version(pg_conn, pg_schema) == SCHEMA_VERSION == 3
+    assert schema_version(pg_conn, pg_schema) == SCHEMA_VERSION == 4
     row = pg_conn.execute(
         "SELECT c.relpersistence, a.attstorage FROM pg_class c JOIN pg_namespace n "
         "ON n.oid = c.relnamespace JOIN pg_attribute a ON a.attrelid = c.oid "

@@ -189,6 +189,8 @@ class _Acc:
         return v, a
 
 
+#: top-level string columns declared NOT NULL (compared without a NULL test)
+_NOT_NULL_STRINGS = frozenset({"r.run_id", "r.experiment_id"})
 _JSON_TYPE = {"number": "number", "string": "string", "boolean": "boolean"}
 _NAN_SQL = "'NaN'::float8"
 
@@ -275,6 +277,9 @@ class PgCompiler:
             number_form = number_sql(acc.column, "%s", acc.numbers)
             return (f"({match} AND {number_form} {loose} %s)",
                     [*margs, *acc.args * number_form.count("%s"), number])
+        if acc.kind == "string" and k == "string" and acc.sql in _NOT_NULL_STRINGS:
+            # (never NULL: the bare comparison, which an index on the column serves)
+            return f'{acc.sql} COLLATE "C" {"<>" if op == "!=" else op} %s', [lit]
         test = acc.test(k)
         if test is None or (k == "boolean" and op not in ("=", "!=")):
             return "false", []
@@ -381,7 +386,14 @@ class PgCompiler:
         return f"(CASE WHEN jsonb_typeof({v}) = 'array' THEN ({v}) @> %s ELSE false END)", a + a + [elem]
 
     # ------------------------------------------------------------ order
-    def order(self, query: Query) -> tuple[str, list[Any]]:
+    def order(self, query: Query, experiment_id: str | None = None) -> tuple[str, list[Any]]:
+        """``ORDER BY`` SQL of ``query`` (ties by experiment id, then run id, bytewise).
+
+        With ``experiment_id`` (one experiment in scope) its id is left out of
+        the ties: the runs then come in the order of the index on
+        ``(experiment_id, run_id COLLATE "C")``, which serves a first page or a
+        keyset page (``run_id > ...``) without sorting every matching run.
+        """
         parts: list[str] = []
         args: list[Any] = []
         for field, desc in query.order:
@@ -414,7 +426,9 @@ class PgCompiler:
                 value, vargs = acc.value("string" if acc.kind == "string" else "number")
                 parts.append(f"{value}{direction}")
                 args += vargs
-        parts += ['r.experiment_id COLLATE "C"', 'r.run_id COLLATE "C"']
+        if experiment_id is None:
+            parts.append('r.experiment_id COLLATE "C"')
+        parts.append('r.run_id COLLATE "C"')
         return ", ".join(parts), args
 
     # ------------------------------------------------------------ columns
@@ -451,7 +465,7 @@ class PgCompiler:
             args.append(name)
         where, wargs = self.where(without_nan(query.where), top=True)
         if query.order:
-            order, oargs = self.order(query)
+            order, oargs = self.order(query, experiment_id)
         else:
             # (one experiment: its id is left out, so the rows come in the
             # order of the index on (experiment_id, started_at, run_id), unsorted)
@@ -518,7 +532,7 @@ class PgCompiler:
                     cols.append(_iso(acc.sql) if acc.kind == "time" else acc.sql)
                     args += acc.args
         where, wargs = self.where(without_nan(query.where), top=True)
-        order, oargs = self.order(query)
+        order, oargs = self.order(query, experiment_id)
         uses_derived = query.uses_derived
         # whole documents come from run_records; a projection reads runs only
         records = (
