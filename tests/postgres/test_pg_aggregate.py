@@ -92,3 +92,32 @@ def test_var_samp_keeps_the_digits_of_a_small_spread(make_store: Any) -> None:
 def test_derived_values_group_and_aggregate_as_loaded(filled: tuple[PostgresStore, Any]) -> None:
     pg, files = filled
     check_derived(pg, files, pg.flush)
+
+
+def test_value_names_are_quoted_and_kinds_counted(make_store: Any, file_root: Path) -> None:
+    """A value field whose name holds quotes, braces, ``%s`` and a backslash, with
+    missing, null, non-finite and text values among the numbers: the same
+    groups as the FileStore catalog's (and the SQL still parses)."""
+    name = "m'{s}%s\\\"x"
+    pg: PostgresStore = make_store(EXP)
+    cells: list[Any] = [1.5, 2.5, None, "Infinity", "NaN", "text", True, 4.0, -1e9, 7]
+    for i in range(40):
+        metrics = {} if i % 11 == 3 else {name: cells[i % len(cells)]}
+        pg.put_run_record(make_record(f"r{i:03d}", EXP, params={"c": i % 3}, metrics=metrics))
+    pg.flush()
+    files = FileStoreConfig(root=str(file_root), experiment_id=EXP).connect()
+    field = 'metrics."' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    for where in (None, "params.c >= 1"):
+        got = pg.aggregate_runs(None, where, by=["params.c"], values=[field])
+        want = files.aggregate_runs(None, where, by=["params.c"], values=[field])
+        assert got is not None and want is not None
+        key = lambda g: g["keys"]  # noqa: E731
+        assert len(got) == len(want) == (3 if where is None else 2)
+        for g, w in zip(sorted(got, key=key), sorted(want, key=key), strict=True):
+            assert g["keys"] == w["keys"] and g["n"] == w["n"]
+            (gv,), (wv,) = g["values"], w["values"]
+            for k in ("missing", "nonfinite", "finite", "other"):
+                assert gv[k] == wv[k], (g["keys"], k)
+            assert gv["mean"] == pytest.approx(wv["mean"], rel=1e-12)
+            assert gv["m2"] == pytest.approx(wv["m2"], rel=1e-9)
+    assert len(load_results(pg)) == 40  # the runs table is still there

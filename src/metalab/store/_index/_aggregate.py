@@ -13,20 +13,23 @@ booleans are not numbers; the texts ``"Infinity"``, ``"-Infinity"`` and
 stand for, in any namespace; a JSON null is missing.
 
 Numerical stability: ``sum(x*x)`` loses every digit of a spread that is
-small next to the mean (values ``1e9 + noise``).  Both engines sum in one
-pass the deviations from a *shift* (one value of the field) and their
-squares, which is exact for such values; where the error bound of that one
-pass (see :func:`_shifted_m2`) cannot vouch for ``m2`` (groups far from the
-shift and from each other), a second pass gives it: SQLite sums the squared
-deviations from each group's mean (SQLite has no variance aggregate),
-PostgreSQL takes ``var_samp`` (Youngs-Cramer).
+small next to the mean (values ``1e9 + noise``).  SQLite sums in one pass
+the deviations from a *shift* (one value of the field) and their squares,
+which is exact for such values; where the error bound of that one pass
+(see :func:`_shifted_m2`) cannot vouch for ``m2`` (groups far from the
+shift and from each other), a second pass sums the squared deviations from
+each group's mean (SQLite has no variance aggregate).  PostgreSQL takes
+``avg`` and ``var_samp`` (Youngs-Cramer) of the deviations from a shift in
+one pass (see :func:`pg_sql`).
 
 Known difference: PostgreSQL rows of records that are not runs (an unknown
 status ..., see :func:`~metalab.query.record_problem`), which a load skips
 and reports, are counted here.
 
 Safety: field names reach SQL only as the catalog's generated column names
-(SQLite) or as bound parameters (PostgreSQL); values are bound parameters.
+(SQLite), or as bound parameters (PostgreSQL keys and filters) and literals
+quoted by the driver (PostgreSQL value fields, see :func:`_pg_inline_value`);
+values are bound parameters.
 """
 
 from __future__ import annotations
@@ -37,7 +40,6 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from metalab._internal._json import dumps
 from metalab.query._ast import Field, Query, without_nan
 from metalab.query._fields import named_fields
 from metalab.store._index._sqlite import SqliteCompiler, decode
@@ -291,15 +293,30 @@ def _pg_source(comp: Any, query: Query, experiment_id: str | None, derived: bool
     return f"FROM {{s}}.runs r{join} WHERE {scope}{where}", sargs + wargs
 
 
-def pg_sql(by: Sequence[Field], values: Sequence[Field], comp: Any, source: str,
-           shifts: list[float] | None) -> tuple[str, list[Any]]:
+def _pg_inline_value(field: Field, quote: Callable[[str], str]) -> str:
+    """JSONB SQL of a value field with its name written in as a quoted literal
+    (``quote``: the driver's quoting), escaped for the ``{s}`` formatting and
+    the ``%s`` placeholders this SQL still goes through."""
+    if field.ns == "duration_ms":
+        return "to_jsonb(r.duration_ms)"
+    source = 'd."values"' if field.ns == "derived" else f"r.{field.ns}"
+    name = quote(field.name).replace("%", "%%").replace("{", "{{").replace("}", "}}")
+    return f"({source} -> {name})"
+
+
+def pg_sql(by: Sequence[Field], values: Sequence[str], comp: Any, source: str,
+           shifts: Sequence[float], breakdown: bool) -> tuple[str, list[Any]]:
     """(SQL with ``{s}`` for the schema, args before those of ``source``) of the groups.
 
-    Per value: the counts of :data:`COUNTS` and the sums of the deviations from
-    its shift and of their squares (see :func:`_shifted_m2`); without
-    ``shifts``, ``var_samp`` alone (Youngs-Cramer: stable, the fallback).
-    A JSON number becomes a ``float8`` through ``numeric`` (the costly step of
-    each run): it is converted twice a run, each square taken by ``power``.
+    ``values``: the JSONB SQL of each value field (no placeholders, see
+    :func:`_pg_inline_value`).  Per value: the count of its JSON numbers and
+    ``avg`` and ``var_samp`` of their deviations from its shift (a finite
+    float written in).  The two aggregates have the same argument and
+    filter, so PostgreSQL feeds them one transition state: each number is
+    converted once (JSON number -> ``float8`` through ``numeric``, the costly
+    step of each run), and the variance is Youngs-Cramer's (stable for
+    values ``1e9 + noise``).  With ``breakdown``, the counts of missing and
+    non-finite values too (the rest of the runs are ``other``).
     """
     cols: list[str] = []
     args: list[Any] = []
@@ -312,19 +329,13 @@ def pg_sql(by: Sequence[Field], values: Sequence[Field], comp: Any, source: str,
         cols.append(sql_)
         args += a
     cols.append("count(*)")
-    for i, f in enumerate(values):
-        v, a = _pg_value(f)
-        kinds = _pg_kinds(v)
-        number, finite = f"({v})::float8", f"FILTER (WHERE {kinds[2]})"
-        if shifts is None:
-            cols.append(f"var_samp({number}) {finite}")
-            args += a * 2
-            continue
-        for k in kinds:
-            cols.append(f"count(*) FILTER (WHERE {k})")
-            args += a * k.count("%s")
-        cols += [f"sum({number} - %s) {finite}", f"sum(power({number} - %s, 2)) {finite}"]
-        args += [*a, shifts[i], *a, *a, shifts[i], *a]
+    for v, shift in zip(values, shifts, strict=True):
+        missing, nonfinite, finite = _pg_kinds(v)
+        assert math.isfinite(shift)
+        deviation = f"(({v})::float8 - '{float(shift)!r}'::float8) FILTER (WHERE {finite})"
+        cols += [f"count(*) FILTER (WHERE {finite})", f"avg{deviation}", f"var_samp{deviation}"]
+        if breakdown:
+            cols += [f"count(*) FILTER (WHERE {missing})", f"count(*) FILTER (WHERE {nonfinite})"]
     group = (" GROUP BY " + ", ".join(str(i + 1) for i in range(len(by)))) if by else ""
     return f"SELECT {', '.join(cols)} {source}{group}", args
 
@@ -335,8 +346,8 @@ def pg_aggregate(index: PostgresIndex, experiment_id: str | None, query: Query,
     """The groups of ``query`` from the PostgreSQL index (see :meth:`Index.aggregate`);
     None when a field cannot be pushed down.
 
-    ``m2``: the one-pass sum around a shift when its error bound allows (see
-    :func:`_shifted_m2`), else from ``var_samp`` in a second statement.
+    One statement (see :func:`pg_sql`); when some run's value is not a JSON
+    number, a second one counts the missing and non-finite values.
 
     Raises:
         IndexUnavailableError, StoreError: the index cannot answer.
@@ -366,44 +377,37 @@ def pg_aggregate(index: PostgresIndex, experiment_id: str | None, query: Query,
         # this forces, took 2.2-2.4 s at 10^6 runs against 3.9-4.0 s sorted, on 2
         # CPUs under load; a hash table larger than memory spills to disk too)
         conn.execute("SET LOCAL enable_sort = off")
+        quote = lambda name: sql.Literal(name).as_string(conn)  # noqa: E731
+        inline = [_pg_inline_value(f, quote) for f in values]
         shifts = []
-        for f in values:  # (any value of the field: the one-pass sums are taken around it)
-            v, a = _pg_value(f)
+        for v in inline:  # (any value of the field: the deviations are taken from it)
             got = run(conn, f"SELECT ({v})::float8 {source} AND jsonb_typeof({v}) = 'number' "
-                      "LIMIT 1", a + sargs + a)
+                      "LIMIT 1", sargs)
             shifts.append(float(got[0][0]) if got else 0.0)
-        text, args = pg_sql(by, values, comp, source, shifts)
-        groups = [_pg_group(row, len(by), shifts) for row in run(conn, text, args + sargs)]
-        if any(v["m2"] is None and v["finite"] for g in groups for v in g["values"]):
-            text, args = pg_sql(by, values, comp, source, None)
-            _add_variances(groups, run(conn, text, args + sargs), len(by))
-    return groups
+        text, args = pg_sql(by, inline, comp, source, shifts, breakdown=False)
+        rows = run(conn, text, args + sargs)
+        per = 3
+        if any(row[len(by)] != row[len(by) + 1 + i * per]
+               for row in rows for i in range(len(values))):
+            text, args = pg_sql(by, inline, comp, source, shifts, breakdown=True)
+            rows = run(conn, text, args + sargs)
+            per = 5
+    return [_pg_group(row, len(by), shifts, per) for row in rows]
 
 
-def _add_variances(groups: list[dict[str, Any]], rows: list[tuple[Any, ...]],
-                   n_keys: int) -> None:
-    """Fill each ``m2`` the one pass could not give from the rows of ``var_samp``."""
-    by_keys = {dumps([_key_value(k) for k in row[:n_keys]]): row[n_keys + 1:] for row in rows}
-    for g in groups:
-        variances = by_keys.get(dumps(g["keys"]), ())
-        for v, var in zip(g["values"], variances, strict=False):
-            if v["m2"] is None and v["finite"]:
-                v["m2"] = float(var) * (v["finite"] - 1) if var is not None else 0.0
-
-
-def _pg_group(row: tuple[Any, ...], n_keys: int, shifts: list[float]) -> dict[str, Any]:
-    per = len(COUNTS) + 2
+def _pg_group(row: tuple[Any, ...], n_keys: int, shifts: list[float],
+              per: int) -> dict[str, Any]:
+    """A group from a row of :func:`pg_sql` (``per``: columns per value)."""
     n = int(row[n_keys])
     got = []
     for i, shift in enumerate(shifts):
-        missing, nonfinite, finite, s1, s2 = row[n_keys + 1 + i * per:
-                                                 n_keys + 1 + (i + 1) * per]
-        k = int(finite or 0)
+        cells = row[n_keys + 1 + i * per: n_keys + 1 + (i + 1) * per]
+        k = int(cells[0] or 0)
+        missing, nonfinite = cells[3:5] if per == 5 else (0, 0)
         # (the mean around the shift: its digits are those of the spread)
-        mean = shift + s1 / k if k else None
-        stats = _value_stats(n, missing, nonfinite, k, mean, 0.0)
-        stats["m2"] = _shifted_m2(k, s1, s2) if k else None  # (None: see the second pass)
-        got.append(stats)
+        mean = shift + float(cells[1]) if k else None
+        m2 = float(cells[2]) * (k - 1) if k > 1 and cells[2] is not None else 0.0
+        got.append(_value_stats(n, missing, nonfinite, k, mean, m2))
     return {"keys": [_key_value(k) for k in row[:n_keys]], "n": n, "values": got}
 
 
