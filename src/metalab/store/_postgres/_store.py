@@ -478,6 +478,17 @@ class PostgresStore(PostgresCuration, PostgresCatchUp, Store):
     def list_logs(self, run_id: str) -> list[str]:
         return self._files.list_logs(run_id)
 
+    def open_log(self, run_id: str, name: str = "run") -> BinaryIO | None:
+        """The log file itself, opened for binary reading (``None`` if missing), as
+        :meth:`FileStore.open_log`: a reader of its tail reads only the tail.
+
+        Raises:
+            InvalidNameError: the run id or log name is not a usable name.
+            NotFoundError: the log is a symbolic link, a folder or outside the
+                experiment folder.
+        """
+        return self._files.open_log(run_id, name)
+
     def log_path(self, run_id: str, name: str) -> str:
         return self._files.log_path(run_id, name)
 
