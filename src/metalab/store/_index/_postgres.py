@@ -229,6 +229,19 @@ class PostgresIndex(PostgresSync):
         with self.connection() as conn:
             conn.execute("SELECT 1")
 
+    def check_schema(self) -> None:
+        """Check the index tables again as on first use: a newer metalab may have
+        migrated them since this object last looked (an older version is
+        migrated, missing tables are created).
+
+        Raises:
+            StoreError: the schema was made by a newer metalab, or its version
+                is unreadable (nothing is changed).
+            IndexUnavailableError: as :meth:`connection`.
+        """
+        self._schema_ready = False
+        self.ping()
+
     def close(self) -> None:
         self._drop_pool()
 

@@ -225,11 +225,14 @@ class PostgresCatchUp:
         Raises:
             IndexUnavailableError: the index cannot be reached (the marks stay
                 in the journal).
+            StoreError: the index was made by a newer metalab (its schema version is
+                checked first; nothing is written, the marks stay).
         """
         with _catch_up_lock(self._journal.folder):
             return self._catch_up()
 
     def _catch_up(self) -> int:
+        self._index.check_schema()  # (a newer metalab may have migrated it meanwhile)
         total = 0
         self._journal.adopt_orphans()  # changes of processes that died before sending
         dirty = [
@@ -322,10 +325,12 @@ class PostgresCatchUp:
 
         Raises:
             IndexUnavailableError: the index cannot be reached.
+            StoreError: the index was made by a newer metalab (its schema version is
+                checked first; nothing is written, the marks stay).
         """
         self.flush()
         self._index.breaker.reset()  # an explicit request: try now
-        self._index.ping()
+        self._index.check_schema()
         if self._index.created_schema:
             self._index.created_schema = False
             full = True
@@ -369,12 +374,15 @@ class PostgresCatchUp:
 
         Raises:
             IndexUnavailableError: the index cannot be reached.
+            StoreError: the index was made by a newer metalab (its schema version is
+                checked first; nothing is written, the marks stay).
             ReadOnlyStoreError: the store is read-only (the guard of every
                 write method, see :class:`~metalab.store.Store`).
         """
         return self._query_index.rebuild(progress)
 
     def _sync(self, experiments: list[str], progress: Progress | None, drop_others: bool) -> int:
+        self._index.check_schema()  # (a newer metalab may have migrated it meanwhile)
         total = self._estimate_runs(experiments)
         done = 0
         if drop_others:
