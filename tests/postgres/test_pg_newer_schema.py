@@ -24,6 +24,22 @@ def _set_version(conn: psycopg.Connection[Any], schema: str, version: str) -> No
         sql.Identifier(schema)), (version,))
 
 
+def _indexed(make_store: Callable[..., PostgresStore], n: int) -> PostgresStore:
+    """A store of ``exp:1`` whose ``n`` runs are in the index."""
+    store = make_store("exp:1")
+    for r in records("exp:1", n):
+        store.put_run_record(r)
+    assert store.flush() and not store.index_is_behind()
+    return store
+
+
+def _write_deferred(make_store: Callable[..., PostgresStore], n: int, start: int) -> None:
+    """``n`` more runs written while the index is not updated (their marks in the journal)."""
+    deferred = make_store("exp:1", index_mode="deferred")
+    for r in records("exp:1", n, start=start):
+        deferred.put_run_record(r)
+
+
 def _refusals(store: PostgresStore) -> list[str]:
     """The messages of catch_up, reconcile and rebuild_index (each must raise)."""
     out = []
@@ -39,19 +55,13 @@ def _refusals(store: PostgresStore) -> list[str]:
 def test_a_newer_schema_is_refused_and_left_untouched(
         make_store: Callable[..., PostgresStore], pg_conn: psycopg.Connection[Any],
         pg_schema: str, connected: bool) -> None:
-    first = make_store("exp:1")
-    for r in records("exp:1", 3):
-        first.put_run_record(r)
-    assert first.flush() and not first.index_is_behind()
+    first = _indexed(make_store, 3)
     # ``connected``: the store has used the index (its schema checked) before a
     # newer metalab migrates it; else it meets the newer schema on its first call
     store = first if connected else make_store("exp:1")
     indexed = index_rows(pg_conn, pg_schema)
     _set_version(pg_conn, pg_schema, str(NEWER))
-    # writes that cannot reach the index wait in the journal
-    deferred = make_store("exp:1", index_mode="deferred")
-    for r in records("exp:1", 2, start=3):
-        deferred.put_run_record(r)
+    _write_deferred(make_store, 2, start=3)
     assert store.index_is_behind()
     for message in _refusals(store):
         assert f"version {NEWER}" in message and "upgrade metalab" in message, message
@@ -64,9 +74,7 @@ def test_a_newer_schema_is_refused_and_left_untouched(
 def test_an_unreadable_schema_version_is_named(
         make_store: Callable[..., PostgresStore], pg_conn: psycopg.Connection[Any],
         pg_schema: str) -> None:
-    store = make_store("exp:1")
-    store.put_run_record(records("exp:1", 1)[0])
-    assert store.flush()
+    store = _indexed(make_store, 1)
     _set_version(pg_conn, pg_schema, "4.beta")
     with pytest.raises(metalab.StoreError, match=r"schema_version '4\.beta'"):
         store.reconcile()
@@ -77,13 +85,9 @@ def test_an_unreadable_schema_version_is_named(
 def test_catch_up_continues_once_the_schema_is_back_to_this_version(
         make_store: Callable[..., PostgresStore], pg_conn: psycopg.Connection[Any],
         pg_schema: str) -> None:
-    store = make_store("exp:1")
-    store.put_run_record(records("exp:1", 1)[0])
-    assert store.flush()
+    store = _indexed(make_store, 1)
     _set_version(pg_conn, pg_schema, str(NEWER))
-    deferred = make_store("exp:1", index_mode="deferred")
-    for r in records("exp:1", 2, start=1):
-        deferred.put_run_record(r)
+    _write_deferred(make_store, 2, start=1)
     with pytest.raises(metalab.StoreError):
         store.catch_up()
     _set_version(pg_conn, pg_schema, "3")
