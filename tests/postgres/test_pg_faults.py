@@ -15,13 +15,13 @@ from metalab._errors import IndexUnavailableError
 from metalab.services import start_server, stop_server
 from metalab.store import PostgresStoreConfig, parse_to_config
 from metalab.store._index._pgconnect import CircuitBreaker
-from metalab.store._postgres import _store
+from metalab.store._postgres import _catchup
 
 
 def test_server_stopped_mid_sweep_then_back(own_server, tmp_path: Path, fast_breaker,
                                             monkeypatch, caplog) -> None:
     info, folder, password = own_server
-    monkeypatch.setattr(_store, "CATCH_UP_INTERVAL", 0.0)
+    monkeypatch.setattr(_catchup, "CATCH_UP_INTERVAL", 0.0)
     url = f"postgresql://{info.user}:{password}@{info.host}:{info.port}/{info.dbname}"
     cfg = parse_to_config(f"{url}?file_root={tmp_path}&schema=sweep&connect_timeout=5")
     store = cfg.scoped("exp:1").connect()

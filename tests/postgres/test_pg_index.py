@@ -418,9 +418,9 @@ def test_version_2_index_migrates_to_version_3(collection, pg_conn, pg_schema,
 
 def test_rebuild_refreshes_planner_statistics(make_store, pg_conn, pg_schema, monkeypatch) -> None:
     """A large rebuild leaves the tables analysed (the planner knows their size)."""
-    from metalab.store._index import _postgres as _index
+    from metalab.store._index import _pgsync
 
-    monkeypatch.setattr(_index, "ANALYZE_AFTER", 5)
+    monkeypatch.setattr(_pgsync, "ANALYZE_AFTER", 5)
     store = make_store("exp:1")
     for r in records("exp:1", 8):
         store.put_run_record(r)

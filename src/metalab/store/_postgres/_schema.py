@@ -189,7 +189,12 @@ def _compose(stmt: str, schema: str) -> Any:
 
 
 def schema_version(conn: psycopg.Connection[Any], schema: str) -> int | None:
-    """The index schema version in ``schema``, or ``None`` if there is no index."""
+    """The index schema version in ``schema``, or ``None`` if there is no index.
+
+    Raises:
+        StoreError: the stored version is not a whole number (another tool, or
+            a metalab this one does not know, wrote it).
+    """
     row = conn.execute(
         "SELECT to_regclass(format('%%I.meta', %s::text)) IS NOT NULL", (schema,)
     ).fetchone()
@@ -202,7 +207,16 @@ def schema_version(conn: psycopg.Connection[Any], schema: str) -> int | None:
             sql.Identifier(schema)
         )
     ).fetchone()
-    return int(got[0]) if got else None
+    if not got:
+        return None
+    try:
+        return int(got[0])
+    except (TypeError, ValueError):
+        raise StoreError(
+            f"the index in schema {schema!r} has schema_version {got[0]!r} in its meta table, "
+            "which this metalab cannot read; upgrade metalab, or give this store another "
+            "schema (the index is rebuilt there from the files)"
+        ) from None
 
 
 def ensure_schema(conn: psycopg.Connection[Any], schema: str) -> bool:
@@ -212,7 +226,8 @@ def ensure_schema(conn: psycopg.Connection[Any], schema: str) -> bool:
     migrate once.  ``conn`` must not be inside a transaction.
 
     Raises:
-        StoreError: the schema was made by a newer metalab.
+        StoreError: the schema was made by a newer metalab (or its version is
+            unreadable); nothing was changed.
     """
     from psycopg import sql
 
@@ -222,7 +237,9 @@ def ensure_schema(conn: psycopg.Connection[Any], schema: str) -> bool:
         if current is not None and current > SCHEMA_VERSION:
             raise StoreError(
                 f"the index in schema {schema!r} has version {current}, newer than this metalab "
-                f"understands ({SCHEMA_VERSION}); upgrade metalab"
+                f"understands ({SCHEMA_VERSION}); upgrade metalab to use it (meanwhile reads use "
+                "the files and index changes wait in the catch-up journal), or give this store "
+                "another schema"
             )
         if current == SCHEMA_VERSION:
             return False
