@@ -15,6 +15,7 @@ from psycopg import sql
 
 import metalab
 from metalab.store import PostgresStore
+from metalab.store._postgres._schema import SCHEMA_VERSION
 
 NEWER = 99
 
@@ -90,7 +91,7 @@ def test_catch_up_continues_once_the_schema_is_back_to_this_version(
     _write_deferred(make_store, 2, start=1)
     with pytest.raises(metalab.StoreError):
         store.catch_up()
-    _set_version(pg_conn, pg_schema, "3")
+    _set_version(pg_conn, pg_schema, str(SCHEMA_VERSION))
     assert store.catch_up() >= 2
     assert not store.index_is_behind()
     assert len(index_rows(pg_conn, pg_schema, "exp:1")) == 3
