@@ -83,6 +83,21 @@ def test_best_picks_finite_values_with_deterministic_ties(losses: Store) -> None
     assert results.where("params.lr >= 0.1").best("loss").run_id == "r_one"
 
 
+def test_best_compares_large_integers_exactly(file_store: Callable[[str], Store]) -> None:
+    """Counts above 2^53 differ by one: as floats they would tie (and the run id decide)."""
+    store = file_store(EXP)
+    big = 2**60
+    for minute, (rid, steps) in enumerate({"a_more": big + 1, "b_less": big, "c_float": 0.5,
+                                           "d_huge": 2**63 - 1}.items()):
+        store.put_run_record(make_record(rid, params={"i": minute}, metrics={"steps": steps},
+                                         minute=minute))
+    results = load_results(store)
+    assert results.best("steps", mode="max").run_id == "d_huge"
+    assert results.subset(["a_more", "b_less"]).best("steps").run_id == "b_less"
+    assert results.subset(["a_more", "b_less"]).best("steps", mode="max").run_id == "a_more"
+    assert results.best("steps").run_id == "c_float"
+
+
 def test_best_errors_say_what_is_wrong(losses: Store) -> None:
     results = load_results(losses)
     with pytest.raises(UnknownFieldError, match=r"metrics\.loss"):

@@ -114,15 +114,17 @@ def best_position(results: OrderView, metric: str, mode: str = "min") -> int:
         raise ValidationError(f"best({metric!r}): there are no runs to choose from")
     pairs = _documents(results, Query(order=((field, False),)))
     value_of = getter(field, lost_cutoff())
-    sign = 1.0 if mode == "min" else -1.0
-    best: tuple[float, str, str, int] | None = None
+    sign = 1 if mode == "min" else -1
+    best: tuple[int | float, str, str, int] | None = None
     skipped = 0
     for pos, (doc, der) in enumerate(pairs):
         value = value_of(doc, der)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        if isinstance(value, bool) or not (
+                type(value) is int or (isinstance(value, float) and math.isfinite(value))):
             skipped += 1
             continue
-        key = (sign * float(value), str(doc.get("experiment_id")), str(doc.get("run_id")), pos)
+        # (ints stay ints: Python compares them with floats exactly, beyond 2^53 too)
+        key = (sign * value, str(doc.get("experiment_id")), str(doc.get("run_id")), pos)
         if best is None or key < best:
             best = key
     if best is None:
