@@ -116,3 +116,21 @@ def test_help_lists_the_curation_commands() -> None:
     for name in ("tag", "untag", "note", "rm"):
         assert name in runs_help
     assert "rm" in invoke("store", "--help").output
+
+
+def test_an_experiment_folder_with_its_id_reads_its_runs(root: str) -> None:
+    """``-s ROOT/<experiment folder> -e ID`` means that folder (as load_results reads it),
+    not a folder of the same name inside it; another id is still refused."""
+    folder = str(Path(root) / "alpha_1")
+    out = invoke("runs", "ls", "-s", folder, "-e", "alpha:1", "--format", "json")
+    assert out.exit_code == 0, out.output
+    assert all(rid in out.output for rid in ("a0", "a1", "a2"))
+    out = invoke("runs", "tag", "-s", folder, "-e", "alpha:1", "a1", "-t", "picked")
+    assert out.exit_code == 0 and "tagged 1 run(s)" in out.output
+    assert tagged(root, "picked") == ["a1"]
+    out = invoke("runs", "ls", "-s", folder, "-e", "beta:2")
+    assert out.exit_code == 1 and "not in this store" in out.output
+    out = invoke("runs", "rm", "-s", folder, "-e", "alpha:1", "a2", "--yes")
+    assert out.exit_code == 0, out.output
+    assert sorted(d["run_id"] for d in FileStoreConfig(root=root).connect().query_runs()) == [
+        "a0", "a1", "b0"]

@@ -222,14 +222,14 @@ def _open(target: Any, experiment_id: str | None) -> Store:
         return _open_store(target, experiment_id)
     if isinstance(target, StoreConfig):
         store = make_store(target, experiment_id=experiment_id)
-        return _narrow(store, store.config, experiment_id=None, strict=False)
+        return _narrow(store, experiment_id=None, strict=False)
     # None (the default folder), a path or a locator; make_config rejects anything else
     config = make_config(target, must_exist=True)
     if experiment_id is not None:
         if config.is_scoped:
             return make_store(config, experiment_id=experiment_id)  # ScopeError if it differs
-        return _narrow(make_store(config), config, experiment_id=experiment_id, strict=True)
-    return _narrow(make_store(config), config, experiment_id=None, strict=False)
+        return _narrow(make_store(config), experiment_id=experiment_id, strict=True)
+    return _narrow(make_store(config), experiment_id=None, strict=False)
 
 
 def _open_store(store: Store, experiment_id: str | None) -> Store:
@@ -240,12 +240,10 @@ def _open_store(store: Store, experiment_id: str | None) -> Store:
             f"the store is scoped to {store.experiment_id!r}, not {experiment_id!r}; pass the "
             "collection store (config.unscoped().connect()) to pick another experiment"
         )
-    return _narrow(store, store.config, experiment_id=experiment_id, strict=False)
+    return _narrow(store, experiment_id=experiment_id, strict=False)
 
 
-def _narrow(
-    store: Store, config: StoreConfig, *, experiment_id: str | None, strict: bool
-) -> Store:
+def _narrow(store: Store, *, experiment_id: str | None, strict: bool) -> Store:
     """Scope an unscoped store to one experiment when that is what the user means.
 
     With ``experiment_id`` the collection must hold it (``strict``: else
@@ -261,19 +259,14 @@ def _narrow(
         if len(experiments) != 1:
             return store
         experiment_id = experiments[0]
-    elif experiment_id not in experiments:
-        if not strict:
-            return store
-        from metalab.store import require_experiment
+    elif experiment_id not in experiments and not strict:
+        return store
+    from metalab.store import narrow_to_experiment
 
-        require_experiment(store, experiment_id, experiments)
     try:
-        scoped = make_store(config, experiment_id=experiment_id)
+        return narrow_to_experiment(store, experiment_id)
     except (ScopeError, NotImplementedError):  # pragma: no cover - odd backends
         return store
-    if not isinstance(scoped, Store) or experiment_id not in scoped.list_experiments():
-        return store  # the root is the experiment folder itself
-    return scoped
 
 
 def _mark_lost(documents: Any) -> Any:

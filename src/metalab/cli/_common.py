@@ -33,20 +33,19 @@ def open_store(locator: str, experiment_id: str | None) -> Any:
     Raises NotFoundError for a folder that does not exist or an experiment
     the store does not hold (a typo must not read as "no runs").
     """
-    from metalab.store import make_store, require_experiment
+    from metalab.store import make_store, narrow_to_experiment
 
     store = make_store(locator, must_exist=True)
     if experiment_id is None:
         return store
     try:
-        require_experiment(store, experiment_id)
+        scoped = narrow_to_experiment(store, experiment_id)
     except BaseException:
         store.close()
         raise
-    if store.is_scoped:
-        return store
-    with store:  # (the scoped store has connections of its own)
-        return make_store(store, experiment_id=experiment_id)
+    if scoped is not store:
+        store.close()  # (the scoped store has connections of its own)
+    return scoped
 
 
 def one_run_options(command: F) -> F:

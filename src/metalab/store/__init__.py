@@ -20,6 +20,7 @@ from metalab.store._factory import (
     create_store,
     make_config,
     make_store,
+    narrow_to_experiment,
     parse_to_config,
     require_experiment,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "export_store",
     "make_config",
     "make_store",
+    "narrow_to_experiment",
     "parse_locator",
     "parse_to_config",
     "require_experiment",

@@ -203,3 +203,27 @@ def require_experiment(
     raise NotFoundError(
         f"experiment {experiment_id!r} is not in this store; it holds: {listed}.{hint}"
     )
+
+
+def narrow_to_experiment(store: Store, experiment_id: str) -> Store:
+    """``store`` scoped to ``experiment_id``, which it must hold.
+
+    A scoped store is returned as it is.  An unscoped one gives a new scoped
+    store (the caller closes both), except when ``store`` was opened on the
+    experiment's own folder (a path to ``root/<experiment>``): then scoping
+    would look for a folder inside it, so ``store`` itself is returned (it
+    reads that folder's runs).
+
+    Raises:
+        NotFoundError: the store does not hold the experiment (close names listed).
+    """
+    if store.is_scoped:
+        require_experiment(store, experiment_id)
+        return store
+    require_experiment(store, experiment_id)
+    scoped = make_store(store, experiment_id=experiment_id)
+    if scoped is not store and experiment_id not in scoped.list_experiments():
+        scoped.close()
+        return store  # the root is the experiment folder itself
+    return scoped
+
