@@ -76,8 +76,15 @@ def test_a_thread_run_shows_its_steps_while_it_waits(tmp_path):
     with _running_thread_run(tmp_path) as (_, run_id, points):
         assert len(points) == 3
         _assert_points(points)
-        running = load_results(str(tmp_path), experiment_id="live:1")[run_id]
+        loaded = load_results(str(tmp_path), experiment_id="live:1")
+        running = loaded[run_id]
         assert running.live_series()["acc"] == [(0, 0.25)]
+        # the tidy table of several runs shows the same steps so far
+        tidy = loaded.metric_series(["loss", "acc"])
+        rows = tidy[tidy["run_id"] == run_id]
+        assert list(rows["name"]) == ["loss"] * 3 + ["acc"]
+        assert list(rows["step"]) == [0, 1, 2, 0]
+        assert rows["value"].iloc[0] == 1.5 and math.isinf(rows["value"].iloc[1])
     done = load_results(str(tmp_path), experiment_id="live:1")[run_id]
     assert done.status.value == "success"
     final = done.metric_series("loss")

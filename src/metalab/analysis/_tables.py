@@ -20,6 +20,7 @@ from metalab._internal._json import decode_list, dumps
 from metalab._internal._time import from_iso
 from metalab.analysis._deps import require
 from metalab.analysis._frames import naming
+from metalab.model import Status
 
 if TYPE_CHECKING:
     from metalab.analysis._columns import RunTable
@@ -156,13 +157,51 @@ def to_parquet(results: ResultsView, path: str | os.PathLike[str], include_deriv
     return os.fspath(path)
 
 
+def _series_of(ctx: Any, doc: dict[str, Any], wanted: list[str]
+               ) -> dict[str, tuple[list[Any], list[Any]]]:
+    """``{name: (steps, values)}`` of the ``wanted`` series of one run: for a run
+    loaded as ``running``, the steps written so far (its live series file),
+    else the series stored with its final record.  An unreadable file is
+    reported (as for unreadable runs) and its series left out."""
+    store = ctx.store_for(doc["experiment_id"])
+    rid = doc["run_id"]
+    found: dict[str, tuple[list[Any], list[Any]]] = {}
+    if doc.get("status") == Status.RUNNING.value:
+        try:
+            live = store.read_live_series(rid, doc.get("attempt") or 1)
+        except OSError as exc:
+            path = store.live_series_path(rid) if store.supports_live_series else None
+            if ctx._report:
+                ctx._report(CorruptRecordError(
+                    f"the live series of running run {rid} cannot be read ({exc}); its "
+                    "steps so far are left out", path))
+            live = {}
+        found = {name: (list(live[name][0]), list(live[name][1]))
+                 for name in wanted if name in live}
+    listed = doc.get("series")
+    for name in wanted:
+        if name in found or (isinstance(listed, list) and name not in listed):
+            continue
+        try:
+            payload = store.get_data(rid, name)
+        except CorruptRecordError as exc:
+            ctx._report(exc) if ctx._report else None
+            continue
+        if payload and payload.get("kind") == "series":
+            data = payload.get("data") or {}
+            found[name] = (list(data.get("step") or []), list(data.get("value") or []))
+    return {name: found[name] for name in wanted if name in found}
+
+
 def metric_series(results: ResultsView, names: str | Iterable[str]) -> Any:
     """The stepped series ``names`` of every run as one tidy pandas DataFrame.
 
     One row per run, series and step.  Columns ``run_id``, ``experiment_id``,
     then the run's parameters as ``params.<name>`` (every parameter any of
     the runs has; ``None`` where a run has none), then ``name``, ``step``,
-    ``value`` (a float; a missing value is NaN).  Runs without a series are
+    ``value`` (a float; a missing value is NaN).  A run loaded as ``running``
+    gives the steps it has written so far (as :meth:`Run.metric_series
+    <metalab.analysis.Run.metric_series>`).  Runs without a series are
     left out (nothing is raised for them).  Unreadable series files are
     reported like unreadable runs and skipped.
 
@@ -182,19 +221,8 @@ def metric_series(results: ResultsView, names: str | Iterable[str]) -> Any:
     params: list[dict[str, Any]] = []
     ctx = results._ctx
     for doc in results._docs:
-        listed = doc.get("series")
-        for name in wanted:
-            if isinstance(listed, list) and name not in listed:
-                continue
-            try:
-                payload = ctx.store_for(doc["experiment_id"]).get_data(doc["run_id"], name)
-            except CorruptRecordError as exc:
-                ctx._report(exc) if ctx._report else None
-                continue
-            if not payload or payload.get("kind") != "series":
-                continue
-            data = payload.get("data") or {}
-            s, v = list(data.get("step") or []), list(data.get("value") or [])
+        got = _series_of(ctx, doc, wanted)
+        for name, (s, v) in got.items():
             n = min(len(s), len(v))
             run_ids += [doc["run_id"]] * n
             exp_ids += [doc["experiment_id"]] * n
