@@ -253,3 +253,5 @@ def test_kill9_between_the_temp_writes_and_the_renames_loses_no_reported_result(
     assert (st.success, st.skipped, st.done) == (400 - len(on_disk), len(on_disk), 400), st
     assert all(d["status"] == "success" for d in _runs(folder).values())
     assert len(_runs(folder)) == 400
+    # the runs taken over from the dead owner lost their staged temp files too
+    assert [n for n in os.listdir(folder / "runs") if n.startswith(".tmp-")] == []

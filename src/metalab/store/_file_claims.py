@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
 import uuid
 from typing import TYPE_CHECKING, ClassVar
 
-from metalab._internal._atomic import create_exclusive
+from metalab._internal._atomic import TMP_PREFIX, create_exclusive
 from metalab._internal._lockfile import FileLock, LockTimeout
 from metalab._internal._names import check_name
 from metalab._internal._owner import holder_is_stale
@@ -34,6 +35,25 @@ __all__ = ["FileClaims"]
 #: bytes of a claim file read for its owner line
 _OWNER_READ = 4096
 _O_READ = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+#: what follows the run id in the name of a run record's temp file
+_RECORD_TMP_INFIX = ".json."
+#: guards each store's listing of temp files (see FileClaims._sweep_debris)
+_DEBRIS_LOCK = threading.Lock()
+
+
+def _record_temp_files(runs: str) -> dict[str, list[str]]:
+    """``{run id: [paths]}`` of the run records' temp files in the folder ``runs``."""
+    found: dict[str, list[str]] = {}
+    try:
+        with os.scandir(runs) as it:
+            for entry in it:
+                name = entry.name
+                if name.startswith(TMP_PREFIX) and _RECORD_TMP_INFIX in name:
+                    rid = name[len(TMP_PREFIX):].rsplit(_RECORD_TMP_INFIX, 1)[0]
+                    found.setdefault(rid, []).append(entry.path)
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    return found
 
 
 class FileClaims:
@@ -138,9 +158,32 @@ class FileClaims:
                     return True
                 with contextlib.suppress(OSError):
                     os.unlink(aside)
+                self._sweep_debris(path)
             return True
         finally:
             lock.release()
+
+    def _sweep_debris(self, claim_path: str) -> None:
+        """Remove the temp files of the run's record that the stale holder left
+        (``runs/.tmp-{run_id}.json.*``: a killed writer's staged final record,
+        see :mod:`metalab.store._group_commit`).  Called with the takeover lock
+        held and the stale claim gone: nobody else writes that record now, and
+        a holder that only stalled cannot put an old record over the new
+        attempt's.  The folder is listed once per store (only after a crash
+        does anything take a claim over), the temp files of later takeovers
+        looked up in that listing.
+        """
+        run_id = os.path.basename(claim_path)[: -len(".claim")]
+        runs = os.path.join(os.path.dirname(os.path.dirname(claim_path)), "runs")
+        with _DEBRIS_LOCK:
+            listings: dict[str, dict[str, list[str]]] = self.__dict__.setdefault(
+                "_debris_listings", {})
+            if runs not in listings:
+                listings[runs] = _record_temp_files(runs)
+            debris = listings[runs].pop(run_id, [])
+        for tmp in debris:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
 
     def touch_heartbeat(self, run_id: str, owner: str) -> bool:
         path = self._claim_path(run_id)
