@@ -211,41 +211,28 @@ class StoreView:
             return summary
 
     def _count(self, experiment_id: str) -> dict[str, Any]:
-        """Counts by status from the store's index (one ``GROUP BY`` when it can
-        answer), the last activity from two one-row queries; the run ids are read
-        only when the manifest lists the planned ones."""
+        """Counts by status, the runs of the manifest not started and the last activity,
+        in one pass of the store's index when it can answer (one ``GROUP BY``, the
+        planned ids looked up inside it), else one read of every run."""
         info = self.experiment_info(experiment_id)
         planned, total = info.pop("planned"), info.pop("total_runs")
-        store = self.scoped(experiment_id)
-        found = store.status_counts(experiment_id)
+        ids = frozenset(map(str, planned)) if isinstance(planned, list) else None
+        found = self.scoped(experiment_id).status_overview(experiment_id, planned=ids)
         counts = dict.fromkeys(STATUS_ORDER, 0)
-        counts.update(found)
-        recorded = sum(found.values())
-        if isinstance(planned, list):
-            seen = {str(row.get("run_id")) for row in
-                    store.query_runs(experiment_id, None, columns=["run_id"])}
-            counts["not_started"] = sum(1 for rid in planned if rid not in seen)
+        counts.update(found["counts"])
+        recorded = sum(found["counts"].values())
+        if ids is not None:
+            counts["not_started"] = max(0, len(ids) - int(found["planned_recorded"] or 0))
         elif isinstance(total, int):
             counts["not_started"] = max(0, total - recorded)
         else:
             counts["not_started"] = 0
         finished = counts["success"] + counts["failed"] + counts["cancelled"]
         total_runs = recorded + counts["not_started"]
+        times = [t for t in (found["last_started_at"], found["last_finished_at"]) if t]
         return {**info, "counts": counts, "total": total_runs, "finished": finished,
                 "progress": (finished / total_runs) if total_runs else None,
-                "last_activity": self._last_activity(store, experiment_id) if recorded else None}
-
-    @staticmethod
-    def _last_activity(store: Store, experiment_id: str) -> str | None:
-        """The latest ``started_at`` or ``finished_at`` of the experiment's runs."""
-        last: str | None = None
-        for key in ("started_at", "finished_at"):
-            for row in store.query_runs(experiment_id, None, columns=[key],
-                                        order_by=[f"-{key}"], limit=1):
-                when = row.get(key)
-                if isinstance(when, str) and (last is None or when > last):
-                    last = when
-        return last
+                "last_activity": max(times) if times else None}
 
     def all_summaries(self) -> list[dict[str, Any]]:
         return [self.experiment_summary(eid) for eid in self.experiments()]
