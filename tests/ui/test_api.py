@@ -228,6 +228,17 @@ def test_plot_is_a_figure_of_the_query(client: Any) -> None:
     assert page.status_code == 200 and 'class="chart big"' in page.text
 
 
+def test_a_line_with_its_band_sends_at_most_max_points(client: Any) -> None:
+    """6 means over seeds, each with an upper and a lower band point: 18 points; within
+    max_points=10 the line is thinned so the band fits too."""
+    r = client.get(f"{API}/plot", params={"kind": "line", "x": "params.lr", "y": "metrics.score",
+                                          "group": "params.model", "max_points": "10"})
+    assert r.status_code == 200, r.text
+    traces = r.json()["data"]
+    assert any(t.get("fill") == "toself" for t in traces)
+    assert 0 < sum(len(t["y"]) for t in traces) <= 10
+
+
 def test_unknown_experiment_and_run_are_404(client: Any) -> None:
     assert client.get("/api/experiments/nope:1").status_code == 404
     assert client.get("/api/runs/ffffffffffffffff").status_code == 404
