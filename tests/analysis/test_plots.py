@@ -323,6 +323,10 @@ def test_series_figure_downsamples_and_counts_non_finite() -> None:
     assert b["name"] == "&lt;b&gt;run&lt;/b&gt;" and b["y"] == [1.0]
     assert fig["layout"]["meta"]["metalab"]["left_out"] == {"NaN": 1, "inf": 1}
     json.dumps(fig, allow_nan=False)
+    y_title = [series_figure(s, **kw)["layout"]["yaxis"]["title"]["text"] for s, kw in (
+        ({"run-a": long}, {}), ({"<i>loss</i>": long[:5]}, {}),
+        ({"a": long[:5], "b": long[:5]}, {"y_title": "<b>"}), ({"a": [], "b": []}, {}))]
+    assert y_title == ["run-a", "&lt;i&gt;loss&lt;/i&gt;", "&lt;b&gt;", "value"]
 
 
 # --------------------------------------------------------- assets, notebook
