@@ -156,7 +156,11 @@ class StoreView:
         return sorted(self.store.list_experiments())
 
     def scoped(self, experiment_id: str) -> Store:
-        """The store of ``experiment_id`` (NotFoundError when the store does not hold it)."""
+        """The store of ``experiment_id`` (NotFoundError when the store does not hold it).
+
+        Opened on first use and kept; threads asking at once may each open one,
+        and all but the one kept are closed again (so :meth:`close` closes every
+        store this view opened)."""
         with self._lock:
             found = self._scoped.get(experiment_id)
         if found is not None:
@@ -173,7 +177,10 @@ class StoreView:
         else:
             raise NotFoundError(f"this store holds no experiment {experiment_id!r}")
         with self._lock:
-            return self._scoped.setdefault(experiment_id, scoped)
+            kept = self._scoped.setdefault(experiment_id, scoped)
+        if kept is not scoped and scoped is not self.store:
+            scoped.close()  # (another thread opened it first: its store is the one kept)
+        return kept
 
     def experiment_info(self, experiment_id: str) -> dict[str, Any]:
         """Id, name, description, tags, params and seeds of the experiment, from its
