@@ -437,7 +437,8 @@ class Store(abc.ABC):
             if status is None:
                 continue
             counts[status] += 1
-            hits += wanted is not None and doc.get("run_id") in wanted
+            run_id = doc.get("run_id")
+            hits += wanted is not None and isinstance(run_id, str) and run_id in wanted
             for key in ("started_at", "finished_at"):
                 us = parse_time(doc.get(key))
                 if us is not None and us > latest.get(key, us - 1):
