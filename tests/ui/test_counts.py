@@ -141,5 +141,11 @@ def test_experiments_page_counts_not_started_and_last_activity(store: Store) -> 
             # ... and recorded again: started
             writer.put_run_record(_record(PLANNED[0], Status.SUCCESS, T0))
             time.sleep(SUMMARY_TTL_S + 0.1)
+            exp = client.get(f"/api/experiments/{EXP}").json()
+            assert exp["counts"]["not_started"] == 2 and exp["counts"]["success"] == 2
+            # a new manifest planning one more run (the unplanned one among them)
+            writer.put_experiment_manifest(EXP, {"experiment_id": EXP, "total_runs": 8,
+                                                 "run_ids": [*PLANNED, UNPLANNED, "f" * 16]})
+            time.sleep(SUMMARY_TTL_S + 0.1)
         exp = client.get(f"/api/experiments/{EXP}").json()
-        assert exp["counts"]["not_started"] == 2 and exp["counts"]["success"] == 2
+        assert exp["counts"]["not_started"] == 3 and exp["total"] == 8

@@ -140,6 +140,7 @@ class StoreView:
         self._scoped: dict[str, Store] = {}
         self._fields: dict[str, tuple[float, dict[str, list[str]]]] = {}
         self._summaries: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._planned: dict[str, tuple[list[Any], frozenset[str]]] = {}
         self._summary_lock = threading.Lock()
         self._lock = threading.Lock()
 
@@ -223,7 +224,7 @@ class StoreView:
         planned ids looked up inside it), else one read of every run."""
         info = self.experiment_info(experiment_id)
         planned, total = info.pop("planned"), info.pop("total_runs")
-        ids = frozenset(map(str, planned)) if isinstance(planned, list) else None
+        ids = self._planned_ids(experiment_id, planned) if isinstance(planned, list) else None
         found = self.scoped(experiment_id).status_overview(experiment_id, planned=ids)
         counts = dict.fromkeys(STATUS_ORDER, 0)
         counts.update(found["counts"])
@@ -240,6 +241,18 @@ class StoreView:
         return {**info, "counts": counts, "total": total_runs, "finished": finished,
                 "progress": (finished / total_runs) if total_runs else None,
                 "last_activity": max(times) if times else None}
+
+    def _planned_ids(self, experiment_id: str, planned: list[Any]) -> frozenset[str]:
+        """The manifest's planned run ids as a set, made again only when they change
+        (comparing the lists costs 0.02 s at 10^6 ids, making the set 0.4 s)."""
+        with self._lock:
+            cached = self._planned.get(experiment_id)
+        if cached is not None and cached[0] == planned:
+            return cached[1]
+        ids = frozenset(map(str, planned))
+        with self._lock:
+            self._planned[experiment_id] = (planned, ids)
+        return ids
 
     def all_summaries(self) -> list[dict[str, Any]]:
         return [self.experiment_summary(eid) for eid in self.experiments()]
