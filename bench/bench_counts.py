@@ -10,6 +10,9 @@ up to date first, untimed):
   ["finished_at"])``);
 * ``status_counts_s``: :meth:`Store.status_counts` (the catalog's one ``GROUP
   BY``), best of 5;
+* ``status_overview_s``: :meth:`Store.status_overview` (the same ``GROUP BY`` with
+  the latest start and finish: what the experiments page asks), best of 5, and
+  ``status_overview_planned_s`` with the manifest's planned ids (when it lists them);
 * ``ui_experiments_page_api_s``: the experiments page's JSON (``/api/experiments``:
   counts, progress and last activity of each experiment), the first request of a
   new server (nothing kept), best of 3.
@@ -106,6 +109,12 @@ def main() -> None:
         lambda: fs.query_runs(EXP, None, columns=["finished_at"]), repeat=1), 2))
     log("status_counts", fs.status_counts())
     log("status_counts_s", round(best_of(fs.status_counts, repeat=5), 4))
+    log("status_overview_s", round(best_of(fs.status_overview, repeat=5), 4))
+    planned = (fs.get_experiment_manifest(EXP) or {}).get("run_ids")
+    if isinstance(planned, list):
+        ids = frozenset(planned)
+        log("status_overview_planned_s", round(best_of(
+            lambda: fs.status_overview(planned=ids), repeat=5), 4))
     times = []
     for _ in range(UI_REPEAT):  # a new server each time: no summary kept from before
         with TestClient(create_app(fs), base_url="http://127.0.0.1") as client:
