@@ -218,8 +218,7 @@ def test_many_groups_stay_within_max_points(file_store: Callable[[str], Store]) 
     for kind in ("line", "scatter", "bar"):
         fig = plot_figure(results, PlotSpec(kind, "params.x", "metrics.m", "params.g",
                                             max_points=25))
-        drawn = [t for t in fig["data"] if t.get("fill") is None]
-        assert sum(len(t["x"]) for t in drawn) <= 25
+        assert sum(len(t["x"]) for t in fig["data"]) <= 25  # (a line's band included)
         assert fig["layout"]["meta"]["metalab"]["points"] <= 25
 
 
@@ -324,6 +323,10 @@ def test_series_figure_downsamples_and_counts_non_finite() -> None:
     assert b["name"] == "&lt;b&gt;run&lt;/b&gt;" and b["y"] == [1.0]
     assert fig["layout"]["meta"]["metalab"]["left_out"] == {"NaN": 1, "inf": 1}
     json.dumps(fig, allow_nan=False)
+    y_title = [series_figure(s, **kw)["layout"]["yaxis"]["title"]["text"] for s, kw in (
+        ({"run-a": long}, {}), ({"<i>loss</i>": long[:5]}, {}),
+        ({"a": long[:5], "b": long[:5]}, {"y_title": "<b>"}), ({"a": [], "b": []}, {}))]
+    assert y_title == ["run-a", "&lt;i&gt;loss&lt;/i&gt;", "&lt;b&gt;", "value"]
 
 
 # --------------------------------------------------------- assets, notebook

@@ -138,6 +138,7 @@ def test_series_are_downsampled_on_the_server(client: Any) -> None:
     fig = client.get(f"/api/runs/{rid}/series", params={"names": "loss", "max_points": 50}).json()
     (trace,) = fig["data"]
     assert 0 < len(trace["x"]) <= 50 and SERIES_STEPS > 50
+    assert fig["layout"]["yaxis"]["title"]["text"] == "loss"  # (the series' name)
     full = client.get(f"/api/runs/{rid}/series").json()
     assert len(full["data"]) == 1
     assert client.get(f"/api/runs/{rid}/series", params={"names": "nope"}).status_code == 404
@@ -209,7 +210,7 @@ def test_compare_highlights_differing_params(client: Any) -> None:
     assert cmp["params"]["model"] == ["resnet", "resnet"]
     assert len(cmp["metrics"]["score"]) == 2
     fig = client.get("/api/compare/series", params={"runs": f"{a},{b}", "name": "loss"}).json()
-    assert len(fig["data"]) == 2
+    assert len(fig["data"]) == 2 and fig["layout"]["yaxis"]["title"]["text"] == "loss"
     page = client.get("/compare", params={"runs": f"{a},{b}"})
     assert page.status_code == 200 and 'class="differs"' in page.text
     assert client.get("/api/compare", params={"runs": a}).status_code == 400
@@ -226,6 +227,17 @@ def test_plot_is_a_figure_of_the_query(client: Any) -> None:
     page = client.get(f"/experiments/{EXPERIMENT}/plot", params={"x": "params.lr",
                                                                 "y": "metrics.score"})
     assert page.status_code == 200 and 'class="chart big"' in page.text
+
+
+def test_a_line_with_its_band_sends_at_most_max_points(client: Any) -> None:
+    """6 means over seeds, each with an upper and a lower band point: 18 points; within
+    max_points=10 the line is thinned so the band fits too."""
+    r = client.get(f"{API}/plot", params={"kind": "line", "x": "params.lr", "y": "metrics.score",
+                                          "group": "params.model", "max_points": "10"})
+    assert r.status_code == 200, r.text
+    traces = r.json()["data"]
+    assert any(t.get("fill") == "toself" for t in traces)
+    assert 0 < sum(len(t["y"]) for t in traces) <= 10
 
 
 def test_unknown_experiment_and_run_are_404(client: Any) -> None:

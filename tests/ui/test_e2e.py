@@ -225,6 +225,7 @@ def test_run_page_with_artifacts_series_and_log(server: str, browser: Any) -> No
     _scroll_to(browser, chart)
     WebDriverWait(browser, WAIT_S).until(lambda d: chart.get_attribute("data-rendered") == "1")
     assert chart.find_elements(By.CSS_SELECTOR, ".main-svg")
+    assert chart.find_element(By.CSS_SELECTOR, ".ytitle").text == "loss"  # (not "value")
     log = browser.find_element(By.CSS_SELECTOR, "pre.log")
     _scroll_to(browser, log)
     WebDriverWait(browser, WAIT_S).until(lambda d: "finished with" in log.text)

@@ -238,3 +238,46 @@ def test_two_servers_on_one_host_keep_their_own_token_cookies(file_store_root: s
         for app in apps.values():
             with TestClient(app, base_url="http://127.0.0.1", cookies=cookies) as c:
                 assert c.get("/api/experiments").status_code == 200
+
+
+def test_threads_opening_one_experiment_at_once_leave_no_store_open(
+        file_store_root: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two requests opening an experiment's store at the same moment: the view keeps
+    one, and every store it opened is closed when the view closes."""
+    import threading
+
+    from metalab.ui import _views
+
+    threads = 2
+    both_inside = threading.Barrier(threads, timeout=10)
+    opened: list[Any] = []
+    closed: list[Any] = []
+
+    def make_counted(*args: Any, **kwargs: Any) -> Any:
+        store = make_store(*args, **kwargs)
+        if kwargs.get("experiment_id"):
+            real_close = store.close
+
+            def close() -> None:
+                closed.append(store)
+                real_close()
+
+            store.close = close
+            opened.append(store)
+            both_inside.wait()  # (both threads have opened one before either keeps it)
+        return store
+
+    monkeypatch.setattr(_views, "make_store", make_counted)
+    with make_store(file_store_root) as root:
+        view = _views.StoreView(root)
+        got: list[Any] = []
+        workers = [threading.Thread(target=lambda: got.append(view.scoped(EXPERIMENT)))
+                   for _ in range(threads)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        assert len(opened) == threads and got[0] is got[1]
+        assert view.scoped(EXPERIMENT) is got[0]
+        view.close()
+    assert sorted(map(id, closed)) == sorted(map(id, opened))

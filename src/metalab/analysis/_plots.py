@@ -78,8 +78,12 @@ def replicate_table(results: ResultsView, values: Sequence[str],
 
 
 def series_figure(series: Mapping[str, Sequence[tuple[int, float]]],
-                  max_points: int = 5000, title: str | None = None) -> dict[str, Any]:
+                  max_points: int = 5000, title: str | None = None, *,
+                  y_title: str | None = None) -> dict[str, Any]:
     """Line chart of metric series, one trace per key (e.g. per run), as a figure dict.
+
+    The y axis is titled ``y_title``, else the series' name when there is one
+    series, else ``value``.
 
     Each series longer than ``max_points`` is downsampled here to its first
     and last point plus the lowest and highest point of each bucket of
@@ -92,7 +96,7 @@ def series_figure(series: Mapping[str, Sequence[tuple[int, float]]],
     """
     from metalab.analysis._plots_tables import build_series_figure
 
-    return build_series_figure(series, max_points, title)
+    return build_series_figure(series, max_points, title, y_title)
 
 
 def plotly_js_path() -> pathlib.Path:

@@ -38,6 +38,8 @@ __all__ = ["Prepared", "add_notes", "bar_traces", "build_figure", "esc", "figure
 WEBGL_AFTER = 1000
 #: the most groups (colours) a chart draws
 MAX_GROUPS = 100
+#: points a line's band sends for each point of the line (its upper and lower edge)
+BAND_POINTS = 2
 #: opacity of a line's band and of overlaid histogram bars
 BAND_OPACITY = 0.2
 HIST_OPACITY = 0.6
@@ -200,7 +202,10 @@ def mean_traces(np: Any, prep: Prepared, spec: PlotSpec, keys: Any, nx: int,
     if nonfinite.any():
         prep.excluded[f"{spec.y} = inf or NaN"] = int(nonfinite.sum())
     has_mean = stats.n_finite > 0
-    budget = _share(np, keys // nx, has_mean, len(glabels), spec.max_points)
+    # (a line's band sends an upper and a lower point for each mean: max_points
+    # counts them all)
+    sent = BAND_POINTS + 1 if spec.kind == "line" and spec.band is not None else 1
+    budget = _share(np, keys // nx, has_mean, len(glabels), spec.max_points // sent)
     notes: list[str] = []
     if budget.sampled:
         notes.append(f"{budget.shown} of {budget.total} points shown (evenly spaced)")

@@ -90,8 +90,13 @@ def _sort_key(value: Any) -> tuple[int, Any]:
     return (2, str(value))
 
 
+def _only(series: Mapping[str, Any]) -> str | None:
+    """The name of the one series of ``series`` (None: none or several)."""
+    return next(iter(series)) if len(series) == 1 else None
+
+
 def build_series_figure(series: Mapping[str, Sequence[tuple[int, float]]], max_points: int,
-                        title: str | None) -> dict[str, Any]:
+                        title: str | None, y_title: str | None = None) -> dict[str, Any]:
     np = require("numpy", "ui", "series charts")
     traces = []
     left_out: dict[str, int] = {}
@@ -123,7 +128,8 @@ def build_series_figure(series: Mapping[str, Sequence[tuple[int, float]]], max_p
     if left_out:
         notes.append("not drawn: " + ", ".join(f"{c} {r}" for r, c in left_out.items()))
     layout: dict[str, Any] = {
-        "xaxis": {"title": {"text": "step"}}, "yaxis": {"title": {"text": "value"}},
+        "xaxis": {"title": {"text": "step"}},
+        "yaxis": {"title": {"text": esc(y_title or _only(series) or "value")}},
         "showlegend": len(traces) > 1,
         "meta": {"metalab": {"left_out": left_out, "notes": notes}},
     }

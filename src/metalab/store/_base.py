@@ -94,7 +94,7 @@ import functools
 import io
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, cast
 
@@ -402,6 +402,51 @@ class Store(abc.ABC):
         cutoff = lost_cutoff()  # one instant for every run counted
         found = Counter(status_at_cutoff(d, cutoff) for d in self.iter_run_documents(experiment_id))
         return {status: n for status, n in found.items() if status is not None}
+
+    def status_overview(self, experiment_id: str | None = None, *,
+                        planned: Collection[str] | None = None) -> dict[str, Any]:
+        """:meth:`status_counts` and the latest activity of the runs in scope, in one
+        pass: ``{"counts": {status: runs}, "last_started_at": ISO text or None,
+        "last_finished_at": ISO text or None, "planned_recorded": int or None}``.
+
+        ``planned``: run ids (e.g. a manifest's ``run_ids``; a set or frozenset is
+        used as it is, anything else is made one); ``planned_recorded`` is then
+        how many runs in scope have one of them as their id (so
+        ``len(set(planned)) - planned_recorded`` planned runs have no record),
+        None without ``planned``.  From the store's query index when it can
+        answer (one ``GROUP BY``), else by reading every run document
+        (unreadable ones reported and not counted, as in :meth:`status_counts`).
+        """
+        from collections import Counter
+
+        from metalab.query._eval import micros_to_iso
+        from metalab.query._liveness import lost_cutoff, parse_time, status_at_cutoff
+
+        ask = getattr(getattr(self, "_query_index", None), "status_overview", None)
+        answer = ask(experiment_id, planned) if callable(ask) else None
+        if answer is not None:
+            return dict(answer)
+        cutoff = lost_cutoff()
+        wanted = planned if planned is None or isinstance(planned, (set, frozenset)) \
+            else frozenset(planned)
+        counts: Counter[str] = Counter()
+        latest: dict[str, int] = {}
+        hits = 0
+        for doc in self.iter_run_documents(experiment_id):
+            status = status_at_cutoff(doc, cutoff)
+            if status is None:
+                continue
+            counts[status] += 1
+            run_id = doc.get("run_id")
+            hits += wanted is not None and isinstance(run_id, str) and run_id in wanted
+            for key in ("started_at", "finished_at"):
+                us = parse_time(doc.get(key))
+                if us is not None and us > latest.get(key, us - 1):
+                    latest[key] = us
+        return {"counts": dict(counts),
+                "last_started_at": micros_to_iso(latest.get("started_at")),
+                "last_finished_at": micros_to_iso(latest.get("finished_at")),
+                "planned_recorded": None if wanted is None else hits}
 
     @abc.abstractmethod
     def delete_run(self, run_id: str) -> None:

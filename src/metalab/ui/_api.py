@@ -187,7 +187,7 @@ def compare_series(request: Request) -> Response:
         if name in view.run_detail(rid)["series"]:
             lines[rid[:12]] = view.series(rid, [name])[name]
     points = int_param(request.query_params, "max_points", SERIES_POINTS, SERIES_POINTS_MAX)
-    return _json(series_figure(lines, points))
+    return _json(series_figure(lines, points, y_title=name))
 
 
 API_ROUTES = [

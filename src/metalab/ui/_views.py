@@ -140,6 +140,7 @@ class StoreView:
         self._scoped: dict[str, Store] = {}
         self._fields: dict[str, tuple[float, dict[str, list[str]]]] = {}
         self._summaries: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._planned: dict[str, tuple[list[Any], frozenset[str]]] = {}
         self._summary_lock = threading.Lock()
         self._lock = threading.Lock()
 
@@ -156,7 +157,11 @@ class StoreView:
         return sorted(self.store.list_experiments())
 
     def scoped(self, experiment_id: str) -> Store:
-        """The store of ``experiment_id`` (NotFoundError when the store does not hold it)."""
+        """The store of ``experiment_id`` (NotFoundError when the store does not hold it).
+
+        Opened on first use and kept; threads asking at once may each open one,
+        and all but the one kept are closed again (so :meth:`close` closes every
+        store this view opened)."""
         with self._lock:
             found = self._scoped.get(experiment_id)
         if found is not None:
@@ -173,7 +178,10 @@ class StoreView:
         else:
             raise NotFoundError(f"this store holds no experiment {experiment_id!r}")
         with self._lock:
-            return self._scoped.setdefault(experiment_id, scoped)
+            kept = self._scoped.setdefault(experiment_id, scoped)
+        if kept is not scoped and scoped is not self.store:
+            scoped.close()  # (another thread opened it first: its store is the one kept)
+        return kept
 
     def experiment_info(self, experiment_id: str) -> dict[str, Any]:
         """Id, name, description, tags, params and seeds of the experiment, from its
@@ -211,41 +219,40 @@ class StoreView:
             return summary
 
     def _count(self, experiment_id: str) -> dict[str, Any]:
-        """Counts by status from the store's index (one ``GROUP BY`` when it can
-        answer), the last activity from two one-row queries; the run ids are read
-        only when the manifest lists the planned ones."""
+        """Counts by status, the runs of the manifest not started and the last activity,
+        in one pass of the store's index when it can answer (one ``GROUP BY``, the
+        planned ids looked up inside it), else one read of every run."""
         info = self.experiment_info(experiment_id)
         planned, total = info.pop("planned"), info.pop("total_runs")
-        store = self.scoped(experiment_id)
-        found = store.status_counts(experiment_id)
+        ids = self._planned_ids(experiment_id, planned) if isinstance(planned, list) else None
+        found = self.scoped(experiment_id).status_overview(experiment_id, planned=ids)
         counts = dict.fromkeys(STATUS_ORDER, 0)
-        counts.update(found)
-        recorded = sum(found.values())
-        if isinstance(planned, list):
-            seen = {str(row.get("run_id")) for row in
-                    store.query_runs(experiment_id, None, columns=["run_id"])}
-            counts["not_started"] = sum(1 for rid in planned if rid not in seen)
+        counts.update(found["counts"])
+        recorded = sum(found["counts"].values())
+        if ids is not None:
+            counts["not_started"] = max(0, len(ids) - int(found["planned_recorded"] or 0))
         elif isinstance(total, int):
             counts["not_started"] = max(0, total - recorded)
         else:
             counts["not_started"] = 0
         finished = counts["success"] + counts["failed"] + counts["cancelled"]
         total_runs = recorded + counts["not_started"]
+        times = [t for t in (found["last_started_at"], found["last_finished_at"]) if t]
         return {**info, "counts": counts, "total": total_runs, "finished": finished,
                 "progress": (finished / total_runs) if total_runs else None,
-                "last_activity": self._last_activity(store, experiment_id) if recorded else None}
+                "last_activity": max(times) if times else None}
 
-    @staticmethod
-    def _last_activity(store: Store, experiment_id: str) -> str | None:
-        """The latest ``started_at`` or ``finished_at`` of the experiment's runs."""
-        last: str | None = None
-        for key in ("started_at", "finished_at"):
-            for row in store.query_runs(experiment_id, None, columns=[key],
-                                        order_by=[f"-{key}"], limit=1):
-                when = row.get(key)
-                if isinstance(when, str) and (last is None or when > last):
-                    last = when
-        return last
+    def _planned_ids(self, experiment_id: str, planned: list[Any]) -> frozenset[str]:
+        """The manifest's planned run ids as a set, made again only when they change
+        (comparing the lists costs 0.02 s at 10^6 ids, making the set 0.4 s)."""
+        with self._lock:
+            cached = self._planned.get(experiment_id)
+        if cached is not None and cached[0] == planned:
+            return cached[1]
+        ids = frozenset(map(str, planned))
+        with self._lock:
+            self._planned[experiment_id] = (planned, ids)
+        return ids
 
     def all_summaries(self) -> list[dict[str, Any]]:
         return [self.experiment_summary(eid) for eid in self.experiments()]

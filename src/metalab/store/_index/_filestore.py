@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import Any, Protocol, TypeVar
 
 from metalab._errors import StoreError
@@ -19,6 +19,7 @@ from metalab.store._index._catalog import Catalog, CatalogUnavailable, Progress,
 from metalab.store._index._catalog_table import TABLE_FIXED
 from metalab.store._index._catalog_table import run_table as catalog_run_table
 from metalab.store._index._catalog_table import status_counts as catalog_status_counts
+from metalab.store._index._catalog_table import status_overview as catalog_status_overview
 from metalab.store._index._interface import Index
 
 T = TypeVar("T")
@@ -178,6 +179,15 @@ class CatalogIndex(Index):
         scope = experiment_id if experiment_id is not None else self._store.experiment_id
         return self._read(experiment_id, "counting",
                           lambda conn, _fields: catalog_status_counts(conn, cutoff, scope))
+
+    def status_overview(self, experiment_id: str | None,
+                        planned: Collection[str] | None) -> dict[str, Any] | None:
+        """The catalog's counts, latest times and planned runs recorded (one ``GROUP
+        BY``, see :func:`._catalog_table.status_overview`), or None."""
+        cutoff = lost_cutoff()
+        scope = experiment_id if experiment_id is not None else self._store.experiment_id
+        return self._read(experiment_id, "counting", lambda conn, _fields:
+                          catalog_status_overview(conn, cutoff, scope, planned))
 
     def count(self, experiment_id: str | None, status: str | None) -> int | None:
         """The catalog's count (``status``: as readers see it, ``lost`` included), or None."""

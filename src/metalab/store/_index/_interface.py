@@ -11,6 +11,7 @@ files instead, with the same answers.
 from __future__ import annotations
 
 import abc
+from collections.abc import Collection
 from typing import Any
 
 from metalab.query._ast import Field, Query
@@ -65,6 +66,16 @@ class Index(abc.ABC):
         """``{status: runs}`` of the runs in scope, by the status a reader sees (a
         ``running`` run whose heartbeat is older than the lost limit counts as
         ``lost``; statuses with no run are absent); None: count the files.
+
+        This default answers None.  Raises nothing of its own: an index that
+        fails answers None.
+        """
+        return None
+
+    def status_overview(self, experiment_id: str | None,
+                        planned: Collection[str] | None) -> dict[str, Any] | None:
+        """:meth:`status_counts` and the latest times in one pass (the answer
+        :meth:`~metalab.store.Store.status_overview` describes); None: read the files.
 
         This default answers None.  Raises nothing of its own: an index that
         fails answers None.

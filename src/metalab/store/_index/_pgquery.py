@@ -9,6 +9,7 @@ files (the default scan of :meth:`Store.query_runs`), with the same answers.
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -204,6 +205,23 @@ class PostgresQueries(Index):
         if store._index_current(scope):
             try:
                 return status_counts(store._index, scope, lost_cutoff())
+            except (IndexUnavailableError, StoreError, ImportError) as exc:
+                store._warn("count", exc)
+        return None
+
+    def status_overview(self, experiment_id: str | None,
+                        planned: Collection[str] | None) -> dict[str, Any] | None:
+        """One ``GROUP BY`` of the index when current (see :mod:`._pgcounts`), else None."""
+        from metalab.store._index._pgcounts import status_overview
+
+        store = self._store
+        in_scope, scope = _scope(store, experiment_id)
+        if not in_scope:
+            return {"counts": {}, "last_started_at": None, "last_finished_at": None,
+                    "planned_recorded": None if planned is None else 0}
+        if store._index_current(scope):
+            try:
+                return status_overview(store._index, scope, lost_cutoff(), planned)
             except (IndexUnavailableError, StoreError, ImportError) as exc:
                 store._warn("count", exc)
         return None
