@@ -1,8 +1,9 @@
 """End to end: ``metalab ui`` in headless Chromium (Debian's chromium + chromedriver, Selenium).
 
 A real uvicorn server on a free port serves the generated store (a sweep
-with series, an image artifact, failed runs, a running run); the browser
-clicks through every page, checks what is shown and saves screenshots
+with series, an image artifact, failed runs, a running run) as a FileStore,
+and in one test the same store on PostgreSQL; the browser clicks through
+every page, checks what is shown and saves screenshots
 (``ui-*.png``) in ``$METALAB_UI_SCREENSHOTS`` (default: a folder in the temp
 directory; ``METALAB_UI_SCREENSHOTS=docs/img`` refreshes the ones docs/ui.md shows).  The driver path is given explicitly,
 so Selenium never downloads a browser or driver.
@@ -10,6 +11,7 @@ so Selenium never downloads a browser or driver.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import tempfile
@@ -45,12 +47,12 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def server(file_store_root: str) -> Iterator[str]:
-    """The UI over the generated store, served by uvicorn in a thread; yields its URL."""
+@contextlib.contextmanager
+def _serve(target: Any) -> Iterator[str]:
+    """The UI over the store ``target`` names, served by uvicorn in a thread; yields its URL."""
     import uvicorn
 
-    store = make_store(file_store_root)
+    store = make_store(target)
     port = _free_port()
     config = uvicorn.Config(create_app(store, locator="./experiments"), host="127.0.0.1",
                             port=port, log_level="warning")
@@ -61,10 +63,26 @@ def server(file_store_root: str) -> Iterator[str]:
     while not srv.started:
         assert time.monotonic() < deadline, "the UI server did not start"
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(WAIT_S)
-    store.close()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        thread.join(WAIT_S)
+        store.close()
+
+
+@pytest.fixture(scope="module")
+def server(file_store_root: str) -> Iterator[str]:
+    """The UI over the generated FileStore."""
+    with _serve(file_store_root) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def pg_server(pg_store_config: Any) -> Iterator[str]:
+    """The UI over the generated store on PostgreSQL (its index answers the queries)."""
+    with _serve(pg_store_config) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -261,3 +279,43 @@ def test_plot_page(server: str, browser: Any) -> None:
     assert chart.find_elements(By.CSS_SELECTOR, ".main-svg")
     _no_alert(browser)
     _shot(browser, "plot")
+
+
+def test_every_page_on_postgres(pg_server: str, browser: Any) -> None:
+    """The same store on PostgreSQL: counts, pages, a run with its artifacts and series,
+    the live log of a running run and a plot, as the browser shows them."""
+    browser.get(pg_server + "/")
+    row = _wait(browser, f'tr[data-experiment="{EXPERIMENT}"]')
+    success = row.find_element(By.CSS_SELECTOR, '[data-count="success"]')
+    WebDriverWait(browser, WAIT_S).until(lambda d: success.text == "12")
+    assert row.find_element(By.CSS_SELECTOR, '[data-count="failed"]').text == "6"
+    _click_and_load(browser, row.find_element(By.LINK_TEXT, EXPERIMENT), "table#runs")
+    browser.get(f"{pg_server}/experiments/{EXPERIMENT}?limit=5")
+    seen: list[str] = []
+    while True:  # the default order: keyset pages of run ids, from the index
+        _wait(browser, "table#runs")
+        seen += [a.text for a in browser.find_elements(By.CSS_SELECTOR, "a.run-link")]
+        following = browser.find_elements(By.ID, "next-page")
+        if not following:
+            break
+        _click_and_load(browser, following[0], "table#runs")
+    assert len(seen) == 19 and len(set(seen)) == 19
+    _open_run(browser, pg_server, 'params.lr = 0.01 and params.model = "resnet"')
+    image = _wait(browser, "img.artifact-image")
+    _scroll_to(browser, image)
+    WebDriverWait(browser, WAIT_S).until(
+        lambda d: d.execute_script("return arguments[0].naturalWidth", image) > 0)
+    chart = browser.find_element(By.CSS_SELECTOR, "#series .chart")
+    _scroll_to(browser, chart)
+    WebDriverWait(browser, WAIT_S).until(lambda d: chart.get_attribute("data-rendered") == "1")
+    assert chart.find_element(By.CSS_SELECTOR, ".ytitle").text == "loss"
+    browser.get(f"{pg_server}/runs/{RUNNING_ID}")
+    log = _wait(browser, "pre.log")
+    WebDriverWait(browser, WAIT_S).until(lambda d: "step 2" in log.text)
+    browser.get(f"{pg_server}/experiments/{EXPERIMENT}/plot?kind=line&x=params.lr"
+                "&y=metrics.score&group=params.model")
+    plot = _wait(browser, "#plot")
+    WebDriverWait(browser, WAIT_S).until(lambda d: plot.get_attribute("data-rendered") == "1")
+    assert plot.find_elements(By.CSS_SELECTOR, ".main-svg")
+    _no_alert(browser)
+
