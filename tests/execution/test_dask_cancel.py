@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import dask_cancel_ops
 import pytest
@@ -93,12 +94,18 @@ def patched(dask_client, tmp_path):
     dask_client.run(dask_cancel_ops.unpatch_worker)
 
 
+def _one_run_at_the_gate(root: Path, store: Path, client: object) -> tuple[Any, str]:
+    """Submit one run and wait until its task waits at the patched gate: (handle, run id)."""
+    handle = run(_experiment(root, [1]), store=store, executor=DaskExecutor(client))
+    _wait_until(lambda: bool(_names(root / "at-gate")), "the task to reach the gate")
+    [run_id] = _names(root / "at-gate")
+    return handle, run_id
+
+
 def test_a_cancel_between_claim_and_start_keeps_the_run_from_starting(tmp_path, dask_client, patched):
     root = patched(before_claim=False)
     store = tmp_path / "store"
-    handle = run(_experiment(root, [1]), store=store, executor=DaskExecutor(dask_client))
-    _wait_until(lambda: bool(_names(root / "at-gate")), "the task to claim its run")
-    [run_id] = _names(root / "at-gate")
+    handle, run_id = _one_run_at_the_gate(root, store, dask_client)
     assert FileStore(store, "dc:1").claim_holder(run_id) is not None
     handle.cancel()
     time.sleep(1.0)  # several looks of the handle: the claim of its own task is waited for
@@ -115,9 +122,7 @@ def test_a_cancel_between_claim_and_start_keeps_the_run_from_starting(tmp_path, 
 def test_a_task_claiming_after_the_cancel_does_not_run(tmp_path, dask_client, patched):
     root = patched(before_claim=True)
     store = tmp_path / "store"
-    handle = run(_experiment(root, [1]), store=store, executor=DaskExecutor(dask_client))
-    _wait_until(lambda: bool(_names(root / "at-gate")), "the task to start")
-    [run_id] = _names(root / "at-gate")
+    handle, run_id = _one_run_at_the_gate(root, store, dask_client)
     handle.cancel()
     # no claim and no record: reported as not started while the task still executes
     assert handle.wait(timeout=_WAIT_S)

@@ -515,10 +515,8 @@ class RunHandle(Handle):
             return
         job = self._jobs.get(rid)
         readable, rec = self._read_record(rid)
-        if readable:
-            self._unreadable.pop(rid, None)
-            if self._ended_elsewhere(rid, rec, job):
-                return
+        if readable and self._ended_elsewhere(rid, rec, job):
+            return
         held = self._store.claim_holder(rid)
         if held is not None and not holder_is_stale(held[0], held[1], lost_after_seconds()):
             with self._lock:
@@ -557,10 +555,8 @@ class RunHandle(Handle):
         if token is None:
             return
         readable, rec = self._read_record(rid)
-        if readable:
-            self._unreadable.pop(rid, None)
-            if self._ended_own(rid, rec, job):
-                return
+        if readable and self._ended_own(rid, rec, job):
+            return
         held = self._store.claim_holder(rid)
         if held is not None:
             owner = parse_owner(held[0])
@@ -606,9 +602,10 @@ class RunHandle(Handle):
         next poll, never treating it as "not done".
         """
         try:
-            return True, self._store.get_run_record(rid)
+            rec = self._store.get_run_record(rid)
         except CorruptRecordError as exc:
             log.debug("run %s: its record is damaged (read as absent): %s", rid, exc)
+            self._unreadable.pop(rid, None)
             return True, None
         except Exception as exc:
             first = rid not in self._unreadable
@@ -617,6 +614,8 @@ class RunHandle(Handle):
             since = self._unreadable[rid][0] if not first else time.monotonic()
             self._unreadable[rid] = (since, exc)
             return False, None
+        self._unreadable.pop(rid, None)
+        return True, rec
 
     def _give_up_if_unreadable(self, rid: str, limit: float) -> None:
         """End ``rid``, whose holder is gone, as lost once its record has been
