@@ -24,12 +24,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from metalab._errors import CorruptRecordError, ExecutionError
-from metalab._internal._owner import EMPTY_GRACE_S, holder_is_stale, owner_label
+from metalab._internal._owner import EMPTY_GRACE_S, holder_is_stale, owner_label, parse_owner
 from metalab.execution._claims import ClaimedElsewhereError, CompletedElsewhereError
 from metalab.execution._events import Event, EventDispatcher, EventKind
 from metalab.execution._worker import (
     FinalRecordNotSavedError,
     NotStartedError,
+    StartUnknownError,
     _os_error_of,
     is_interrupt,
 )
@@ -64,6 +65,8 @@ class RunStatus:
     ended ``failed`` while this one waited; ``cancelled`` includes queued runs
     that never started because of :meth:`RunHandle.cancel`), so the
     ``success`` counts of concurrent launches add up to the runs executed.
+    A run whose task was cancelled while it may have been executing (Dask)
+    counts as ``running`` until the store tells what it did.
     ``lost`` runs ended but their final record could not be written (the
     store shows them running, then lost).  ``elsewhere`` runs are being
     executed by another live launch (their claim is live): they are waited
@@ -288,6 +291,8 @@ class RunHandle(Handle):
         self._futures: dict[str, cf.Future[Any]] = {}
         self._jobs: dict[str, Job] = {}
         self._elsewhere: dict[str, str] = {}  # run id -> owner string of its claim ("" unknown)
+        # run id -> owner token of its own task, cancelled while it may have been executing
+        self._unsettled: dict[str, str] = {}
         # run id -> (monotonic time of the first failed read in a row, last error)
         self._unreadable: dict[str, tuple[float, BaseException]] = {}
         self._poller: threading.Thread | None = None
@@ -309,7 +314,7 @@ class RunHandle(Handle):
         """A consistent snapshot of the counts (see :class:`RunStatus`)."""
         with self._lock:
             done = self._success + self._failed + self._cancelled + self._skipped + self._lost
-            running = len(self._running)
+            running = len(self._running) + len(self._unsettled)
             elsewhere = len(self._elsewhere)
             return RunStatus(
                 total=self._total,
@@ -397,6 +402,8 @@ class RunHandle(Handle):
             self._end(run_id, fut.result())
         elif isinstance(exc, NotStartedError):
             self._end(run_id, None, reason="cancelled before it started")
+        elif isinstance(exc, StartUnknownError):
+            self._start_unknown(run_id, exc.owner_token)
         elif isinstance(exc, CompletedElsewhereError):
             self._end_skipped(run_id, str(exc))
         elif isinstance(exc, ClaimedElsewhereError):
@@ -415,6 +422,7 @@ class RunHandle(Handle):
                 return
             self._ended.add(run_id)
             self._elsewhere.pop(run_id, None)
+            self._unsettled.pop(run_id, None)
             self._running.discard(run_id)
             self._skipped += 1
         self._events.emit(Event(EventKind.RUN_SKIPPED, run_id, self._experiment_id, reason=reason))
@@ -443,11 +451,7 @@ class RunHandle(Handle):
             self._elsewhere[run_id] = holder
             if not self._warned_elsewhere:
                 self._warned_elsewhere = first = True
-            if self._poller is None:
-                self._poller = threading.Thread(
-                    target=self._poll_elsewhere, name="metalab-claimed-elsewhere", daemon=True
-                )
-                self._poller.start()
+            self._start_poller()
         if first:
             log.warning(
                 "run %s of %s is being executed by another launch (claimed by %s); this submission "
@@ -459,16 +463,38 @@ class RunHandle(Handle):
                 ),
             )
 
+    def _start_unknown(self, run_id: str, token: str) -> None:
+        """This submission's own task of ``run_id`` was cancelled and may have been
+        executing: settle the run from the store (:meth:`_look_own`), watched with the
+        runs held elsewhere.  The submission's cancellation does not end it at once."""
+        with self._lock:
+            if run_id in self._ended:
+                return
+            self._running.discard(run_id)
+            self._unsettled[run_id] = token
+            self._start_poller()
+
+    def _start_poller(self) -> None:
+        """Start the thread that watches runs held elsewhere or unsettled (lock held)."""
+        if self._poller is None:
+            self._poller = threading.Thread(
+                target=self._poll_elsewhere, name="metalab-claimed-elsewhere", daemon=True
+            )
+            self._poller.start()
+
     def _poll_elsewhere(self) -> None:
         while True:
             with self._lock:
-                ids = list(self._elsewhere)
+                ids = list(self._elsewhere) + list(self._unsettled)
                 if not ids:
                     self._poller = None
                     return
             for rid in ids:
                 try:
-                    self._look_elsewhere(rid)
+                    if rid in self._unsettled:
+                        self._look_own(rid)
+                    else:
+                        self._look_elsewhere(rid)
                 except Exception:
                     log.exception("checking run %s claimed by another launch failed (retrying)", rid)
             self._finished.wait(min(
@@ -489,10 +515,8 @@ class RunHandle(Handle):
             return
         job = self._jobs.get(rid)
         readable, rec = self._read_record(rid)
-        if readable:
-            self._unreadable.pop(rid, None)
-            if self._ended_elsewhere(rid, rec, job):
-                return
+        if readable and self._ended_elsewhere(rid, rec, job):
+            return
         held = self._store.claim_holder(rid)
         if held is not None and not holder_is_stale(held[0], held[1], lost_after_seconds()):
             with self._lock:
@@ -511,6 +535,64 @@ class RunHandle(Handle):
                 return
         self._run_again(rid, job, rec)
 
+    def _look_own(self, rid: str) -> None:
+        """One look at a run whose own task was cancelled while it may have been executing.
+
+        A final record of this attempt ends it as that record (a success
+        counts as success); the task's live claim is waited for; a claim the
+        task left stale (its worker died) ends it lost; a live claim of
+        another launch, or no claim and no such record, ends it cancelled:
+        the task had not started, and will not (it looks at the executor's
+        cancel signal right after claiming, and the signal was set before the
+        task was cancelled).  A record of this attempt written by another
+        launch cannot be told apart from the task's own (counted here too).
+        """
+        from metalab.query import lost_after_seconds
+
+        with self._lock:
+            token = self._unsettled.get(rid)
+            job = self._jobs.get(rid)
+        if token is None:
+            return
+        readable, rec = self._read_record(rid)
+        if readable and self._ended_own(rid, rec, job):
+            return
+        held = self._store.claim_holder(rid)
+        if held is not None:
+            owner = parse_owner(held[0])
+            ours = bool(token) and owner is not None and owner.token == token
+            stale = holder_is_stale(held[0], held[1], lost_after_seconds())
+            if ours and not stale:
+                return  # the task executes: wait for its final record or its release
+            if ours:
+                error = ExecutionError(
+                    f"run {rid}: the Dask worker executing it stopped (its claim has had no "
+                    f"heartbeat for {held[1]:.0f} s); the store shows it running or not at all. "
+                    "Run the experiment again with resume=True"
+                )
+                self._end(rid, None, error=ErrorInfo.from_exception(error), lost=True, exc=error)
+                return
+            if not stale:
+                self._end(rid, None, reason="this submission was cancelled; another launch is "
+                          "executing the run")
+                return
+        if not readable:
+            self._give_up_if_unreadable(rid, lost_after_seconds())
+            return
+        # released: the task may have written its final record just before
+        readable, rec = self._read_record(rid)
+        if readable and not self._ended_own(rid, rec, job):
+            self._end(rid, None, reason="cancelled before it started")
+
+    def _ended_own(self, rid: str, rec: RunRecord | None, job: Job | None) -> bool:
+        """End ``rid`` with ``rec`` if it is a final record of this submission's attempt."""
+        if rec is None or rec.status not in _FINAL:
+            return False
+        if rec.attempt >= (job.attempt if job is not None else 1):
+            self._end(rid, rec)
+            return True
+        return False
+
     def _read_record(self, rid: str) -> tuple[bool, RunRecord | None]:
         """``(True, record or None)``; ``(False, None)`` when it cannot be read now.
 
@@ -520,9 +602,10 @@ class RunHandle(Handle):
         next poll, never treating it as "not done".
         """
         try:
-            return True, self._store.get_run_record(rid)
+            rec = self._store.get_run_record(rid)
         except CorruptRecordError as exc:
             log.debug("run %s: its record is damaged (read as absent): %s", rid, exc)
+            self._unreadable.pop(rid, None)
             return True, None
         except Exception as exc:
             first = rid not in self._unreadable
@@ -531,6 +614,8 @@ class RunHandle(Handle):
             since = self._unreadable[rid][0] if not first else time.monotonic()
             self._unreadable[rid] = (since, exc)
             return False, None
+        self._unreadable.pop(rid, None)
+        return True, rec
 
     def _give_up_if_unreadable(self, rid: str, limit: float) -> None:
         """End ``rid``, whose holder is gone, as lost once its record has been
@@ -595,6 +680,7 @@ class RunHandle(Handle):
                 return
             self._ended.add(run_id)
             self._elsewhere.pop(run_id, None)
+            self._unsettled.pop(run_id, None)
             was_running = run_id in self._running
             self._running.discard(run_id)
             if record is not None:
@@ -741,8 +827,10 @@ class RunHandle(Handle):
         Queued runs never start; running in-process runs see
         ``runtime.cancelled`` (and end ``cancelled`` if they stop through
         ``runtime.check_cancelled()``); runs in worker processes are told the
-        same through a shared flag; runs another launch is executing count as
-        cancelled at once (not waited for).  Returns at once; use :meth:`wait`.
+        same through a shared flag; a run whose task cannot be stopped (Dask)
+        is waited for and counted as what it wrote; runs another launch is
+        executing count as cancelled at once (not waited for).  Returns at
+        once; use :meth:`wait`.
         """
         self._cancel_flag.set()
         try:

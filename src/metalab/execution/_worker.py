@@ -51,10 +51,12 @@ __all__ = [
     "Job",
     "NotStartedError",
     "RunPayload",
+    "StartUnknownError",
     "StartedCallback",
     "execute_run",
     "final_not_saved",
     "is_interrupt",
+    "owner_with_token",
     "process_entry",
     "process_initializer",
     "release_quietly",
@@ -72,6 +74,36 @@ DerivedSpec = Sequence[Any]  # callables or "module:func" strings
 
 class NotStartedError(RunCancelledError):
     """A queued run was not started because the submission was cancelled."""
+
+
+class StartUnknownError(RunCancelledError):
+    """The run's task was cancelled, and the executor cannot tell whether it had started.
+
+    A Dask task already executing on a worker is reported cancelled to the
+    client at once, yet it goes on and writes its final record.  The handle
+    settles such a run from the store (see ``RunHandle``): the final record
+    the task wrote, or the task's live claim (waited for), or neither (the run
+    did not start).
+
+    Attributes:
+        run_id: the run.
+        owner_token: the last field of the owner string the task claims the
+            run with (:func:`owner_with_token`), ``""`` if unknown.
+    """
+
+    def __init__(self, message: str, run_id: str = "", owner_token: str = "") -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.owner_token = owner_token
+
+    def __reduce__(self) -> tuple[object, ...]:  # keeps the attributes across processes
+        return (type(self), (str(self), self.run_id, self.owner_token))
+
+
+def owner_with_token(token: str) -> str:
+    """A claim owner of the calling process (:func:`~metalab.execution._claims.new_owner`)
+    whose random last field is ``token``: whoever made the token recognises the claim."""
+    return f"{new_owner().rsplit(':', 1)[0]}:{token}"
 
 
 class FinalRecordNotSavedError(ExecutionError):
@@ -215,7 +247,9 @@ def run_job(job: Job, executor: str, worker_id: str, owner: str | None = None) -
     heartbeat refreshes the claim and the ``running`` record's
     ``heartbeat_at`` every :func:`~metalab.query.heartbeat_interval`
     seconds until the final record is written; the claim is released
-    afterwards.
+    afterwards.  Right after the claim, ``job.start_check`` (default:
+    ``job.cancel_flag``) is looked at once; if it is set, the claim is
+    released and nothing is written (NotStartedError).
 
     Writes a ``running`` record (at once for ``attempt > 1``, which replaces
     the earlier attempt's record; else at the first heartbeat, after
@@ -231,6 +265,8 @@ def run_job(job: Job, executor: str, worker_id: str, owner: str | None = None) -
     :class:`~metalab.RunCancelledError`).  Thread-safe for distinct runs.
 
     Raises:
+        NotStartedError: the submission was cancelled before the run began
+            (nothing was written; the operation is not called).
         ClaimedElsewhereError: another launch holds a live claim on the run
             (nothing was written; the operation is not called).
             :class:`CompletedElsewhereError` (a subclass): another launch
@@ -249,12 +285,21 @@ def run_job(job: Job, executor: str, worker_id: str, owner: str | None = None) -
     if job.claim:
         _claim(store, run_id, owner, skip_if_succeeded=job.resume)
     try:
+        _check_start(job)
         return _execute_claimed(job, owner, executor, worker_id)
     finally:
         committer = _committer_of(job)
         # a staged final record keeps its claim until the committer renamed it into place
         if job.claim and not (committer is not None and committer.holds(run_id)):
             release_quietly(store, run_id, owner)
+
+
+def _check_start(job: Job) -> None:
+    """The last look at the cancel signal before anything is written: once the run is
+    claimed, a launcher that sees no claim knows the run will not execute (NotStartedError)."""
+    flag = job.start_check if job.start_check is not None else job.cancel_flag
+    if flag is not None and flag.is_set():
+        raise NotStartedError(f"run {job.run_id} was cancelled before it started")
 
 
 def _committer_of(job: Job) -> Any:
@@ -526,6 +571,9 @@ class Job:
     derived_metrics: tuple[Any, ...] = ()
     #: set when the submission is cancelled (a ``threading.Event`` or a multiprocessing one)
     cancel_flag: CancelFlag | None = None
+    #: looked at once, right after the claim, instead of ``cancel_flag`` (set: the run is
+    #: not started); for a signal too costly to hand to the operation (one look per run)
+    start_check: CancelFlag | None = None
     on_started: StartedCallback | None = None
     context_blob: Callable[[], bytes] | None = None
     #: resume semantics: do not re-execute a run another launch completed meanwhile
@@ -686,12 +734,16 @@ def _worker_resources(payload: RunPayload) -> tuple[Any, Any, Any]:
     return store, op, context
 
 
-def process_entry(payload: RunPayload, redirect: bool = True) -> RunRecord:
+def process_entry(
+    payload: RunPayload, redirect: bool = True, *, start_check: CancelFlag | None = None,
+    owner: str | None = None,
+) -> RunRecord:
     """Run one payload inside a worker process (the process executor's target).
 
     With ``redirect`` (one run at a time per process) file descriptors 1 and
     2 go to the run's ``stdout``/``stderr`` logs; multi-threaded workers
-    (Dask) pass False.
+    (Dask) pass False.  ``start_check`` and ``owner``: see :attr:`Job.start_check`
+    and :func:`run_job`.
 
     Raises:
         NotStartedError: the submission was cancelled before this run began.
@@ -715,7 +767,7 @@ def process_entry(payload: RunPayload, redirect: bool = True) -> RunRecord:
         spec=payload.spec, operation=op, context=context, store=store, attempt=payload.attempt,
         metadata=payload.metadata, derived_metrics=payload.derived_metrics, cancel_flag=cancel,
         on_started=started, resume=payload.resume, code_provenance=payload.code_provenance,
-        capture_std=not redirect,
+        capture_std=not redirect, start_check=start_check,
     )
     with _redirect_std(store, payload.run_id) if redirect else contextlib.nullcontext():
-        return run_job(job, payload.executor, worker_id)
+        return run_job(job, payload.executor, worker_id, owner)
