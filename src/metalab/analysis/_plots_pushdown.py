@@ -4,7 +4,10 @@
 groups :meth:`Store.aggregate_runs <metalab.store.Store.aggregate_runs>`
 computes in SQL (one row per distinct ``(x, group)`` value, never one per
 run), when the store offers it and the chart is one it can serve: ``line``
-and ``scatter`` over seeds, ``bar``.  The figure is the one
+and ``scatter`` over seeds, ``bar``; a numeric ``histogram`` from the range
+and the counts per bin (and group) :meth:`Store.histogram_runs
+<metalab.store.Store.histogram_runs>` computes, binned by the edges numpy
+gives for that range, as the loaded path bins.  The figure is the one
 :func:`~metalab.analysis.plot_figure` makes from the loaded runs: the same
 axes and category order, means and bands (merged from the groups' means and
 sums of squared deviations), left-out counts per reason and notes; any
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from metalab._errors import ValidationError
 from metalab.analysis._deps import require
 from metalab.analysis._plots_data import Numbers, as_numbers, categories, distinct
 from metalab.analysis._plots_figure import (
@@ -25,6 +29,8 @@ from metalab.analysis._plots_figure import (
     Prepared,
     bar_traces,
     figure_of,
+    histogram_edges,
+    histogram_traces,
     mean_traces,
 )
 from metalab.analysis._plots_stats import GroupStats
@@ -58,7 +64,7 @@ def query_figure(store: Store, spec: PlotSpec, where: Any = None) -> dict[str, A
 
 def pushable(spec: PlotSpec) -> bool:
     """Whether :func:`pushed_figure` can draw ``spec`` (a store permitting)."""
-    if spec.kind == "bar":
+    if spec.kind in ("bar", "histogram"):
         return True
     return spec.kind in ("line", "scatter") and spec.over_seeds
 
@@ -78,6 +84,8 @@ def pushed_figure(store: Store, experiment_id: str | None, where: Any,
         return None
     np = require("numpy", "ui", "charts")
     pd = require("pandas", "ui", "charts")
+    if spec.kind == "histogram":
+        return _histogram_figure(np, pd, store, experiment_id, where, spec)
     assert spec.x is not None
     by = [spec.x] + ([spec.group] if spec.group else [])
     values = [spec.y] if spec.y else []
@@ -85,6 +93,62 @@ def pushed_figure(store: Store, experiment_id: str | None, where: Any,
     if groups is None:
         return None
     return figure_from_groups(np, pd, spec, groups)
+
+
+def _histogram_figure(np: Any, pd: Any, store: Store, experiment_id: str | None,
+                      where: Any, spec: PlotSpec) -> dict[str, Any] | None:
+    """A numeric histogram from :meth:`Store.histogram_runs`: the range, then the
+    counts per bin of the edges :func:`histogram_edges` gives for it (as the
+    loaded path bins); None for a histogram of categories (a value that is
+    not a number) and every error."""
+    name = spec.x or spec.y
+    assert name is not None
+    kept: dict[str, Any] = {}
+
+    def edges_of(groups: list[dict[str, Any]]) -> list[float] | None:
+        if any(g["other"] for g in groups):
+            return None  # (categories: the loaded path counts them)
+        lows = [g["min"] for g in groups if g["finite"]]
+        highs = [g["max"] for g in groups if g["finite"]]
+        try:
+            edges = histogram_edges(np, min(lows) if lows else None,
+                                    max(highs) if highs else None, spec.bins)
+        except ValidationError:
+            return None  # (a range too narrow or too wide: the loaded path raises it)
+        kept["edges"] = edges
+        return [float(e) for e in edges.tolist()]
+
+    groups = store.histogram_runs(experiment_id, where, value=name, group=spec.group,
+                                  edges=edges_of)
+    if groups is None or (groups and "edges" not in kept and any(g["finite"] for g in groups)):
+        return None
+    total = sum(g["n"] for g in groups)
+    if total and (sum(g["missing"] for g in groups) == total
+                  or any(g["other"] for g in groups)):
+        return None  # (no run has the field, or categories: the loaded path)
+    raw_g = [g["key"] for g in groups]
+    prep = Prepared(total, None, None, None, np.ones(0, dtype=bool))
+    for key, reason in (("missing", f"no {name}"), ("nan", f"{name} = NaN"),
+                        ("posinf", f"{name} = inf"), ("neginf", f"{name} = -inf")):
+        hit = sum(g[key] for g in groups)
+        if hit:
+            prep.excluded[reason] = hit
+    if spec.group is not None:
+        if total and all(v is None for v in raw_g):
+            return None
+        prep.group = categories(np, pd, raw_g, None, keep_missing=True)
+        if len(prep.group.labels) > MAX_GROUPS:
+            return None
+        codes, glabels = prep.group.codes.tolist(), prep.group.labels
+    else:
+        codes, glabels = [0] * len(groups), [None]
+    edges = kept.get("edges", histogram_edges(np, None, None, spec.bins))
+    counts: list[Any] = [None] * len(glabels)
+    for code, g in zip(codes, groups, strict=True):
+        if g["finite"]:
+            got = np.asarray(g["counts"], dtype=np.int64)
+            counts[code] = got if counts[code] is None else counts[code] + got
+    return figure_of(spec, prep, histogram_traces(np, prep, edges, counts, glabels), [])
 
 
 def _column(np: Any, rows: list[dict[str, Any]], key: str) -> Any:

@@ -23,7 +23,8 @@ Capabilities:
       :meth:`Store.read_run_documents` answer from an index
       (``load_results`` uses them).
     * ``supports_aggregate``: :meth:`Store.aggregate_runs` computes grouped
-      statistics of runs in the index (charts over seeds without loading runs).
+      statistics of runs in the index (charts over seeds without loading runs),
+      :meth:`Store.histogram_runs` histograms.
     * ``supports_annotations``: tags and notes after the fact
       (:meth:`Store.annotate_runs`, :meth:`Store.annotate_experiment`) and
       :meth:`Store.delete_experiment`.
@@ -376,6 +377,44 @@ class Store(abc.ABC):
         groups: list[dict[str, Any]] | None = index.aggregate(
             experiment_id, query, [parse_field(f) for f in by], [parse_field(f) for f in values])
         return groups
+
+    def histogram_runs(self, experiment_id: str | None = None, where: Any = None, *,
+                       value: str, group: str | None = None,
+                       edges: Callable[[list[dict[str, Any]]], Sequence[float] | None]
+                       ) -> list[dict[str, Any]] | None:
+        """A histogram of ``value`` over the runs of a query, computed in the index
+        (only if ``supports_aggregate``); None: the index cannot answer now (as
+        for :meth:`aggregate_runs`): load the runs instead.
+
+        Two steps over the same runs (one lock or transaction): first one dict
+        per value of ``group`` (one in all without it; none without runs), in
+        no particular order: ``{"key": the group value as the runs' JSON holds
+        it (None: missing or no group), "n": runs, "missing", "nan", "posinf",
+        "neginf", "finite", "other" (not a number: text, boolean, list ...):
+        counts of runs by their ``value``, "min", "max": the least and greatest
+        finite number (None without any)}``; then ``edges(groups)`` gives the
+        bin edges (ascending, finite, spanning every "min".."max") or None (no
+        counts: the groups are returned as they are), and each group gets
+        "counts": its finite numbers per bin, binned as ``numpy.histogram``
+        bins them (``edges[i] <= v < edges[i + 1]``, the last bin closed),
+        comparing float64 values.  Field names and runs as in :meth:`aggregate_runs`.
+
+        Raises:
+            NotImplementedError: the store does not ``supports_aggregate``.
+            QuerySyntaxError, QueryError: a malformed query or field name.
+            UnknownFieldError: ``where`` names a field no run has.
+            ValidationError: ``edges`` gave unusable edges.
+        """
+        if not self.supports_aggregate:
+            raise NotImplementedError(f"{type(self).__name__} cannot aggregate in an index")
+        from metalab.query import as_query, parse_field
+
+        query = as_query(where, None, None, None)
+        index = cast(Any, self)._query_index  # (see supports_aggregate)
+        got: list[dict[str, Any]] | None = index.histogram(
+            experiment_id, query, parse_field(value),
+            parse_field(group) if group is not None else None, edges)
+        return got
 
     def read_run_documents(
         self, keys: list[tuple[str, str]]

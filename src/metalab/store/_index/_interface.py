@@ -91,6 +91,20 @@ class Index(abc.ABC):
         """
         return None
 
+    def histogram(self, experiment_id: str | None, query: Query, value: Field,
+                  group: Field | None, edges: Any) -> list[dict[str, Any]] | None:
+        """The range of ``value`` and its counts per bin over the runs of ``query``,
+        per value of ``group`` (see :meth:`~metalab.store.Store.histogram_runs`);
+        None: this index cannot (load the runs instead).
+
+        This default answers None.
+
+        Raises:
+            UnknownFieldError: ``query`` names a field no run in scope has.
+            ValidationError: ``edges`` gave unusable bin edges.
+        """
+        return None
+
     @abc.abstractmethod
     def rebuild(self, progress: Progress | None = None) -> int:
         """Rebuild the index of the store's scope from the files alone.

@@ -1,0 +1,344 @@
+"""Histograms of runs computed by the index (histogram pushdown).
+
+:func:`catalog_histogram` (the FileStore's SQLite catalog) and
+:func:`pg_histogram` (PostgreSQL) answer :meth:`Index.histogram
+<metalab.store._index._interface.Index.histogram>` in two statements within
+one lock (SQLite) or transaction (PostgreSQL), so both see the same runs:
+
+1. the range: per value of the group field (one group without it) the runs,
+   and of the value field the counts of missing values, NaN, +inf, -inf and
+   finite numbers, and the least and greatest finite number;
+2. the counts per bin of the finite numbers (per group), for the bin edges
+   the caller derives from the range (``edges(groups)``; the caller bins as
+   ``numpy.histogram`` does, so the edges come from numpy itself).
+
+A bin holds the values ``edges[i] <= v < edges[i + 1]``, the last one also
+``v == edges[-1]`` (``numpy.histogram``), compared as float64 (an integer
+value as the float it rounds to, as numpy reads it).  PostgreSQL finds each
+value's bin with ``width_bucket`` over the inner edges (exact comparisons);
+SQLite has no such function: it groups by a bucket computed by arithmetic
+(monotone in the value, so each bucket is an interval) with its least and
+greatest value, and only a bucket that straddles an edge (rounding: rare) is
+split by comparing its values with the edges inside it (a third statement).
+
+What a value is follows :mod:`._aggregate`: booleans are not numbers; the
+texts ``"Infinity"``, ``"-Infinity"`` and ``"NaN"`` are those numbers; a JSON
+null is missing.  Field names reach SQL only as the catalog's generated
+column names (SQLite) or as bound parameters (PostgreSQL); values and edges
+are bound parameters.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import logging
+import math
+import sqlite3
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from metalab._errors import ValidationError
+from metalab.query._ast import Field, Query, without_nan
+from metalab.query._fields import named_fields
+from metalab.store._index._aggregate import (
+    _SORT_PRAGMAS,
+    _catalog_source,
+    _check_fields,
+    _key_value,
+    _pg_kinds,
+    _pg_source,
+    _pg_value,
+    _sqlite_finite,
+)
+from metalab.store._index._sqlite import SqliteCompiler, decode
+
+if TYPE_CHECKING:
+    from metalab.store._index._catalog import Catalog
+    from metalab.store._index._postgres import PostgresIndex
+
+__all__ = ["RANGE_COUNTS", "Edges", "catalog_histogram", "check_edges", "pg_histogram"]
+
+log = logging.getLogger("metalab.store.catalog")
+
+#: the counts of the value field per group (``other``: the rest, not a number)
+RANGE_COUNTS = ("missing", "nan", "posinf", "neginf", "finite")
+#: the caller's bin edges from the range groups (None: no counts wanted)
+Edges = Callable[[list[dict[str, Any]]], Sequence[float] | None]
+#: SQLite SQL of +infinity (the literal overflows to it)
+_SQLITE_INF = "9e999"
+
+
+def check_edges(edges: Sequence[float], groups: list[dict[str, Any]]) -> list[float]:
+    """``edges`` as floats, checked: finite, ascending (ties allowed), at least two,
+    spanning every group's finite values.
+
+    Raises:
+        ValidationError: edges that do not satisfy this.
+    """
+    got = [float(e) for e in edges]
+    if len(got) < 2 or not all(math.isfinite(e) for e in got) or any(
+            a > b for a, b in itertools.pairwise(got)):
+        raise ValidationError("histogram edges must be at least two finite numbers in "
+                              "ascending order")
+    for g in groups:
+        if g["finite"] and not got[0] <= g["min"] <= g["max"] <= got[-1]:
+            raise ValidationError(f"histogram edges {got[0]}..{got[-1]} do not span the "
+                                  f"values {g['min']}..{g['max']}")
+    return got
+
+
+def _range_group(key: Any, n: Any, counts: Sequence[Any], low: Any, high: Any
+                 ) -> dict[str, Any]:
+    got: dict[str, Any] = {"key": _key_value(key), "n": int(n)}
+    got.update((k, int(c or 0)) for k, c in zip(RANGE_COUNTS, counts, strict=True))
+    got["other"] = got["n"] - sum(got[k] for k in RANGE_COUNTS)
+    got["min"] = float(low) if got["finite"] else None
+    got["max"] = float(high) if got["finite"] else None
+    return got
+
+
+def _true_bin(edges: list[float], v: float) -> int:
+    """The bin of ``v`` as ``numpy.histogram`` finds it: the inner edges ``<= v``."""
+    return bisect.bisect_right(edges, v, 1, len(edges) - 1) - 1
+
+
+# ------------------------------------------------------------------ SQLite
+def _sqlite_kinds(c: str) -> list[str]:
+    """SQL (0/1/NULL) of the cell ``c`` being NaN, +inf, -inf (a REAL, the NaN
+    cell, or their texts)."""
+    return [
+        f"({c} IS X'4E614E' OR {c} = 'NaN')",
+        f"({c} = 'Infinity' OR (typeof({c}) = 'real' AND {c} >= {_SQLITE_INF}))",
+        f"({c} = '-Infinity' OR (typeof({c}) = 'real' AND {c} <= -{_SQLITE_INF}))",
+    ]
+
+
+def catalog_histogram(catalog: Catalog, query: Query, value: Field, group: Field | None,
+                      edges: Edges, cutoff: int) -> list[dict[str, Any]] | None:
+    """The histogram groups of ``query``'s runs in ``catalog`` (see
+    :meth:`Index.histogram`); None when a field cannot be pushed down or the
+    filter names a field the catalog does not know.
+
+    Raises:
+        CatalogUnavailable: use the files instead.
+        ValidationError: ``edges`` gave unusable edges.
+    """
+    from metalab.store._index import _catalog as cat
+
+    if not _check_fields([group] if group else [], [value]):
+        return None
+    try:
+        with catalog._locked(cat.LOCK_WAIT_S):
+            conn = catalog._open()
+            try:
+                catalog._refresh(conn)
+                for pragma in _SORT_PRAGMAS:
+                    conn.execute(pragma)
+                return _catalog_bins(catalog, conn, query, value, group, edges, cutoff)
+            finally:
+                conn.close()
+    except (sqlite3.Error, OSError) as exc:
+        raise cat.CatalogUnavailable(f"catalog {catalog.path}: {exc}") from exc
+
+
+def _catalog_bins(catalog: Catalog, conn: sqlite3.Connection, query: Query, value: Field,
+                  group: Field | None, edges_of: Edges, cutoff: int
+                  ) -> list[dict[str, Any]] | None:
+    fields = catalog._fields(conn)
+    if any(k not in fields for k in named_fields(query)):
+        return None
+
+    def column_of(field: Field) -> str | None:
+        col = fields.get((field.ns, field.name))
+        if col is None:
+            return None
+        if field.ns == "derived":
+            return f"(CASE WHEN dn.file IS NULL THEN d.{col} ELSE dn.{col} END)"
+        return f"r.{col}"
+
+    comp = SqliteCompiler(column_of, cutoff)
+    key = comp.expr(group) if group else "NULL"
+    c = comp.expr(value)
+    where = comp.where(without_nan(query.where))
+    derived = query.uses_derived or any(f.ns == "derived" for f in (value, group) if f)
+    source = f"{_catalog_source(catalog, conn, derived)} WHERE r.bad = 0 AND {where}"
+    # (the float64 a finite cell stands for: an integer as the float it rounds to)
+    fv = f"({_sqlite_finite(c)} + 0.0)"
+    stats = ["count(*)", f"count(*) - count({c})", *(f"sum({k})" for k in _sqlite_kinds(c)),
+             f"count({fv})", f"min({fv})", f"max({fv})"]
+    grouped = " GROUP BY k0" if group else ""
+    rows = [row for row in conn.execute(f"SELECT {key} AS k0, {', '.join(stats)} {source}"
+                                        f"{grouped}", comp.params) if row[1]]
+    groups = [_range_group(decode(row[0]), row[1], row[2:7], row[7], row[8]) for row in rows]
+    wanted = edges_of(groups)
+    if wanted is None:
+        return groups
+    edges = check_edges(wanted, groups)
+    bins = len(edges) - 1
+    span = edges[-1] - edges[0]
+    # (a bucket by arithmetic: monotone in the value, so each bucket is an interval)
+    scale = bins / span if math.isfinite(span) and span > 0 else 0.0
+    if not math.isfinite(scale):  # (a span so small its inverse overflows: one bucket,
+        scale = 0.0               # split below)
+    bucket = (f"min(max(CAST(({fv} - {comp.bind(edges[0])}) * {comp.bind(scale)} "
+              f"AS INTEGER), 0), {bins - 1})")
+    by_key = {row[0]: g for row, g in zip(rows, groups, strict=True)}
+    for g in groups:
+        g["counts"] = [0] * bins
+    straddling: list[tuple[Any, int, float]] = []
+    for k0, b, n, low, high in conn.execute(
+            f"SELECT {key} AS k0, {bucket} AS b, count(*), min({fv}), max({fv}) "
+            f"{source} AND {fv} IS NOT NULL GROUP BY k0, b", comp.params):
+        first = _true_bin(edges, float(low))
+        if first == _true_bin(edges, float(high)):
+            by_key[k0]["counts"][first] += int(n)
+        else:
+            straddling.append((k0, int(b), float(low)))
+    if straddling:
+        _split_buckets(conn, comp, key, fv, bucket, source, edges, straddling, by_key)
+    return groups
+
+
+def _split_buckets(conn: sqlite3.Connection, comp: SqliteCompiler, key: str, fv: str,
+                   bucket: str, source: str, edges: list[float],
+                   straddling: list[tuple[Any, int, float]], by_key: dict[Any, Any]) -> None:
+    """Count the values of the buckets that straddle an edge by their exact bins:
+    a value's bin is its bucket's least value's bin plus the edges inside the
+    bucket that are ``<= v`` (every such edge is among ``inner``)."""
+    lows = {(k0, b): low for k0, b, low in straddling}
+    inner = sorted({i for _, _, low in straddling for i in range(1, len(edges) - 1)
+                    if edges[i] > low})
+    above = " + ".join(f"({fv} >= {comp.bind(edges[i])})" for i in inner) or "0"
+    buckets = ", ".join(comp.bind(b) for b in sorted({b for _, b, _ in straddling}))
+    for k0, b, extra, n in conn.execute(
+            f"SELECT {key} AS k0, {bucket} AS b, {above} AS extra, count(*) {source} "
+            f"AND {fv} IS NOT NULL AND b IN ({buckets}) GROUP BY k0, b, extra", comp.params):
+        low = lows.get((k0, b))
+        if low is None:  # (this group's bucket did not straddle: counted already)
+            continue
+        below = sum(1 for i in inner if edges[i] <= low)
+        by_key[k0]["counts"][_true_bin(edges, low) + int(extra) - below] += int(n)
+
+
+# ------------------------------------------------------------------ PostgreSQL
+def _pg_counts(v: str) -> list[str]:
+    """SQL (boolean) of each of :data:`RANGE_COUNTS` for the JSONB value ``v``."""
+    missing, _, finite = _pg_kinds(v)
+    return [missing, f"({v} = '\"NaN\"'::jsonb)", f"({v} = '\"Infinity\"'::jsonb)",
+            f"({v} = '\"-Infinity\"'::jsonb)", finite]
+
+
+def pg_histogram(index: PostgresIndex, experiment_id: str | None, query: Query,
+                 value: Field, group: Field | None, edges_of: Edges,
+                 cutoff: int) -> list[dict[str, Any]] | None:
+    """The histogram groups of ``query`` from the PostgreSQL index (see
+    :meth:`Index.histogram`); None when a field cannot be pushed down.
+
+    Raises:
+        IndexUnavailableError, StoreError: the index cannot answer.
+        ValidationError: ``edges`` gave unusable edges.
+    """
+    from psycopg import sql
+
+    from metalab.query._ast import fields_of
+    from metalab.store._index._aggregate import AGGREGATE_NAMESPACES
+    from metalab.store._index._pgsql import PgCompiler
+
+    if not _check_fields([group] if group else [], [value]):
+        return None
+    named = sorted({(f.ns, f.name) for f in fields_of(query.where)
+                    if f.ns in ("params", "metrics") and f.name})
+    comp = PgCompiler(cutoff, frozenset(index.indexed_fields(named)))
+    derived = any(f.ns == "derived" for f in (value, group) if f)
+    source, sargs = _pg_source(comp, query, experiment_id, derived)
+    key, kargs = "NULL::jsonb", list[Any]()
+    if group is not None and group.ns in AGGREGATE_NAMESPACES:
+        key, kargs = _pg_value(group)
+    elif group is not None:
+        acc = comp.acc(group)
+        key, kargs = acc.sql, list(acc.args)
+    v, vargs = _pg_value(value)
+    counts = _pg_counts(v)
+    number, finite = f"({v})::float8", f"FILTER (WHERE {counts[-1]})"
+    cols = ["count(*)", *(f"count(*) FILTER (WHERE {k})" for k in counts),
+            f"min({number}) {finite}", f"max({number}) {finite}"]
+    cargs = [a for k in counts for a in vargs * k.count("%s")]
+    range_args = kargs + cargs + vargs * 4 + sargs
+
+    def run(text: str, args: list[Any]) -> list[tuple[Any, ...]]:
+        stmt = sql.SQL(text).format(s=sql.Identifier(index.schema))
+        return list(conn.execute(stmt, args).fetchall())
+
+    with index.connection() as conn, conn.transaction():
+        conn.execute("SET LOCAL TimeZone = 'UTC'")
+        conn.execute("SET LOCAL work_mem = '64MB'")
+        conn.execute("SET LOCAL enable_sort = off")  # (hash the groups: see _aggregate)
+        grouped = " GROUP BY 1" if group else ""
+        rows = run(f"SELECT {key}, {', '.join(cols)} {source}{grouped}", range_args)
+        groups = [_range_group(row[0], row[1], row[2:7], row[7], row[8])
+                  for row in rows if row[1]]
+        wanted = edges_of(groups)
+        if wanted is None:
+            return groups
+        edges = check_edges(wanted, groups)
+        by_key = {_key_text(g["key"]): g for g in groups}
+        for g in groups:
+            g["counts"] = [0] * (len(edges) - 1)
+        # (width_bucket: how many of the inner edges are <= the value, by binary search)
+        bucket, bargs = ("width_bucket(" + number + ", %s::float8[])", [*vargs, edges[1:-1]]) \
+            if len(edges) > 2 else ("0", [])
+        for k, b, n in run(f"SELECT {key}, {bucket}, count(*) {source} AND {counts[-1]} "
+                           "GROUP BY 1, 2", kargs + bargs + sargs + vargs):
+            by_key[_key_text(_key_value(k))]["counts"][int(b)] += int(n)
+    return groups
+
+
+def _key_text(key: Any) -> bytes:
+    from metalab._internal._json import dumps
+
+    return dumps(key)
+
+
+# ------------------------------------------------------------------ the index hooks
+def filestore_histogram(store: Any, folder: str | None, query: Query, value: Field,
+                        group: Field | None, edges: Edges) -> list[dict[str, Any]] | None:
+    """:meth:`CatalogIndex.histogram <._filestore.CatalogIndex.histogram>`: the catalog
+    of ``folder`` (the one experiment folder in scope) answers; None for
+    collections spanning several folders, a read-only store or an unusable catalog."""
+    import os
+
+    from metalab.query._liveness import lost_cutoff
+    from metalab.store._index._catalog import Catalog, CatalogUnavailable
+
+    if store.read_only or folder is None or not os.path.isdir(os.path.join(folder, "runs")):
+        return None
+    try:
+        return catalog_histogram(Catalog(folder), query, value, group, edges, lost_cutoff())
+    except CatalogUnavailable as exc:
+        log.info("histogram from loaded runs (catalog unavailable: %s)", exc)
+    return None
+
+
+def postgres_histogram(store: Any, scope: tuple[bool, str | None], query: Query,
+                       value: Field, group: Field | None, edges: Edges,
+                       check_fields: Callable[[Any, str | None, Query], None]
+                       ) -> list[dict[str, Any]] | None:
+    """:meth:`PostgresQueries.histogram <._pgquery.PostgresQueries.histogram>`: the
+    index answers when the journal says it is current (a failure is warned
+    about and answers None); see :func:`._aggregate.postgres_aggregate`."""
+    from metalab._errors import IndexUnavailableError, StoreError
+    from metalab.query._liveness import lost_cutoff
+
+    in_scope, experiment_id = scope
+    if not in_scope:
+        return []
+    if not store._index_current(experiment_id):
+        return None
+    try:
+        check_fields(store._index, experiment_id, query)
+        return pg_histogram(store._index, experiment_id, query, value, group, edges,
+                            lost_cutoff())
+    except (IndexUnavailableError, StoreError, ImportError) as exc:
+        store._warn("histogram", exc)
+    return None
