@@ -32,10 +32,12 @@ if TYPE_CHECKING:
     from metalab.analysis._tables import ResultsView
 
 __all__ = ["Prepared", "add_notes", "bar_traces", "build_figure", "esc", "figure_of",
-           "finite_list", "histogram_edges", "histogram_traces", "mean_traces"]
+           "finite_list", "histogram_edges", "histogram_traces", "mean_traces", "raw_traces"]
 
 #: past this many points in one figure, scatter traces use WebGL (``scattergl``)
 WEBGL_AFTER = 1000
+#: the note of a scatter of a sample of the runs
+SAMPLE_NOTE = "{shown} of {total} runs shown (a fixed random sample)"
 #: the most groups (colours) a chart draws
 MAX_GROUPS = 100
 #: opacity of a line's band and of overlaid histogram bars
@@ -284,9 +286,16 @@ def _raw_points(np: Any, results: ResultsView, prep: Prepared,
     total = len(rows)
     if total > spec.max_points:
         rows = rows[sample_indices(np, total, spec.max_points)]
-        notes.append(f"{len(rows)} of {total} runs shown (a fixed random sample)")
+        notes.append(SAMPLE_NOTE.format(shown=len(rows), total=total))
+    return raw_traces(np, prep, spec, rows, results._column("run_id")), notes
+
+
+def raw_traces(np: Any, prep: Prepared, spec: PlotSpec, rows: Any,
+               run_ids: list[str]) -> list[dict[str, Any]]:
+    """The traces of :func:`_raw_points`: the runs at positions ``rows`` of ``prep``
+    (and of ``run_ids``), one trace per group."""
+    assert prep.x is not None and prep.y is not None
     gcodes, glabels = _group_codes(np, prep)
-    run_ids = results._column("run_id")
     kind = "scattergl" if len(rows) > WEBGL_AFTER else "scatter"
     traces = []
     for g in range(len(glabels)):
@@ -304,7 +313,7 @@ def _raw_points(np: Any, results: ResultsView, prep: Prepared,
                  "customdata": [esc(run_ids[i]) for i in mine.tolist()],
                  "hovertemplate": "%{x}: %{y:.6g}<br>run %{customdata}"}
         traces.append(trace)
-    return traces, notes
+    return traces
 
 
 def _bars(np: Any, pd: Any, prep: Prepared, spec: PlotSpec) -> tuple[list[dict[str, Any]], list[str]]:

@@ -24,7 +24,7 @@ Capabilities:
       (``load_results`` uses them).
     * ``supports_aggregate``: :meth:`Store.aggregate_runs` computes grouped
       statistics of runs in the index (charts over seeds without loading runs),
-      :meth:`Store.histogram_runs` histograms.
+      :meth:`Store.histogram_runs` histograms, :meth:`Store.sample_runs` samples.
     * ``supports_annotations``: tags and notes after the fact
       (:meth:`Store.annotate_runs`, :meth:`Store.annotate_experiment`) and
       :meth:`Store.delete_experiment`.
@@ -414,6 +414,39 @@ class Store(abc.ABC):
         got: list[dict[str, Any]] | None = index.histogram(
             experiment_id, query, parse_field(value),
             parse_field(group) if group is not None else None, edges)
+        return got
+
+    def sample_runs(self, experiment_id: str | None = None, where: Any = None, *,
+                    x: str, y: str, group: str | None = None, limit: int
+                    ) -> dict[str, Any] | None:
+        """The runs of a query counted by what their ``x`` and ``y`` values are, and a
+        fixed sample of those with finite numbers in both, computed in the index
+        (only if ``supports_aggregate``); None: the index cannot answer now (as
+        for :meth:`aggregate_runs`): load the runs instead.
+
+        ``{"classes": [{"key": the ``group`` value as the runs' JSON holds it
+        (None: missing or no group), "x", "y": each one of "missing", "other"
+        (not a number), "nan", "posinf", "neginf", "finite", "n": runs}, ...],
+        "sample": None, or when more than ``limit`` runs have finite x and y,
+        ``limit`` of them as ``[run_id, x, y, group value]`` (floats)}``, from one
+        lock or transaction.  The sample is the first runs in the order of a
+        hash of each run: the same query over the same runs gives the same
+        sample each time, spread over all of them.
+
+        Raises:
+            NotImplementedError: the store does not ``supports_aggregate``.
+            QuerySyntaxError, QueryError: a malformed query or field name.
+            UnknownFieldError: ``where`` names a field no run has.
+        """
+        if not self.supports_aggregate:
+            raise NotImplementedError(f"{type(self).__name__} cannot aggregate in an index")
+        from metalab.query import as_query, parse_field
+
+        query = as_query(where, None, None, None)
+        index = cast(Any, self)._query_index  # (see supports_aggregate)
+        got: dict[str, Any] | None = index.sample(
+            experiment_id, query, parse_field(x), parse_field(y),
+            parse_field(group) if group is not None else None, limit)
         return got
 
     def read_run_documents(

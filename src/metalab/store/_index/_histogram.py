@@ -31,12 +31,14 @@ are bound parameters.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import itertools
 import logging
 import math
 import sqlite3
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from metalab._errors import ValidationError
 from metalab.query._ast import Field, Query, without_nan
@@ -57,7 +59,8 @@ if TYPE_CHECKING:
     from metalab.store._index._catalog import Catalog
     from metalab.store._index._postgres import PostgresIndex
 
-__all__ = ["RANGE_COUNTS", "Edges", "catalog_histogram", "check_edges", "pg_histogram"]
+__all__ = ["RANGE_COUNTS", "Edges", "catalog_histogram", "catalog_read", "catalog_scope",
+           "check_edges", "pg_histogram", "pg_kinds", "pg_reading", "pg_scope", "sqlite_float", "sqlite_kinds"]
 
 log = logging.getLogger("metalab.store.catalog")
 
@@ -65,6 +68,7 @@ log = logging.getLogger("metalab.store.catalog")
 RANGE_COUNTS = ("missing", "nan", "posinf", "neginf", "finite")
 #: the caller's bin edges from the range groups (None: no counts wanted)
 Edges = Callable[[list[dict[str, Any]]], Sequence[float] | None]
+T = TypeVar("T")
 #: SQLite SQL of +infinity (the literal overflows to it)
 _SQLITE_INF = "9e999"
 
@@ -104,7 +108,7 @@ def _true_bin(edges: list[float], v: float) -> int:
 
 
 # ------------------------------------------------------------------ SQLite
-def _sqlite_kinds(c: str) -> list[str]:
+def sqlite_kinds(c: str) -> list[str]:
     """SQL (0/1/NULL) of the cell ``c`` being NaN, +inf, -inf (a REAL, the NaN
     cell, or their texts)."""
     return [
@@ -114,20 +118,15 @@ def _sqlite_kinds(c: str) -> list[str]:
     ]
 
 
-def catalog_histogram(catalog: Catalog, query: Query, value: Field, group: Field | None,
-                      edges: Edges, cutoff: int) -> list[dict[str, Any]] | None:
-    """The histogram groups of ``query``'s runs in ``catalog`` (see
-    :meth:`Index.histogram`); None when a field cannot be pushed down or the
-    filter names a field the catalog does not know.
+def catalog_read(catalog: Catalog, answer: Callable[[sqlite3.Connection], T]) -> T:
+    """``answer(conn)`` on a connection to ``catalog``, brought up to date, under its
+    lock (so every statement of ``answer`` sees the same runs).
 
     Raises:
         CatalogUnavailable: use the files instead.
-        ValidationError: ``edges`` gave unusable edges.
     """
     from metalab.store._index import _catalog as cat
 
-    if not _check_fields([group] if group else [], [value]):
-        return None
     try:
         with catalog._locked(cat.LOCK_WAIT_S):
             conn = catalog._open()
@@ -135,16 +134,19 @@ def catalog_histogram(catalog: Catalog, query: Query, value: Field, group: Field
                 catalog._refresh(conn)
                 for pragma in _SORT_PRAGMAS:
                     conn.execute(pragma)
-                return _catalog_bins(catalog, conn, query, value, group, edges, cutoff)
+                return answer(conn)
             finally:
                 conn.close()
     except (sqlite3.Error, OSError) as exc:
         raise cat.CatalogUnavailable(f"catalog {catalog.path}: {exc}") from exc
 
 
-def _catalog_bins(catalog: Catalog, conn: sqlite3.Connection, query: Query, value: Field,
-                  group: Field | None, edges_of: Edges, cutoff: int
-                  ) -> list[dict[str, Any]] | None:
+def catalog_scope(catalog: Catalog, conn: sqlite3.Connection, query: Query,
+                  used: Sequence[Field | None], cutoff: int
+                  ) -> tuple[SqliteCompiler, str] | None:
+    """(the compiler of the catalog's columns, ``FROM ... WHERE ...`` of the runs of
+    ``query``) for statements over the fields ``used``; None when the filter
+    names a field the catalog does not know (the fallback raises the right error)."""
     fields = catalog._fields(conn)
     if any(k not in fields for k in named_fields(query)):
         return None
@@ -158,14 +160,44 @@ def _catalog_bins(catalog: Catalog, conn: sqlite3.Connection, query: Query, valu
         return f"r.{col}"
 
     comp = SqliteCompiler(column_of, cutoff)
+    where = comp.where(without_nan(query.where))
+    derived = query.uses_derived or any(f.ns == "derived" for f in used if f)
+    return comp, f"{_catalog_source(catalog, conn, derived)} WHERE r.bad = 0 AND {where}"
+
+
+def sqlite_float(c: str) -> str:
+    """SQL of the float64 the catalog cell ``c`` stands for when it is a finite
+    number (an integer as the float it rounds to, as numpy reads it), else NULL."""
+    return f"({_sqlite_finite(c)} + 0.0)"
+
+
+def catalog_histogram(catalog: Catalog, query: Query, value: Field, group: Field | None,
+                      edges: Edges, cutoff: int) -> list[dict[str, Any]] | None:
+    """The histogram groups of ``query``'s runs in ``catalog`` (see
+    :meth:`Index.histogram`); None when a field cannot be pushed down or the
+    filter names a field the catalog does not know.
+
+    Raises:
+        CatalogUnavailable: use the files instead.
+        ValidationError: ``edges`` gave unusable edges.
+    """
+    if not _check_fields([group] if group else [], [value]):
+        return None
+    return catalog_read(catalog, lambda conn: _catalog_bins(
+        catalog, conn, query, value, group, edges, cutoff))
+
+
+def _catalog_bins(catalog: Catalog, conn: sqlite3.Connection, query: Query, value: Field,
+                  group: Field | None, edges_of: Edges, cutoff: int
+                  ) -> list[dict[str, Any]] | None:
+    scoped = catalog_scope(catalog, conn, query, (value, group), cutoff)
+    if scoped is None:
+        return None
+    comp, source = scoped
     key = comp.expr(group) if group else "NULL"
     c = comp.expr(value)
-    where = comp.where(without_nan(query.where))
-    derived = query.uses_derived or any(f.ns == "derived" for f in (value, group) if f)
-    source = f"{_catalog_source(catalog, conn, derived)} WHERE r.bad = 0 AND {where}"
-    # (the float64 a finite cell stands for: an integer as the float it rounds to)
-    fv = f"({_sqlite_finite(c)} + 0.0)"
-    stats = ["count(*)", f"count(*) - count({c})", *(f"sum({k})" for k in _sqlite_kinds(c)),
+    fv = sqlite_float(c)
+    stats = ["count(*)", f"count(*) - count({c})", *(f"sum({k})" for k in sqlite_kinds(c)),
              f"count({fv})", f"min({fv})", f"max({fv})"]
     grouped = " GROUP BY k0" if group else ""
     rows = [row for row in conn.execute(f"SELECT {key} AS k0, {', '.join(stats)} {source}"
@@ -222,11 +254,63 @@ def _split_buckets(conn: sqlite3.Connection, comp: SqliteCompiler, key: str, fv:
 
 
 # ------------------------------------------------------------------ PostgreSQL
-def _pg_counts(v: str) -> list[str]:
+def pg_kinds(v: str) -> list[str]:
     """SQL (boolean) of each of :data:`RANGE_COUNTS` for the JSONB value ``v``."""
     missing, _, finite = _pg_kinds(v)
     return [missing, f"({v} = '\"NaN\"'::jsonb)", f"({v} = '\"Infinity\"'::jsonb)",
             f"({v} = '\"-Infinity\"'::jsonb)", finite]
+
+
+@dataclass
+class PgScope:
+    """What the statements over the runs of one query in PostgreSQL share."""
+
+    comp: Any
+    #: ``FROM ... WHERE ...`` (``{s}``: the schema) and its arguments
+    source: str
+    sargs: list[Any]
+    #: the JSONB SQL of the group field (NULL without one) and its arguments
+    key: str
+    kargs: list[Any]
+
+
+def pg_scope(index: PostgresIndex, experiment_id: str | None, query: Query,
+             used: Sequence[Field | None], group: Field | None, cutoff: int) -> PgScope:
+    """The :class:`PgScope` of ``query`` for statements over the fields ``used``."""
+    from metalab.query._ast import fields_of
+    from metalab.store._index._aggregate import AGGREGATE_NAMESPACES
+    from metalab.store._index._pgsql import PgCompiler
+
+    named = sorted({(f.ns, f.name) for f in fields_of(query.where)
+                    if f.ns in ("params", "metrics") and f.name})
+    comp = PgCompiler(cutoff, frozenset(index.indexed_fields(named)))
+    derived = any(f.ns == "derived" for f in used if f)
+    source, sargs = _pg_source(comp, query, experiment_id, derived)
+    key, kargs = "NULL::jsonb", list[Any]()
+    if group is not None and group.ns in AGGREGATE_NAMESPACES:
+        key, kargs = _pg_value(group)
+    elif group is not None:
+        acc = comp.acc(group)
+        key, kargs = acc.sql, list(acc.args)
+    return PgScope(comp, source, sargs, key, kargs)
+
+
+@contextlib.contextmanager
+def pg_reading(index: PostgresIndex) -> Iterator[Callable[[str, list[Any]], list[Any]]]:
+    """``run(sql, args)`` (``{s}`` in ``sql``: the schema) for statements in one
+    transaction (so they all see the same runs), grouping by hashing."""
+    from psycopg import sql
+
+    with index.connection() as conn, conn.transaction():
+        conn.execute("SET LOCAL TimeZone = 'UTC'")
+        conn.execute("SET LOCAL work_mem = '64MB'")
+        conn.execute("SET LOCAL enable_sort = off")  # (hash the groups: see _aggregate)
+
+        def run(text: str, args: list[Any]) -> list[Any]:
+            stmt = sql.SQL(text).format(s=sql.Identifier(index.schema))
+            return list(conn.execute(stmt, args).fetchall())
+
+        yield run
 
 
 def pg_histogram(index: PostgresIndex, experiment_id: str | None, query: Query,
@@ -239,43 +323,19 @@ def pg_histogram(index: PostgresIndex, experiment_id: str | None, query: Query,
         IndexUnavailableError, StoreError: the index cannot answer.
         ValidationError: ``edges`` gave unusable edges.
     """
-    from psycopg import sql
-
-    from metalab.query._ast import fields_of
-    from metalab.store._index._aggregate import AGGREGATE_NAMESPACES
-    from metalab.store._index._pgsql import PgCompiler
-
     if not _check_fields([group] if group else [], [value]):
         return None
-    named = sorted({(f.ns, f.name) for f in fields_of(query.where)
-                    if f.ns in ("params", "metrics") and f.name})
-    comp = PgCompiler(cutoff, frozenset(index.indexed_fields(named)))
-    derived = any(f.ns == "derived" for f in (value, group) if f)
-    source, sargs = _pg_source(comp, query, experiment_id, derived)
-    key, kargs = "NULL::jsonb", list[Any]()
-    if group is not None and group.ns in AGGREGATE_NAMESPACES:
-        key, kargs = _pg_value(group)
-    elif group is not None:
-        acc = comp.acc(group)
-        key, kargs = acc.sql, list(acc.args)
+    sc = pg_scope(index, experiment_id, query, (value, group), group, cutoff)
     v, vargs = _pg_value(value)
-    counts = _pg_counts(v)
+    counts = pg_kinds(v)
     number, finite = f"({v})::float8", f"FILTER (WHERE {counts[-1]})"
     cols = ["count(*)", *(f"count(*) FILTER (WHERE {k})" for k in counts),
             f"min({number}) {finite}", f"max({number}) {finite}"]
     cargs = [a for k in counts for a in vargs * k.count("%s")]
-    range_args = kargs + cargs + vargs * 4 + sargs
-
-    def run(text: str, args: list[Any]) -> list[tuple[Any, ...]]:
-        stmt = sql.SQL(text).format(s=sql.Identifier(index.schema))
-        return list(conn.execute(stmt, args).fetchall())
-
-    with index.connection() as conn, conn.transaction():
-        conn.execute("SET LOCAL TimeZone = 'UTC'")
-        conn.execute("SET LOCAL work_mem = '64MB'")
-        conn.execute("SET LOCAL enable_sort = off")  # (hash the groups: see _aggregate)
+    with pg_reading(index) as run:
         grouped = " GROUP BY 1" if group else ""
-        rows = run(f"SELECT {key}, {', '.join(cols)} {source}{grouped}", range_args)
+        rows = run(f"SELECT {sc.key}, {', '.join(cols)} {sc.source}{grouped}",
+                   sc.kargs + cargs + vargs * 4 + sc.sargs)
         groups = [_range_group(row[0], row[1], row[2:7], row[7], row[8])
                   for row in rows if row[1]]
         wanted = edges_of(groups)
@@ -288,8 +348,8 @@ def pg_histogram(index: PostgresIndex, experiment_id: str | None, query: Query,
         # (width_bucket: how many of the inner edges are <= the value, by binary search)
         bucket, bargs = ("width_bucket(" + number + ", %s::float8[])", [*vargs, edges[1:-1]]) \
             if len(edges) > 2 else ("0", [])
-        for k, b, n in run(f"SELECT {key}, {bucket}, count(*) {source} AND {counts[-1]} "
-                           "GROUP BY 1, 2", kargs + bargs + sargs + vargs):
+        for k, b, n in run(f"SELECT {sc.key}, {bucket}, count(*) {sc.source} AND {counts[-1]} "
+                           "GROUP BY 1, 2", sc.kargs + bargs + sc.sargs + vargs):
             by_key[_key_text(_key_value(k))]["counts"][int(b)] += int(n)
     return groups
 
@@ -301,11 +361,11 @@ def _key_text(key: Any) -> bytes:
 
 
 # ------------------------------------------------------------------ the index hooks
-def filestore_histogram(store: Any, folder: str | None, query: Query, value: Field,
-                        group: Field | None, edges: Edges) -> list[dict[str, Any]] | None:
-    """:meth:`CatalogIndex.histogram <._filestore.CatalogIndex.histogram>`: the catalog
-    of ``folder`` (the one experiment folder in scope) answers; None for
-    collections spanning several folders, a read-only store or an unusable catalog."""
+def filestore_answer(store: Any, folder: str | None,
+                     answer: Callable[[Catalog, int], T | None], what: str) -> T | None:
+    """``answer(catalog, lost cutoff)`` from the catalog of ``folder`` (the one
+    experiment folder in scope); None for collections spanning several
+    folders (no ``folder``), a read-only store or an unusable catalog."""
     import os
 
     from metalab.query._liveness import lost_cutoff
@@ -314,31 +374,52 @@ def filestore_histogram(store: Any, folder: str | None, query: Query, value: Fie
     if store.read_only or folder is None or not os.path.isdir(os.path.join(folder, "runs")):
         return None
     try:
-        return catalog_histogram(Catalog(folder), query, value, group, edges, lost_cutoff())
+        return answer(Catalog(folder), lost_cutoff())
     except CatalogUnavailable as exc:
-        log.info("histogram from loaded runs (catalog unavailable: %s)", exc)
+        log.info("%s from loaded runs (catalog unavailable: %s)", what, exc)
     return None
+
+
+def postgres_answer(store: Any, scope: tuple[bool, str | None], query: Query,
+                    check_fields: Callable[[Any, str | None, Query], None],
+                    answer: Callable[[Any, str | None, int], T | None], empty: T,
+                    what: str) -> T | None:
+    """``answer(index, experiment, lost cutoff)`` from the PostgreSQL index when the
+    journal says it is current (a failure is warned about and answers None);
+    ``empty`` outside the store's scope.  ``scope``: (within the store's scope,
+    the experiment to read); ``check_fields(index, experiment, query)`` raises
+    UnknownFieldError for a filter naming a field no run has."""
+    from metalab._errors import IndexUnavailableError, StoreError
+    from metalab.query._liveness import lost_cutoff
+
+    in_scope, experiment_id = scope
+    if not in_scope:
+        return empty
+    if not store._index_current(experiment_id):
+        return None
+    try:
+        check_fields(store._index, experiment_id, query)
+        return answer(store._index, experiment_id, lost_cutoff())
+    except (IndexUnavailableError, StoreError, ImportError) as exc:
+        store._warn(what, exc)
+    return None
+
+
+def filestore_histogram(store: Any, folder: str | None, query: Query, value: Field,
+                        group: Field | None, edges: Edges) -> list[dict[str, Any]] | None:
+    """:meth:`CatalogIndex.histogram <._filestore.CatalogIndex.histogram>` (see
+    :func:`filestore_answer`)."""
+    return filestore_answer(store, folder, lambda catalog, cutoff: catalog_histogram(
+        catalog, query, value, group, edges, cutoff), "histogram")
 
 
 def postgres_histogram(store: Any, scope: tuple[bool, str | None], query: Query,
                        value: Field, group: Field | None, edges: Edges,
                        check_fields: Callable[[Any, str | None, Query], None]
                        ) -> list[dict[str, Any]] | None:
-    """:meth:`PostgresQueries.histogram <._pgquery.PostgresQueries.histogram>`: the
-    index answers when the journal says it is current (a failure is warned
-    about and answers None); see :func:`._aggregate.postgres_aggregate`."""
-    from metalab._errors import IndexUnavailableError, StoreError
-    from metalab.query._liveness import lost_cutoff
-
-    in_scope, experiment_id = scope
-    if not in_scope:
-        return []
-    if not store._index_current(experiment_id):
-        return None
-    try:
-        check_fields(store._index, experiment_id, query)
-        return pg_histogram(store._index, experiment_id, query, value, group, edges,
-                            lost_cutoff())
-    except (IndexUnavailableError, StoreError, ImportError) as exc:
-        store._warn("histogram", exc)
-    return None
+    """:meth:`PostgresQueries.histogram <._pgquery.PostgresQueries.histogram>` (see
+    :func:`postgres_answer`)."""
+    empty: list[dict[str, Any]] = []
+    return postgres_answer(store, scope, query, check_fields, lambda index, eid, cutoff:
+                           pg_histogram(index, eid, query, value, group, edges, cutoff),
+                           empty, "histogram")

@@ -225,6 +225,13 @@ class PostgresQueries(Index):
         return postgres_histogram(self._store, _scope(self._store, experiment_id), query,
                                   value, group, edges, _check_named_fields)
 
+    def sample(self, experiment_id: str | None, query: Query, x: Field, y: Field,
+               group: Field | None, limit: int) -> dict[str, Any] | None:
+        from metalab.store._index._sample import postgres_sample
+
+        return postgres_sample(self._store, _scope(self._store, experiment_id), query,
+                               x, y, group, limit, _check_named_fields)
+
     def refresh(self, progress: Progress | None = None) -> int:
         """:meth:`PostgresStore.catch_up` (``progress`` is not reported)."""
         return self._store.catch_up()
