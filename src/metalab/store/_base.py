@@ -405,12 +405,9 @@ class Store(abc.ABC):
             UnknownFieldError: ``where`` names a field no run has.
             ValidationError: ``edges`` gave unusable edges.
         """
-        if not self.supports_aggregate:
-            raise NotImplementedError(f"{type(self).__name__} cannot aggregate in an index")
-        from metalab.query import as_query, parse_field
+        from metalab.query import parse_field
 
-        query = as_query(where, None, None, None)
-        index = cast(Any, self)._query_index  # (see supports_aggregate)
+        index, query = self._aggregating(where)
         got: list[dict[str, Any]] | None = index.histogram(
             experiment_id, query, parse_field(value),
             parse_field(group) if group is not None else None, edges)
@@ -438,16 +435,28 @@ class Store(abc.ABC):
             QuerySyntaxError, QueryError: a malformed query or field name.
             UnknownFieldError: ``where`` names a field no run has.
         """
-        if not self.supports_aggregate:
-            raise NotImplementedError(f"{type(self).__name__} cannot aggregate in an index")
-        from metalab.query import as_query, parse_field
+        from metalab.query import parse_field
 
-        query = as_query(where, None, None, None)
-        index = cast(Any, self)._query_index  # (see supports_aggregate)
+        index, query = self._aggregating(where)
         got: dict[str, Any] | None = index.sample(
             experiment_id, query, parse_field(x), parse_field(y),
             parse_field(group) if group is not None else None, limit)
         return got
+
+    def _aggregating(self, where: Any) -> tuple[Any, Any]:
+        """(the index that aggregates, the query of ``where``) for :meth:`histogram_runs`
+        and :meth:`sample_runs`.
+
+        Raises:
+            NotImplementedError: the store does not ``supports_aggregate``.
+            QuerySyntaxError, QueryError: a malformed query.
+        """
+        if not self.supports_aggregate:
+            raise NotImplementedError(f"{type(self).__name__} cannot aggregate in an index")
+        from metalab.query import as_query
+
+        # (the stores that aggregate hold their index as ``_query_index``)
+        return cast(Any, self)._query_index, as_query(where, None, None, None)
 
     def read_run_documents(
         self, keys: list[tuple[str, str]]
