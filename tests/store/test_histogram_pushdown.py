@@ -78,3 +78,17 @@ def test_values_a_few_ulps_apart_are_binned_as_numpy_bins_them(
     assert pushed_figure(fs, None, None, too_many) is None
     with pytest.raises(ValidationError, match="use fewer bins"):
         plot_figure(load_results(fs, columns=too_many.fields()), too_many)
+
+
+def test_derived_values_are_binned_as_loaded(tmp_path: Path) -> None:
+    fs = FileStoreConfig(root=str(tmp_path / "data"), experiment_id=EXP).connect()
+    for i in range(90):
+        fs.put_run_record(make_record(f"r{i:04d}", EXP, params={"k": i % 4},
+                                      metrics={"m": i * 0.25}))
+        if i % 3:
+            fs.put_derived(f"r{i:04d}", {"z": (i % 7) * 1.5, "tag": ["p", "q"][i % 2]})
+    for spec, where in ((PlotSpec("histogram", "derived.z", group="derived.tag", bins=6), None),
+                        (PlotSpec("histogram", "metrics.m", group="params.k"), "derived.z > 2")):
+        pushed = pushed_figure(fs, None, where, spec)
+        assert pushed is not None
+        assert pushed == plot_figure(load_results(fs, where=where, columns=spec.fields()), spec)
