@@ -22,8 +22,12 @@ best of a few repeats:
 Stores: the FileStore catalog, then (``--pg``) PostgreSQL filled with
 ``rebuild_index`` from the same files (a throwaway server).
 
+``--kind hist`` (histograms of ``metrics.m0``, alone and per ``params.p3``)
+or ``--kind raw`` (the raw scatter): only those charts, from the loaded runs
+against computed in the index, and whether the figures are equal.
+
 Usage: python bench/bench_plots.py [--runs 1000000] [--dir D [--reuse]] [--pg] [--repeat 3]
-       [--pushed-only]
+       [--pushed-only | --kind hist|raw]
        [--json bench/out/plots.json]
 """
 
@@ -116,6 +120,45 @@ def measure(name: str, store: Store, repeat: int) -> None:
     log(f"{name}_raw_scatter_points", holder["raw"]["layout"]["meta"]["metalab"]["points"])
 
 
+#: the charts of ``--kind``: what is measured loaded (load + figure) against pushed
+KINDS = {
+    "hist": [PlotSpec("histogram", "metrics.m0"),
+             PlotSpec("histogram", "metrics.m0", group="params.p3", bins=100)],
+    "raw": [RAW],
+}
+
+
+def measure_kind(name: str, store: Store, kind: str, repeat: int) -> None:
+    """Per chart of ``KINDS[kind]``: the chart from the loaded runs, the chart from
+    the index (:func:`pushed_figure`, None if it cannot) and whether they are equal
+    (histograms: exactly; a raw scatter's sample may differ, its points count)."""
+    holder: dict[str, Any] = {}
+    for i, spec in enumerate(KINDS[kind]):
+        key = f"{name}_{kind}{i}"
+        log(f"{key}_spec", spec.to_query())
+
+        def loaded(spec: PlotSpec = spec) -> None:
+            holder["loaded"] = plot_figure(load_results(store, columns=spec.fields()), spec)
+
+        def pushed(spec: PlotSpec = spec) -> None:
+            holder["pushed"] = pushed_figure(store, None, None, spec)
+
+        log(f"{key}_loaded_chart_s", round(best_of(loaded, repeat), 3))
+        log(f"{key}_pushed_chart_s", round(best_of(pushed, repeat), 3))
+        got = holder["pushed"]
+        if got is None:
+            log(f"{key}_pushed", None)
+            continue
+        meta = got["layout"]["meta"]["metalab"]
+        log(f"{key}_pushed_points", meta["points"])
+        log(f"{key}_pushed_notes", meta["notes"])
+        log(f"{key}_pushed_json_kb", len(orjson.dumps(got)) // 1024)
+        if spec.kind == "histogram":
+            log(f"{key}_same_figure", got == holder["loaded"])
+        else:  # (another sample of the runs: the same counts, notes and axes)
+            log(f"{key}_same_layout", got["layout"] == holder["loaded"]["layout"])
+
+
 def _same(a: Any, b: Any, rel: float = 1e-9) -> bool:
     """Whether two figures are equal, floats within ``rel`` (sums in another order)."""
     if isinstance(a, float) and isinstance(b, float):
@@ -157,6 +200,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="best of this many runs")
     ap.add_argument("--pushed-only", action="store_true",
                     help="measure only the chart computed in the index (and check it)")
+    ap.add_argument("--kind", choices=sorted(KINDS), default=None,
+                    help="measure only these charts, loaded against computed in the index")
     ap.add_argument("--json", default=str(Path(__file__).parent / "out" / "plots.json"))
     args = ap.parse_args()
     log("machine", machine())
@@ -166,6 +211,9 @@ def main() -> None:
     os.chmod(tmp, 0o755)  # the PostgreSQL server user must reach its data folder
     fs = make_store(os.path.join(tmp, "store"), args.runs, args.reuse)
     run = measure_pushed if args.pushed_only else measure
+    if args.kind is not None:
+        def run(name: str, store: Store, repeat: int) -> None:
+            measure_kind(name, store, args.kind, repeat)
     run("catalog", fs, args.repeat)
     if args.pg:
         from metalab.services import start_server, stop_server

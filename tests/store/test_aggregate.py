@@ -104,7 +104,7 @@ def test_spread_far_below_the_mean_keeps_its_digits(tmp_path: Path) -> None:
 
 
 def test_charts_the_pushdown_cannot_make_fall_back_to_loaded_runs(store: FileStore) -> None:
-    hist = PlotSpec("histogram", "metrics.loss")
+    hist = PlotSpec("histogram", "params.opt")  # (of categories)
     assert pushed_figure(store, None, None, hist) is None
     same(query_figure(store, hist), _loaded(store, hist, None))
     raw = PlotSpec("scatter", "params.lr", "metrics.loss", over_seeds=False)

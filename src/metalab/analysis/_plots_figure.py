@@ -32,10 +32,12 @@ if TYPE_CHECKING:
     from metalab.analysis._tables import ResultsView
 
 __all__ = ["Prepared", "add_notes", "bar_traces", "build_figure", "esc", "figure_of",
-           "finite_list", "mean_traces"]
+           "finite_list", "histogram_edges", "histogram_traces", "mean_traces", "raw_traces"]
 
 #: past this many points in one figure, scatter traces use WebGL (``scattergl``)
 WEBGL_AFTER = 1000
+#: the note of a scatter of a sample of the runs
+SAMPLE_NOTE = "{shown} of {total} runs shown (a fixed random sample)"
 #: the most groups (colours) a chart draws
 MAX_GROUPS = 100
 #: points a line's band sends for each point of the line (its upper and lower edge)
@@ -289,9 +291,16 @@ def _raw_points(np: Any, results: ResultsView, prep: Prepared,
     total = len(rows)
     if total > spec.max_points:
         rows = rows[sample_indices(np, total, spec.max_points)]
-        notes.append(f"{len(rows)} of {total} runs shown (a fixed random sample)")
+        notes.append(SAMPLE_NOTE.format(shown=len(rows), total=total))
+    return raw_traces(np, prep, spec, rows, results._column("run_id")), notes
+
+
+def raw_traces(np: Any, prep: Prepared, spec: PlotSpec, rows: Any,
+               run_ids: list[str]) -> list[dict[str, Any]]:
+    """The traces of :func:`_raw_points`: the runs at positions ``rows`` of ``prep``
+    (and of ``run_ids``), one trace per group."""
+    assert prep.x is not None and prep.y is not None
     gcodes, glabels = _group_codes(np, prep)
-    run_ids = results._column("run_id")
     kind = "scattergl" if len(rows) > WEBGL_AFTER else "scatter"
     traces = []
     for g in range(len(glabels)):
@@ -309,7 +318,7 @@ def _raw_points(np: Any, results: ResultsView, prep: Prepared,
                  "customdata": [esc(run_ids[i]) for i in mine.tolist()],
                  "hovertemplate": "%{x}: %{y:.6g}<br>run %{customdata}"}
         traces.append(trace)
-    return traces, notes
+    return traces
 
 
 def _bars(np: Any, pd: Any, prep: Prepared, spec: PlotSpec) -> tuple[list[dict[str, Any]], list[str]]:
@@ -365,32 +374,67 @@ def _histogram(np: Any, prep: Prepared, spec: PlotSpec) -> tuple[list[dict[str, 
     nums = prep.y
     assert nums is not None and name is not None
     gcodes, glabels = _group_codes(np, prep)
-    notes: list[str] = []
-    numeric = not nums.other.any()
-    if numeric:
+    if not nums.other.any():  # (numeric)
         _drop_non_finite_y(np, prep, name)
         finite = nums.values[prep.keep]
-        low, high = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 1.0)
-        edges = np.histogram_bin_edges(finite, bins=spec.bins, range=(low, high)) \
-            if len(finite) else np.linspace(0.0, 1.0, spec.bins + 1)
-        centres = ((edges[:-1] + edges[1:]) / 2).tolist()
-        widths = np.diff(edges).tolist()
+        edges = histogram_edges(np, float(finite.min()) if len(finite) else None,
+                                float(finite.max()) if len(finite) else None, spec.bins)
+        counts = [np.histogram(nums.values[mine], bins=edges)[0] if mine.any() else None
+                  for mine in (prep.keep & (gcodes == g) for g in range(len(glabels)))]
+        return histogram_traces(np, prep, edges, counts, glabels), []
     traces = []
     for g in range(len(glabels)):
         mine = prep.keep & (gcodes == g)
         if not mine.any():
             continue
-        base = _trace_base(g, glabels[g], prep.group is not None)
-        if numeric:
-            counts, _ = np.histogram(nums.values[mine], bins=edges)
-            trace = {**base, "type": "bar", "x": centres, "y": counts.tolist(), "width": widths,
-                     "hovertemplate": "%{x:.4g}: %{y} runs"}
-        else:
-            trace = _category_counts(np, base, prep, mine)
+        trace = _category_counts(np, _trace_base(g, glabels[g], prep.group is not None),
+                                 prep, mine)
         if len(glabels) > 1:
             trace["opacity"] = HIST_OPACITY
         traces.append(trace)
-    return traces, notes
+    return traces, []
+
+
+def histogram_edges(np: Any, low: float | None, high: float | None, bins: int) -> Any:
+    """The bin edges of a histogram of finite values from ``low`` to ``high`` (None:
+    no value): ``numpy.histogram_bin_edges`` over that range.
+
+    Raises:
+        ValidationError: the range is too narrow for ``bins`` distinct float64 edges,
+            or too wide for float64.
+    """
+    if low is None or high is None:
+        return np.linspace(0.0, 1.0, bins + 1)
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):  # (checked below)
+            edges = np.histogram_bin_edges(np.array([low, high]), bins=bins, range=(low, high))
+    except ValueError as exc:  # (edges that round onto each other)
+        raise ValidationError(
+            f"{bins} bins cannot split the values from {low!r} to {high!r} (float64 has "
+            f"too few numbers between them: {exc}); use fewer bins") from exc
+    if not np.isfinite(edges).all():
+        raise ValidationError(f"the values from {low!r} to {high!r} span more than float64 "
+                              "holds: no bins of equal width; filter out the extremes")
+    return edges
+
+
+def histogram_traces(np: Any, prep: Prepared, edges: Any, counts: list[Any],
+                     glabels: list[Any]) -> list[dict[str, Any]]:
+    """The bars of a numeric histogram: ``counts[g]``, the runs per bin of group
+    code ``g`` (None: the group keeps no run, no trace)."""
+    centres = ((edges[:-1] + edges[1:]) / 2).tolist()
+    widths = np.diff(edges).tolist()
+    traces = []
+    for g, got in enumerate(counts):
+        if got is None:
+            continue
+        trace = {**_trace_base(g, glabels[g], prep.group is not None), "type": "bar",
+                 "x": centres, "y": np.asarray(got).tolist(), "width": widths,
+                 "hovertemplate": "%{x:.4g}: %{y} runs"}
+        if len(glabels) > 1:
+            trace["opacity"] = HIST_OPACITY
+        traces.append(trace)
+    return traces
 
 
 def _category_counts(np: Any, base: dict[str, Any], prep: Prepared, mine: Any) -> dict[str, Any]:

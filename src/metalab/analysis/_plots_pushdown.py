@@ -4,7 +4,14 @@
 groups :meth:`Store.aggregate_runs <metalab.store.Store.aggregate_runs>`
 computes in SQL (one row per distinct ``(x, group)`` value, never one per
 run), when the store offers it and the chart is one it can serve: ``line``
-and ``scatter`` over seeds, ``bar``.  The figure is the one
+and ``scatter`` over seeds, ``bar``; a ``scatter`` or ``line`` of raw points
+over more runs than ``max_points`` from the counts of the runs left out and a
+fixed sample :meth:`Store.sample_runs <metalab.store.Store.sample_runs>`
+chooses (other runs than the loaded path's sample, said in the same note);
+a numeric ``histogram`` from the range
+and the counts per bin (and group) :meth:`Store.histogram_runs
+<metalab.store.Store.histogram_runs>` computes, binned by the edges numpy
+gives for that range, as the loaded path bins.  The figure is the one
 :func:`~metalab.analysis.plot_figure` makes from the loaded runs: the same
 axes and category order, means and bands (merged from the groups' means and
 sums of squared deviations), left-out counts per reason and notes; any
@@ -18,14 +25,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from metalab._errors import ValidationError
 from metalab.analysis._deps import require
-from metalab.analysis._plots_data import Numbers, as_numbers, categories, distinct
+from metalab.analysis._plots_data import Axis, Numbers, as_numbers, categories, distinct
 from metalab.analysis._plots_figure import (
     MAX_GROUPS,
+    SAMPLE_NOTE,
     Prepared,
     bar_traces,
     figure_of,
+    histogram_edges,
+    histogram_traces,
     mean_traces,
+    raw_traces,
 )
 from metalab.analysis._plots_stats import GroupStats
 
@@ -58,9 +70,7 @@ def query_figure(store: Store, spec: PlotSpec, where: Any = None) -> dict[str, A
 
 def pushable(spec: PlotSpec) -> bool:
     """Whether :func:`pushed_figure` can draw ``spec`` (a store permitting)."""
-    if spec.kind == "bar":
-        return True
-    return spec.kind in ("line", "scatter") and spec.over_seeds
+    return spec.kind in ("bar", "histogram", "line", "scatter")
 
 
 def pushed_figure(store: Store, experiment_id: str | None, where: Any,
@@ -78,6 +88,10 @@ def pushed_figure(store: Store, experiment_id: str | None, where: Any,
         return None
     np = require("numpy", "ui", "charts")
     pd = require("pandas", "ui", "charts")
+    if spec.kind == "histogram":
+        return _histogram_figure(np, pd, store, experiment_id, where, spec)
+    if not spec.over_seeds:
+        return _raw_figure(np, pd, store, experiment_id, where, spec)
     assert spec.x is not None
     by = [spec.x] + ([spec.group] if spec.group else [])
     values = [spec.y] if spec.y else []
@@ -85,6 +99,116 @@ def pushed_figure(store: Store, experiment_id: str | None, where: Any,
     if groups is None:
         return None
     return figure_from_groups(np, pd, spec, groups)
+
+
+def _histogram_figure(np: Any, pd: Any, store: Store, experiment_id: str | None,
+                      where: Any, spec: PlotSpec) -> dict[str, Any] | None:
+    """A numeric histogram from :meth:`Store.histogram_runs`: the range, then the
+    counts per bin of the edges :func:`histogram_edges` gives for it (as the
+    loaded path bins); None for a histogram of categories (a value that is
+    not a number) and every error."""
+    name = spec.x or spec.y
+    assert name is not None
+    kept: dict[str, Any] = {}
+
+    def edges_of(groups: list[dict[str, Any]]) -> list[float] | None:
+        if any(g["other"] for g in groups):
+            return None  # (categories: the loaded path counts them)
+        lows = [g["min"] for g in groups if g["finite"]]
+        highs = [g["max"] for g in groups if g["finite"]]
+        try:
+            edges = histogram_edges(np, min(lows) if lows else None,
+                                    max(highs) if highs else None, spec.bins)
+        except ValidationError:
+            return None  # (a range too narrow or too wide: the loaded path raises it)
+        kept["edges"] = edges
+        return [float(e) for e in edges.tolist()]
+
+    groups = store.histogram_runs(experiment_id, where, value=name, group=spec.group,
+                                  edges=edges_of)
+    if groups is None or (groups and "edges" not in kept and any(g["finite"] for g in groups)):
+        return None
+    total = sum(g["n"] for g in groups)
+    if total and (sum(g["missing"] for g in groups) == total
+                  or any(g["other"] for g in groups)):
+        return None  # (no run has the field, or categories: the loaded path)
+    raw_g = [g["key"] for g in groups]
+    prep = Prepared(total, None, None, None, np.ones(0, dtype=bool))
+    for key, reason in (("missing", f"no {name}"), ("nan", f"{name} = NaN"),
+                        ("posinf", f"{name} = inf"), ("neginf", f"{name} = -inf")):
+        hit = sum(g[key] for g in groups)
+        if hit:
+            prep.excluded[reason] = hit
+    if spec.group is not None:
+        if total and all(v is None for v in raw_g):
+            return None
+        prep.group = categories(np, pd, raw_g, None, keep_missing=True)
+        if len(prep.group.labels) > MAX_GROUPS:
+            return None
+        codes, glabels = prep.group.codes.tolist(), prep.group.labels
+    else:
+        codes, glabels = [0] * len(groups), [None]
+    edges = kept.get("edges", histogram_edges(np, None, None, spec.bins))
+    counts: list[Any] = [None] * len(glabels)
+    for code, g in zip(codes, groups, strict=True):
+        if g["finite"]:
+            got = np.asarray(g["counts"], dtype=np.int64)
+            counts[code] = got if counts[code] is None else counts[code] + got
+    return figure_of(spec, prep, histogram_traces(np, prep, edges, counts, glabels), [])
+
+
+def _raw_figure(np: Any, pd: Any, store: Store, experiment_id: str | None,
+                where: Any, spec: PlotSpec) -> dict[str, Any] | None:
+    """A scatter (or line) of raw points from :meth:`Store.sample_runs`: the runs
+    left out counted by reason as the loaded path counts them, and a fixed
+    sample of ``max_points`` runs drawn; None when the runs to draw are no
+    more than that (the loaded path draws them all), for categories on x and
+    for every error."""
+    assert spec.x is not None and spec.y is not None
+    got = store.sample_runs(experiment_id, where, x=spec.x, y=spec.y, group=spec.group,
+                            limit=spec.max_points)
+    if got is None or got["sample"] is None:
+        return None
+    classes, sample = got["classes"], got["sample"]
+    total = sum(c["n"] for c in classes)
+
+    def runs(role: str, kind: str) -> int:
+        return sum(c["n"] for c in classes if c[role] == kind)
+
+    if total in (runs("x", "missing"), runs("y", "missing"), runs("y", "other")) \
+            or runs("x", "other"):
+        return None  # (no run has a field, y holds no numbers, or x is categories)
+    prep = Prepared(total, None, None, None, np.ones(0, dtype=bool))
+    for c in classes:
+        reason = _left_out(spec, c["x"], c["y"])
+        if reason is not None:
+            prep.excluded[reason] = prep.excluded.get(reason, 0) + c["n"]
+    keys = [c["key"] for c in classes]
+    if spec.group is not None:
+        if all(k is None for k in keys):
+            return None
+        prep.group = categories(np, pd, keys + [row[3] for row in sample], None,
+                                keep_missing=True)
+        if len(prep.group.labels) > MAX_GROUPS:
+            return None
+        prep.group = Axis(prep.group.codes[len(keys):], prep.group.labels, False, None)
+    xs = [row[1] for row in sample]
+    prep.x = categories(np, pd, xs, as_numbers(np, xs), keep_missing=False)
+    prep.y = as_numbers(np, [row[2] for row in sample])
+    drawn = sum(c["n"] for c in classes if c["x"] == c["y"] == "finite")
+    traces = raw_traces(np, prep, spec, np.arange(len(sample)), [row[0] for row in sample])
+    return figure_of(spec, prep, traces, [SAMPLE_NOTE.format(shown=len(sample), total=drawn)])
+
+
+def _left_out(spec: PlotSpec, x: str, y: str) -> str | None:
+    """Why the loaded path leaves out a run whose x and y values are of the kinds
+    ``x`` and ``y`` (its first reason, in the order it checks them), or None."""
+    if y == "missing":
+        return f"no {spec.y}"
+    if x != "finite":
+        return {"missing": f"no {spec.x}", "nan": f"{spec.x} = NaN"}.get(x, f"{spec.x} = ±inf")
+    return {"other": f"{spec.y} not a number", "nan": f"{spec.y} = NaN",
+            "posinf": f"{spec.y} = inf", "neginf": f"{spec.y} = -inf"}.get(y)
 
 
 def _column(np: Any, rows: list[dict[str, Any]], key: str) -> Any:

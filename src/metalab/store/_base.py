@@ -23,7 +23,8 @@ Capabilities:
       :meth:`Store.read_run_documents` answer from an index
       (``load_results`` uses them).
     * ``supports_aggregate``: :meth:`Store.aggregate_runs` computes grouped
-      statistics of runs in the index (charts over seeds without loading runs).
+      statistics of runs in the index (charts over seeds without loading runs),
+      :meth:`Store.histogram_runs` histograms, :meth:`Store.sample_runs` samples.
     * ``supports_annotations``: tags and notes after the fact
       (:meth:`Store.annotate_runs`, :meth:`Store.annotate_experiment`) and
       :meth:`Store.delete_experiment`.
@@ -376,6 +377,86 @@ class Store(abc.ABC):
         groups: list[dict[str, Any]] | None = index.aggregate(
             experiment_id, query, [parse_field(f) for f in by], [parse_field(f) for f in values])
         return groups
+
+    def histogram_runs(self, experiment_id: str | None = None, where: Any = None, *,
+                       value: str, group: str | None = None,
+                       edges: Callable[[list[dict[str, Any]]], Sequence[float] | None]
+                       ) -> list[dict[str, Any]] | None:
+        """A histogram of ``value`` over the runs of a query, computed in the index
+        (only if ``supports_aggregate``); None: the index cannot answer now (as
+        for :meth:`aggregate_runs`): load the runs instead.
+
+        Two steps over the same runs (one lock or transaction): first one dict
+        per value of ``group`` (one in all without it; none without runs), in
+        no particular order: ``{"key": the group value as the runs' JSON holds
+        it (None: missing or no group), "n": runs, "missing", "nan", "posinf",
+        "neginf", "finite", "other" (not a number: text, boolean, list ...):
+        counts of runs by their ``value``, "min", "max": the least and greatest
+        finite number (None without any)}``; then ``edges(groups)`` gives the
+        bin edges (ascending, finite, spanning every "min".."max") or None (no
+        counts: the groups are returned as they are), and each group gets
+        "counts": its finite numbers per bin, binned as ``numpy.histogram``
+        bins them (``edges[i] <= v < edges[i + 1]``, the last bin closed),
+        comparing float64 values.  Field names and runs as in :meth:`aggregate_runs`.
+
+        Raises:
+            NotImplementedError: the store does not ``supports_aggregate``.
+            QuerySyntaxError, QueryError: a malformed query or field name.
+            UnknownFieldError: ``where`` names a field no run has.
+            ValidationError: ``edges`` gave unusable edges.
+        """
+        from metalab.query import parse_field
+
+        index, query = self._aggregating(where)
+        got: list[dict[str, Any]] | None = index.histogram(
+            experiment_id, query, parse_field(value),
+            parse_field(group) if group is not None else None, edges)
+        return got
+
+    def sample_runs(self, experiment_id: str | None = None, where: Any = None, *,
+                    x: str, y: str, group: str | None = None, limit: int
+                    ) -> dict[str, Any] | None:
+        """The runs of a query counted by what their ``x`` and ``y`` values are, and a
+        fixed sample of those with finite numbers in both, computed in the index
+        (only if ``supports_aggregate``); None: the index cannot answer now (as
+        for :meth:`aggregate_runs`): load the runs instead.
+
+        ``{"classes": [{"key": the ``group`` value as the runs' JSON holds it
+        (None: missing or no group), "x", "y": each one of "missing", "other"
+        (not a number), "nan", "posinf", "neginf", "finite", "n": runs}, ...],
+        "sample": None, or when more than ``limit`` runs have finite x and y,
+        ``limit`` of them as ``[run_id, x, y, group value]`` (floats)}``, from one
+        lock or transaction.  The sample is the first runs in the order of a
+        hash of each run: the same query over the same runs gives the same
+        sample each time, spread over all of them.
+
+        Raises:
+            NotImplementedError: the store does not ``supports_aggregate``.
+            QuerySyntaxError, QueryError: a malformed query or field name.
+            UnknownFieldError: ``where`` names a field no run has.
+        """
+        from metalab.query import parse_field
+
+        index, query = self._aggregating(where)
+        got: dict[str, Any] | None = index.sample(
+            experiment_id, query, parse_field(x), parse_field(y),
+            parse_field(group) if group is not None else None, limit)
+        return got
+
+    def _aggregating(self, where: Any) -> tuple[Any, Any]:
+        """(the index that aggregates, the query of ``where``) for :meth:`histogram_runs`
+        and :meth:`sample_runs`.
+
+        Raises:
+            NotImplementedError: the store does not ``supports_aggregate``.
+            QuerySyntaxError, QueryError: a malformed query.
+        """
+        if not self.supports_aggregate:
+            raise NotImplementedError(f"{type(self).__name__} cannot aggregate in an index")
+        from metalab.query import as_query
+
+        # (the stores that aggregate hold their index as ``_query_index``)
+        return cast(Any, self)._query_index, as_query(where, None, None, None)
 
     def read_run_documents(
         self, keys: list[tuple[str, str]]

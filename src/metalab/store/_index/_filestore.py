@@ -219,6 +219,20 @@ class CatalogIndex(Index):
         return filestore_aggregate(self._store, _single_folder(self._store, experiment_id),
                                    query, by, values)
 
+    def histogram(self, experiment_id: str | None, query: Query, value: Field,
+                  group: Field | None, edges: Any) -> list[dict[str, Any]] | None:
+        from metalab.store._index._histogram import filestore_histogram
+
+        return filestore_histogram(self._store, _single_folder(self._store, experiment_id),
+                                   query, value, group, edges)
+
+    def sample(self, experiment_id: str | None, query: Query, x: Field, y: Field,
+               group: Field | None, limit: int) -> dict[str, Any] | None:
+        from metalab.store._index._sample import filestore_sample
+
+        return filestore_sample(self._store, _single_folder(self._store, experiment_id),
+                                query, x, y, group, limit)
+
     def refresh(self, progress: Progress | None = None) -> int:
         """Refresh the catalog of every experiment folder; returns the files read.
 

@@ -102,6 +102,34 @@ class Index(abc.ABC):
         """
         return None
 
+    def histogram(self, experiment_id: str | None, query: Query, value: Field,
+                  group: Field | None, edges: Any) -> list[dict[str, Any]] | None:
+        """The range of ``value`` and its counts per bin over the runs of ``query``,
+        per value of ``group`` (see :meth:`~metalab.store.Store.histogram_runs`);
+        None: this index cannot (load the runs instead).
+
+        This default answers None.
+
+        Raises:
+            UnknownFieldError: ``query`` names a field no run in scope has.
+            ValidationError: ``edges`` gave unusable bin edges.
+        """
+        return None
+
+    def sample(self, experiment_id: str | None, query: Query, x: Field, y: Field,
+               group: Field | None, limit: int) -> dict[str, Any] | None:
+        """The runs of ``query`` by class of their x and y values (per value of
+        ``group``) and, when more than ``limit`` have finite x and y, a fixed
+        sample of ``limit`` of them (see :meth:`~metalab.store.Store.sample_runs`);
+        None: this index cannot (load the runs instead).
+
+        This default answers None.
+
+        Raises:
+            UnknownFieldError: ``query`` names a field no run in scope has.
+        """
+        return None
+
     @abc.abstractmethod
     def rebuild(self, progress: Progress | None = None) -> int:
         """Rebuild the index of the store's scope from the files alone.

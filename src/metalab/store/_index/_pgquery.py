@@ -236,6 +236,20 @@ class PostgresQueries(Index):
         return postgres_aggregate(self._store, _scope(self._store, experiment_id), query, by,
                                   values, _check_named_fields)
 
+    def histogram(self, experiment_id: str | None, query: Query, value: Field,
+                  group: Field | None, edges: Any) -> list[dict[str, Any]] | None:
+        from metalab.store._index._histogram import postgres_histogram
+
+        return postgres_histogram(self._store, _scope(self._store, experiment_id), query,
+                                  value, group, edges, _check_named_fields)
+
+    def sample(self, experiment_id: str | None, query: Query, x: Field, y: Field,
+               group: Field | None, limit: int) -> dict[str, Any] | None:
+        from metalab.store._index._sample import postgres_sample
+
+        return postgres_sample(self._store, _scope(self._store, experiment_id), query,
+                               x, y, group, limit, _check_named_fields)
+
     def refresh(self, progress: Progress | None = None) -> int:
         """:meth:`PostgresStore.catch_up` (``progress`` is not reported)."""
         return self._store.catch_up()
