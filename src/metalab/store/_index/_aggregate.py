@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from metalab.store._index._catalog import Catalog
     from metalab.store._index._postgres import PostgresIndex
 
-__all__ = ["AGGREGATE_NAMESPACES", "catalog_aggregate", "pg_aggregate"]
+__all__ = ["AGGREGATE_NAMESPACES", "catalog_aggregate", "catalog_scope", "pg_aggregate"]
 
 log = logging.getLogger("metalab.store.catalog")
 
@@ -176,9 +176,12 @@ def _catalog_source(catalog: Catalog, conn: sqlite3.Connection, derived: bool) -
     return f"FROM {runs} r{join}"
 
 
-def _catalog_groups(catalog: Catalog, conn: sqlite3.Connection, query: Query,
-                    by: Sequence[Field], values: Sequence[Field],
-                    cutoff: int) -> list[dict[str, Any]] | None:
+def catalog_scope(catalog: Catalog, conn: sqlite3.Connection, query: Query,
+                  used: Sequence[Field | None], cutoff: int
+                  ) -> tuple[SqliteCompiler, str] | None:
+    """(the compiler of the catalog's columns, ``FROM ... WHERE ...`` of the runs of
+    ``query``) for statements over the fields ``used``; None when the filter
+    names a field the catalog does not know (the fallback raises the right error)."""
     fields = catalog._fields(conn)
     if any(k not in fields for k in named_fields(query)):
         return None
@@ -192,11 +195,20 @@ def _catalog_groups(catalog: Catalog, conn: sqlite3.Connection, query: Query,
         return f"r.{col}"
 
     comp = SqliteCompiler(column_of, cutoff)
+    where = comp.where(without_nan(query.where))
+    derived = query.uses_derived or any(f.ns == "derived" for f in used if f)
+    return comp, f"{_catalog_source(catalog, conn, derived)} WHERE r.bad = 0 AND {where}"
+
+
+def _catalog_groups(catalog: Catalog, conn: sqlite3.Connection, query: Query,
+                    by: Sequence[Field], values: Sequence[Field],
+                    cutoff: int) -> list[dict[str, Any]] | None:
+    scoped = catalog_scope(catalog, conn, query, (*by, *values), cutoff)
+    if scoped is None:
+        return None
+    comp, source = scoped
     keys = [comp.expr(f) for f in by]
     cells = [comp.expr(f) for f in values]
-    where = comp.where(without_nan(query.where))
-    derived = query.uses_derived or any(f.ns == "derived" for f in (*by, *values))
-    source = f"{_catalog_source(catalog, conn, derived)} WHERE r.bad = 0 AND {where}"
     # (numbered parameters: a statement must use the highest one bound, so those
     # below name every key as well, and the second pass gets no shift)
     base = list(comp.params)

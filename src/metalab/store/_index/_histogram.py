@@ -41,17 +41,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from metalab._errors import ValidationError
-from metalab.query._ast import Field, Query, without_nan
-from metalab.query._fields import named_fields
+from metalab.query._ast import Field, Query
 from metalab.store._index._aggregate import (
     _SORT_PRAGMAS,
-    _catalog_source,
     _check_fields,
     _key_value,
     _pg_kinds,
     _pg_source,
     _pg_value,
     _sqlite_finite,
+    catalog_scope,
 )
 from metalab.store._index._sqlite import SqliteCompiler, decode
 
@@ -139,30 +138,6 @@ def catalog_read(catalog: Catalog, answer: Callable[[sqlite3.Connection], T]) ->
                 conn.close()
     except (sqlite3.Error, OSError) as exc:
         raise cat.CatalogUnavailable(f"catalog {catalog.path}: {exc}") from exc
-
-
-def catalog_scope(catalog: Catalog, conn: sqlite3.Connection, query: Query,
-                  used: Sequence[Field | None], cutoff: int
-                  ) -> tuple[SqliteCompiler, str] | None:
-    """(the compiler of the catalog's columns, ``FROM ... WHERE ...`` of the runs of
-    ``query``) for statements over the fields ``used``; None when the filter
-    names a field the catalog does not know (the fallback raises the right error)."""
-    fields = catalog._fields(conn)
-    if any(k not in fields for k in named_fields(query)):
-        return None
-
-    def column_of(field: Field) -> str | None:
-        col = fields.get((field.ns, field.name))
-        if col is None:
-            return None
-        if field.ns == "derived":
-            return f"(CASE WHEN dn.file IS NULL THEN d.{col} ELSE dn.{col} END)"
-        return f"r.{col}"
-
-    comp = SqliteCompiler(column_of, cutoff)
-    where = comp.where(without_nan(query.where))
-    derived = query.uses_derived or any(f.ns == "derived" for f in used if f)
-    return comp, f"{_catalog_source(catalog, conn, derived)} WHERE r.bad = 0 AND {where}"
 
 
 def sqlite_float(c: str) -> str:
