@@ -4,7 +4,8 @@ PostgreSQL filled from the same files by ``rebuild_index``), all figures in one 
 (a) the runs page's first screen (50 rows, 10 columns, with a filter), as HTML, against
     the query engine alone for the same rows (``store.query_runs`` with the same filter,
     columns and limit).  Targets: < 1 s and within 1.5x of the engine.
-(b) the same page's JSON (``/api/.../runs``) and its next page (keyset cursor).
+(b) the same page's JSON (``/api/.../runs``), its next page (keyset cursor) and the
+    same page sorted by a metric (``sort=-metrics.m0``: every matching run ordered).
 (c) a plot of the whole experiment grouped over seeds (``/api/.../plot``: line of a
     metric against a param, one line per model, mean and 95% CI).  Target: < 2 s.
 (d) a run page (``/runs/<id>``).  Target: < 200 ms.
@@ -133,6 +134,8 @@ def measure(store: Any, client: TestClient, plot: bool = True) -> None:
     after = client.get(api, params=params).json()["next"]
     log("b_next_page_json_s", round(best_of(
         lambda: client.get(api, params={**params, "after": after}), repeat=5), 4))
+    log("b_sorted_by_metric_json_s", round(best_of(
+        lambda: client.get(api, params={**params, "sort": "-metrics.m0"}), repeat=3), 4))
     if plot:
         measure_plot(client)
     rid = client.get(api, params={"limit": 1}).json()["rows"][0]["run_id"]

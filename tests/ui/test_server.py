@@ -129,7 +129,7 @@ def test_counts_move_as_runs_are_written(tmp_path: Path) -> None:
                                         status=Status.RUNNING, params={"x": 2},
                                         started_at=now, heartbeat_at=now))
         written = time.monotonic()
-        while True:  # the counts move within 2 s (the pages poll every 1.5 s)
+        while True:  # the counts move within 2 s (the pages poll every second)
             second = client.get("/api/experiments").json()["experiments"][0]["counts"]
             if second["running"] == 1 or time.monotonic() - written > LIVE_WITHIN_S:
                 break

@@ -45,8 +45,8 @@ COMPARE_MIN, COMPARE_MAX = 2, 20
 FIELD_SAMPLE = 500
 #: seconds the field names of an experiment are reused before they are read again
 FIELDS_TTL_S = 5.0
-#: seconds an experiment's status counts are reused (the pages poll every 1.5 s, so
-#: the counts they show are at most 2 s old) ...
+#: seconds an experiment's status counts are reused (the pages poll every second, so
+#: the counts they show are at most 2 s old while counting takes under 0.3 s) ...
 SUMMARY_TTL_S = 0.5
 #: ... or this many times as long as counting took, if longer: a server never spends
 #: more than about a third of its time counting, however large the experiment

@@ -5,7 +5,7 @@
 // textContent, never as HTML.
 "use strict";
 
-const LIVE_POLL_MS = 1500;
+const LIVE_POLL_MS = 1000;
 
 function getJSON(url) {
   return fetch(url, {credentials: "same-origin"}).then((r) => r.json().then((body) => {
