@@ -374,3 +374,36 @@ def html_escaped(text: str) -> str:
     import html
 
     return html.escape(text, quote=True)
+
+
+def test_plot_runs_charts_a_store_through_its_index(file_store: Callable[[str], Store],
+                                                    root: Any, monkeypatch: pytest.MonkeyPatch
+                                                    ) -> None:
+    """``plot_runs(path, ...)`` gives the figure of ``load_results(path).plot(...)``, computed
+    in the catalog (the runs are never loaded); a store passed in stays open."""
+    from metalab.analysis import _load as load_module
+    from metalab.analysis import plot_runs
+
+    store = file_store(EXP)
+    _fill(store)
+    settings = {"kind": "line", "x": "params.lr", "y": "metrics.loss", "group": "params.model"}
+    loaded = load_results(str(root), experiment_id=EXP).plot(**settings).to_plotly_json()
+
+    def no_load(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("plot_runs loaded the runs")
+
+    monkeypatch.setattr(load_module, "load_results", no_load)
+    fig = plot_runs(str(root), **settings, experiment_id=EXP)
+    assert isinstance(fig, go.Figure)
+    pushed = fig.to_plotly_json()
+    assert pushed["layout"]["meta"] == loaded["layout"]["meta"]
+    assert len(pushed["data"]) == len(loaded["data"]) == 4  # two models: a line and a band each
+    for got, want in zip(pushed["data"], loaded["data"], strict=True):
+        assert list(got["x"]) == pytest.approx(list(want["x"]))
+        assert list(got["y"]) == pytest.approx(list(want["y"]), rel=1e-12)
+    filtered = plot_runs(store, **settings, where="params.model = 'cnn'").to_plotly_json()
+    assert filtered["layout"]["meta"]["metalab"]["runs"] == 12
+    assert len(store.query_runs(EXP, None)) == 24  # (passed in: still open)
+    monkeypatch.undo()  # (an unknown field is reported by the loading path)
+    with pytest.raises(MetalabError, match=r"params\.nope"):
+        plot_runs(store, "line", x="params.nope", y="metrics.loss")

@@ -4,7 +4,7 @@
 immutable collection of :class:`Run` views with filtering, tables and
 DataFrames; derived metrics are computed after the fact with
 :meth:`Results.compute_derived`; charts (:class:`PlotSpec`, :func:`plot_figure`,
-:meth:`Results.plot`) need the ``ui`` extra.  pandas, numpy and rich are imported only by
+:meth:`Results.plot`, :func:`plot_runs`) need the ``ui`` extra.  pandas, numpy and rich are imported only by
 the methods that need them.
 """
 
@@ -23,6 +23,7 @@ from metalab.analysis._plots import (
     replicate_table,
     series_figure,
 )
+from metalab.analysis._plots_pushdown import plot_runs
 from metalab.analysis._results import Results
 from metalab.analysis._run import Run
 
@@ -35,6 +36,7 @@ __all__ = [
     "compute_derived_for_run",
     "load_results",
     "plot_figure",
+    "plot_runs",
     "plotly_js_path",
     "replicate_table",
     "resolve_derived",

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from metalab.analysis._plots_spec import PlotSpec
     from metalab.store import Store
 
-__all__ = ["pushable", "pushed_figure", "query_figure"]
+__all__ = ["plot_runs", "pushable", "pushed_figure", "query_figure"]
 
 
 def query_figure(store: Store, spec: PlotSpec, where: Any = None) -> dict[str, Any]:
@@ -66,6 +66,38 @@ def query_figure(store: Store, spec: PlotSpec, where: Any = None) -> dict[str, A
     if figure is not None:
         return figure
     return build_figure(load_results(store, where=where, columns=spec.fields()), spec)
+
+
+def plot_runs(store_or_path: Any = None, kind: str = "scatter", x: str | None = None,
+              y: str | None = None, group: str | None = None, over_seeds: bool = True,
+              band: str | None = "ci95", *, where: Any = None,
+              experiment_id: str | None = None, bins: int = 50,
+              max_points: int = 5000) -> Any:
+    """A chart of the runs of a store as a plotly ``Figure``, computed in the store's
+    index when it can (only what is drawn leaves it: the figure of a 10^6-run
+    experiment in about a second), else from the runs loaded with the chart's
+    columns.  The same figure as ``load_results(...).plot(...)``.
+
+    ``store_or_path`` and ``experiment_id`` as for :func:`~metalab.load_results`;
+    ``where`` a filter (query language text or the keyword form); the other
+    settings those of :class:`~metalab.analysis.PlotSpec`.  Only reads.
+
+    Raises:
+        ValidationError, QueryError, UnknownFieldError: a bad setting, filter or field.
+        NotFoundError: no such store or experiment.
+        MissingDependencyError: plotly, numpy or pandas is missing (extra ``ui``).
+    """
+    from metalab.analysis._load import _open
+    from metalab.analysis._plots import figure_object
+    from metalab.analysis._plots_spec import PlotSpec
+
+    spec = PlotSpec(kind, x, y, group, over_seeds, band, bins, max_points)
+    store = _open(store_or_path, experiment_id)
+    try:
+        return figure_object(query_figure(store, spec, where))
+    finally:
+        if store is not store_or_path:  # (opened here; a store passed in stays open)
+            store.close()
 
 
 def pushable(spec: PlotSpec) -> bool:
