@@ -70,3 +70,42 @@ def test_values_a_few_ulps_apart(make_store: Any) -> None:
         pushed = pushed_figure(pg, None, None, spec)
         assert pushed is not None
         assert pushed == plot_figure(load_results(pg, columns=spec.fields()), spec)
+
+
+def test_group_values_jsonb_holds_equal_are_one_group(make_store: Any) -> None:
+    """``1`` and ``1.0`` are one jsonb value: the range and the bins statements may each
+    show either; the groups still match (no crash) and count every run once."""
+    pg: PostgresStore = make_store(EXP)
+    for i in range(20):
+        pg.put_run_record(make_record(f"r{i:03d}", EXP, params={"g": 1 if i < 10 else 1.0},
+                                      metrics={"v": float(i)}))
+    pg.flush()
+    groups = pg.histogram_runs(None, None, value="metrics.v", group="params.g",
+                               edges=lambda g: [0.0, 10.0, 19.0])
+    assert groups is not None and len(groups) == 1
+    assert groups[0]["n"] == 20 and groups[0]["counts"] == [10, 10]
+    spec = PlotSpec("histogram", "metrics.v", group="params.g", bins=4)
+    got = pushed_figure(pg, None, None, spec)
+    assert got is not None and got["layout"]["meta"]["metalab"]["runs"] == 20
+    assert sum(sum(t["y"]) for t in got["data"]) == 20
+
+
+def test_range_and_bins_see_the_same_runs(make_store: Any) -> None:
+    """A run written between the range statement and the bins statement (here: from the
+    edges callback, as a concurrent writer would) is in neither."""
+    pg: PostgresStore = make_store(EXP)
+    for i in range(5):
+        pg.put_run_record(make_record(f"r{i:03d}", EXP, params={"g": 1}, metrics={"v": float(i)}))
+    pg.flush()
+    writer: PostgresStore = make_store(EXP)
+
+    def edges(groups: list[dict[str, Any]]) -> list[float]:
+        writer.put_run_record(make_record("late", EXP, params={"g": 2}, metrics={"v": 1e6}))
+        writer.put_run_record(make_record("late2", EXP, params={"g": 1}, metrics={"v": 1e6}))
+        assert writer.flush()
+        return [0.0, 2.0, 4.0]
+
+    groups = pg.histogram_runs(None, None, value="metrics.v", group="params.g", edges=edges)
+    assert groups is not None
+    assert [(g["key"], g["n"], g["finite"], g["counts"]) for g in groups] == [(1, 5, 5, [2, 3])]
+    assert len(load_results(pg)) == 7  # (both were written)

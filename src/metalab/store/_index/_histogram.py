@@ -58,6 +58,9 @@ if TYPE_CHECKING:
     from metalab.store._index._catalog import Catalog
     from metalab.store._index._postgres import PostgresIndex
 
+#: floats below this magnitude that are whole numbers are exact as integers
+_EXACT_INT = 2.0**53
+
 __all__ = ["RANGE_COUNTS", "Edges", "catalog_histogram", "catalog_read", "catalog_scope",
            "check_edges", "pg_histogram", "pg_kinds", "pg_reading", "pg_scope", "sqlite_float", "sqlite_kinds"]
 
@@ -273,10 +276,12 @@ def pg_scope(index: PostgresIndex, experiment_id: str | None, query: Query,
 @contextlib.contextmanager
 def pg_reading(index: PostgresIndex) -> Iterator[Callable[[str, list[Any]], list[Any]]]:
     """``run(sql, args)`` (``{s}`` in ``sql``: the schema) for statements in one
-    transaction (so they all see the same runs), grouping by hashing."""
+    repeatable-read transaction (so they all see the same runs: a run written
+    between a histogram's range and its bins is in neither), grouping by hashing."""
     from psycopg import sql
 
     with index.connection() as conn, conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         conn.execute("SET LOCAL TimeZone = 'UTC'")
         conn.execute("SET LOCAL work_mem = '64MB'")
         conn.execute("SET LOCAL enable_sort = off")  # (hash the groups: see _aggregate)
@@ -328,13 +333,22 @@ def pg_histogram(index: PostgresIndex, experiment_id: str | None, query: Query,
             if len(edges) > 2 else ("0", [])
         for k, b, n in run(f"SELECT {sc.key}, {bucket}, count(*) {sc.source} AND {counts[-1]} "
                            "GROUP BY 1, 2", sc.kargs + bargs + sc.sargs + vargs):
-            by_key[_key_text(_key_value(k))]["counts"][int(b)] += int(n)
+            found = by_key.get(_key_text(_key_value(k)))
+            if found is None or not 0 <= int(b) < len(found["counts"]):
+                log.warning("histogram from loaded runs: the index's bins did not match its "
+                            "range (group %r)", k)
+                return None  # (the loaded path draws it exactly)
+            found["counts"][int(b)] += int(n)
     return groups
 
 
 def _key_text(key: Any) -> bytes:
+    """The lookup text of a group key: jsonb groups ``1`` and ``1.0`` as one value
+    and may show either, so a whole float is written as the integer."""
     from metalab._internal._json import dumps
 
+    if isinstance(key, float) and key.is_integer() and abs(key) < _EXACT_INT:
+        key = int(key)
     return dumps(key)
 
 
