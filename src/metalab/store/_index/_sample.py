@@ -132,7 +132,8 @@ def pg_sample(index: PostgresIndex, experiment_id: str | None, query: Query, x: 
             got["sample"] = [[run_id, float(sx), float(sy), _key_value(k)] for run_id, sx, sy, k
                              in run(f"SELECT r.run_id, ({vx})::float8, ({vy})::float8, "
                                     f"{sc.key} {sc.source} AND {fx} AND {fy} "
-                                    "ORDER BY hashtext(r.run_id), r.run_id LIMIT %s",
+                                    "ORDER BY hashtext(r.run_id), r.run_id COLLATE \"C\", "
+                                    "r.experiment_id COLLATE \"C\" LIMIT %s",
                                     xargs + yargs + sc.kargs + sc.sargs
                                     + xargs * fx.count("%s") + yargs * fy.count("%s")
                                     + [limit])]

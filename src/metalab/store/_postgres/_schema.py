@@ -173,8 +173,11 @@ _V3: list[_Step] = [
 #: measured 2026-12-07).  It replaces the index on ``run_id`` alone, which
 #: no statement of the index could use (run ids compare with ``COLLATE "C"``)
 _V4: list[_Step] = [
-    'CREATE INDEX IF NOT EXISTS runs_key_idx ON {s}.runs (experiment_id, run_id COLLATE "C")',
+    # (the lock the DROP needs, taken first: taking it after the CREATE's would be
+    # an upgrade, which deadlocks with a session that reads runs and then writes it)
+    "LOCK TABLE {s}.runs IN ACCESS EXCLUSIVE MODE",
     "DROP INDEX IF EXISTS {s}.runs_run_id_idx",
+    'CREATE INDEX IF NOT EXISTS runs_key_idx ON {s}.runs (experiment_id, run_id COLLATE "C")',
 ]
 
 #: version -> steps (SQL with ``{s}`` for the schema, or a function of
