@@ -128,3 +128,19 @@ def test_an_earlier_attempts_record_is_not_taken_for_the_tasks(tmp_path):
     status = handle.status
     assert (status.cancelled, status.failed) == (1, 0), status
     assert handle.store.get_run_record(run_id).attempt == 1
+
+
+def test_a_task_that_started_but_left_no_final_record_ends_lost(tmp_path):
+    """Its running record of this attempt shows it started; its claim is gone (the final
+    record could not be written): lost, never "cancelled before it started"."""
+    from metalab.model import RunRecord, Status
+
+    handle, ex, run_id = _submit(_gated(tmp_path), tmp_path / "store")
+    job = ex.jobs[run_id]
+    handle.store.put_run_record(RunRecord(run_id=run_id, experiment_id="su:1",
+                                          status=Status.RUNNING, attempt=job.attempt))
+    handle.cancel()
+    ex.task_cancelled(run_id)
+    assert handle.wait(timeout=_WAIT_S)
+    status = handle.status
+    assert (status.lost, status.cancelled, status.success) == (1, 0, 0), status

@@ -581,8 +581,18 @@ class RunHandle(Handle):
             return
         # released: the task may have written its final record just before
         readable, rec = self._read_record(rid)
-        if readable and not self._ended_own(rid, rec, job):
-            self._end(rid, None, reason="cancelled before it started")
+        if not readable or self._ended_own(rid, rec, job):
+            return
+        if rec is not None and rec.attempt >= (job.attempt if job is not None else 1):
+            # a record of this attempt that is not final: the task started, then
+            # released the run without its final record (it could not be written)
+            error = ExecutionError(
+                f"run {rid}: its Dask task started (the store shows it {rec.status.value}) "
+                "but its final record was not written; run the experiment again with "
+                "resume=True")
+            self._end(rid, None, error=ErrorInfo.from_exception(error), lost=True, exc=error)
+            return
+        self._end(rid, None, reason="cancelled before it started")
 
     def _ended_own(self, rid: str, rec: RunRecord | None, job: Job | None) -> bool:
         """End ``rid`` with ``rec`` if it is a final record of this submission's attempt."""
@@ -650,6 +660,10 @@ class RunHandle(Handle):
             if self._elsewhere.pop(rid, None) is None:
                 return
             self._jobs[rid] = again
+        if self._cancel_flag.is_set():  # (cancelled meanwhile: queued runs never start)
+            self._end(rid, None, reason="this submission was cancelled before the run, "
+                      "left by a launch that is gone, was run again")
+            return
         log.info("run %s: the launch that held it is gone; running it here", rid)
         try:
             fut = self._executor.submit(again)
