@@ -22,3 +22,17 @@ def dask_client() -> Iterator[Any]:
     finally:
         client.close()
         cluster.close()
+
+
+@pytest.fixture
+def interactive_sigint():
+    """Ctrl-C raises KeyboardInterrupt, as in a terminal.
+
+    A test run started in the background (nohup, CI runners) inherits SIGINT as
+    ignored, and Python then never installs its handler.
+    """
+    import signal
+
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)

@@ -442,20 +442,6 @@ def test_sigterm_during_serial_run_gives_cancelled_record(tmp_path):
     assert 2 not in recs
 
 
-@pytest.fixture
-def interactive_sigint():
-    """Ctrl-C raises KeyboardInterrupt, as in a terminal.
-
-    A test run started in the background (nohup, CI runners) inherits SIGINT as
-    ignored, and Python then never installs its handler.
-    """
-    import signal
-
-    old = signal.signal(signal.SIGINT, signal.default_int_handler)
-    yield
-    signal.signal(signal.SIGINT, old)
-
-
 def test_ctrl_c_during_result_cancels_and_reraises(tmp_path, interactive_sigint):
     import signal
 

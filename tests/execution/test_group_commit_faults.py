@@ -132,7 +132,8 @@ class _BlockedCommits:
 
 
 @pytest.mark.timeout(HANG_S)
-def test_an_interrupt_while_waiting_for_room_still_commits_the_run(tmp_path, monkeypatch):
+def test_an_interrupt_while_waiting_for_room_still_commits_the_run(tmp_path, monkeypatch,
+                                                                   interactive_sigint):
     monkeypatch.setattr(_commit, "MAX_QUEUED", 1)
     store = FileStore(tmp_path, "gcf:1")
     blocked = _BlockedCommits(store, monkeypatch)
@@ -152,7 +153,8 @@ def test_an_interrupt_while_waiting_for_room_still_commits_the_run(tmp_path, mon
 
 
 @pytest.mark.timeout(HANG_S)
-def test_an_interrupt_while_closing_still_reports_every_run(tmp_path, monkeypatch):
+def test_an_interrupt_while_closing_still_reports_every_run(tmp_path, monkeypatch,
+                                                           interactive_sigint):
     store = FileStore(tmp_path, "gcf:1")
     blocked = _BlockedCommits(store, monkeypatch)
     tracked: list[str] = []
