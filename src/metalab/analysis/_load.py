@@ -222,14 +222,27 @@ def _open(target: Any, experiment_id: str | None) -> Store:
         return _open_store(target, experiment_id)
     if isinstance(target, StoreConfig):
         store = make_store(target, experiment_id=experiment_id)
-        return _narrow(store, experiment_id=None, strict=False)
+        return _narrowed_own(store, experiment_id=None, strict=False)
     # None (the default folder), a path or a locator; make_config rejects anything else
     config = make_config(target, must_exist=True)
     if experiment_id is not None:
         if config.is_scoped:
             return make_store(config, experiment_id=experiment_id)  # ScopeError if it differs
-        return _narrow(make_store(config), experiment_id=experiment_id, strict=True)
-    return _narrow(make_store(config), experiment_id=None, strict=False)
+        return _narrowed_own(make_store(config), experiment_id=experiment_id, strict=True)
+    return _narrowed_own(make_store(config), experiment_id=None, strict=False)
+
+
+def _narrowed_own(store: Store, *, experiment_id: str | None, strict: bool) -> Store:
+    """:func:`_narrow` of a store opened here: the unscoped one is closed when a
+    scoped store replaces it (its connections are not left open), or on error."""
+    try:
+        narrowed = _narrow(store, experiment_id=experiment_id, strict=strict)
+    except BaseException:
+        store.close()
+        raise
+    if narrowed is not store:
+        store.close()
+    return narrowed
 
 
 def _open_store(store: Store, experiment_id: str | None) -> Store:

@@ -222,7 +222,14 @@ def narrow_to_experiment(store: Store, experiment_id: str) -> Store:
         return store
     require_experiment(store, experiment_id)
     scoped = make_store(store, experiment_id=experiment_id)
-    if scoped is not store and experiment_id not in scoped.list_experiments():
+    if scoped is store:
+        return store
+    try:
+        inside = experiment_id in scoped.list_experiments()
+    except BaseException:
+        scoped.close()
+        raise
+    if not inside:
         scoped.close()
         return store  # the root is the experiment folder itself
     return scoped
