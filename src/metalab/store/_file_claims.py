@@ -39,6 +39,8 @@ _O_READ = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
 _RECORD_TMP_INFIX = ".json."
 #: guards each store's listing of temp files (see FileClaims._sweep_debris)
 _DEBRIS_LOCK = threading.Lock()
+#: seconds a listing of temp files serves later takeovers before runs/ is listed again
+_DEBRIS_LISTING_TTL_S = 60.0
 
 
 def _record_temp_files(runs: str) -> dict[str, list[str]]:
@@ -171,16 +173,21 @@ class FileClaims:
         a holder that only stalled cannot put an old record over the new
         attempt's.  The folder is listed once per store (only after a crash
         does anything take a claim over), the temp files of later takeovers
-        looked up in that listing.
+        looked up in that listing while it is younger than
+        :data:`_DEBRIS_LISTING_TTL_S` (a long-lived process lists again).
         """
         run_id = os.path.basename(claim_path)[: -len(".claim")]
         runs = os.path.join(os.path.dirname(os.path.dirname(claim_path)), "runs")
         with _DEBRIS_LOCK:
-            listings: dict[str, dict[str, list[str]]] = self.__dict__.setdefault(
+            listings: dict[str, tuple[float, dict[str, list[str]]]] = self.__dict__.setdefault(
                 "_debris_listings", {})
-            if runs not in listings:
-                listings[runs] = _record_temp_files(runs)
-            debris = listings[runs].pop(run_id, [])
+            kept = listings.get(runs)
+        if kept is None or time.monotonic() - kept[0] > _DEBRIS_LISTING_TTL_S:
+            kept = (time.monotonic(), _record_temp_files(runs))  # (outside the lock)
+            with _DEBRIS_LOCK:
+                listings[runs] = kept
+        with _DEBRIS_LOCK:
+            debris = kept[1].pop(run_id, [])
         for tmp in debris:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)

@@ -249,7 +249,9 @@ class StoreView:
             cached = self._planned.get(experiment_id)
         if cached is not None and cached[0] == planned:
             return cached[1]
-        ids = frozenset(map(str, planned))
+        # (a planned id that is not a text is never a run's: kept, so it counts as not
+        # started, under a name no run id can have)
+        ids = frozenset(p if isinstance(p, str) else f"\0{p!r}" for p in planned)
         with self._lock:
             self._planned[experiment_id] = (planned, ids)
         return ids
