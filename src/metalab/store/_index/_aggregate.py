@@ -38,7 +38,7 @@ import logging
 import math
 import sqlite3
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from metalab.query._ast import Field, Query, without_nan
 from metalab.query._fields import named_fields
@@ -48,9 +48,12 @@ if TYPE_CHECKING:
     from metalab.store._index._catalog import Catalog
     from metalab.store._index._postgres import PostgresIndex
 
-__all__ = ["AGGREGATE_NAMESPACES", "catalog_aggregate", "catalog_scope", "pg_aggregate"]
+__all__ = ["AGGREGATE_NAMESPACES", "catalog_aggregate", "catalog_read", "catalog_scope",
+           "pg_aggregate"]
 
 log = logging.getLogger("metalab.store.catalog")
+
+T = TypeVar("T")
 
 #: the namespaces of fields a group key or a value may come from (plus the top fields below)
 AGGREGATE_NAMESPACES = ("params", "metrics", "derived")
@@ -144,10 +147,21 @@ def catalog_aggregate(catalog: Catalog, query: Query, by: Sequence[Field],
     Raises:
         CatalogUnavailable: use the files instead.
     """
-    from metalab.store._index import _catalog as cat
-
     if not _check_fields(by, values):
         return None
+    return catalog_read(
+        catalog, lambda conn: _catalog_groups(catalog, conn, query, by, values, cutoff))
+
+
+def catalog_read(catalog: Catalog, answer: Callable[[sqlite3.Connection], T]) -> T:
+    """``answer(conn)`` on a connection to ``catalog``, brought up to date, under its
+    lock (so every statement of ``answer`` sees the same runs).
+
+    Raises:
+        CatalogUnavailable: use the files instead.
+    """
+    from metalab.store._index import _catalog as cat
+
     try:
         with catalog._locked(cat.LOCK_WAIT_S):
             conn = catalog._open()
@@ -155,7 +169,7 @@ def catalog_aggregate(catalog: Catalog, query: Query, by: Sequence[Field],
                 catalog._refresh(conn)
                 for pragma in _SORT_PRAGMAS:
                     conn.execute(pragma)
-                return _catalog_groups(catalog, conn, query, by, values, cutoff)
+                return answer(conn)
             finally:
                 conn.close()
     except (sqlite3.Error, OSError) as exc:

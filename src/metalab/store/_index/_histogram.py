@@ -43,13 +43,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from metalab._errors import ValidationError
 from metalab.query._ast import Field, Query
 from metalab.store._index._aggregate import (
-    _SORT_PRAGMAS,
     _check_fields,
     _key_value,
     _pg_kinds,
     _pg_source,
     _pg_value,
     _sqlite_finite,
+    catalog_read,
     catalog_scope,
 )
 from metalab.store._index._sqlite import SqliteCompiler, decode
@@ -118,29 +118,6 @@ def sqlite_kinds(c: str) -> list[str]:
         f"({c} = 'Infinity' OR (typeof({c}) = 'real' AND {c} >= {_SQLITE_INF}))",
         f"({c} = '-Infinity' OR (typeof({c}) = 'real' AND {c} <= -{_SQLITE_INF}))",
     ]
-
-
-def catalog_read(catalog: Catalog, answer: Callable[[sqlite3.Connection], T]) -> T:
-    """``answer(conn)`` on a connection to ``catalog``, brought up to date, under its
-    lock (so every statement of ``answer`` sees the same runs).
-
-    Raises:
-        CatalogUnavailable: use the files instead.
-    """
-    from metalab.store._index import _catalog as cat
-
-    try:
-        with catalog._locked(cat.LOCK_WAIT_S):
-            conn = catalog._open()
-            try:
-                catalog._refresh(conn)
-                for pragma in _SORT_PRAGMAS:
-                    conn.execute(pragma)
-                return answer(conn)
-            finally:
-                conn.close()
-    except (sqlite3.Error, OSError) as exc:
-        raise cat.CatalogUnavailable(f"catalog {catalog.path}: {exc}") from exc
 
 
 def sqlite_float(c: str) -> str:
