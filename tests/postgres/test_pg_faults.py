@@ -37,6 +37,9 @@ def test_server_stopped_mid_sweep_then_back(own_server, tmp_path: Path, fast_bre
                 store.put_run_record(r)
                 slowest = max(slowest, time.perf_counter() - t)
         assert slowest < 2.0  # never a full connect timeout per call
+        said = [r for r in caplog.records if r.levelno == logging.WARNING
+                and ("deferred" in r.getMessage() or "catch-up failed" in r.getMessage())]
+        assert len(said) <= 2, [r.getMessage() for r in said]  # one line per 30 s, not per run
         assert store.index_is_behind()
         assert len(store.list_run_records()) == 50  # from the files
         assert password not in caplog.text

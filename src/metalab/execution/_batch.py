@@ -25,7 +25,7 @@ from metalab.execution._commit import GroupCommitter
 from metalab.execution._events import EventCallback, EventDispatcher
 from metalab.execution._handle import JobExecutor, RunHandle
 from metalab.execution._progress import progress_reporter
-from metalab.execution._worker import EXIT_SIGTERM, Job, is_interrupt
+from metalab.execution._worker import EXIT_SIGTERM, Job, is_interrupt, sigterm_exit
 from metalab.store import FileStore
 
 __all__ = ["Batch", "BatchExecutor", "launch_local"]
@@ -111,11 +111,7 @@ def sigterm_as_exit() -> Iterator[None]:
         try:
             old = signal.getsignal(signal.SIGTERM)
             if old in (signal.SIG_DFL, None):
-
-                def _raise(signum: int, frame: Any) -> None:
-                    raise SystemExit(EXIT_SIGTERM)
-
-                signal.signal(signal.SIGTERM, _raise)
+                signal.signal(signal.SIGTERM, sigterm_exit)
                 installed = True
         except (ValueError, OSError, AttributeError):
             installed = False

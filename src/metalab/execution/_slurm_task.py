@@ -20,7 +20,7 @@ import socket
 import sys
 from typing import Any
 
-from metalab.execution._worker import EXIT_SIGTERM
+from metalab.execution._worker import EXIT_SIGTERM, sigterm_exit
 
 __all__ = ["main", "run_task"]
 
@@ -43,10 +43,6 @@ class _BrokenOperation:
             "the operation %s cannot be imported on node %s: %s", self.ref, socket.gethostname(), self._error
         )
         raise self._error
-
-
-def _sigterm(signum: int, frame: Any) -> None:
-    raise SystemExit(EXIT_SIGTERM)
 
 
 def run_task(submission_path: str, task_index: int) -> int:
@@ -90,7 +86,7 @@ def run_task(submission_path: str, task_index: int) -> int:
         op = _BrokenOperation(ref, exc)
     worker_id = _worker_id()
     with contextlib.suppress(ValueError, OSError):
-        signal.signal(signal.SIGTERM, _sigterm)
+        signal.signal(signal.SIGTERM, sigterm_exit)
     metadata = dict(sub.get("metadata") or {})
     # this task imports the code it runs: its provenance is taken here, once per task
     code = None if isinstance(op, _BrokenOperation) else code_provenance(op)

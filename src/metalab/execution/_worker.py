@@ -61,6 +61,7 @@ __all__ = [
     "process_initializer",
     "release_quietly",
     "run_job",
+    "sigterm_exit",
 ]
 
 log = logging.getLogger("metalab.execution")
@@ -653,8 +654,10 @@ class _WorkerState:
     contexts: dict[str, Any] = {}
 
 
-def _sigterm(signum: int, frame: Any) -> None:
-    raise SystemExit(EXIT_SIGTERM)  # installed for SIGTERM only
+def sigterm_exit(signum: int, frame: Any) -> None:
+    """The SIGTERM handler of every place that runs operations: ``SystemExit`` with
+    :data:`EXIT_SIGTERM`, so ``finally`` blocks run and the run's record says so."""
+    raise SystemExit(EXIT_SIGTERM)
 
 
 def process_initializer(started_queue: Any, cancel_event: Any) -> None:
@@ -662,7 +665,7 @@ def process_initializer(started_queue: Any, cancel_event: Any) -> None:
     _WorkerState.started_queue = started_queue
     _WorkerState.cancel_event = cancel_event
     with contextlib.suppress(ValueError, OSError):
-        signal.signal(signal.SIGTERM, _sigterm)
+        signal.signal(signal.SIGTERM, sigterm_exit)
     # Ctrl-C goes to the whole process group; let the parent decide what to cancel
     with contextlib.suppress(ValueError, OSError):
         signal.signal(signal.SIGINT, signal.SIG_IGN)

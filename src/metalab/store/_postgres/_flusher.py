@@ -56,6 +56,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from metalab._errors import IndexUnavailableError, StoreError
+from metalab._internal._throttle import Throttle
 
 if TYPE_CHECKING:
     from metalab.store._index._postgres import PostgresIndex
@@ -211,7 +212,7 @@ class IndexFlusher:
         self._urgent = False
         self._closed = False
         self._thread: threading.Thread | None = None
-        self._warned_at = 0.0
+        self._warning = Throttle(WARN_INTERVAL)
         self._catch_up_due = False  # run ``catch_up`` at ``_catch_up_at`` (monotonic)
         self._catch_up_at = 0.0
         self._backoff = 0.0  # seconds between failed catch-ups (doubling)
@@ -428,11 +429,8 @@ class IndexFlusher:
                 self._catch_up_at = at
             self._catch_up_due = True
             self._cond.notify_all()
-        if exc is not None:
-            now = time.monotonic()
-            if now - self._warned_at > WARN_INTERVAL:
-                self._warned_at = now
-                log.warning("index catch-up failed, retried later: %s", exc)
+        if exc is not None and self._warning.ready():
+            log.warning("index catch-up failed, retried later: %s", exc)
 
     def _send(self, batch: list[tuple[int, Op]]) -> None:
         if not self._index.breaker.allow():
@@ -469,9 +467,7 @@ class IndexFlusher:
         except (IndexUnavailableError, StoreError, ImportError) as exc:
             self._settle(batch, ok=False)
             self._schedule_catch_up(None)
-            now = time.monotonic()
-            if now - self._warned_at > WARN_INTERVAL:  # not one line per batch
-                self._warned_at = now
+            if self._warning.ready():  # not one line per batch
                 log.warning("index update deferred to the catch-up journal: %s", exc)
             return
         self._settle(batch, ok=True)

@@ -38,7 +38,6 @@ import contextlib
 import logging
 import os
 import threading
-import time
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, BinaryIO, ClassVar
@@ -51,6 +50,7 @@ from metalab._errors import (
     StoreError,
 )
 from metalab._internal._json import dumps, encode_values
+from metalab._internal._throttle import Throttle
 from metalab.model import ArtifactDescriptor, RunRecord
 from metalab.query._parser import as_query
 from metalab.store._base import ErrorCallback, Store, warn_corrupt
@@ -118,7 +118,7 @@ class PostgresStore(PostgresCuration, PostgresCatchUp, Store):
         self._lock = threading.Lock()
         self._next_catch_up = 0.0  # look at the journal on the first successful write
         self._next_catch_up_request = 0.0  # reads ask for a catch-up at most this often
-        self._warned_at = 0.0
+        self._warning = Throttle(WARN_INTERVAL)
         self._scoped_files: dict[str, FileStore] = {}
         self._flusher: IndexFlusher | None = None
         self._touched: set[str] = set()  # experiments written since their offsets moved
@@ -235,9 +235,7 @@ class PostgresStore(PostgresCuration, PostgresCatchUp, Store):
         return rec.experiment_id if rec is not None else None
 
     def _warn(self, what: str, exc: Exception) -> None:
-        now = time.monotonic()
-        if now - self._warned_at > WARN_INTERVAL:  # not one line per run
-            self._warned_at = now
+        if self._warning.ready():  # not one line per run
             log.warning("index update deferred (%s): %s", what, exc)
 
     def _get_flusher(self) -> IndexFlusher:
