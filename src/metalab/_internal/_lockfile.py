@@ -29,14 +29,12 @@ import uuid
 from collections.abc import Callable, Iterator
 
 from metalab._internal._atomic import create_exclusive
-from metalab._internal._owner import holder_is_stale, new_owner, owner_label
+from metalab._internal._owner import holder_is_stale, new_owner, owner_label, read_owner_file
 
 __all__ = ["FileLock", "LockTimeout", "hold"]
 
 #: the pause between attempts doubles from ``poll`` up to this many seconds
 _MAX_POLL_S = 0.2
-#: bytes of a lock file read to find its holder (its first line)
-_HOLDER_READ_BYTES = 4096
 #: hex digits of the random suffix of a stale lock file moved aside
 _ASIDE_SUFFIX_HEX = 12
 
@@ -99,21 +97,13 @@ class FileLock:
 
     @staticmethod
     def _holder(path: str) -> tuple[str, float] | None:
-        """(owner line, age in seconds) of a lock file; ``""`` if empty or unreadable; None if gone."""
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
+        """(owner line, age in seconds) of a lock file; ``""`` if empty or unreadable
+        (age infinite when its status cannot be read); None if gone."""
+        held = read_owner_file(path)
+        if held is None:
             return None
-        except OSError:
-            return "", float("inf")
-        try:
-            with open(path, "rb") as fh:
-                holder = fh.read(_HOLDER_READ_BYTES).decode("utf-8", "replace").split("\n", 1)[0]
-        except FileNotFoundError:
-            return None
-        except OSError:
-            holder = ""
-        return holder, time.time() - st.st_mtime
+        holder, mtime = held
+        return holder, (time.time() - mtime) if mtime is not None else float("inf")
 
     def holder_text(self) -> str:
         """Who holds the lock, for messages: ``host:pid (last touched N s ago)``."""

@@ -27,14 +27,11 @@ from typing import TYPE_CHECKING, ClassVar
 from metalab._internal._atomic import TMP_PREFIX, create_exclusive
 from metalab._internal._lockfile import FileLock, LockTimeout
 from metalab._internal._names import check_name
-from metalab._internal._owner import holder_is_stale
+from metalab._internal._owner import holder_is_stale, read_owner_file
 from metalab._internal._time import to_iso, utcnow
 
 __all__ = ["FileClaims"]
 
-#: bytes of a claim file read for its owner line
-_OWNER_READ = 4096
-_O_READ = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
 #: what follows the run id in the name of a run record's temp file
 _RECORD_TMP_INFIX = ".json."
 #: guards each store's listing of temp files (see FileClaims._sweep_debris)
@@ -82,27 +79,10 @@ class FileClaims:
         writer that died, or of a full disk); it counts as stale after a
         short grace (:func:`~metalab._internal._owner.holder_is_stale`).
         """
-        try:
-            # os.open/os.read: 4 system calls where open() makes 8 (on every claim release)
-            fd = os.open(path, _O_READ)
-            try:
-                st = os.fstat(fd)
-                try:
-                    owner = os.read(fd, _OWNER_READ).decode("utf-8", "replace").split("\n", 1)[0]
-                except OSError:
-                    owner = ""
-            finally:
-                os.close(fd)
-        except FileNotFoundError:
+        held = read_owner_file(path)
+        if held is None:
             return None
-        except OSError:
-            try:
-                return "", os.stat(path).st_mtime
-            except FileNotFoundError:
-                return None
-            except OSError:
-                return "", 0.0
-        return owner, st.st_mtime
+        return held[0], held[1] if held[1] is not None else 0.0
 
     def claim_holder(self, run_id: str) -> tuple[str, float] | None:
         """(owner string, seconds since its last heartbeat) of the claim on ``run_id``; None if unclaimed."""
