@@ -264,4 +264,3 @@ def read_owner_file(path: str) -> tuple[str, float | None] | None:
         except OSError:
             return "", None
     return owner, mtime
-
