@@ -128,6 +128,35 @@ def _scroll_to(driver: Any, element: Any) -> None:
     driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", element)
 
 
+def _all_pages(driver: Any) -> list[str]:
+    """The run ids shown on every page of the runs view, following "next page" (each
+    click waits for the new page, never reading the old one)."""
+    seen: list[str] = []
+    while True:
+        _wait(driver, "table#runs")
+        seen += [a.text for a in driver.find_elements(By.CSS_SELECTOR, "a.run-link")]
+        following = driver.find_elements(By.ID, "next-page")
+        if not following:
+            return seen
+        _click_and_load(driver, following[0], "table#runs")
+
+
+def _rendered(driver: Any, chart: Any) -> Any:
+    """``chart`` scrolled into view (charts draw only when visible) and drawn."""
+    _scroll_to(driver, chart)
+    WebDriverWait(driver, WAIT_S).until(lambda d: chart.get_attribute("data-rendered") == "1")
+    return chart
+
+
+def _loaded_image(driver: Any) -> Any:
+    """The run page's image artifact, scrolled into view and decoded by the browser."""
+    image = _wait(driver, "img.artifact-image")
+    _scroll_to(driver, image)
+    WebDriverWait(driver, WAIT_S).until(
+        lambda d: d.execute_script("return arguments[0].naturalWidth", image) > 0)
+    return image
+
+
 def _no_alert(driver: Any) -> None:
     """The escaped ``<script>alert(1)</script>`` values never ran."""
     from selenium.common.exceptions import NoAlertPresentException
@@ -189,14 +218,7 @@ def test_runs_page_next_page_group_and_compare(server: str, browser: Any) -> Non
     counts = _wait(browser, "#counts")
     WebDriverWait(browser, WAIT_S).until(lambda d: "running: 1" in counts.text)
     assert "failed: 6" in counts.text and "18 / 19 finished" in counts.text
-    seen: list[str] = []
-    while True:
-        _wait(browser, "table#runs")
-        seen += [a.text for a in browser.find_elements(By.CSS_SELECTOR, "a.run-link")]
-        following = browser.find_elements(By.ID, "next-page")
-        if not following:
-            break
-        following[0].click()
+    seen = _all_pages(browser)
     assert len(seen) == 19 and len(set(seen)) == 19
     browser.get(f"{server}/experiments/{EXPERIMENT}?sort=-metrics.score")
     _wait(browser, "table#runs")
@@ -210,8 +232,7 @@ def test_runs_page_next_page_group_and_compare(server: str, browser: Any) -> Non
     assert browser.current_url.count(",") == 2 or "%2C" in browser.current_url
     assert table.find_elements(By.CSS_SELECTOR, "tr.differs")
     chart = _wait(browser, ".chart[data-src]")
-    _scroll_to(browser, chart)
-    WebDriverWait(browser, WAIT_S).until(lambda d: chart.get_attribute("data-rendered") == "1")
+    _rendered(browser, chart)
     browser.execute_script("window.scrollTo(0, 0);")
     _shot(browser, "compare")
     browser.get(f"{server}/experiments/{EXPERIMENT}?group=1&columns=params.lr,params.model,"
@@ -230,18 +251,14 @@ def _open_run(browser: Any, server: str, where: str) -> None:
 
 def test_run_page_with_artifacts_series_and_log(server: str, browser: Any) -> None:
     _open_run(browser, server, 'params.lr = 0.01 and params.model = "resnet"')
-    image = _wait(browser, "img.artifact-image")
-    _scroll_to(browser, image)
-    WebDriverWait(browser, WAIT_S).until(
-        lambda d: d.execute_script("return arguments[0].naturalWidth", image) > 0)
+    _loaded_image(browser)
     weights = browser.find_element(By.CSS_SELECTOR, '.artifact[data-name="weights"] .preview')
     _scroll_to(browser, weights)
     WebDriverWait(browser, WAIT_S).until(lambda d: "shape [3, 4]" in weights.text)
     summary = browser.find_element(By.CSS_SELECTOR, '.artifact[data-name="summary"] .preview')
     WebDriverWait(browser, WAIT_S).until(lambda d: SCRIPT in summary.text)
     chart = browser.find_element(By.CSS_SELECTOR, "#series .chart")
-    _scroll_to(browser, chart)
-    WebDriverWait(browser, WAIT_S).until(lambda d: chart.get_attribute("data-rendered") == "1")
+    _rendered(browser, chart)
     assert chart.find_elements(By.CSS_SELECTOR, ".main-svg")
     assert chart.find_element(By.CSS_SELECTOR, ".ytitle").text == "loss"  # (not "value")
     log = browser.find_element(By.CSS_SELECTOR, "pre.log")
@@ -274,8 +291,8 @@ def test_plot_page(server: str, browser: Any) -> None:
     Select(browser.find_element(By.ID, "axis-x")).select_by_visible_text("params.lr")
     Select(browser.find_element(By.ID, "axis-y")).select_by_visible_text("metrics.score")
     Select(browser.find_element(By.ID, "axis-group")).select_by_visible_text("params.model")
-    chart = _click_and_load(browser, browser.find_element(By.ID, "draw"), "#plot")
-    WebDriverWait(browser, WAIT_S).until(lambda d: chart.get_attribute("data-rendered") == "1")
+    chart = _rendered(browser, _click_and_load(browser, browser.find_element(By.ID, "draw"),
+                                               "#plot"))
     assert chart.find_elements(By.CSS_SELECTOR, ".main-svg")
     _no_alert(browser)
     _shot(browser, "plot")
@@ -291,31 +308,19 @@ def test_every_page_on_postgres(pg_server: str, browser: Any) -> None:
     assert row.find_element(By.CSS_SELECTOR, '[data-count="failed"]').text == "6"
     _click_and_load(browser, row.find_element(By.LINK_TEXT, EXPERIMENT), "table#runs")
     browser.get(f"{pg_server}/experiments/{EXPERIMENT}?limit=5")
-    seen: list[str] = []
-    while True:  # the default order: keyset pages of run ids, from the index
-        _wait(browser, "table#runs")
-        seen += [a.text for a in browser.find_elements(By.CSS_SELECTOR, "a.run-link")]
-        following = browser.find_elements(By.ID, "next-page")
-        if not following:
-            break
-        _click_and_load(browser, following[0], "table#runs")
+    seen = _all_pages(browser)  # the default order: keyset pages of run ids, from the index
     assert len(seen) == 19 and len(set(seen)) == 19
     _open_run(browser, pg_server, 'params.lr = 0.01 and params.model = "resnet"')
-    image = _wait(browser, "img.artifact-image")
-    _scroll_to(browser, image)
-    WebDriverWait(browser, WAIT_S).until(
-        lambda d: d.execute_script("return arguments[0].naturalWidth", image) > 0)
+    _loaded_image(browser)
     chart = browser.find_element(By.CSS_SELECTOR, "#series .chart")
-    _scroll_to(browser, chart)
-    WebDriverWait(browser, WAIT_S).until(lambda d: chart.get_attribute("data-rendered") == "1")
+    _rendered(browser, chart)
     assert chart.find_element(By.CSS_SELECTOR, ".ytitle").text == "loss"
     browser.get(f"{pg_server}/runs/{RUNNING_ID}")
     log = _wait(browser, "pre.log")
     WebDriverWait(browser, WAIT_S).until(lambda d: "step 2" in log.text)
     browser.get(f"{pg_server}/experiments/{EXPERIMENT}/plot?kind=line&x=params.lr"
                 "&y=metrics.score&group=params.model")
-    plot = _wait(browser, "#plot")
-    WebDriverWait(browser, WAIT_S).until(lambda d: plot.get_attribute("data-rendered") == "1")
+    plot = _rendered(browser, _wait(browser, "#plot"))
     assert plot.find_elements(By.CSS_SELECTOR, ".main-svg")
     _no_alert(browser)
 
